@@ -1,0 +1,1 @@
+"""``ringpipe.schedules``: pipeline schedules as data (IR, generators, checks, views)."""
