@@ -1,0 +1,210 @@
+"""The CPU kernel: a tile-fused, parallel Numba executor for step tables.
+
+A step-by-step executor streams every rank's buffer through main memory once per step,
+2(N-1) times for a ring all-reduce. This one regroups the table per chunk
+(:attr:`StepTable.by_chunk`; transfers on different chunks touch disjoint elements and
+commute) and cuts each chunk into cache-sized tiles. A work item is one (chunk, tile)
+pair: it runs *all* of that chunk's transfers, in table order, on the tile's element
+range, while the N ranks' tiles stay in cache. Each element therefore sees exactly the
+reduction sequence of :func:`ringpipe.kernels.numpy_exec.run_table_numpy` (bitwise equal
+results) while main memory is touched about once: read each input, write each output,
+i.e. the 2·N·S-byte lower bound. Work items are independent and run under ``prange``.
+
+Rank buffers are passed as an array of addresses and re-viewed inside the kernel with
+``numba.carray``, so one compiled kernel per dtype serves every rank count.
+
+float16 buffers run as ``uint16`` bit patterns through :mod:`ringpipe.kernels.half`,
+which reproduces NumPy's widen-to-float32, add, round-to-nearest-even arithmetic.
+"""
+
+from __future__ import annotations
+
+import ctypes
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+from numba import carray, njit, prange, types
+from numba.extending import intrinsic, overload
+
+from ringpipe.kernels.half import float_to_half_bits, half_to_float_table
+from ringpipe.kernels.steps import StepTable, chunk_bounds
+
+#: op name -> opcode understood by the kernel.
+OPCODES = {"sum": 0, "max": 1, "min": 2}
+
+
+@dataclass(frozen=True)
+class KernelTuning:
+    """Tuning knobs of the Numba executor.
+
+    Attributes:
+        tile_bytes: bytes of all ranks' tiles that one work item keeps in cache.
+        parallel_min_bytes: below this many bytes in total (all ranks), run on one thread;
+            waking the thread pool costs more than it saves for small messages.
+    """
+
+    tile_bytes: int = 256 * 1024
+    parallel_min_bytes: int = 1 << 20
+
+    def __post_init__(self) -> None:
+        if self.tile_bytes < 64:
+            raise ValueError(f"tile_bytes must be >= 64, got {self.tile_bytes}")
+        if self.parallel_min_bytes < 0:
+            raise ValueError(f"parallel_min_bytes must be >= 0, got {self.parallel_min_bytes}")
+
+
+DEFAULT_TUNING = KernelTuning()
+
+_HALF_TO_FLOAT = half_to_float_table()
+_HALF_TO_FLOAT.flags.writeable = False
+
+
+@intrinsic
+def _address_to_pointer(typingctx, address, like):
+    """Reinterpret an integer address as a pointer to ``like``'s element type."""
+    if not isinstance(address, types.Integer) or not isinstance(like, types.Array):
+        return None
+    ptr_type = types.CPointer(like.dtype)
+
+    def codegen(context, builder, signature, args):
+        return builder.inttoptr(args[0], context.get_value_type(ptr_type))
+
+    return ptr_type(address, like), codegen
+
+
+def _apply(dst, src, lo, hi, reduce, opcode, lut):
+    """``dst[lo:hi] = op(dst[lo:hi], src[lo:hi])`` or a copy; dispatched on dtype below."""
+    raise NotImplementedError  # pragma: no cover - only called from compiled code
+
+
+@overload(_apply, jit_options={"cache": True})
+def _apply_overload(dst, src, lo, hi, reduce, opcode, lut):
+    if dst.dtype == types.uint16:  # float16 bit patterns
+
+        def apply_half(dst, src, lo, hi, reduce, opcode, lut):
+            d = dst[lo:hi]
+            s = src[lo:hi]
+            if not reduce:
+                d[:] = s
+                return
+            for i in range(d.size):
+                a = lut[d[i]]
+                b = lut[s[i]]
+                if opcode == 0:
+                    d[i] = float_to_half_bits(np.float32(a + b))
+                elif opcode == 1:
+                    if not (a >= b or a != a):
+                        d[i] = s[i]
+                elif not (a <= b or a != a):
+                    d[i] = s[i]
+
+        return apply_half
+
+    def apply_native(dst, src, lo, hi, reduce, opcode, lut):
+        # Index from 0 on slices: a provably non-negative index lets LLVM vectorize.
+        d = dst[lo:hi]
+        s = src[lo:hi]
+        if not reduce:
+            d[:] = s
+        elif opcode == 0:
+            for i in range(d.size):
+                d[i] = d[i] + s[i]
+        elif opcode == 1:  # np.maximum: keep d if d >= s or d is NaN
+            for i in range(d.size):
+                a = d[i]
+                b = s[i]
+                if not (a >= b or a != a):
+                    d[i] = b
+        else:  # np.minimum
+            for i in range(d.size):
+                a = d[i]
+                b = s[i]
+                if not (a <= b or a != a):
+                    d[i] = b
+
+    return apply_native
+
+
+@njit(cache=True, inline="always")
+def _rank_view(addresses, r, n, like):
+    return carray(_address_to_pointer(addresses[r], like), (n,))
+
+
+@njit(cache=True)
+def _run_item(w, tiles_per_chunk, tile, n, in_addr, out_addr, copy_in, bounds,
+              ptr, srcs, dsts, reds, opcode, like, lut):
+    c = w // tiles_per_chunk
+    lo = bounds[c] + (w % tiles_per_chunk) * tile
+    hi = min(lo + tile, bounds[c + 1])
+    if lo >= hi:
+        return
+    if copy_in:
+        for r in range(out_addr.size):
+            _rank_view(out_addr, r, n, like)[lo:hi] = _rank_view(in_addr, r, n, like)[lo:hi]
+    for t in range(ptr[c], ptr[c + 1]):
+        _apply(_rank_view(out_addr, dsts[t], n, like), _rank_view(out_addr, srcs[t], n, like),
+               lo, hi, reds[t] != 0, opcode, lut)
+
+
+@njit(cache=True, parallel=True)
+def _run_parallel(nitems, tiles_per_chunk, tile, n, in_addr, out_addr, copy_in, bounds,
+                  ptr, srcs, dsts, reds, opcode, like, lut):
+    for w in prange(nitems):
+        _run_item(w, tiles_per_chunk, tile, n, in_addr, out_addr, copy_in, bounds, ptr, srcs,
+                  dsts, reds, opcode, like, lut)
+
+
+@njit(cache=True)
+def _run_serial(nitems, tiles_per_chunk, tile, n, in_addr, out_addr, copy_in, bounds,
+                ptr, srcs, dsts, reds, opcode, like, lut):
+    for w in range(nitems):
+        _run_item(w, tiles_per_chunk, tile, n, in_addr, out_addr, copy_in, bounds, ptr, srcs,
+                  dsts, reds, opcode, like, lut)
+
+
+@lru_cache(maxsize=256)
+def _bounds(count: int, nchunks: int) -> np.ndarray:
+    b = chunk_bounds(count, nchunks)
+    b.flags.writeable = False
+    return b
+
+
+_LIKE = {np.dtype(t): np.zeros(1, dtype=t) for t in
+         (np.float32, np.float64, np.int32, np.int64, np.uint16)}
+_LIKE[np.dtype(np.float16)] = _LIKE[np.dtype(np.uint16)]  # halves run as bit patterns
+
+
+def _address(buffer: np.ndarray) -> int:
+    """Data address of a non-empty array (the ctypes route is the cheapest for writeable)."""
+    if buffer.flags.writeable:
+        return ctypes.addressof(ctypes.c_char.from_buffer(buffer))
+    return buffer.__array_interface__["data"][0]
+
+
+def run_table_numba(table: StepTable, buffers: list[np.ndarray], op: str,
+                    inputs: list[np.ndarray] | None = None,
+                    tuning: KernelTuning = DEFAULT_TUNING) -> None:
+    """Execute ``table`` on ``buffers`` (flat, C-contiguous, equal length and dtype).
+
+    With ``inputs`` (same layout), each work item first copies its tile from ``inputs``
+    into ``buffers``, fusing the out-of-place copy into the same pass over memory.
+    Arguments are assumed checked by the caller (:mod:`ringpipe.collectives`).
+    """
+    n = buffers[0].size
+    copy_in = inputs is not None
+    if n == 0 or (len(table) == 0 and not copy_in):
+        return
+    dtype = buffers[0].dtype
+    width = dtype.itemsize * table.nranks * (2 if copy_in else 1)
+    tile = max(64, (tuning.tile_bytes // width) // 16 * 16)
+    bounds = _bounds(n, table.nchunks)
+    tiles_per_chunk = -(-int(bounds[1]) // tile)
+    nitems = table.nchunks * tiles_per_chunk
+    out_addr = np.array([_address(b) for b in buffers], dtype=np.uint64)
+    in_addr = np.array([_address(b) for b in inputs], dtype=np.uint64) if copy_in else out_addr
+    ptr, srcs, dsts, reds = table.by_chunk
+    parallel = n * width >= tuning.parallel_min_bytes and nitems > 1
+    run = _run_parallel if parallel else _run_serial
+    run(nitems, tiles_per_chunk, tile, n, in_addr, out_addr, copy_in, bounds, ptr, srcs, dsts,
+        reds, OPCODES[op], _LIKE[dtype], _HALF_TO_FLOAT)

@@ -1,0 +1,201 @@
+"""The step-table IR: a collective algorithm written down once, as data.
+
+A buffer of ``count`` elements is cut into ``nchunks`` contiguous chunks by
+:func:`chunk_bounds`. A :class:`StepTable` is an ordered list of *transfers*; each
+transfer says that at logical step ``step`` rank ``src`` sends chunk ``chunk`` to rank
+``dst``, and that the receiver either **reduces** it into its own copy
+(``dst[c] = op(dst[c], src[c])``) or **copies** it (``dst[c] = src[c]``).
+
+Execution semantics, which every executor (NumPy, Numba, CUDA, MPI) honours:
+
+* Steps run in increasing order. Within a step, transfers into the same ``(dst, chunk)``
+  are applied in table order; that fixes every element's reduction order, so two
+  executors of one table agree bit for bit.
+* No ``(rank, chunk)`` is both read and written in the same step (checked by
+  :meth:`StepTable.check`), so all transfers of a step may run concurrently, which is
+  what the MPI runtime and the cost model assume.
+* Chunks are disjoint element ranges, so transfers on different chunks commute. The
+  tile-fused executors use this: they run each chunk's transfers in table order, one
+  cache-sized tile at a time, without changing any element's reduction order.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import NamedTuple
+
+import numpy as np
+
+#: Collectives a table can implement.
+COLLECTIVES = ("all_reduce", "reduce_scatter", "all_gather", "broadcast", "reduce")
+
+
+def chunk_bounds(count: int, nchunks: int) -> np.ndarray:
+    """Boundaries of ``nchunks`` near-equal contiguous chunks of ``count`` elements.
+
+    Returns ``b`` of length ``nchunks + 1`` with chunk ``c`` = ``[b[c], b[c+1])``. The first
+    ``count % nchunks`` chunks hold one element more than the rest, so sizes that
+    ``nchunks`` does not divide, sizes below ``nchunks`` (some chunks are empty) and 0
+    are all exact: nothing is padded or dropped.
+    """
+    if count < 0:
+        raise ValueError(f"count must be >= 0, got {count}")
+    if nchunks < 1:
+        raise ValueError(f"nchunks must be >= 1, got {nchunks}")
+    base, extra = divmod(count, nchunks)
+    sizes = np.full(nchunks, base, dtype=np.int64)
+    sizes[:extra] += 1
+    bounds = np.zeros(nchunks + 1, dtype=np.int64)
+    np.cumsum(sizes, out=bounds[1:])
+    return bounds
+
+
+class Transfer(NamedTuple):
+    """One row of a step table."""
+
+    step: int
+    src: int
+    dst: int
+    chunk: int
+    reduce: bool
+
+
+@dataclass(frozen=True, eq=False)
+class StepTable:
+    """An immutable collective algorithm: transfers sorted by step.
+
+    Attributes:
+        name: what it is, e.g. ``"ring_all_reduce"``.
+        collective: one of :data:`COLLECTIVES`.
+        nranks: number of ranks N.
+        nchunks: how many chunks the buffer is cut into (see :func:`chunk_bounds`).
+        step, src, dst, chunk: int64 arrays, one entry per transfer.
+        reduce: bool array; True reduces into the receiver, False copies.
+        root: the root rank of broadcast/reduce, else None.
+        chunk_owner: for reduce_scatter and all_gather, the rank whose chunk each chunk is
+            (chunk ``c`` of rank ``chunk_owner[c]`` is that rank's result / contribution).
+    """
+
+    name: str
+    collective: str
+    nranks: int
+    nchunks: int
+    step: np.ndarray
+    src: np.ndarray
+    dst: np.ndarray
+    chunk: np.ndarray
+    reduce: np.ndarray
+    root: int | None = None
+    chunk_owner: tuple[int, ...] | None = field(default=None)
+
+    @classmethod
+    def from_transfers(
+        cls,
+        name: str,
+        collective: str,
+        nranks: int,
+        nchunks: int,
+        transfers: list[Transfer],
+        root: int | None = None,
+        chunk_owner: tuple[int, ...] | None = None,
+    ) -> StepTable:
+        """Build a table from transfers; sorts stably by step, freezes and checks it."""
+        rows = sorted(transfers, key=lambda t: t.step)  # stable: keeps in-step order
+        cols = [np.array([getattr(t, f) for t in rows], dtype=np.int64) for f in
+                ("step", "src", "dst", "chunk")]
+        red = np.array([t.reduce for t in rows], dtype=np.bool_)
+        for arr in (*cols, red):
+            arr.flags.writeable = False
+        table = cls(name, collective, nranks, nchunks, *cols, red, root, chunk_owner)
+        table.check()
+        return table
+
+    def __len__(self) -> int:
+        return int(self.step.size)
+
+    def __iter__(self):  # noqa: ANN204 - iterator of Transfer
+        for i in range(len(self)):
+            yield Transfer(int(self.step[i]), int(self.src[i]), int(self.dst[i]),
+                           int(self.chunk[i]), bool(self.reduce[i]))
+
+    @property
+    def nsteps(self) -> int:
+        """Number of logical steps (0 for a table with no transfers)."""
+        return int(self.step[-1]) + 1 if len(self) else 0
+
+    def steps(self) -> list[list[Transfer]]:
+        """Transfers grouped by step, in table order."""
+        grouped: list[list[Transfer]] = [[] for _ in range(self.nsteps)]
+        for t in self:
+            grouped[t.step].append(t)
+        return grouped
+
+    @cached_property
+    def by_chunk(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """The transfers regrouped per chunk (CSR form), keeping table order in a chunk.
+
+        Returns ``(ptr, src, dst, reduce)``: chunk ``c``'s transfers are rows
+        ``ptr[c]:ptr[c+1]``. Valid because chunks are disjoint (see module docstring).
+        """
+        order = np.argsort(self.chunk, kind="stable")
+        ptr = np.searchsorted(self.chunk[order], np.arange(self.nchunks + 1)).astype(np.int64)
+        out = (ptr, np.ascontiguousarray(self.src[order]),
+               np.ascontiguousarray(self.dst[order]),
+               np.ascontiguousarray(self.reduce[order].astype(np.uint8)))
+        for arr in out:
+            arr.flags.writeable = False
+        return out
+
+    def check(self) -> None:
+        """Raise ValueError unless the table is well formed.
+
+        Checks ranges, that steps never decrease, that no rank sends to itself, that no
+        ``(rank, chunk)`` is both read and written within one step, and that a
+        ``(rank, chunk)`` written twice in one step is only reduced into, never copied.
+        """
+        if self.collective not in COLLECTIVES:
+            raise ValueError(f"{self.name}: unknown collective {self.collective!r}")
+        n, c = self.nranks, self.nchunks
+        for label, arr, hi in (("src", self.src, n), ("dst", self.dst, n),
+                               ("chunk", self.chunk, c)):
+            if arr.size and (arr.min() < 0 or arr.max() >= hi):
+                raise ValueError(f"{self.name}: {label} out of range [0, {hi})")
+        if self.step.size and np.any(np.diff(self.step) < 0):
+            raise ValueError(f"{self.name}: steps are not sorted")
+        if np.any(self.src == self.dst):
+            raise ValueError(f"{self.name}: a rank sends to itself")
+        for step, rows in enumerate(self.steps()):
+            reads = {(t.src, t.chunk) for t in rows}
+            writes: dict[tuple[int, int], bool] = {}
+            for t in rows:
+                key = (t.dst, t.chunk)
+                if key in reads:
+                    raise ValueError(
+                        f"{self.name}: step {step}: rank {t.dst} chunk {t.chunk} is both "
+                        "sent and received in the same step")
+                if key in writes and not (writes[key] and t.reduce):
+                    raise ValueError(
+                        f"{self.name}: step {step}: rank {t.dst} chunk {t.chunk} is "
+                        "written twice and not only by reductions")
+                writes[key] = t.reduce
+
+    def contributions(self, initial: list[list[frozenset[int]]]) -> list[list[frozenset[int]]]:
+        """Run the table symbolically: which ranks' inputs each ``(rank, chunk)`` holds.
+
+        ``initial[r][c]`` is the set of contributions rank r's chunk c starts with. A
+        reduce unions the sets and raises ValueError if they overlap (a contribution would
+        be counted twice); a copy replaces the set. Used to prove a table correct for any
+        N without touching numbers.
+        """
+        state = [list(row) for row in initial]
+        for t in self:
+            incoming = state[t.src][t.chunk]
+            if t.reduce:
+                if state[t.dst][t.chunk] & incoming:
+                    raise ValueError(f"{self.name}: step {t.step}: rank {t.dst} chunk "
+                                     f"{t.chunk} would count a contribution twice")
+                state[t.dst][t.chunk] = state[t.dst][t.chunk] | incoming
+            else:
+                state[t.dst][t.chunk] = incoming
+        return state

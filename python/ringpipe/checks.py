@@ -1,0 +1,107 @@
+"""Argument checks for the collectives, run before any buffer is touched.
+
+Every error is a TypeError (wrong kind of thing) or ValueError (right kind, wrong
+value) whose message names the collective, the rank, the argument and the problem,
+e.g. ``all_reduce: rank 3: buffers[3] is not C-contiguous``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+#: dtypes every executor supports.
+SUPPORTED_DTYPES = tuple(np.dtype(t) for t in
+                         (np.float16, np.float32, np.float64, np.int32, np.int64))
+SUPPORTED_OPS = ("sum", "max", "min")
+BACKENDS = ("numpy", "numba")
+
+
+def _fail(kind: type[Exception], where: str, msg: str, rank: int | None = None) -> Exception:
+    prefix = f"{where}: rank {rank}: " if rank is not None else f"{where}: "
+    return kind(prefix + msg)
+
+
+def check_choice(where: str, name: str, value: object, allowed: Sequence[str]) -> None:
+    """``value`` must be one of ``allowed`` (e.g. an op, algorithm or backend)."""
+    if not isinstance(value, str):
+        raise _fail(TypeError, where, f"{name} must be a str, got {type(value).__name__}")
+    if value not in allowed:
+        raise _fail(ValueError, where,
+                    f"unknown {name} {value!r}; choose one of {', '.join(map(repr, allowed))}")
+
+
+def check_root(where: str, root: object, nranks: int) -> int:
+    """``root`` must be an int in ``[0, nranks)``."""
+    if isinstance(root, bool) or not isinstance(root, (int, np.integer)):
+        raise _fail(TypeError, where, f"root must be an int, got {type(root).__name__}")
+    if not 0 <= int(root) < nranks:
+        raise _fail(ValueError, where, f"root {int(root)} out of range for {nranks} ranks "
+                                       f"(valid: 0..{nranks - 1})")
+    return int(root)
+
+
+def check_rank_arrays(where: str, name: str, arrays: object, *, nranks: int | None = None,
+                      writeable: bool, same_shape: bool = True) -> list[np.ndarray]:
+    """A non-empty list/tuple of C-contiguous arrays of one supported dtype (and shape).
+
+    Returns the arrays as a list. ``nranks`` fixes the expected length.
+    """
+    if not isinstance(arrays, (list, tuple)):
+        raise _fail(TypeError, where, f"{name} must be a list with one numpy array per rank, "
+                                      f"got {type(arrays).__name__}")
+    if len(arrays) == 0:
+        raise _fail(ValueError, where, f"{name} is empty: need one array per rank")
+    if nranks is not None and len(arrays) != nranks:
+        raise _fail(ValueError, where, f"{name} has {len(arrays)} arrays for {nranks} ranks")
+    first = arrays[0]
+    for r, a in enumerate(arrays):
+        if not isinstance(a, np.ndarray):
+            raise _fail(TypeError, where, f"{name}[{r}] is a {type(a).__name__}, "
+                                          "expected numpy.ndarray", r)
+        if a.dtype not in SUPPORTED_DTYPES:
+            raise _fail(TypeError, where, f"{name}[{r}] has unsupported dtype {a.dtype}; "
+                        f"supported: {', '.join(str(d) for d in SUPPORTED_DTYPES)}", r)
+        if a.dtype != first.dtype:
+            raise _fail(TypeError, where, f"{name}[{r}] has dtype {a.dtype} but rank 0 has "
+                                          f"{first.dtype}", r)
+        if same_shape and a.shape != first.shape:
+            raise _fail(ValueError, where, f"{name}[{r}] has shape {a.shape} but rank 0 has "
+                                           f"{first.shape}", r)
+        if not a.flags.c_contiguous:
+            raise _fail(ValueError, where, f"{name}[{r}] is not C-contiguous; pass "
+                                           "np.ascontiguousarray(...)", r)
+        if writeable and not a.flags.writeable:
+            raise _fail(ValueError, where, f"{name}[{r}] is read-only", r)
+    return list(arrays)
+
+
+def _extent(a: np.ndarray) -> tuple[int, int]:
+    start = a.__array_interface__["data"][0]
+    return start, start + a.nbytes
+
+
+def check_no_overlap(where: str, groups: Sequence[tuple[str, list[np.ndarray]]],
+                     allow_same_rank: bool = False) -> None:
+    """No two rank buffers share memory (a shared buffer would corrupt the result).
+
+    ``groups`` are (argument name, arrays). With ``allow_same_rank``, ``out[r]`` may be
+    exactly ``buffers[r]`` (in place), but not partially overlap it.
+    """
+    spans = []
+    for name, arrays in groups:
+        for r, a in enumerate(arrays):
+            if a.nbytes:
+                spans.append((*_extent(a), name, r))
+    spans.sort()
+    widest = None  # the span reaching furthest right so far
+    for span in spans:
+        if widest is not None and span[0] < widest[1]:
+            s0, e0, n0, r0 = widest
+            s1, e1, n1, r1 = span
+            if not (allow_same_rank and r0 == r1 and (s0, e0) == (s1, e1)):
+                raise _fail(ValueError, where, f"{n1}[{r1}] overlaps {n0}[{r0}] in memory; "
+                                               "every rank needs its own buffer", r1)
+        if widest is None or span[1] > widest[1]:
+            widest = span

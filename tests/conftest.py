@@ -1,0 +1,11 @@
+"""Shared test settings: hypothesis profiles sized for a 2-core CI machine."""
+
+from hypothesis import HealthCheck, settings
+
+settings.register_profile(
+    "ringpipe",
+    deadline=None,  # the first call of a dtype may JIT-compile (or load the cache)
+    max_examples=60,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+settings.load_profile("ringpipe")

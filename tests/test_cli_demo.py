@@ -1,0 +1,62 @@
+"""``ringpipe demo`` and the CLI conventions (exit codes, one-line errors, --json)."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from ringpipe.bandwidth import busbw_factor, exact_inputs, exact_sum, size_sweep
+from ringpipe.cli import main
+
+
+def test_demo_table_is_exact(capsys):
+    assert main(["demo", "--ranks", "8", "--max-bytes", "64K", "--iters", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "algorithm: ring" in out and "algorithm: tree" in out
+    header = next(line for line in out.splitlines() if "#wrong" in line)
+    assert header.split() == ["size", "count", "type", "redop", "time", "algbw", "busbw",
+                              "#wrong"]
+    assert "all results exact" in out
+
+
+def test_demo_json(capsys):
+    assert main(["demo", "--ranks", "3", "--min-bytes", "1K", "--max-bytes", "4K", "--iters",
+                 "1", "--backend", "numpy", "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["wrong"] == 0 and doc["ranks"] == 3
+    rows = doc["results"]["tree"]
+    assert [r["size_bytes"] for r in rows] == [1024, 4096]
+    for r in rows:
+        assert r["busbw_gbps"] == pytest.approx(r["algbw_gbps"] * 4 / 3)
+
+
+@pytest.mark.parametrize("argv", [["demo", "--ranks", "0"], ["demo", "--max-bytes", "x"],
+                                  ["demo", "--backend", "cuda"], ["nope"], []])
+def test_bad_arguments_exit_2_with_one_line(argv, capsys):
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error:") and err.count("\n") == 1
+
+
+def test_console_script_runs():
+    done = subprocess.run([sys.executable, "-m", "ringpipe", "demo", "--max-bytes", "4K",
+                           "--iters", "1"], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "all results exact" in done.stdout
+
+
+def test_busbw_factors_follow_nccl_tests():
+    assert busbw_factor("all_reduce", 8) == pytest.approx(1.75)
+    assert busbw_factor("all_gather", 4) == pytest.approx(0.75)
+    assert busbw_factor("broadcast", 4) == 1.0
+    with pytest.raises(ValueError):
+        busbw_factor("all_to_all", 4)
+
+
+def test_exact_inputs_sum_is_exact_and_sweep_sizes():
+    xs = exact_inputs(5, 100, "float16")
+    assert (sum(x.astype("int64") for x in xs) == exact_sum(5, 100, "int64")).all()
+    assert size_sweep(4096, 65536) == [4096, 16384, 65536]
+    with pytest.raises(ValueError):
+        size_sweep(10, 5)

@@ -1,0 +1,161 @@
+"""Collectives on in-process ranks against a plain NumPy reduction.
+
+Properties: exact results for integer-valued inputs, bitwise-identical ranks, and the
+numba executor bitwise equal to the numpy executor, for N in 1..16, sizes 0..~1e5
+(primes and sizes below N included), every dtype, op and algorithm.
+"""
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+import ringpipe
+from ringpipe import KernelTuning, chunk_bounds
+
+DTYPES = [np.float16, np.float32, np.float64, np.int32, np.int64]
+OPS = {"sum": np.sum, "max": np.max, "min": np.min}
+SIZES = st.one_of(st.integers(0, 40), st.sampled_from([97, 1009, 4099, 65537, 99991, 100003]),
+                  st.integers(0, 100_000))
+# Small tiles force many tiles per chunk, and a low threshold forces the parallel path.
+TUNINGS = [ringpipe.KernelTuning(), KernelTuning(tile_bytes=256, parallel_min_bytes=0)]
+
+
+def integer_inputs(seed, n, size, dtype):
+    rng = np.random.default_rng(seed)
+    return [rng.integers(-8, 9, size).astype(dtype) for _ in range(n)]
+
+
+def expected(inputs, op):
+    stacked = np.stack([x.astype(np.int64) for x in inputs])
+    return OPS[op](stacked, axis=0).astype(inputs[0].dtype)
+
+
+def assert_bitwise(a, b):
+    assert a.dtype == b.dtype and a.shape == b.shape
+    assert a.tobytes() == b.tobytes()
+
+
+@given(n=st.integers(1, 16), size=SIZES, dtype=st.sampled_from(DTYPES),
+       algorithm=st.sampled_from(["ring", "tree"]), op=st.sampled_from(list(OPS)),
+       seed=st.integers(0, 2**32 - 1), tuning=st.sampled_from(TUNINGS))
+def test_all_reduce_exact_and_bitwise(n, size, dtype, algorithm, op, seed, tuning):
+    inputs = integer_inputs(seed, n, size, dtype)
+    want = expected(inputs, op)
+    by_numpy = ringpipe.all_reduce([x.copy() for x in inputs], algorithm, "numpy", op)
+    by_numba = ringpipe.all_reduce([x.copy() for x in inputs], algorithm, "numba", op,
+                                   tuning=tuning)
+    for r in range(n):
+        assert_bitwise(by_numpy[r], want)
+        assert_bitwise(by_numba[r], by_numpy[r])
+
+
+@given(n=st.integers(1, 16), size=SIZES, dtype=st.sampled_from([np.float16, np.float32,
+                                                                  np.float64]),
+       algorithm=st.sampled_from(["ring", "tree"]), seed=st.integers(0, 2**32 - 1))
+def test_all_reduce_random_floats(n, size, dtype, algorithm, seed):
+    rng = np.random.default_rng(seed)
+    inputs = [rng.standard_normal(size).astype(dtype) for _ in range(n)]
+    ref = np.sum(np.stack([x.astype(np.float64) for x in inputs]), axis=0)
+    by_numpy = ringpipe.all_reduce([x.copy() for x in inputs], algorithm, "numpy")
+    by_numba = ringpipe.all_reduce([x.copy() for x in inputs], algorithm, "numba",
+                                   tuning=TUNINGS[1])
+    eps = float(np.finfo(dtype).eps)
+    scale = np.sum(np.abs(np.stack([x.astype(np.float64) for x in inputs])), axis=0)
+    for r in range(n):
+        assert_bitwise(by_numba[r], by_numpy[r])
+        assert_bitwise(by_numpy[r], by_numpy[0])  # every rank bitwise identical
+        np.testing.assert_array_less(np.abs(by_numpy[r] - ref), (n * eps) * scale + 1e-30)
+
+
+@given(n=st.integers(1, 12), size=SIZES, dtype=st.sampled_from(DTYPES),
+       algorithm=st.sampled_from(["ring", "tree"]), backend=st.sampled_from(["numpy", "numba"]),
+       seed=st.integers(0, 2**32 - 1))
+def test_out_of_place_matches_in_place_and_keeps_inputs(n, size, dtype, algorithm, backend,
+                                                        seed):
+    inputs = integer_inputs(seed, n, size, dtype)
+    frozen = [x.copy() for x in inputs]
+    outs = [np.full(size, 99, dtype=dtype) for _ in range(n)]
+    got = ringpipe.all_reduce(inputs, algorithm, backend, out=outs)
+    assert all(g is o for g, o in zip(got, outs, strict=True))
+    in_place = ringpipe.all_reduce([x.copy() for x in inputs], algorithm, "numpy")
+    for r in range(n):
+        assert_bitwise(inputs[r], frozen[r])
+        assert_bitwise(outs[r], in_place[r])
+
+
+@given(n=st.integers(1, 16), size=SIZES, dtype=st.sampled_from(DTYPES),
+       op=st.sampled_from(list(OPS)), backend=st.sampled_from(["numpy", "numba"]),
+       seed=st.integers(0, 2**32 - 1), in_place=st.booleans())
+def test_reduce_scatter(n, size, dtype, op, backend, seed, in_place):
+    inputs = integer_inputs(seed, n, size, dtype)
+    want = expected(inputs, op)
+    b = chunk_bounds(size, n)
+    if in_place:
+        got = ringpipe.reduce_scatter(inputs, backend=backend, op=op)
+    else:
+        outs = [np.empty(int(b[r + 1] - b[r]), dtype) for r in range(n)]
+        got = ringpipe.reduce_scatter(inputs, backend=backend, op=op, out=outs)
+    for r in range(n):
+        assert_bitwise(got[r], want[b[r]:b[r + 1]])
+
+
+@given(n=st.integers(1, 16), piece=st.integers(0, 3000), dtype=st.sampled_from(DTYPES),
+       backend=st.sampled_from(["numpy", "numba"]), seed=st.integers(0, 2**32 - 1))
+def test_all_gather(n, piece, dtype, backend, seed):
+    pieces = integer_inputs(seed, n, piece, dtype)
+    full = np.concatenate(pieces)
+    outs = [np.zeros(n * piece, dtype) for _ in range(n)]
+    ringpipe.all_gather(pieces, backend=backend, out=outs)
+    bufs = [np.zeros(n * piece, dtype) for _ in range(n)]  # in place: own piece in chunk r
+    for r in range(n):
+        bufs[r][r * piece:(r + 1) * piece] = pieces[r]
+    ringpipe.all_gather(bufs, backend=backend)
+    for r in range(n):
+        assert_bitwise(outs[r], full)
+        assert_bitwise(bufs[r], full)
+
+
+@given(n=st.integers(1, 16), size=SIZES, dtype=st.sampled_from(DTYPES),
+       algorithm=st.sampled_from(["ring", "tree"]), backend=st.sampled_from(["numpy", "numba"]),
+       op=st.sampled_from(list(OPS)), data=st.data(), seed=st.integers(0, 2**32 - 1))
+def test_broadcast_and_reduce(n, size, dtype, algorithm, backend, op, data, seed):
+    root = data.draw(st.integers(0, n - 1))
+    inputs = integer_inputs(seed, n, size, dtype)
+    got = ringpipe.broadcast([x.copy() for x in inputs], root, algorithm, backend)
+    for r in range(n):
+        assert_bitwise(got[r], inputs[root])
+    reduced = ringpipe.reduce([x.copy() for x in inputs], root, algorithm, backend, op)
+    assert_bitwise(reduced[root], expected(inputs, op))
+    outs = [np.empty_like(x) for x in inputs]
+    ringpipe.reduce(inputs, root, algorithm, backend, op, out=outs)
+    assert_bitwise(outs[root], expected(inputs, op))
+
+
+def test_multidimensional_buffers_reduce_elementwise():
+    xs = [np.arange(24, dtype=np.float64).reshape(2, 3, 4) * (r + 1) for r in range(3)]
+    got = ringpipe.all_reduce(xs, "tree")
+    np.testing.assert_array_equal(got[1], np.arange(24.0).reshape(2, 3, 4) * 6)
+    assert got[1].shape == (2, 3, 4)
+
+
+def test_integer_sum_wraps_like_numpy():
+    big = np.iinfo(np.int32).max
+    xs = [np.array([big, -5], np.int32) for _ in range(3)]
+    want = (np.array([big, -5], np.int32) * np.int32(3))  # wraps modulo 2**32
+    for backend in ("numpy", "numba"):
+        got = ringpipe.all_reduce([x.copy() for x in xs], backend=backend)
+        assert_bitwise(got[0], want)
+
+
+@pytest.mark.parametrize("algorithm", ["ring", "tree"])
+def test_float16_matches_numpy_rounding_bitwise(algorithm):
+    rng = np.random.default_rng(7)
+    # wide dynamic range: subnormals, ties, overflow to inf
+    xs = [(rng.standard_normal(5000) * 10.0 ** rng.integers(-7, 5, 5000)).astype(np.float16)
+          for _ in range(7)]
+    a = ringpipe.all_reduce([x.copy() for x in xs], algorithm, "numpy")
+    b = ringpipe.all_reduce([x.copy() for x in xs], algorithm, "numba")
+    for r in range(7):
+        assert_bitwise(a[r], b[r])
+        assert_bitwise(a[r], a[0])
