@@ -19,7 +19,6 @@ which reproduces NumPy's widen-to-float32, add, round-to-nearest-even arithmetic
 
 from __future__ import annotations
 
-import ctypes
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -28,6 +27,7 @@ from numba import carray, njit, prange, types
 from numba.extending import intrinsic, overload
 
 from ringpipe.kernels.half import float_to_half_bits, half_to_float_table
+from ringpipe.kernels.memory import addresses
 from ringpipe.kernels.steps import StepTable, chunk_bounds
 
 #: op name -> opcode understood by the kernel.
@@ -175,21 +175,18 @@ _LIKE = {np.dtype(t): np.zeros(1, dtype=t) for t in
 _LIKE[np.dtype(np.float16)] = _LIKE[np.dtype(np.uint16)]  # halves run as bit patterns
 
 
-def _address(buffer: np.ndarray) -> int:
-    """Data address of a non-empty array (the ctypes route is the cheapest for writeable)."""
-    if buffer.flags.writeable:
-        return ctypes.addressof(ctypes.c_char.from_buffer(buffer))
-    return buffer.__array_interface__["data"][0]
-
-
 def run_table_numba(table: StepTable, buffers: list[np.ndarray], op: str,
                     inputs: list[np.ndarray] | None = None,
-                    tuning: KernelTuning = DEFAULT_TUNING) -> None:
-    """Execute ``table`` on ``buffers`` (flat, C-contiguous, equal length and dtype).
+                    tuning: KernelTuning = DEFAULT_TUNING, *,
+                    buffer_addresses: np.ndarray | None = None,
+                    input_addresses: np.ndarray | None = None) -> None:
+    """Execute ``table`` on ``buffers`` (C-contiguous, equal size and dtype, any shape).
 
     With ``inputs`` (same layout), each work item first copies its tile from ``inputs``
     into ``buffers``, fusing the out-of-place copy into the same pass over memory.
-    Arguments are assumed checked by the caller (:mod:`ringpipe.collectives`).
+    ``buffer_addresses`` / ``input_addresses`` may pass addresses the caller already
+    computed (:func:`ringpipe.kernels.memory.addresses`). Arguments are assumed checked
+    by the caller (:mod:`ringpipe.collectives`).
     """
     n = buffers[0].size
     copy_in = inputs is not None
@@ -201,8 +198,11 @@ def run_table_numba(table: StepTable, buffers: list[np.ndarray], op: str,
     bounds = _bounds(n, table.nchunks)
     tiles_per_chunk = -(-int(bounds[1]) // tile)
     nitems = table.nchunks * tiles_per_chunk
-    out_addr = np.array([_address(b) for b in buffers], dtype=np.uint64)
-    in_addr = np.array([_address(b) for b in inputs], dtype=np.uint64) if copy_in else out_addr
+    out_addr = addresses(buffers) if buffer_addresses is None else buffer_addresses
+    if not copy_in:
+        in_addr = out_addr
+    else:
+        in_addr = addresses(inputs) if input_addresses is None else input_addresses
     ptr, srcs, dsts, reds = table.by_chunk
     parallel = n * width >= tuning.parallel_min_bytes and nitems > 1
     run = _run_parallel if parallel else _run_serial

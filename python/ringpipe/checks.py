@@ -77,23 +77,20 @@ def check_rank_arrays(where: str, name: str, arrays: object, *, nranks: int | No
     return list(arrays)
 
 
-def _extent(a: np.ndarray) -> tuple[int, int]:
-    start = a.__array_interface__["data"][0]
-    return start, start + a.nbytes
-
-
-def check_no_overlap(where: str, groups: Sequence[tuple[str, list[np.ndarray]]],
+def check_no_overlap(where: str, groups: Sequence[tuple[str, list[np.ndarray], np.ndarray]],
                      allow_same_rank: bool = False) -> None:
     """No two rank buffers share memory (a shared buffer would corrupt the result).
 
-    ``groups`` are (argument name, arrays). With ``allow_same_rank``, ``out[r]`` may be
-    exactly ``buffers[r]`` (in place), but not partially overlap it.
+    ``groups`` are (argument name, arrays, their data addresses). With
+    ``allow_same_rank``, ``out[r]`` may be exactly ``buffers[r]`` (in place), but not
+    partially overlap it.
     """
     spans = []
-    for name, arrays in groups:
+    for name, arrays, starts in groups:
         for r, a in enumerate(arrays):
             if a.nbytes:
-                spans.append((*_extent(a), name, r))
+                start = int(starts[r])
+                spans.append((start, start + a.nbytes, name, r))
     spans.sort()
     widest = None  # the span reaching furthest right so far
     for span in spans:
