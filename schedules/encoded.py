@@ -1,0 +1,73 @@
+"""Array encoding of a schedule, for the O(actions) passes compiled with Numba.
+
+Every rank's list is flattened into three int64 arrays (stage, kind code,
+micro-batch; kind -1 marks an idle slot) with ``row_start[r] .. row_start[r+1]``
+delimiting rank r. Encoding is one Python pass; the checks and the simulator
+then run as Numba loops over the arrays and never touch Action objects.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from itertools import chain
+
+import numpy as np
+
+from .actions import KIND_CODES, Schedule
+
+IDLE_CODE = -1
+
+
+@dataclass(frozen=True)
+class EncodedSchedule:
+    """Flat int64 arrays for one schedule (see the module docstring)."""
+
+    stage: np.ndarray
+    kind: np.ndarray
+    microbatch: np.ndarray
+    row_start: np.ndarray
+    placement: np.ndarray
+    num_microbatches: int
+
+    def locate(self, flat: int) -> tuple[int, int]:
+        """(rank, step) of flat index ``flat``."""
+        rank = int(np.searchsorted(self.row_start, flat, side="right")) - 1
+        return rank, flat - int(self.row_start[rank])
+
+
+def encode(schedule: Schedule) -> EncodedSchedule:
+    """Flatten ``schedule`` into :class:`EncodedSchedule` arrays (one Python pass)."""
+    rows = schedule.actions
+    idle = (-1, None, -1)
+    flat = [idle if a is None else a for a in chain.from_iterable(rows)]
+    codes = {**KIND_CODES, None: IDLE_CODE}
+    try:
+        stage = np.array([a[0] for a in flat], dtype=np.int64)
+        kind = np.array([codes[a[1]] for a in flat], dtype=np.int64)
+        microbatch = np.array([a[2] for a in flat], dtype=np.int64)
+    except (TypeError, KeyError, IndexError, OverflowError):
+        bad = next(
+            (r, s)
+            for r, row in enumerate(rows)
+            for s, a in enumerate(row)
+            if a is not None
+            and not (
+                isinstance(a, tuple)
+                and len(a) == 3
+                and a[1] in KIND_CODES
+                and all(isinstance(x, int) for x in (a[0], a[2]))
+            )
+        )
+        raise TypeError(
+            f"schedule: rank {bad[0]} step {bad[1]} holds {rows[bad[0]][bad[1]]!r}, not an Action"
+        ) from None
+    row_start = np.zeros(len(rows) + 1, dtype=np.int64)
+    np.cumsum([len(row) for row in rows], out=row_start[1:])
+    return EncodedSchedule(
+        stage=stage,
+        kind=kind,
+        microbatch=microbatch,
+        row_start=row_start,
+        placement=np.asarray(schedule.placement, dtype=np.int64),
+        num_microbatches=schedule.num_microbatches,
+    )

@@ -1,0 +1,98 @@
+"""Schedule names -> generators, with each generator's constraints.
+
+The CLI and the planner look schedules up here by name; adding a schedule is one
+generator plus one :class:`ScheduleSpec` entry.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from types import MappingProxyType
+
+from .actions import Schedule
+from .gpipe import gpipe
+from .interleaved import interleaved_one_f_one_b
+from .one_f_one_b import one_f_one_b
+from .zero_bubble import zb_h1
+
+
+@dataclass(frozen=True)
+class ScheduleSpec:
+    """A registered schedule: its generator and what arguments it accepts."""
+
+    name: str
+    generator: Callable[..., Schedule]
+    takes_chunks: bool
+    default_chunks: int
+    constraints: str
+    reference: str
+
+
+SCHEDULES = MappingProxyType(
+    {
+        spec.name: spec
+        for spec in (
+            ScheduleSpec(
+                "gpipe", gpipe, False, 1, "p >= 1, m >= 1", "Huang et al., GPipe, NeurIPS 2019"
+            ),
+            ScheduleSpec(
+                "1f1b",
+                one_f_one_b,
+                False,
+                1,
+                "p >= 1, m >= 1",
+                "Narayanan et al., PipeDream-flush (ICML 2021; SC'21)",
+            ),
+            ScheduleSpec(
+                "interleaved-1f1b",
+                interleaved_one_f_one_b,
+                True,
+                2,
+                "p >= 1, v >= 2, m a multiple of p",
+                "Narayanan et al., SC'21, section 2.2.2",
+            ),
+            ScheduleSpec(
+                "zb-h1",
+                zb_h1,
+                False,
+                1,
+                "p >= 1, m >= 1",
+                "Qi et al., Zero Bubble Pipeline Parallelism, ICLR 2024",
+            ),
+        )
+    }
+)
+
+
+def schedule_spec(name: str) -> ScheduleSpec:
+    """The :class:`ScheduleSpec` registered as ``name``; ValueError lists the known names."""
+    if not isinstance(name, str):
+        raise TypeError(f"name: expected str, got {type(name).__name__}")
+    try:
+        return SCHEDULES[name]
+    except KeyError:
+        raise ValueError(
+            f"name: unknown schedule {name!r}; known: {', '.join(SCHEDULES)}"
+        ) from None
+
+
+def generate(
+    name: str, num_ranks: int, num_microbatches: int, chunks_per_rank: int | None = None
+) -> Schedule:
+    """Build the schedule registered as ``name``.
+
+    ``chunks_per_rank`` (v) is accepted only by schedules that take chunks; for them
+    it defaults to the spec's ``default_chunks``.
+    """
+    spec = schedule_spec(name)
+    if not spec.takes_chunks:
+        if chunks_per_rank is not None and chunks_per_rank != spec.default_chunks:
+            raise ValueError(
+                f"chunks_per_rank: {name} does not take chunks per rank (got v = "
+                f"{chunks_per_rank}); schedules that do: "
+                + ", ".join(s.name for s in SCHEDULES.values() if s.takes_chunks)
+            )
+        return spec.generator(num_ranks, num_microbatches)
+    v = spec.default_chunks if chunks_per_rank is None else chunks_per_rank
+    return spec.generator(num_ranks, num_microbatches, v)

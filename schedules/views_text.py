@@ -1,0 +1,61 @@
+"""Terminal view: the rank x time-slot grid of a simulated schedule.
+
+It is the picture of the Megatron paper's figures: one row per
+rank, one column per slot of equal duration, each action drawn as its text in its
+first slot and ``-`` over the rest of its duration; idle slots are ``.``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from fractions import Fraction
+from numbers import Rational
+
+from .simulate import SimulationResult
+from .step_grid import IDLE
+
+
+def _gcd(values: Iterable[object]) -> Fraction:
+    result = Fraction(0)
+    for value in values:
+        if not isinstance(value, Rational):
+            raise ValueError("slot: durations are not exact (float costs); pass slot= explicitly")
+        v = Fraction(value)
+        result = Fraction(
+            math.gcd(result.numerator * v.denominator, v.numerator * result.denominator),
+            result.denominator * v.denominator,
+        )
+    return result
+
+
+def format_time_grid(result: SimulationResult, slot: object = None) -> str:
+    """Rank x time-slot grid of a simulated schedule (compute actions only).
+
+    ``slot`` is the duration of one column; by default the greatest common divisor
+    of all compute durations, so every action spans a whole number of columns.
+    """
+    compute = [
+        [t for t in line if t.action.kind.is_compute and t.end > t.start]
+        for line in result.timelines
+    ]
+    if slot is None:
+        slot = _gcd(t.end - t.start for line in compute for t in line) or Fraction(1)
+    if not slot > 0:
+        raise ValueError(f"slot: must be > 0, got {slot!r}")
+    num_slots = math.ceil(result.makespan / slot) if result.makespan else 0
+    labels = [[IDLE] * num_slots for _ in compute]
+    for r, line in enumerate(compute):
+        for t in line:
+            first = int(t.start / slot)
+            last = max(first + 1, math.ceil(t.end / slot))
+            labels[r][first] = str(t.action)
+            for c in range(first + 1, min(last, num_slots)):
+                labels[r][c] = "-"
+    width = max([len(x) for row in labels for x in row] + [1])
+    label = len(f"rank {len(labels) - 1}")
+    lines = []
+    for r, row in enumerate(labels):
+        cells = [x * width if x in ("-", IDLE) else x.ljust(width) for x in row]
+        lines.append(f"rank {r}".ljust(label) + " | " + " ".join(cells))
+    return "\n".join(lines)
