@@ -147,6 +147,17 @@ class StepTable:
             arr.flags.writeable = False
         return out
 
+    def bytes_sent(self, count: int, itemsize: int) -> np.ndarray:
+        """Bytes each rank sends when the table runs on ``count`` elements per rank.
+
+        For the ring all-reduce this is 2(N-1)/N · S per rank (exactly, up to the
+        uneven last element of each chunk); it is what the runtimes' counters and the
+        cost model charge to the link.
+        """
+        sizes = np.diff(chunk_bounds(count, self.nchunks))
+        return np.bincount(self.src, weights=sizes[self.chunk] * itemsize,
+                           minlength=self.nranks).astype(np.int64)
+
     def check(self) -> None:
         """Raise ValueError unless the table is well formed.
 

@@ -154,3 +154,12 @@ def test_tables_are_immutable_and_registry_rejects_unknowns():
     with pytest.raises(ValueError, match="unknown collective"):
         step_table("all_to_all", "ring", 4)
     assert set(ALGORITHMS["all_reduce"]) == {"ring", "tree"}
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 8])
+def test_bytes_sent_matches_alpha_beta_volume(n):
+    size = 8 * 1000 * n  # divisible by n
+    ring = ring_all_reduce(n).bytes_sent(size // 8, 8)
+    assert list(ring) == [2 * (n - 1) * size // n] * n  # 2(N-1)/N · S per rank
+    tree = tree_all_reduce(n).bytes_sent(size // 8, 8)
+    assert tree.sum() == 2 * 2 * (n - 1) * (size // 2)  # each tree: N-1 edges up and down

@@ -1,0 +1,46 @@
+"""The model maths: a NumPy reference model and its tensor-parallel stage computations.
+
+- :mod:`.config`: :class:`ModelConfig` (shape, block kind, norm, dtype);
+- :mod:`.params`: parameter names / shapes / layout and :func:`init_params`;
+- :mod:`.functional`: rank-local maths (norms, GeLU, causal attention, losses);
+- :mod:`.reference`: :func:`reference_forward_backward`, the single-device model;
+- :mod:`.layers`: column / row-parallel linear layers and Megatron's f / g;
+- :mod:`.sharding`: :func:`shard_params` / :func:`gather_grads`;
+- :mod:`.blocks` and :mod:`.stage`: a pipeline stage over a TP group, forward and the
+  split (I / W) backward.
+"""
+
+from ringpipe.model.config import ModelConfig
+from ringpipe.model.layers import AllReduce
+from ringpipe.model.params import init_params, param_shapes
+from ringpipe.model.reference import ReferenceResult, reference_forward_backward
+from ringpipe.model.sharding import gather_grads, shard_param_shapes, shard_params, split_axis
+from ringpipe.model.stage import (
+    StageCache,
+    StageSpec,
+    WeightCache,
+    stage_backward,
+    stage_backward_input,
+    stage_backward_weight,
+    stage_forward,
+)
+
+__all__ = [
+    "AllReduce",
+    "ModelConfig",
+    "ReferenceResult",
+    "StageCache",
+    "StageSpec",
+    "WeightCache",
+    "gather_grads",
+    "init_params",
+    "param_shapes",
+    "reference_forward_backward",
+    "shard_param_shapes",
+    "shard_params",
+    "split_axis",
+    "stage_backward",
+    "stage_backward_input",
+    "stage_backward_weight",
+    "stage_forward",
+]

@@ -1,0 +1,162 @@
+"""The model's shape: one frozen, validated dataclass, plus input checks.
+
+Naming rule used throughout :mod:`ringpipe.model`: ``hidden`` is the model width h,
+``heads`` the attention head count a, ``seq`` the sequence length s, ``ffn`` the MLP
+width f, ``n = batch * seq`` the number of token positions (rows of a 2-D activation).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+BLOCKS = ("transformer", "mlp")
+NORMS = ("rmsnorm", "layernorm")
+DTYPES = ("float64", "float32")
+
+
+def _check_int(name: str, value: object, minimum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"ModelConfig.{name} must be an int, got {type(value).__name__}")
+    if value < minimum:
+        raise ValueError(f"ModelConfig.{name} must be >= {minimum}, got {value}")
+
+
+def _check_choice(name: str, value: object, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ValueError(f"ModelConfig.{name} must be one of {choices}, got {value!r}")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """A stack of ``layers`` pre-norm blocks between an input layer and an output head.
+
+    - ``vocab == 0``: the input is a dense ``(batch, seq, hidden)`` array, projected by
+      ``in_proj`` (hidden x hidden); the head projects to ``hidden`` and the loss is the
+      mean squared error over all batch*seq*hidden elements.
+    - ``vocab > 0``: the input is int token ids ``(batch, seq)`` looked up in ``embed``
+      (vocab x hidden); the head gives ``vocab`` logits and the loss is the mean
+      cross-entropy over all batch*seq positions.
+    - ``block``: ``"transformer"`` (x += attn(norm1(x)); x += mlp(norm2(x))) or
+      ``"mlp"`` (x += mlp(norm2(x)) only: the quick-run block without attention).
+    - ``ffn`` defaults to ``4 * hidden``. ``dtype`` is the parameter and compute dtype.
+
+    There is no positional embedding: causal attention already breaks the permutation
+    symmetry, and the model exists to verify parallel execution, not to train well.
+    """
+
+    layers: int = 2
+    hidden: int = 16
+    heads: int = 4
+    seq: int = 8
+    vocab: int = 0
+    ffn: int | None = None
+    block: str = "transformer"
+    norm: str = "rmsnorm"
+    eps: float = 1e-5
+    dtype: str = "float64"
+
+    def __post_init__(self) -> None:
+        _check_int("layers", self.layers, 1)
+        _check_int("hidden", self.hidden, 1)
+        _check_int("heads", self.heads, 1)
+        _check_int("seq", self.seq, 1)
+        _check_int("vocab", self.vocab, 0)
+        if self.ffn is None:
+            object.__setattr__(self, "ffn", 4 * self.hidden)
+        _check_int("ffn", self.ffn, 1)
+        if self.hidden % self.heads:
+            raise ValueError(f"ModelConfig.hidden={self.hidden} is not divisible by "
+                             f"ModelConfig.heads={self.heads}")
+        _check_choice("block", self.block, BLOCKS)
+        _check_choice("norm", self.norm, NORMS)
+        _check_choice("dtype", self.dtype, DTYPES)
+        if isinstance(self.eps, bool) or not isinstance(self.eps, (int, float)):
+            raise TypeError(f"ModelConfig.eps must be a float, got {type(self.eps).__name__}")
+        if not (math.isfinite(self.eps) and self.eps > 0):
+            raise ValueError(f"ModelConfig.eps must be finite and > 0, got {self.eps}")
+
+    @property
+    def head_dim(self) -> int:
+        """d = hidden / heads."""
+        return self.hidden // self.heads
+
+    @property
+    def np_dtype(self) -> np.dtype:
+        """The NumPy dtype of parameters and activations."""
+        return np.dtype(self.dtype)
+
+    @property
+    def has_attention(self) -> bool:
+        return self.block == "transformer"
+
+    @property
+    def allreduces_per_block(self) -> int:
+        """All-reduces per block in each direction (forward, and backward): g or f per
+        tensor-parallel sub-block, so 2 for a transformer block and 1 for an MLP block."""
+        return 2 if self.has_attention else 1
+
+    def num_params(self) -> int:
+        """Total parameter count (equals the sum of sizes in ``param_shapes``)."""
+        h, f = self.hidden, self.ffn
+        assert f is not None
+        norm = 2 * h if self.norm == "layernorm" else h
+        mlp = norm + (h * f + f) + (f * h + h)
+        attn = norm + (h * 3 * h + 3 * h) + (h * h + h) if self.has_attention else 0
+        inp = self.vocab * h if self.vocab else h * h + h
+        out_dim = self.vocab if self.vocab else h
+        head = norm + h * out_dim + out_dim
+        return inp + self.layers * (attn + mlp) + head
+
+    def check_tp(self, tp: int) -> None:
+        """Raise unless the model can be split over ``tp`` tensor-parallel ranks."""
+        if isinstance(tp, bool) or not isinstance(tp, (int, np.integer)):
+            raise TypeError(f"tp must be an int, got {type(tp).__name__}")
+        if tp < 1:
+            raise ValueError(f"tp must be >= 1, got {tp}")
+        if self.hidden % tp:
+            raise ValueError(f"hidden={self.hidden} is not divisible by tp={tp}")
+        if self.has_attention and self.heads % tp:
+            raise ValueError(f"heads={self.heads} is not divisible by tp={tp}")
+        if self.ffn % tp:  # type: ignore[operator]
+            raise ValueError(f"ffn={self.ffn} is not divisible by tp={tp}")
+
+
+def check_batch(config: ModelConfig, batch: object, name: str = "batch") -> np.ndarray:
+    """Validate a model input and return it as an array of the compute dtype.
+
+    Token ids (vocab > 0): an integer ``(batch, seq)`` array with values in [0, vocab).
+    Dense (vocab == 0): a real ``(batch, seq, hidden)`` array, cast to ``config.dtype``.
+    """
+    if not isinstance(batch, np.ndarray):
+        raise TypeError(f"{name} must be a numpy array, got {type(batch).__name__}")
+    if config.vocab:
+        if batch.ndim != 2 or batch.shape[1] != config.seq or batch.shape[0] < 1:
+            raise ValueError(f"{name} must have shape (batch, seq={config.seq}) of token ids, "
+                             f"got {batch.shape}")
+        if not np.issubdtype(batch.dtype, np.integer):
+            raise TypeError(f"{name} must hold integer token ids, got dtype {batch.dtype}")
+        if batch.size and (batch.min() < 0 or batch.max() >= config.vocab):
+            raise ValueError(f"{name} token ids must lie in [0, vocab={config.vocab})")
+        return batch
+    want = (config.seq, config.hidden)
+    if batch.ndim != 3 or batch.shape[1:] != want or batch.shape[0] < 1:
+        raise ValueError(f"{name} must have shape (batch, seq={config.seq}, "
+                         f"hidden={config.hidden}), got {batch.shape}")
+    if not np.issubdtype(batch.dtype, np.floating):
+        raise TypeError(f"{name} must be a float array, got dtype {batch.dtype}")
+    return np.ascontiguousarray(batch, dtype=config.np_dtype)
+
+
+def check_targets(config: ModelConfig, targets: object, batch_size: int) -> np.ndarray:
+    """Validate loss targets for a batch of ``batch_size`` sequences.
+
+    Cross-entropy (vocab > 0): integer class ids ``(batch, seq)`` in [0, vocab).
+    MSE (vocab == 0): a real ``(batch, seq, hidden)`` array, cast to ``config.dtype``.
+    """
+    arr = check_batch(config, targets, "targets")
+    if arr.shape[0] != batch_size:
+        raise ValueError(f"targets has batch size {arr.shape[0]} but the input has {batch_size}")
+    return arr

@@ -1,0 +1,150 @@
+"""Parameter names, shapes, deterministic initialisation and checks.
+
+Every linear layer stores ``weight`` as (in, out) and computes ``y = x @ weight + bias``.
+
+Names (``{i}`` is the layer index; ``norm*`` has ``.bias`` only for layernorm)::
+
+    embed.weight                    (vocab, hidden)        vocab > 0
+    in_proj.weight, in_proj.bias    (hidden, hidden), (hidden,)   vocab == 0
+    layers.{i}.norm1.weight/.bias   (hidden,)              transformer block only
+    layers.{i}.attn.qkv.weight      (hidden, 3*hidden)     transformer block only
+    layers.{i}.attn.qkv.bias        (3*hidden,)
+    layers.{i}.attn.out.weight      (hidden, hidden)
+    layers.{i}.attn.out.bias        (hidden,)
+    layers.{i}.norm2.weight/.bias   (hidden,)
+    layers.{i}.mlp.fc1.weight/.bias (hidden, ffn), (ffn,)
+    layers.{i}.mlp.fc2.weight/.bias (ffn, hidden), (hidden,)
+    final_norm.weight/.bias         (hidden,)
+    head.weight, head.bias          (hidden, vocab or hidden), (vocab or hidden,)
+
+**QKV column layout (head-major, Megatron's).** Column ``j`` of ``attn.qkv.weight`` is
+``j = head * 3*d + part * d + c`` with ``part`` 0 = query, 1 = key, 2 = value and
+``c`` in [0, d), d = hidden / heads. Each head's [q | k | v] columns are adjacent, so
+the contiguous column block ``[t*3h/T, (t+1)*3h/T)`` is exactly heads
+``[t*a/T, (t+1)*a/T)`` -- whole heads for tensor-parallel rank t of T. Likewise
+``attn.out.weight`` row ``head * d + c`` belongs to that head (the attention context
+is laid out head-major), so its contiguous row blocks match.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from ringpipe.model.config import ModelConfig
+
+
+def _norm_names(config: ModelConfig, prefix: str) -> list[str]:
+    names = [f"{prefix}.weight"]
+    if config.norm == "layernorm":
+        names.append(f"{prefix}.bias")
+    return names
+
+
+def input_param_shapes(config: ModelConfig) -> dict[str, tuple[int, ...]]:
+    """Parameters of the input layer (held by the first pipeline stage)."""
+    h = config.hidden
+    if config.vocab:
+        return {"embed.weight": (config.vocab, h)}
+    return {"in_proj.weight": (h, h), "in_proj.bias": (h,)}
+
+
+def layer_param_shapes(config: ModelConfig, i: int) -> dict[str, tuple[int, ...]]:
+    """Parameters of block ``i``, in forward order."""
+    h, f, p = config.hidden, config.ffn, f"layers.{i}"
+    assert f is not None
+    shapes: dict[str, tuple[int, ...]] = {}
+    if config.has_attention:
+        shapes.update({n: (h,) for n in _norm_names(config, f"{p}.norm1")})
+        shapes[f"{p}.attn.qkv.weight"] = (h, 3 * h)
+        shapes[f"{p}.attn.qkv.bias"] = (3 * h,)
+        shapes[f"{p}.attn.out.weight"] = (h, h)
+        shapes[f"{p}.attn.out.bias"] = (h,)
+    shapes.update({n: (h,) for n in _norm_names(config, f"{p}.norm2")})
+    shapes[f"{p}.mlp.fc1.weight"] = (h, f)
+    shapes[f"{p}.mlp.fc1.bias"] = (f,)
+    shapes[f"{p}.mlp.fc2.weight"] = (f, h)
+    shapes[f"{p}.mlp.fc2.bias"] = (h,)
+    return shapes
+
+
+def output_param_shapes(config: ModelConfig) -> dict[str, tuple[int, ...]]:
+    """Parameters of the final norm and head (held by the last pipeline stage)."""
+    h = config.hidden
+    out = config.vocab or h
+    shapes = {n: (h,) for n in _norm_names(config, "final_norm")}
+    shapes.update({"head.weight": (h, out), "head.bias": (out,)})
+    return shapes
+
+
+def param_shapes(config: ModelConfig) -> dict[str, tuple[int, ...]]:
+    """All parameters' full (unsharded) shapes, in forward order."""
+    shapes = input_param_shapes(config)
+    for i in range(config.layers):
+        shapes.update(layer_param_shapes(config, i))
+    shapes.update(output_param_shapes(config))
+    return shapes
+
+
+def _init_std(config: ModelConfig, name: str, shape: tuple[int, ...]) -> float:
+    if name == "embed.weight":
+        return 1.0
+    if len(shape) == 2:
+        std = 1.0 / math.sqrt(shape[0])  # LeCun: unit-variance outputs for unit inputs
+        if name.endswith(("attn.out.weight", "mlp.fc2.weight")):
+            std /= math.sqrt(2 * config.layers)  # GPT-2's residual-branch scaling
+        return std
+    return 0.02
+
+
+def init_params(config: ModelConfig, seed: int) -> dict[str, np.ndarray]:
+    """Deterministic parameters: the same ``(config, seed)`` gives the same arrays.
+
+    Values are drawn in float64 from ``numpy.random.default_rng(seed)`` in the order of
+    :func:`param_shapes`, then cast to ``config.dtype`` (so a float32 model holds the
+    rounded float64 one). Matrices ~ N(0, 1/fan_in) (output projections further scaled
+    by 1/sqrt(2*layers), as GPT-2), embeddings ~ N(0, 1), biases ~ N(0, 0.02^2) and norm
+    weights ~ 1 + N(0, 0.02^2): small but non-zero, so every parameter's gradient path
+    is exercised by tests while activations stay O(1) and float32 stays well-conditioned.
+    """
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+        raise TypeError(f"seed must be an int, got {type(seed).__name__}")
+    rng = np.random.default_rng(seed)
+    params: dict[str, np.ndarray] = {}
+    for name, shape in param_shapes(config).items():
+        value = rng.standard_normal(shape) * _init_std(config, name, shape)
+        if ".norm" in name or name.startswith("final_norm"):
+            if name.endswith(".weight"):
+                value = value + 1.0
+        params[name] = np.ascontiguousarray(value, dtype=config.np_dtype)
+    return params
+
+
+def check_arrays(where: str, arrays: object, shapes: dict[str, tuple[int, ...]],
+                 dtype: np.dtype, *, exact: bool = True) -> None:
+    """Raise unless ``arrays`` maps every name in ``shapes`` to an array of that shape
+    and dtype (and, with ``exact``, holds no other names)."""
+    if not isinstance(arrays, dict):
+        raise TypeError(f"{where} must be a dict of arrays, got {type(arrays).__name__}")
+    missing = [n for n in shapes if n not in arrays]
+    if missing:
+        raise ValueError(f"{where} is missing {missing[:4]}{'...' if len(missing) > 4 else ''}")
+    if exact:
+        extra = sorted(set(arrays) - set(shapes))
+        if extra:
+            raise ValueError(f"{where} has unknown parameters {extra[:4]}")
+    for name, shape in shapes.items():
+        value = arrays[name]
+        if not isinstance(value, np.ndarray):
+            raise TypeError(f"{where}[{name!r}] must be a numpy array, "
+                            f"got {type(value).__name__}")
+        if value.shape != shape:
+            raise ValueError(f"{where}[{name!r}] has shape {value.shape}, expected {shape}")
+        if value.dtype != dtype:
+            raise TypeError(f"{where}[{name!r}] has dtype {value.dtype}, expected {dtype}")
+
+
+def check_params(config: ModelConfig, params: object) -> None:
+    """Raise unless ``params`` holds exactly the model's parameters, shapes and dtype."""
+    check_arrays("params", params, param_shapes(config), config.np_dtype)

@@ -1,0 +1,136 @@
+"""The single-device model: full matrices, full batch, forward and backward in NumPy.
+
+This is what every parallel execution is verified against, so it is written as plainly
+as possible: one forward loop that keeps what backward needs, one backward loop in the
+reverse order. The model (pre-norm, as GPT-2)::
+
+    x = embed[tokens]                 or  x = batch @ W_in + b_in
+    for each block:
+        x = x + (attention(norm1(x) @ W_qkv + b_qkv) @ W_out + b_out)   # transformer only
+        x = x + (gelu(norm2(x) @ W_fc1 + b_fc1) @ W_fc2 + b_fc2)
+    output = final_norm(x) @ W_head + b_head
+    loss = mean cross-entropy over batch*seq positions   (vocab > 0)
+         = mean of (output - targets)^2 over batch*seq*hidden elements   (vocab == 0)
+
+Attention is multi-head causal scaled dot-product attention (Vaswani et al. 2017) and
+GeLU is the tanh approximation; see :mod:`ringpipe.model.functional` for the formulas.
+Activations are 2-D ``(batch*seq, width)``; the linear layers are written inline as
+``x @ W + b`` (and backward ``dx = dy @ W.T``, ``dW = x.T @ dy``, ``db = sum_rows(dy)``)
+in the same operation order as the tensor-parallel layers, which makes a tp=1 stage
+bitwise equal to this reference.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ringpipe.model import functional as F
+from ringpipe.model.config import ModelConfig, check_batch, check_targets
+from ringpipe.model.params import check_params
+
+
+@dataclass(frozen=True)
+class ReferenceResult:
+    """``loss`` (float), ``output`` (the head's output, ``(batch, seq, vocab or hidden)``)
+    and ``grads`` (dL/dparam for every parameter, full shapes, same names)."""
+
+    loss: float
+    output: np.ndarray
+    grads: dict[str, np.ndarray]
+
+
+def _put_norm(grads: dict[str, np.ndarray], prefix: str, dw: np.ndarray,
+              db: np.ndarray | None) -> None:
+    grads[f"{prefix}.weight"] = dw
+    if db is not None:
+        grads[f"{prefix}.bias"] = db
+
+
+def reference_forward_backward(config: ModelConfig, params: dict[str, np.ndarray],
+                               batch: np.ndarray, targets: np.ndarray) -> ReferenceResult:
+    """Loss, output and all parameter gradients of the model on one device.
+
+    ``batch``: token ids ``(B, seq)`` if ``config.vocab`` else ``(B, seq, hidden)``
+    floats; ``targets``: class ids ``(B, seq)`` or ``(B, seq, hidden)`` floats.
+    """
+    if not isinstance(config, ModelConfig):
+        raise TypeError(f"config must be a ModelConfig, got {type(config).__name__}")
+    check_params(config, params)
+    batch = check_batch(config, batch)
+    targets = check_targets(config, targets, batch.shape[0])
+    P, kind, eps = params, config.norm, config.eps
+    b, s = batch.shape[0], config.seq
+    n = b * s
+
+    def norm(x: np.ndarray, prefix: str) -> tuple[np.ndarray, F.NormCache]:
+        return F.norm_forward(x, P[f"{prefix}.weight"], P.get(f"{prefix}.bias"), kind, eps)
+
+    # ---- forward -------------------------------------------------------------------
+    if config.vocab:
+        x = P["embed.weight"][batch.reshape(n)]
+    else:
+        inp = batch.reshape(n, config.hidden)
+        x = inp @ P["in_proj.weight"] + P["in_proj.bias"]
+    saved = []
+    for i in range(config.layers):
+        p = f"layers.{i}"
+        st: dict = {}
+        if config.has_attention:
+            st["h1"], st["n1"] = norm(x, f"{p}.norm1")
+            qkv = st["h1"] @ P[f"{p}.attn.qkv.weight"] + P[f"{p}.attn.qkv.bias"]
+            st["ctx"], st["attn"] = F.attention_forward(qkv, b, s, config.heads)
+            x = x + (st["ctx"] @ P[f"{p}.attn.out.weight"] + P[f"{p}.attn.out.bias"])
+        st["h2"], st["n2"] = norm(x, f"{p}.norm2")
+        st["pre"] = st["h2"] @ P[f"{p}.mlp.fc1.weight"] + P[f"{p}.mlp.fc1.bias"]
+        st["act"], st["tanh"] = F.gelu_forward(st["pre"])
+        x = x + (st["act"] @ P[f"{p}.mlp.fc2.weight"] + P[f"{p}.mlp.fc2.bias"])
+        saved.append(st)
+    hf, nf = norm(x, "final_norm")
+    out = hf @ P["head.weight"] + P["head.bias"]
+    if config.vocab:
+        loss, dout = F.cross_entropy(out, targets.reshape(n))
+    else:
+        loss, dout = F.mean_squared_error(out, targets.reshape(n, config.hidden))
+
+    # ---- backward ------------------------------------------------------------------
+    grads: dict[str, np.ndarray] = {}
+    grads["head.weight"] = hf.T @ dout
+    grads["head.bias"] = np.sum(dout, axis=0)
+    dh = dout @ P["head.weight"].T
+    _put_norm(grads, "final_norm", *F.norm_backward_weight(dh, nf, kind))
+    dx = F.norm_backward_input(dh, P["final_norm.weight"], nf, kind)
+    for i in reversed(range(config.layers)):
+        p, st = f"layers.{i}", saved[i]
+        # MLP branch: x_out = x_mid + fc2(gelu(fc1(norm2(x_mid))))
+        grads[f"{p}.mlp.fc2.weight"] = st["act"].T @ dx
+        grads[f"{p}.mlp.fc2.bias"] = np.sum(dx, axis=0)
+        dact = dx @ P[f"{p}.mlp.fc2.weight"].T
+        dpre = F.gelu_backward(dact, st["pre"], st["tanh"])
+        grads[f"{p}.mlp.fc1.weight"] = st["h2"].T @ dpre
+        grads[f"{p}.mlp.fc1.bias"] = np.sum(dpre, axis=0)
+        dh2 = dpre @ P[f"{p}.mlp.fc1.weight"].T
+        _put_norm(grads, f"{p}.norm2", *F.norm_backward_weight(dh2, st["n2"], kind))
+        dx = dx + F.norm_backward_input(dh2, P[f"{p}.norm2.weight"], st["n2"], kind)
+        if config.has_attention:
+            # attention branch: x_mid = x_in + out(attention(qkv(norm1(x_in))))
+            grads[f"{p}.attn.out.weight"] = st["ctx"].T @ dx
+            grads[f"{p}.attn.out.bias"] = np.sum(dx, axis=0)
+            dctx = dx @ P[f"{p}.attn.out.weight"].T
+            dqkv = F.attention_backward(dctx, st["attn"])
+            grads[f"{p}.attn.qkv.weight"] = st["h1"].T @ dqkv
+            grads[f"{p}.attn.qkv.bias"] = np.sum(dqkv, axis=0)
+            dh1 = dqkv @ P[f"{p}.attn.qkv.weight"].T
+            _put_norm(grads, f"{p}.norm1", *F.norm_backward_weight(dh1, st["n1"], kind))
+            dx = dx + F.norm_backward_input(dh1, P[f"{p}.norm1.weight"], st["n1"], kind)
+    if config.vocab:
+        dembed = np.zeros_like(P["embed.weight"])
+        np.add.at(dembed, batch.reshape(n), dx)
+        grads["embed.weight"] = dembed
+    else:
+        grads["in_proj.weight"] = inp.T @ dx
+        grads["in_proj.bias"] = np.sum(dx, axis=0)
+    output = out.reshape(b, s, out.shape[1])
+    ordered = {name: grads[name] for name in P}
+    return ReferenceResult(loss=loss, output=output, grads=ordered)

@@ -1,0 +1,257 @@
+"""One pipeline stage, tensor-parallel over a TP group: the calls the runtime makes.
+
+A stage holds blocks ``[first, last)``; the first stage (first == 0) also holds the
+input layer (embedding or ``in_proj``), the last (last == layers) the final norm, head
+and loss. All T ranks of its TP group run in this process, so the API is per-rank
+lists (index = tp rank):
+
+- ``shards[t]``: rank t's parameters (:func:`~ringpipe.model.sharding.shard_params`;
+  extra names are ignored, so whole-model shards may be passed);
+- ``xs[t]``: rank t's copy of the stage input -- the micro-batch on the first stage
+  (token ids ``(b, seq)`` or dense ``(b, seq, hidden)``), else the activation
+  ``(b, seq, hidden)``. All copies hold the same values (they may be one object);
+- outputs ``ys[t]`` and input gradients ``dxs[t]`` are ``(b, seq, hidden)`` lists in
+  the same way (distinct arrays per rank, identical values).
+
+Loss scaling: the last stage returns ``loss_scale * mean_loss(micro-batch)`` and
+back-propagates its gradient. The reference loss is the mean over the global batch of
+B sequences, so with micro-batches of b_i sequences (over all data-parallel replicas)
+pass ``loss_scale = b_i / B``: sum_i (b_i / B) mean_i = (1 / B) sum_i b_i mean_i, the
+global mean. Summing the returned losses and the parameter gradients over micro-batches
+and DP replicas then gives the reference's loss and gradients. With one micro-batch
+and ``loss_scale=1.0`` a tp=1 stage chain is bitwise equal to the reference.
+
+Backward follows zero-bubble pipeline parallelism (Qi et al., ICLR 2024): the I pass
+(:func:`stage_backward_input`, all TP communication) gives the input gradient and a
+:class:`WeightCache`; the W pass (:func:`stage_backward_weight`) gives the parameter
+gradients. All-reduces per block: 2 forward, 2 in I, 0 in W (1, 1, 0 for the MLP block);
+the all-reduce is called even when tp == 1, so counts do not depend on tp.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ringpipe.model import blocks as B
+from ringpipe.model.config import ModelConfig, check_batch, check_targets
+from ringpipe.model.layers import AllReduce, check_all_reduce
+from ringpipe.model.params import (
+    check_arrays,
+    input_param_shapes,
+    layer_param_shapes,
+    output_param_shapes,
+)
+from ringpipe.model.sharding import shard_shape
+
+
+@dataclass(frozen=True)
+class StageSpec:
+    """Blocks ``[first, last)`` of ``config`` on a TP group of ``tp`` ranks."""
+
+    config: ModelConfig
+    first: int
+    last: int
+    tp: int = 1
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.config, ModelConfig):
+            raise TypeError(f"StageSpec.config must be a ModelConfig, "
+                            f"got {type(self.config).__name__}")
+        for name in ("first", "last"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+                raise TypeError(f"StageSpec.{name} must be an int, got {type(value).__name__}")
+        if not 0 <= self.first < self.last <= self.config.layers:
+            raise ValueError(f"StageSpec needs 0 <= first < last <= layers="
+                             f"{self.config.layers}, got first={self.first}, last={self.last}")
+        self.config.check_tp(self.tp)
+
+    @property
+    def is_first(self) -> bool:
+        """Holds the input layer (embedding or in_proj)."""
+        return self.first == 0
+
+    @property
+    def is_last(self) -> bool:
+        """Holds the final norm, head and loss."""
+        return self.last == self.config.layers
+
+    def param_shapes(self) -> dict[str, tuple[int, ...]]:
+        """Names and per-rank shard shapes of this stage's parameters, forward order."""
+        full = input_param_shapes(self.config) if self.is_first else {}
+        for i in range(self.first, self.last):
+            full.update(layer_param_shapes(self.config, i))
+        if self.is_last:
+            full.update(output_param_shapes(self.config))
+        return {n: shard_shape(s, n, self.tp) for n, s in full.items()}
+
+    def select(self, shard: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """This stage's entries of a (whole-model) shard dict."""
+        return {name: shard[name] for name in self.param_shapes()}
+
+
+@dataclass
+class StageCache:
+    """What backward needs from a forward. ``output`` is the head's output
+    ``(b, seq, vocab or hidden)`` and ``loss`` the scaled loss (last stage only)."""
+
+    spec: StageSpec
+    batch: int
+    shards: list[dict[str, np.ndarray]]
+    inputs: list[np.ndarray] | None
+    blocks: list[list[dict]]
+    head: list[dict] | None
+    output: np.ndarray | None = None
+    loss: float | None = None
+
+
+@dataclass
+class WeightCache:
+    """Saved (input, output-gradient) pairs from the I pass, per tp rank."""
+
+    spec: StageSpec
+    jobs: list[list[B.WeightJob]] = field(default_factory=list)
+
+
+def _check_spec(spec: object) -> StageSpec:
+    if not isinstance(spec, StageSpec):
+        raise TypeError(f"spec must be a StageSpec, got {type(spec).__name__}")
+    return spec
+
+
+def _check_list(name: str, value: object, tp: int) -> list:
+    if not isinstance(value, list) or len(value) != tp:
+        raise ValueError(f"{name} must be a list with one entry per tp rank ({tp})")
+    return value
+
+
+def _check_shards(spec: StageSpec, shards: object) -> None:
+    _check_list("shards", shards, spec.tp)
+    want = spec.param_shapes()
+    for t, shard in enumerate(shards):  # type: ignore[arg-type]
+        check_arrays(f"shards[{t}]", shard, want, spec.config.np_dtype, exact=False)
+
+
+def _check_activations(name: str, spec: StageSpec, xs: object) -> tuple[list[np.ndarray], int]:
+    cfg = spec.config
+    xs = _check_list(name, xs, spec.tp)
+    first = xs[0]
+    for t, x in enumerate(xs):
+        if not isinstance(x, np.ndarray):
+            raise TypeError(f"{name}[{t}] must be a numpy array, got {type(x).__name__}")
+        if x.ndim != 3 or x.shape[1:] != (cfg.seq, cfg.hidden) or x.shape[0] < 1:
+            raise ValueError(f"{name}[{t}] must have shape (batch, seq={cfg.seq}, "
+                             f"hidden={cfg.hidden}), got {x.shape}")
+        if x.shape != first.shape:
+            raise ValueError(f"{name}[{t}] has shape {x.shape} but {name}[0] has {first.shape}")
+        if x.dtype != cfg.np_dtype:
+            raise TypeError(f"{name}[{t}] has dtype {x.dtype}, expected {cfg.np_dtype}")
+    b = first.shape[0]
+    return [x.reshape(b * cfg.seq, cfg.hidden) for x in xs], b
+
+
+def stage_forward(spec: StageSpec, shards: list[dict[str, np.ndarray]], xs: list[np.ndarray],
+                  all_reduce: AllReduce, targets: np.ndarray | None = None,
+                  loss_scale: float = 1.0) -> tuple[list[np.ndarray] | float, StageCache]:
+    """Run the stage forward on every rank of its TP group.
+
+    Returns ``(ys, cache)`` -- ``ys[t]`` the ``(b, seq, hidden)`` output on rank t -- or,
+    on the last stage, ``(loss, cache)`` with ``loss = loss_scale * mean loss`` of this
+    micro-batch (``targets``: ids ``(b, seq)`` or dense ``(b, seq, hidden)``, required
+    there and only there) and the head output in ``cache.output``.
+    """
+    spec = _check_spec(spec)
+    cfg, tp = spec.config, spec.tp
+    _check_shards(spec, shards)
+    check_all_reduce(all_reduce)
+    if isinstance(loss_scale, bool) or not isinstance(loss_scale, (int, float, np.floating)):
+        raise TypeError(f"loss_scale must be a float, got {type(loss_scale).__name__}")
+    if not (math.isfinite(loss_scale) and loss_scale > 0):
+        raise ValueError(f"loss_scale must be finite and > 0, got {loss_scale}")
+    if spec.is_first:
+        batches = [check_batch(cfg, x, f"xs[{t}]") for t, x in enumerate(_check_list("xs", xs, tp))]
+        b = batches[0].shape[0]
+        if any(x.shape != batches[0].shape for x in batches):
+            raise ValueError("xs entries (the micro-batch per tp rank) differ in shape")
+        n = b * cfg.seq
+        inputs = [x.reshape(n) if cfg.vocab else x.reshape(n, cfg.hidden) for x in batches]
+        hs = B.input_forward(cfg, shards, inputs)
+    else:
+        hs, b = _check_activations("xs", spec, xs)
+        inputs = None
+    if spec.is_last:
+        if targets is None:
+            raise ValueError("targets is required on the last stage")
+        tgt = check_targets(cfg, targets, b)
+        tgt = tgt.reshape(b * cfg.seq) if cfg.vocab else tgt.reshape(b * cfg.seq, cfg.hidden)
+    elif targets is not None:
+        raise ValueError("targets must be None except on the last stage")
+    caches = []
+    for layer in range(spec.first, spec.last):
+        hs, c = B.block_forward(cfg, layer, shards, hs, all_reduce, b, tp)
+        caches.append(c)
+    cache = StageCache(spec, b, shards, inputs, caches, None)
+    if not spec.is_last:
+        return [h.reshape(b, cfg.seq, cfg.hidden) for h in hs], cache
+    losses, outs, cache.head = B.head_forward(cfg, shards, hs, tgt, float(loss_scale))
+    cache.output = outs[0].reshape(b, cfg.seq, outs[0].shape[1])
+    cache.loss = losses[0]
+    return losses[0], cache
+
+
+def stage_backward_input(spec: StageSpec, cache: StageCache, dys: list[np.ndarray] | None,
+                         all_reduce: AllReduce) -> tuple[list[np.ndarray] | None, WeightCache]:
+    """The I pass: ``(dxs, wcache)``. ``dys[t]`` is dL/d(stage output) on rank t, or None
+    on the last stage (the loss gradient starts there). ``dxs`` is None on the first
+    stage (its input is data). The arrays in ``dys`` are kept (by reference) in
+    ``wcache`` until the W pass: do not modify them in between."""
+    spec = _check_spec(spec)
+    if not isinstance(cache, StageCache) or cache.spec != spec:
+        raise ValueError("cache must be the StageCache stage_forward returned for this spec")
+    check_all_reduce(all_reduce)
+    cfg, shards = spec.config, cache.shards
+    jobs: list[list[B.WeightJob]] = [[] for _ in range(spec.tp)]
+    if spec.is_last:
+        if dys is not None:
+            raise ValueError("dys must be None on the last stage (the loss starts backward)")
+        assert cache.head is not None
+        ds = B.head_backward_input(cfg, shards, cache.head, jobs)
+    else:
+        ds, b = _check_activations("dys", spec, dys)
+        if b != cache.batch:
+            raise ValueError(f"dys has batch size {b} but the forward had {cache.batch}")
+    for layer, c in zip(reversed(range(spec.first, spec.last)), reversed(cache.blocks),
+                        strict=True):
+        ds = B.block_backward_input(cfg, layer, shards, c, ds, all_reduce, jobs)
+    wcache = WeightCache(spec, jobs)
+    if spec.is_first:
+        assert cache.inputs is not None
+        B.input_backward(cfg, cache.inputs, ds, jobs)
+        return None, wcache
+    return [d.reshape(cache.batch, cfg.seq, cfg.hidden) for d in ds], wcache
+
+
+def stage_backward_weight(spec: StageSpec, wcache: WeightCache) -> list[dict[str, np.ndarray]]:
+    """The W pass: per tp rank, the gradient of every parameter of the stage (names and
+    shard shapes of ``spec.param_shapes()``). No communication."""
+    spec = _check_spec(spec)
+    if not isinstance(wcache, WeightCache) or wcache.spec != spec:
+        raise ValueError("wcache must be the WeightCache stage_backward_input returned "
+                         "for this spec")
+    order = spec.param_shapes()
+    out = []
+    for jobs in wcache.jobs:
+        grads = B.run_weight_jobs(spec.config, jobs)
+        out.append({name: grads[name] for name in order})
+    return out
+
+
+def stage_backward(spec: StageSpec, cache: StageCache, dys: list[np.ndarray] | None,
+                   all_reduce: AllReduce) -> tuple[list[np.ndarray] | None,
+                                                   list[dict[str, np.ndarray]]]:
+    """Full backward, I then W: ``(dxs, grads)`` with ``grads[t]`` rank t's gradients."""
+    dxs, wcache = stage_backward_input(spec, cache, dys, all_reduce)
+    return dxs, stage_backward_weight(spec, wcache)

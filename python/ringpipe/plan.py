@@ -1,0 +1,171 @@
+"""A plan: a model on a dp × pp × tp mesh, driven by a pipeline schedule.
+
+``Plan(model_config, mesh, schedule="1f1b", microbatches=m, allreduce="ring",
+layers_per_stage=None, chunks=None)`` fixes everything before anything runs:
+
+* the schedule (a generator from :mod:`ringpipe.schedules`, lowered with SEND/RECV for
+  its stage -> rank placement and validated, so it cannot deadlock);
+* the stages: ``pp · v`` contiguous slices of the layers (v = chunks per rank, 1 unless
+  the schedule interleaves), even by default (the first ``L mod S`` stages take one layer
+  more) or as given by ``layers_per_stage``; uneven splits are allowed;
+* which all-reduce algorithm every TP and DP reduction uses.
+
+``plan.run(params, batch, backend=...)`` executes it on in-process ranks
+(:mod:`ringpipe.runtime.inproc`) and returns the loss, the outputs, the full-shape
+gradients and per-rank counters. The micro-batch size is ``B / (dp · m)``: each DP
+replica takes a contiguous slice of the global batch, cut into m micro-batches.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import numpy as np
+
+from ringpipe.checks import BACKENDS
+from ringpipe.mesh import Mesh
+from ringpipe.model.config import ModelConfig
+from ringpipe.model.stage import StageSpec
+from ringpipe.schedules import Schedule, add_communication, generate, schedule_spec, validate
+
+ALLREDUCE_ALGORITHMS = ("ring", "tree")
+
+
+class Batch(NamedTuple):
+    """A global batch: model inputs and their targets, first dim = batch."""
+
+    inputs: np.ndarray
+    targets: np.ndarray
+
+
+@dataclass(frozen=True)
+class RankCounters:
+    """What one mesh rank did in a run.
+
+    ``peak_activations``: most micro-batches whose forward activations its pipeline rank
+    held at once (from F until B, or until I when backward is split), all its stages
+    together. ``bytes_sent`` and ``allreduce_calls`` are per group: "tp" (the layers'
+    all-reduces), "pp" (activations and gradients to neighbour stages), "dp" (the
+    gradient all-reduce).
+    """
+
+    rank: int
+    dp: int
+    pp: int
+    tp: int
+    peak_activations: int
+    bytes_sent: dict[str, int]
+    allreduce_calls: dict[str, int]
+
+
+@dataclass(frozen=True)
+class PlanResult:
+    """Loss, head outputs (global batch order), full-shape gradients, and counters."""
+
+    loss: float
+    outputs: np.ndarray
+    grads: dict[str, np.ndarray]
+    counters: tuple[RankCounters, ...]
+
+    @property
+    def peak_activations(self) -> list[int]:
+        """Peak activations held, per pipeline rank (replica 0, tp rank 0)."""
+        return [c.peak_activations for c in self.counters if c.dp == 0 and c.tp == 0]
+
+    def allreduce_ops(self, group: str) -> int:
+        """Collective all-reduce operations of ``group`` ("tp" or "dp"), each counted once
+        (every rank of the group takes part in it)."""
+        size = {"tp": self.counters[-1].tp + 1, "dp": self.counters[-1].dp + 1}[group]
+        return sum(c.allreduce_calls[group] for c in self.counters) // size
+
+    @property
+    def allreduce_calls(self) -> int:
+        """All-reduce operations of every group, each counted once."""
+        return self.allreduce_ops("tp") + self.allreduce_ops("dp")
+
+
+def split_layers(layers: int, stages: int, layers_per_stage: object = None) -> tuple[int, ...]:
+    """Layers per stage: even by default (earlier stages take the remainder)."""
+    if stages > layers:
+        raise ValueError(f"more pipeline stages ({stages}) than layers ({layers}); every "
+                         "stage needs at least one layer")
+    if layers_per_stage is None:
+        base, extra = divmod(layers, stages)
+        return tuple(base + (1 if s < extra else 0) for s in range(stages))
+    if not isinstance(layers_per_stage, (list, tuple)) or not all(
+            isinstance(n, int) and not isinstance(n, bool) for n in layers_per_stage):
+        raise TypeError("layers_per_stage must be a list of ints, one per stage")
+    if len(layers_per_stage) != stages:
+        raise ValueError(f"layers_per_stage has {len(layers_per_stage)} entries for "
+                         f"{stages} stages")
+    if min(layers_per_stage) < 1:
+        raise ValueError(f"layers_per_stage {list(layers_per_stage)}: every stage needs "
+                         "at least one layer")
+    if sum(layers_per_stage) != layers:
+        raise ValueError(f"layers_per_stage {list(layers_per_stage)} sums to "
+                         f"{sum(layers_per_stage)}, the model has {layers} layers")
+    return tuple(layers_per_stage)
+
+
+class Plan:
+    """A model config × mesh × schedule, checked and lowered; see the module docstring."""
+
+    def __init__(self, model_config: ModelConfig, mesh: Mesh, schedule: str = "1f1b",
+                 microbatches: int = 1, allreduce: str = "ring",
+                 layers_per_stage: list[int] | tuple[int, ...] | None = None,
+                 chunks: int | None = None) -> None:
+        if not isinstance(model_config, ModelConfig):
+            raise TypeError(f"Plan: model_config must be a ModelConfig, got "
+                            f"{type(model_config).__name__}")
+        if not isinstance(mesh, Mesh):
+            raise TypeError(f"Plan: mesh must be a Mesh, got {type(mesh).__name__}")
+        if isinstance(microbatches, bool) or not isinstance(microbatches, int):
+            raise TypeError(f"Plan: microbatches must be an int, got "
+                            f"{type(microbatches).__name__}")
+        if microbatches < 1:
+            raise ValueError(f"Plan: microbatches must be >= 1, got {microbatches}")
+        if allreduce not in ALLREDUCE_ALGORITHMS:
+            raise ValueError(f"Plan: unknown allreduce {allreduce!r}; choose one of "
+                             f"{', '.join(ALLREDUCE_ALGORITHMS)}")
+        model_config.check_tp(mesh.tp)
+        schedule_spec(schedule)  # unknown names fail here, listing the known ones
+        compute = generate(schedule, mesh.pp, microbatches, chunks)
+        v = compute.chunks_per_rank
+        self.config = model_config
+        self.mesh = mesh
+        self.schedule_name = schedule
+        self.microbatches = microbatches
+        self.allreduce = allreduce
+        self.chunks = v
+        self.layers_per_stage = split_layers(model_config.layers, compute.num_stages,
+                                             layers_per_stage)
+        self.schedule: Schedule = add_communication(compute)
+        validate(self.schedule)
+        bounds = np.concatenate([[0], np.cumsum(self.layers_per_stage)]).tolist()
+        self.stages: tuple[StageSpec, ...] = tuple(
+            StageSpec(model_config, bounds[s], bounds[s + 1], mesh.tp)
+            for s in range(compute.num_stages))
+
+    def check_batch_size(self, batch_size: int) -> int:
+        """The micro-batch size, or ValueError if dp × microbatches does not divide B."""
+        per = self.mesh.dp * self.microbatches
+        if batch_size % per:
+            raise ValueError(f"batch of {batch_size} is not divisible by dp × microbatches "
+                             f"= {self.mesh.dp} × {self.microbatches} = {per}")
+        return batch_size // per
+
+    def run(self, params: dict[str, np.ndarray], batch: Batch | tuple[np.ndarray, np.ndarray],
+            backend: str = "numba") -> PlanResult:
+        """Execute every rank's action list on in-process ranks; see the module docs."""
+        from ringpipe.runtime.inproc import run_inprocess
+
+        if backend not in BACKENDS:
+            raise ValueError(f"Plan.run: unknown backend {backend!r}; choose one of "
+                             f"{', '.join(BACKENDS)}")
+        return run_inprocess(self, params, batch, backend)
+
+    def __repr__(self) -> str:
+        return (f"Plan({self.mesh}, schedule={self.schedule_name!r}, microbatches="
+                f"{self.microbatches}, chunks={self.chunks}, allreduce={self.allreduce!r}, "
+                f"layers_per_stage={list(self.layers_per_stage)})")

@@ -1,0 +1,1 @@
+"""Runtimes that execute a :class:`ringpipe.Plan`: in-process ranks (``inproc``)."""
