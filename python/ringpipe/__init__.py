@@ -6,16 +6,26 @@ Optional pieces (MPI, GPU, plotting) are extras; importing ringpipe never needs 
 from ringpipe.collectives import all_gather, all_reduce, broadcast, reduce, reduce_scatter
 from ringpipe.kernels.numba_exec import KernelTuning
 from ringpipe.kernels.steps import StepTable, chunk_bounds
+from ringpipe.mesh import Mesh
+from ringpipe.model import ModelConfig, init_params, reference_forward_backward
+from ringpipe.plan import Batch, Plan, PlanResult
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "Batch",
     "KernelTuning",
+    "Mesh",
+    "ModelConfig",
+    "Plan",
+    "PlanResult",
     "StepTable",
     "all_gather",
     "all_reduce",
     "broadcast",
     "chunk_bounds",
+    "init_params",
     "reduce",
     "reduce_scatter",
+    "reference_forward_backward",
 ]

@@ -1,0 +1,53 @@
+"""``ringpipe verify``: exit codes, JSON layout, bad arguments."""
+
+import json
+
+import pytest
+
+import ringpipe.verify as verify_module
+from ringpipe.cli import main
+
+
+def test_verify_json_layout(capsys):
+    code = main(["verify", "--tp", "2", "--pp", "2", "--dp", "2", "--schedule", "1f1b",
+                 "--microbatches", "2", "--allreduce", "tree", "--layers", "2", "--hidden",
+                 "16", "--heads", "4", "--seq", "4", "--batch", "8", "--json"])
+    doc = json.loads(capsys.readouterr().out)
+    assert code == 0 and doc["ok"] is True
+    assert set(doc) == {"ok", "max_rel_error", "loss", "reference_loss", "errors",
+                        "peak_activations", "allreduce_calls"}
+    assert doc["max_rel_error"] < 1e-10
+    assert doc["peak_activations"] == [2, 1]
+    assert doc["allreduce_calls"] == 4 * 2 * 2 * 2 + 2 * 2  # tp ops + one dp op per (pp, tp)
+    assert {"loss", "output", "layers.1.mlp.fc2.weight"} <= set(doc["errors"])
+
+
+@pytest.mark.parametrize("schedule,extra", [("gpipe", []), ("zb-h1", []),
+                                            ("interleaved-1f1b", ["--chunks", "2"])])
+def test_verify_text_every_schedule(schedule, extra, capsys):
+    code = main(["verify", "--pp", "2", "--tp", "2", "--schedule", schedule,
+                 "--microbatches", "4", "--dtype", "float32", "--backend", "numpy", *extra])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "# OK" in out
+
+
+def test_verify_mismatch_exits_1(monkeypatch, capsys):
+    monkeypatch.setitem(verify_module.TOLERANCES, "float32", 1e-30)
+    assert main(["verify", "--tp", "2", "--dtype", "float32"]) == 1
+    assert "MISMATCH" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["verify", "--tp", "3"], "not divisible by tp=3"),
+    (["verify", "--pp", "4", "--layers", "2"], "more pipeline stages"),
+    (["verify", "--dp", "2", "--microbatches", "2", "--batch", "6"], "not divisible by dp"),
+    (["verify", "--schedule", "interleaved-1f1b", "--pp", "2", "--microbatches", "3"],
+     "multiple of p"),
+    (["verify", "--schedule", "nope"], "invalid choice"),
+    (["verify", "--chunks", "2"], "does not take chunks"),
+])
+def test_verify_bad_arguments_exit_2(argv, message, capsys):
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
