@@ -44,7 +44,7 @@ class KernelTuning:
             waking the thread pool costs more than it saves for small messages.
     """
 
-    tile_bytes: int = 256 * 1024
+    tile_bytes: int = 1 << 20
     parallel_min_bytes: int = 1 << 20
 
     def __post_init__(self) -> None:
@@ -73,20 +73,19 @@ def _address_to_pointer(typingctx, address, like):
     return ptr_type(address, like), codegen
 
 
-def _apply(dst, src, lo, hi, reduce, opcode, lut):
-    """``dst[lo:hi] = op(dst[lo:hi], src[lo:hi])`` or a copy; dispatched on dtype below."""
+def _apply(d, s, reduce, opcode, lut):
+    """``d[:] = op(d, s)`` (a reduction) or ``d[:] = s`` (a copy); dispatched on dtype."""
     raise NotImplementedError  # pragma: no cover - only called from compiled code
 
 
 @overload(_apply, jit_options={"cache": True})
-def _apply_overload(dst, src, lo, hi, reduce, opcode, lut):
-    if dst.dtype == types.uint16:  # float16 bit patterns
+def _apply_overload(d, s, reduce, opcode, lut):
+    if d.dtype == types.uint16:  # float16 bit patterns
 
-        def apply_half(dst, src, lo, hi, reduce, opcode, lut):
-            d = dst[lo:hi]
-            s = src[lo:hi]
+        def apply_half(d, s, reduce, opcode, lut):
             if not reduce:
-                d[:] = s
+                for i in range(d.size):
+                    d[i] = s[i]
                 return
             for i in range(d.size):
                 a = lut[d[i]]
@@ -101,12 +100,11 @@ def _apply_overload(dst, src, lo, hi, reduce, opcode, lut):
 
         return apply_half
 
-    def apply_native(dst, src, lo, hi, reduce, opcode, lut):
-        # Index from 0 on slices: a provably non-negative index lets LLVM vectorize.
-        d = dst[lo:hi]
-        s = src[lo:hi]
+    def apply_native(d, s, reduce, opcode, lut):
+        # Views start at the tile: indices from 0 are provably in range, so LLVM vectorizes.
         if not reduce:
-            d[:] = s
+            for i in range(d.size):
+                d[i] = s[i]
         elif opcode == 0:
             for i in range(d.size):
                 d[i] = d[i] + s[i]
@@ -127,8 +125,9 @@ def _apply_overload(dst, src, lo, hi, reduce, opcode, lut):
 
 
 @njit(cache=True, inline="always")
-def _rank_view(addresses, r, n, like):
-    return carray(_address_to_pointer(addresses[r], like), (n,))
+def _tile_view(addresses, r, lo, hi, like):
+    """Rank r's elements [lo, hi) as an array view, straight from its address."""
+    return carray(_address_to_pointer(addresses[r] + lo * like.itemsize, like), (hi - lo,))
 
 
 @njit(cache=True)
@@ -141,10 +140,13 @@ def _run_item(w, tiles_per_chunk, tile, n, in_addr, out_addr, copy_in, bounds,
         return
     if copy_in:
         for r in range(out_addr.size):
-            _rank_view(out_addr, r, n, like)[lo:hi] = _rank_view(in_addr, r, n, like)[lo:hi]
+            dst = _tile_view(out_addr, r, lo, hi, like)
+            src = _tile_view(in_addr, r, lo, hi, like)
+            for i in range(dst.size):
+                dst[i] = src[i]
     for t in range(ptr[c], ptr[c + 1]):
-        _apply(_rank_view(out_addr, dsts[t], n, like), _rank_view(out_addr, srcs[t], n, like),
-               lo, hi, reds[t] != 0, opcode, lut)
+        _apply(_tile_view(out_addr, dsts[t], lo, hi, like),
+               _tile_view(out_addr, srcs[t], lo, hi, like), reds[t] != 0, opcode, lut)
 
 
 @njit(cache=True, parallel=True)
