@@ -1,70 +1,154 @@
 """The communication pass: lower a compute-only schedule to one with SEND/RECV actions.
 
-For each compute action whose neighbour stage lives on another rank (per the
-schedule's stage -> rank placement), the pass inserts, in the manner of PyTorch's
-``torch.distributed.pipelining`` lowering:
+Every compute action whose neighbour stage lives on another rank (per the
+schedule's stage -> rank placement) exchanges one message, named as in PyTorch's
+``torch.distributed.pipelining``:
 
-* ``{s}RECV_F{mb}`` just before ``{s}F{mb}`` when stage s-1 is remote, and
-  ``{s}SEND_F{mb}`` just after it when stage s+1 is remote;
-* ``{s}RECV_B{mb}`` just before ``{s}B{mb}`` / ``{s}I{mb}`` when stage s+1 is remote,
-  and ``{s}SEND_B{mb}`` just after it when stage s-1 is remote.
+* ``{s}F{mb}`` with stage s+1 remote: ``{s}SEND_F{mb}`` on its rank, ``{s+1}RECV_F{mb}``
+  on the rank of stage s+1;
+* ``{s}B{mb}`` / ``{s}I{mb}`` with stage s-1 remote: ``{s}SEND_B{mb}`` and
+  ``{s-1}RECV_B{mb}``.
 
-W needs nothing from other ranks. Neighbours on the same rank (interleaved with
-p = 1, the turn of a V-shape) hand tensors over locally, without messages.
-Sends are posted right after the data exists and receives right before it is
-needed, so a schedule whose compute order respects dependencies never deadlocks
-when sends do not block (isend semantics); :func:`~ringpipe.schedules.validate.dry_run`
-checks it. The pass is O(actions).
+W needs nothing from other ranks; neighbours on the same rank (interleaved with
+p = 1, the turn of a V) hand tensors over locally, without messages.
+
+**Where the messages go: a common clock.** Runtimes post a step's sends and
+receives together and wait for all of them (``batch_isend_irecv``; see
+:mod:`ringpipe.schedules.blocking`), and NCCL matches messages between two ranks
+in posting order. Placing each SEND right after its producer and each RECV right
+before its consumer is safe only when sends never block; with blocking sends it
+deadlocks interleaved 1F1B (a lone ``SEND_B`` waits for a receive its peer posts
+only after it waits for us), and V-shaped placements mix two streams on one
+channel in different orders at the two ends. Instead, the pass times the schedule
+on a unit clock, every compute action (F, B, I or W) taking one tick with free
+communication, and puts message x, produced at tick t, into the gap at tick t on
+*both* ranks: the sender's gap right after the producer, and the receiver's gap
+before its first compute action that starts at or after t (never later than the
+consumer, which starts at >= t). Within a gap, actions are sorted by tick.
+
+Why that cannot deadlock (batched, blocking, in-order): with unit ticks every rank
+is between two actions at every integer tick, so the gap holding tick t covers the
+ticks ``[end(c_i), start(c_{i+1})]`` and every operation of tick t sits in a gap
+covering t on both of its ranks. By induction on t: once all batches whose latest
+tick is < t have completed, every rank reaches its gap covering t (the batches
+before it hold only ticks < t) and posts it, so every operation of tick t finds its
+partner posted and every batch whose latest tick is t completes. In-order matching
+holds because both ends order a channel's messages by tick, and a rank finishes
+at most one action, hence sends at most one message per channel, per tick.
+Costs: one isend dry run and one pass of the simulator's loop (both Numba) plus
+one Python pass to build the rows; O(actions).
 """
 
 from __future__ import annotations
 
-from .actions import Action as _Action
-from .actions import ActionKind, B, F, I, Schedule
-from .bulk import bulk_build
+import numpy as np
 
-_SEND_F, _RECV_F = ActionKind.SEND_F, ActionKind.RECV_F
-_SEND_B, _RECV_B = ActionKind.SEND_B, ActionKind.RECV_B
+from . import kernels
+from .actions import Action as _Action
+from .actions import ActionKind, Schedule
+from .bulk import bulk_build
+from .encoded import encode
+from .validate import ExecutionOrder, execution_order
+
+_KINDS = tuple(ActionKind)  # kind code -> ActionKind
+_SEND_F, _RECV_F = ActionKind.SEND_F.code, ActionKind.RECV_F.code
+_SEND_B, _RECV_B = ActionKind.SEND_B.code, ActionKind.RECV_B.code
+
+
+def unit_clock(order: ExecutionOrder) -> tuple[np.ndarray, np.ndarray]:
+    """Start and end tick of every slot of ``order.schedule`` (flat, as in ``encode``).
+
+    Every compute action takes one tick (B too), communication is free, and each
+    action starts as soon as its rank is free and its inputs exist; ``order`` is
+    the isend dry run's order (:func:`~ringpipe.schedules.validate.execution_order`).
+    """
+    enc = order.encoded
+    kind = enc.kind.copy()
+    kind[kind == kernels.KIND_B] = kernels.KIND_I  # same dependencies; one tick, like I
+    ones = np.ones(order.schedule.num_stages, np.int64)
+    start, end, *_ = kernels.simulate_kernel(
+        enc.stage, kind, enc.microbatch, enc.row_start, enc.placement,
+        enc.num_microbatches, False, order.order, ones, ones, ones, np.int64(0),
+    )  # fmt: skip
+    return start, end
+
+
+def _messages(schedule: Schedule) -> tuple[np.ndarray, ...]:
+    """Every operation as parallel arrays: slot key, tick, is_recv, stage, kind, mb.
+
+    The slot key of an operation going before flat index f on rank r is ``f + r``;
+    the end of rank r's row is ``row_start[r+1] + r``. Keys increase along the
+    rows, rank by rank, and differ between ranks.
+    """
+    enc = encode(schedule)
+    if enc.has_comms:
+        raise ValueError("schedule: already has SEND/RECV actions")
+    order = execution_order(schedule, "isend", encoded=enc)
+    start, end = unit_clock(order)
+    place, kind, stage, mb = enc.placement, enc.kind, enc.stage, enc.microbatch
+    p, last = schedule.num_ranks, schedule.num_stages - 1
+    rank = np.repeat(np.arange(p), np.diff(enc.row_start))
+    forward = (kind == kernels.KIND_F) & (stage < last)
+    forward[forward] = place[stage[forward] + 1] != rank[forward]
+    backward = ((kind == kernels.KIND_B) | (kind == kernels.KIND_I)) & (stage > 0)
+    backward[backward] = place[stage[backward] - 1] != rank[backward]
+    src = np.flatnonzero(forward | backward)
+    fwd = forward[src]
+    peer_stage = np.where(fwd, stage[src] + 1, stage[src] - 1)
+    peer = place[peer_stage]
+    tick = end[src]
+    computes = np.append(np.flatnonzero(kind >= 0), enc.row_start[-1])
+    # the sender's slot: its next compute action, else its row end
+    send_slot = computes[np.searchsorted(computes, src, side="right")]
+    send_slot = np.minimum(send_slot, enc.row_start[rank[src] + 1])
+    # the receiver's slot: its first compute action starting at tick >= t, else its row end
+    horizon = int(end.max(initial=0)) + 1
+    keys = rank[computes[:-1]] * horizon + start[computes[:-1]]  # increasing
+    recv_slot = computes[np.searchsorted(keys, peer * horizon + tick, side="left")]
+    recv_slot = np.minimum(recv_slot, enc.row_start[peer + 1])
+    return (
+        np.concatenate([send_slot + rank[src], recv_slot + peer]),
+        np.concatenate([tick, tick]),
+        np.repeat(np.array([0, 1]), src.size),
+        np.concatenate([stage[src], peer_stage]),
+        np.concatenate([np.where(fwd, _SEND_F, _SEND_B), np.where(fwd, _RECV_F, _RECV_B)]),
+        np.concatenate([mb[src], mb[src]]),
+    )
 
 
 @bulk_build
 def add_communication(schedule: Schedule) -> Schedule:
-    """Return ``schedule`` with SEND/RECV actions added for its placement.
+    """Return ``schedule`` with SEND/RECV actions placed on the unit clock (module docstring).
 
-    Raises ValueError if ``schedule`` already has communication actions.
+    Raises ValueError if ``schedule`` already has communication actions, and
+    :class:`~ringpipe.schedules.errors.ScheduleError` (a ValueError) if its compute
+    order is malformed or deadlocks, since it then has no clock.
     """
     if not isinstance(schedule, Schedule):
         raise TypeError(f"schedule: expected Schedule, got {type(schedule).__name__}")
-    if schedule.has_comms:
-        raise ValueError("schedule: already has SEND/RECV actions")
-    place = schedule.placement
-    last = len(place) - 1
-    # For each stage: is the previous / next stage on another rank?
-    remote_prev = [s > 0 and place[s - 1] != place[s] for s in range(last + 1)]
-    remote_next = [s < last and place[s + 1] != place[s] for s in range(last + 1)]
+    slot, tick, is_recv, stage, kind, mb = _messages(schedule)
+    by = np.lexsort((is_recv, tick, slot))
+    slots = slot[by].tolist()
     new = tuple.__new__  # Action(...) without the NamedTuple constructor's overhead
+    ops = [
+        new(_Action, (s, _KINDS[k], b))
+        for s, k, b in zip(stage[by].tolist(), kind[by].tolist(), mb[by].tolist(), strict=True)
+    ]
+    slots.append(-1)  # sentinel
     rows = []
+    j = key = 0
     for actions in schedule.actions:
         row: list[_Action | None] = []
         append = row.append
         for action in actions:
-            if action is None:
-                append(None)
-                continue
-            stage, kind, mb = action
-            if kind is F:
-                if remote_prev[stage]:
-                    append(new(_Action, (stage, _RECV_F, mb)))
-                append(action)
-                if remote_next[stage]:
-                    append(new(_Action, (stage, _SEND_F, mb)))
-            elif kind is B or kind is I:
-                if remote_next[stage]:
-                    append(new(_Action, (stage, _RECV_B, mb)))
-                append(action)
-                if remote_prev[stage]:
-                    append(new(_Action, (stage, _SEND_B, mb)))
-            else:
-                append(action)
+            while slots[j] == key:
+                append(ops[j])
+                j += 1
+            append(action)
+            key += 1
+        while slots[j] == key:  # the end of the row
+            append(ops[j])
+            j += 1
+        key += 1
         rows.append(tuple(row))
-    return Schedule(schedule.name, place, tuple(rows), schedule.num_microbatches)
+    return Schedule(schedule.name, schedule.placement, tuple(rows), schedule.num_microbatches)

@@ -13,7 +13,7 @@ from itertools import chain
 
 import numpy as np
 
-from .actions import KIND_CODES, Schedule
+from .actions import KIND_CODES, ActionKind, Schedule
 
 IDLE_CODE = -1
 
@@ -28,6 +28,12 @@ class EncodedSchedule:
     row_start: np.ndarray
     placement: np.ndarray
     num_microbatches: int
+
+    @property
+    def has_comms(self) -> bool:
+        """True if any slot is a SEND/RECV (kind code >= SEND_F's); a vectorized
+        :attr:`Schedule.has_comms <ringpipe.schedules.actions.Schedule.has_comms>`."""
+        return bool((self.kind >= KIND_CODES[ActionKind.SEND_F]).any())
 
     def locate(self, flat: int) -> tuple[int, int]:
         """(rank, step) of flat index ``flat``."""

@@ -244,7 +244,6 @@ def simulate_kernel(
     last = num_stages - 1
     size = num_stages * m
     n = stage.shape[0]
-    zero = fwd[0] - fwd[0]
     start = np.zeros(n, fwd.dtype)
     finish = np.zeros(n, fwd.dtype)
     end_f = np.zeros(size, fwd.dtype)
@@ -269,8 +268,13 @@ def simulate_kernel(
         idx = s * m + microbatch[j]
         begin = free[r]
         if k == KIND_F:
-            if s > 0 and not comm_mode:
-                ready = end_f[idx - m] + (msg if placement[s - 1] != r else zero)
+            if s > 0:
+                if placement[s - 1] == r:
+                    ready = end_f[idx - m]
+                elif comm_mode:
+                    ready = arrival[idx]  # its RECV_F was posted earlier on this rank
+                else:
+                    ready = end_f[idx - m] + msg
                 begin = max(begin, ready)
             done = begin + fwd[s]
             end_f[idx] = done
@@ -279,8 +283,13 @@ def simulate_kernel(
             peak_stage[s] = max(peak_stage[s], held_stage[s])
             peak_rank[r] = max(peak_rank[r], held_rank[r])
         elif k == KIND_B or k == KIND_I:
-            if s < last and not comm_mode:
-                ready = end_g[idx + m] + (msg if placement[s + 1] != r else zero)
+            if s < last:
+                if placement[s + 1] == r:
+                    ready = end_g[idx + m]
+                elif comm_mode:
+                    ready = arrival[size + idx]
+                else:
+                    ready = end_g[idx + m] + msg
                 begin = max(begin, ready)
             done = begin + (bwd_i[s] + bwd_w[s] if k == KIND_B else bwd_i[s])
             end_g[idx] = done
@@ -298,10 +307,8 @@ def simulate_kernel(
         elif k == KIND_SEND_B:
             arrival[size + idx - m] = begin + msg
             done = begin
-        elif k == KIND_RECV_F:
-            done = max(begin, arrival[idx])
-        else:
-            done = max(begin, arrival[size + idx])
+        else:  # RECV_F / RECV_B: posting takes no time; the consumer waits for arrival
+            done = begin
         if k <= KIND_W:
             busy[r] += done - begin
         start[j] = begin

@@ -15,11 +15,16 @@ from .gpipe import gpipe
 from .interleaved import interleaved_one_f_one_b
 from .one_f_one_b import one_f_one_b
 from .zero_bubble import zb_h1
+from .zero_bubble_v import zb_v
 
 
 @dataclass(frozen=True)
 class ScheduleSpec:
-    """A registered schedule: its generator and what arguments it accepts."""
+    """A registered schedule: its generator and what arguments it accepts.
+
+    ``takes_chunks``: whether v is an argument; if not, v is fixed at
+    ``default_chunks`` (1, or 2 for the V-shaped zb-v) and only that value is accepted.
+    """
 
     name: str
     generator: Callable[..., Schedule]
@@ -60,6 +65,15 @@ SCHEDULES = MappingProxyType(
                 "p >= 1, m >= 1",
                 "Qi et al., Zero Bubble Pipeline Parallelism, ICLR 2024",
             ),
+            ScheduleSpec(
+                "zb-v",
+                zb_v,
+                False,
+                2,
+                "p >= 1, m >= 1, v fixed at 2 (V-shape); minimal bubble once m >= 3p/2",
+                "Qi et al., Zero Bubble Pipeline Parallelism, ICLR 2024, section 6; "
+                "PyTorch ScheduleZBVZeroBubble",
+            ),
         )
     }
 )
@@ -88,9 +102,11 @@ def generate(
     spec = schedule_spec(name)
     if not spec.takes_chunks:
         if chunks_per_rank is not None and chunks_per_rank != spec.default_chunks:
+            fixed = spec.default_chunks
             raise ValueError(
                 f"chunks_per_rank: {name} does not take chunks per rank (got v = "
-                f"{chunks_per_rank}); schedules that do: "
+                f"{chunks_per_rank}; it always places {fixed} chunk"
+                f"{'s' if fixed > 1 else ''} per rank); schedules that do: "
                 + ", ".join(s.name for s in SCHEDULES.values() if s.takes_chunks)
             )
         return spec.generator(num_ranks, num_microbatches)

@@ -5,9 +5,12 @@ inputs are present. Costs per stage s: ``forward[s]`` for F, ``backward_input[s]
 for I, ``backward_weight[s]`` for W, and ``B = I + W`` for a full backward. A
 message between stages on different ranks takes ``alpha + bytes / bandwidth``
 (p2p latency plus size over bandwidth) and overlaps with compute; a tensor handed
-over on the same rank is free. SEND takes no rank time; RECV holds its rank until
-the message arrives. The same schedule with or without explicit SEND/RECV actions
-therefore times the same.
+over on the same rank is free. Communication is modelled as fully overlapped
+(isend/irecv, waited on by the consumer): SEND and RECV take no rank time, a
+message leaves when its SEND is reached, and the compute action that needs it
+starts no earlier than its arrival. So the same schedule with or without explicit
+SEND/RECV actions, wherever the communication pass put them, times the same.
+(Whether blocking sends can deadlock is the validator's question, not a cost.)
 
 Outputs: each rank's timeline (start and end of every action), the makespan, the
 bubble fraction = idle rank-time / (p * makespan), and peak activations: a stage
@@ -219,7 +222,7 @@ def simulate(
         enc.row_start,
         enc.placement,
         enc.num_microbatches,
-        schedule.has_comms,
+        enc.has_comms,
         execution_order.order,
         fwd,
         bwd_i,

@@ -7,17 +7,37 @@ Dependencies, for stage s and micro-batch mb (S stages):
   gradient of ``B``/``I(s+1, mb)`` (s < S-1);
 * ``W(s, mb)`` needs ``I(s, mb)`` on the same rank.
 
-The dry run executes every rank's list in order. A dependency on the same rank must
-already have run (else it never will: a dependency-order error). A dependency on
-another rank blocks: in a compute-only schedule the rank waits for the producer;
-once SEND/RECV actions exist, the data must have arrived by a ``RECV`` earlier in
-the list, and ``RECV`` blocks until the matching ``SEND`` was posted. Messages are
-matched in order per (sender, receiver) channel, so the next message on a channel
-must be exactly the tensor the ``RECV`` names. Sends do not block (isend semantics,
-as in PyTorch's dry run). If no rank can move while some still have actions left,
-the schedule deadlocks. Each rank blocks at most once per action, and a blocked
-rank is woken only by the event it waits for, so the run is O(actions)
-(a Numba loop, :func:`ringpipe.schedules.kernels.dry_run_kernel`).
+**The isend dry run** executes every rank's list in order. A dependency on the same
+rank must already have run (else it never will: a dependency-order error). A
+dependency on another rank blocks: in a compute-only schedule the rank waits for
+the producer; once SEND/RECV actions exist, the data must have arrived by a
+``RECV`` earlier in the list, and ``RECV`` blocks until the matching ``SEND`` was
+posted. Messages are matched in order per channel, a channel being an ordered
+pair (sender rank, receiver rank) as in NCCL, so the next message on a channel
+must be exactly the tensor the ``RECV`` names. Sends do not block (isend
+semantics, as in PyTorch's dry run). If no rank can move while some still have
+actions left, the schedule deadlocks. Each rank blocks at most once per action,
+and a blocked rank is woken only by the event it waits for, so the run is
+O(actions) (a Numba loop, :func:`ringpipe.schedules.kernels.dry_run_kernel`).
+
+**The batched blocking-send dry run** (``sends="batched"``, the default of
+:func:`validate`) then models what Megatron-LM and PyTorch pipelining execute
+(:mod:`ringpipe.schedules.blocking`):
+
+* a *batch* is a maximal run of consecutive SEND/RECV actions on a rank (idle
+  slots do not split it, a compute action ends it), posted all at once like
+  ``torch.distributed.batch_isend_irecv``;
+* the n-th send on a channel pairs with the n-th receive on it (in-order matching);
+* a batch completes, and its rank moves on, only when every operation in it is
+  paired with a posted operation: each send with a posted receive (sends block
+  until received) and each receive with a posted send;
+* the schedule deadlocks if every unfinished rank waits in a batch.
+
+A schedule that passes the batched run passes the isend run too, and any order of
+posting within a batch is equivalent. For a compute-only schedule (no SEND/RECV)
+the two modes coincide. All generators, lowered by
+:func:`~ringpipe.schedules.comms.add_communication`, pass the batched run (the
+tests check every p <= 16, m <= 48).
 
 Every failure raises :class:`ScheduleError`, whose message carries the
 rank x step grid with the failing step(s) bracketed.
@@ -25,28 +45,19 @@ rank x step grid with the failing step(s) bracketed.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 
 from . import kernels
 from .actions import Schedule
+from .blocking import check_batched_sends
 from .encoded import EncodedSchedule, encode
-from .step_grid import format_step_grid
+from .errors import ScheduleError
 
-
-class ScheduleError(ValueError):
-    """A schedule failed validation; ``grid`` shows where (failing steps bracketed)."""
-
-    def __init__(
-        self, reason: str, schedule: Schedule, marks: Iterable[tuple[int, int]] = ()
-    ) -> None:
-        self.reason = reason
-        self.schedule = schedule
-        self.marks = tuple(sorted(set(marks)))
-        self.grid = format_step_grid(schedule, self.marks)
-        super().__init__(f"{reason}\n{self.grid}")
+SendMode = Literal["isend", "batched"]
+SEND_MODES: tuple[str, ...] = ("isend", "batched")
 
 
 @dataclass(frozen=True)
@@ -166,7 +177,7 @@ def _dry_run(schedule: Schedule, enc: EncodedSchedule) -> np.ndarray:
         enc.row_start,
         enc.placement,
         enc.num_microbatches,
-        schedule.has_comms,
+        enc.has_comms,
     )
     if status == kernels.RECV_MISMATCH:
         (r1, s1), (r2, s2) = enc.locate(int(j)), enc.locate(int(j2))
@@ -199,26 +210,57 @@ def _dry_run(schedule: Schedule, enc: EncodedSchedule) -> np.ndarray:
     return order
 
 
-def dry_run(schedule: Schedule) -> list[tuple[int, int]]:
-    """Execute ``schedule`` symbolically; return (rank, step) in one valid execution order.
+def _check_sends(sends: object) -> None:
+    if not isinstance(sends, str):
+        raise TypeError(f"sends: expected str, got {type(sends).__name__}")
+    if sends not in SEND_MODES:
+        raise ValueError(f"sends: unknown mode {sends!r}; known: {', '.join(SEND_MODES)}")
 
-    Raises :class:`ScheduleError` on an out-of-range or misplaced action, a
-    dependency-order violation, a mismatched or missing message, or a deadlock.
-    Does not check completeness (see :func:`check_complete`).
+
+def _run(schedule: Schedule, enc: EncodedSchedule, sends: str) -> np.ndarray:
+    order = _dry_run(schedule, enc)
+    if sends == "batched" and enc.has_comms:
+        check_batched_sends(schedule, enc)
+    return order
+
+
+def execution_order(
+    schedule: Schedule, sends: SendMode = "isend", *, encoded: EncodedSchedule | None = None
+) -> ExecutionOrder:
+    """Dry-run ``schedule`` (module docstring); return the isend run's :class:`ExecutionOrder`.
+
+    ``sends="isend"`` (the default) lets sends return at once; ``sends="batched"``
+    also runs the batched blocking-send model. The order is the isend run's in
+    both cases: the one the simulator times. ``encoded``, if given, must be
+    ``encode(schedule)``; it saves encoding again. Raises :class:`ScheduleError` on
+    an out-of-range or misplaced action, a dependency-order violation, a
+    mismatched or missing message, or a deadlock. Does not check completeness
+    (see :func:`check_complete`).
     """
-    enc = encode(schedule)
+    if not isinstance(schedule, Schedule):
+        raise TypeError(f"schedule: expected Schedule, got {type(schedule).__name__}")
+    _check_sends(sends)
+    enc = encode(schedule) if encoded is None else encoded
     _check_structure(schedule, enc)
-    return ExecutionOrder(schedule, enc, _dry_run(schedule, enc)).steps()
+    return ExecutionOrder(schedule, enc, _run(schedule, enc, sends))
 
 
-def validate(schedule: Schedule) -> ExecutionOrder:
+def dry_run(schedule: Schedule, sends: SendMode = "isend") -> list[tuple[int, int]]:
+    """:func:`execution_order` as (rank, step) pairs; same arguments and errors."""
+    return execution_order(schedule, sends).steps()
+
+
+def validate(schedule: Schedule, sends: SendMode = "batched") -> ExecutionOrder:
     """Check completeness, dependency order and deadlock freedom (raises ScheduleError).
 
-    Returns the :class:`ExecutionOrder` the dry run found, which
+    By default deadlock freedom is checked with batched blocking sends, the
+    stricter model (module docstring); ``sends="isend"`` checks only the isend one.
+    Returns the :class:`ExecutionOrder` the isend dry run found, which
     :func:`~ringpipe.schedules.simulate.simulate` can reuse.
     """
     if not isinstance(schedule, Schedule):
         raise TypeError(f"schedule: expected Schedule, got {type(schedule).__name__}")
+    _check_sends(sends)
     enc = encode(schedule)
     _check_complete(schedule, enc)
-    return ExecutionOrder(schedule, enc, _dry_run(schedule, enc))
+    return ExecutionOrder(schedule, enc, _run(schedule, enc, sends))

@@ -11,11 +11,11 @@ from ringpipe.plan import Batch, Plan, split_layers
 from ringpipe.schedules import simulate
 from ringpipe.verify import random_batch, verify_plan
 
-SCHEDULES = ["gpipe", "1f1b", "zb-h1", "interleaved-1f1b"]
+SCHEDULES = ["gpipe", "1f1b", "zb-h1", "interleaved-1f1b", "zb-v"]
 
 
 def config(pp, schedule, dtype="float64", **kw):
-    stages = pp * (2 if schedule == "interleaved-1f1b" else 1)
+    stages = pp * (2 if schedule in ("interleaved-1f1b", "zb-v") else 1)
     base = dict(layers=stages, hidden=16, heads=4, seq=4, dtype=dtype)
     base.update(kw)
     return ModelConfig(**base)

@@ -107,6 +107,7 @@ def test_infer_placement_errors():
         ("1f1b", 4, 7, None),
         ("interleaved-1f1b", 2, 4, 3),
         ("zb-h1", 5, 9, None),
+        ("zb-v", 3, 7, None),
     ],
 )
 @pytest.mark.parametrize("comms", [False, True])

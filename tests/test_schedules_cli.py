@@ -31,6 +31,38 @@ def test_interleaved_json_reports_chunks(capsys):
     assert code == 0 and json.loads(out)["chunks"] == 3
 
 
+def test_zb_v_json(capsys):
+    code, out, _ = run(capsys, "zb-v", "-p", "4", "-m", "8", "--json")
+    data = json.loads(out)
+    assert code == 0 and data["schedule"] == "zb-v" and data["chunks"] == 2
+    assert data["peak_activations"] == [8, 8, 8, 8]
+    assert data["actions"]["3"][:2] == ["3F0", "4F0"]  # the turn of the V
+    assert data["bubble_fraction"] == pytest.approx(3 / 51)  # (p-1)/(6m+p-1)
+
+
+def test_schedule_names_are_listed(capsys):
+    with pytest.raises(SystemExit):
+        main(["schedule", "--help"])
+    out = capsys.readouterr().out
+    assert "zb-v (p >= 1, m >= 1, v fixed at 2" in " ".join(out.split())
+
+
+EXCHANGE_CSV = (
+    "0F0,0SEND_F0,0F1,0SEND_F1,0F2,0SEND_F2,0RECV_B0,0B0,0RECV_B1,0B1,0RECV_B2,0B2\n"
+    "1RECV_F0,1F0,1I0,1SEND_B0,1W0,1RECV_F1,1F1,1I1,1SEND_B1,1W1,1RECV_F2,1F2,1I2,1SEND_B2,1W2\n"
+)
+
+
+def test_blocking_send_deadlock_exits_1_unless_sends_isend(capsys, tmp_path):
+    path = tmp_path / "exchange.csv"
+    path.write_text(EXCHANGE_CSV)
+    code, out, err = run(capsys, "--from-csv", str(path))
+    assert code == 1 and out == ""
+    assert "deadlock with blocking sends" in err and "[0SEND_F1]" in err
+    code, out, err = run(capsys, "--from-csv", str(path), "--sends", "isend", "--json")
+    assert code == 0 and json.loads(out)["makespan"] == 11
+
+
 def test_text_output(capsys):
     code, out, _ = run(capsys, "zb-h1", "-p", "3", "-m", "3")
     assert code == 0
@@ -79,6 +111,8 @@ def test_from_csv_failed_validation_exits_1_with_grid(capsys, tmp_path):
         (["1f1b", "-p", "2", "-m", "0"], "--microbatches: must be >= 1"),
         (["1f1b", "-p", "2"], "--microbatches: required"),
         (["1f1b", "-p", "2", "-m", "2", "-v", "2"], "does not take chunks"),
+        (["zb-v", "-p", "2", "-m", "2", "-v", "3"], "always places 2 chunks per rank"),
+        (["1f1b", "-p", "2", "-m", "2", "--sends", "eager"], "invalid choice"),
         (["interleaved-1f1b", "-p", "4", "-m", "6"], "multiple of p = 4"),
         (["--from-csv", "/nonexistent/x.csv"], "cannot read"),
         (["1f1b", "--from-csv", "x.csv"], "not both"),

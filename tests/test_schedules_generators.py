@@ -12,8 +12,10 @@ from ringpipe.schedules import (
     one_f_one_b,
     validate,
     zb_h1,
+    zb_v,
 )
 from ringpipe.schedules.interleaved import interleaved_warmup
+from ringpipe.schedules.zero_bubble_v import zb_v_pattern
 
 P_RANGE = range(1, 17)
 M_RANGE = range(1, 49)
@@ -21,12 +23,12 @@ M_RANGE = range(1, 49)
 
 def _check(schedule):
     validate(schedule)
-    validate(add_communication(schedule))
+    validate(add_communication(schedule))  # default: batched blocking sends
 
 
-@pytest.mark.parametrize("name", ["gpipe", "1f1b", "zb-h1"])
+@pytest.mark.parametrize("name", ["gpipe", "1f1b", "zb-h1", "zb-v"])
 @pytest.mark.parametrize("p", P_RANGE)
-def test_every_single_chunk_generator_validates(name, p):
+def test_every_generator_without_chunks_validates(name, p):
     for m in M_RANGE:
         _check(generate(name, p, m))
 
@@ -97,7 +99,35 @@ def test_zb_h1_defers_r_weight_passes():
         assert [a.microbatch for a in row if a.kind is ActionKind.BACKWARD_WEIGHT] == list(range(m))
 
 
-@pytest.mark.parametrize("generator", [gpipe, one_f_one_b, zb_h1])
+def test_zb_v_places_a_v_and_follows_the_pattern():
+    p, m = 3, 6
+    s = zb_v(p, m)
+    assert s.placement == (0, 1, 2, 2, 1, 0) and s.chunks_per_rank == 2
+    # rank 2 holds the turn of the V: stages 2 and 3
+    assert " ".join(map(str, s.actions[2][:8])) == "2F0 3F0 2F1 3F1 2F2 3F2 3I0 3W0"
+    # rank 0: 2p-1 = 5 forwards of stage 0, then the last stage's F I W
+    assert " ".join(map(str, s.actions[0][:8])) == "0F0 0F1 0F2 0F3 0F4 5F0 5I0 5W0"
+    for r, row in enumerate(s.actions):
+        # each (stage, kind) stream runs its micro-batches in order, once each
+        for stage in (r, 2 * p - 1 - r):
+            for kind in (ActionKind.FORWARD, ActionKind.BACKWARD_INPUT, ActionKind.BACKWARD_WEIGHT):
+                mbs = [a.microbatch for a in row if a.stage == stage and a.kind is kind]
+                assert mbs == list(range(m)), (r, stage, kind)
+        # 2r weight passes deferred to the very end
+        tail = row[len(row) - 2 * r :] if r else ()
+        assert all(a.kind is ActionKind.BACKWARD_WEIGHT for a in tail)
+
+
+@pytest.mark.parametrize(("p", "m"), [(1, 1), (4, 3), (4, 7), (5, 20)])
+def test_zb_v_pattern_has_n_of_each_symbol(p, m):
+    n = max(m, 2 * p - 1)
+    for r in range(p):
+        word = zb_v_pattern(p, m, r)
+        assert [word.count(symbol) for symbol in range(6)] == [n] * 6
+        assert len(zb_v(p, m).actions[r]) == 6 * m  # padded micro-batches dropped
+
+
+@pytest.mark.parametrize("generator", [gpipe, one_f_one_b, zb_h1, zb_v])
 def test_bad_counts(generator):
     with pytest.raises(ValueError, match="num_ranks: must be >= 1, got 0"):
         generator(0, 4)
@@ -117,8 +147,12 @@ def test_interleaved_constraints_are_stated():
 
 
 def test_registry():
-    assert set(SCHEDULES) == {"gpipe", "1f1b", "interleaved-1f1b", "zb-h1"}
+    assert set(SCHEDULES) == {"gpipe", "1f1b", "interleaved-1f1b", "zb-h1", "zb-v"}
     assert generate("interleaved-1f1b", 2, 4).chunks_per_rank == 2
+    assert generate("zb-v", 2, 4) == generate("zb-v", 2, 4, 2) == zb_v(2, 4)
+    assert SCHEDULES["zb-v"].default_chunks == 2 and not SCHEDULES["zb-v"].takes_chunks
+    with pytest.raises(ValueError, match=r"zb-v does not take.*always places 2 chunks per rank"):
+        generate("zb-v", 2, 4, 3)
     assert generate("1f1b", 2, 4, 1) == one_f_one_b(2, 4)
     with pytest.raises(ValueError, match="unknown schedule 'nope'.*gpipe"):
         generate("nope", 2, 4)

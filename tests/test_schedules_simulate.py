@@ -16,6 +16,7 @@ from ringpipe.schedules import (
     simulate,
     validate,
     zb_h1,
+    zb_v,
 )
 
 PM = [(p, m) for p in range(1, 13) for m in range(1, 25)]
@@ -73,6 +74,40 @@ def test_zb_h1_idle_time_is_a_third_of_1f1b():
             assert zb.peak_pending_weight_passes == tuple(r + 1 for r in range(p))
 
 
+HALF = Fraction(1, 2)
+CHUNK_COSTS = CostModel(forward=HALF, backward_input=HALF, backward_weight=HALF)
+
+
+def test_zb_v_bubble_is_the_v_placement_minimum():
+    """(p-1)/(6m+p-1) with F = I = W = 1/2 per chunk once m >= floor(3p/2); never above ZB-H1."""
+    reached = 0
+    for p in range(1, 17):
+        for m in range(1, 49):
+            zb = simulate(zb_v(p, m), CHUNK_COSTS)
+            # lower bound for any V: rank p-1 starts after p-1 chunk forwards
+            assert zb.makespan >= 3 * m + HALF * (p - 1)
+            assert zb.bubble_fraction <= simulate(zb_h1(p, m)).bubble_fraction, (p, m)
+            if m >= 3 * p // 2:
+                assert zb.bubble_fraction == Fraction(p - 1, 6 * m + p - 1), (p, m)
+                assert zb.idle == (HALF * (p - 1),) * p
+                reached += 1
+    assert reached == sum(49 - 3 * p // 2 for p in range(1, 17))
+    assert simulate(zb_v(8, 16), CHUNK_COSTS).bubble_fraction == Fraction(7, 103)  # ~6.8%
+
+
+def test_zb_v_peak_activations_within_1f1b_peak():
+    """In chunk units (half a stage): <= 2 min(p, m), twice 1F1B's rank-0 peak in stages."""
+    for p in range(1, 17):
+        for m in range(1, 49, 3):
+            zb = simulate(zb_v(p, m), CHUNK_COSTS)
+            one = simulate(one_f_one_b(p, m))
+            assert max(zb.peak_activations) <= 2 * max(one.peak_activations), (p, m)
+            if m >= 2 * p - 1:
+                assert zb.peak_activations == (2 * p,) * p
+            if m >= 2 * p:  # stage s holds 2p - s, like stage s of a 2p-stage 1F1B
+                assert zb.peak_activations_per_stage == tuple(range(2 * p, 0, -1))
+
+
 def test_comm_actions_do_not_change_timing():
     costs = CostModel(
         forward=2,
@@ -82,7 +117,13 @@ def test_comm_actions_do_not_change_timing():
         p2p_bandwidth=4,
         message_bytes=2,
     )
-    for name, v in [("1f1b", None), ("gpipe", None), ("zb-h1", None), ("interleaved-1f1b", 2)]:
+    for name, v in [
+        ("1f1b", None),
+        ("gpipe", None),
+        ("zb-h1", None),
+        ("zb-v", None),
+        ("interleaved-1f1b", 2),
+    ]:
         s = generate(name, 4, 8, v)
         plain, lowered = simulate(s, costs), simulate(add_communication(s), costs)
         assert plain.makespan == lowered.makespan
@@ -136,7 +177,7 @@ def test_cost_model_rejects_bad_values(bad):
 
 @settings(max_examples=40, deadline=None)
 @given(
-    st.sampled_from(["gpipe", "1f1b", "zb-h1"]),
+    st.sampled_from(["gpipe", "1f1b", "zb-h1", "zb-v"]),
     st.integers(1, 8),
     st.integers(1, 16),
     st.fractions(Fraction(1, 4), 4),
@@ -146,8 +187,9 @@ def test_cost_model_rejects_bad_values(bad):
 )
 def test_simulation_invariants(name, p, m, f, i, w, latency):
     costs = CostModel(forward=f, backward_input=i, backward_weight=w, p2p_latency=latency)
-    result = simulate(generate(name, p, m), costs)
-    per_rank = m * (f + i + w)
+    schedule = generate(name, p, m)
+    result = simulate(schedule, costs)
+    per_rank = schedule.chunks_per_rank * m * (f + i + w)
     assert result.busy == (per_rank,) * p
     assert result.makespan >= per_rank + (p - 1) * (f + latency)  # last rank starts late
     assert result.bubble_fraction == (p * result.makespan - p * per_rank) / (p * result.makespan)

@@ -113,9 +113,66 @@ def test_compute_before_its_recv():
 
 
 def test_out_of_order_messages_are_mismatched():
-    s = add_communication(sched("0F0 0F1 0B0 0B1", "1F1 1B1 1F0 1B0"))
+    # rank 0 sends micro-batch 0 first; rank 1 receives micro-batch 1 first
+    s = sched(
+        "0F0 0SEND_F0 0F1 0SEND_F1 0RECV_B1 0B1 0RECV_B0 0B0",
+        "1RECV_F1 1F1 1B1 1SEND_B1 1RECV_F0 1F0 1B0 1SEND_B0",
+    )
     error = reject(s, "matched, in order")
-    assert len(error.marks) == 2
+    assert error.marks == ((0, 1), (1, 0))
+
+
+# Rank 0 sends 0F1's output in a batch of its own, then computes 0F2 before it posts
+# 0RECV_B0; rank 1 sends 1I0's gradient alone, then computes 1W0 before it posts
+# 1RECV_F1. Each blocking send waits for a receive the peer posts only after its own
+# send completes. Non-blocking sends would let both go on.
+EXCHANGE = (
+    "0F0 0SEND_F0 0F1 0SEND_F1 0F2 0SEND_F2 0RECV_B0 0B0 0RECV_B1 0B1 0RECV_B2 0B2",
+    "1RECV_F0 1F0 1I0 1SEND_B0 1W0 1RECV_F1 1F1 1I1 1SEND_B1 1W1 1RECV_F2 1F2 1I2 1SEND_B2 1W2",
+)
+
+
+def test_blocking_sends_deadlock_that_isend_lets_through():
+    s = sched(*EXCHANGE)
+    validate(s, sends="isend")
+    dry_run(s)  # isend by default
+    error = reject(s, "deadlock with blocking sends")
+    assert error.marks == ((0, 3), (1, 3))
+    assert (
+        "rank 0 blocks in batch [0SEND_F1]: 0SEND_F1 waits for 1RECV_F1 on rank 1" in error.reason
+    )
+    assert "[0SEND_F1]" in error.grid and "[1SEND_B0]" in error.grid
+    with pytest.raises(ScheduleError, match="deadlock with blocking sends"):
+        dry_run(s, sends="batched")
+
+
+def test_one_batch_posts_its_send_and_receive_together():
+    # the same program with 1W0 after 1RECV_F1: rank 1 posts [1SEND_B0 1RECV_F1] at once
+    row1 = EXCHANGE[1].replace("1SEND_B0 1W0 1RECV_F1", "1SEND_B0 1RECV_F1 1W0")
+    row1 = row1.replace("1SEND_B1 1W1 1RECV_F2", "1SEND_B1 1RECV_F2 1W1")
+    s = sched(EXCHANGE[0], row1)
+    order = validate(s).steps()
+    assert dry_run(s, sends="batched") == order == dry_run(s)
+
+
+def test_add_communication_lowers_the_exchange_without_deadlock():
+    s = sched(*EXCHANGE).without_comms()
+    lowered = add_communication(s)
+    validate(lowered)
+    # each receive goes where the unit clock says the tensor exists: 0F1 ends at
+    # tick 2, when 1I0 starts, so 1RECV_F1 is posted before 1I0
+    row1 = " ".join(map(str, lowered.actions[1]))
+    assert row1.startswith("1RECV_F0 1F0 1RECV_F1 1I0 1SEND_B0 1RECV_F2 1W0 1F1")
+
+
+def test_sends_mode_is_checked():
+    s = generate("1f1b", 2, 2)
+    with pytest.raises(ValueError, match="sends: unknown mode 'blocking'; known: isend, batched"):
+        validate(s, sends="blocking")
+    with pytest.raises(TypeError, match="sends: expected str"):
+        dry_run(s, sends=1)
+    with pytest.raises(TypeError, match="schedule: expected Schedule"):
+        dry_run("0F0")
 
 
 def test_send_never_received():

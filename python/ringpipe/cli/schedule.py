@@ -5,10 +5,10 @@
     ringpipe schedule --from-csv FILE [--format ...]
 
 Every schedule is validated (completeness, dependency order, deadlock-free dry run
-with SEND/RECV added) and simulated (default costs F = I = W = 1, B = I + W, free
-communication). Exit 0 on success; 1 when a ``--from-csv`` schedule fails
-validation (the rank x step grid with the failing step goes to stderr); 2 on bad
-arguments.
+with SEND/RECV added, sends blocking in batches unless ``--sends isend``) and
+simulated (default costs F = I = W = 1, B = I + W, free communication). Exit 0
+on success; 1 when a ``--from-csv`` schedule fails validation (the rank x step
+grid with the failing step goes to stderr); 2 on bad arguments.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from fractions import Fraction
 
 from ringpipe.schedules import (
     SCHEDULES,
+    SEND_MODES,
     CostModel,
     Schedule,
     ScheduleError,
@@ -71,7 +72,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "-v",
         type=int,
         metavar="V",
-        help="model chunks per rank v (interleaved-1f1b only; default 2)",
+        help="model chunks per rank v (interleaved-1f1b only, default 2; zb-v is fixed at 2)",
     )
     parser.add_argument(
         "--from-csv",
@@ -85,6 +86,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--output", "-o", metavar="FILE", help="write here, not to stdout")
     parser.add_argument(
         "--comms", action="store_true", help="include SEND/RECV actions in --format csv"
+    )
+    parser.add_argument(
+        "--sends",
+        choices=SEND_MODES[::-1],
+        default="batched",
+        help="deadlock check: batched blocking sends, as Megatron/PyTorch run them "
+        "(default), or non-blocking isend",
     )
     parser.add_argument(
         "--forward", type=_cost, default=Fraction(1), metavar="T", help="forward time per stage (1)"
@@ -158,9 +166,9 @@ def run(args: argparse.Namespace) -> int:
         args.forward, args.backward_input, args.backward_weight, p2p_latency=args.p2p_latency
     )
     try:
-        validate(schedule)  # as given: the clearest errors for a hand-written CSV
+        validate(schedule, args.sends)  # as given: the clearest errors for a hand-written CSV
         lowered = schedule if schedule.has_comms else add_communication(schedule)
-        result = simulate(lowered, costs, execution_order=validate(lowered))
+        result = simulate(lowered, costs, execution_order=validate(lowered, args.sends))
     except ScheduleError as exc:
         print(f"error: ringpipe schedule: {exc.reason}\n{exc.grid}", file=sys.stderr)
         return 1
