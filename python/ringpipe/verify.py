@@ -83,8 +83,16 @@ def verify_plan(plan: Plan, params: dict[str, np.ndarray] | None = None,
         params = init_params(cfg, seed)
     if batch is None:
         batch = random_batch(cfg, plan.mesh.dp * plan.microbatches * 2, seed + 1)
-    tol = TOLERANCES[cfg.dtype] if tolerance is None else tolerance
     result = plan.run(params, batch, backend=backend)
+    return compare_to_reference(plan, result, params, batch, tolerance)
+
+
+def compare_to_reference(plan: Plan, result: PlanResult, params: dict[str, np.ndarray],
+                         batch: Batch | tuple[np.ndarray, np.ndarray],
+                         tolerance: float | None = None) -> VerifyReport:
+    """The errors of a plan's ``result`` (from any runtime) against the reference."""
+    cfg = plan.config
+    tol = TOLERANCES[cfg.dtype] if tolerance is None else tolerance
     ref = reference_forward_backward(cfg, params, batch[0], batch[1])
     errors: dict[str, float] = {}
     abs_errors: dict[str, float] = {}

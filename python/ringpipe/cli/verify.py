@@ -2,6 +2,12 @@
 
 Exit 0 when the loss, the outputs and every gradient agree within tolerance (1e-10
 relative in float64, 1e-4 in float32), 1 on a mismatch, 2 on bad arguments.
+
+``--backend numpy|numba`` runs the plan on in-process ranks. ``--backend mpi`` runs it
+on real processes: this command starts ``mpiexec -n NP python -m ringpipe.mpi verify
+...`` with the same plan arguments (:mod:`ringpipe.mpi.verify`), NP defaulting to the
+mesh's dp·pp·tp; an ``--np`` that does not match the mesh is refused (exit 2) before
+anything starts. The job's exit status is returned.
 """
 
 from __future__ import annotations
@@ -16,11 +22,25 @@ from ringpipe.plan import ALLREDUCE_ALGORITHMS, Plan
 from ringpipe.schedules import SCHEDULES
 from ringpipe.verify import VerifyReport, random_batch, verify_plan
 
+#: Backends: in-process executors, or real processes started with mpiexec.
+VERIFY_BACKENDS = (*BACKENDS, "mpi")
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``verify`` subcommand."""
     p = subparsers.add_parser("verify", help="check a TP×PP×DP plan against the "
                                              "single-device NumPy reference")
+    add_plan_arguments(p)
+    p.add_argument("--backend", choices=VERIFY_BACKENDS, default="numba",
+                   help="numpy/numba: in-process ranks; mpi: one process per rank")
+    p.add_argument("--np", type=int, default=None, dest="np",
+                   help="with --backend mpi: processes to start (default dp×pp×tp)")
+    p.set_defaults(handler=run)
+
+
+def add_plan_arguments(p: argparse.ArgumentParser) -> None:
+    """The arguments that describe a plan, its model, batch and output format (shared
+    with ``python -m ringpipe.mpi verify``)."""
     p.add_argument("--tp", type=int, default=1)
     p.add_argument("--pp", type=int, default=1)
     p.add_argument("--dp", type=int, default=1)
@@ -38,10 +58,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--batch", type=int, default=None,
                    help="global batch (default: 2 × dp × microbatches)")
     p.add_argument("--dtype", choices=("float64", "float32"), default="float64")
-    p.add_argument("--backend", choices=BACKENDS, default="numba")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", action="store_true", help="machine-readable output")
-    p.set_defaults(handler=run)
+
+
+def plan_argv(args: argparse.Namespace) -> list[str]:
+    """``args``' plan arguments as a command line again (for the MPI ranks)."""
+    parser = argparse.ArgumentParser(add_help=False)
+    add_plan_arguments(parser)
+    argv: list[str] = []
+    for action in parser._actions:
+        value = getattr(args, action.dest, None)
+        if isinstance(action, argparse._StoreTrueAction):
+            argv += [action.option_strings[0]] if value else []
+        elif value is not None:
+            argv += [action.option_strings[0], str(value)]
+    return argv
 
 
 def build(args: argparse.Namespace) -> tuple[Plan, int]:
@@ -80,8 +112,29 @@ def format_report(plan: Plan, report: VerifyReport, worst: int | None = None) ->
     return "\n".join(lines)
 
 
+def run_mpi(args: argparse.Namespace) -> int:
+    """Check the arguments here, then run the ranks under mpiexec; the job's status."""
+    from ringpipe.mpi.launch import launch
+    from ringpipe.mpi.mesh_comm import check_world_size
+
+    plan, _ = build(args)  # bad plan arguments exit 2 here, before mpiexec starts
+    nprocs = plan.mesh.world if args.np is None else args.np
+    if isinstance(nprocs, int) and nprocs < 1:
+        raise ValueError(f"--np must be >= 1, got {nprocs}")
+    check_world_size(plan.mesh, nprocs)
+    try:
+        job = launch(nprocs, ["-m", "ringpipe.mpi", "verify", *plan_argv(args)])
+    except (FileNotFoundError, OSError) as exc:
+        raise ValueError(f"cannot start mpiexec: {exc}") from None
+    return job.returncode
+
+
 def run(args: argparse.Namespace) -> int:
     """Verify; 0 if the plan matches the reference, else 1."""
+    if args.backend == "mpi":
+        return run_mpi(args)
+    if args.np is not None:
+        raise ValueError("--np only applies to --backend mpi")
     plan, batch_size = build(args)
     report = verify_plan(plan, batch=random_batch(plan.config, batch_size, args.seed + 1),
                          backend=args.backend, seed=args.seed)

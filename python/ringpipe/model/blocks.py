@@ -3,6 +3,10 @@
 Every function works on all T ranks of one TP group at once: ``shards[t]`` is rank
 t's parameter dict (see :mod:`ringpipe.model.sharding`) and activations are lists
 ``xs[t]`` of 2-D ``(n, hidden)`` arrays, n = batch*seq, identical on every rank.
+Nothing here assumes the lists hold all T ranks: in local-rank mode (one process per
+TP rank, see :mod:`ringpipe.model.stage`) they hold one, the ``tp`` argument of
+:func:`block_forward` is still the group size T (heads per rank = heads / T), and the
+``all_reduce`` callable sums across processes.
 
 Per transformer block (Megatron-LM, Shoeybi et al. 2019, arXiv:1909.08053, fig. 3)::
 

@@ -2,7 +2,7 @@
 
 A stage holds blocks ``[first, last)``; the first stage (first == 0) also holds the
 input layer (embedding or ``in_proj``), the last (last == layers) the final norm, head
-and loss. All T ranks of its TP group run in this process, so the API is per-rank
+and loss. By default all T ranks of its TP group run in this process, so the API is per-rank
 lists (index = tp rank):
 
 - ``shards[t]``: rank t's parameters (:func:`~ringpipe.model.sharding.shard_params`;
@@ -21,6 +21,14 @@ global mean. Summing the returned losses and the parameter gradients over micro-
 and DP replicas then gives the reference's loss and gradients. With one micro-batch
 and ``loss_scale=1.0`` a tp=1 stage chain is bitwise equal to the reference.
 
+**Local-rank mode** (``StageSpec(..., local=True)``, or ``spec.local_view()``): a process
+that holds only *one* rank of the TP group (the MPI runtime, :mod:`ringpipe.runtime.mpi`)
+passes lists of length 1 -- its own shard, its own copy of the activation -- while
+``spec.tp`` stays T, so shard shapes and heads per rank are those of a T-way split.
+``all_reduce([buf])`` must then sum ``buf`` across the T processes of the TP group in
+place (over a communicator). The maths per rank is the same code path, so each process
+computes bitwise what rank t computes in the all-ranks mode.
+
 Backward follows zero-bubble pipeline parallelism (Qi et al., ICLR 2024): the I pass
 (:func:`stage_backward_input`, all TP communication) gives the input gradient and a
 :class:`WeightCache`; the W pass (:func:`stage_backward_weight`) gives the parameter
@@ -31,7 +39,7 @@ the all-reduce is called even when tp == 1, so counts do not depend on tp.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -49,14 +57,18 @@ from ringpipe.model.sharding import shard_shape
 
 @dataclass(frozen=True)
 class StageSpec:
-    """Blocks ``[first, last)`` of ``config`` on a TP group of ``tp`` ranks."""
+    """Blocks ``[first, last)`` of ``config`` on a TP group of ``tp`` ranks; with
+    ``local=True`` the caller holds one of those ranks (lists of length 1)."""
 
     config: ModelConfig
     first: int
     last: int
     tp: int = 1
+    local: bool = False
 
     def __post_init__(self) -> None:
+        if not isinstance(self.local, bool):
+            raise TypeError(f"StageSpec.local must be a bool, got {type(self.local).__name__}")
         if not isinstance(self.config, ModelConfig):
             raise TypeError(f"StageSpec.config must be a ModelConfig, "
                             f"got {type(self.config).__name__}")
@@ -68,6 +80,15 @@ class StageSpec:
             raise ValueError(f"StageSpec needs 0 <= first < last <= layers="
                              f"{self.config.layers}, got first={self.first}, last={self.last}")
         self.config.check_tp(self.tp)
+
+    @property
+    def ranks_here(self) -> int:
+        """Length of the per-rank lists: 1 in local-rank mode, else ``tp``."""
+        return 1 if self.local else self.tp
+
+    def local_view(self) -> StageSpec:
+        """This stage in local-rank mode: one TP rank per process (see module docs)."""
+        return replace(self, local=True)
 
     @property
     def is_first(self) -> bool:
@@ -122,14 +143,18 @@ def _check_spec(spec: object) -> StageSpec:
     return spec
 
 
-def _check_list(name: str, value: object, tp: int) -> list:
-    if not isinstance(value, list) or len(value) != tp:
-        raise ValueError(f"{name} must be a list with one entry per tp rank ({tp})")
+def _check_list(name: str, value: object, spec: StageSpec) -> list:
+    n = spec.ranks_here
+    if not isinstance(value, list) or len(value) != n:
+        if spec.local:
+            raise ValueError(f"{name} must be a list of length 1 in local-rank mode (this "
+                             f"process's own tp rank of {spec.tp})")
+        raise ValueError(f"{name} must be a list with one entry per tp rank ({n})")
     return value
 
 
 def _check_shards(spec: StageSpec, shards: object) -> None:
-    _check_list("shards", shards, spec.tp)
+    _check_list("shards", shards, spec)
     want = spec.param_shapes()
     for t, shard in enumerate(shards):  # type: ignore[arg-type]
         check_arrays(f"shards[{t}]", shard, want, spec.config.np_dtype, exact=False)
@@ -137,7 +162,7 @@ def _check_shards(spec: StageSpec, shards: object) -> None:
 
 def _check_activations(name: str, spec: StageSpec, xs: object) -> tuple[list[np.ndarray], int]:
     cfg = spec.config
-    xs = _check_list(name, xs, spec.tp)
+    xs = _check_list(name, xs, spec)
     first = xs[0]
     for t, x in enumerate(xs):
         if not isinstance(x, np.ndarray):
@@ -172,7 +197,8 @@ def stage_forward(spec: StageSpec, shards: list[dict[str, np.ndarray]], xs: list
     if not (math.isfinite(loss_scale) and loss_scale > 0):
         raise ValueError(f"loss_scale must be finite and > 0, got {loss_scale}")
     if spec.is_first:
-        batches = [check_batch(cfg, x, f"xs[{t}]") for t, x in enumerate(_check_list("xs", xs, tp))]
+        batches = [check_batch(cfg, x, f"xs[{t}]")
+                   for t, x in enumerate(_check_list("xs", xs, spec))]
         b = batches[0].shape[0]
         if any(x.shape != batches[0].shape for x in batches):
             raise ValueError("xs entries (the micro-batch per tp rank) differ in shape")
@@ -213,7 +239,7 @@ def stage_backward_input(spec: StageSpec, cache: StageCache, dys: list[np.ndarra
         raise ValueError("cache must be the StageCache stage_forward returned for this spec")
     check_all_reduce(all_reduce)
     cfg, shards = spec.config, cache.shards
-    jobs: list[list[B.WeightJob]] = [[] for _ in range(spec.tp)]
+    jobs: list[list[B.WeightJob]] = [[] for _ in range(spec.ranks_here)]
     if spec.is_last:
         if dys is not None:
             raise ValueError("dys must be None on the last stage (the loss starts backward)")

@@ -1,0 +1,108 @@
+"""Start MPI jobs on this machine: find ``mpiexec`` and run ``python -m ...`` under it.
+
+The ``mpich`` wheel from PyPI ships Hydra's ``mpiexec`` next to the Python executable
+of the environment it is installed into, so :func:`find_mpiexec` looks there first
+(``Path(sys.executable).parent / "mpiexec"``), then on ``PATH``.
+
+:func:`mpiexec_environment` makes a local job start reliably, also as root and with
+more ranks than cores (CI machines have 2):
+
+* ``HYDRA_LAUNCHER=fork``: Hydra starts every rank on this host directly (no ssh);
+  Hydra never refuses root nor oversubscription;
+* ``MPIR_CVAR_POLLS_BEFORE_YIELD``: MPICH busy-polls while it waits and yields the
+  core every N polls (default 1000); with more ranks than cores a waiting rank then
+  steals time from the rank it waits for, so oversubscribed jobs yield sooner;
+* ``OMP_NUM_THREADS`` / ``OPENBLAS_NUM_THREADS`` / ``MKL_NUM_THREADS``: cores / ranks
+  (at least 1), so ranks' BLAS threads do not oversubscribe the machine;
+* ``OMPI_ALLOW_RUN_AS_ROOT*`` and ``OMPI_MCA_rmaps_base_oversubscribe``: the same
+  for an Open MPI ``mpiexec`` found on PATH (ignored by Hydra).
+
+Variables the caller already set are never overridden.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+
+def find_mpiexec() -> str:
+    """Path of ``mpiexec``: next to the running Python first, else on PATH.
+
+    Raises FileNotFoundError saying how to install it.
+    """
+    beside = Path(sys.executable).parent / "mpiexec"
+    if beside.is_file() and os.access(beside, os.X_OK):
+        return str(beside)
+    found = shutil.which("mpiexec")
+    if found is None:
+        raise FileNotFoundError("mpiexec not found next to the Python executable "
+                                f"({beside.parent}) nor on PATH; install the MPI extra: "
+                                "pip install 'ringpipe[mpi]'")
+    return found
+
+
+def mpiexec_environment(nprocs: int, base: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment for a local job of ``nprocs`` ranks (see the module docstring)."""
+    env = dict(os.environ if base is None else base)
+    cores = os.cpu_count() or 1
+    threads = str(max(1, cores // max(1, nprocs)))
+    defaults = {
+        "HYDRA_LAUNCHER": "fork",
+        "MPIR_CVAR_POLLS_BEFORE_YIELD": "10" if nprocs > cores else "1000",
+        "OMP_NUM_THREADS": threads,
+        "OPENBLAS_NUM_THREADS": threads,
+        "MKL_NUM_THREADS": threads,
+        "OMPI_ALLOW_RUN_AS_ROOT": "1",
+        "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1",
+        "OMPI_MCA_rmaps_base_oversubscribe": "1",
+    }
+    for key, value in defaults.items():
+        env.setdefault(key, value)
+    return env
+
+
+def _check_nprocs(nprocs: object) -> int:
+    if isinstance(nprocs, bool) or not isinstance(nprocs, int):
+        raise TypeError(f"nprocs must be an int, got {type(nprocs).__name__}")
+    if nprocs < 1:
+        raise ValueError(f"nprocs must be >= 1, got {nprocs}")
+    return nprocs
+
+
+def mpiexec_command(nprocs: int, argv: Sequence[str], python: str | None = None) -> list[str]:
+    """``[mpiexec, -n, nprocs, python, *argv]``: each rank runs ``python *argv``."""
+    _check_nprocs(nprocs)
+    return [find_mpiexec(), "-n", str(nprocs), python or sys.executable, *argv]
+
+
+def launch(nprocs: int, argv: Sequence[str], *, timeout: float | None = None,
+           capture: bool = False, env: Mapping[str, str] | None = None,
+           cwd: str | os.PathLike[str] | None = None) -> subprocess.CompletedProcess[str]:
+    """Run ``python *argv`` on ``nprocs`` local MPI ranks and wait for the job.
+
+    The job gets its own process group; if it outlives ``timeout`` seconds the whole
+    group (mpiexec, its proxies and every rank) is killed and
+    :class:`subprocess.TimeoutExpired` is raised. With ``capture`` stdout and stderr are
+    returned as text, else they go to this process's.
+    """
+    cmd = mpiexec_command(nprocs, argv)
+    pipe = subprocess.PIPE if capture else None
+    proc = subprocess.Popen(cmd, stdout=pipe, stderr=pipe, text=True, cwd=cwd,
+                            env=mpiexec_environment(nprocs, env), start_new_session=True)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        out, err = proc.communicate()
+        raise subprocess.TimeoutExpired(cmd, timeout or 0.0, out, err) from None
+    except BaseException:  # e.g. KeyboardInterrupt: never leave ranks behind
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        raise
+    return subprocess.CompletedProcess(cmd, proc.returncode, out, err)

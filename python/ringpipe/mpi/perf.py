@@ -1,0 +1,122 @@
+"""``python -m ringpipe.mpi allreduce``: all-reduce bandwidth over MPI, nccl-tests style.
+
+For each size (``--min-bytes`` to ``--max-bytes``, times ``--factor``) and algorithm
+(``ring`` and ``tree`` from ringpipe's step tables, ``mpi`` = the library's
+``MPI_Allreduce``), every rank
+
+1. fills its buffer with :func:`ringpipe.bandwidth.exact_inputs` (small integers, so
+   any summation order is exact) and checks one all-reduce against
+   :func:`~ringpipe.bandwidth.exact_sum`: ``#wrong`` counts wrong elements on all ranks;
+2. times ``--iters`` back-to-back all-reduces between two barriers, ``--reps`` times,
+   the algorithms taking turns within each repetition so that they see the same machine
+   state; a repetition's time is the slowest rank's elapsed time / iters, and the row
+   reports the best repetition.
+
+algbw = S / t and busbw = algbw · 2(N-1)/N (nccl-tests ``doc/PERFORMANCE.md``). Rank 0
+prints the table (``format_table``) or, with ``--json``, one JSON document.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from ringpipe.bandwidth import BandwidthRow, busbw_factor, format_table, size_sweep
+from ringpipe.mpi.group import DEFAULT_SEGMENT_BYTES, MPI_ALGORITHMS, ProcessGroup
+from ringpipe.mpi.loader import load_mpi
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """The ``allreduce`` subcommand's options."""
+    p.add_argument("--min-bytes", type=int, default=4 << 10)
+    p.add_argument("--max-bytes", type=int, default=64 << 20)
+    p.add_argument("--factor", type=int, default=4)
+    p.add_argument("--algorithms", default="ring,tree,mpi",
+                   help="comma-separated, from " + ",".join(MPI_ALGORITHMS["all_reduce"]))
+    p.add_argument("--dtype", choices=("float32", "float64", "int32", "int64"),
+                   default="float32")
+    p.add_argument("--iters", type=int, default=10)
+    p.add_argument("--reps", type=int, default=3)
+    p.add_argument("--segment-bytes", type=int, default=DEFAULT_SEGMENT_BYTES)
+    p.add_argument("--json", action="store_true")
+
+
+def _inputs(rank: int, count: int, dtype: np.dtype) -> np.ndarray:
+    return ((np.arange(count, dtype=np.int64) + rank) % 7).astype(dtype)
+
+
+def _time(group: ProcessGroup, buf: np.ndarray, algorithm: str, iters: int,
+          mpi: Any) -> float:
+    comm = group.comm
+    comm.Barrier()
+    start = time.perf_counter()
+    for _ in range(iters):
+        group.all_reduce(buf, algorithm)
+    comm.Barrier()
+    return comm.allreduce((time.perf_counter() - start) / iters, op=mpi.MAX)
+
+
+def measure(group: ProcessGroup, sizes: list[int], algorithms: list[str], dtype: np.dtype,
+            iters: int, reps: int) -> list[BandwidthRow]:
+    """Rows for every (size, algorithm), measured as the module docstring says."""
+    mpi = load_mpi()
+    n, rank = group.size, group.rank
+    rows = []
+    for size in sizes:
+        count = size // dtype.itemsize
+        want = sum((np.arange(count, dtype=np.int64) + r) % 7 for r in range(n)).astype(dtype)
+        bufs, wrong = {}, {}
+        for alg in algorithms:
+            bufs[alg] = _inputs(rank, count, dtype)
+            group.all_reduce(bufs[alg], alg)
+            wrong[alg] = group.comm.allreduce(int(np.count_nonzero(bufs[alg] != want)))
+        best = {alg: float("inf") for alg in algorithms}
+        for _ in range(reps):
+            for alg in algorithms:
+                best[alg] = min(best[alg], _time(group, bufs[alg], alg, iters, mpi))
+        for alg in algorithms:
+            nbytes = count * dtype.itemsize
+            algbw = nbytes / best[alg] / 1e9
+            rows.append(BandwidthRow(nbytes, count, dtype.name, "sum", alg, best[alg] * 1e6,
+                                     algbw, algbw * busbw_factor("all_reduce", n),
+                                     wrong[alg]))
+    return rows
+
+
+def prepare(args: argparse.Namespace) -> Callable[[], int]:
+    """Check the arguments (ValueError, alike on every rank); returns the job, which
+    measures, prints on rank 0 and returns 1 if any result was wrong."""
+    algorithms = [a for a in args.algorithms.split(",") if a]
+    for alg in algorithms:
+        if alg not in MPI_ALGORITHMS["all_reduce"]:
+            raise ValueError(f"--algorithms: unknown algorithm {alg!r}; choose from "
+                             f"{', '.join(MPI_ALGORITHMS['all_reduce'])}")
+    for name in ("iters", "reps"):
+        if getattr(args, name) < 1:
+            raise ValueError(f"--{name} must be >= 1, got {getattr(args, name)}")
+    sizes = size_sweep(args.min_bytes, args.max_bytes, args.factor)
+    return lambda: _run(args, sizes, algorithms)
+
+
+def _run(args: argparse.Namespace, sizes: list[int], algorithms: list[str]) -> int:
+    mpi = load_mpi()
+    group = ProcessGroup(mpi.COMM_WORLD, segment_bytes=args.segment_bytes, name="world")
+    rows = measure(group, sizes, algorithms, np.dtype(args.dtype), args.iters, args.reps)
+    group.free()
+    if group.rank == 0:
+        if args.json:
+            print(json.dumps({"nranks": group.size, "segment_bytes": args.segment_bytes,
+                              "iters": args.iters, "reps": args.reps,
+                              "rows": [r.as_dict() for r in rows]}))
+        else:
+            print(f"# all_reduce over MPI: {group.size} ranks, segment "
+                  f"{args.segment_bytes} B, best of {args.reps} x {args.iters} iterations")
+            for alg in algorithms:
+                print(f"# algorithm {alg}")
+                print(format_table([r for r in rows if r.algorithm == alg]))
+    return 1 if any(r.wrong for r in rows) else 0
