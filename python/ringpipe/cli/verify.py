@@ -19,7 +19,7 @@ from ringpipe.checks import BACKENDS
 from ringpipe.mesh import Mesh
 from ringpipe.model.config import ModelConfig
 from ringpipe.plan import ALLREDUCE_ALGORITHMS, Plan
-from ringpipe.schedules import SCHEDULES
+from ringpipe.schedules import SCHEDULES, schedule_spec
 from ringpipe.verify import VerifyReport, random_batch, verify_plan
 
 #: Backends: in-process executors, or real processes started with mpiexec.
@@ -80,7 +80,7 @@ def build(args: argparse.Namespace) -> tuple[Plan, int]:
     """The plan and global batch size the arguments describe (ValueError if invalid)."""
     mesh = Mesh(dp=args.dp, pp=args.pp, tp=args.tp)
     m = args.microbatches if args.microbatches is not None else args.pp
-    stages = args.pp * (args.chunks or (2 if args.schedule == "interleaved-1f1b" else 1))
+    stages = args.pp * (args.chunks or schedule_spec(args.schedule).default_chunks)
     layers = args.layers if args.layers is not None else 2 * stages
     cfg = ModelConfig(layers=layers, hidden=args.hidden, heads=args.heads, seq=args.seq,
                       vocab=args.vocab, block=args.block, dtype=args.dtype)
