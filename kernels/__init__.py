@@ -6,5 +6,12 @@
 * :mod:`ringpipe.kernels.tree` — NCCL's double binary tree and single-tree
   broadcast/reduce;
 * :mod:`ringpipe.kernels.numpy_exec` — the readable step-by-step reference executor;
-* :mod:`ringpipe.kernels.numba_exec` — the tile-fused, parallel Numba executor.
+* :mod:`ringpipe.kernels.numba_exec` — the tile-fused, parallel Numba executor;
+* :mod:`ringpipe.kernels.half` — NumPy-exact float16 arithmetic for Numba on the CPU;
+* :mod:`ringpipe.kernels.memory` — cheap buffer addresses;
+* :mod:`ringpipe.kernels.cuda_exec` — the same tile-fused execution as a CUDA kernel
+  (``backend="cupy"``; runs under ``NUMBA_ENABLE_CUDASIM=1`` without a GPU), with
+  :mod:`~ringpipe.kernels.cuda_half`, :mod:`~ringpipe.kernels.cuda_tuning`,
+  :mod:`~ringpipe.kernels.cuda_backend` and :mod:`~ringpipe.kernels.cuda_nccl` (the NCCL
+  baseline, ``algorithm="nccl"``).
 """

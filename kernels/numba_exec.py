@@ -26,7 +26,7 @@ import numpy as np
 from numba import carray, njit, prange, types
 from numba.extending import intrinsic, overload
 
-from ringpipe.kernels.half import float_to_half_bits, half_to_float_table
+from ringpipe.kernels.half import half_sum_bits, half_to_float_table
 from ringpipe.kernels.memory import addresses
 from ringpipe.kernels.steps import StepTable, chunk_bounds
 
@@ -91,8 +91,8 @@ def _apply_overload(d, s, reduce, opcode, lut):
                 a = lut[d[i]]
                 b = lut[s[i]]
                 if opcode == 0:
-                    d[i] = float_to_half_bits(np.float32(a + b))
-                elif opcode == 1:
+                    d[i] = half_sum_bits(d[i], s[i], a, b)
+                elif opcode == 1:  # NumPy's half maximum keeps the first operand on ties
                     if not (a >= b or a != a):
                         d[i] = s[i]
                 elif not (a <= b or a != a):
@@ -108,17 +108,19 @@ def _apply_overload(d, s, reduce, opcode, lut):
         elif opcode == 0:
             for i in range(d.size):
                 d[i] = d[i] + s[i]
-        elif opcode == 1:  # np.maximum: keep d if d >= s or d is NaN
+        elif opcode == 1:
+            # np.maximum(d, s): d if d is NaN or d > s, else s (so s wins ties: max(0, -0)
+            # is -0, and a NaN in either operand propagates with its payload).
             for i in range(d.size):
                 a = d[i]
                 b = s[i]
-                if not (a >= b or a != a):
+                if not (a > b or a != a):
                     d[i] = b
-        else:  # np.minimum
+        else:  # np.minimum(d, s): d if d is NaN or d < s, else s
             for i in range(d.size):
                 a = d[i]
                 b = s[i]
-                if not (a <= b or a != a):
+                if not (a < b or a != a):
                     d[i] = b
 
     return apply_native

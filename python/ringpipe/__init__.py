@@ -4,6 +4,7 @@ Optional pieces (MPI, GPU, plotting) are extras; importing ringpipe never needs 
 """
 
 from ringpipe.collectives import all_gather, all_reduce, broadcast, reduce, reduce_scatter
+from ringpipe.kernels.cuda_tuning import CudaTuning
 from ringpipe.kernels.numba_exec import KernelTuning
 from ringpipe.kernels.steps import StepTable, chunk_bounds
 from ringpipe.mesh import Mesh
@@ -14,6 +15,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Batch",
+    "CudaTuning",
     "KernelTuning",
     "Mesh",
     "ModelConfig",

@@ -15,7 +15,11 @@ import numpy as np
 SUPPORTED_DTYPES = tuple(np.dtype(t) for t in
                          (np.float16, np.float32, np.float64, np.int32, np.int64))
 SUPPORTED_OPS = ("sum", "max", "min")
+#: Host backends: every API that takes a backend (collectives, plans, CLI) offers these.
 BACKENDS = ("numpy", "numba")
+#: The collectives also run on the GPU (CuPy arrays; NumPy arrays under Numba's CUDA
+#: simulator): see :mod:`ringpipe.kernels.cuda_backend`.
+COLLECTIVE_BACKENDS = (*BACKENDS, "cupy")
 
 
 def _fail(kind: type[Exception], where: str, msg: str, rank: int | None = None) -> Exception:
@@ -43,23 +47,27 @@ def check_root(where: str, root: object, nranks: int) -> int:
 
 
 def check_rank_arrays(where: str, name: str, arrays: object, *, nranks: int | None = None,
-                      writeable: bool, same_shape: bool = True) -> list[np.ndarray]:
+                      writeable: bool, same_shape: bool = True,
+                      array_type: type = np.ndarray) -> list[np.ndarray]:
     """A non-empty list/tuple of C-contiguous arrays of one supported dtype (and shape).
 
-    Returns the arrays as a list. ``nranks`` fixes the expected length.
+    Returns the arrays as a list. ``nranks`` fixes the expected length; ``array_type``
+    is the array class (``cupy.ndarray`` for the GPU backend; CuPy arrays are always
+    writeable).
     """
+    kind = f"{array_type.__module__.split('.')[0]}.{array_type.__name__}"
     if not isinstance(arrays, (list, tuple)):
-        raise _fail(TypeError, where, f"{name} must be a list with one numpy array per rank, "
-                                      f"got {type(arrays).__name__}")
+        raise _fail(TypeError, where, f"{name} must be a list with one {kind.split('.')[0]} "
+                                      f"array per rank, got {type(arrays).__name__}")
     if len(arrays) == 0:
         raise _fail(ValueError, where, f"{name} is empty: need one array per rank")
     if nranks is not None and len(arrays) != nranks:
         raise _fail(ValueError, where, f"{name} has {len(arrays)} arrays for {nranks} ranks")
     first = arrays[0]
     for r, a in enumerate(arrays):
-        if not isinstance(a, np.ndarray):
+        if not isinstance(a, array_type):
             raise _fail(TypeError, where, f"{name}[{r}] is a {type(a).__name__}, "
-                                          "expected numpy.ndarray", r)
+                                          f"expected {kind}", r)
         if a.dtype not in SUPPORTED_DTYPES:
             raise _fail(TypeError, where, f"{name}[{r}] has unsupported dtype {a.dtype}; "
                         f"supported: {', '.join(str(d) for d in SUPPORTED_DTYPES)}", r)
@@ -72,7 +80,7 @@ def check_rank_arrays(where: str, name: str, arrays: object, *, nranks: int | No
         if not a.flags.c_contiguous:
             raise _fail(ValueError, where, f"{name}[{r}] is not C-contiguous; pass "
                                            "np.ascontiguousarray(...)", r)
-        if writeable and not a.flags.writeable:
+        if writeable and not getattr(a.flags, "writeable", True):
             raise _fail(ValueError, where, f"{name}[{r}] is read-only", r)
     return list(arrays)
 

@@ -1,0 +1,136 @@
+"""backend="cupy" and algorithm="nccl" on real GPUs (marked ``gpu``; skipped without one).
+
+Run on a GPU machine: ``python -m pytest tests/test_gpu_device.py -m gpu``. Each test
+compares with the NumPy reference executor on the same inputs copied to the host.
+"""
+
+import os
+
+import numpy as np
+import pytest
+
+import ringpipe
+from ringpipe.kernels.cuda_tuning import CudaTuning
+
+
+def _gpus():
+    """(cupy, device count), or a skip reason."""
+    if os.environ.get("NUMBA_ENABLE_CUDASIM", "0") not in ("", "0"):
+        return None, "NUMBA_ENABLE_CUDASIM is set: backend 'cupy' runs the simulator here"
+    try:
+        import cupy
+    except ImportError:
+        return None, "CuPy is not installed (pip install 'ringpipe[gpu]')"
+    try:
+        count = cupy.cuda.runtime.getDeviceCount()
+    except Exception as exc:  # noqa: BLE001 - any CUDA failure means "no usable GPU"
+        return None, f"no usable CUDA device: {exc}"
+    return (cupy, count), "" if count else "no CUDA device"
+
+
+_FOUND, _REASON = _gpus()
+cp = _FOUND[0] if _FOUND else None
+NGPUS = _FOUND[1] if _FOUND else 0
+pytestmark = [pytest.mark.gpu, pytest.mark.skipif(NGPUS == 0, reason=_REASON or "no GPU")]
+
+DTYPES = [np.float16, np.float32, np.float64, np.int32, np.int64]
+SMALL = CudaTuning(threads_per_block=32, elems_per_thread=3, tile_elems=100, max_blocks=7)
+
+
+def host(arrays):
+    return [cp.asnumpy(a) for a in arrays]
+
+
+def assert_bitwise(got, want, nan_payloads_free=False):
+    for g, w in zip(got, want, strict=True):
+        assert g.dtype == w.dtype and g.shape == w.shape
+        if nan_payloads_free:  # GPU float sums return a canonical NaN
+            assert np.array_equal(np.isnan(g), np.isnan(w))
+            g, w = g[~np.isnan(w)], w[~np.isnan(w)]
+        assert g.tobytes() == w.tobytes()
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("n", [1, 2, 3, 8])
+@pytest.mark.parametrize("tuning", [None, SMALL], ids=["default", "small"])
+def test_all_reduce_bitwise_with_the_reference(dtype, n, tuning):
+    rng = np.random.default_rng(n)
+    kw = {} if tuning is None else {"tuning": tuning}
+    for size in (0, 1, n - 1, 1009, 100_003):
+        for algorithm in ("ring", "tree"):
+            for op in ("sum", "max", "min"):
+                if np.dtype(dtype).kind == "f":
+                    xs = [rng.standard_normal(size).astype(dtype) for _ in range(n)]
+                else:
+                    xs = [rng.integers(-1000, 1000, size).astype(dtype) for _ in range(n)]
+                want = ringpipe.all_reduce([x.copy() for x in xs], algorithm, "numpy", op)
+                gpu = [cp.asarray(x) for x in xs]
+                ringpipe.all_reduce(gpu, algorithm, "cupy", op, **kw)
+                assert_bitwise(host(gpu), want)
+                outs = [cp.empty_like(g) for g in gpu]
+                src = [cp.asarray(x) for x in xs]
+                ringpipe.all_reduce(src, algorithm, "cupy", op, out=outs, **kw)
+                assert_bitwise(host(outs), want)
+                assert_bitwise(host(src), xs)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_other_collectives(dtype):
+    n, size = 5, 4099
+    rng = np.random.default_rng(0)
+    xs = [rng.integers(-9, 10, size).astype(dtype) for _ in range(n)]
+    for name, kw in [("reduce_scatter", {}), ("all_gather", {}), ("broadcast", {"root": 3}),
+                     ("reduce", {"root": 2}), ("reduce", {"root": 4, "algorithm": "tree"})]:
+        fn = getattr(ringpipe, name)
+        want = fn([x.copy() for x in xs], backend="numpy", **kw)
+        got = fn([cp.asarray(x) for x in xs], backend="cupy", tuning=SMALL, **kw)
+        assert_bitwise(host(got), want)
+
+
+def test_special_values():
+    n = 4
+    specials = np.array([np.nan, np.inf, -np.inf, 0.0, -0.0, 1.5, 65504], np.float32)
+    xs = [np.random.default_rng(r).permutation(np.tile(specials, 50)) for r in range(n)]
+    for dtype in (np.float16, np.float32, np.float64):
+        for op in ("sum", "max", "min"):
+            ys = [x.astype(dtype) for x in xs]
+            with np.errstate(all="ignore"):
+                want = ringpipe.all_reduce([y.copy() for y in ys], "ring", "numpy", op)
+            gpu = [cp.asarray(y) for y in ys]
+            ringpipe.all_reduce(gpu, "ring", "cupy", op)
+            free = op == "sum" and dtype != np.float16
+            assert_bitwise(host(gpu), want, nan_payloads_free=free)
+
+
+def test_numpy_arrays_are_refused_on_a_real_gpu():
+    bufs = [np.ones(4, np.float32) for _ in range(2)]
+    with pytest.raises(TypeError, match=r"rank 0: buffers\[0\] is a ndarray, expected cupy"):
+        ringpipe.all_reduce(bufs, backend="cupy")
+
+
+@pytest.mark.skipif(NGPUS < 2, reason=_REASON or "algorithm 'nccl' needs at least 2 GPUs")
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_nccl_all_reduce_one_rank_per_device(dtype):
+    n = min(NGPUS, 4)
+    rng = np.random.default_rng(0)
+    xs = [rng.integers(-9, 10, 1 << 16).astype(dtype) for _ in range(n)]
+    want = ringpipe.all_reduce([x.copy() for x in xs], "ring", "numpy")
+    bufs = []
+    for r, x in enumerate(xs):
+        with cp.cuda.Device(r):
+            bufs.append(cp.asarray(x))
+    ringpipe.all_reduce(bufs, "nccl", "cupy")
+    for r in range(n):
+        with cp.cuda.Device(r):
+            cp.cuda.get_current_stream().synchronize()
+    assert_bitwise(host(bufs), want)  # small integers: exact in any order
+
+
+@pytest.mark.skipif(NGPUS < 2, reason=_REASON or "needs at least 2 GPUs")
+def test_kernel_refuses_ranks_on_several_devices():
+    bufs = []
+    for r in range(2):
+        with cp.cuda.Device(r):
+            bufs.append(cp.ones(4, cp.float32))
+    with pytest.raises(ValueError, match="rank 1: buffers.1. is on device 1"):
+        ringpipe.all_reduce(bufs, "ring", "cupy")
