@@ -194,3 +194,18 @@ def test_signed_zeros_infinities_and_nans_match_numpy_bits(dtype, op, algorithm)
             assert a[r][~nan].tobytes() == b[r][~nan].tobytes()
         else:
             assert_bitwise(b[r], a[r])
+
+
+def test_auto_algorithm_follows_the_cost_model_and_says_why():
+    from ringpipe.collectives import auto_algorithm
+
+    small, why_small = auto_algorithm("all_reduce", 1024, 8)
+    large, why_large = auto_algorithm("all_reduce", 64 << 20, 8)
+    assert (small, large) == ("tree", "ring")  # latency-bound vs bandwidth-bound
+    assert "latency-bound" in why_small and "bandwidth-bound" in why_large
+    xs = integer_inputs(1, 8, 256, np.float32)
+    got = ringpipe.all_reduce([x.copy() for x in xs], "auto")
+    want = ringpipe.all_reduce([x.copy() for x in xs], small, "numpy")
+    assert_bitwise(got[3], want[3])
+    with pytest.raises(ValueError, match="unknown algorithm 'auto'"):
+        ringpipe.reduce_scatter([x.copy() for x in xs], "auto")

@@ -27,6 +27,7 @@ results on non-root ranks; chunk r of a buffer is ``chunk_bounds(size, N)[r:r+2]
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -117,7 +118,9 @@ def _common(where: str, collective: str, buffers: object, out: object, algorithm
     bufs = check_rank_arrays(where, "buffers", buffers, writeable=out is None,
                              array_type=array_type)
     check_choice(where, "op", op, SUPPORTED_OPS)
-    if algorithm == "nccl" and collective == "all_reduce":
+    if algorithm == "auto" and collective == "all_reduce":
+        pass  # resolved by all_reduce from the cost model, once the buffers are known
+    elif algorithm == "nccl" and collective == "all_reduce":
         if gpu is None:
             raise ValueError(f"{where}: algorithm 'nccl' needs backend='cupy' (CuPy arrays, "
                              "one rank per GPU)")
@@ -149,6 +152,17 @@ def _common(where: str, collective: str, buffers: object, out: object, algorithm
     return _Checked(bufs, buf_addr, outs, out_addr, gpu)
 
 
+@lru_cache(maxsize=1024)
+def auto_algorithm(collective: str, nbytes: int, nranks: int) -> tuple[str, str]:
+    """The algorithm ``algorithm="auto"`` runs for ``collective`` on ``nranks`` ranks of
+    ``nbytes`` each, and why: the cheaper by the α-β model priced from the step tables
+    (:func:`ringpipe.cost.collective_cost.choose_algorithm`, ranks placed on DGX-A100
+    nodes: NVLink inside a node, InfiniBand across)."""
+    from ringpipe.cost.collective_cost import choose_algorithm
+
+    return choose_algorithm(collective, nbytes, nranks)
+
+
 def all_reduce(buffers: list[np.ndarray], algorithm: str = "ring", backend: str = "numba",
                op: str = "sum", *, out: list[np.ndarray] | None = None,
                tuning: KernelTuning | CudaTuning = DEFAULT_TUNING) -> list[np.ndarray]:
@@ -156,10 +170,13 @@ def all_reduce(buffers: list[np.ndarray], algorithm: str = "ring", backend: str 
 
     ``algorithm`` is ``"ring"`` (bandwidth-optimal, 2(N-1) steps) or ``"tree"`` (NCCL's
     double binary tree, log-depth latency); with ``backend="cupy"`` also ``"nccl"``
-    (NCCL itself, one rank per GPU). Returns the result arrays: ``buffers`` when in
-    place, else ``out``.
+    (NCCL itself, one rank per GPU); ``"auto"`` picks ring or tree from the α-β cost
+    model (:func:`auto_algorithm` says why). Returns the result arrays: ``buffers`` when
+    in place, else ``out``.
     """
     args = _common("all_reduce", "all_reduce", buffers, out, algorithm, backend, op, tuning)
+    if algorithm == "auto":
+        algorithm, _ = auto_algorithm("all_reduce", args.bufs[0].nbytes, len(args.bufs))
     if algorithm == "nccl":
         return nccl_all_reduce("all_reduce", args.bufs, args.outs, op)
     table = step_table("all_reduce", algorithm, len(args.bufs))

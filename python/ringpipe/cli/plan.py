@@ -1,0 +1,197 @@
+"""``ringpipe plan``: recommend TP × PP × DP, schedule and micro-batch size for a model
+on a cluster, from ringpipe's cost model (:mod:`ringpipe.cost`).
+
+    ringpipe plan --model gpt3-175b --cluster dgx-a100 --nodes 8 --global-batch 1536 \\
+        [--top 10] [--json] [--plot FILE]
+
+The model is a preset (``--model``) or explicit sizes (``--layers --hidden --heads
+--seq --vocab`` [``--ffn --kv-heads --gated-mlp``]); explicit sizes given with a preset
+override its fields. The cluster is a preset (``--cluster``) or a TOML/JSON file
+(``--cluster-file``), with ``--nodes`` nodes. ``--tp --pp --dp --schedule --chunks
+--microbatch-size --recompute`` pin dimensions; with all of them pinned the output is
+the prediction for that one configuration.
+
+Exit status: 0 when a configuration fits; 1 when none fits (the message gives the
+smallest memory per GPU any configuration needs; ``--json`` still prints every
+candidate); 2 on bad arguments (unknown preset, inconsistent cluster numbers, a GPU
+count no factorisation fits), with a one-line error on stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+from typing import Any
+
+from ringpipe.cost.cluster import CLUSTER_PRESETS, GIB, Cluster, cluster_preset, load_cluster
+from ringpipe.cost.models import (
+    DTYPES,
+    MODEL_PRESETS,
+    RECOMPUTE,
+    ModelSpec,
+    TrainingSpec,
+    model_preset,
+)
+from ringpipe.cost.planner import DEFAULT_SCHEDULES, FitsNowhere, PlanReport, SearchSpace, plan
+from ringpipe.cost.step_time import Prediction
+from ringpipe.schedules import SCHEDULES
+
+_SIZE_FLAGS = ("layers", "hidden", "heads", "seq", "vocab", "ffn", "kv_heads")
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the ``plan`` subcommand."""
+    p = subparsers.add_parser("plan", help="rank TP×PP×DP configurations of a model on a "
+                                           "cluster by predicted step time")
+    model = p.add_argument_group("model (a preset, or explicit sizes)")
+    model.add_argument("--model", choices=list(MODEL_PRESETS), default=None)
+    for flag in _SIZE_FLAGS:
+        model.add_argument("--" + flag.replace("_", "-"), type=int, default=None)
+    model.add_argument("--gated-mlp", action="store_true", default=None,
+                       help="SwiGLU MLP (3 matrices); default for Llama presets")
+    cluster = p.add_argument_group("cluster (a preset or a file)")
+    cluster.add_argument("--cluster", choices=list(CLUSTER_PRESETS), default=None)
+    cluster.add_argument("--cluster-file", default=None, help="TOML or JSON cluster file")
+    cluster.add_argument("--nodes", type=int, default=None,
+                         help="node count (default: the file's, or 1)")
+    train = p.add_argument_group("training")
+    train.add_argument("--global-batch", type=int, required=True, help="sequences per step")
+    train.add_argument("--microbatch-size", type=int, default=None)
+    train.add_argument("--recompute", choices=RECOMPUTE, default=None)
+    train.add_argument("--dtype", choices=list(DTYPES), default="bf16")
+    train.add_argument("--shard-optimizer", action="store_true",
+                       help="shard fp32 master weights and Adam state across DP")
+    pins = p.add_argument_group("pins")
+    for axis in ("tp", "pp", "dp"):
+        pins.add_argument(f"--{axis}", type=int, default=None)
+    pins.add_argument("--schedule", choices=list(SCHEDULES), default=None,
+                      help=f"default: search {', '.join(DEFAULT_SCHEDULES)}")
+    pins.add_argument("--chunks", type=int, default=None, help="chunks per rank (interleaved)")
+    pins.add_argument("--allow-uneven", action="store_true",
+                      help="allow pp (· chunks) that does not divide the layers")
+    out = p.add_argument_group("output")
+    out.add_argument("--top", type=int, default=10, help="rows of the table (default 10)")
+    out.add_argument("--json", action="store_true", help="machine-readable output")
+    out.add_argument("--plot", default=None, metavar="FILE",
+                     help="write a PNG of predicted throughput (needs matplotlib)")
+    p.set_defaults(handler=run)
+
+
+def build_model(args: argparse.Namespace) -> ModelSpec:
+    """The model the arguments describe (ValueError when under-specified)."""
+    given = {f: getattr(args, f) for f in _SIZE_FLAGS if getattr(args, f) is not None}
+    if args.gated_mlp:
+        given["gated_mlp"] = True
+    if args.model is not None:
+        base = model_preset(args.model)
+        return dataclasses.replace(base, **given) if given else base
+    missing = [f"--{f}" for f in ("layers", "hidden", "heads", "seq", "vocab")
+               if f not in given]
+    if missing:
+        raise ValueError(f"give --model or all of --layers --hidden --heads --seq --vocab "
+                         f"(missing {' '.join(missing)})")
+    name = f"custom-l{given['layers']}-h{given['hidden']}"
+    return ModelSpec(name, **given)
+
+
+def build_cluster(args: argparse.Namespace) -> Cluster:
+    """The cluster the arguments describe."""
+    if (args.cluster is None) == (args.cluster_file is None):
+        raise ValueError("give exactly one of --cluster and --cluster-file")
+    if args.cluster_file is not None:
+        return load_cluster(args.cluster_file, args.nodes)
+    return cluster_preset(args.cluster, 1 if args.nodes is None else args.nodes)
+
+
+def _row(rank: int | str, p: Prediction) -> str:
+    c = p.config
+    fits = "" if p.fits else "  (does not fit)"
+    return (f"{rank:>4} {c.tp:>3} {c.pp:>3} {c.dp:>4}  {c.schedule:<17}{c.chunks:>2} "
+            f"{c.microbatch_size:>3}  {c.recompute:<9} {p.step_time:>9.3f} "
+            f"{p.tflops_per_gpu:>10.1f} {p.memory.total / GIB:>9.1f} "
+            f"{p.bubble_fraction:>7.1%} {p.comm_fraction:>6.1%}{fits}")
+
+
+def format_table(report: PlanReport, rows: list[Prediction], title: str) -> str:
+    """The ranked table, with a one-line header."""
+    lines = [title, "rank  tp  pp   dp  schedule          v  mb  recompute  step (s) "
+             "TFLOP/s/GPU  mem GiB  bubble   comm"]
+    lines += [_row(i + 1, p) for i, p in enumerate(rows)]
+    return "\n".join(lines)
+
+
+def as_json(report: PlanReport) -> dict[str, Any]:
+    """``{"cluster", "model", "candidates"}``, candidates best first (non-fitting last)."""
+    m, t = report.model, report.training
+    model = {**dataclasses.asdict(m), "params": m.total_params,
+             **{k: v for k, v in dataclasses.asdict(t).items()}}
+    return {"cluster": report.cluster.to_dict(), "model": model,
+            "candidates": [p.to_dict() for p in report.candidates]}
+
+
+def write_plot(report: PlanReport, path: str, top: int) -> None:
+    """Horizontal bars of predicted model TFLOP/s per GPU (useful work, so the bars rank
+    as the step times do): the best configuration of each (tp, pp, dp), fitting ones
+    coloured, non-fitting grey."""
+    import matplotlib  # noqa: PLC0415 - optional extra, imported only when plotting
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt  # noqa: PLC0415
+
+    best: dict[tuple[int, int, int], Prediction] = {}
+    for p in report.candidates:
+        key = (p.config.tp, p.config.pp, p.config.dp)
+        best.setdefault(key, p)
+    shown = sorted(best.values(), key=lambda p: (not p.fits, p.step_time))[:max(top, 1)]
+    fig, ax = plt.subplots(figsize=(8, 0.35 * len(shown) + 1.5))
+    labels = [p.config.label() for p in shown]
+    ax.barh(range(len(shown)), [p.model_tflops_per_gpu for p in shown],
+            color=["tab:blue" if p.fits else "lightgrey" for p in shown])
+    ax.set_yticks(range(len(shown)), labels, fontsize=8)
+    ax.invert_yaxis()
+    c = report.cluster
+    ax.set_xlabel("predicted model TFLOP/s per GPU, recomputation not counted "
+                  "(grey: does not fit)")
+    ax.set_title(f"{report.model.name} on {c.nodes} × {c.name}, global batch "
+                 f"{report.training.global_batch}")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Handler of ``ringpipe plan``; returns the exit status."""
+    if args.top < 1:
+        raise ValueError(f"--top must be >= 1, got {args.top}")
+    if args.nodes is not None and args.nodes < 1:
+        raise ValueError(f"--nodes must be >= 1, got {args.nodes}")
+    model, cluster = build_model(args), build_cluster(args)
+    training = TrainingSpec(args.global_batch, args.microbatch_size, args.dtype,
+                            args.recompute, args.shard_optimizer)
+    space = SearchSpace(tp=args.tp, pp=args.pp, dp=args.dp, schedule=args.schedule,
+                        chunks=args.chunks, allow_uneven=args.allow_uneven)
+    failure: FitsNowhere | None = None
+    try:
+        report = plan(model, training, cluster, space)
+    except FitsNowhere as exc:
+        failure, report = exc, exc.report
+    if args.plot:
+        write_plot(report, args.plot, args.top)
+    title = (f"# {model.name} ({model.total_params / 1e9:.1f}B params) on {cluster.nodes} × "
+             f"{cluster.name} ({cluster.world} GPUs), global batch {training.global_batch}: "
+             f"{len(report.candidates)} candidates, {len(report.fitting)} fit")
+    if args.json:
+        print(json.dumps(as_json(report), indent=2))
+    elif failure is None:
+        print(format_table(report, list(report.fitting[:args.top]), title))
+        print()
+        print(report.explanation())
+    else:
+        closest = sorted(report.candidates, key=lambda p: p.memory.total)[:args.top]
+        print(format_table(report, closest, title + "; closest by memory:"))
+    if failure is not None:
+        print(f"error: ringpipe plan: {failure}", file=sys.stderr)
+        return 1
+    return 0

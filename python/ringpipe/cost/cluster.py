@@ -1,0 +1,274 @@
+"""The cluster a plan runs on: frozen, validated dataclasses, presets and file loading.
+
+Units inside ringpipe are SI base units: FLOP/s, bytes, bytes/s, seconds. Files and the
+command line use the units vendors print (TFLOP/s, GiB, GB/s, µs), each spelled out in
+the key name, so ``bandwidth_gbs = 25`` cannot be mistaken for gigabits.
+
+Link bandwidths are **per GPU, each way**:
+
+* ``intra`` is what one GPU can push to a peer in its node (NVLink through NVSwitch:
+  300 GB/s on A100, 450 GB/s on H100; PCIe 4 x16: about 32 GB/s);
+* ``inter`` is the GPU's share of its node's network injection bandwidth (a DGX A100
+  has 8 × 200 Gb/s HDR InfiniBand, i.e. 25 GB/s per GPU).
+
+Latencies are the per-step α of the α-β model (a few µs per NCCL step, NCCL's tuning
+tables put NVLink ring steps at ~1-2 µs and network steps at ~5 µs).
+
+A cluster file (TOML or JSON) looks like::
+
+    name = "my-cluster"
+    gpus_per_node = 8
+    nodes = 4                      # optional; --nodes overrides it
+    peak_tflops = 312              # dense 16-bit matmul, per GPU
+    memory_gib = 80                # HBM capacity
+    memory_bandwidth_gbs = 2039    # HBM bandwidth
+    achievable_fraction = 0.6      # optional; default: the calibrated constant
+    [intra_node]
+    bandwidth_gbs = 300
+    latency_us = 2
+    [inter_node]
+    bandwidth_gbs = 25             # per GPU, each way
+    latency_us = 6
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, replace
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+import tomllib
+
+GB = 1e9
+GIB = float(2**30)
+TFLOP = 1e12
+MICROSECOND = 1e-6
+
+#: The achievable fraction of peak dense matmul FLOP/s, one constant for every
+#: configuration. Fitted once by least squares on the relative error over all ten rows
+#: of Megatron-LM's SC'21 Table 1 (:func:`ringpipe.cost.megatron_table.calibrate`);
+#: ``tests/test_cost_megatron.py`` checks the stored value is still that optimum.
+CALIBRATED_FRACTION_OF_PEAK = 0.586
+
+
+def _real(owner: str, name: str, value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{owner}.{name} must be a number, got {type(value).__name__}")
+    if not math.isfinite(value):
+        raise ValueError(f"{owner}.{name} must be finite, got {value}")
+    return float(value)
+
+
+def _positive(owner: str, name: str, value: object) -> None:
+    if _real(owner, name, value) <= 0:
+        raise ValueError(f"{owner}.{name} must be > 0, got {value}")
+
+
+def _positive_int(owner: str, name: str, value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{owner}.{name} must be an int, got {type(value).__name__}")
+    if value < 1:
+        raise ValueError(f"{owner}.{name} must be >= 1, got {value}")
+
+
+@dataclass(frozen=True)
+class Link:
+    """One link class of the α-β model: ``bandwidth`` (bytes/s, each way) and
+    ``latency`` α (s). Moving n bytes costs ``latency + n / bandwidth``."""
+
+    bandwidth: float
+    latency: float
+
+    def __post_init__(self) -> None:
+        _positive("Link", "bandwidth", self.bandwidth)
+        if _real("Link", "latency", self.latency) < 0:
+            raise ValueError(f"Link.latency must be >= 0, got {self.latency}")
+
+    def time(self, nbytes: float) -> float:
+        """α + n·β for one message of ``nbytes`` (0 bytes cost nothing)."""
+        return self.latency + nbytes / self.bandwidth if nbytes > 0 else 0.0
+
+
+@dataclass(frozen=True)
+class Cluster:
+    """``nodes`` identical nodes of ``gpus_per_node`` GPUs; see the module docstring.
+
+    ``achievable_fraction`` is the fraction of ``peak_flops`` dense matmuls reach in
+    practice (one calibrated constant, not a per-configuration fudge).
+    """
+
+    name: str
+    nodes: int
+    gpus_per_node: int
+    peak_flops: float
+    memory_bytes: float
+    memory_bandwidth: float
+    intra: Link
+    inter: Link
+    achievable_fraction: float = CALIBRATED_FRACTION_OF_PEAK
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not self.name:
+            raise TypeError("Cluster.name must be a non-empty str")
+        _positive_int("Cluster", "nodes", self.nodes)
+        _positive_int("Cluster", "gpus_per_node", self.gpus_per_node)
+        for name in ("peak_flops", "memory_bytes", "memory_bandwidth"):
+            _positive("Cluster", name, getattr(self, name))
+        for name in ("intra", "inter"):
+            if not isinstance(getattr(self, name), Link):
+                raise TypeError(f"Cluster.{name} must be a Link, "
+                                f"got {type(getattr(self, name)).__name__}")
+        frac = _real("Cluster", "achievable_fraction", self.achievable_fraction)
+        if not 0 < frac <= 1:
+            raise ValueError(f"Cluster.achievable_fraction must be in (0, 1], got {frac}")
+        if self.gpus_per_node > 1 and self.inter.bandwidth > self.intra.bandwidth:
+            raise ValueError(
+                f"Cluster.inter.bandwidth ({self.inter.bandwidth / GB:g} GB/s per GPU) "
+                f"exceeds Cluster.intra.bandwidth ({self.intra.bandwidth / GB:g} GB/s): "
+                "inconsistent (traffic would route through the NIC); check the units")
+
+    @property
+    def world(self) -> int:
+        """Total GPUs, nodes · gpus_per_node."""
+        return self.nodes * self.gpus_per_node
+
+    @property
+    def achievable_flops(self) -> float:
+        """peak_flops · achievable_fraction: the matmul rate the step-time model uses."""
+        return self.peak_flops * self.achievable_fraction
+
+    def node_of(self, gpu: int) -> int:
+        """The node that global GPU index ``gpu`` sits in (GPUs numbered node-major)."""
+        if isinstance(gpu, bool) or not isinstance(gpu, int):
+            raise TypeError(f"gpu must be an int, got {type(gpu).__name__}")
+        if not 0 <= gpu < self.world:
+            raise ValueError(f"gpu {gpu} out of range for a cluster of {self.world} GPUs")
+        return gpu // self.gpus_per_node
+
+    def with_nodes(self, nodes: int) -> Cluster:
+        """The same cluster with ``nodes`` nodes."""
+        return replace(self, nodes=nodes)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The file form (vendor units), as :func:`cluster_from_dict` reads it."""
+        return {
+            "name": self.name, "nodes": self.nodes, "gpus_per_node": self.gpus_per_node,
+            "peak_tflops": self.peak_flops / TFLOP, "memory_gib": self.memory_bytes / GIB,
+            "memory_bandwidth_gbs": self.memory_bandwidth / GB,
+            "achievable_fraction": self.achievable_fraction,
+            "intra_node": {"bandwidth_gbs": self.intra.bandwidth / GB,
+                           "latency_us": self.intra.latency / MICROSECOND},
+            "inter_node": {"bandwidth_gbs": self.inter.bandwidth / GB,
+                           "latency_us": self.inter.latency / MICROSECOND},
+        }
+
+
+def _preset(name: str, tflops: float, gib: float, hbm_gbs: float, intra_gbs: float,
+            intra_us: float, inter_gbs: float, inter_us: float) -> Cluster:
+    return Cluster(name, 1, 8, tflops * TFLOP, gib * GIB, hbm_gbs * GB,
+                   Link(intra_gbs * GB, intra_us * MICROSECOND),
+                   Link(inter_gbs * GB, inter_us * MICROSECOND))
+
+
+#: One-node presets (use :func:`cluster_preset` to set the node count).
+#: dgx-a100: A100 80GB SXM, 312 TFLOP/s bf16, 2039 GB/s HBM2e, NVLink3 300 GB/s each
+#: way, 8 × 200 Gb/s HDR per node. dgx-h100: H100 SXM 80GB, 989 TFLOP/s, 3350 GB/s
+#: HBM3, NVLink4 450 GB/s, 8 × 400 Gb/s NDR. pcie-a100: A100 80GB PCIe (1935 GB/s) on
+#: PCIe 4 x16 (~32 GB/s each way) with 2 × 200 Gb/s HDR per node (6.25 GB/s per GPU).
+CLUSTER_PRESETS = MappingProxyType({
+    c.name: c for c in (
+        _preset("dgx-a100", 312, 80, 2039, 300, 2, 25, 6),
+        _preset("dgx-h100", 989, 80, 3350, 450, 2, 50, 6),
+        _preset("pcie-a100", 312, 80, 1935, 32, 4, 6.25, 6),
+    )
+})
+
+
+def cluster_preset(name: str, nodes: int = 1) -> Cluster:
+    """The preset ``name`` with ``nodes`` nodes (ValueError lists the presets)."""
+    if not isinstance(name, str):
+        raise TypeError(f"cluster: expected a preset name (str), got {type(name).__name__}")
+    try:
+        base = CLUSTER_PRESETS[name]
+    except KeyError:
+        raise ValueError(f"cluster: unknown preset {name!r}; choose one of "
+                         f"{', '.join(CLUSTER_PRESETS)} or give a cluster file") from None
+    return base.with_nodes(nodes)
+
+
+_TOP_KEYS = {"name", "nodes", "gpus_per_node", "peak_tflops", "memory_gib",
+             "memory_bandwidth_gbs", "achievable_fraction", "intra_node", "inter_node"}
+_LINK_KEYS = {"bandwidth_gbs", "latency_us"}
+
+
+def _require(data: dict[str, Any], key: str, where: str) -> Any:
+    if key not in data:
+        raise ValueError(f"cluster file: missing {where}{key}")
+    return data[key]
+
+
+def _link(data: object, section: str) -> Link:
+    if not isinstance(data, dict):
+        raise TypeError(f"cluster file: [{section}] must be a table of "
+                        f"{', '.join(sorted(_LINK_KEYS))}")
+    unknown = set(data) - _LINK_KEYS
+    if unknown:
+        raise ValueError(f"cluster file: unknown key {section}.{sorted(unknown)[0]}")
+    bw = _require(data, "bandwidth_gbs", f"{section}.")
+    lat = _require(data, "latency_us", f"{section}.")
+    _positive("cluster file", f"{section}.bandwidth_gbs", bw)
+    if _real("cluster file", f"{section}.latency_us", lat) < 0:
+        raise ValueError(f"cluster file: {section}.latency_us must be >= 0, got {lat}")
+    return Link(bw * GB, lat * MICROSECOND)
+
+
+def cluster_from_dict(data: dict[str, Any], nodes: int | None = None) -> Cluster:
+    """A :class:`Cluster` from the file form (see module docstring).
+
+    ``nodes`` overrides the file's ``nodes`` (which is optional, default 1). Unknown
+    keys, missing keys, wrong types and non-positive numbers raise ValueError or
+    TypeError naming the key.
+    """
+    if not isinstance(data, dict):
+        raise TypeError("cluster file: the top level must be a table")
+    unknown = set(data) - _TOP_KEYS
+    if unknown:
+        raise ValueError(f"cluster file: unknown key {sorted(unknown)[0]!r}; known: "
+                         f"{', '.join(sorted(_TOP_KEYS))}")
+    for key in ("peak_tflops", "memory_gib", "memory_bandwidth_gbs"):
+        _positive("cluster file", key, _require(data, key, ""))
+    kwargs: dict[str, Any] = {}
+    if "achievable_fraction" in data:
+        kwargs["achievable_fraction"] = data["achievable_fraction"]
+    return Cluster(
+        name=str(data.get("name", "custom")),
+        nodes=data.get("nodes", 1) if nodes is None else nodes,
+        gpus_per_node=_require(data, "gpus_per_node", ""),
+        peak_flops=data["peak_tflops"] * TFLOP,
+        memory_bytes=data["memory_gib"] * GIB,
+        memory_bandwidth=data["memory_bandwidth_gbs"] * GB,
+        intra=_link(_require(data, "intra_node", ""), "intra_node"),
+        inter=_link(_require(data, "inter_node", ""), "inter_node"),
+        **kwargs,
+    )
+
+
+def load_cluster(path: str | Path, nodes: int | None = None) -> Cluster:
+    """Read a cluster file: TOML (``.toml``) or JSON (``.json``, or anything else that
+    parses as JSON). ``nodes`` overrides the file's node count."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ValueError(f"cluster file: cannot read {str(path)!r}: {exc.strerror}") from None
+    try:
+        if path.suffix.lower() == ".toml":
+            data = tomllib.loads(text)
+        else:
+            data = json.loads(text)
+    except (tomllib.TOMLDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"cluster file: {str(path)!r} does not parse: {exc}") from None
+    return cluster_from_dict(data, nodes)

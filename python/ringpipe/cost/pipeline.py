@@ -1,0 +1,183 @@
+"""The pipeline part of a step, timed by ringpipe's schedule simulator (not a formula).
+
+A configuration's pipeline is the registered schedule ``name`` on p ranks with m
+micro-batches and v chunks per rank (:func:`ringpipe.schedules.generate`). Its
+timing comes from :func:`ringpipe.schedules.simulate` with per-stage costs (forward,
+input-gradient and weight-gradient seconds for each of the p·v stages) and the
+point-to-point message time, so uneven stages, the logit layer on the last stage and
+communication delays all shape the bubble. Messages are overlapped with compute
+(isend/irecv), as the simulator models them.
+
+With uniform costs and free messages the simulator reproduces the closed forms,
+e.g. (p-1)/(m+p-1) for 1F1B (Narayanan et al., SC'21, §2.2.1); the planner never
+uses those formulas.
+
+Cost: generating and dry-running a schedule dominates, so :class:`PipelineSimulator`
+memoises the schedule and its execution order per (name, p, m, v) and the peak
+in-flight micro-batches per rank, which depend only on each rank's action order (a
+forward adds one, a backward or input-gradient pass removes one), not on the costs.
+
+Long pipelines (more than :data:`STEADY_AFTER` · p micro-batches, e.g. 1536
+micro-batches on 8 stages) are not simulated whole. Once a schedule reaches its
+steady state, every further 2p micro-batches add the same time to the makespan (and
+the same count to the peaks), so the simulator runs at three micro-batch counts
+m0 < m1 < m2 (each ≡ m mod 2p, 14p < m2 <= 16p) and extrapolates linearly from m2 —
+but only after checking that both differences agree (to 1e-9 relative); otherwise it
+simulates the whole pipeline. The generator's constraints on (p, m, v) are checked on
+the sampled counts, which share m's residue mod 2p. Busy time per rank is exactly m times the
+rank's per-micro-batch cost, so the bubble fraction follows from the makespan.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ringpipe.kernels.steps import chunk_bounds
+from ringpipe.schedules import CostModel, Schedule, simulate
+from ringpipe.schedules.registry import generate, schedule_spec
+from ringpipe.schedules.validate import ExecutionOrder, execution_order
+
+
+@dataclass(frozen=True)
+class StageCosts:
+    """Seconds per micro-batch for each of the p·v stages, and the message time."""
+
+    forward: tuple[float, ...]
+    backward_input: tuple[float, ...]
+    backward_weight: tuple[float, ...]
+    message_time: float = 0.0
+
+    def __post_init__(self) -> None:
+        n = len(self.forward)
+        if n == 0 or len(self.backward_input) != n or len(self.backward_weight) != n:
+            raise ValueError("StageCosts: forward, backward_input and backward_weight need "
+                             "one entry per stage, the same number each")
+
+
+@dataclass(frozen=True)
+class PipelineTiming:
+    """What the simulator measured: makespan (s), bubble fraction, peaks per rank."""
+
+    makespan: float
+    bubble_fraction: float
+    busy: tuple[float, ...]
+    peak_in_flight: tuple[int, ...]
+
+
+def stage_layers(layers: int, stages: int) -> tuple[int, ...]:
+    """Layers per stage: even, or as even as possible with the extra layers on the
+    later stages (the first stage holds the most in-flight activations)."""
+    if layers < stages:
+        raise ValueError(f"cannot split {layers} layers into {stages} pipeline stages")
+    return tuple(int(n) for n in np.diff(chunk_bounds(layers, stages))[::-1])
+
+
+def chunks_for(name: str, chunks: int | None) -> int:
+    """v for schedule ``name``: ``chunks`` if it takes chunks, else its fixed count."""
+    spec = schedule_spec(name)
+    if spec.takes_chunks:
+        return spec.default_chunks if chunks is None else chunks
+    if chunks not in (None, spec.default_chunks):
+        raise ValueError(f"chunks: {name} always places {spec.default_chunks} chunk(s) "
+                         f"per rank, got {chunks}")
+    return spec.default_chunks
+
+
+#: Pipelines of up to STEADY_AFTER · p micro-batches are simulated whole.
+STEADY_AFTER = 16
+
+
+def sample_points(p: int, m: int) -> tuple[int, int, int] | None:
+    """(m0, m1, m2) to extrapolate from, or None to simulate all m micro-batches."""
+    period = 2 * p
+    top = STEADY_AFTER * p
+    if m <= top:
+        return None
+    m2 = m - math.ceil((m - top) / period) * period
+    return m2 - 2 * period, m2 - period, m2
+
+
+def _agree(a: float, b: float) -> bool:
+    return math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-12)
+
+
+@dataclass(frozen=True)
+class PipelineSimulator:
+    """Runs the schedule simulator for the cost model; memoises per (name, p, m, v)."""
+
+    _orders: dict = field(default_factory=dict, repr=False, compare=False)
+    _peaks: dict = field(default_factory=dict, repr=False, compare=False)
+
+    def order(self, name: str, p: int, m: int, v: int) -> ExecutionOrder:
+        """The generated schedule's execution order (raises ScheduleError/ValueError
+        when the generator rejects p, m, v)."""
+        key = (name, p, m, v)
+        if key not in self._orders:
+            spec = schedule_spec(name)
+            sched: Schedule = generate(name, p, m, v if spec.takes_chunks else None)
+            self._orders[key] = execution_order(sched)
+        return self._orders[key]
+
+    def placement(self, name: str, p: int, m: int, v: int) -> tuple[int, ...]:
+        """The rank holding each stage; ValueError when the generator rejects
+        (p, m, v) (checked on the count actually simulated)."""
+        points = sample_points(p, m)
+        return self.order(name, p, m if points is None else points[2], v).schedule.placement
+
+    def _peaks_exact(self, name: str, p: int, m: int, v: int) -> tuple[int, ...]:
+        key = (name, p, m, v)
+        if key not in self._peaks:
+            order = self.order(name, p, m, v)
+            self._peaks[key] = simulate(order.schedule, execution_order=order).peak_activations
+        return self._peaks[key]
+
+    def peak_in_flight(self, name: str, p: int, m: int, v: int) -> tuple[int, ...]:
+        """Most (stage, micro-batch) activations each rank holds at once."""
+        points = sample_points(p, m)
+        if points is not None:
+            m0, m1, m2 = points
+            a, b, c = (self._peaks_exact(name, p, x, v) for x in points)
+            if all(c[r] - b[r] == b[r] - a[r] for r in range(p)):
+                steps = (m - m2) // (m2 - m1)
+                return tuple(c[r] + steps * (c[r] - b[r]) for r in range(p))
+        return self._peaks_exact(name, p, m, v)
+
+    def _makespan(self, name: str, p: int, m: int, v: int, model: CostModel) -> float:
+        order = self.order(name, p, m, v)
+        return float(simulate(order.schedule, model, execution_order=order).makespan)
+
+    def time(self, name: str, p: int, m: int, v: int, costs: StageCosts) -> PipelineTiming:
+        """Simulate the schedule under ``costs`` (extrapolated when long, see module doc)."""
+        placement = self.placement(name, p, m, v)
+        if len(costs.forward) != len(placement):
+            raise ValueError(f"StageCosts: {len(costs.forward)} stages given, the schedule "
+                             f"has {len(placement)}")
+        model = _cost_model(costs)
+        per_mb = [0.0] * p
+        for stage, rank in enumerate(placement):
+            per_mb[rank] += (costs.forward[stage] + costs.backward_input[stage]
+                             + costs.backward_weight[stage])
+        points = sample_points(p, m)
+        makespan = None
+        if points is not None:
+            t0, t1, t2 = (self._makespan(name, p, x, v, model) for x in points)
+            if _agree(t2 - t1, t1 - t0):
+                makespan = t2 + (m - points[2]) / (points[2] - points[1]) * (t2 - t1)
+        if makespan is None:
+            makespan = self._makespan(name, p, m, v, model)
+        busy = tuple(m * c for c in per_mb)
+        bubble = max(0.0, 1.0 - sum(busy) / (p * makespan)) if makespan > 0 else 0.0
+        return PipelineTiming(makespan, bubble, busy, self.peak_in_flight(name, p, m, v))
+
+
+def _cost_model(costs: StageCosts) -> CostModel:
+    def seq(values: Sequence[float]) -> list[float]:
+        return [float(x) for x in values]
+
+    return CostModel(forward=seq(costs.forward), backward_input=seq(costs.backward_input),
+                     backward_weight=seq(costs.backward_weight),
+                     p2p_latency=float(costs.message_time))

@@ -1,0 +1,76 @@
+"""Model shapes: published parameter counts, Megatron FLOPs, Korthikanti activations."""
+
+import pytest
+
+from ringpipe.cost.models import (
+    MODEL_PRESETS,
+    ModelSpec,
+    TrainingSpec,
+    executed_flops,
+    model_preset,
+)
+
+# Published parameter counts (billions).
+PUBLISHED = {"gpt3-175b": 175.0, "llama2-7b": 6.74, "llama2-13b": 13.0, "llama2-70b": 69.0,
+             "llama3-8b": 8.03, "llama3-70b": 70.6, "llama3-405b": 405.9}
+
+
+@pytest.mark.parametrize("name", sorted(PUBLISHED))
+def test_presets_have_the_published_parameter_counts(name):
+    assert model_preset(name).total_params / 1e9 == pytest.approx(PUBLISHED[name], rel=0.01)
+
+
+def test_every_preset_is_covered():
+    assert set(MODEL_PRESETS) == set(PUBLISHED)
+
+
+def gpt(layers=24, hidden=2304, heads=24, seq=2048, vocab=51200):
+    return ModelSpec("gpt", layers, hidden, heads, seq, vocab, learned_positions=True)
+
+
+@pytest.mark.parametrize("tp", [1, 2, 4, 8])
+@pytest.mark.parametrize("b", [1, 4])
+def test_activation_bytes_is_korthikanti_for_gpt(tp, b):
+    m = gpt()
+    s, h, a = m.seq, m.hidden, m.heads
+    assert m.activation_bytes(b, tp) == pytest.approx(s * b * h * (10 + 24 / tp
+                                                                   + 5 * a * s / (h * tp)))
+    assert m.activation_bytes(b, tp, "selective") == pytest.approx(s * b * h * (10 + 24 / tp))
+    assert m.activation_bytes(b, tp, "full") == 2 * s * b * h
+
+
+def test_gqa_and_swiglu_change_the_activation_terms():
+    llama = model_preset("llama2-70b")
+    mha = ModelSpec("x", 80, 8192, 64, 4096, 32000, ffn=28672, gated_mlp=True, dropout=False)
+    assert llama.activation_bytes(1, 8, "selective") < mha.activation_bytes(1, 8, "selective")
+
+
+def test_executed_flops_is_megatrons_formula_with_full_recompute():
+    m = gpt(layers=96, hidden=12288, heads=96)
+    batch, s, n, h, v = 1536, m.seq, m.layers, m.hidden, m.vocab
+    paper = 96 * batch * s * n * h * h * (1 + s / (6 * h) + v / (16 * n * h))
+    assert executed_flops(m, batch, "full") == pytest.approx(paper, rel=1e-12)
+    assert executed_flops(m, batch, "none") == pytest.approx(paper * 3 / 4, rel=0.01)
+    assert executed_flops(m, batch, "none") < executed_flops(m, batch, "selective") \
+        < executed_flops(m, batch, "full")
+
+
+def test_bad_model_and_training_input():
+    with pytest.raises(ValueError, match="unknown preset 'gpt5'.*llama2-7b"):
+        model_preset("gpt5")
+    with pytest.raises(ValueError, match="ModelSpec.layers must be >= 1"):
+        ModelSpec("x", 0, 64, 4, 16, 100)
+    with pytest.raises(ValueError, match="heads .* must divide"):
+        ModelSpec("x", 2, 64, 5, 16, 100)
+    with pytest.raises(TypeError, match="ModelSpec.hidden must be an int"):
+        ModelSpec("x", 2, 64.0, 4, 16, 100)
+    with pytest.raises(ValueError, match="kv_heads"):
+        ModelSpec("x", 2, 64, 4, 16, 100, kv_heads=3)
+    with pytest.raises(ValueError, match="TrainingSpec.global_batch must be >= 1"):
+        TrainingSpec(0)
+    with pytest.raises(ValueError, match="microbatch_size .* must divide"):
+        TrainingSpec(10, 4)
+    with pytest.raises(ValueError, match="TrainingSpec.recompute"):
+        TrainingSpec(8, recompute="some")
+    with pytest.raises(ValueError, match="TrainingSpec.dtype"):
+        TrainingSpec(8, dtype="fp8")

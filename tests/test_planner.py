@@ -1,0 +1,104 @@
+"""The planner's choices and its errors."""
+
+import pytest
+
+from ringpipe.cost.cluster import cluster_preset
+from ringpipe.cost.models import ModelSpec, TrainingSpec, model_preset
+from ringpipe.cost.planner import FitsNowhere, SearchSpace, explain, factorisations, plan
+
+# ~101B parameters: 16-byte states need > 16 A100-80GB, so >= 32 GPUs of model parallelism
+GPT_100B = ModelSpec("gpt-100b", 80, 10240, 80, 2048, 51200, learned_positions=True)
+
+
+@pytest.fixture(scope="module")
+def big_on_four_nodes():
+    return plan(GPT_100B, TrainingSpec(32), cluster_preset("dgx-a100", 4))
+
+
+def test_a_model_needing_32_gpus_gets_tp8_x_pp4(big_on_four_nodes):
+    best = big_on_four_nodes.best
+    assert (best.config.tp, best.config.pp, best.config.dp) == (8, 4, 1)
+    assert all(p.config.tp * p.config.pp == 32 for p in big_on_four_nodes.fitting)
+
+
+def test_tp_stays_in_the_node_and_pp_spans_nodes(big_on_four_nodes):
+    for p in big_on_four_nodes.fitting[:5]:
+        assert p.config.tp <= 8 < p.config.tp * p.config.pp
+    across = [p for p in big_on_four_nodes.fitting if p.config.tp > 8]
+    assert across and min(p.step_time for p in across) > 1.2 * big_on_four_nodes.best.step_time
+
+
+def test_pcie_prefers_smaller_tp_than_nvlink():
+    model, training = model_preset("llama2-13b"), TrainingSpec(256)
+    nvlink = plan(model, training, cluster_preset("dgx-a100", 1)).best
+    pcie = plan(model, training, cluster_preset("pcie-a100", 1)).best
+    assert pcie.config.tp < nvlink.config.tp
+
+
+def test_candidates_are_ranked_and_non_fitting_ones_follow(big_on_four_nodes):
+    cands = big_on_four_nodes.candidates
+    fitting = [p for p in cands if p.fits]
+    assert cands[: len(fitting)] == tuple(fitting)
+    assert [p.step_time for p in fitting] == sorted(p.step_time for p in fitting)
+    assert any(not p.fits for p in cands)
+    schedules = {p.config.schedule for p in fitting}
+    assert {"1f1b", "interleaved-1f1b", "zb-h1"} <= schedules
+
+
+def test_explanation_names_the_runner_up_and_the_reasons(big_on_four_nodes):
+    report = big_on_four_nodes
+    other = report.runner_up
+    assert (other.config.tp, other.config.pp) != (8, 4)
+    text = report.explanation()
+    assert report.best.config.label() in text and other.config.label() in text
+    assert "pipeline bubble" in text and "tensor-parallel all-reduces" in text
+    alone = explain(report.best, None, report.cluster)
+    assert "No fitting configuration" in alone
+
+
+def test_all_pins_give_the_single_configuration():
+    training = TrainingSpec(32, microbatch_size=1, recompute="selective")
+    space = SearchSpace(tp=8, pp=4, dp=1, schedule="interleaved-1f1b", chunks=2)
+    report = plan(GPT_100B, training, cluster_preset("dgx-a100", 4), space)
+    assert len(report.candidates) == 1
+    c = report.best.config
+    assert (c.tp, c.pp, c.dp, c.schedule, c.chunks, c.microbatch_size, c.recompute) == \
+        (8, 4, 1, "interleaved-1f1b", 2, 1, "selective")
+
+
+def test_factorisations_respect_heads_layers_and_batch():
+    model = ModelSpec("m", 12, 768, 12, 1024, 50000)
+    got = factorisations(model, TrainingSpec(16), 16)
+    assert (4, 4, 1) in got and (16, 1, 1) not in got  # 16 does not divide 12 heads
+    assert all(12 % pp == 0 and 16 % dp == 0 for _, pp, dp in got)
+    uneven = factorisations(model, TrainingSpec(16), 16, SearchSpace(allow_uneven=True))
+    assert (1, 8, 2) in uneven and (1, 8, 2) not in got
+
+
+def test_no_factorisation_fits_the_gpu_count():
+    model = ModelSpec("odd", 7, 70, 7, 64, 100)
+    with pytest.raises(ValueError, match="no TP×PP×DP factorisation of 8 GPUs fits odd"):
+        plan(model, TrainingSpec(7), cluster_preset("dgx-a100", 1))
+    with pytest.raises(ValueError, match="with tp=3"):
+        factorisations(GPT_100B, TrainingSpec(32), 32, SearchSpace(tp=3))
+
+
+def test_fits_nowhere_gives_the_smallest_memory_needed():
+    with pytest.raises(FitsNowhere, match=r"smallest memory per GPU .* is \d+\.\d GiB") as err:
+        plan(GPT_100B, TrainingSpec(64), cluster_preset("dgx-a100", 2))
+    assert isinstance(err.value, ValueError)
+    report = err.value.report
+    assert report.best is None and not report.fitting and report.candidates
+    need = min(p.memory.total for p in report.candidates) / 2**30
+    assert f"{need:.1f} GiB" in str(err.value) and need > 80
+
+
+def test_bad_search_space():
+    with pytest.raises(ValueError, match="unknown schedule 'pipedream'"):
+        SearchSpace(schedule="pipedream")
+    with pytest.raises(ValueError, match="tp must be >= 1"):
+        SearchSpace(tp=0)
+    with pytest.raises(TypeError, match="chunks must be an int"):
+        SearchSpace(chunks="2")
+    with pytest.raises(ValueError, match="1f1b always places 1 chunk"):
+        SearchSpace(schedule="1f1b", chunks=2)

@@ -1,0 +1,109 @@
+"""``ringpipe plan``: output, JSON layout, pins, exit codes, plots."""
+
+import json
+
+import pytest
+
+from ringpipe.cli import main
+
+SMALL = ["plan", "--model", "llama2-7b", "--cluster", "dgx-a100", "--nodes", "1",
+         "--global-batch", "64"]
+BIG = ["--layers", "80", "--hidden", "10240", "--heads", "80", "--seq", "2048",
+       "--vocab", "51200"]
+
+
+def run(capsys, *argv):
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_text_table_and_explanation(capsys):
+    code, out, err = run(capsys, *SMALL, "--top", "3")
+    lines = out.splitlines()
+    assert code == 0 and err == ""
+    assert lines[0].startswith("# llama2-7b (6.7B params) on 1 × dgx-a100 (8 GPUs)")
+    assert lines[1].split()[:4] == ["rank", "tp", "pp", "dp"]
+    assert [line.split()[0] for line in lines[2:5]] == ["1", "2", "3"]
+    assert "It beats the best configuration with a different (tp, pp)" in lines[-1]
+
+
+def test_json_layout_includes_non_fitting_candidates(capsys):
+    code, out, _ = run(capsys, "plan", *BIG, "--cluster", "dgx-a100", "--nodes", "4",
+                       "--global-batch", "32", "--json")
+    doc = json.loads(out)
+    assert code == 0 and set(doc) == {"cluster", "model", "candidates"}
+    assert doc["cluster"]["name"] == "dgx-a100" and doc["cluster"]["nodes"] == 4
+    assert doc["model"]["layers"] == 80 and doc["model"]["global_batch"] == 32
+    first = doc["candidates"][0]
+    assert {"tp", "pp", "dp", "schedule", "microbatch_size", "step_time_s", "tflops_per_gpu",
+            "memory_gib", "bubble_fraction", "comm_fraction", "fits"} <= set(first)
+    assert (first["tp"], first["pp"], first["fits"]) == (8, 4, True)
+    fits = [c["fits"] for c in doc["candidates"]]
+    assert False in fits and fits == sorted(fits, reverse=True)
+
+
+def test_all_pins_print_the_single_prediction(capsys):
+    code, out, _ = run(capsys, *SMALL, "--tp", "2", "--pp", "2", "--dp", "2", "--schedule",
+                       "interleaved-1f1b", "--chunks", "2", "--microbatch-size", "2",
+                       "--recompute", "full", "--json")
+    cands = json.loads(out)["candidates"]
+    assert code == 0 and len(cands) == 1
+    assert {k: cands[0][k] for k in ("tp", "pp", "dp", "chunks", "microbatch_size")} == \
+        {"tp": 2, "pp": 2, "dp": 2, "chunks": 2, "microbatch_size": 2}
+
+
+def test_explicit_sizes_override_a_preset(capsys):
+    code, out, _ = run(capsys, *SMALL, "--seq", "1024", "--json")
+    assert code == 0 and json.loads(out)["model"]["seq"] == 1024
+
+
+def test_fits_nowhere_exits_1_with_the_memory_it_needs(capsys):
+    code, out, err = run(capsys, "plan", "--model", "gpt3-175b", "--cluster", "dgx-a100",
+                         "--nodes", "2", "--global-batch", "64")
+    assert code == 1 and "closest by memory" in out
+    assert err.count("\n") == 1 and "fits nowhere" in err and "GiB" in err
+
+
+def test_cluster_file(tmp_path, capsys):
+    path = tmp_path / "box.toml"
+    path.write_text('name = "box"\ngpus_per_node = 4\npeak_tflops = 312\nmemory_gib = 80\n'
+                    'memory_bandwidth_gbs = 2000\n[intra_node]\nbandwidth_gbs = 300\n'
+                    'latency_us = 2\n[inter_node]\nbandwidth_gbs = 25\nlatency_us = 6\n')
+    code, out, _ = run(capsys, "plan", "--model", "llama2-7b", "--cluster-file", str(path),
+                       "--nodes", "2", "--global-batch", "32", "--json")
+    doc = json.loads(out)
+    assert code == 0 and doc["cluster"]["name"] == "box" and doc["cluster"]["nodes"] == 2
+    assert all(c["tp"] * c["pp"] * c["dp"] == 8 for c in doc["candidates"])
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["plan", "--model", "gpt5", "--cluster", "dgx-a100", "--global-batch", "8"], "invalid choice"),
+    (["plan", "--cluster", "dgx-a100", "--global-batch", "8", "--layers", "2"], "missing --hidden"),
+    ([*SMALL[:3], "--global-batch", "8"], "exactly one of --cluster and --cluster-file"),
+    ([*SMALL, "--nodes", "0"], "--nodes must be >= 1"),
+    (["plan", "--layers", "7", "--hidden", "70", "--heads", "7", "--seq", "64", "--vocab",
+      "100", "--cluster", "dgx-a100", "--global-batch", "7"], "no TP×PP×DP factorisation"),
+    ([*SMALL, "--tp", "3"], "with tp=3"),
+    ([*SMALL, "--top", "0"], "--top must be >= 1"),
+])
+def test_bad_arguments_exit_2_with_one_line(argv, message, capsys):
+    code, out, err = run(capsys, *argv)
+    assert code == 2 and out == ""
+    assert err.count("\n") == 1 and message in err
+
+
+def test_bad_cluster_file_exits_2(tmp_path, capsys):
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps({"gpus_per_node": 8, "peak_tflops": 0, "memory_gib": 80,
+                                "memory_bandwidth_gbs": 1, "intra_node": {}, "inter_node": {}}))
+    code, _, err = run(capsys, "plan", "--model", "llama2-7b", "--cluster-file", str(path),
+                       "--global-batch", "8")
+    assert code == 2 and "peak_tflops must be > 0" in err
+
+
+def test_plot_writes_a_png(tmp_path, capsys):
+    pytest.importorskip("matplotlib")
+    path = tmp_path / "plan.png"
+    code, _, _ = run(capsys, *SMALL, "--plot", str(path), "--top", "4")
+    assert code == 0 and path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
