@@ -19,6 +19,7 @@ which reproduces NumPy's widen-to-float32, add, round-to-nearest-even arithmetic
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -179,23 +180,21 @@ _LIKE = {np.dtype(t): np.zeros(1, dtype=t) for t in
 _LIKE[np.dtype(np.float16)] = _LIKE[np.dtype(np.uint16)]  # halves run as bit patterns
 
 
-def run_table_numba(table: StepTable, buffers: list[np.ndarray], op: str,
-                    inputs: list[np.ndarray] | None = None,
-                    tuning: KernelTuning = DEFAULT_TUNING, *,
-                    buffer_addresses: np.ndarray | None = None,
-                    input_addresses: np.ndarray | None = None) -> None:
-    """Execute ``table`` on ``buffers`` (C-contiguous, equal size and dtype, any shape).
+def prepare_table_numba(table: StepTable, buffers: list[np.ndarray], op: str,
+                        inputs: list[np.ndarray] | None = None,
+                        tuning: KernelTuning = DEFAULT_TUNING, *,
+                        buffer_addresses: np.ndarray | None = None,
+                        input_addresses: np.ndarray | None = None) -> Callable[[], None]:
+    """Bind ``table`` to ``buffers`` once; the returned call runs the kernel on them.
 
-    With ``inputs`` (same layout), each work item first copies its tile from ``inputs``
-    into ``buffers``, fusing the out-of-place copy into the same pass over memory.
-    ``buffer_addresses`` / ``input_addresses`` may pass addresses the caller already
-    computed (:func:`ringpipe.kernels.memory.addresses`). Arguments are assumed checked
-    by the caller (:mod:`ringpipe.collectives`).
+    Everything but the launch (addresses, tiling, the per-chunk program) is computed
+    here, so a persistent collective pays only the kernel call each time. The buffers
+    must stay alive and in place while the returned callable is used (it holds them).
     """
     n = buffers[0].size
     copy_in = inputs is not None
     if n == 0 or (len(table) == 0 and not copy_in):
-        return
+        return _nothing
     dtype = buffers[0].dtype
     width = dtype.itemsize * table.nranks * (2 if copy_in else 1)
     tile = max(64, (tuning.tile_bytes // width) // 16 * 16)
@@ -210,5 +209,39 @@ def run_table_numba(table: StepTable, buffers: list[np.ndarray], op: str,
     ptr, srcs, dsts, reds = table.by_chunk
     parallel = n * width >= tuning.parallel_min_bytes and nitems > 1
     run = _run_parallel if parallel else _run_serial
-    run(nitems, tiles_per_chunk, tile, n, in_addr, out_addr, copy_in, bounds, ptr, srcs, dsts,
-        reds, OPCODES[op], _LIKE[dtype], _HALF_TO_FLOAT)
+    args = (nitems, tiles_per_chunk, tile, n, in_addr, out_addr, copy_in, bounds, ptr, srcs,
+            dsts, reds, OPCODES[op], _LIKE[dtype], _HALF_TO_FLOAT)
+    return BoundKernel(run, args, (tuple(buffers), tuple(inputs or ())))
+
+
+@dataclass(frozen=True)
+class BoundKernel:
+    """A kernel launch with every argument fixed; holds the buffers so they stay alive."""
+
+    kernel: Callable[..., None]
+    args: tuple
+    buffers: tuple
+
+    def __call__(self) -> None:
+        self.kernel(*self.args)
+
+
+def _nothing() -> None:
+    return None
+
+
+def run_table_numba(table: StepTable, buffers: list[np.ndarray], op: str,
+                    inputs: list[np.ndarray] | None = None,
+                    tuning: KernelTuning = DEFAULT_TUNING, *,
+                    buffer_addresses: np.ndarray | None = None,
+                    input_addresses: np.ndarray | None = None) -> None:
+    """Execute ``table`` on ``buffers`` (C-contiguous, equal size and dtype, any shape).
+
+    With ``inputs`` (same layout), each work item first copies its tile from ``inputs``
+    into ``buffers``, fusing the out-of-place copy into the same pass over memory.
+    ``buffer_addresses`` / ``input_addresses`` may pass addresses the caller already
+    computed (:func:`ringpipe.kernels.memory.addresses`). Arguments are assumed checked
+    by the caller (:mod:`ringpipe.collectives`).
+    """
+    prepare_table_numba(table, buffers, op, inputs, tuning, buffer_addresses=buffer_addresses,
+                        input_addresses=input_addresses)()

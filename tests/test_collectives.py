@@ -209,3 +209,34 @@ def test_auto_algorithm_follows_the_cost_model_and_says_why():
     assert_bitwise(got[3], want[3])
     with pytest.raises(ValueError, match="unknown algorithm 'auto'"):
         ringpipe.reduce_scatter([x.copy() for x in xs], "auto")
+
+
+@given(n=st.integers(1, 9), size=SIZES, dtype=st.sampled_from(DTYPES),
+       algorithm=st.sampled_from(["ring", "tree"]), backend=st.sampled_from(["numpy", "numba"]),
+       op=st.sampled_from(list(OPS)), seed=st.integers(0, 2**32 - 1), use_out=st.booleans())
+def test_persistent_all_reduce_matches_one_shot(n, size, dtype, algorithm, backend, op, seed,
+                                                use_out):
+    from ringpipe.persistent import all_reduce_init
+
+    bufs = integer_inputs(seed, n, size, dtype)
+    outs = [np.empty_like(b) for b in bufs] if use_out else None
+    handle = all_reduce_init(bufs, algorithm, backend, op, out=outs)
+    for step in range(2):  # refill in place, start again
+        fresh = integer_inputs(seed + step, n, size, dtype)
+        for b, f in zip(bufs, fresh, strict=True):
+            b[...] = f
+        got = handle()
+        want = ringpipe.all_reduce([f.copy() for f in fresh], algorithm, "numpy", op)
+        for r in range(n):
+            assert_bitwise(got[r], want[r])
+
+
+def test_persistent_all_reduce_checks_once_up_front():
+    from ringpipe.persistent import all_reduce_init
+
+    bufs = integer_inputs(0, 3, 10, np.float32)
+    bufs[2] = bufs[2][:5].copy()
+    with pytest.raises(ValueError, match=r"all_reduce_init: rank 2: buffers\[2\] has shape"):
+        all_reduce_init(bufs)
+    with pytest.raises(ValueError, match="no persistent form"):
+        all_reduce_init(integer_inputs(0, 2, 4, np.float32), backend="cupy")

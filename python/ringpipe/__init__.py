@@ -9,6 +9,7 @@ from ringpipe.kernels.numba_exec import KernelTuning
 from ringpipe.kernels.steps import StepTable, chunk_bounds
 from ringpipe.mesh import Mesh
 from ringpipe.model import ModelConfig, init_params, reference_forward_backward
+from ringpipe.persistent import PersistentAllReduce, all_reduce_init
 from ringpipe.plan import Batch, Plan, PlanResult
 
 __version__ = "0.1.0"
@@ -18,12 +19,14 @@ __all__ = [
     "CudaTuning",
     "KernelTuning",
     "Mesh",
+    "PersistentAllReduce",
     "ModelConfig",
     "Plan",
     "PlanResult",
     "StepTable",
     "all_gather",
     "all_reduce",
+    "all_reduce_init",
     "broadcast",
     "chunk_bounds",
     "init_params",
