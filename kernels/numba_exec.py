@@ -76,7 +76,7 @@ def _address_to_pointer(typingctx, address, like):
 
 def _apply(d, s, reduce, opcode, lut):
     """``d[:] = op(d, s)`` (a reduction) or ``d[:] = s`` (a copy); dispatched on dtype."""
-    raise NotImplementedError  # pragma: no cover - only called from compiled code
+    raise TypeError("_apply runs only inside Numba-compiled kernels")  # pragma: no cover
 
 
 @overload(_apply, jit_options={"cache": True})
