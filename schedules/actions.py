@@ -72,7 +72,7 @@ COMM_KINDS = frozenset({ActionKind.SEND_F, ActionKind.RECV_F, ActionKind.SEND_B,
 _KIND_BY_TEXT = {kind.value: kind for kind in ActionKind}
 #: ActionKind -> its integer code in array encodings (F=0, B=1, I=2, W=3, SEND_F=4, ...).
 KIND_CODES = MappingProxyType({kind: code for code, kind in enumerate(ActionKind)})
-_ACTION_RE = re.compile(r"(\d+)(SEND_F|RECV_F|SEND_B|RECV_B|F|B|I|W)(\d+)")
+_ACTION_RE = re.compile(r"([0-9]+)(SEND_F|RECV_F|SEND_B|RECV_B|F|B|I|W)([0-9]+)")
 
 
 class Action(NamedTuple):

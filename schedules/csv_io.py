@@ -55,7 +55,12 @@ def schedule_from_csv(text: str, *, name: str = "csv") -> Schedule:
     if not rows:
         raise ValueError("csv: no rows; expected one row per rank")
     placement = infer_placement(rows)
-    num_microbatches = 1 + max(a.microbatch for row in rows for a in row if a is not None)
+    used = {a.microbatch for row in rows for a in row if a is not None}
+    num_microbatches = 1 + max(used)
+    if len(used) != num_microbatches:
+        missing = next(i for i, mb in enumerate(sorted(used)) if i != mb)
+        raise ValueError(f"csv: micro-batch indices must be 0..m-1 with none missing; the "
+                         f"largest is {num_microbatches - 1} but {missing} never appears")
     if len(placement) < len(rows):
         raise ValueError(
             f"csv: {len(rows)} rank rows but only {len(placement)} stages; every rank needs a stage"

@@ -15,6 +15,8 @@ from numbers import Rational
 from .simulate import SimulationResult
 from .step_grid import IDLE
 
+#: Widest text grid drawn, in columns (a tiny slot would otherwise allocate without bound).
+MAX_SLOTS = 100_000
 
 def _gcd(values: Iterable[object]) -> Fraction:
     result = Fraction(0)
@@ -44,6 +46,10 @@ def format_time_grid(result: SimulationResult, slot: object = None) -> str:
     if not slot > 0:
         raise ValueError(f"slot: must be > 0, got {slot!r}")
     num_slots = math.ceil(result.makespan / slot) if result.makespan else 0
+    if num_slots > MAX_SLOTS:
+        raise ValueError(f"slot: the text grid would need {num_slots} columns (makespan "
+                         f"{result.makespan} / slot {slot}); at most {MAX_SLOTS} are drawn — "
+                         "pass a larger slot, or use --format json/svg/chrome")
     labels = [[IDLE] * num_slots for _ in compute]
     for r, line in enumerate(compute):
         for t in line:

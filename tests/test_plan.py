@@ -145,3 +145,20 @@ def test_batch_type_is_a_tuple():
     cfg = ModelConfig(layers=1, hidden=8, heads=2, seq=2)
     b = random_batch(cfg, 2, 0)
     assert isinstance(b, Batch) and isinstance(b, tuple)
+
+
+@pytest.mark.parametrize("schedule", ["interleaved-1f1b", "zb-v"])
+def test_one_dp_bucket_per_position_even_with_several_stages_per_rank(schedule):
+    cfg = config(2, schedule)
+    plan = Plan(cfg, Mesh(dp=2, pp=2, tp=1), schedule=schedule, microbatches=2)
+    res = plan.run(init_params(cfg, 0), random_batch(cfg, 4, 0))
+    assert res.allreduce_ops("dp") == 2  # pp × tp positions, not stages
+    assert [c.allreduce_calls["dp"] for c in res.counters] == [1, 1, 1, 1]
+    assert verify_plan(plan).ok
+
+
+def test_batch_smaller_than_dp_times_microbatches():
+    plan = Plan(ModelConfig(layers=2, hidden=8, heads=2, seq=2), Mesh(dp=2), microbatches=2)
+    for bad in (0, -4, 2):
+        with pytest.raises(ValueError, match="smaller than dp × microbatches"):
+            plan.check_batch_size(bad)

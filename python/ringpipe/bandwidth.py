@@ -87,6 +87,9 @@ def time_all_reduce(nranks: int, size_bytes: int, algorithm: str, backend: str =
     Checks the first run's result on every rank against :func:`exact_sum` (#wrong).
     """
     dt = np.dtype(dtype)
+    if size_bytes < dt.itemsize or size_bytes % dt.itemsize:
+        raise ValueError(f"size {size_bytes} bytes is not a positive multiple of the "
+                         f"{dt.name} element size ({dt.itemsize} bytes)")
     count = size_bytes // dt.itemsize
     bufs = exact_inputs(nranks, count, dt)
     all_reduce(bufs, algorithm=algorithm, backend=backend, tuning=tuning)

@@ -68,6 +68,9 @@ def check_rank_arrays(where: str, name: str, arrays: object, *, nranks: int | No
         if not isinstance(a, array_type):
             raise _fail(TypeError, where, f"{name}[{r}] is a {type(a).__name__}, "
                                           f"expected {kind}", r)
+        if isinstance(a, np.ma.MaskedArray):
+            raise _fail(TypeError, where, f"{name}[{r}] is a masked array; collectives ignore "
+                                          "masks, pass np.ma.getdata(...) or a filled array", r)
         if a.dtype not in SUPPORTED_DTYPES:
             raise _fail(TypeError, where, f"{name}[{r}] has unsupported dtype {a.dtype}; "
                         f"supported: {', '.join(str(d) for d in SUPPORTED_DTYPES)}", r)

@@ -9,7 +9,8 @@ kernel's tiling need to happen once. :func:`all_reduce_init` does all of that up
 contents — bitwise the same result as ``ringpipe.all_reduce`` on the same data.
 
 The handle holds the arrays it was given: refill them in place between starts, never
-rebind the list's entries (the handle would keep using the old arrays).
+rebind the list's entries (the handle would keep using the old arrays), and do not make
+them read-only afterwards (the kernel writes through their addresses, unchecked).
 """
 
 from __future__ import annotations
@@ -52,6 +53,8 @@ def all_reduce_init(buffers: list[np.ndarray], algorithm: str = "ring",
     ``"numpy"`` and ``"numba"``; nothing runs until the handle is called.
     """
     where = "all_reduce_init"
+    if not isinstance(backend, str):
+        raise TypeError(f"{where}: backend must be a str, got {type(backend).__name__}")
     if backend not in PERSISTENT_BACKENDS:
         raise ValueError(f"{where}: backend {backend!r} has no persistent form; choose one of "
                          f"{', '.join(map(repr, PERSISTENT_BACKENDS))}")

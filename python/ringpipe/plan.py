@@ -150,6 +150,10 @@ class Plan:
     def check_batch_size(self, batch_size: int) -> int:
         """The micro-batch size, or ValueError if dp × microbatches does not divide B."""
         per = self.mesh.dp * self.microbatches
+        if batch_size < per:
+            raise ValueError(f"batch of {batch_size} is smaller than dp × microbatches = "
+                             f"{self.mesh.dp} × {self.microbatches} = {per}; every micro-batch "
+                             "needs at least one sequence")
         if batch_size % per:
             raise ValueError(f"batch of {batch_size} is not divisible by dp × microbatches "
                              f"= {self.mesh.dp} × {self.microbatches} = {per}")

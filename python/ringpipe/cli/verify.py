@@ -78,6 +78,8 @@ def plan_argv(args: argparse.Namespace) -> list[str]:
 
 def build(args: argparse.Namespace) -> tuple[Plan, int]:
     """The plan and global batch size the arguments describe (ValueError if invalid)."""
+    if args.seed < 0:
+        raise ValueError(f"--seed must be >= 0, got {args.seed}")
     mesh = Mesh(dp=args.dp, pp=args.pp, tp=args.tp)
     m = args.microbatches if args.microbatches is not None else args.pp
     stages = args.pp * (args.chunks or schedule_spec(args.schedule).default_chunks)

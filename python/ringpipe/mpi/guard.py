@@ -11,7 +11,9 @@ rank detects alike can exit with its own status.
 
 from __future__ import annotations
 
+import os
 import sys
+import time
 import traceback
 from collections.abc import Callable
 from typing import TypeVar
@@ -39,8 +41,11 @@ def run_guarded(work: Callable[[], T]) -> T:
         raise
     except BaseException as exc:  # noqa: BLE001 - any failure must abort every rank
         detail = "".join(traceback.format_exception(exc))
-        sys.stderr.write(f"{format_rank_error(world.Get_rank(), exc)}\n{detail}")
-        sys.stderr.flush()
         sys.stdout.flush()
+        sys.stderr.flush()
+        # Unbuffered write straight to fd 2, then a moment for the launcher to forward it:
+        # MPI_Abort kills the job at once and could otherwise lose the message.
+        os.write(2, f"{format_rank_error(world.Get_rank(), exc)}\n{detail}".encode())
+        time.sleep(0.2)
         world.Abort(ABORT_STATUS)
         raise  # pragma: no cover - Abort does not return

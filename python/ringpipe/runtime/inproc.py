@@ -252,22 +252,27 @@ def run_inprocess(plan: Plan, params: dict[str, np.ndarray], batch: Batch | tupl
 
 def _reduce_data_parallel(plan: Plan, replicas: list[_Replica], backend: str, rank_of: dict,
                           bytes_sent: dict, calls: dict) -> dict[str, np.ndarray]:
-    """DP all-reduce of one gradient bucket per (pp, tp) position; full-shape grads."""
+    """DP all-reduce of one gradient bucket per (pp, tp) position (all of that pipeline
+    rank's stages together, as DDP buckets a module); returns full-shape gradients."""
     mesh = plan.mesh
     full: dict[str, np.ndarray] = {}
     for p in range(mesh.pp):
-        for s in plan.schedule.stages_of(p):
-            per_tp = []
-            for t in range(mesh.tp):
-                names = list(replicas[0].ranks[p].grads[s][t])
-                buckets = [np.concatenate([rep.ranks[p].grads[s][t][n].reshape(-1)
-                                           for n in names]) for rep in replicas]
-                if mesh.dp > 1:
-                    group = tuple(rank_of[(d, p, t)] for d in range(mesh.dp))
-                    _Group(plan, backend, "dp", group, bytes_sent, calls)(buckets)
-                shapes = [replicas[0].ranks[p].grads[s][t][n].shape for n in names]
-                sizes = np.cumsum([0] + [int(np.prod(sh)) for sh in shapes])
-                per_tp.append({n: buckets[0][sizes[i]:sizes[i + 1]].reshape(shapes[i])
-                               for i, n in enumerate(names)})
-            full.update(gather_grads(plan.config, per_tp, mesh.tp))
+        stages = plan.schedule.stages_of(p)
+        reduced = []  # per tp rank: {stage: {name: grad}} after the DP reduction
+        for t in range(mesh.tp):
+            keys = [(s, n) for s in stages for n in replicas[0].ranks[p].grads[s][t]]
+            buckets = [np.concatenate([rep.ranks[p].grads[s][t][n].reshape(-1)
+                                       for s, n in keys]) for rep in replicas]
+            if mesh.dp > 1:
+                group = tuple(rank_of[(d, p, t)] for d in range(mesh.dp))
+                _Group(plan, backend, "dp", group, bytes_sent, calls)(buckets)
+            shapes = [replicas[0].ranks[p].grads[s][t][n].shape for s, n in keys]
+            ends = np.cumsum([0] + [int(np.prod(sh)) for sh in shapes])
+            per_stage: dict[int, dict[str, np.ndarray]] = {s: {} for s in stages}
+            for i, (s, n) in enumerate(keys):
+                per_stage[s][n] = buckets[0][ends[i]:ends[i + 1]].reshape(shapes[i])
+            reduced.append(per_stage)
+        for s in stages:
+            full.update(gather_grads(plan.config, [reduced[t][s] for t in range(mesh.tp)],
+                                     mesh.tp))
     return full
