@@ -62,3 +62,10 @@ def test_persistent_backend_type_error():
 def test_verify_negative_seed_names_the_flag(capsys):
     assert main(["verify", "--seed", "-1"]) == 2
     assert "--seed" in capsys.readouterr().err
+
+
+def test_plan_pinned_mesh_must_match_the_gpu_count(capsys):
+    argv = ["plan", "--model", "gpt3-175b", "--cluster", "dgx-a100", "--nodes", "8",
+            "--global-batch", "1536", "--tp", "8", "--pp", "8", "--dp", "2"]
+    assert main(argv) == 2
+    assert "8 × 8 × 2 = 128 GPUs, but the cluster has 64" in capsys.readouterr().err

@@ -124,6 +124,10 @@ def _divisors(n: int) -> list[int]:
 def factorisations(model: ModelSpec, training: TrainingSpec, world: int,
                    space: SearchSpace = SearchSpace()) -> list[tuple[int, int, int]]:
     """Every (tp, pp, dp) with tp·pp·dp = ``world`` the model, batch and pins allow."""
+    pinned = [getattr(space, n) for n in ("tp", "pp", "dp")]
+    if all(v is not None for v in pinned) and pinned[0] * pinned[1] * pinned[2] != world:
+        raise ValueError(f"tp × pp × dp = {pinned[0]} × {pinned[1]} × {pinned[2]} = "
+                         f"{pinned[0] * pinned[1] * pinned[2]} GPUs, but the cluster has {world}")
     out = []
     for tp in _divisors(world):
         if model.heads % tp or model.kv_heads % tp or space.tp not in (None, tp):
