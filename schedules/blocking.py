@@ -38,7 +38,7 @@ from numba import njit
 from .actions import Schedule
 from .encoded import EncodedSchedule
 from .errors import ScheduleError
-from .kernels import KIND_RECV_B, KIND_RECV_F, KIND_SEND_B, KIND_SEND_F
+from .kernels import KIND_RECV_B, KIND_RECV_F, KIND_SEND_B, KIND_SEND_F, message_channel
 
 Array = np.ndarray
 
@@ -47,20 +47,21 @@ NO_PARTNER = -1
 
 @njit(cache=True)
 def pair_messages(
-    stage: Array, kind: Array, row_start: Array, placement: Array
+    stage: Array, kind: Array, row_start: Array, placement: Array, channel: Array, num_channels: int
 ) -> tuple[Array, Array]:
     """Pair the n-th send and the n-th receive of every channel; return (partner, peer).
 
-    ``partner[j]`` is the flat index of the operation that j pairs with (-1 when
-    the other side runs out first, or j is not a message); ``peer[j]`` the rank at
-    the other end of message j.
+    ``channel, num_channels`` are :func:`~ringpipe.schedules.encoded.message_channels`
+    of ``placement``. ``partner[j]`` is the flat index of the operation that j pairs
+    with (-1 when the other side runs out first, or j is not a message); ``peer[j]``
+    the rank at the other end of message j.
     """
     p = row_start.shape[0] - 1
     n = stage.shape[0]
     peer = np.full(n, -1, np.int64)
-    channel = np.full(n, -1, np.int64)
-    sends = np.zeros(p * p, np.int64)
-    recvs = np.zeros(p * p, np.int64)
+    channel_of = np.full(n, -1, np.int64)
+    sends = np.zeros(num_channels, np.int64)
+    recvs = np.zeros(num_channels, np.int64)
     seq = np.zeros(n, np.int64)
     for r in range(p):
         for j in range(row_start[r], row_start[r + 1]):
@@ -70,32 +71,30 @@ def pair_messages(
             s = stage[j] + 1 if k == KIND_SEND_F or k == KIND_RECV_B else stage[j] - 1
             if s < 0 or s >= placement.shape[0] or placement[s] == r:
                 continue  # no remote peer (the isend run reports it): never paired
-            other = placement[s]
-            peer[j] = other
+            peer[j] = placement[s]
+            c = message_channel(channel, k, stage[j], s)
             if k == KIND_SEND_F or k == KIND_SEND_B:
-                c = r * p + other
                 seq[j] = sends[c]
                 sends[c] += 1
             else:
-                c = other * p + r
                 seq[j] = recvs[c]
                 recvs[c] += 1
-            channel[j] = c
-    first = np.zeros(p * p + 1, np.int64)  # sends of channel c: first[c] .. first[c+1]
-    for c in range(p * p):
+            channel_of[j] = c
+    first = np.zeros(num_channels + 1, np.int64)  # sends of channel c: first[c] .. first[c+1]
+    for c in range(num_channels):
         first[c + 1] = first[c] + sends[c]
-    send_at = np.empty(first[p * p], np.int64)
+    send_at = np.empty(first[num_channels], np.int64)
     for j in range(n):
         k = kind[j]
-        if (k == KIND_SEND_F or k == KIND_SEND_B) and channel[j] >= 0:
-            send_at[first[channel[j]] + seq[j]] = j
+        if (k == KIND_SEND_F or k == KIND_SEND_B) and channel_of[j] >= 0:
+            send_at[first[channel_of[j]] + seq[j]] = j
     partner = np.full(n, NO_PARTNER, np.int64)
     for j in range(n):
         k = kind[j]
-        if channel[j] < 0:
+        if channel_of[j] < 0:
             continue
-        if (k == KIND_RECV_F or k == KIND_RECV_B) and seq[j] < sends[channel[j]]:
-            q = send_at[first[channel[j]] + seq[j]]
+        if (k == KIND_RECV_F or k == KIND_RECV_B) and seq[j] < sends[channel_of[j]]:
+            q = send_at[first[channel_of[j]] + seq[j]]
             partner[j] = q
             partner[q] = j
     return partner, peer
@@ -183,7 +182,7 @@ def check_batched_sends(schedule: Schedule, enc: EncodedSchedule) -> None:
     blocked rank, the operations of its batch that found no posted partner and
     what they wait for, and marks them in the grid.
     """
-    partner, _ = pair_messages(enc.stage, enc.kind, enc.row_start, enc.placement)
+    partner, _ = pair_messages(enc.stage, enc.kind, enc.row_start, enc.placement, *enc.channels)
     batch_of, start, end, current, first, posted = batched_dry_run_kernel(
         enc.kind, enc.row_start, partner
     )

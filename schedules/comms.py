@@ -43,7 +43,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import kernels
+from . import kernels, sim_kernels
 from .actions import Action as _Action
 from .actions import ActionKind, Schedule
 from .bulk import bulk_build
@@ -66,7 +66,7 @@ def unit_clock(order: ExecutionOrder) -> tuple[np.ndarray, np.ndarray]:
     kind = enc.kind.copy()
     kind[kind == kernels.KIND_B] = kernels.KIND_I  # same dependencies; one tick, like I
     ones = np.ones(order.schedule.num_stages, np.int64)
-    start, end, *_ = kernels.simulate_kernel(
+    start, end, *_ = sim_kernels.simulate_kernel(
         enc.stage, kind, enc.microbatch, enc.row_start, enc.placement,
         enc.num_microbatches, False, order.order, ones, ones, ones, np.int64(0),
     )  # fmt: skip

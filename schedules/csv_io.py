@@ -4,6 +4,12 @@ One row per rank, one action per cell in execution order, an empty cell for an
 idle slot. The file carries neither the placement nor m, so :func:`schedule_from_csv`
 infers them: each stage lives on the rank whose row names it, and m is one more
 than the largest micro-batch index.
+
+Two kinds of failure: a file that does not parse (a cell that is not an action,
+no rows at all) raises a plain ValueError; rows that parse but do not form a
+schedule (a stage on two ranks, gaps in the stage or micro-batch indices, a rank
+row with no stage, such as a stray blank line) raise :class:`ScheduleError` with
+the rank x step grid, as validation failures do.
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ import io
 import os
 
 from .actions import Action, Schedule, infer_placement
+from .errors import ScheduleError
 
 
 def schedule_to_csv(schedule: Schedule) -> str:
@@ -27,7 +34,9 @@ def schedule_to_csv(schedule: Schedule) -> str:
 def schedule_from_csv(text: str, *, name: str = "csv") -> Schedule:
     """Parse CSV text into a :class:`Schedule` (placement and m inferred).
 
-    Raises ValueError naming the row and column of a cell that is not an action.
+    Raises ValueError naming the row and column of a cell that is not an action,
+    or when there are no rows; :class:`ScheduleError` (a ValueError, with the grid)
+    when the rows parse but do not form a schedule (module docstring).
     """
     if not isinstance(text, str):
         raise TypeError(f"text: expected str, got {type(text).__name__}")
@@ -54,18 +63,48 @@ def schedule_from_csv(text: str, *, name: str = "csv") -> Schedule:
         rows.pop()  # trailing blank lines
     if not rows:
         raise ValueError("csv: no rows; expected one row per rank")
-    placement = infer_placement(rows)
+    return _assemble(rows, name)
+
+
+def _split_stage(rows: list[tuple[Action | None, ...]]) -> list[tuple[int, int]]:
+    """The first cells, on two ranks, of the first stage that runs on both (else [])."""
+    first: dict[int, tuple[int, int]] = {}
+    for rank, row in enumerate(rows):
+        for step, action in enumerate(row):
+            if action is not None:
+                seen = first.setdefault(action.stage, (rank, step))
+                if seen[0] != rank:
+                    return [seen, (rank, step)]
+    return []
+
+
+def _assemble(rows: list[tuple[Action | None, ...]], name: str) -> Schedule:
+    """The :class:`Schedule` of parsed ``rows``; ScheduleError (with the grid) if none fits."""
+    try:
+        placement = infer_placement(rows)
+    except ValueError as exc:
+        raise ScheduleError(str(exc), rows, _split_stage(rows)) from None
     used = {a.microbatch for row in rows for a in row if a is not None}
     num_microbatches = 1 + max(used)
     if len(used) != num_microbatches:
         missing = next(i for i, mb in enumerate(sorted(used)) if i != mb)
-        raise ValueError(f"csv: micro-batch indices must be 0..m-1 with none missing; the "
-                         f"largest is {num_microbatches - 1} but {missing} never appears")
-    if len(placement) < len(rows):
-        raise ValueError(
-            f"csv: {len(rows)} rank rows but only {len(placement)} stages; every rank needs a stage"
+        raise ScheduleError(
+            f"csv: micro-batch indices must be 0..m-1 with none missing; the "
+            f"largest is {num_microbatches - 1} but {missing} never appears",
+            rows,
         )
-    return Schedule(name, placement, tuple(rows), num_microbatches)
+    if len(placement) < len(rows):
+        idle = sorted(set(range(len(rows))) - set(placement))
+        raise ScheduleError(
+            f"csv: {len(rows)} rank rows but only {len(placement)} stages; every rank needs "
+            f"a stage, but none runs on rank{'s' * (len(idle) > 1)} "
+            f"{', '.join(map(str, idle))} (a blank line?)",
+            rows,
+        )
+    try:
+        return Schedule(name, placement, tuple(rows), num_microbatches)
+    except ValueError as exc:
+        raise ScheduleError(str(exc), rows) from None
 
 
 def save_csv(schedule: Schedule, path: str | os.PathLike[str]) -> None:

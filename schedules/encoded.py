@@ -4,11 +4,17 @@ Every rank's list is flattened into three int64 arrays (stage, kind code,
 micro-batch; kind -1 marks an idle slot) with ``row_start[r] .. row_start[r+1]``
 delimiting rank r. Encoding is one Python pass; the checks and the simulator
 then run as Numba loops over the arrays and never touch Action objects.
+
+Messages travel on **channels**, one per ordered pair (sender rank, receiver
+rank) that some message can use. :func:`message_channels` numbers just those
+pairs, read off the placement (at most two per pair of adjacent stages, so
+O(p*v) of them), so the dry runs keep O(channels) state rather than O(p**2).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from itertools import chain
 
 import numpy as np
@@ -16,6 +22,28 @@ import numpy as np
 from .actions import KIND_CODES, ActionKind, Schedule
 
 IDLE_CODE = -1
+
+
+def message_channels(placement: np.ndarray) -> tuple[np.ndarray, int]:
+    """Compact ids of the channels messages between adjacent stages use: (channel, count).
+
+    ``channel[2*s]`` is the channel of a message from stage s to stage s+1 (the
+    ``SEND_F`` of s, the ``RECV_F`` of s+1): the pair (placement[s], placement[s+1]);
+    ``channel[2*s+1]`` that of a message from stage s+1 to stage s (the ``SEND_B``
+    of s+1, the ``RECV_B`` of s). Both are -1 when the two stages share a rank (no
+    message). Ids ``0 .. count-1`` number the distinct (sender, receiver) pairs in
+    lexicographic order, so two messages share an id exactly when they share both
+    ranks. O(S log S) for S stages; ``count <= 2*(S-1)``.
+    """
+    place = np.asarray(placement, dtype=np.int64)
+    src = np.stack([place[:-1], place[1:]], axis=1).ravel()
+    dst = np.stack([place[1:], place[:-1]], axis=1).ravel()
+    remote = src != dst
+    width = int(place.max(initial=0)) + 1
+    pairs, ids = np.unique(src[remote] * width + dst[remote], return_inverse=True)
+    channel = np.full(src.size, -1, dtype=np.int64)
+    channel[remote] = ids
+    return channel, int(pairs.size)
 
 
 @dataclass(frozen=True)
@@ -34,6 +62,11 @@ class EncodedSchedule:
         """True if any slot is a SEND/RECV (kind code >= SEND_F's); a vectorized
         :attr:`Schedule.has_comms <ringpipe.schedules.actions.Schedule.has_comms>`."""
         return bool((self.kind >= KIND_CODES[ActionKind.SEND_F]).any())
+
+    @cached_property
+    def channels(self) -> tuple[np.ndarray, int]:
+        """:func:`message_channels` of :attr:`placement` (computed once)."""
+        return message_channels(self.placement)
 
     def locate(self, flat: int) -> tuple[int, int]:
         """(rank, step) of flat index ``flat``."""

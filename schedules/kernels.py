@@ -1,9 +1,12 @@
-"""Numba loops behind the validator and the simulator (arrays from :mod:`.encoded`).
+"""Numba loops behind the validator's checks and dry run (arrays from :mod:`.encoded`).
 
 Kind codes: F=0, B=1, I=2, W=3, SEND_F=4, RECV_F=5, SEND_B=6, RECV_B=7, idle=-1.
 Flat index j addresses one slot; ``idx = stage * m + microbatch`` one tensor.
-The semantics are documented in :mod:`.validate` and :mod:`.simulate`; these
-functions return status codes that those modules turn into errors. Each is O(n).
+Channels are the compact ids of :func:`~ringpipe.schedules.encoded.message_channels`.
+The semantics are documented in :mod:`.validate`; these functions return status
+codes that it turns into errors. Each is O(n) time and memory, n the number of
+slots (plus O(p) for the ranks and O(p*v) for the stages and channels). The
+simulator's loop lives in :mod:`.sim_kernels`.
 """
 
 from __future__ import annotations
@@ -68,6 +71,13 @@ def count_computes(
 
 
 @njit(cache=True)
+def message_channel(channel: Array, kind: int, stage: int, peer: int) -> int:
+    """The channel id of a message between ``stage`` and its neighbour ``peer``."""
+    backward = kind == KIND_SEND_B or kind == KIND_RECV_B
+    return channel[2 * min(stage, peer) + (1 if backward else 0)]
+
+
+@njit(cache=True)
 def dry_run_kernel(
     stage: Array,
     kind: Array,
@@ -76,8 +86,14 @@ def dry_run_kernel(
     placement: Array,
     m: int,
     comm_mode: bool,
+    channel: Array,
+    num_channels: int,
 ) -> tuple[int, int, int, Array, Array, Array, Array, Array]:
-    """Run every rank in order; return (status, j, j2, order, pointer, waits, chan_head, nxt)."""
+    """Run every rank in order; return (status, j, j2, order, pointer, waits, chan_head, nxt).
+
+    ``channel, num_channels`` are :func:`~ringpipe.schedules.encoded.message_channels`
+    of ``placement``; ``chan_head`` has one entry per channel.
+    """
     p = row_start.shape[0] - 1
     last = placement.shape[0] - 1
     size = placement.shape[0] * m
@@ -86,13 +102,13 @@ def dry_run_kernel(
     done_g = np.zeros(size, np.uint8)  # 1: by B, 2: by I
     arrived_f = np.zeros(size, np.uint8)
     arrived_b = np.zeros(size, np.uint8)
-    chan_head = np.full(p * p, -1, np.int64)  # FIFO of send flat indices per (src, dst)
-    chan_tail = np.full(p * p, -1, np.int64)
+    chan_head = np.full(num_channels, -1, np.int64)  # FIFO of send flat indices per channel
+    chan_tail = np.full(num_channels, -1, np.int64)
     nxt = np.full(n, -1, np.int64)
     wait_f = np.full(size, -1, np.int64)  # producer tensor -> first waiting rank
     wait_g = np.full(size, -1, np.int64)
     wait_next = np.full(p, -1, np.int64)
-    wait_recv = np.full(p * p, -1, np.int64)
+    wait_recv = np.full(num_channels, -1, np.int64)  # the rank blocked on a channel
     waits = np.zeros(p, np.int64)
     pointer = row_start[:-1].copy()
     order = np.empty(n, np.int64)
@@ -173,7 +189,7 @@ def dry_run_kernel(
                 if have == 0:
                     status = SEND_BEFORE_DATA
                     break
-                c = r * p + placement[peer]
+                c = message_channel(channel, k, s, peer)  # (r, placement[peer])
                 if chan_tail[c] < 0:
                     chan_head[c] = j
                 else:
@@ -188,7 +204,7 @@ def dry_run_kernel(
                 if peer < 0 or peer > last or placement[peer] == r:
                     status = COMM_WITHOUT_REMOTE_PEER
                     break
-                c = placement[peer] * p + r
+                c = message_channel(channel, k, s, peer)  # (placement[peer], r)
                 h = chan_head[c]
                 if h < 0:
                     wait_recv[c] = r
@@ -221,97 +237,3 @@ def dry_run_kernel(
         if status != OK:
             return status, j, other, order[:count], pointer, waits, chan_head, nxt
     return OK, -1, -1, order[:count], pointer, waits, chan_head, nxt
-
-
-@njit(cache=True)
-def simulate_kernel(
-    stage: Array,
-    kind: Array,
-    microbatch: Array,
-    row_start: Array,
-    placement: Array,
-    m: int,
-    comm_mode: bool,
-    order: Array,
-    fwd: Array,
-    bwd_i: Array,
-    bwd_w: Array,
-    msg: object,
-) -> tuple[Array, Array, Array, Array, Array, Array, Array]:
-    """Time the actions in dry-run ``order``; cost arrays are int64 (exact) or float64."""
-    p = row_start.shape[0] - 1
-    num_stages = placement.shape[0]
-    last = num_stages - 1
-    size = num_stages * m
-    n = stage.shape[0]
-    start = np.zeros(n, fwd.dtype)
-    finish = np.zeros(n, fwd.dtype)
-    end_f = np.zeros(size, fwd.dtype)
-    end_g = np.zeros(size, fwd.dtype)
-    arrival = np.zeros(2 * size, fwd.dtype)
-    free = np.zeros(p, fwd.dtype)
-    busy = np.zeros(p, fwd.dtype)
-    held_stage = np.zeros(num_stages, np.int64)
-    peak_stage = np.zeros(num_stages, np.int64)
-    held_rank = np.zeros(p, np.int64)
-    peak_rank = np.zeros(p, np.int64)
-    pending_w = np.zeros(p, np.int64)
-    peak_w = np.zeros(p, np.int64)
-    rank_of = np.empty(n, np.int64)
-    for r in range(p):
-        rank_of[row_start[r] : row_start[r + 1]] = r
-    for t in range(order.shape[0]):
-        j = order[t]
-        r = rank_of[j]
-        s = stage[j]
-        k = kind[j]
-        idx = s * m + microbatch[j]
-        begin = free[r]
-        if k == KIND_F:
-            if s > 0:
-                if placement[s - 1] == r:
-                    ready = end_f[idx - m]
-                elif comm_mode:
-                    ready = arrival[idx]  # its RECV_F was posted earlier on this rank
-                else:
-                    ready = end_f[idx - m] + msg
-                begin = max(begin, ready)
-            done = begin + fwd[s]
-            end_f[idx] = done
-            held_stage[s] += 1
-            held_rank[r] += 1
-            peak_stage[s] = max(peak_stage[s], held_stage[s])
-            peak_rank[r] = max(peak_rank[r], held_rank[r])
-        elif k == KIND_B or k == KIND_I:
-            if s < last:
-                if placement[s + 1] == r:
-                    ready = end_g[idx + m]
-                elif comm_mode:
-                    ready = arrival[size + idx]
-                else:
-                    ready = end_g[idx + m] + msg
-                begin = max(begin, ready)
-            done = begin + (bwd_i[s] + bwd_w[s] if k == KIND_B else bwd_i[s])
-            end_g[idx] = done
-            held_stage[s] -= 1
-            held_rank[r] -= 1
-            if k == KIND_I:
-                pending_w[r] += 1
-                peak_w[r] = max(peak_w[r], pending_w[r])
-        elif k == KIND_W:
-            done = begin + bwd_w[s]
-            pending_w[r] -= 1
-        elif k == KIND_SEND_F:
-            arrival[idx + m] = begin + msg
-            done = begin
-        elif k == KIND_SEND_B:
-            arrival[size + idx - m] = begin + msg
-            done = begin
-        else:  # RECV_F / RECV_B: posting takes no time; the consumer waits for arrival
-            done = begin
-        if k <= KIND_W:
-            busy[r] += done - begin
-        start[j] = begin
-        finish[j] = done
-        free[r] = done
-    return start, finish, busy, free, peak_stage, peak_rank, peak_w

@@ -36,7 +36,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from . import kernels
+from . import sim_kernels
 from .actions import Action, Schedule
 from .validate import ExecutionOrder, validate
 
@@ -214,7 +214,8 @@ def simulate(
     enc = execution_order.encoded
     (fwd, bwd_i, bwd_w), msg, scale = _cost_arrays(costs, schedule.num_stages, len(enc.stage))
     # int64 could overflow: the same loop, uncompiled, on Python ints (exact but slow)
-    kernel = kernels.simulate_kernel.py_func if fwd.dtype == object else kernels.simulate_kernel
+    kernel = sim_kernels.simulate_kernel
+    kernel = kernel.py_func if fwd.dtype == object else kernel
     start, end, busy, free, peak_stage, peak_rank, peak_w = kernel(
         enc.stage,
         enc.kind,

@@ -178,6 +178,7 @@ def _dry_run(schedule: Schedule, enc: EncodedSchedule) -> np.ndarray:
         enc.placement,
         enc.num_microbatches,
         enc.has_comms,
+        *enc.channels,
     )
     if status == kernels.RECV_MISMATCH:
         (r1, s1), (r2, s2) = enc.locate(int(j)), enc.locate(int(j2))

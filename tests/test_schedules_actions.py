@@ -8,6 +8,7 @@ from ringpipe.schedules import (
     Action,
     ActionKind,
     Schedule,
+    ScheduleError,
     add_communication,
     generate,
     infer_placement,
@@ -148,3 +149,24 @@ def test_csv_bad_cell_names_row_and_column():
         schedule_from_csv("0F0,0B0\n1F0,1B0,bogus\n")
     with pytest.raises(ValueError, match="no rows"):
         schedule_from_csv("\n\n")
+
+
+@pytest.mark.parametrize(
+    ("text", "reason", "marked"),
+    [
+        ("0F0,0B0\n2F0,2B0\n", r"stages \[1\] never appear", []),
+        ("0F0,0B0\n\n1F0,1B0\n", "3 rank rows but only 2 stages.*none runs on rank 1 ", []),
+        ("0F0,1F0,0B0\n1B0\n", "stage 1 runs on ranks 0 and 1", ["1F0", "1B0"]),
+        ("0F0,0F2,0B0,0B2\n", "largest is 2 but 1 never appears", []),
+        ("0F0,1F0,1B0,0B0\n2F0,2B0\n", "same number of stages, got \\[2, 1\\]", []),
+        (",,\n", "no actions", []),
+    ],
+)
+def test_csv_rows_that_form_no_schedule_raise_schedule_error_with_grid(text, reason, marked):
+    with pytest.raises(ScheduleError, match=reason) as info:
+        schedule_from_csv(text)
+    error = info.value
+    assert error.schedule is None and len(error.actions) == len(text.splitlines())
+    assert error.grid.splitlines()[1].startswith("rank 0 |")
+    assert sorted(str(error.actions[r][s]) for r, s in error.marks) == sorted(marked)
+    assert all(f"[{cell}]" in error.grid for cell in marked)

@@ -126,6 +126,25 @@ def test_bad_arguments_exit_2_with_one_line(capsys, argv, message):
     assert message in err and err.count("\n") == 1
 
 
+@pytest.mark.parametrize(
+    ("text", "reason", "grid_row"),
+    [
+        ("0F0,0B0\n2F0,2B0\n", "stages [1] never appear", "rank 1 | 2F0  2B0"),
+        ("0F0,0B0\n\n1F0,1B0\n", "3 rank rows but only 2 stages", "rank 2 | 1F0  1B0"),
+        ("0F0,1F0,0B0\n1B0\n", "stage 1 runs on ranks 0 and 1", "rank 1 |[1B0]"),
+    ],
+)
+def test_csv_rows_that_form_no_schedule_exit_1_with_grid(capsys, tmp_path, text, reason, grid_row):
+    path = tmp_path / "broken.csv"
+    path.write_text(text)
+    code, out, err = run(capsys, "--from-csv", str(path))
+    assert code == 1 and out == ""
+    first, *grid = err.splitlines()
+    assert first.startswith("error: ringpipe schedule: ") and reason in first
+    assert grid[0].startswith("step ") and grid[1].startswith("rank 0 | 0F0")
+    assert any(line.startswith(grid_row) for line in grid)
+
+
 def test_bad_csv_cell_exits_2(capsys, tmp_path):
     path = tmp_path / "x.csv"
     path.write_text("0F0,zzz\n")

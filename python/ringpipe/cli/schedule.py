@@ -7,8 +7,10 @@
 Every schedule is validated (completeness, dependency order, deadlock-free dry run
 with SEND/RECV added, sends blocking in batches unless ``--sends isend``) and
 simulated (default costs F = I = W = 1, B = I + W, free communication). Exit 0
-on success; 1 when a ``--from-csv`` schedule fails validation (the rank x step
-grid with the failing step goes to stderr); 2 on bad arguments.
+on success; 1 when a ``--from-csv`` schedule fails validation, including rows
+that parse but do not form a schedule (a missing stage, a blank line between
+rank rows): the rank x step grid with the failing steps goes to stderr; 2 on bad
+arguments, an unreadable file or a cell that is not an action.
 """
 
 from __future__ import annotations
@@ -161,11 +163,11 @@ def _build(args: argparse.Namespace) -> Schedule:
 
 def run(args: argparse.Namespace) -> int:
     """Handler of ``ringpipe schedule``; returns the exit status."""
-    schedule = _build(args)
     costs = CostModel(
         args.forward, args.backward_input, args.backward_weight, p2p_latency=args.p2p_latency
     )
     try:
+        schedule = _build(args)  # a CSV whose rows form no schedule fails here
         validate(schedule, args.sends)  # as given: the clearest errors for a hand-written CSV
         lowered = schedule if schedule.has_comms else add_communication(schedule)
         result = simulate(lowered, costs, execution_order=validate(lowered, args.sends))
