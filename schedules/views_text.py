@@ -15,8 +15,10 @@ from numbers import Rational
 from .simulate import SimulationResult
 from .step_grid import IDLE
 
-#: Widest text grid drawn, in columns (a tiny slot would otherwise allocate without bound).
+#: Largest text grid drawn, in columns and in cells (ranks × columns): a tiny slot or a
+#: very deep pipeline would otherwise allocate without bound.
 MAX_SLOTS = 100_000
+MAX_CELLS = 4_000_000
 
 def _gcd(values: Iterable[object]) -> Fraction:
     result = Fraction(0)
@@ -46,9 +48,10 @@ def format_time_grid(result: SimulationResult, slot: object = None) -> str:
     if not slot > 0:
         raise ValueError(f"slot: must be > 0, got {slot!r}")
     num_slots = math.ceil(result.makespan / slot) if result.makespan else 0
-    if num_slots > MAX_SLOTS:
+    if num_slots > MAX_SLOTS or num_slots * len(compute) > MAX_CELLS:
         raise ValueError(f"slot: the text grid would need {num_slots} columns (makespan "
-                         f"{result.makespan} / slot {slot}); at most {MAX_SLOTS} are drawn — "
+                         f"{result.makespan} / slot {slot}) × {len(compute)} ranks; at most "
+                         f"{MAX_SLOTS} columns and {MAX_CELLS} cells are drawn — "
                          "pass a larger slot, or use --format json/svg/chrome")
     labels = [[IDLE] * num_slots for _ in compute]
     for r, line in enumerate(compute):
