@@ -13,10 +13,9 @@ Run: ``python -m pytest benchmarks/bench_collectives.py --benchmark-only``
 * ``test_sweep``: 4 KiB .. 64 MiB, algbw and busbw with nccl-tests' definitions.
 """
 
-import time
-
 import numpy as np
 import pytest
+from timing import best_time
 
 import ringpipe
 from ringpipe.bandwidth import busbw_factor, exact_inputs
@@ -24,14 +23,6 @@ from ringpipe.bandwidth import busbw_factor, exact_inputs
 N = 8
 MIB = 1 << 20
 
-
-def best_time(fn, repeat):
-    best = float("inf")
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - start)
-    return best
 
 
 def add_bandwidth(nbytes):

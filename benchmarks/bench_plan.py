@@ -7,9 +7,8 @@ Model: 8 blocks, hidden 512, 8 heads, seq 128, batch 16, float32; plan: TP=2 × 
 ``ratio_to_reference`` (target <= 1.5) is the runtime's overhead plus the collectives.
 """
 
-import time
-
 import pytest
+from timing import best_time
 
 from ringpipe.mesh import Mesh
 from ringpipe.model import ModelConfig, init_params, reference_forward_backward
@@ -27,14 +26,6 @@ def setup():
     plan.run(params, batch)  # compile / load the kernel cache
     return plan, params, batch
 
-
-def best_time(fn, repeat):
-    best = float("inf")
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - start)
-    return best
 
 
 def test_plan_vs_reference(benchmark, setup):
