@@ -68,6 +68,14 @@ class EncodedSchedule:
         """:func:`message_channels` of :attr:`placement` (computed once)."""
         return message_channels(self.placement)
 
+    @property
+    def program(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, int,
+                               bool]:
+        """The leading arguments of the dry-run and simulator kernels: (stage, kind,
+        microbatch, row_start, placement, num_microbatches, has_comms)."""
+        return (self.stage, self.kind, self.microbatch, self.row_start, self.placement,
+                self.num_microbatches, self.has_comms)
+
     def locate(self, flat: int) -> tuple[int, int]:
         """(rank, step) of flat index ``flat``."""
         rank = int(np.searchsorted(self.row_start, flat, side="right")) - 1

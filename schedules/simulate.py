@@ -217,13 +217,7 @@ def simulate(
     kernel = sim_kernels.simulate_kernel
     kernel = kernel.py_func if fwd.dtype == object else kernel
     start, end, busy, free, peak_stage, peak_rank, peak_w = kernel(
-        enc.stage,
-        enc.kind,
-        enc.microbatch,
-        enc.row_start,
-        enc.placement,
-        enc.num_microbatches,
-        enc.has_comms,
+        *enc.program,
         execution_order.order,
         fwd,
         bwd_i,

@@ -171,14 +171,7 @@ def _describe(template: str, action: object) -> str:
 def _dry_run(schedule: Schedule, enc: EncodedSchedule) -> np.ndarray:
     rows = schedule.actions
     status, j, j2, order, pointer, waits, chan_head, nxt = kernels.dry_run_kernel(
-        enc.stage,
-        enc.kind,
-        enc.microbatch,
-        enc.row_start,
-        enc.placement,
-        enc.num_microbatches,
-        enc.has_comms,
-        *enc.channels,
+        *enc.program, *enc.channels
     )
     if status == kernels.RECV_MISMATCH:
         (r1, s1), (r2, s2) = enc.locate(int(j)), enc.locate(int(j2))
