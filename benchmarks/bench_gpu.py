@@ -12,6 +12,8 @@ Skipped, with the reason, without CuPy or a GPU (or under ``NUMBA_ENABLE_CUDASIM
   2·N·S / t, compared with a device-to-device copy of S bytes (``dst[...] = src``,
   2·S bytes) timed in the same run. Target: ratio >= 0.8. algbw and busbw use
   nccl-tests' definitions (S / t, and algbw · 2(N-1)/N).
+* ``test_plan_on_gpu_vs_cpu``: a TP=2 × PP=4 plan run on the GPU (``backend="cupy"``),
+  validated against the NumPy reference, then timed against the same plan on the CPU.
 * Results are validated first (llm.c style): inputs are small integers, so every
   summation order gives exactly N-rank sums, and the kernel must match them.
 
@@ -100,3 +102,32 @@ def test_allreduce_vs_device_copy(benchmark, algorithm):
         copy_gbps=copy_bw / 1e9, allreduce_ms=t * 1e3, algbw_gbps=SIZE / t / 1e9,
         busbw_gbps=SIZE / t / 1e9 * busbw_factor("all_reduce", N),
         device=cp.cuda.runtime.getDeviceProperties(0)["name"].decode())
+
+
+def test_plan_on_gpu_vs_cpu(benchmark):
+    """``plan.run(backend="cupy")`` vs ``backend="numba"`` for bench_plan's model and
+    plan (TP=2 × PP=4, 1F1B, 8 micro-batches, float32): ``speedup_vs_cpu`` is the CPU
+    time over the GPU time, each the best of its rounds in this run. Both include the
+    host work of a run (sharding, uploads, copying results back)."""
+    from timing import best_time
+
+    from ringpipe.mesh import Mesh
+    from ringpipe.model import ModelConfig, init_params
+    from ringpipe.plan import Plan
+    from ringpipe.verify import compare_to_reference, random_batch
+
+    cfg = ModelConfig(layers=8, hidden=512, heads=8, seq=128, dtype="float32")
+    params, batch = init_params(cfg, 0), random_batch(cfg, 16, 1)
+    plan = Plan(cfg, Mesh(pp=4, tp=2), schedule="1f1b", microbatches=8)
+    report = compare_to_reference(plan, plan.run(params, batch, backend="cupy"), params, batch)
+    assert report.ok, report.errors  # validate before timing (also compiles the kernel)
+
+    def gpu_run():
+        plan.run(params, batch, backend="cupy")
+        cp.cuda.get_current_stream().synchronize()
+
+    cpu = best_time(lambda: plan.run(params, batch, backend="numba"), 2)
+    benchmark.pedantic(gpu_run, rounds=5, warmup_rounds=1)
+    gpu = benchmark.stats.stats.min
+    benchmark.extra_info.update(speedup_vs_cpu=cpu / gpu, gpu_s=gpu, cpu_s=cpu,
+                                max_rel_error=report.max_rel_error)

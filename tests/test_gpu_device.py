@@ -134,3 +134,34 @@ def test_kernel_refuses_ranks_on_several_devices():
             bufs.append(cp.ones(4, cp.float32))
     with pytest.raises(ValueError, match="rank 1: buffers.1. is on device 1"):
         ringpipe.all_reduce(bufs, "ring", "cupy")
+
+
+# -- the plan runtime on the GPU (issue 7, item 4) ------------------------------------
+
+@pytest.mark.parametrize("dtype,vocab,schedule", [("float64", 13, "1f1b"),
+                                                  ("float32", 0, "zb-v"),
+                                                  ("float64", 0, "interleaved-1f1b")])
+def test_plan_on_the_gpu_matches_the_numpy_reference(monkeypatch, dtype, vocab, schedule):
+    import ringpipe.runtime.inproc as inproc
+    from ringpipe.mesh import Mesh
+    from ringpipe.model import ModelConfig
+    from ringpipe.plan import Plan
+    from ringpipe.verify import verify_plan
+
+    seen = []
+    real_forward = inproc.stage_forward
+
+    def spy(spec, shards, xs, *args, **kwargs):  # everything the stage gets is on the GPU
+        seen.append(all(isinstance(v, cp.ndarray) for s in shards for v in s.values())
+                    and all(isinstance(x, cp.ndarray) for x in xs))
+        return real_forward(spec, shards, xs, *args, **kwargs)
+
+    monkeypatch.setattr(inproc, "stage_forward", spy)
+    cfg = ModelConfig(layers=4, hidden=32, heads=4, seq=8, vocab=vocab, dtype=dtype)
+    plan = Plan(cfg, Mesh(dp=2, pp=2, tp=2), schedule=schedule, microbatches=4,
+                allreduce="tree" if dtype == "float32" else "ring")
+    report = verify_plan(plan, backend="cupy", seed=3)
+    assert report.ok, report.errors
+    assert seen and all(seen)
+    assert type(report.result.outputs) is np.ndarray
+    assert all(type(g) is np.ndarray for g in report.result.grads.values())

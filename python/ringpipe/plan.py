@@ -11,7 +11,8 @@ layers_per_stage=None, chunks=None)`` fixes everything before anything runs:
 * which all-reduce algorithm every TP and DP reduction uses.
 
 ``plan.run(params, batch, backend=...)`` executes it on in-process ranks
-(:mod:`ringpipe.runtime.inproc`) and returns the loss, the outputs, the full-shape
+(:mod:`ringpipe.runtime.inproc`; on the CPU, or with ``backend="cupy"`` on one GPU) and
+returns the loss, the outputs, the full-shape
 gradients and per-rank counters. The micro-batch size is ``B / (dp · m)``: each DP
 replica takes a contiguous slice of the global batch, cut into m micro-batches.
 """
@@ -23,13 +24,16 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ringpipe.checks import BACKENDS
+from ringpipe.checks import COLLECTIVE_BACKENDS
 from ringpipe.mesh import Mesh
 from ringpipe.model.config import ModelConfig
 from ringpipe.model.stage import StageSpec
 from ringpipe.schedules import Schedule, add_communication, generate, schedule_spec, validate
 
 ALLREDUCE_ALGORITHMS = ("ring", "tree")
+#: Where ``Plan.run`` computes: the CPU (numpy / numba all-reduce kernels) or one GPU
+#: (cupy: CuPy arrays and the CUDA all-reduce kernel; see :mod:`ringpipe.runtime.inproc`).
+PLAN_BACKENDS = COLLECTIVE_BACKENDS
 
 
 class Batch(NamedTuple):
@@ -164,9 +168,9 @@ class Plan:
         """Execute every rank's action list on in-process ranks; see the module docs."""
         from ringpipe.runtime.inproc import run_inprocess
 
-        if backend not in BACKENDS:
+        if backend not in PLAN_BACKENDS:
             raise ValueError(f"Plan.run: unknown backend {backend!r}; choose one of "
-                             f"{', '.join(BACKENDS)}")
+                             f"{', '.join(PLAN_BACKENDS)}")
         return run_inprocess(self, params, batch, backend)
 
     def __repr__(self) -> str:

@@ -61,6 +61,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         where = f"ringpipe {args.command}" if args is not None else "ringpipe"
         print(f"error: {where}: {exc}", file=sys.stderr)
         return 2
+    except ImportError as exc:  # an optional extra (gpu, mpi, plot) that is not installed
+        where = f"ringpipe {args.command}" if args is not None else "ringpipe"
+        print(f"error: {where}: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -3,11 +3,12 @@
 Exit 0 when the loss, the outputs and every gradient agree within tolerance (1e-10
 relative in float64, 1e-4 in float32), 1 on a mismatch, 2 on bad arguments.
 
-``--backend numpy|numba`` runs the plan on in-process ranks. ``--backend mpi`` runs it
-on real processes: this command starts ``mpiexec -n NP python -m ringpipe.mpi verify
-...`` with the same plan arguments (:mod:`ringpipe.mpi.verify`), NP defaulting to the
-mesh's dp·pp·tp; an ``--np`` that does not match the mesh is refused (exit 2) before
-anything starts. The job's exit status is returned.
+``--backend numpy|numba`` runs the plan on in-process ranks; ``--backend cupy`` runs
+them on one GPU (shards and activations in GPU memory, results copied back to compare).
+``--backend mpi`` runs it on real processes: this command starts ``mpiexec -n NP python
+-m ringpipe.mpi verify ...`` with the same plan arguments (:mod:`ringpipe.mpi.verify`),
+NP defaulting to the mesh's dp·pp·tp; an ``--np`` that does not match the mesh is
+refused (exit 2) before anything starts. The job's exit status is returned.
 """
 
 from __future__ import annotations
@@ -15,15 +16,16 @@ from __future__ import annotations
 import argparse
 import json
 
-from ringpipe.checks import BACKENDS
+from ringpipe.checks import COLLECTIVE_BACKENDS
 from ringpipe.mesh import Mesh
 from ringpipe.model.config import ModelConfig
 from ringpipe.plan import ALLREDUCE_ALGORITHMS, Plan
 from ringpipe.schedules import SCHEDULES, schedule_spec
 from ringpipe.verify import VerifyReport, random_batch, verify_plan
 
-#: Backends: in-process executors, or real processes started with mpiexec.
-VERIFY_BACKENDS = (*BACKENDS, "mpi")
+#: Backends: in-process executors (cupy: shards and activations on one GPU), or real
+#: processes started with mpiexec.
+VERIFY_BACKENDS = (*COLLECTIVE_BACKENDS, "mpi")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -32,7 +34,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                                              "single-device NumPy reference")
     add_plan_arguments(p)
     p.add_argument("--backend", choices=VERIFY_BACKENDS, default="numba",
-                   help="numpy/numba: in-process ranks; mpi: one process per rank")
+                   help="numpy/numba: in-process ranks on the CPU; cupy: in-process ranks "
+                        "on one GPU; mpi: one process per rank")
     p.add_argument("--np", type=int, default=None, dest="np",
                    help="with --backend mpi: processes to start (default dp×pp×tp)")
     p.set_defaults(handler=run)

@@ -29,6 +29,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from ringpipe.arrays import array_module
 from ringpipe.model import functional as F
 from ringpipe.model import layers as L
 from ringpipe.model.config import ModelConfig
@@ -61,8 +62,9 @@ def run_weight_jobs(config: ModelConfig, jobs: list[WeightJob]) -> dict[str, np.
             if db is not None:
                 grads[f"{p}.bias"] = db
         else:  # "embed"
-            dembed = np.zeros((config.vocab, config.hidden), dtype=dy.dtype)
-            np.add.at(dembed, a, dy)
+            xp = array_module(dy)
+            dembed = xp.zeros((config.vocab, config.hidden), dtype=dy.dtype)
+            xp.add.at(dembed, a, dy)  # on a GPU: atomic adds, so the order can vary
             grads[f"{p}.weight"] = dembed
     return grads
 

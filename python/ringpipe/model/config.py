@@ -12,6 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ringpipe.arrays import array_module, is_array
+
 BLOCKS = ("transformer", "mlp")
 NORMS = ("rmsnorm", "layernorm")
 DTYPES = ("float64", "float32")
@@ -124,14 +126,17 @@ class ModelConfig:
             raise ValueError(f"ffn={self.ffn} is not divisible by tp={tp}")
 
 
-def check_batch(config: ModelConfig, batch: object, name: str = "batch") -> np.ndarray:
+def check_batch(config: ModelConfig, batch: object, name: str = "batch", *,
+                device_ok: bool = False) -> np.ndarray:
     """Validate a model input and return it as an array of the compute dtype.
 
     Token ids (vocab > 0): an integer ``(batch, seq)`` array with values in [0, vocab).
     Dense (vocab == 0): a real ``(batch, seq, hidden)`` array, cast to ``config.dtype``.
+    A NumPy array, or with ``device_ok`` also a device (CuPy) array, which stays there.
     """
-    if not isinstance(batch, np.ndarray):
-        raise TypeError(f"{name} must be a numpy array, got {type(batch).__name__}")
+    if not (is_array(batch) if device_ok else isinstance(batch, np.ndarray)):
+        kind = "an array (numpy, or cupy on a GPU)" if device_ok else "a numpy array"
+        raise TypeError(f"{name} must be {kind}, got {type(batch).__name__}")
     if config.vocab:
         if batch.ndim != 2 or batch.shape[1] != config.seq or batch.shape[0] < 1:
             raise ValueError(f"{name} must have shape (batch, seq={config.seq}) of token ids, "
@@ -147,16 +152,17 @@ def check_batch(config: ModelConfig, batch: object, name: str = "batch") -> np.n
                          f"hidden={config.hidden}), got {batch.shape}")
     if not np.issubdtype(batch.dtype, np.floating):
         raise TypeError(f"{name} must be a float array, got dtype {batch.dtype}")
-    return np.ascontiguousarray(batch, dtype=config.np_dtype)
+    return array_module(batch).ascontiguousarray(batch, dtype=config.np_dtype)
 
 
-def check_targets(config: ModelConfig, targets: object, batch_size: int) -> np.ndarray:
+def check_targets(config: ModelConfig, targets: object, batch_size: int, *,
+                  device_ok: bool = False) -> np.ndarray:
     """Validate loss targets for a batch of ``batch_size`` sequences.
 
     Cross-entropy (vocab > 0): integer class ids ``(batch, seq)`` in [0, vocab).
     MSE (vocab == 0): a real ``(batch, seq, hidden)`` array, cast to ``config.dtype``.
     """
-    arr = check_batch(config, targets, "targets")
+    arr = check_batch(config, targets, "targets", device_ok=device_ok)
     if arr.shape[0] != batch_size:
         raise ValueError(f"targets has batch size {arr.shape[0]} but the input has {batch_size}")
     return arr

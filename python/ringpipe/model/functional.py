@@ -6,6 +6,9 @@ Nothing here communicates or knows about sharding. Both the single-device refere
 floating-point operations in the same order as the reference (bitwise equality), and
 the finite-difference checks of the reference verify this maths once for both.
 
+Every function takes its array module from its inputs (:func:`ringpipe.arrays.array_module`):
+NumPy arrays are computed on the host, CuPy arrays on their GPU, with the same code.
+
 Activations are 2-D ``(n, width)`` with ``n = batch * seq`` rows (one per token position,
 batch-major); the attention functions reshape to ``(batch, heads, seq, d)`` inside.
 Backward functions are split like the zero-bubble schedule needs (Qi et al., "Zero
@@ -16,9 +19,12 @@ respect to the input, ``*_backward_weight`` the parameter gradients.
 from __future__ import annotations
 
 import math
+from types import ModuleType
 from typing import NamedTuple
 
 import numpy as np
+
+from ringpipe.arrays import array_module
 
 GELU_C = math.sqrt(2.0 / math.pi)
 GELU_A = 0.044715
@@ -37,14 +43,15 @@ def norm_forward(x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None, kin
     - layernorm (Ba et al. 2016): y = (x - mean(x)) / sqrt(var(x) + eps) * w + b, with
       the biased variance var = mean((x - mean x)^2).
     """
+    xp = array_module(x)
     if kind == "rmsnorm":
-        ms = np.mean(x * x, axis=-1, keepdims=True)
-        rstd = 1.0 / np.sqrt(ms + eps)
+        ms = xp.mean(x * x, axis=-1, keepdims=True)
+        rstd = 1.0 / xp.sqrt(ms + eps)
         xhat = x * rstd
         return xhat * weight, NormCache(xhat, rstd)
-    xc = x - np.mean(x, axis=-1, keepdims=True)
-    var = np.mean(xc * xc, axis=-1, keepdims=True)
-    rstd = 1.0 / np.sqrt(var + eps)
+    xc = x - xp.mean(x, axis=-1, keepdims=True)
+    var = xp.mean(xc * xc, axis=-1, keepdims=True)
+    rstd = 1.0 / xp.sqrt(var + eps)
     xhat = xc * rstd
     return xhat * weight + bias, NormCache(xhat, rstd)
 
@@ -56,25 +63,27 @@ def norm_backward_input(dy: np.ndarray, weight: np.ndarray, cache: NormCache,
     - rmsnorm: dx = r * (g - xhat * mean(g * xhat));
     - layernorm: dx = r * (g - mean(g) - xhat * mean(g * xhat)).
     """
+    xp = array_module(dy)
     xhat, rstd = cache
     g = dy * weight
-    proj = np.mean(g * xhat, axis=-1, keepdims=True)
+    proj = xp.mean(g * xhat, axis=-1, keepdims=True)
     if kind == "rmsnorm":
         return rstd * (g - xhat * proj)
-    return rstd * (g - np.mean(g, axis=-1, keepdims=True) - xhat * proj)
+    return rstd * (g - xp.mean(g, axis=-1, keepdims=True) - xhat * proj)
 
 
 def norm_backward_weight(dy: np.ndarray, cache: NormCache,
                          kind: str) -> tuple[np.ndarray, np.ndarray | None]:
     """dL/dw = sum_rows(dy * xhat); dL/db = sum_rows(dy) (layernorm only, else None)."""
-    dw = np.sum(dy * cache.xhat, axis=0)
-    return dw, (np.sum(dy, axis=0) if kind == "layernorm" else None)
+    xp = array_module(dy)
+    dw = xp.sum(dy * cache.xhat, axis=0)
+    return dw, (xp.sum(dy, axis=0) if kind == "layernorm" else None)
 
 
 def gelu_forward(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """GeLU, tanh approximation (Hendrycks and Gimpel 2016, as in GPT-2):
     y = 0.5 x (1 + tanh(u)), u = sqrt(2/pi) (x + 0.044715 x^3). Returns (y, tanh(u))."""
-    t = np.tanh(GELU_C * (x + GELU_A * (x * x * x)))
+    t = array_module(x).tanh(GELU_C * (x + GELU_A * (x * x * x)))
     return 0.5 * x * (1.0 + t), t
 
 
@@ -91,8 +100,8 @@ class AttnCache(NamedTuple):
     probs: np.ndarray  # softmax(mask(q k^T / sqrt(d))), (batch, heads, seq, seq)
 
 
-def _causal_mask(seq: int) -> np.ndarray:
-    return np.tril(np.ones((seq, seq), dtype=bool))
+def _causal_mask(xp: ModuleType, seq: int) -> np.ndarray:
+    return xp.tril(xp.ones((seq, seq), dtype=bool))
 
 
 def attention_forward(qkv: np.ndarray, batch: int, seq: int,
@@ -105,15 +114,16 @@ def attention_forward(qkv: np.ndarray, batch: int, seq: int,
     ctx = softmax(mask(q k^T / sqrt(d))) v, where the mask sets key positions after the
     query position to -inf. Returns ctx as ``(batch*seq, heads*d)``, head-major.
     """
+    xp = array_module(qkv)
     d = qkv.shape[1] // (3 * heads)
     parts = qkv.reshape(batch, seq, heads, 3, d)
     q = parts[:, :, :, 0, :].transpose(0, 2, 1, 3)
     k = parts[:, :, :, 1, :].transpose(0, 2, 1, 3)
     v = parts[:, :, :, 2, :].transpose(0, 2, 1, 3)
     scores = (q @ k.transpose(0, 1, 3, 2)) * (1.0 / math.sqrt(d))
-    scores = np.where(_causal_mask(seq), scores, -np.inf)
-    e = np.exp(scores - np.max(scores, axis=-1, keepdims=True))
-    probs = e / np.sum(e, axis=-1, keepdims=True)
+    scores = xp.where(_causal_mask(xp, seq), scores, -math.inf)
+    e = xp.exp(scores - xp.max(scores, axis=-1, keepdims=True))
+    probs = e / xp.sum(e, axis=-1, keepdims=True)
     ctx = (probs @ v).transpose(0, 2, 1, 3).reshape(batch * seq, heads * d)
     return ctx, AttnCache(q, k, v, probs)
 
@@ -122,16 +132,17 @@ def attention_backward(dctx: np.ndarray, cache: AttnCache) -> np.ndarray:
     """dL/dqkv of :func:`attention_forward` (same layout as qkv). With P the probs and
     S the scaled scores: dV = P^T dC, dP = dC V^T, dS = P * (dP - rowsum(dP * P)),
     dQ = dS K / sqrt(d), dK = dS^T Q / sqrt(d) (masked entries have P = 0)."""
+    xp = array_module(dctx)
     q, k, v, probs = cache
     batch, heads, seq, d = q.shape
     dc = dctx.reshape(batch, seq, heads, d).transpose(0, 2, 1, 3)
     dv = probs.transpose(0, 1, 3, 2) @ dc
     dp = dc @ v.transpose(0, 1, 3, 2)
-    ds = probs * (dp - np.sum(dp * probs, axis=-1, keepdims=True))
+    ds = probs * (dp - xp.sum(dp * probs, axis=-1, keepdims=True))
     ds = ds * (1.0 / math.sqrt(d))
     dq = ds @ k
     dk = ds.transpose(0, 1, 3, 2) @ q
-    dqkv = np.empty((batch, seq, heads, 3, d), dtype=dctx.dtype)
+    dqkv = xp.empty((batch, seq, heads, 3, d), dtype=dctx.dtype)
     dqkv[:, :, :, 0, :] = dq.transpose(0, 2, 1, 3)
     dqkv[:, :, :, 1, :] = dk.transpose(0, 2, 1, 3)
     dqkv[:, :, :, 2, :] = dv.transpose(0, 2, 1, 3)
@@ -144,12 +155,13 @@ def cross_entropy(logits: np.ndarray, targets: np.ndarray) -> tuple[float, np.nd
     loss = (1/n) sum_i [logsumexp(z_i) - z_i[t_i]]  (computed with the row max removed);
     dL/dz = (softmax(z) - onehot(t)) / n.
     """
+    xp = array_module(logits)
     n = logits.shape[0]
-    z = logits - np.max(logits, axis=-1, keepdims=True)
-    logp = z - np.log(np.sum(np.exp(z), axis=-1, keepdims=True))
-    rows = np.arange(n)
-    loss = -np.sum(logp[rows, targets]) / n
-    grad = np.exp(logp)
+    z = logits - xp.max(logits, axis=-1, keepdims=True)
+    logp = z - xp.log(xp.sum(xp.exp(z), axis=-1, keepdims=True))
+    rows = xp.arange(n)
+    loss = -xp.sum(logp[rows, targets]) / n
+    grad = xp.exp(logp)
     grad[rows, targets] -= 1.0
     return float(loss), grad / n
 
@@ -158,4 +170,4 @@ def mean_squared_error(pred: np.ndarray, target: np.ndarray) -> tuple[float, np.
     """loss = (1/N) sum (pred - target)^2 over all N = n * width elements;
     dL/dpred = 2 (pred - target) / N."""
     diff = pred - target
-    return float(np.sum(diff * diff) / diff.size), (2.0 * diff) / diff.size
+    return float(array_module(diff).sum(diff * diff) / diff.size), (2.0 * diff) / diff.size

@@ -31,6 +31,8 @@ from collections.abc import Callable
 
 import numpy as np
 
+from ringpipe.arrays import array_module, is_writeable
+
 AllReduce = Callable[[list[np.ndarray]], object]
 """Sums a list of same-shape arrays elementwise, in place, across the list."""
 
@@ -45,9 +47,10 @@ def _reduce(buffers: list[np.ndarray], all_reduce: AllReduce) -> list[np.ndarray
     could not safely use (not C-contiguous, read-only, or overlapping an earlier one)."""
     bufs: list[np.ndarray] = []
     for b in buffers:
-        if (not b.flags.c_contiguous or not b.flags.writeable
-                or any(np.may_share_memory(b, o) for o in bufs)):
-            b = np.array(b, order="C")
+        xp = array_module(b)
+        if (not b.flags.c_contiguous or not is_writeable(b)
+                or any(xp.may_share_memory(b, o) for o in bufs)):
+            b = xp.array(b, order="C", copy=True)
         bufs.append(b)
     all_reduce(bufs)
     return bufs
@@ -114,4 +117,4 @@ def linear_backward_weight(x: np.ndarray, dy: np.ndarray) -> tuple[np.ndarray, n
     the rank's column block of dW and db. Row-parallel: x is the rank's input slice and
     dy the replicated output gradient, giving the rank's row block of dW and the full
     (replicated) db."""
-    return x.T @ dy, np.sum(dy, axis=0)
+    return x.T @ dy, array_module(dy).sum(dy, axis=0)

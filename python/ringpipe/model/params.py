@@ -32,6 +32,7 @@ import math
 
 import numpy as np
 
+from ringpipe.arrays import array_kind, array_module, is_array
 from ringpipe.model.config import ModelConfig
 
 
@@ -122,9 +123,10 @@ def init_params(config: ModelConfig, seed: int) -> dict[str, np.ndarray]:
 
 
 def check_arrays(where: str, arrays: object, shapes: dict[str, tuple[int, ...]],
-                 dtype: np.dtype, *, exact: bool = True) -> None:
+                 dtype: np.dtype, *, exact: bool = True, device_ok: bool = False) -> None:
     """Raise unless ``arrays`` maps every name in ``shapes`` to an array of that shape
-    and dtype (and, with ``exact``, holds no other names)."""
+    and dtype (and, with ``exact``, holds no other names). NumPy arrays, or with
+    ``device_ok`` arrays of any one module (all NumPy, or all CuPy)."""
     if not isinstance(arrays, dict):
         raise TypeError(f"{where} must be a dict of arrays, got {type(arrays).__name__}")
     missing = [n for n in shapes if n not in arrays]
@@ -134,9 +136,15 @@ def check_arrays(where: str, arrays: object, shapes: dict[str, tuple[int, ...]],
         extra = sorted(set(arrays) - set(shapes))
         if extra:
             raise ValueError(f"{where} has unknown parameters {extra[:4]}")
+    xp = None
     for name, shape in shapes.items():
         value = arrays[name]
-        if not isinstance(value, np.ndarray):
+        if device_ok and is_array(value):
+            xp = array_module(value) if xp is None else xp
+            if array_module(value) is not xp:
+                raise TypeError(f"{where}[{name!r}] is a {array_kind(value)} but earlier "
+                                f"entries are {xp.__name__} arrays; keep a shard on one device")
+        elif not isinstance(value, np.ndarray):
             raise TypeError(f"{where}[{name!r}] must be a numpy array, "
                             f"got {type(value).__name__}")
         if value.shape != shape:

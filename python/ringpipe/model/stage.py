@@ -29,6 +29,10 @@ passes lists of length 1 -- its own shard, its own copy of the activation -- whi
 place (over a communicator). The maths per rank is the same code path, so each process
 computes bitwise what rank t computes in the all-ranks mode.
 
+**Devices.** Shards, inputs, targets and activations are NumPy arrays (computed on the
+host) or CuPy arrays (computed on their GPU, :mod:`ringpipe.arrays`); every array of a
+call must live where the shards do, else TypeError. The loss comes back as a float.
+
 Backward follows zero-bubble pipeline parallelism (Qi et al., ICLR 2024): the I pass
 (:func:`stage_backward_input`, all TP communication) gives the input gradient and a
 :class:`WeightCache`; the W pass (:func:`stage_backward_weight`) gives the parameter
@@ -39,79 +43,20 @@ the all-reduce is called even when tp == 1, so counts do not depend on tp.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
+from types import ModuleType
 
 import numpy as np
 
+from ringpipe.arrays import array_kind, array_module, is_array
 from ringpipe.model import blocks as B
-from ringpipe.model.config import ModelConfig, check_batch, check_targets
+from ringpipe.model.config import check_batch, check_targets
 from ringpipe.model.layers import AllReduce, check_all_reduce
-from ringpipe.model.params import (
-    check_arrays,
-    input_param_shapes,
-    layer_param_shapes,
-    output_param_shapes,
-)
-from ringpipe.model.sharding import shard_shape
+from ringpipe.model.params import check_arrays
+from ringpipe.model.stage_spec import StageSpec
 
-
-@dataclass(frozen=True)
-class StageSpec:
-    """Blocks ``[first, last)`` of ``config`` on a TP group of ``tp`` ranks; with
-    ``local=True`` the caller holds one of those ranks (lists of length 1)."""
-
-    config: ModelConfig
-    first: int
-    last: int
-    tp: int = 1
-    local: bool = False
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.local, bool):
-            raise TypeError(f"StageSpec.local must be a bool, got {type(self.local).__name__}")
-        if not isinstance(self.config, ModelConfig):
-            raise TypeError(f"StageSpec.config must be a ModelConfig, "
-                            f"got {type(self.config).__name__}")
-        for name in ("first", "last"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-                raise TypeError(f"StageSpec.{name} must be an int, got {type(value).__name__}")
-        if not 0 <= self.first < self.last <= self.config.layers:
-            raise ValueError(f"StageSpec needs 0 <= first < last <= layers="
-                             f"{self.config.layers}, got first={self.first}, last={self.last}")
-        self.config.check_tp(self.tp)
-
-    @property
-    def ranks_here(self) -> int:
-        """Length of the per-rank lists: 1 in local-rank mode, else ``tp``."""
-        return 1 if self.local else self.tp
-
-    def local_view(self) -> StageSpec:
-        """This stage in local-rank mode: one TP rank per process (see module docs)."""
-        return replace(self, local=True)
-
-    @property
-    def is_first(self) -> bool:
-        """Holds the input layer (embedding or in_proj)."""
-        return self.first == 0
-
-    @property
-    def is_last(self) -> bool:
-        """Holds the final norm, head and loss."""
-        return self.last == self.config.layers
-
-    def param_shapes(self) -> dict[str, tuple[int, ...]]:
-        """Names and per-rank shard shapes of this stage's parameters, forward order."""
-        full = input_param_shapes(self.config) if self.is_first else {}
-        for i in range(self.first, self.last):
-            full.update(layer_param_shapes(self.config, i))
-        if self.is_last:
-            full.update(output_param_shapes(self.config))
-        return {n: shard_shape(s, n, self.tp) for n, s in full.items()}
-
-    def select(self, shard: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """This stage's entries of a (whole-model) shard dict."""
-        return {name: shard[name] for name in self.param_shapes()}
+__all__ = ["StageCache", "StageSpec", "WeightCache", "stage_backward", "stage_backward_input",
+           "stage_backward_weight", "stage_forward"]
 
 
 @dataclass
@@ -153,20 +98,46 @@ def _check_list(name: str, value: object, spec: StageSpec) -> list:
     return value
 
 
-def _check_shards(spec: StageSpec, shards: object) -> None:
+def _check_shards(spec: StageSpec, shards: object) -> ModuleType:
+    """Check the shards; return their array module (every rank's on one kind of device)."""
     _check_list("shards", shards, spec)
     want = spec.param_shapes()
+    first_name = next(iter(want))
+    xp = None
     for t, shard in enumerate(shards):  # type: ignore[arg-type]
-        check_arrays(f"shards[{t}]", shard, want, spec.config.np_dtype, exact=False)
+        check_arrays(f"shards[{t}]", shard, want, spec.config.np_dtype, exact=False,
+                     device_ok=True)
+        module = array_module(shard[first_name])
+        xp = module if xp is None else xp
+        if module is not xp:
+            raise TypeError(f"shards[{t}] holds {module.__name__} arrays but shards[0] holds "
+                            f"{xp.__name__} arrays; one TP group computes on one kind of "
+                            "device")
+    assert xp is not None
+    return xp
 
 
-def _check_activations(name: str, spec: StageSpec, xs: object) -> tuple[list[np.ndarray], int]:
+def _shards_module(spec: StageSpec, shards: list[dict[str, np.ndarray]]) -> ModuleType:
+    return array_module(shards[0][next(iter(spec.param_shapes()))])
+
+
+def _check_on(name: str, x: object, xp: ModuleType) -> None:
+    """``x`` must live where the shards do (CuPy never mixes host and device arrays)."""
+    if array_module(x) is not xp:
+        raise TypeError(f"{name} is a {array_kind(x)} but the shards are {xp.__name__} "
+                        "arrays; pass it on the shards' device")
+
+
+def _check_activations(name: str, spec: StageSpec, xs: object,
+                       xp: ModuleType) -> tuple[list[np.ndarray], int]:
     cfg = spec.config
     xs = _check_list(name, xs, spec)
     first = xs[0]
     for t, x in enumerate(xs):
-        if not isinstance(x, np.ndarray):
-            raise TypeError(f"{name}[{t}] must be a numpy array, got {type(x).__name__}")
+        if not is_array(x):
+            raise TypeError(f"{name}[{t}] must be an array (numpy, or cupy on a GPU), got "
+                            f"{type(x).__name__}")
+        _check_on(f"{name}[{t}]", x, xp)
         if x.ndim != 3 or x.shape[1:] != (cfg.seq, cfg.hidden) or x.shape[0] < 1:
             raise ValueError(f"{name}[{t}] must have shape (batch, seq={cfg.seq}, "
                              f"hidden={cfg.hidden}), got {x.shape}")
@@ -190,15 +161,17 @@ def stage_forward(spec: StageSpec, shards: list[dict[str, np.ndarray]], xs: list
     """
     spec = _check_spec(spec)
     cfg, tp = spec.config, spec.tp
-    _check_shards(spec, shards)
+    xp = _check_shards(spec, shards)
     check_all_reduce(all_reduce)
     if isinstance(loss_scale, bool) or not isinstance(loss_scale, (int, float, np.floating)):
         raise TypeError(f"loss_scale must be a float, got {type(loss_scale).__name__}")
     if not (math.isfinite(loss_scale) and loss_scale > 0):
         raise ValueError(f"loss_scale must be finite and > 0, got {loss_scale}")
     if spec.is_first:
-        batches = [check_batch(cfg, x, f"xs[{t}]")
+        batches = [check_batch(cfg, x, f"xs[{t}]", device_ok=True)
                    for t, x in enumerate(_check_list("xs", xs, spec))]
+        for t, x in enumerate(batches):
+            _check_on(f"xs[{t}]", x, xp)
         b = batches[0].shape[0]
         if any(x.shape != batches[0].shape for x in batches):
             raise ValueError("xs entries (the micro-batch per tp rank) differ in shape")
@@ -206,12 +179,13 @@ def stage_forward(spec: StageSpec, shards: list[dict[str, np.ndarray]], xs: list
         inputs = [x.reshape(n) if cfg.vocab else x.reshape(n, cfg.hidden) for x in batches]
         hs = B.input_forward(cfg, shards, inputs)
     else:
-        hs, b = _check_activations("xs", spec, xs)
+        hs, b = _check_activations("xs", spec, xs, xp)
         inputs = None
     if spec.is_last:
         if targets is None:
             raise ValueError("targets is required on the last stage")
-        tgt = check_targets(cfg, targets, b)
+        tgt = check_targets(cfg, targets, b, device_ok=True)
+        _check_on("targets", tgt, xp)
         tgt = tgt.reshape(b * cfg.seq) if cfg.vocab else tgt.reshape(b * cfg.seq, cfg.hidden)
     elif targets is not None:
         raise ValueError("targets must be None except on the last stage")
@@ -246,7 +220,7 @@ def stage_backward_input(spec: StageSpec, cache: StageCache, dys: list[np.ndarra
         assert cache.head is not None
         ds = B.head_backward_input(cfg, shards, cache.head, jobs)
     else:
-        ds, b = _check_activations("dys", spec, dys)
+        ds, b = _check_activations("dys", spec, dys, _shards_module(spec, shards))
         if b != cache.batch:
             raise ValueError(f"dys has batch size {b} but the forward had {cache.batch}")
     for layer, c in zip(reversed(range(spec.first, spec.last)), reversed(cache.blocks),

@@ -17,6 +17,15 @@ no schedule-specific code here: any schedule the validator accepts runs.
 After the pipeline drains, each (pp, tp) position's gradients are packed into one
 bucket per replica and all-reduced over the DP group, as DDP does.
 
+**Devices.** With ``backend="cupy"`` the TP shards are uploaded once (shared by the DP
+replicas, which run one after another), every micro-batch is uploaded, and from there
+activations, messages, gradients and all-reduces (the CUDA step-table kernel) stay in
+GPU memory; the model maths runs on CuPy through :mod:`ringpipe.arrays`. Only the
+reduced gradient buckets, the head outputs and the losses come back to the host, so
+:class:`~ringpipe.plan.PlanResult` always holds NumPy arrays. Under Numba's CUDA
+simulator the "device" is the host (:mod:`ringpipe.kernels.cuda_backend`) and only the
+all-reduces change, to the simulated CUDA kernel.
+
 The layers' all-reduces run between BLAS matmuls, whose worker threads keep spinning
 for a while after each call; waking Numba's thread pool then oversubscribes the cores
 (measured here: 10 ms instead of 0.3 ms for a 2 × 512 KiB all-reduce). The runtime
@@ -26,10 +35,13 @@ therefore runs the Numba kernel single-threaded (:data:`RUNTIME_TUNING`).
 from __future__ import annotations
 
 from collections import defaultdict
+from types import ModuleType
 
 import numpy as np
 
+from ringpipe.arrays import array_module, to_host
 from ringpipe.collectives import all_reduce
+from ringpipe.kernels.cuda_backend import gpu_arrays
 from ringpipe.kernels.numba_exec import KernelTuning
 from ringpipe.kernels.registry import step_table
 from ringpipe.model.config import check_batch, check_targets
@@ -110,7 +122,7 @@ class _Replica:
         if dst == r.p:  # same rank: local hand-over, no message
             r.inbox[tag] = payload
             return
-        copies = [np.array(x, copy=True) for x in payload]  # the wire: no shared memory
+        copies = [x.copy() for x in payload]  # the wire: no shared memory
         self.channels[(r.p, dst)][tag] = copies
         for t, x in enumerate(copies):
             self.pp_bytes[self.rank_of[(self.d, r.p, t)]] += x.nbytes
@@ -209,14 +221,22 @@ def _split_batch(plan: Plan, batch: object) -> tuple[np.ndarray, np.ndarray, int
     return inputs, targets, plan.check_batch_size(inputs.shape[0])
 
 
+def compute_module(backend: str) -> ModuleType:
+    """The array module a plan computes with on ``backend``: NumPy, or for "cupy" the
+    GPU backend's (CuPy; NumPy under the CUDA simulator). ImportError if it cannot run."""
+    return gpu_arrays("Plan.run").xp if backend == "cupy" else np
+
+
 def run_inprocess(plan: Plan, params: dict[str, np.ndarray], batch: Batch | tuple,
                   backend: str) -> PlanResult:
     """Run ``plan`` forward and backward; see the module docstring."""
     check_params(plan.config, params)
     inputs, targets, b = _split_batch(plan, batch)
+    xp = compute_module(backend)
     mesh = plan.mesh
     global_batch = inputs.shape[0]
-    shards = shard_params(plan.config, params, mesh.tp)  # whole-model shards, per tp rank
+    shards = [{name: xp.asarray(value) for name, value in shard.items()}  # whole model
+              for shard in shard_params(plan.config, params, mesh.tp)]  # per tp rank
     rank_of = {tuple(mesh.coord(r)): r for r in range(mesh.world)}
     bytes_sent = {r: {"tp": 0, "pp": 0, "dp": 0} for r in range(mesh.world)}
     calls = {r: {"tp": 0, "dp": 0} for r in range(mesh.world)}
@@ -229,8 +249,9 @@ def run_inprocess(plan: Plan, params: dict[str, np.ndarray], batch: Batch | tupl
             ranks.append(_PipelineRank(plan, d, p, shards,
                                        _Group(plan, backend, "tp", group, bytes_sent, calls)))
         rows = slice(d * b * plan.microbatches, (d + 1) * b * plan.microbatches)
-        mb_in = [inputs[rows][j * b:(j + 1) * b] for j in range(plan.microbatches)]
-        mb_tg = [targets[rows][j * b:(j + 1) * b] for j in range(plan.microbatches)]
+        mb_in = [xp.asarray(inputs[rows][j * b:(j + 1) * b]) for j in range(plan.microbatches)]
+        mb_tg = [xp.asarray(targets[rows][j * b:(j + 1) * b])
+                 for j in range(plan.microbatches)]
         replica = _Replica(plan, d, ranks, mb_in, mb_tg, b / global_batch, pp_bytes, rank_of)
         replica.run()
         replicas.append(replica)
@@ -242,7 +263,7 @@ def run_inprocess(plan: Plan, params: dict[str, np.ndarray], batch: Batch | tupl
     for rep in replicas:
         for mb in range(plan.microbatches):
             loss += rep.losses[mb]
-            outputs.append(rep.outputs[mb])
+            outputs.append(to_host(rep.outputs[mb]))
     counters = tuple(
         RankCounters(r, *mesh.coord(r), replicas[mesh.coord(r).dp].ranks[mesh.coord(r).pp].peak,
                      bytes_sent[r], calls[r])
@@ -261,7 +282,9 @@ def _reduce_data_parallel(plan: Plan, replicas: list[_Replica], backend: str, ra
         reduced = []  # per tp rank: {stage: {name: grad}} after the DP reduction
         for t in range(mesh.tp):
             keys = [(s, n) for s in stages for n in replicas[0].ranks[p].grads[s][t]]
-            buckets = [np.concatenate([rep.ranks[p].grads[s][t][n].reshape(-1)
+            first = replicas[0].ranks[p].grads[stages[0]][t]
+            xp = array_module(first[next(iter(first))])
+            buckets = [xp.concatenate([rep.ranks[p].grads[s][t][n].reshape(-1)
                                        for s, n in keys]) for rep in replicas]
             if mesh.dp > 1:
                 group = tuple(rank_of[(d, p, t)] for d in range(mesh.dp))
@@ -269,8 +292,9 @@ def _reduce_data_parallel(plan: Plan, replicas: list[_Replica], backend: str, ra
             shapes = [replicas[0].ranks[p].grads[s][t][n].shape for s, n in keys]
             ends = np.cumsum([0] + [int(np.prod(sh)) for sh in shapes])
             per_stage: dict[int, dict[str, np.ndarray]] = {s: {} for s in stages}
+            reduced_bucket = to_host(buckets[0])  # one device-to-host copy per bucket
             for i, (s, n) in enumerate(keys):
-                per_stage[s][n] = buckets[0][ends[i]:ends[i + 1]].reshape(shapes[i])
+                per_stage[s][n] = reduced_bucket[ends[i]:ends[i + 1]].reshape(shapes[i])
             reduced.append(per_stage)
         for s in stages:
             full.update(gather_grads(plan.config, [reduced[t][s] for t in range(mesh.tp)],

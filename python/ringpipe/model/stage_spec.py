@@ -1,0 +1,76 @@
+"""What one pipeline stage is: blocks ``[first, last)`` of a model on a TP group.
+
+:class:`StageSpec` is the immutable description the runtimes and
+:mod:`ringpipe.model.stage` share: which layers, how many TP ranks, whether the caller
+holds all of them or only its own (local-rank mode), and the per-rank shard shapes of
+the stage's parameters (:func:`ringpipe.model.sharding.shard_shape`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from ringpipe.model.config import ModelConfig
+from ringpipe.model.params import input_param_shapes, layer_param_shapes, output_param_shapes
+from ringpipe.model.sharding import shard_shape
+
+
+@dataclass(frozen=True)
+class StageSpec:
+    """Blocks ``[first, last)`` of ``config`` on a TP group of ``tp`` ranks; with
+    ``local=True`` the caller holds one of those ranks (lists of length 1)."""
+
+    config: ModelConfig
+    first: int
+    last: int
+    tp: int = 1
+    local: bool = False
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.local, bool):
+            raise TypeError(f"StageSpec.local must be a bool, got {type(self.local).__name__}")
+        if not isinstance(self.config, ModelConfig):
+            raise TypeError(f"StageSpec.config must be a ModelConfig, "
+                            f"got {type(self.config).__name__}")
+        for name in ("first", "last"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+                raise TypeError(f"StageSpec.{name} must be an int, got {type(value).__name__}")
+        if not 0 <= self.first < self.last <= self.config.layers:
+            raise ValueError(f"StageSpec needs 0 <= first < last <= layers="
+                             f"{self.config.layers}, got first={self.first}, last={self.last}")
+        self.config.check_tp(self.tp)
+
+    @property
+    def ranks_here(self) -> int:
+        """Length of the per-rank lists: 1 in local-rank mode, else ``tp``."""
+        return 1 if self.local else self.tp
+
+    def local_view(self) -> StageSpec:
+        """This stage in local-rank mode: one TP rank per process (see module docs)."""
+        return replace(self, local=True)
+
+    @property
+    def is_first(self) -> bool:
+        """Holds the input layer (embedding or in_proj)."""
+        return self.first == 0
+
+    @property
+    def is_last(self) -> bool:
+        """Holds the final norm, head and loss."""
+        return self.last == self.config.layers
+
+    def param_shapes(self) -> dict[str, tuple[int, ...]]:
+        """Names and per-rank shard shapes of this stage's parameters, forward order."""
+        full = input_param_shapes(self.config) if self.is_first else {}
+        for i in range(self.first, self.last):
+            full.update(layer_param_shapes(self.config, i))
+        if self.is_last:
+            full.update(output_param_shapes(self.config))
+        return {n: shard_shape(s, n, self.tp) for n, s in full.items()}
+
+    def select(self, shard: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """This stage's entries of a (whole-model) shard dict."""
+        return {name: shard[name] for name in self.param_shapes()}

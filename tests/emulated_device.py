@@ -1,0 +1,221 @@
+"""An emulated GPU array module, strict the way CuPy is, for testing device code on a CPU.
+
+``DeviceArray`` wraps a NumPy array ("device memory") and behaves like ``cupy.ndarray``
+where it matters for correctness of device code:
+
+* NumPy functions and ufuncs dispatch to it (NEP 13 / NEP 18) and return device arrays;
+* mixing a host ``numpy.ndarray`` into a device operation raises TypeError (CuPy:
+  "Unsupported type <class 'numpy.ndarray'>");
+* implicit conversion to NumPy (``np.asarray(d)``, assigning ``d`` into a host array)
+  raises TypeError; the only way back is ``emulated.asnumpy(d)``;
+* ``flags`` has no ``writeable``, as in CuPy;
+* ``__array_namespace__`` names the emulated module, which :mod:`ringpipe.arrays` uses.
+
+``EMULATED`` is the module: every NumPy function, with device arrays in and out;
+``asarray``/``array``/``ascontiguousarray`` also take host data (an upload).
+``EmulatedGpu`` is a :class:`~ringpipe.kernels.cuda_backend.GpuArrays` whose "kernel"
+runs the step table with the NumPy executor on the wrapped memory and counts launches.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from types import SimpleNamespace
+
+import numpy as np
+from numpy.lib.mixins import NDArrayOperatorsMixin
+
+from ringpipe.kernels.cuda_backend import GpuArrays
+from ringpipe.kernels.memory import addresses as host_addresses
+from ringpipe.kernels.numpy_exec import run_table_numpy
+
+UPLOADS = ("asarray", "array", "ascontiguousarray")
+
+
+class HostDeviceMix(TypeError):
+    """A host NumPy array met a device array."""
+
+
+def _unwrap(value, where):
+    if isinstance(value, DeviceArray):
+        return value.host_view
+    if isinstance(value, np.ndarray):
+        raise HostDeviceMix(f"{where}: a host numpy.ndarray {value.shape} mixed with device "
+                            "arrays")
+    if isinstance(value, (list, tuple)):
+        return type(value)(_unwrap(v, where) for v in value)
+    if isinstance(value, dict):
+        return {k: _unwrap(v, where) for k, v in value.items()}
+    return value
+
+
+def _wrap(value):
+    if isinstance(value, np.ndarray):
+        return DeviceArray(value)
+    if isinstance(value, np.generic):  # CuPy returns 0-d arrays, never host scalars
+        return DeviceArray(np.asarray(value))
+    if isinstance(value, (list, tuple)):
+        return type(value)(_wrap(v) for v in value)
+    return value
+
+
+class DeviceArray(NDArrayOperatorsMixin):
+    """A device array: NumPy memory behind a CuPy-like surface (see module docs)."""
+
+    __slots__ = ("host_view",)
+
+    def __init__(self, memory: np.ndarray) -> None:
+        self.host_view = memory
+
+    # -- protocols --------------------------------------------------------------------
+    def __array__(self, dtype=None, copy=None):
+        raise TypeError("Implicit conversion to a NumPy array is not allowed; "
+                        "use emulated.asnumpy()")
+
+    def __array_namespace__(self, api_version=None):
+        return EMULATED
+
+    def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
+        where = f"{ufunc.__name__}.{method}"
+        args = _unwrap(inputs, where)
+        kw = _unwrap(kwargs, where)
+        result = getattr(ufunc, method)(*args, **kw)
+        if "out" in kwargs and method != "at":
+            outs = kwargs["out"]
+            return outs[0] if len(outs) == 1 else outs
+        return None if method == "at" else _wrap(result)
+
+    def __array_function__(self, func, types, args, kwargs):
+        where = func.__name__
+        return _wrap(func(*_unwrap(args, where), **_unwrap(kwargs, where)))
+
+    # -- attributes -------------------------------------------------------------------
+    shape = property(lambda self: self.host_view.shape)
+    dtype = property(lambda self: self.host_view.dtype)
+    ndim = property(lambda self: self.host_view.ndim)
+    size = property(lambda self: self.host_view.size)
+    itemsize = property(lambda self: self.host_view.itemsize)
+    nbytes = property(lambda self: self.host_view.nbytes)
+    T = property(lambda self: DeviceArray(self.host_view.T))
+
+    @property
+    def flags(self):
+        f = self.host_view.flags
+        return SimpleNamespace(c_contiguous=f.c_contiguous, f_contiguous=f.f_contiguous,
+                               owndata=f.owndata)
+
+    def __len__(self):
+        return len(self.host_view)
+
+    def __repr__(self):
+        return f"DeviceArray({self.host_view!r})"
+
+    # -- methods ----------------------------------------------------------------------
+    def reshape(self, *shape, **kw):
+        return DeviceArray(self.host_view.reshape(*shape, **kw))
+
+    def transpose(self, *axes):
+        return DeviceArray(self.host_view.transpose(*axes))
+
+    def copy(self):
+        return DeviceArray(self.host_view.copy())
+
+    def astype(self, dtype, **kw):
+        return DeviceArray(self.host_view.astype(dtype, **kw))
+
+    def min(self, *a, **kw):
+        return _wrap(self.host_view.min(*a, **kw))
+
+    def max(self, *a, **kw):
+        return _wrap(self.host_view.max(*a, **kw))
+
+    def sum(self, *a, **kw):
+        return _wrap(self.host_view.sum(*a, **kw))
+
+    def __getitem__(self, key):
+        return _wrap(self.host_view[_unwrap(key, "__getitem__")])
+
+    def __setitem__(self, key, value):
+        self.host_view[_unwrap(key, "__setitem__")] = _unwrap(value, "__setitem__")
+
+    def __float__(self):  # a device-to-host sync in CuPy; allowed for 0-d / size-1
+        return float(self.host_view)
+
+    def __int__(self):
+        return int(self.host_view)
+
+    def __bool__(self):
+        return bool(self.host_view)
+
+    def __iter__(self):
+        raise TypeError("iterating a device array element by element is not supported")
+
+
+class _Module:
+    """The emulated array module: NumPy's functions with device arrays in and out."""
+
+    __name__ = "emulated"
+
+    def asnumpy(self, a):
+        if not isinstance(a, DeviceArray):
+            raise TypeError(f"asnumpy takes a device array, got {type(a).__name__}")
+        return a.host_view.copy()
+
+    def __getattr__(self, name):
+        attr = getattr(np, name)
+        if isinstance(attr, np.ufunc):
+            return _Ufunc(attr)
+        if isinstance(attr, type) or not callable(attr):
+            return attr  # dtypes, classes and constants pass through
+        if name in UPLOADS:
+            def upload(obj, *args, **kwargs):
+                if isinstance(obj, DeviceArray):  # stays on the device
+                    return DeviceArray(attr(obj.host_view, *args, **kwargs))
+                # host data: a copy in "device memory", never an alias of the host array
+                return DeviceArray(np.array(attr(obj, *args, **kwargs), copy=True))
+            return upload
+
+        def call(*args, **kwargs):
+            return _wrap(attr(*_unwrap(args, name), **_unwrap(kwargs, name)))
+        return call
+
+
+class _Ufunc:
+    def __init__(self, ufunc: np.ufunc) -> None:
+        self.ufunc = ufunc
+
+    def __call__(self, *args, **kwargs):
+        return _wrap(self.ufunc(*_unwrap(args, self.ufunc.__name__),
+                                **_unwrap(kwargs, self.ufunc.__name__)))
+
+    def at(self, a, indices, b=None):
+        where = f"{self.ufunc.__name__}.at"
+        self.ufunc.at(_unwrap(a, where), _unwrap(indices, where), _unwrap(b, where))
+
+
+EMULATED = _Module()
+
+
+@dataclass(frozen=True)
+class EmulatedGpu(GpuArrays):
+    """Backend "cupy" on the emulated device; ``launches`` counts kernel runs."""
+
+    launches: list = field(default_factory=list)
+
+    def addresses(self, arrays):
+        return host_addresses([a.host_view for a in arrays])
+
+    def device_of(self, array):
+        return 0
+
+    def run(self, table, outs, op, tuning, inputs=None):
+        flat = [o.host_view.reshape(-1) for o in outs]
+        if inputs is not None:
+            for dst, src in zip(flat, inputs, strict=True):
+                dst[...] = src.host_view.reshape(-1)
+        run_table_numpy(table, flat, op)
+        self.launches.append((table.collective, len(outs), outs[0].size))
+
+
+def emulated_gpu() -> EmulatedGpu:
+    return EmulatedGpu(simulated=False, xp=EMULATED, array_type=DeviceArray)
