@@ -56,6 +56,12 @@ def test_all_pins_print_the_single_prediction(capsys):
 def test_explicit_sizes_override_a_preset(capsys):
     code, out, _ = run(capsys, *SMALL, "--seq", "1024", "--json")
     assert code == 0 and json.loads(out)["model"]["seq"] == 1024
+    # the modified model is labelled as such, not as the preset it started from
+    assert json.loads(out)["model"]["name"] == "llama2-7b+seq=1024"
+    code, out, _ = run(capsys, *SMALL, "--layers", "16")
+    assert code == 0 and out.startswith("# llama2-7b+layers=16 (")
+    code, out, _ = run(capsys, *SMALL, "--seq", "4096", "--json")  # the preset's own value
+    assert json.loads(out)["model"]["name"] == "llama2-7b"
 
 
 def test_fits_nowhere_exits_1_with_the_memory_it_needs(capsys):

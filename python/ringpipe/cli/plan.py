@@ -86,7 +86,13 @@ def build_model(args: argparse.Namespace) -> ModelSpec:
         given["gated_mlp"] = True
     if args.model is not None:
         base = model_preset(args.model)
-        return dataclasses.replace(base, **given) if given else base
+        if not given:
+            return base
+        # A modified preset is no longer the preset: say what changed in its name.
+        changes = ",".join(f"{f.replace('_', '-')}={v}" for f, v in sorted(given.items())
+                           if getattr(base, f) != v)
+        name = f"{base.name}+{changes}" if changes else base.name
+        return dataclasses.replace(base, name=name, **given)
     missing = [f"--{f}" for f in ("layers", "hidden", "heads", "seq", "vocab")
                if f not in given]
     if missing:
