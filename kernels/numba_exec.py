@@ -191,10 +191,21 @@ def prepare_table_numba(table: StepTable, buffers: list[np.ndarray], op: str,
     here, so a persistent collective pays only the kernel call each time. The buffers
     must stay alive and in place while the returned callable is used (it holds them).
     """
+    launch = _launch(table, buffers, op, inputs, tuning, buffer_addresses, input_addresses)
+    if launch is None:
+        return _nothing
+    return BoundKernel(launch[0], launch[1], (tuple(buffers), tuple(inputs or ())))
+
+
+def _launch(table: StepTable, buffers: list[np.ndarray], op: str,
+            inputs: list[np.ndarray] | None, tuning: KernelTuning,
+            buffer_addresses: np.ndarray | None,
+            input_addresses: np.ndarray | None) -> tuple[Callable[..., None], tuple] | None:
+    """(kernel, arguments) of one launch, or None when there is nothing to do."""
     n = buffers[0].size
     copy_in = inputs is not None
     if n == 0 or (len(table) == 0 and not copy_in):
-        return _nothing
+        return None
     dtype = buffers[0].dtype
     width = dtype.itemsize * table.nranks * (2 if copy_in else 1)
     tile = max(64, (tuning.tile_bytes // width) // 16 * 16)
@@ -211,7 +222,7 @@ def prepare_table_numba(table: StepTable, buffers: list[np.ndarray], op: str,
     run = _run_parallel if parallel else _run_serial
     args = (nitems, tiles_per_chunk, tile, n, in_addr, out_addr, copy_in, bounds, ptr, srcs,
             dsts, reds, OPCODES[op], _LIKE[dtype], _HALF_TO_FLOAT)
-    return BoundKernel(run, args, (tuple(buffers), tuple(inputs or ())))
+    return run, args
 
 
 @dataclass(frozen=True)
@@ -243,5 +254,6 @@ def run_table_numba(table: StepTable, buffers: list[np.ndarray], op: str,
     computed (:func:`ringpipe.kernels.memory.addresses`). Arguments are assumed checked
     by the caller (:mod:`ringpipe.collectives`).
     """
-    prepare_table_numba(table, buffers, op, inputs, tuning, buffer_addresses=buffer_addresses,
-                        input_addresses=input_addresses)()
+    launch = _launch(table, buffers, op, inputs, tuning, buffer_addresses, input_addresses)
+    if launch is not None:  # the caller holds the buffers for the duration of the call
+        launch[0](*launch[1])

@@ -136,3 +136,18 @@ def test_out_may_be_the_input_itself():
     bufs = ranks()
     got = ringpipe.all_reduce(bufs, out=bufs)
     np.testing.assert_array_equal(got[0], np.arange(6) * 4 + 60)
+
+
+def test_adjacent_buffers_pass_and_one_element_of_overlap_is_caught():
+    """The in-place fast path (equal sizes, sorted start gaps) agrees with the sweep."""
+    backing = np.arange(12, dtype=np.float64)
+    adjacent = [backing[0:4], backing[4:8], backing[8:12]]  # touching, not overlapping
+    ringpipe.all_reduce(adjacent, backend="numpy")
+    assert backing.tolist() == [12.0, 15.0, 18.0, 21.0] * 3
+    backing = np.arange(12, dtype=np.float64)
+    shifted = [backing[0:4], backing[7:11], backing[3:7]]  # rank 2 shares one element
+    with pytest.raises(ValueError, match=r"rank \d: buffers\[\d\] overlaps buffers\[\d\]"):
+        ringpipe.all_reduce(shifted, backend="numba")
+    assert backing.tolist() == list(range(12))  # nothing touched
+    empty = [np.empty(0) for _ in range(3)]
+    assert [b.size for b in ringpipe.all_reduce(empty)] == [0, 0, 0]

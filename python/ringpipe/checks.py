@@ -55,6 +55,8 @@ def check_rank_arrays(where: str, name: str, arrays: object, *, nranks: int | No
     is the array class (``cupy.ndarray`` for the GPU backend; CuPy arrays are always
     writeable).
     """
+    if array_type is np.ndarray and _plain_arrays_ok(arrays, nranks, writeable, same_shape):
+        return list(arrays)  # the common case, checked in one tight pass
     kind = f"{array_type.__module__.split('.')[0]}.{array_type.__name__}"
     if not isinstance(arrays, (list, tuple)):
         raise _fail(TypeError, where, f"{name} must be a list with one {kind.split('.')[0]} "
@@ -88,6 +90,34 @@ def check_rank_arrays(where: str, name: str, arrays: object, *, nranks: int | No
     return list(arrays)
 
 
+def _plain_arrays_ok(arrays: object, nranks: int | None, writeable: bool,
+                     same_shape: bool) -> bool:
+    """True when every check of :func:`check_rank_arrays` passes for plain ndarrays.
+
+    Small-message latency is dominated by these checks, so the usual case (exact
+    ``np.ndarray`` of one supported dtype and shape) is decided here with as few
+    attribute reads as possible; anything else (including every failure) takes the
+    rank-by-rank path, which finds and names the problem.
+    """
+    if type(arrays) not in (list, tuple) or not arrays:
+        return False
+    if nranks is not None and len(arrays) != nranks:
+        return False
+    first = arrays[0]
+    if type(first) is not np.ndarray:
+        return False
+    dtype, shape = first.dtype, first.shape
+    if dtype not in SUPPORTED_DTYPES:
+        return False
+    for a in arrays:
+        if type(a) is not np.ndarray or a.dtype != dtype or (same_shape and a.shape != shape):
+            return False
+        flags = a.flags
+        if not flags.c_contiguous or (writeable and not flags.writeable):
+            return False
+    return True
+
+
 def check_no_overlap(where: str, groups: Sequence[tuple[str, list[np.ndarray], np.ndarray]],
                      allow_same_rank: bool = False) -> None:
     """No two rank buffers share memory (a shared buffer would corrupt the result).
@@ -96,6 +126,8 @@ def check_no_overlap(where: str, groups: Sequence[tuple[str, list[np.ndarray], n
     ``allow_same_rank``, ``out[r]`` may be exactly ``buffers[r]`` (in place), but not
     partially overlap it.
     """
+    if len(groups) == 1 and _equal_spans_disjoint(*groups[0]):
+        return  # the in-place common case; otherwise the general sweep names the overlap
     spans = []
     for name, arrays, starts in groups:
         for r, a in enumerate(arrays):
@@ -113,3 +145,20 @@ def check_no_overlap(where: str, groups: Sequence[tuple[str, list[np.ndarray], n
                                                "every rank needs its own buffer", r1)
         if widest is None or span[1] > widest[1]:
             widest = span
+
+
+def _equal_spans_disjoint(name: str, arrays: list[np.ndarray], starts: np.ndarray) -> bool:
+    """True when buffers of one byte size start at least that far apart (no overlap)."""
+    nbytes = arrays[0].nbytes
+    for a in arrays:
+        if a.nbytes != nbytes:
+            return False
+    if nbytes == 0:
+        return True
+    ordered = sorted(starts.tolist())
+    previous = ordered[0]
+    for start in ordered[1:]:
+        if start - previous < nbytes:
+            return False
+        previous = start
+    return True
