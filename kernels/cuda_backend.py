@@ -7,15 +7,16 @@ The rule, decided when the backend is first asked for (never at ``import ringpip
   the very same kernel (:mod:`ringpipe.kernels.cuda_exec`) runs on the CPU, one Python
   thread per CUDA thread. CuPy is neither needed nor used. This is how CI, which has no
   GPU, tests the kernel logic, and it is slow: keep sizes tiny.
-* **GPU.** Otherwise rank buffers are **CuPy arrays**, all on one device ("simulated
-  ranks", as in the single-GPU runs of nccl-tests); CuPy and numba-cuda must be
-  installed (``pip install "ringpipe[gpu]"``), else an ImportError names what is
-  missing. The kernel sees CuPy memory zero-copy through ``__cuda_array_interface__``
-  and is launched on CuPy's current stream, so it orders correctly with the caller's
-  CuPy work and returns without synchronising.
+* **GPU.** Otherwise rank buffers are **CuPy arrays**: all on one device ("simulated
+  ranks", as in the single-GPU runs of nccl-tests), or spread over devices; CuPy and
+  numba-cuda must be installed (``pip install "ringpipe[gpu]"``), else an ImportError
+  names what is missing. The kernel sees CuPy memory zero-copy through
+  ``__cuda_array_interface__`` and is launched on CuPy's current stream, so it orders
+  correctly with the caller's CuPy work and returns without synchronising.
 
-One rank per device goes through NCCL instead (``algorithm="nccl"``,
-:mod:`ringpipe.kernels.cuda_nccl`).
+Ranks on several devices (one rank per GPU) run the same tables transfer by transfer
+with peer copies (:mod:`ringpipe.kernels.cuda_peer`); ``algorithm="nccl"`` hands such
+ranks to NCCL instead (:mod:`ringpipe.kernels.cuda_nccl`).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from ringpipe.kernels.cuda_peer import PeerOps, pair_table, run_table_peer
 from ringpipe.kernels.cuda_tuning import (
     DEFAULT_CUDA_TUNING,
     MAX_RANKS,
@@ -69,19 +71,39 @@ class GpuArrays:
         """The CUDA device holding ``array`` (0 under the simulator)."""
         return 0 if self.simulated else int(array.device.id)
 
-    def check_kernel_ranks(self, where: str, name: str, arrays: Sequence[Any],
-                           device: int | None = None) -> None:
-        """At most MAX_RANKS ranks, all on one device (``device``, default rank 0's)."""
-        if len(arrays) > MAX_RANKS:
-            raise ValueError(f"{where}: {name} has {len(arrays)} ranks; the CUDA kernel takes "
-                             f"at most {MAX_RANKS} ranks per launch")
-        first = self.device_of(arrays[0]) if device is None else device
-        for r, a in enumerate(arrays):
-            if self.device_of(a) != first:
-                raise ValueError(
-                    f"{where}: rank {r}: {name}[{r}] is on device {self.device_of(a)} but "
-                    f"buffers[0] is on device {first}; backend 'cupy' runs simulated ranks "
-                    "on one GPU (use algorithm='nccl' for one rank per device)")
+    def on_several_devices(self, arrays: Sequence[Any]) -> bool:
+        """Whether the rank arrays span more than one device (the peer-copy path)."""
+        first = self.device_of(arrays[0])
+        return any(self.device_of(a) != first for a in arrays)
+
+    def check_placement(self, where: str, name: str, arrays: Sequence[Any],
+                        like: Sequence[Any] | None = None) -> None:
+        """Ranks on one device: at most MAX_RANKS (one kernel launch takes them all).
+        Ranks on several devices run by peer copies (:mod:`ringpipe.kernels.cuda_peer`),
+        any number. With ``like`` (the buffers, when checking ``out``), ``arrays[r]`` must
+        be on ``like[r]``'s device: a rank's result stays on its own device."""
+        if like is not None:
+            for r, (a, b) in enumerate(zip(arrays, like, strict=True)):
+                if self.device_of(a) != self.device_of(b):
+                    raise ValueError(
+                        f"{where}: rank {r}: {name}[{r}] is on device {self.device_of(a)} "
+                        f"but buffers[{r}] is on device {self.device_of(b)}; each rank's "
+                        "output must be on its own buffer's device")
+            return
+        if len(arrays) > MAX_RANKS and not self.on_several_devices(arrays):
+            raise ValueError(f"{where}: {name} has {len(arrays)} ranks on one device; the "
+                             f"CUDA kernel takes at most {MAX_RANKS} ranks per launch")
+
+    def empty(self, size: int, like: Any) -> Any:  # noqa: ANN401 - a numpy or cupy array
+        """A flat scratch array of ``size`` elements of ``like``'s dtype, on its device."""
+        if self.simulated:
+            return np.empty(size, dtype=like.dtype)
+        with self.xp.cuda.Device(self.device_of(like)):
+            return self.xp.empty(size, dtype=like.dtype)
+
+    def peer_ops(self, tuning: CudaTuning) -> PeerOps:
+        """The device operations of the peer-copy path, for CuPy arrays."""
+        return _CupyPeerOps(self.xp, tuning)
 
     @property
     def default_tuning(self) -> CudaTuning:
@@ -90,13 +112,20 @@ class GpuArrays:
 
     def run(self, table: StepTable, outs: Sequence[Any], op: str, tuning: CudaTuning | None,
             inputs: Sequence[Any] | None = None) -> None:
-        """Run ``table`` with the CUDA kernel (see :func:`cuda_exec.run_table_cuda`).
-
-        ``tuning=None`` takes :attr:`default_tuning`.
+        """Run ``table``: one fused kernel when every rank is on one device
+        (:func:`cuda_exec.run_table_cuda`), else transfer by transfer with peer copies
+        (:func:`cuda_peer.run_table_peer`). ``tuning=None`` takes :attr:`default_tuning`.
         """
-        from ringpipe.kernels.cuda_exec import SIMULATOR_IO, run_table_cuda
-
         tuning = self.default_tuning if tuning is None else tuning
+        if self.on_several_devices(outs):
+            run_table_peer(table, outs, op, self.peer_ops(tuning), inputs)
+        else:
+            self.run_fused(table, outs, op, tuning, inputs)
+
+    def run_fused(self, table: StepTable, outs: Sequence[Any], op: str, tuning: CudaTuning,
+                  inputs: Sequence[Any] | None = None) -> None:
+        """All ranks on one device: the tile-fused step-table kernel, one launch."""
+        from ringpipe.kernels.cuda_exec import SIMULATOR_IO, run_table_cuda
 
         io = SIMULATOR_IO if self.simulated else _cupy_io(self.xp)
         run_table_cuda(table, outs, op, inputs=inputs, tuning=tuning, io=io)
@@ -145,3 +174,38 @@ def _cupy_io(cupy: ModuleType) -> Any:  # noqa: ANN401 - a cuda_exec.KernelIO
 
     stream = cuda.external_stream(cupy.cuda.get_current_stream().ptr)
     return KernelIO(wrap, upload, stream)
+
+
+class _CupyPeerOps:
+    """:class:`~ringpipe.kernels.cuda_peer.PeerOps` on CuPy arrays, one rank per device.
+
+    Work is queued on each device's current CuPy stream. Copies go through
+    ``MemoryPointer.copy_from_device_async`` (a peer copy, enabling peer access, when
+    the devices differ); reductions launch the step-table kernel on the receiver's
+    device, selected for CuPy and for Numba (both use the device's primary context).
+    """
+
+    def __init__(self, cupy: ModuleType, tuning: CudaTuning) -> None:
+        self.cupy, self.tuning = cupy, tuning
+
+    def scratch(self, like: Any, size: int) -> Any:  # noqa: ANN401 - a cupy array
+        with self.cupy.cuda.Device(like.device.id):
+            return self.cupy.empty(size, dtype=like.dtype)
+
+    def copy(self, dst: Any, src: Any) -> None:  # noqa: ANN401
+        with self.cupy.cuda.Device(dst.device.id):
+            dst.data.copy_from_device_async(src.data, dst.nbytes)
+
+    def combine(self, dst: Any, src: Any, op: str) -> None:  # noqa: ANN401
+        from numba import cuda
+
+        from ringpipe.kernels.cuda_exec import run_table_cuda
+
+        device = dst.device.id
+        with self.cupy.cuda.Device(device), cuda.gpus[device]:
+            run_table_cuda(pair_table(), [dst, src], op, tuning=self.tuning,
+                           io=_cupy_io(self.cupy))
+
+    def barrier(self, arrays: Sequence[Any]) -> None:
+        for device in sorted({a.device.id for a in arrays}):
+            self.cupy.cuda.Device(device).synchronize()

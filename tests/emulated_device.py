@@ -13,8 +13,11 @@ where it matters for correctness of device code:
 
 ``EMULATED`` is the module: every NumPy function, with device arrays in and out;
 ``asarray``/``array``/``ascontiguousarray`` also take host data (an upload).
-``EmulatedGpu`` is a :class:`~ringpipe.kernels.cuda_backend.GpuArrays` whose "kernel"
-runs the step table with the NumPy executor on the wrapped memory and counts launches.
+Arrays carry a device id (``to_device``); like CuPy, one operation never mixes devices.
+``EmulatedGpu`` is a :class:`~ringpipe.kernels.cuda_backend.GpuArrays` whose fused
+"kernel" runs the step table with the NumPy executor on the wrapped memory and counts
+launches, and whose peer-copy operations (:class:`EmulatedPeerOps`) queue work per
+device and run it only at barriers, so ordering mistakes change results.
 """
 
 from __future__ import annotations
@@ -36,6 +39,10 @@ class HostDeviceMix(TypeError):
     """A host NumPy array met a device array."""
 
 
+class DeviceMismatch(ValueError):
+    """Arrays on two devices met in one operation."""
+
+
 def _unwrap(value, where):
     if isinstance(value, DeviceArray):
         return value.host_view
@@ -49,23 +56,51 @@ def _unwrap(value, where):
     return value
 
 
-def _wrap(value):
+def _wrap(value, device=0):
     if isinstance(value, np.ndarray):
-        return DeviceArray(value)
+        return DeviceArray(value, device)
     if isinstance(value, np.generic):  # CuPy returns 0-d arrays, never host scalars
-        return DeviceArray(np.asarray(value))
+        return DeviceArray(np.asarray(value), device)
     if isinstance(value, (list, tuple)):
-        return type(value)(_wrap(v) for v in value)
+        return type(value)(_wrap(v, device) for v in value)
     return value
+
+
+def _device_of(values, where):
+    """The one device the operands live on (CuPy refuses operands on two devices)."""
+    found = set()
+
+    def visit(v):
+        if isinstance(v, DeviceArray):
+            found.add(v.device_id)
+        elif isinstance(v, (list, tuple)):
+            for x in v:
+                visit(x)
+        elif isinstance(v, dict):
+            for x in v.values():
+                visit(x)
+    visit(values)
+    if len(found) > 1:
+        raise DeviceMismatch(f"{where}: operands on devices {sorted(found)}")
+    return found.pop() if found else 0
 
 
 class DeviceArray(NDArrayOperatorsMixin):
     """A device array: NumPy memory behind a CuPy-like surface (see module docs)."""
 
-    __slots__ = ("host_view",)
+    __slots__ = ("device_id", "host_view")
 
-    def __init__(self, memory: np.ndarray) -> None:
+    def __init__(self, memory: np.ndarray, device: int = 0) -> None:
         self.host_view = memory
+        self.device_id = device
+
+    @property
+    def device(self):
+        return SimpleNamespace(id=self.device_id)
+
+    def _same(self, memory):
+        """A result on this array's device."""
+        return DeviceArray(memory, self.device_id)
 
     # -- protocols --------------------------------------------------------------------
     def __array__(self, dtype=None, copy=None):
@@ -77,17 +112,19 @@ class DeviceArray(NDArrayOperatorsMixin):
 
     def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
         where = f"{ufunc.__name__}.{method}"
+        device = _device_of((inputs, kwargs), where)
         args = _unwrap(inputs, where)
         kw = _unwrap(kwargs, where)
         result = getattr(ufunc, method)(*args, **kw)
         if "out" in kwargs and method != "at":
             outs = kwargs["out"]
             return outs[0] if len(outs) == 1 else outs
-        return None if method == "at" else _wrap(result)
+        return None if method == "at" else _wrap(result, device)
 
     def __array_function__(self, func, types, args, kwargs):
         where = func.__name__
-        return _wrap(func(*_unwrap(args, where), **_unwrap(kwargs, where)))
+        device = _device_of((args, kwargs), where)
+        return _wrap(func(*_unwrap(args, where), **_unwrap(kwargs, where)), device)
 
     # -- attributes -------------------------------------------------------------------
     shape = property(lambda self: self.host_view.shape)
@@ -96,7 +133,7 @@ class DeviceArray(NDArrayOperatorsMixin):
     size = property(lambda self: self.host_view.size)
     itemsize = property(lambda self: self.host_view.itemsize)
     nbytes = property(lambda self: self.host_view.nbytes)
-    T = property(lambda self: DeviceArray(self.host_view.T))
+    T = property(lambda self: self._same(self.host_view.T))
 
     @property
     def flags(self):
@@ -108,34 +145,36 @@ class DeviceArray(NDArrayOperatorsMixin):
         return len(self.host_view)
 
     def __repr__(self):
-        return f"DeviceArray({self.host_view!r})"
+        return f"DeviceArray({self.host_view!r}, device={self.device_id})"
 
     # -- methods ----------------------------------------------------------------------
     def reshape(self, *shape, **kw):
-        return DeviceArray(self.host_view.reshape(*shape, **kw))
+        return self._same(self.host_view.reshape(*shape, **kw))
 
     def transpose(self, *axes):
-        return DeviceArray(self.host_view.transpose(*axes))
+        return self._same(self.host_view.transpose(*axes))
 
     def copy(self):
-        return DeviceArray(self.host_view.copy())
+        return self._same(self.host_view.copy())
 
     def astype(self, dtype, **kw):
-        return DeviceArray(self.host_view.astype(dtype, **kw))
+        return self._same(self.host_view.astype(dtype, **kw))
 
     def min(self, *a, **kw):
-        return _wrap(self.host_view.min(*a, **kw))
+        return _wrap(self.host_view.min(*a, **kw), self.device_id)
 
     def max(self, *a, **kw):
-        return _wrap(self.host_view.max(*a, **kw))
+        return _wrap(self.host_view.max(*a, **kw), self.device_id)
 
     def sum(self, *a, **kw):
-        return _wrap(self.host_view.sum(*a, **kw))
+        return _wrap(self.host_view.sum(*a, **kw), self.device_id)
 
     def __getitem__(self, key):
-        return _wrap(self.host_view[_unwrap(key, "__getitem__")])
+        _device_of((self, key), "__getitem__")
+        return _wrap(self.host_view[_unwrap(key, "__getitem__")], self.device_id)
 
     def __setitem__(self, key, value):
+        _device_of((self, key, value), "__setitem__")
         self.host_view[_unwrap(key, "__setitem__")] = _unwrap(value, "__setitem__")
 
     def __float__(self):  # a device-to-host sync in CuPy; allowed for 0-d / size-1
@@ -170,13 +209,14 @@ class _Module:
         if name in UPLOADS:
             def upload(obj, *args, **kwargs):
                 if isinstance(obj, DeviceArray):  # stays on the device
-                    return DeviceArray(attr(obj.host_view, *args, **kwargs))
+                    return DeviceArray(attr(obj.host_view, *args, **kwargs), obj.device_id)
                 # host data: a copy in "device memory", never an alias of the host array
                 return DeviceArray(np.array(attr(obj, *args, **kwargs), copy=True))
             return upload
 
         def call(*args, **kwargs):
-            return _wrap(attr(*_unwrap(args, name), **_unwrap(kwargs, name)))
+            device = _device_of((args, kwargs), name)
+            return _wrap(attr(*_unwrap(args, name), **_unwrap(kwargs, name)), device)
         return call
 
 
@@ -185,30 +225,91 @@ class _Ufunc:
         self.ufunc = ufunc
 
     def __call__(self, *args, **kwargs):
-        return _wrap(self.ufunc(*_unwrap(args, self.ufunc.__name__),
-                                **_unwrap(kwargs, self.ufunc.__name__)))
+        name = self.ufunc.__name__
+        device = _device_of((args, kwargs), name)
+        return _wrap(self.ufunc(*_unwrap(args, name), **_unwrap(kwargs, name)), device)
 
     def at(self, a, indices, b=None):
         where = f"{self.ufunc.__name__}.at"
+        _device_of((a, indices, b), where)
         self.ufunc.at(_unwrap(a, where), _unwrap(indices, where), _unwrap(b, where))
 
 
 EMULATED = _Module()
 
 
+def to_device(host: np.ndarray, device: int) -> DeviceArray:
+    """An upload of ``host`` to emulated device ``device``."""
+    return DeviceArray(np.array(host, copy=True), device)
+
+
+class EmulatedPeerOps:
+    """:class:`ringpipe.kernels.cuda_peer.PeerOps` with CUDA's ordering, made visible.
+
+    Work is queued per device (a stream each) and runs only at ``barrier``, device by
+    device in ``order`` ("forward" or "reverse"). A copy reads its source when it runs,
+    as a peer copy on the receiver's stream does, so a missing barrier between steps
+    lets a copy read a value a step too early and changes the result.
+    """
+
+    def __init__(self, order="forward"):
+        self.order = order
+        self.queues = {}
+        self.counts = {"copy": 0, "combine": 0, "barrier": 0}
+
+    def _enqueue(self, device, work):
+        self.queues.setdefault(device, []).append(work)
+
+    def scratch(self, like, size):
+        return DeviceArray(np.full(size, 99, dtype=like.dtype), like.device_id)
+
+    def copy(self, dst, src):
+        assert dst.shape == src.shape, (dst.shape, src.shape)
+        self.counts["copy"] += 1
+
+        def work():
+            dst.host_view[...] = src.host_view
+        self._enqueue(dst.device_id, work)
+
+    def combine(self, dst, src, op):
+        if dst.device_id != src.device_id:
+            raise DeviceMismatch(f"combine: devices {dst.device_id} and {src.device_id}")
+        self.counts["combine"] += 1
+        from ringpipe.kernels.cuda_peer import pair_table
+
+        def work():
+            run_table_numpy(pair_table(), [dst.host_view, src.host_view], op)
+        self._enqueue(dst.device_id, work)
+
+    def barrier(self, arrays):
+        self.counts["barrier"] += 1
+        devices = sorted(self.queues, reverse=self.order == "reverse")
+        for device in devices:
+            for work in self.queues.pop(device):
+                work()
+
+
 @dataclass(frozen=True)
 class EmulatedGpu(GpuArrays):
-    """Backend "cupy" on the emulated device; ``launches`` counts kernel runs."""
+    """Backend "cupy" on emulated devices; ``launches`` counts fused-kernel runs and
+    ``peer`` is the peer-copy device model (see :class:`EmulatedPeerOps`)."""
 
     launches: list = field(default_factory=list)
+    peer: EmulatedPeerOps = field(default_factory=EmulatedPeerOps)
 
     def addresses(self, arrays):
         return host_addresses([a.host_view for a in arrays])
 
     def device_of(self, array):
-        return 0
+        return array.device_id
 
-    def run(self, table, outs, op, tuning, inputs=None):
+    def empty(self, size, like):
+        return DeviceArray(np.empty(size, dtype=like.dtype), like.device_id)
+
+    def peer_ops(self, tuning):
+        return self.peer
+
+    def run_fused(self, table, outs, op, tuning, inputs=None):
         flat = [o.host_view.reshape(-1) for o in outs]
         if inputs is not None:
             for dst, src in zip(flat, inputs, strict=True):
@@ -217,5 +318,6 @@ class EmulatedGpu(GpuArrays):
         self.launches.append((table.collective, len(outs), outs[0].size))
 
 
-def emulated_gpu() -> EmulatedGpu:
-    return EmulatedGpu(simulated=False, xp=EMULATED, array_type=DeviceArray)
+def emulated_gpu(order="forward") -> EmulatedGpu:
+    return EmulatedGpu(simulated=False, xp=EMULATED, array_type=DeviceArray,
+                       peer=EmulatedPeerOps(order))

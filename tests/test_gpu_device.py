@@ -127,13 +127,24 @@ def test_nccl_all_reduce_one_rank_per_device(dtype):
 
 
 @pytest.mark.skipif(NGPUS < 2, reason=_REASON or "needs at least 2 GPUs")
-def test_kernel_refuses_ranks_on_several_devices():
-    bufs = []
-    for r in range(2):
-        with cp.cuda.Device(r):
-            bufs.append(cp.ones(4, cp.float32))
-    with pytest.raises(ValueError, match="rank 1: buffers.1. is on device 1"):
-        ringpipe.all_reduce(bufs, "ring", "cupy")
+@pytest.mark.parametrize("algorithm", ["ring", "tree"])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_peer_copy_all_reduce_one_rank_per_device(algorithm, dtype):
+    """Ranks on several GPUs run by peer copies (kernels/cuda_peer.py), bitwise numpy."""
+    n = min(NGPUS, 4)
+    rng = np.random.default_rng(1)
+    for size in (1, 2 * n + 1, 1 << 16):
+        xs = [rng.standard_normal(size).astype(dtype) if np.dtype(dtype).kind == "f"
+              else rng.integers(-9, 10, size).astype(dtype) for _ in range(n)]
+        for op in ("sum", "max", "min"):
+            want = ringpipe.all_reduce([x.copy() for x in xs], algorithm, "numpy", op)
+            bufs = []
+            for r, x in enumerate(xs):
+                with cp.cuda.Device(r):
+                    bufs.append(cp.asarray(x))
+            ringpipe.all_reduce(bufs, algorithm, "cupy", op)
+            assert [int(b.device.id) for b in bufs] == list(range(n))
+            assert_bitwise(host(bufs), want, nan_payloads_free=True)
 
 
 # -- the plan runtime on the GPU (issue 7, item 4) ------------------------------------

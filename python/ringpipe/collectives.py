@@ -9,12 +9,13 @@ chosen executor:
   step-by-step reference;
 * ``backend="numba"``: :func:`ringpipe.kernels.numba_exec.run_table_numba`, tile-fused
   and parallel; bitwise equal to the reference for the same algorithm;
-* ``backend="cupy"``: :func:`ringpipe.kernels.cuda_exec.run_table_cuda`, the same
-  tile-fused schedule as a CUDA kernel, bitwise equal too. Ranks are CuPy arrays on one
-  GPU; under Numba's CUDA simulator (``NUMBA_ENABLE_CUDASIM=1``) they are NumPy arrays
-  and the kernel runs on the CPU (see :mod:`ringpipe.kernels.cuda_backend`). Its
-  ``tuning`` is a :class:`~ringpipe.kernels.cuda_tuning.CudaTuning` (a ``KernelTuning``,
-  the default, selects the backend's default launch). ``all_reduce(..., algorithm="nccl")`` calls
+* ``backend="cupy"``: :func:`ringpipe.kernels.cuda_exec.run_table_cuda`, the
+  same tile-fused schedule as a CUDA kernel, bitwise equal too. Ranks are CuPy arrays on
+  one GPU, or on several (then transfer by transfer, with peer copies); under Numba's CUDA
+  simulator (``NUMBA_ENABLE_CUDASIM=1``) they are NumPy arrays and the kernel runs on
+  the CPU (see :mod:`ringpipe.kernels.cuda_backend`). Its ``tuning`` is a
+  :class:`~ringpipe.kernels.cuda_tuning.CudaTuning` (a ``KernelTuning``, the default,
+  selects the backend's default launch). ``all_reduce(..., algorithm="nccl")`` calls
   NCCL instead, one rank per GPU (:mod:`ringpipe.kernels.cuda_nccl`). CuPy and
   ``numba.cuda`` are imported only when this backend is used.
 
@@ -64,10 +65,11 @@ class _Checked:
     out_addr: np.ndarray | None
     gpu: GpuArrays | None = None  # backend "cupy": what its arrays are and how they run
 
-    def empty(self, size: int) -> Any:  # noqa: ANN401 - a numpy or cupy array
-        """A flat scratch array of ``size`` elements, beside the rank buffers."""
-        xp = np if self.gpu is None else self.gpu.xp
-        return xp.empty(size, dtype=self.bufs[0].dtype)
+    def empty(self, size: int, rank: int) -> Any:  # noqa: ANN401 - a numpy or cupy array
+        """A flat scratch array of ``size`` elements beside rank ``rank``'s buffer."""
+        if self.gpu is None:
+            return np.empty(size, dtype=self.bufs[0].dtype)
+        return self.gpu.empty(size, self.bufs[rank])
 
     def run(self, table: StepTable, op: str, backend: str, tuning: KernelTuning | CudaTuning,
             in_place: bool) -> list[np.ndarray]:
@@ -130,7 +132,7 @@ def _common(where: str, collective: str, buffers: object, out: object, algorithm
     else:
         check_choice(where, "algorithm", algorithm, tuple(ALGORITHMS[collective]))
         if gpu is not None:
-            gpu.check_kernel_ranks(where, "buffers", bufs)
+            gpu.check_placement(where, "buffers", bufs)
     _check_tuning(where, backend, tuning)
     buf_addr = addresses(bufs) if gpu is None else gpu.addresses(bufs)
     if out is None:
@@ -139,7 +141,7 @@ def _common(where: str, collective: str, buffers: object, out: object, algorithm
     outs = check_rank_arrays(where, "out", out, nranks=len(bufs), writeable=True,
                              same_shape=same_out_shape, array_type=array_type)
     if gpu is not None and algorithm != "nccl":
-        gpu.check_kernel_ranks(where, "out", outs, device=gpu.device_of(bufs[0]))
+        gpu.check_placement(where, "out", outs, like=bufs)
     if outs[0].dtype != bufs[0].dtype:
         raise TypeError(f"{where}: rank 0: out[0] has dtype {outs[0].dtype} but buffers have "
                         f"{bufs[0].dtype}; collectives never cast")
@@ -208,7 +210,7 @@ def reduce_scatter(buffers: list[np.ndarray], algorithm: str = "ring", backend: 
     if outs is None:
         args.run(table, op, backend, tuning, in_place=True)
         return [b.reshape(-1)[bounds[r]:bounds[r + 1]] for r, b in enumerate(bufs)]
-    work = [args.empty(b.size) for b in bufs]  # outputs are chunk-sized
+    work = [args.empty(b.size, r) for r, b in enumerate(bufs)]  # outputs are chunk-sized
     _execute(table, work, op, backend, tuning, None, bufs, args.buf_addr, gpu=args.gpu)
     for r, o in enumerate(outs):
         o.reshape(-1)[...] = work[r][bounds[r]:bounds[r + 1]]
