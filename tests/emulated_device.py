@@ -9,10 +9,14 @@ where it matters for correctness of device code:
 * implicit conversion to NumPy (``np.asarray(d)``, assigning ``d`` into a host array)
   raises TypeError; the only way back is ``emulated.asnumpy(d)``;
 * ``flags`` has no ``writeable``, as in CuPy;
+* ufuncs refuse list operands, and Python ints promote by value as in CuPy 13 (NumPy
+  1.x rules: ``float32_array / 70000`` is float64), so dtype drift shows on NumPy 2;
+* every device-to-host read (``float``, ``int``, ``bool``, boolean-mask indexing,
+  ``asnumpy``) is counted in ``EMULATED.syncs``, so tests can bound them;
 * ``__array_namespace__`` names the emulated module, which :mod:`ringpipe.arrays` uses.
 
 ``EMULATED`` is the module: every NumPy function, with device arrays in and out;
-``asarray``/``array``/``ascontiguousarray`` also take host data (an upload).
+``asarray``/``array`` also take host data (an upload).
 Arrays carry a device id (``to_device``); like CuPy, one operation never mixes devices.
 ``EmulatedGpu`` is a :class:`~ringpipe.kernels.cuda_backend.GpuArrays` whose fused
 "kernel" runs the step table with the NumPy executor on the wrapped memory and counts
@@ -32,7 +36,7 @@ from ringpipe.kernels.cuda_backend import GpuArrays
 from ringpipe.kernels.memory import addresses as host_addresses
 from ringpipe.kernels.numpy_exec import run_table_numpy
 
-UPLOADS = ("asarray", "array", "ascontiguousarray")
+UPLOADS = ("asarray", "array")
 
 
 class HostDeviceMix(TypeError):
@@ -64,6 +68,20 @@ def _wrap(value, device=0):
     if isinstance(value, (list, tuple)):
         return type(value)(_wrap(v, device) for v in value)
     return value
+
+
+def _cupy13_operands(inputs, where):
+    """Ufunc operands as CuPy 13 sees them: no lists, and a Python int acts as the
+    smallest NumPy type holding its value (value-based promotion, NumPy 1.x rules)."""
+    out = []
+    for v in inputs:
+        if isinstance(v, (list, tuple)):
+            raise TypeError(f"{where}: Unsupported type {type(v).__name__} (CuPy takes "
+                            "arrays and scalars)")
+        if isinstance(v, int) and not isinstance(v, bool):
+            v = np.min_scalar_type(v).type(v)
+        out.append(v)
+    return tuple(out)
 
 
 def _device_of(values, where):
@@ -113,6 +131,7 @@ class DeviceArray(NDArrayOperatorsMixin):
     def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
         where = f"{ufunc.__name__}.{method}"
         device = _device_of((inputs, kwargs), where)
+        inputs = _cupy13_operands(inputs, where) if method == "__call__" else inputs
         args = _unwrap(inputs, where)
         kw = _unwrap(kwargs, where)
         result = getattr(ufunc, method)(*args, **kw)
@@ -171,6 +190,9 @@ class DeviceArray(NDArrayOperatorsMixin):
 
     def __getitem__(self, key):
         _device_of((self, key), "__getitem__")
+        keys = key if isinstance(key, tuple) else (key,)
+        if any(isinstance(k, DeviceArray) and k.dtype == bool for k in keys):
+            EMULATED.syncs.append("mask")  # the result's size must come to the host
         return _wrap(self.host_view[_unwrap(key, "__getitem__")], self.device_id)
 
     def __setitem__(self, key, value):
@@ -178,12 +200,15 @@ class DeviceArray(NDArrayOperatorsMixin):
         self.host_view[_unwrap(key, "__setitem__")] = _unwrap(value, "__setitem__")
 
     def __float__(self):  # a device-to-host sync in CuPy; allowed for 0-d / size-1
+        EMULATED.syncs.append("float")
         return float(self.host_view)
 
     def __int__(self):
+        EMULATED.syncs.append("int")
         return int(self.host_view)
 
     def __bool__(self):
+        EMULATED.syncs.append("bool")
         return bool(self.host_view)
 
     def __iter__(self):
@@ -195,9 +220,13 @@ class _Module:
 
     __name__ = "emulated"
 
+    def __init__(self):
+        self.syncs = []  # device-to-host reads, in order (tests clear and inspect it)
+
     def asnumpy(self, a):
         if not isinstance(a, DeviceArray):
             raise TypeError(f"asnumpy takes a device array, got {type(a).__name__}")
+        self.syncs.append("asnumpy")
         return a.host_view.copy()
 
     def __getattr__(self, name):
@@ -227,6 +256,7 @@ class _Ufunc:
     def __call__(self, *args, **kwargs):
         name = self.ufunc.__name__
         device = _device_of((args, kwargs), name)
+        args = _cupy13_operands(args, name)
         return _wrap(self.ufunc(*_unwrap(args, name), **_unwrap(kwargs, name)), device)
 
     def at(self, a, indices, b=None):

@@ -17,6 +17,7 @@ import ringpipe.collectives
 import ringpipe.runtime.inproc
 from ringpipe.mesh import Mesh
 from ringpipe.model import ModelConfig, init_params
+from ringpipe.model import functional as F
 from ringpipe.model.sharding import shard_params
 from ringpipe.model.stage import StageSpec, stage_forward
 from ringpipe.plan import Plan
@@ -82,6 +83,7 @@ def test_plan_on_the_device_equals_the_host_run_bitwise(gpu, case):
         assert type(g) is np.ndarray, name
         assert g.tobytes() == host.grads[name].tobytes(), name
     assert dev.counters == host.counters
+    assert {g.dtype for g in dev.grads.values()} == {plan.config.np_dtype}
     # every all-reduce of every TP and DP group ran as a device kernel
     assert len(gpu.launches) == dev.allreduce_calls > 0
     assert {c for c, _, _ in gpu.launches} == {"all_reduce"}
@@ -136,3 +138,47 @@ def test_plan_run_refuses_an_unknown_backend():
     params = init_params(plan.config, 1)
     with pytest.raises(ValueError, match="unknown backend 'cuda'.*numpy, numba, cupy"):
         plan.run(params, random_batch(plan.config, 8, 0), backend="cuda")
+
+
+@pytest.mark.parametrize("vocab", [0, 5])
+def test_float32_stays_float32_with_large_counts(gpu, vocab):
+    """Losses divide by the element / row count: at >= 2**16 a Python int would widen
+    float32 to float64 under CuPy 13's value-based promotion (emulated here)."""
+    cfg = ModelConfig(layers=1, hidden=8, heads=2, seq=64, vocab=vocab, block="mlp",
+                      dtype="float32")
+    plan = Plan(cfg, Mesh(tp=2), schedule="1f1b", microbatches=1)
+    rows = (1 << 16) // cfg.seq if vocab else (1 << 16) // (cfg.seq * cfg.hidden)
+    params, batch = init_params(cfg, 0), random_batch(cfg, rows, 1)
+    dev = plan.run(params, batch, backend="cupy")
+    host = plan.run(params, batch, backend="numpy")
+    assert {g.dtype for g in dev.grads.values()} == {np.dtype(np.float32)}
+    assert all(g.tobytes() == host.grads[n].tobytes() for n, g in dev.grads.items())
+
+
+def test_device_to_host_syncs_per_micro_batch(gpu):
+    """Dense model: the loss is the only device-to-host read of a micro-batch (once, not
+    once per TP rank); then one download per DP gradient bucket and per output."""
+    plan = _plan("dense-zbv-tp2pp2")
+    params = init_params(plan.config, 1)
+    batch = random_batch(plan.config, plan.microbatches * 2, 2)
+    EMULATED.syncs.clear()
+    plan.run(params, batch, backend="cupy")
+    m, dp, pp, tp = plan.microbatches, plan.mesh.dp, plan.mesh.pp, plan.mesh.tp
+    assert EMULATED.syncs.count("float") == dp * m
+    assert EMULATED.syncs.count("asnumpy") == pp * tp + dp * m
+    assert len(EMULATED.syncs) == dp * m + pp * tp + dp * m
+
+
+def test_embedding_gradient_on_the_device_is_add_at_bitwise():
+    rng = np.random.default_rng(0)
+    ids = rng.choice(7, size=300, p=[0.5, 0.2, 0.1, 0.1, 0.05, 0.05, 0.0])  # heavy repeats
+    dy = rng.standard_normal((300, 6)).astype(np.float32) * 1e3
+    want = np.zeros((7, 6), np.float32)
+    np.add.at(want, ids, dy)
+    got = F.embedding_backward(EMULATED.asarray(ids), EMULATED.asarray(dy), 7)
+    assert isinstance(got, DeviceArray)
+    assert EMULATED.asnumpy(got).tobytes() == want.tobytes()
+    sums = np.zeros((7, 6), np.float32)  # a different order gives different float32 bits
+    for i in np.argsort(ids, kind="stable")[::-1]:
+        sums[ids[i]] += dy[i]
+    assert sums.tobytes() != want.tobytes()

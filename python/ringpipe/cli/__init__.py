@@ -61,7 +61,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         where = f"ringpipe {args.command}" if args is not None else "ringpipe"
         print(f"error: {where}: {exc}", file=sys.stderr)
         return 2
-    except ImportError as exc:  # an optional extra (gpu, mpi, plot) that is not installed
+    except ImportError as exc:
+        if 'ringpipe[' not in str(exc):  # not a missing extra: a real failure, keep it
+            raise
+        # an optional extra (gpu, mpi, plot) that is not installed: say which
         where = f"ringpipe {args.command}" if args is not None else "ringpipe"
         print(f"error: {where}: {exc}", file=sys.stderr)
         return 2

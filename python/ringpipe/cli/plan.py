@@ -141,7 +141,11 @@ def write_plot(report: PlanReport, path: str, top: int) -> None:
     """Horizontal bars of predicted model TFLOP/s per GPU (useful work, so the bars rank
     as the step times do): the best configuration of each (tp, pp, dp), fitting ones
     coloured, non-fitting grey."""
-    import matplotlib  # noqa: PLC0415 - optional extra, imported only when plotting
+    try:
+        import matplotlib  # noqa: PLC0415 - optional extra, imported only when plotting
+    except ImportError as exc:
+        raise ImportError(f"--plot needs matplotlib: pip install 'ringpipe[plot]' ({exc})"
+                          ) from exc
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt  # noqa: PLC0415

@@ -29,7 +29,6 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ringpipe.arrays import array_module
 from ringpipe.model import functional as F
 from ringpipe.model import layers as L
 from ringpipe.model.config import ModelConfig
@@ -62,10 +61,7 @@ def run_weight_jobs(config: ModelConfig, jobs: list[WeightJob]) -> dict[str, np.
             if db is not None:
                 grads[f"{p}.bias"] = db
         else:  # "embed"
-            xp = array_module(dy)
-            dembed = xp.zeros((config.vocab, config.hidden), dtype=dy.dtype)
-            xp.add.at(dembed, a, dy)  # on a GPU: atomic adds, so the order can vary
-            grads[f"{p}.weight"] = dembed
+            grads[f"{p}.weight"] = F.embedding_backward(a, dy, config.vocab)
     return grads
 
 
@@ -178,10 +174,11 @@ def block_backward_input(config: ModelConfig, layer: int, shards: Shards, caches
 
 def head_forward(config: ModelConfig, shards: Shards, xs: list[np.ndarray],
                  targets: np.ndarray,
-                 loss_scale: float) -> tuple[list[float], list[np.ndarray], list[dict]]:
-    """final_norm, head and loss on every rank (replicated). Returns per-rank scaled
-    losses, head outputs (n, vocab or hidden) and caches (holding dL/doutput, which
-    the loss gives at once: the scaled softmax - onehot, or 2 (y - t) / N)."""
+                 loss_scale: float) -> tuple[list, list[np.ndarray], list[dict]]:
+    """final_norm, head and loss on every rank (replicated). Returns per-rank unscaled
+    losses (scalars where the activations live: reading one is a device-to-host sync),
+    head outputs (n, vocab or hidden) and caches (holding dL/doutput, which the loss
+    gives at once: the scaled softmax - onehot, or 2 (y - t) / N)."""
     losses, outs, caches = [], [], []
     for s, x in zip(shards, xs, strict=True):
         h, nc = _norm(s, "final_norm", x, config)
@@ -190,7 +187,7 @@ def head_forward(config: ModelConfig, shards: Shards, xs: list[np.ndarray],
             loss, dout = F.cross_entropy(out, targets)
         else:
             loss, dout = F.mean_squared_error(out, targets)
-        losses.append(loss * loss_scale)
+        losses.append(loss)
         outs.append(out)
         caches.append({"h": h, "n": nc, "dout": dout * loss_scale})
     return losses, outs, caches

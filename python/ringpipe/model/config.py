@@ -79,6 +79,8 @@ class ModelConfig:
             raise TypeError(f"ModelConfig.eps must be a float, got {type(self.eps).__name__}")
         if not (math.isfinite(self.eps) and self.eps > 0):
             raise ValueError(f"ModelConfig.eps must be finite and > 0, got {self.eps}")
+        # A plain float: np.float64 (a float subclass) would widen float32 activations.
+        object.__setattr__(self, "eps", float(self.eps))
 
     @property
     def head_dim(self) -> int:
@@ -143,7 +145,8 @@ def check_batch(config: ModelConfig, batch: object, name: str = "batch", *,
                              f"got {batch.shape}")
         if not np.issubdtype(batch.dtype, np.integer):
             raise TypeError(f"{name} must hold integer token ids, got dtype {batch.dtype}")
-        if batch.size and (batch.min() < 0 or batch.max() >= config.vocab):
+        # one comparison, read once (on a GPU every read of a result is a sync)
+        if batch.size and bool((batch.min() < 0) | (batch.max() >= config.vocab)):
             raise ValueError(f"{name} token ids must lie in [0, vocab={config.vocab})")
         return batch
     want = (config.seq, config.hidden)

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 from types import ModuleType
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -149,25 +149,60 @@ def attention_backward(dctx: np.ndarray, cache: AttnCache) -> np.ndarray:
     return dqkv.reshape(batch * seq, heads * 3 * d)
 
 
-def cross_entropy(logits: np.ndarray, targets: np.ndarray) -> tuple[float, np.ndarray]:
+def cross_entropy(logits: np.ndarray, targets: np.ndarray) -> tuple[Any, np.ndarray]:
     """Mean cross-entropy over the n rows and its gradient.
 
     loss = (1/n) sum_i [logsumexp(z_i) - z_i[t_i]]  (computed with the row max removed);
     dL/dz = (softmax(z) - onehot(t)) / n.
+
+    The loss is a scalar of the logits' array module and dtype (a 0-d array on a GPU):
+    ``float()`` of it is a device-to-host sync, left to the caller. Counts divide as
+    scalars of the compute dtype, so float32 stays float32 under NumPy 1.x / CuPy 13
+    value-based promotion too (a Python int >= 2**16 would widen it to float64).
     """
     xp = array_module(logits)
     n = logits.shape[0]
+    count = logits.dtype.type(n)
     z = logits - xp.max(logits, axis=-1, keepdims=True)
     logp = z - xp.log(xp.sum(xp.exp(z), axis=-1, keepdims=True))
     rows = xp.arange(n)
-    loss = -xp.sum(logp[rows, targets]) / n
+    loss = -xp.sum(logp[rows, targets]) / count
     grad = xp.exp(logp)
     grad[rows, targets] -= 1.0
-    return float(loss), grad / n
+    return loss, grad / count
 
 
-def mean_squared_error(pred: np.ndarray, target: np.ndarray) -> tuple[float, np.ndarray]:
+def mean_squared_error(pred: np.ndarray, target: np.ndarray) -> tuple[Any, np.ndarray]:
     """loss = (1/N) sum (pred - target)^2 over all N = n * width elements;
-    dL/dpred = 2 (pred - target) / N."""
+    dL/dpred = 2 (pred - target) / N. The loss as in :func:`cross_entropy`."""
     diff = pred - target
-    return float(array_module(diff).sum(diff * diff) / diff.size), (2.0 * diff) / diff.size
+    count = diff.dtype.type(diff.size)
+    return array_module(diff).sum(diff * diff) / count, (2.0 * diff) / count
+
+
+def embedding_backward(ids: np.ndarray, dy: np.ndarray, vocab: int) -> np.ndarray:
+    """dL/dE of y = E[ids]: row v is the sum of the rows of dy whose id is v, added in
+    row order (the order of ``np.add.at``), so every device gives the same bits.
+
+    On NumPy this is ``np.add.at``. On a GPU, ``add.at`` uses atomic adds whose order
+    varies from run to run (and between TP ranks holding the same replicated
+    embedding); instead rows are grouped by occurrence k (the k-th row carrying its
+    id, found by a stable sort): within a group the ids are distinct, so group k is one
+    collision-free scatter-add, and running k = 0, 1, ... adds each id's rows in row
+    order. It takes one scatter per group, as many as the most frequent id's count.
+    """
+    xp = array_module(dy)
+    grad = xp.zeros((vocab, dy.shape[1]), dtype=dy.dtype)
+    if xp is np:
+        np.add.at(grad, ids, dy)
+        return grad
+    n = ids.shape[0]
+    if n == 0:
+        return grad
+    order = xp.argsort(ids, kind="stable")
+    ranked = ids[order]
+    occurrence = xp.arange(n) - xp.searchsorted(ranked, ranked, side="left")
+    for k in range(int(occurrence.max()) + 1):
+        rows = order[occurrence == k]
+        grad[ids[rows]] += dy[rows]
+    return grad

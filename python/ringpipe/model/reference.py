@@ -125,12 +125,11 @@ def reference_forward_backward(config: ModelConfig, params: dict[str, np.ndarray
             _put_norm(grads, f"{p}.norm1", *F.norm_backward_weight(dh1, st["n1"], kind))
             dx = dx + F.norm_backward_input(dh1, P[f"{p}.norm1.weight"], st["n1"], kind)
     if config.vocab:
-        dembed = np.zeros_like(P["embed.weight"])
-        np.add.at(dembed, batch.reshape(n), dx)
+        dembed = F.embedding_backward(batch.reshape(n), dx, config.vocab)
         grads["embed.weight"] = dembed
     else:
         grads["in_proj.weight"] = inp.T @ dx
         grads["in_proj.bias"] = np.sum(dx, axis=0)
     output = out.reshape(b, s, out.shape[1])
     ordered = {name: grads[name] for name in P}
-    return ReferenceResult(loss=loss, output=output, grads=ordered)
+    return ReferenceResult(loss=float(loss), output=output, grads=ordered)

@@ -168,8 +168,12 @@ def stage_forward(spec: StageSpec, shards: list[dict[str, np.ndarray]], xs: list
     if not (math.isfinite(loss_scale) and loss_scale > 0):
         raise ValueError(f"loss_scale must be finite and > 0, got {loss_scale}")
     if spec.is_first:
-        batches = [check_batch(cfg, x, f"xs[{t}]", device_ok=True)
-                   for t, x in enumerate(_check_list("xs", xs, spec))]
+        checked: dict[int, np.ndarray] = {}  # ranks usually share one batch object
+        batches = []
+        for t, x in enumerate(_check_list("xs", xs, spec)):
+            if id(x) not in checked:
+                checked[id(x)] = check_batch(cfg, x, f"xs[{t}]", device_ok=True)
+            batches.append(checked[id(x)])
         for t, x in enumerate(batches):
             _check_on(f"xs[{t}]", x, xp)
         b = batches[0].shape[0]
@@ -198,8 +202,8 @@ def stage_forward(spec: StageSpec, shards: list[dict[str, np.ndarray]], xs: list
         return [h.reshape(b, cfg.seq, cfg.hidden) for h in hs], cache
     losses, outs, cache.head = B.head_forward(cfg, shards, hs, tgt, float(loss_scale))
     cache.output = outs[0].reshape(b, cfg.seq, outs[0].shape[1])
-    cache.loss = losses[0]
-    return losses[0], cache
+    cache.loss = float(losses[0]) * float(loss_scale)  # one sync: the ranks' losses agree
+    return cache.loss, cache
 
 
 def stage_backward_input(spec: StageSpec, cache: StageCache, dys: list[np.ndarray] | None,
