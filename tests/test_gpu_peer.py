@@ -10,7 +10,8 @@ schedule in :mod:`ringpipe.kernels.cuda_peer` must still give results bitwise eq
 
 import numpy as np
 import pytest
-from emulated_device import DeviceArray, DeviceMismatch, emulated_gpu, to_device
+from emulated_device import DeviceArray, DeviceMismatch, to_device
+from emulated_gpu import emulated_gpu
 
 import ringpipe
 import ringpipe.collectives

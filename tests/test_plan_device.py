@@ -11,7 +11,8 @@ result must equal ``backend="numpy"`` bit for bit. The real CUDA kernel is cover
 
 import numpy as np
 import pytest
-from emulated_device import EMULATED, DeviceArray, HostDeviceMix, emulated_gpu
+from emulated_device import EMULATED, DeviceArray, HostDeviceMix
+from emulated_gpu import emulated_gpu
 
 import ringpipe.collectives
 import ringpipe.runtime.inproc
