@@ -11,8 +11,9 @@ The rule, decided when the backend is first asked for (never at ``import ringpip
   ranks", as in the single-GPU runs of nccl-tests), or spread over devices; CuPy and
   numba-cuda must be installed (``pip install "ringpipe[gpu]"``), else an ImportError
   names what is missing. The kernel sees CuPy memory zero-copy through
-  ``__cuda_array_interface__`` and is launched on CuPy's current stream, so it orders
-  correctly with the caller's CuPy work and returns without synchronising.
+  ``__cuda_array_interface__`` and is launched on the current CuPy stream of the ranks'
+  device, so it orders correctly with the caller's CuPy work and returns without
+  synchronising. (The several-device path below synchronises at every step.)
 
 Ranks on several devices (one rank per GPU) run the same tables transfer by transfer
 with peer copies (:mod:`ringpipe.kernels.cuda_peer`); ``algorithm="nccl"`` hands such
@@ -124,11 +125,27 @@ class GpuArrays:
 
     def run_fused(self, table: StepTable, outs: Sequence[Any], op: str, tuning: CudaTuning,
                   inputs: Sequence[Any] | None = None) -> None:
-        """All ranks on one device: the tile-fused step-table kernel, one launch."""
+        """All ranks on one device: the tile-fused step-table kernel, one launch, on
+        that device (for CuPy and for Numba), whichever device is current."""
         from ringpipe.kernels.cuda_exec import SIMULATOR_IO, run_table_cuda
 
-        io = SIMULATOR_IO if self.simulated else _cupy_io(self.xp)
-        run_table_cuda(table, outs, op, inputs=inputs, tuning=tuning, io=io)
+        if self.simulated:
+            run_table_cuda(table, outs, op, inputs=inputs, tuning=tuning, io=SIMULATOR_IO)
+            return
+        from numba import cuda
+
+        device = self.device_of(outs[0])
+        with self.xp.cuda.Device(device), cuda.gpus[device]:
+            run_table_cuda(table, outs, op, inputs=inputs, tuning=tuning,
+                           io=_cupy_io(self.xp))
+
+    def assign(self, dst: Any, src: Any) -> None:  # noqa: ANN401 - numpy or cupy arrays
+        """``dst[...] = src`` for one rank's arrays, queued on that rank's device."""
+        if self.simulated:
+            dst[...] = src
+            return
+        with self.xp.cuda.Device(self.device_of(dst)):
+            dst[...] = src
 
 
 def simulator_enabled() -> bool:

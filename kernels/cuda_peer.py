@@ -13,13 +13,14 @@ recvReduceSend, recvCopySend on each chunk), one transfer at a time:
   exactly the semantics of every other executor (float16 via NumPy's rounding, NumPy's
   max/min on signed zeros and NaN).
 
-Transfers run in table order and every device is synchronised at the end of each step,
-so each element sees the reduction sequence of the NumPy executor: results are bitwise
-equal to ``backend="numpy"``. Within a step no ``(rank, chunk)`` is both read and written
-(:meth:`StepTable.check`), so nothing a step reads changes under it; two reductions into
-one receiver in one step are queued in table order on that receiver's stream, which
-orders their shared scratch buffer. Scratch is one largest-chunk buffer per receiving
-rank, allocated on its device.
+Every device is synchronised before the first transfer (peer copies are queued on the
+receiver's stream, which does not wait for the sender's pending work) and at the end of
+each step. Transfers run in table order, so each element sees the reduction sequence of
+the NumPy executor: results are bitwise equal to ``backend="numpy"``. Within a step no
+``(rank, chunk)`` is both read and written (:meth:`StepTable.check`), so nothing a step
+reads changes under it; two reductions into one receiver in one step are queued in table
+order on that receiver's stream, which orders their shared scratch buffer. Scratch is
+one largest-chunk buffer per receiving rank, allocated on its device.
 
 The device work is behind :class:`PeerOps` (CuPy's implementation is in
 :mod:`ringpipe.kernels.cuda_backend`), so the schedule itself is tested on a CPU.
@@ -66,9 +67,13 @@ def run_table_peer(table: StepTable, buffers: Sequence[Any], op: str, ops: PeerO
     (:mod:`ringpipe.collectives`); see the module docstring for the order of work.
     """
     flat = [b.reshape(-1) for b in buffers]
+    sources = flat if inputs is None else [a.reshape(-1) for a in inputs]
+    # A copy queued on the receiver's stream is not ordered after work still pending on
+    # the sender's device (the caller's last kernel, say): drain every device first.
+    ops.barrier(flat + sources)
     if inputs is not None:
-        for dst, src in zip(flat, inputs, strict=True):
-            ops.copy(dst, src.reshape(-1))
+        for dst, src in zip(flat, sources, strict=True):
+            ops.copy(dst, src)
         ops.barrier(flat)
     count = int(flat[0].size)
     if count == 0 or len(table) == 0:

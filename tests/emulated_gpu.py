@@ -58,8 +58,10 @@ class EmulatedPeerOps:
         self._enqueue(dst.device_id, work)
 
     def barrier(self, arrays):
+        """Drain the queues of the devices holding ``arrays`` (and only those)."""
         self.counts["barrier"] += 1
-        devices = sorted(self.queues, reverse=self.order == "reverse")
+        wanted = {a.device_id for a in arrays}
+        devices = sorted(wanted & set(self.queues), reverse=self.order == "reverse")
         for device in devices:
             for work in self.queues.pop(device):
                 work()
@@ -84,6 +86,11 @@ class EmulatedGpu(GpuArrays):
 
     def peer_ops(self, tuning):
         return self.peer
+
+    def assign(self, dst, src):
+        if dst.device_id != src.device_id:
+            raise DeviceMismatch(f"assign: devices {dst.device_id} and {src.device_id}")
+        dst.host_view[...] = src.host_view
 
     def run_fused(self, table, outs, op, tuning, inputs=None):
         flat = [o.host_view.reshape(-1) for o in outs]

@@ -147,6 +147,18 @@ def test_peer_copy_all_reduce_one_rank_per_device(algorithm, dtype):
             assert_bitwise(host(bufs), want, nan_payloads_free=True)
 
 
+@pytest.mark.skipif(NGPUS < 2, reason=_REASON or "needs at least 2 GPUs")
+def test_fused_kernel_runs_on_the_ranks_device_not_the_current_one():
+    xs = [np.arange(1000, dtype=np.float32) * (r + 1) for r in range(3)]
+    want = ringpipe.all_reduce([x.copy() for x in xs], "tree", "numpy")
+    with cp.cuda.Device(1):
+        bufs = [cp.asarray(x) for x in xs]
+    with cp.cuda.Device(0):
+        ringpipe.all_reduce(bufs, "tree", "cupy")
+    assert all(int(b.device.id) == 1 for b in bufs)
+    assert_bitwise(host(bufs), want)
+
+
 # -- the plan runtime on the GPU (issue 7, item 4) ------------------------------------
 
 @pytest.mark.parametrize("dtype,vocab,schedule,extra", [

@@ -166,3 +166,22 @@ def test_pair_table_and_device_model_refuse_cross_device_maths():
     with pytest.raises(DeviceMismatch):
         a + b
     assert isinstance(a + a, DeviceArray) and (a + a).device_id == 0
+
+
+def test_work_pending_on_the_devices_is_drained_before_the_first_transfer(gpu):
+    """The caller's last kernel on a device may still be queued when the collective
+    starts; a peer copy on another device's stream would not wait for it."""
+    n = 4
+    xs = host_inputs(n, 37, np.float64, seed=9)
+    want = ringpipe.all_reduce([x.copy() for x in xs], "ring", "numpy")
+    dev = on_devices([np.zeros(37)] * n, one_per_device(n))
+    for d, x in zip(dev, xs, strict=True):  # the inputs are still being written
+        gpu.peer.copy(d, to_device(x, d.device_id))
+    ringpipe.all_reduce(dev, "ring", "cupy")
+    same_bits(host(dev), want)
+
+
+def test_auto_algorithm_checks_placement_like_the_others(gpu):
+    bufs = on_devices([np.zeros(2)] * (MAX_RANKS + 1), [0] * (MAX_RANKS + 1))
+    with pytest.raises(ValueError, match=r"^all_reduce: buffers has 33 ranks on one device"):
+        ringpipe.all_reduce(bufs, "auto", "cupy")

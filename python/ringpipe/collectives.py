@@ -65,6 +65,13 @@ class _Checked:
     out_addr: np.ndarray | None
     gpu: GpuArrays | None = None  # backend "cupy": what its arrays are and how they run
 
+    def assign(self, dst: Any, src: Any) -> None:  # noqa: ANN401 - numpy or cupy arrays
+        """``dst[...] = src`` for one rank (on that rank's device, for the GPU)."""
+        if self.gpu is None:
+            dst[...] = src
+        else:
+            self.gpu.assign(dst, src)
+
     def empty(self, size: int, rank: int) -> Any:  # noqa: ANN401 - a numpy or cupy array
         """A flat scratch array of ``size`` elements beside rank ``rank``'s buffer."""
         if self.gpu is None:
@@ -121,7 +128,9 @@ def _common(where: str, collective: str, buffers: object, out: object, algorithm
                              array_type=array_type)
     check_choice(where, "op", op, SUPPORTED_OPS)
     if algorithm == "auto" and collective == "all_reduce":
-        pass  # resolved by all_reduce from the cost model, once the buffers are known
+        # resolved by all_reduce from the cost model, once the buffers are known
+        if gpu is not None:
+            gpu.check_placement(where, "buffers", bufs)
     elif algorithm == "nccl" and collective == "all_reduce":
         if gpu is None:
             raise ValueError(f"{where}: algorithm 'nccl' needs backend='cupy' (CuPy arrays, "
@@ -213,7 +222,7 @@ def reduce_scatter(buffers: list[np.ndarray], algorithm: str = "ring", backend: 
     work = [args.empty(b.size, r) for r, b in enumerate(bufs)]  # outputs are chunk-sized
     _execute(table, work, op, backend, tuning, None, bufs, args.buf_addr, gpu=args.gpu)
     for r, o in enumerate(outs):
-        o.reshape(-1)[...] = work[r][bounds[r]:bounds[r + 1]]
+        args.assign(o.reshape(-1), work[r][bounds[r]:bounds[r + 1]])
     return outs
 
 
@@ -239,7 +248,7 @@ def all_gather(buffers: list[np.ndarray], algorithm: str = "ring", backend: str 
                 raise ValueError(f"{where}: rank {r}: out[{r}] has {o.size} elements, need "
                                  f"{n} ranks x {piece} = {n * piece}")
         for r, (b, o) in enumerate(zip(bufs, outs, strict=True)):
-            o.reshape(-1)[r * piece:(r + 1) * piece] = b.reshape(-1)
+            args.assign(o.reshape(-1)[r * piece:(r + 1) * piece], b.reshape(-1))
     return args.run(table, "sum", backend, tuning, in_place=True)
 
 
@@ -252,7 +261,7 @@ def broadcast(buffers: list[np.ndarray], root: int = 0, algorithm: str = "ring",
     root = check_root(where, root, len(args.bufs))
     table = step_table(where, algorithm, len(args.bufs), root=root)
     if args.outs is not None:
-        args.outs[root].reshape(-1)[...] = args.bufs[root].reshape(-1)
+        args.assign(args.outs[root].reshape(-1), args.bufs[root].reshape(-1))
     return args.run(table, "sum", backend, tuning, in_place=True)
 
 
