@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from types import ModuleType
 from typing import Any
 
@@ -176,7 +177,7 @@ def gpu_arrays(where: str) -> GpuArrays:
 
 
 def _cupy_io(cupy: ModuleType) -> Any:  # noqa: ANN401 - a cuda_exec.KernelIO
-    """Zero-copy views, uploads through CuPy's memory pool, CuPy's current stream."""
+    """Zero-copy views, table metadata resident per device, the current CuPy stream."""
     from numba import cuda
 
     from ringpipe.kernels.cuda_exec import KernelIO
@@ -185,12 +186,24 @@ def _cupy_io(cupy: ModuleType) -> Any:  # noqa: ANN401 - a cuda_exec.KernelIO
         # No sync on the array's stream: the kernel is queued behind it on that stream.
         return cuda.as_cuda_array(a, sync=False)
 
-    def upload(host: np.ndarray) -> Any:  # noqa: ANN401 - a numba device array
-        # CuPy's pool is stream-ordered: no cudaFree (a device-wide sync) per call.
-        return wrap(cupy.asarray(host))
-
+    device = cupy.cuda.Device().id
     stream = cuda.external_stream(cupy.cuda.get_current_stream().ptr)
-    return KernelIO(wrap, upload, stream)
+    def resident_meta(table: StepTable) -> Any:  # noqa: ANN401 - a numba device array
+        return wrap(_resident_table_meta(cupy, table, device))
+
+    return KernelIO(wrap, resident_meta, stream)
+
+
+@lru_cache(maxsize=256)
+def _resident_table_meta(cupy: ModuleType, table: StepTable, device: int) -> Any:  # noqa: ANN401
+    """``table``'s kernel metadata in ``device``'s memory, uploaded once and then reused
+    (read-only; tables are immutable and cached by their generators)."""
+    from ringpipe.kernels.cuda_exec import table_meta
+
+    with cupy.cuda.Device(device):
+        meta = cupy.asarray(table_meta(table))
+        cupy.cuda.get_current_stream().synchronize()  # resident before any kernel reads it
+    return meta
 
 
 class _CupyPeerOps:

@@ -53,7 +53,7 @@ from numba import cuda
 
 from ringpipe.kernels.cuda_half import half_ops
 from ringpipe.kernels.cuda_tuning import DEFAULT_CUDA_TUNING, MAX_RANKS, CudaTuning
-from ringpipe.kernels.steps import StepTable, chunk_bounds
+from ringpipe.kernels.steps import StepTable
 
 __all__ = ["MAX_RANKS", "OPCODES", "KernelIO", "LaunchShape", "launch_shape",
            "run_table_cuda"]
@@ -158,11 +158,13 @@ def _kernel(nranks: int, dtype: str, per_thread: int) -> Callable:
     combine = _combine_half if np.dtype(dtype) == np.uint16 else _combine_native
     nr, k_max = nranks, per_thread
 
-    def step_table_kernel(ins, outs, meta, nchunks, ntransfers,
+    def step_table_kernel(ins, outs, meta, count, nchunks, ntransfers,
                           tiles_per_chunk, tile, opcode, copy_in):  # noqa: ANN001
-        # Unpack the metadata (layout: bounds, then _table_meta's).
-        bounds = meta[0:nchunks + 1]
-        o = nchunks + 1
+        # Unpack the table's metadata (layout: _table_meta's). Chunk c of the count
+        # elements starts at c·per_chunk + min(c, extra), as chunk_bounds defines it.
+        per_chunk = count // nchunks
+        extra = count % nchunks
+        o = 0
         ptr = meta[o:o + nchunks + 1]
         o += nchunks + 1
         srcs = meta[o:o + ntransfers]
@@ -178,8 +180,10 @@ def _kernel(nranks: int, dtype: str, per_thread: int) -> Callable:
         w = cuda.blockIdx.x
         while w < nchunks * tiles_per_chunk:  # grid-stride loop over (chunk, tile) items
             c = w // tiles_per_chunk
-            lo = bounds[c] + (w % tiles_per_chunk) * tile
-            hi = min(lo + tile, bounds[c + 1])
+            chunk_lo = c * per_chunk + min(c, extra)
+            chunk_hi = chunk_lo + per_chunk + (1 if c < extra else 0)
+            lo = chunk_lo + (w % tiles_per_chunk) * tile
+            hi = min(lo + tile, chunk_hi)
             load_mask = 0
             store_mask = 0
             for r in range(nr):
@@ -221,14 +225,16 @@ def _kernel(nranks: int, dtype: str, per_thread: int) -> Callable:
 class KernelIO(NamedTuple):
     """How arrays reach the kernel.
 
-    ``wrap`` turns a flat rank array into a kernel argument, ``upload`` puts the host
-    metadata on the device, and ``stream`` is the stream to launch on. Under the
-    simulator all three are trivial (:data:`SIMULATOR_IO`); for CuPy see
-    :func:`ringpipe.kernels.cuda_backend.cupy_io`.
+    ``wrap`` turns a flat rank array into a kernel argument, ``table_meta`` gives a
+    table's metadata (:func:`table_meta`) on the device, and ``stream`` is the stream to
+    launch on. Under the simulator all three are trivial (:data:`SIMULATOR_IO`); for CuPy
+    see :func:`ringpipe.kernels.cuda_backend._cupy_io`, which uploads each table's
+    metadata once per device, so a launch copies nothing from the host (a pageable
+    host-to-device copy would wait for the stream to drain).
     """
 
     wrap: Callable[[Any], Any]
-    upload: Callable[[np.ndarray], Any]
+    table_meta: Callable[[StepTable], Any]
     stream: Any
 
 
@@ -236,7 +242,17 @@ def _identity(a: Any) -> Any:  # noqa: ANN401 - arrays of either library
     return a
 
 
-SIMULATOR_IO = KernelIO(_identity, _identity, 0)
+def table_meta(table: StepTable) -> np.ndarray:
+    """The kernel's view of ``table`` (read-only, cached): see :func:`_table_meta`."""
+    return _table_meta(table)
+
+
+def _simulator_table_meta(table: StepTable) -> np.ndarray:
+    # The simulator copies NumPy kernel arguments back after a launch: pass a copy.
+    return _table_meta(table).copy()
+
+
+SIMULATOR_IO = KernelIO(_identity, _simulator_table_meta, 0)
 
 
 def _kernel_dtype(dtype: np.dtype) -> np.dtype:
@@ -267,8 +283,7 @@ def run_table_cuda(table: StepTable, buffers: Sequence[Any], op: str,
     ins = outs if inputs is None else tuple(
         io.wrap(a.reshape(-1).view(kdtype)) for a in inputs)
     shape = launch_shape(count, table.nchunks, tuning)
-    meta = np.concatenate([chunk_bounds(count, table.nchunks), _table_meta(table)])
     kernel = _kernel(n, kdtype.str, tuning.elems_per_thread)
     kernel[shape.blocks, shape.threads, io.stream](
-        ins, outs, io.upload(meta), table.nchunks, len(table), shape.tiles_per_chunk,
-        shape.tile, OPCODES[op], copy_in)
+        ins, outs, io.table_meta(table), count, table.nchunks, len(table),
+        shape.tiles_per_chunk, shape.tile, OPCODES[op], copy_in)

@@ -29,7 +29,7 @@ def compile_kernel(n, dtype):
 
     array = types.Array(numba.from_dtype(np.dtype(dtype)), 1, "C")
     ranks = types.UniTuple(array, n)
-    signature = (ranks, ranks, types.Array(types.int64, 1, "C"), *([types.int64] * 5),
+    signature = (ranks, ranks, types.Array(types.int64, 1, "C"), *([types.int64] * 6),
                  types.boolean)
     return cuda.compile_ptx(_kernel(n, dtype, 4).py_func, signature, cc=(8, 0))[0]
 
