@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from stage_helpers import Counter, make_data
 
 import ringpipe
 from ringpipe.model import (
@@ -18,30 +19,6 @@ from ringpipe.model import (
     stage_backward_weight,
     stage_forward,
 )
-
-
-class Counter:
-    """Plain-NumPy sum all-reduce that counts its calls."""
-
-    def __init__(self):
-        self.calls = 0
-
-    def __call__(self, bufs):
-        self.calls += 1
-        total = bufs[0].copy()
-        for b in bufs[1:]:
-            total += b
-        for b in bufs:
-            b[...] = total
-
-
-def make_data(cfg, batch, seed=0):
-    rng = np.random.default_rng(seed)
-    if cfg.vocab:
-        return (rng.integers(0, cfg.vocab, (batch, cfg.seq)),
-                rng.integers(0, cfg.vocab, (batch, cfg.seq)))
-    shape = (batch, cfg.seq, cfg.hidden)
-    return rng.standard_normal(shape), rng.standard_normal(shape)
 
 
 def specs_for(cfg, bounds, tp):
@@ -258,67 +235,6 @@ def test_outputs_are_per_rank_and_inputs_untouched():
     ys, _ = stage_forward(StageSpec(cfg, 0, 1, 2), shards, [batch, batch], Counter())
     assert len(ys) == 2 and ys[0] is not ys[1] and np.array_equal(ys[0], ys[1])
     assert ys[0].shape == (2, 4, 8) and np.array_equal(batch, keep)
-
-
-def test_stage_spec_validation_and_params():
-    cfg = ModelConfig(layers=3, hidden=8, heads=2, vocab=5)
-    spec = StageSpec(cfg, 1, 3, tp=2)
-    assert not spec.is_first and spec.is_last
-    names = list(spec.param_shapes())
-    assert names[0] == "layers.1.norm1.weight" and names[-1] == "head.bias"
-    assert spec.param_shapes()["layers.1.attn.qkv.weight"] == (8, 12)
-    assert "embed.weight" in StageSpec(cfg, 0, 1).param_shapes()
-    for first, last in ((0, 0), (2, 1), (0, 4), (-1, 2)):
-        with pytest.raises(ValueError, match="first"):
-            StageSpec(cfg, first, last)
-    with pytest.raises(ValueError, match="heads"):
-        StageSpec(cfg, 0, 1, tp=4)
-    with pytest.raises(TypeError, match="config"):
-        StageSpec("cfg", 0, 1)  # type: ignore[arg-type]
-    with pytest.raises(TypeError, match="first"):
-        StageSpec(cfg, 0.0, 1)  # type: ignore[arg-type]
-
-
-def test_bad_stage_inputs_raise():
-    cfg = ModelConfig(layers=2, hidden=8, heads=2, seq=4, vocab=5)
-    shards = shard_params(cfg, init_params(cfg, 0), 2)
-    batch, targets = make_data(cfg, 2)
-    first, last, whole = StageSpec(cfg, 0, 1, 2), StageSpec(cfg, 1, 2, 2), StageSpec(cfg, 0, 2, 2)
-    ar = Counter()
-    act = [np.zeros((2, 4, 8))] * 2
-    with pytest.raises(ValueError, match="xs"):
-        stage_forward(first, shards, [batch], ar)
-    with pytest.raises(ValueError, match="xs"):
-        stage_forward(last, shards, [np.zeros((2, 4, 7))] * 2, ar, targets)
-    with pytest.raises(TypeError, match="xs"):
-        stage_forward(last, shards, [a.astype(np.float32) for a in act], ar, targets)
-    with pytest.raises(ValueError, match="targets"):
-        stage_forward(last, shards, act, ar)
-    with pytest.raises(ValueError, match="targets"):
-        stage_forward(first, shards, [batch] * 2, ar, targets)
-    with pytest.raises(ValueError, match="loss_scale"):
-        stage_forward(whole, shards, [batch] * 2, ar, targets, loss_scale=0.0)
-    with pytest.raises(TypeError, match="all_reduce"):
-        stage_forward(first, shards, [batch] * 2, "ring")
-    bad = [dict(s) for s in shards]
-    bad[1]["layers.0.mlp.fc1.weight"] = bad[1]["layers.0.mlp.fc1.weight"][:, :4]
-    with pytest.raises(ValueError, match=r"shards\[1\].*fc1.weight"):
-        stage_forward(first, bad, [batch] * 2, ar)
-    with pytest.raises(ValueError, match="shards"):
-        stage_forward(first, shards[:1], [batch] * 2, ar)
-    with pytest.raises(TypeError, match="spec"):
-        stage_forward(None, shards, [batch] * 2, ar)  # type: ignore[arg-type]
-    loss, cache = stage_forward(whole, shards, [batch] * 2, ar, targets)
-    with pytest.raises(ValueError, match="dys"):
-        stage_backward_input(whole, cache, act, ar)
-    ys, cache = stage_forward(first, shards, [batch] * 2, ar)
-    with pytest.raises(ValueError, match="dys"):
-        stage_backward_input(first, cache, [np.zeros((3, 4, 8))] * 2, ar)
-    with pytest.raises(ValueError, match="cache"):
-        stage_backward_input(last, cache, act, ar)
-    _, wcache = stage_backward_input(first, cache, ys, ar)
-    with pytest.raises(ValueError, match="wcache"):
-        stage_backward_weight(last, wcache)
 
 
 @pytest.mark.parametrize("backend", ["numpy", "numba"])
