@@ -1,4 +1,4 @@
-"""Helpers shared by the stage tests: a counting all-reduce and random model data."""
+"""Helpers shared by the model tests: a counting all-reduce and random model data."""
 
 import numpy as np
 

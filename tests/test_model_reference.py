@@ -4,6 +4,7 @@ import math
 
 import numpy as np
 import pytest
+from stage_helpers import make_data
 
 from ringpipe.model import ModelConfig, init_params, reference_forward_backward
 from ringpipe.model import functional as F
@@ -14,15 +15,6 @@ CONFIGS = [
     dict(vocab=7, block="mlp", norm="rmsnorm"),
     dict(vocab=0, block="mlp", norm="layernorm"),
 ]
-
-
-def make_data(cfg, batch, seed):
-    rng = np.random.default_rng(seed)
-    if cfg.vocab:
-        return (rng.integers(0, cfg.vocab, (batch, cfg.seq)),
-                rng.integers(0, cfg.vocab, (batch, cfg.seq)))
-    shape = (batch, cfg.seq, cfg.hidden)
-    return rng.standard_normal(shape), rng.standard_normal(shape)
 
 
 @pytest.mark.parametrize("kw", CONFIGS, ids=lambda kw: "-".join(map(str, kw.values())))
