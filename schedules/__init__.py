@@ -29,7 +29,7 @@ from .errors import ScheduleError
 from .gpipe import gpipe
 from .interleaved import interleaved_one_f_one_b
 from .one_f_one_b import one_f_one_b
-from .registry import SCHEDULES, ScheduleSpec, generate, schedule_spec
+from .registry import SCHEDULES, ScheduleSpec, generate, resolve_chunks, schedule_spec
 from .simulate import CostModel, SimulationResult, TimedAction, simulate
 from .step_grid import format_step_grid
 from .validate import (
@@ -78,6 +78,7 @@ __all__ = [
     "one_chunk_placement",
     "one_f_one_b",
     "render_svg",
+    "resolve_chunks",
     "save_csv",
     "schedule_from_csv",
     "schedule_spec",

@@ -91,6 +91,27 @@ def schedule_spec(name: str) -> ScheduleSpec:
         ) from None
 
 
+def resolve_chunks(name: str, chunks: int | None = None) -> int:
+    """v, the model chunks per pipeline rank that schedule ``name`` runs with.
+
+    The one place v is resolved (``Plan``, the cost model and the CLI all call it):
+    ``chunks`` for schedules that take chunks (their ``default_chunks`` when None), and
+    the fixed count for those that do not, where any other ``chunks`` is a ValueError.
+    """
+    spec = schedule_spec(name)
+    if spec.takes_chunks:
+        return spec.default_chunks if chunks is None else chunks
+    if chunks is not None and chunks != spec.default_chunks:
+        fixed = spec.default_chunks
+        raise ValueError(
+            f"chunks_per_rank: {name} does not take chunks per rank (got v = "
+            f"{chunks}; it always places {fixed} chunk"
+            f"{'s' if fixed > 1 else ''} per rank); schedules that do: "
+            + ", ".join(s.name for s in SCHEDULES.values() if s.takes_chunks)
+        )
+    return spec.default_chunks
+
+
 def generate(
     name: str, num_ranks: int, num_microbatches: int, chunks_per_rank: int | None = None
 ) -> Schedule:
@@ -100,15 +121,7 @@ def generate(
     it defaults to the spec's ``default_chunks``.
     """
     spec = schedule_spec(name)
+    v = resolve_chunks(name, chunks_per_rank)
     if not spec.takes_chunks:
-        if chunks_per_rank is not None and chunks_per_rank != spec.default_chunks:
-            fixed = spec.default_chunks
-            raise ValueError(
-                f"chunks_per_rank: {name} does not take chunks per rank (got v = "
-                f"{chunks_per_rank}; it always places {fixed} chunk"
-                f"{'s' if fixed > 1 else ''} per rank); schedules that do: "
-                + ", ".join(s.name for s in SCHEDULES.values() if s.takes_chunks)
-            )
         return spec.generator(num_ranks, num_microbatches)
-    v = spec.default_chunks if chunks_per_rank is None else chunks_per_rank
     return spec.generator(num_ranks, num_microbatches, v)

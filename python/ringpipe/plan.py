@@ -25,10 +25,19 @@ from typing import NamedTuple
 import numpy as np
 
 from ringpipe.checks import COLLECTIVE_BACKENDS
+from ringpipe.layout import split_layers, stage_bounds
 from ringpipe.mesh import Mesh
 from ringpipe.model.config import ModelConfig
 from ringpipe.model.stage import StageSpec
-from ringpipe.schedules import Schedule, add_communication, generate, schedule_spec, validate
+from ringpipe.schedules import (
+    Schedule,
+    add_communication,
+    generate,
+    resolve_chunks,
+    schedule_spec,
+    validate,
+)
+from ringpipe.validation import check_int
 
 ALLREDUCE_ALGORITHMS = ("ring", "tree")
 #: Where ``Plan.run`` computes: the CPU (numpy / numba all-reduce kernels) or one GPU
@@ -89,29 +98,6 @@ class PlanResult:
         return self.allreduce_ops("tp") + self.allreduce_ops("dp")
 
 
-def split_layers(layers: int, stages: int, layers_per_stage: object = None) -> tuple[int, ...]:
-    """Layers per stage: even by default (earlier stages take the remainder)."""
-    if stages > layers:
-        raise ValueError(f"more pipeline stages ({stages}) than layers ({layers}); every "
-                         "stage needs at least one layer")
-    if layers_per_stage is None:
-        base, extra = divmod(layers, stages)
-        return tuple(base + (1 if s < extra else 0) for s in range(stages))
-    if not isinstance(layers_per_stage, (list, tuple)) or not all(
-            isinstance(n, int) and not isinstance(n, bool) for n in layers_per_stage):
-        raise TypeError("layers_per_stage must be a list of ints, one per stage")
-    if len(layers_per_stage) != stages:
-        raise ValueError(f"layers_per_stage has {len(layers_per_stage)} entries for "
-                         f"{stages} stages")
-    if min(layers_per_stage) < 1:
-        raise ValueError(f"layers_per_stage {list(layers_per_stage)}: every stage needs "
-                         "at least one layer")
-    if sum(layers_per_stage) != layers:
-        raise ValueError(f"layers_per_stage {list(layers_per_stage)} sums to "
-                         f"{sum(layers_per_stage)}, the model has {layers} layers")
-    return tuple(layers_per_stage)
-
-
 class Plan:
     """A model config × mesh × schedule, checked and lowered; see the module docstring."""
 
@@ -124,18 +110,14 @@ class Plan:
                             f"{type(model_config).__name__}")
         if not isinstance(mesh, Mesh):
             raise TypeError(f"Plan: mesh must be a Mesh, got {type(mesh).__name__}")
-        if isinstance(microbatches, bool) or not isinstance(microbatches, int):
-            raise TypeError(f"Plan: microbatches must be an int, got "
-                            f"{type(microbatches).__name__}")
-        if microbatches < 1:
-            raise ValueError(f"Plan: microbatches must be >= 1, got {microbatches}")
+        microbatches = check_int("Plan: microbatches", microbatches)
         if allreduce not in ALLREDUCE_ALGORITHMS:
             raise ValueError(f"Plan: unknown allreduce {allreduce!r}; choose one of "
                              f"{', '.join(ALLREDUCE_ALGORITHMS)}")
         model_config.check_tp(mesh.tp)
         schedule_spec(schedule)  # unknown names fail here, listing the known ones
-        compute = generate(schedule, mesh.pp, microbatches, chunks)
-        v = compute.chunks_per_rank
+        v = resolve_chunks(schedule, chunks)
+        compute = generate(schedule, mesh.pp, microbatches, v)
         self.config = model_config
         self.mesh = mesh
         self.schedule_name = schedule
@@ -146,7 +128,7 @@ class Plan:
                                              layers_per_stage)
         self.schedule: Schedule = add_communication(compute)
         validate(self.schedule)
-        bounds = np.concatenate([[0], np.cumsum(self.layers_per_stage)]).tolist()
+        bounds = stage_bounds(self.layers_per_stage)
         self.stages: tuple[StageSpec, ...] = tuple(
             StageSpec(model_config, bounds[s], bounds[s + 1], mesh.tp)
             for s in range(compute.num_stages))
