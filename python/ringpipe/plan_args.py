@@ -28,7 +28,8 @@ def add_plan_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--schedule", choices=list(SCHEDULES), default="1f1b")
     p.add_argument("--microbatches", type=int, default=None,
                    help="default: the number of pipeline ranks")
-    p.add_argument("--chunks", type=int, default=None, help="chunks per rank (interleaved)")
+    p.add_argument("--stages-per-rank", "--chunks", type=int, default=None, dest="chunks",
+                   help="v, stages per pipeline rank (interleaved-1f1b; zb-v is fixed at 2)")
     p.add_argument("--allreduce", choices=ALLREDUCE_ALGORITHMS, default="ring")
     p.add_argument("--layers", type=int, default=None, help="default: 2 per stage")
     p.add_argument("--hidden", type=int, default=32)
