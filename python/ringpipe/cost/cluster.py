@@ -22,13 +22,25 @@ A cluster file (TOML or JSON) looks like::
     peak_tflops = 312              # dense 16-bit matmul, per GPU
     memory_gib = 80                # HBM capacity
     memory_bandwidth_gbs = 2039    # HBM bandwidth
-    achievable_fraction = 0.6      # optional; default: the calibrated constant
+    achievable_fraction = 0.6      # optional: GEMM η_max; default: the calibrated constant
     [intra_node]
     bandwidth_gbs = 300
     latency_us = 2
     [inter_node]
-    bandwidth_gbs = 25             # per GPU, each way
+    bandwidth_gbs = 25             # per GPU, each way, when every GPU crosses at once
     latency_us = 6
+    nic_bandwidth_gbs = 25         # optional: most one GPU can push alone (one NIC)
+    [kernels]                      # optional: GEMM/attention/launch model (cost.gpu)
+    sm_count = 108
+    tile_m = 128
+    tile_n = 256
+    flash_fraction = 0.6
+    launch_overhead_us = 3
+
+**NIC sharing.** The node's injection bandwidth is ``inter.bandwidth × gpus_per_node``;
+one GPU alone reaches at most ``nic_bandwidth`` (its own NIC on a rail-optimised DGX,
+so the default is ``inter.bandwidth``). When c GPUs of a node cross nodes at once, each
+gets ``min(nic_bandwidth, node injection / c)`` (:meth:`Cluster.crossing_bandwidth`).
 """
 
 from __future__ import annotations
@@ -42,16 +54,23 @@ from typing import Any
 
 import tomllib
 
+from ringpipe.cost.gpu import A100, H100, MICROSECOND, GpuKernels
+
 GB = 1e9
 GIB = float(2**30)
 TFLOP = 1e12
-MICROSECOND = 1e-6
 
-#: The achievable fraction of peak dense matmul FLOP/s, one constant for every
-#: configuration. Fitted once by least squares on the relative error over all ten rows
-#: of Megatron-LM's SC'21 Table 1 (:func:`ringpipe.cost.megatron_table.calibrate`);
-#: ``tests/test_cost_megatron.py`` checks the stored value is still that optimum.
-CALIBRATED_FRACTION_OF_PEAK = 0.586
+#: η_max of the GEMM model (:mod:`ringpipe.cost.gpu`): the fraction of peak a large,
+#: well-shaped 16-bit GEMM sustains on A100. The one fitted constant: least squares on the
+#: relative error over all ten rows of Megatron-LM's SC'21 Table 1
+#: (:func:`ringpipe.cost.megatron_table.calibrate`); ``tests/test_cost_megatron.py``
+#: checks the stored value is still that optimum.
+CALIBRATED_FRACTION_OF_PEAK = 0.66
+#: H100 SXM: NOT fitted (no H100 data is used for fitting). The A100 value scaled by
+#: 0.8, the ratio of the fractions of peak large bf16 cuBLAS GEMMs are commonly measured
+#: at on H100 SXM (≈ 700-750 of 989 TFLOP/s) and A100 (≈ 280 of 312 TFLOP/s): an
+#: assumption, stated as such; override it with ``achievable_fraction``.
+H100_FRACTION_OF_PEAK = round(CALIBRATED_FRACTION_OF_PEAK * 0.8, 3)
 
 
 def _real(owner: str, name: str, value: object) -> float:
@@ -96,8 +115,10 @@ class Link:
 class Cluster:
     """``nodes`` identical nodes of ``gpus_per_node`` GPUs; see the module docstring.
 
-    ``achievable_fraction`` is the fraction of ``peak_flops`` dense matmuls reach in
-    practice (one calibrated constant, not a per-configuration fudge).
+    ``achievable_fraction`` is η_max, the fraction of ``peak_flops`` large dense
+    matmuls reach in practice (one calibrated constant, not a per-configuration fudge);
+    ``kernels`` the rest of the GPU's kernel model (:mod:`ringpipe.cost.gpu`);
+    ``nic_bandwidth`` the most one GPU reaches across nodes alone (None: ``inter``'s).
     """
 
     name: str
@@ -109,6 +130,8 @@ class Cluster:
     intra: Link
     inter: Link
     achievable_fraction: float = CALIBRATED_FRACTION_OF_PEAK
+    kernels: GpuKernels = A100
+    nic_bandwidth: float | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name:
@@ -121,6 +144,11 @@ class Cluster:
             if not isinstance(getattr(self, name), Link):
                 raise TypeError(f"Cluster.{name} must be a Link, "
                                 f"got {type(getattr(self, name)).__name__}")
+        if not isinstance(self.kernels, GpuKernels):
+            raise TypeError(f"Cluster.kernels must be a GpuKernels, "
+                            f"got {type(self.kernels).__name__}")
+        if self.nic_bandwidth is not None:
+            _positive("Cluster", "nic_bandwidth", self.nic_bandwidth)
         frac = _real("Cluster", "achievable_fraction", self.achievable_fraction)
         if not 0 < frac <= 1:
             raise ValueError(f"Cluster.achievable_fraction must be in (0, 1], got {frac}")
@@ -139,6 +167,13 @@ class Cluster:
     def achievable_flops(self) -> float:
         """peak_flops · achievable_fraction: the matmul rate the step-time model uses."""
         return self.peak_flops * self.achievable_fraction
+
+    def crossing_bandwidth(self, concurrent: int) -> float:
+        """Bytes/s each of ``concurrent`` GPUs of one node gets when they all cross
+        nodes at once: min(NIC, node injection / concurrent) (module docstring)."""
+        nic = self.inter.bandwidth if self.nic_bandwidth is None else self.nic_bandwidth
+        node = self.inter.bandwidth * self.gpus_per_node
+        return min(nic, node / max(1, concurrent))
 
     def node_of(self, gpu: int) -> int:
         """The node that global GPU index ``gpu`` sits in (GPUs numbered node-major)."""
@@ -162,27 +197,37 @@ class Cluster:
             "intra_node": {"bandwidth_gbs": self.intra.bandwidth / GB,
                            "latency_us": self.intra.latency / MICROSECOND},
             "inter_node": {"bandwidth_gbs": self.inter.bandwidth / GB,
-                           "latency_us": self.inter.latency / MICROSECOND},
+                           "latency_us": self.inter.latency / MICROSECOND,
+                           **({} if self.nic_bandwidth is None else
+                              {"nic_bandwidth_gbs": self.nic_bandwidth / GB})},
+            "kernels": {"sm_count": self.kernels.sm_count, "tile_m": self.kernels.tile_m,
+                        "tile_n": self.kernels.tile_n,
+                        "flash_fraction": self.kernels.flash_fraction,
+                        "launch_overhead_us": self.kernels.launch_overhead / MICROSECOND},
         }
 
 
 def _preset(name: str, tflops: float, gib: float, hbm_gbs: float, intra_gbs: float,
-            intra_us: float, inter_gbs: float, inter_us: float) -> Cluster:
+            intra_us: float, inter_gbs: float, inter_us: float, kernels: GpuKernels = A100,
+            fraction: float = CALIBRATED_FRACTION_OF_PEAK,
+            nic_gbs: float | None = None) -> Cluster:
     return Cluster(name, 1, 8, tflops * TFLOP, gib * GIB, hbm_gbs * GB,
                    Link(intra_gbs * GB, intra_us * MICROSECOND),
-                   Link(inter_gbs * GB, inter_us * MICROSECOND))
+                   Link(inter_gbs * GB, inter_us * MICROSECOND), fraction, kernels,
+                   None if nic_gbs is None else nic_gbs * GB)
 
 
 #: One-node presets (use :func:`cluster_preset` to set the node count).
 #: dgx-a100: A100 80GB SXM, 312 TFLOP/s bf16, 2039 GB/s HBM2e, NVLink3 300 GB/s each
 #: way, 8 × 200 Gb/s HDR per node. dgx-h100: H100 SXM 80GB, 989 TFLOP/s, 3350 GB/s
 #: HBM3, NVLink4 450 GB/s, 8 × 400 Gb/s NDR. pcie-a100: A100 80GB PCIe (1935 GB/s) on
-#: PCIe 4 x16 (~32 GB/s each way) with 2 × 200 Gb/s HDR per node (6.25 GB/s per GPU).
+#: PCIe 4 x16 (~32 GB/s each way) with 2 × 200 Gb/s HDR per node (6.25 GB/s per GPU
+#: when all 8 cross, up to one NIC's 25 GB/s alone).
 CLUSTER_PRESETS = MappingProxyType({
     c.name: c for c in (
         _preset("dgx-a100", 312, 80, 2039, 300, 2, 25, 6),
-        _preset("dgx-h100", 989, 80, 3350, 450, 2, 50, 6),
-        _preset("pcie-a100", 312, 80, 1935, 32, 4, 6.25, 6),
+        _preset("dgx-h100", 989, 80, 3350, 450, 2, 50, 6, H100, H100_FRACTION_OF_PEAK),
+        _preset("pcie-a100", 312, 80, 1935, 32, 4, 6.25, 6, nic_gbs=25),
     )
 })
 
@@ -200,8 +245,10 @@ def cluster_preset(name: str, nodes: int = 1) -> Cluster:
 
 
 _TOP_KEYS = {"name", "nodes", "gpus_per_node", "peak_tflops", "memory_gib",
-             "memory_bandwidth_gbs", "achievable_fraction", "intra_node", "inter_node"}
-_LINK_KEYS = {"bandwidth_gbs", "latency_us"}
+             "memory_bandwidth_gbs", "achievable_fraction", "intra_node", "inter_node",
+             "kernels"}
+_LINK_KEYS = {"bandwidth_gbs", "latency_us", "nic_bandwidth_gbs"}
+_KERNEL_KEYS = {"sm_count", "tile_m", "tile_n", "flash_fraction", "launch_overhead_us"}
 
 
 def _require(data: dict[str, Any], key: str, where: str) -> Any:
@@ -217,12 +264,27 @@ def _link(data: object, section: str) -> Link:
     unknown = set(data) - _LINK_KEYS
     if unknown:
         raise ValueError(f"cluster file: unknown key {section}.{sorted(unknown)[0]}")
+    data = {k: v for k, v in data.items() if k != "nic_bandwidth_gbs"}
     bw = _require(data, "bandwidth_gbs", f"{section}.")
     lat = _require(data, "latency_us", f"{section}.")
     _positive("cluster file", f"{section}.bandwidth_gbs", bw)
     if _real("cluster file", f"{section}.latency_us", lat) < 0:
         raise ValueError(f"cluster file: {section}.latency_us must be >= 0, got {lat}")
     return Link(bw * GB, lat * MICROSECOND)
+
+
+def _kernels(data: object, base: GpuKernels) -> GpuKernels:
+    if not isinstance(data, dict):
+        raise TypeError("cluster file: [kernels] must be a table of "
+                        f"{', '.join(sorted(_KERNEL_KEYS))}")
+    unknown = set(data) - _KERNEL_KEYS
+    if unknown:
+        raise ValueError(f"cluster file: unknown key kernels.{sorted(unknown)[0]}")
+    fields = {k: v for k, v in data.items() if k != "launch_overhead_us"}
+    if "launch_overhead_us" in data:
+        fields["launch_overhead"] = _real("cluster file", "kernels.launch_overhead_us",
+                                          data["launch_overhead_us"]) * MICROSECOND
+    return replace(base, **fields)
 
 
 def cluster_from_dict(data: dict[str, Any], nodes: int | None = None) -> Cluster:
@@ -243,6 +305,12 @@ def cluster_from_dict(data: dict[str, Any], nodes: int | None = None) -> Cluster
     kwargs: dict[str, Any] = {}
     if "achievable_fraction" in data:
         kwargs["achievable_fraction"] = data["achievable_fraction"]
+    if "kernels" in data:
+        kwargs["kernels"] = _kernels(data["kernels"], A100)
+    inter = _require(data, "inter_node", "")
+    if isinstance(inter, dict) and "nic_bandwidth_gbs" in inter:
+        _positive("cluster file", "inter_node.nic_bandwidth_gbs", inter["nic_bandwidth_gbs"])
+        kwargs["nic_bandwidth"] = inter["nic_bandwidth_gbs"] * GB
     return Cluster(
         name=str(data.get("name", "custom")),
         nodes=data.get("nodes", 1) if nodes is None else nodes,
