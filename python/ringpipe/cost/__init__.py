@@ -35,6 +35,8 @@ from ringpipe.cost.cluster import (
     load_cluster,
 )
 from ringpipe.cost.collective_cost import CollectiveCost, CollectiveModel, choose_algorithm
+from ringpipe.cost.explain import explain
+from ringpipe.cost.memory import MemoryBreakdown
 from ringpipe.cost.models import (
     MODEL_PRESETS,
     RECOMPUTE,
@@ -43,8 +45,6 @@ from ringpipe.cost.models import (
     executed_flops,
     model_preset,
 )
-from ringpipe.cost.explain import explain
-from ringpipe.cost.memory import MemoryBreakdown
 from ringpipe.cost.planner import FitsNowhere, PlanReport, SearchSpace, plan
 from ringpipe.cost.prediction import Config, Prediction
 from ringpipe.cost.recipe import MEGATRON, SC21, Recipe

@@ -5,9 +5,9 @@ Megatron-LM", SC'21 (arXiv 2104.04473), Table 1: GPT models from 1.7B to 1T
 parameters on 80 GB A100s (DGX A100 nodes: NVLink inside, 8 × HDR InfiniBand across),
 sequence 2048, vocabulary 51200, full activation recomputation, fp16, and the SC'21
 recipe (:data:`ringpipe.cost.recipe.SC21`: no sequence parallelism, no flash
-attention, no distributed optimizer, gradient all-reduce after the pipeline drains). Micro-batch sizes and
-interleaving (virtual pipeline) depths are those of the paper's launch script,
-Megatron-LM ``examples/sc21/run_table_1.sh``: interleaved 1F1B for the 76B to 530B
+attention, no distributed optimizer, gradient all-reduce after the pipeline drains).
+Micro-batch sizes and interleaving (virtual pipeline) depths are those of the paper's
+launch script, Megatron-LM ``examples/sc21/run_table_1.sh``: interleaved 1F1B for the 76B to 530B
 rows, plain 1F1B for 39B and 1T, no pipeline below 39B.
 
 The published TFLOP/s per GPU count FLOPs as (eq. 3)
