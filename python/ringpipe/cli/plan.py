@@ -30,7 +30,8 @@ import json
 import sys
 from typing import Any
 
-from ringpipe.cost.cluster import CLUSTER_PRESETS, GIB, Cluster, cluster_preset, load_cluster
+from ringpipe.cost.cluster import CLUSTER_PRESETS, GIB, Cluster, cluster_preset
+from ringpipe.cost.cluster_file import load_cluster
 from ringpipe.cost.memory import DEFAULT_HEADROOM_GIB
 from ringpipe.cost.models import (
     DTYPES,

@@ -1,6 +1,7 @@
 """``ringpipe.cost``: predict the step time and memory of TP × PP × DP plans, and rank them.
 
-* :mod:`.cluster` — the cluster (GPUs, HBM, intra- and inter-node links), presets, files;
+* :mod:`.cluster` — the cluster (GPUs, HBM, intra- and inter-node links), presets;
+  :mod:`.cluster_file` — reading cluster files;
 * :mod:`.models` — the model's shape and training settings, FLOPs;
 * :mod:`.recipe` — the training recipe (sequence parallelism, flash attention,
   distributed optimizer, overlap), defaulting to today's Megatron-LM;
@@ -30,10 +31,9 @@ from ringpipe.cost.cluster import (
     CLUSTER_PRESETS,
     Cluster,
     Link,
-    cluster_from_dict,
     cluster_preset,
-    load_cluster,
 )
+from ringpipe.cost.cluster_file import cluster_from_dict, load_cluster
 from ringpipe.cost.collective_cost import CollectiveCost, CollectiveModel, choose_algorithm
 from ringpipe.cost.explain import explain
 from ringpipe.cost.memory import MemoryBreakdown

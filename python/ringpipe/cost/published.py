@@ -8,8 +8,8 @@ run ran out of memory). :mod:`ringpipe.cost.validate` predicts them all.
 ``train/tr11-176B-ml/chronicles-prequel.md``, sections "GBS Variations" and "Tweaking
 TP", all measured on 2022-02-25 on one cluster: Jean Zay, 48 nodes × 8 A100 80GB,
 NVLink inside, 4 Omni-Path 100 Gb/s links per node — 6.25 GB/s per GPU when all eight
-cross, up to one link's 12.5 GB/s alone; ``train/tr11-176B-ml/README.md``, Hardware). Model: 72 layers,
-hidden 14336, 64 heads, sequence 2048, vocabulary 250880 (tied), ALiBi. Recipe:
+cross, up to one link's 12.5 GB/s alone; ``train/tr11-176B-ml/README.md``, Hardware).
+Model: 72 layers, hidden 14336, 64 heads, sequence 2048, vocabulary 250880 (tied), ALiBi. Recipe:
 Megatron-DeepSpeed with fp16, ZeRO-1 (distributed optimizer), full activation
 checkpointing, no sequence parallelism, no flash attention, DeepSpeed's 1F1B pipeline,
 gradients reduced after the pipeline. Measured "Sec/it" at iteration 2; the row
