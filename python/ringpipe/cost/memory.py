@@ -26,6 +26,11 @@ parallelism, else 1, kv = kv_heads/heads, f = FFN width, a = heads:
 * attention scores, split over t: softmax output 2as²b, with dropout also its mask
   as²b and output 2as²b: 5as²b — **dropped** by selective recomputation and by flash
   attention (which keeps only the fp32 log-sum-exp, 4·a·s·b);
+* selective recomputation under flash attention (which already recomputes the attention
+  core) recomputes the next memory-heavy, compute-cheap operators instead, in
+  Korthikanti et al.'s spirit: the two norms and the MLP activation (Megatron-Core's
+  ``--recompute-modules layernorm`` and activation recompute), so their outputs — the
+  QKV and fc1 inputs 4sbh·r and the fc2 input 2sbf/t — are not kept;
 * full recomputation keeps only the layer input, 2sbh·r.
 
 For GPT (kv = 1, f = 4h, dropout) this gives Korthikanti's sbh(10 + 24/t + 5as/(ht))
@@ -87,6 +92,9 @@ def activation_bytes(model: ModelSpec, batch: int, tp: int, recompute: str,
     fh = model.ffn / model.hidden
     mlp = (6.0 if model.gated_mlp else 4.0) * fh
     sharded = 2.0 * (1 + 2 * model.kv_ratio) + 2.0 + mlp
+    if recompute == "selective" and recipe.flash_attention:
+        replicated -= 4.0                               # norm outputs, recomputed
+        sharded -= 2.0 * fh                             # activation output, recomputed
     total = sbh * (replicated * rep + sharded / tp)
     if recipe.flash_attention:
         total += 4.0 * model.heads * model.seq * batch / tp   # fp32 log-sum-exp

@@ -24,7 +24,8 @@ the four GEMM gradients and the softmax/dropout gradients (6 and 5 bytes per sco
 selective recomputation reruns the forward core in the backward. With flash attention
 the causal kernel executes half of the 4·b·s²·h/t FLOPs forward and 2.5 times that
 backward (it recomputes the scores; FlashAttention-2 §3.1.2) at ``flash_fraction`` of
-peak.
+peak; selective recomputation then reruns the norms and the MLP activation in the
+backward instead (:mod:`ringpipe.cost.memory`).
 
 **Memory-bound operators** (bytes per forward; the backward moves twice as much):
 two norms 2·2·T·h, two residual adds 3·2·T·h, with dropout two dropouts 5·T·h — all ÷t
@@ -128,16 +129,19 @@ class LayerCosts:
             bwd += fwd
         return fwd, bwd
 
-    def memory_bound(self, batch: int) -> float:
-        """Forward seconds of the layer's memory-bound operators (module docstring)."""
+    def memory_bound(self, batch: int, recomputed_only: bool = False) -> float:
+        """Forward seconds of the layer's memory-bound operators (module docstring);
+        ``recomputed_only``: just the norms and the MLP activation."""
         mdl, t, e = self.model, self.tp, self.nbytes
         tokens = float(mdl.seq * batch)
         rep = 1.0 / t if self.recipe.sequence_parallel else 1.0
         th = tokens * mdl.hidden * rep
-        ops = [2 * e * th, 2 * e * th, 3 * e * th, 3 * e * th]
+        act = (3 if mdl.gated_mlp else 2) * e * tokens * mdl.ffn / t
+        if recomputed_only:
+            return sum(self._mem(x) for x in (2 * e * th, 2 * e * th, act))
+        ops = [2 * e * th, 2 * e * th, 3 * e * th, 3 * e * th, act]
         if mdl.dropout:
             ops += [(2 * e + 1) * th] * 2
-        ops.append((3 if mdl.gated_mlp else 2) * e * tokens * mdl.ffn / t)
         if not mdl.learned_positions:
             kv = mdl.hidden * mdl.kv_heads // mdl.heads
             ops.append(2 * e * tokens * (mdl.hidden + kv) / t)
@@ -162,6 +166,8 @@ class LayerCosts:
         if recompute == "full":
             backward_input += forward
             tp_comm += comm
+        elif recompute == "selective" and self.recipe.flash_attention:
+            backward_input += self.memory_bound(batch, recomputed_only=True)
         return OpTimes(forward, backward_input, sum(x[2] for x in gemm), tp_comm)
 
     def head(self, batch: int) -> OpTimes:

@@ -10,9 +10,8 @@ Search space (each dimension can be pinned):
   interleaved 1F1B with v = 2 .. ``max_chunks`` chunks per rank, ZB-H1, ZB-V); with
   pp = 1 there is no pipeline and only 1F1B (plain gradient accumulation) is kept;
 * micro-batch sizes 1, 2, 4, 8, 16 that divide the per-replica batch;
-* recomputation none, then selective (skipped under flash attention, where it saves
-  nothing), then full: a heavier mode only does more work, so it is priced only when
-  the lighter one does not fit.
+* recomputation none, then selective, then full: a heavier mode only does more work,
+  so it is priced only when the lighter one does not fit.
 
 A configuration fits when its predicted memory per GPU plus ``headroom`` is at most the
 GPU's memory. Each candidate is priced by :class:`ringpipe.cost.step_time.StepModel`
@@ -184,11 +183,7 @@ def _schedule_options(model: ModelSpec, pp: int, space: SearchSpace) -> list[tup
 
 
 def _recomputes(training: TrainingSpec) -> tuple[str, ...]:
-    if training.recompute:
-        return (training.recompute,)
-    if training.recipe.flash_attention:
-        return ("none", "full")  # selective recomputes what flash attention never stores
-    return RECOMPUTE
+    return (training.recompute,) if training.recompute else RECOMPUTE
 
 
 def _price(step: StepModel, configs: list[Config]) -> list[Prediction]:
@@ -228,10 +223,11 @@ def _search(step: StepModel, space: SearchSpace) -> list[Prediction]:
 
 
 def plan(model: ModelSpec, training: TrainingSpec, cluster: Cluster,
-         space: SearchSpace = SearchSpace(), headroom_gib: float = DEFAULT_HEADROOM_GIB
-         ) -> PlanReport:
+         space: SearchSpace = SearchSpace(), headroom_gib: float = DEFAULT_HEADROOM_GIB,
+         compare_unpinned: bool = True) -> PlanReport:
     """Search, price and rank (module docstring); raises :class:`FitsNowhere` (a
-    ValueError) when no candidate fits, and ValueError when none can be built."""
+    ValueError) when no candidate fits, and ValueError when none can be built.
+    ``compare_unpinned``: with tp/pp/dp pins, also search without them."""
     if isinstance(headroom_gib, bool) or not isinstance(headroom_gib, (int, float)) \
             or not headroom_gib >= 0:
         raise ValueError(f"headroom must be a number of GiB >= 0, got {headroom_gib!r}")
@@ -242,7 +238,7 @@ def plan(model: ModelSpec, training: TrainingSpec, cluster: Cluster,
                          f"on {cluster.world} GPUs (check --schedule/--chunks/"
                          "--microbatch-size against the global batch)")
     unpinned = None
-    if space.pinned:
+    if space.pinned and compare_unpinned:
         free = _search(step, replace(space, tp=None, pp=None, dp=None))
         unpinned = next((p for p in free if p.fits), None)
     report = PlanReport(model, training, cluster, tuple(found), step.headroom, unpinned)
