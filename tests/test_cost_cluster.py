@@ -11,10 +11,9 @@ from ringpipe.cost.cluster import (
     GIB,
     Cluster,
     Link,
-    cluster_from_dict,
     cluster_preset,
-    load_cluster,
 )
+from ringpipe.cost.cluster_file import cluster_from_dict, load_cluster
 
 TOML = """
 name = "lab"

@@ -3,9 +3,11 @@
 Narayanan et al., "Efficient Large-Scale Language Model Training on GPU Clusters Using
 Megatron-LM", SC'21 (arXiv 2104.04473), Table 1: GPT models from 1.7B to 1T
 parameters on 80 GB A100s (DGX A100 nodes: NVLink inside, 8 × HDR InfiniBand across),
-sequence 2048, vocabulary 51200, full activation recomputation. Micro-batch sizes and
-interleaving (virtual pipeline) depths are those of the paper's launch script,
-Megatron-LM ``examples/sc21/run_table_1.sh``: interleaved 1F1B for the 76B to 530B
+sequence 2048, vocabulary 51200, full activation recomputation, fp16, and the SC'21
+recipe (:data:`ringpipe.cost.recipe.SC21`: no sequence parallelism, no flash
+attention, no distributed optimizer, gradient all-reduce after the pipeline drains).
+Micro-batch sizes and interleaving (virtual pipeline) depths are those of the paper's
+launch script, Megatron-LM ``examples/sc21/run_table_1.sh``: interleaved 1F1B for the 76B to 530B
 rows, plain 1F1B for 39B and 1T, no pipeline below 39B.
 
 The published TFLOP/s per GPU count FLOPs as (eq. 3)
@@ -28,7 +30,10 @@ from dataclasses import dataclass, replace
 
 from ringpipe.cost.cluster import Cluster, cluster_preset
 from ringpipe.cost.models import ModelSpec, TrainingSpec
-from ringpipe.cost.step_time import Config, Prediction, StepModel
+from ringpipe.cost.prediction import Config, Prediction
+from ringpipe.cost.recipe import SC21
+from ringpipe.cost.step_time import StepModel
+from ringpipe.mesh import Mesh
 
 SEQ = 2048
 VOCAB = 51200
@@ -67,8 +72,8 @@ class MegatronRow:
 
     def config(self) -> Config:
         """The published configuration, with full recomputation."""
-        return Config(self.tp, self.pp, self.dp, self.schedule, self.microbatch,
-                      self.chunks, "full")
+        return Config(Mesh(dp=self.dp, pp=self.pp, tp=self.tp), self.schedule,
+                      self.microbatch, self.chunks, "full")
 
     def paper_flops(self) -> float:
         """Megatron's FLOPs per iteration (eq. 3)."""
@@ -110,8 +115,8 @@ def compare_row(row: MegatronRow, cluster: Cluster | None = None) -> Comparison:
     nodes, rest = divmod(row.gpus, base.gpus_per_node)
     if rest:
         raise ValueError(f"{row.name}: {row.gpus} GPUs is not a whole number of nodes")
-    step = StepModel(row.model(), TrainingSpec(row.batch, row.microbatch, "fp16", "full"),
-                     base.with_nodes(nodes))
+    step = StepModel(row.model(), TrainingSpec(row.batch, row.microbatch, "fp16", "full",
+                                               SC21), base.with_nodes(nodes))
     pred = step.predict(row.config())
     tflops = row.paper_flops() / (pred.step_time * row.gpus) / 1e12
     return Comparison(row, pred, tflops)
