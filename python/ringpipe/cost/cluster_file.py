@@ -18,7 +18,7 @@ from ringpipe.cost.gpu import A100, MICROSECOND, GpuKernels
 
 _TOP_KEYS = {"name", "nodes", "gpus_per_node", "peak_tflops", "memory_gib",
              "memory_bandwidth_gbs", "achievable_fraction", "intra_node", "inter_node",
-             "kernels"}
+             "kernels", "measured"}  # measured: ringpipe calibrate's raw data (cost.calibrated)
 _LINK_KEYS = {"bandwidth_gbs", "latency_us", "nic_bandwidth_gbs"}
 _KERNEL_KEYS = {"sm_count", "tile_m", "tile_n", "flash_fraction", "launch_overhead_us"}
 
