@@ -1,0 +1,172 @@
+"""``ringpipe calibrate``'s phases: measure this machine, fit, and build the cluster file.
+
+Phases (each reports one line of progress on ``progress``):
+
+1. per-call overhead and memory bandwidth;
+2. GEMM curve per dtype (:func:`ringpipe.calibrate.compute.measure_gemm`), net of the
+   per-call overhead;
+3. in-process point-to-point and all-reduce (ring and tree) for each group size
+   2..N (:mod:`ringpipe.calibrate.links`);
+4. with ``nprocs``: the same between MPI processes (:mod:`ringpipe.calibrate.mpi_probe`),
+   skipped with a note when the ``mpi`` extra is missing.
+
+The result is a cluster file (:mod:`ringpipe.cost.cluster` keys, which ``ringpipe plan
+--cluster-file`` reads, plus ``[measured]``: :mod:`ringpipe.cost.calibrated`). The
+headline keys are set from the measurements: ``peak_tflops`` is the GEMM curve's
+asymptote (``achievable_fraction = 1``), ``memory_bandwidth_gbs`` the copy bandwidth,
+``[intra_node]`` the point-to-point α-β (MPI's when measured), ``[kernels]`` one "SM"
+with 1×1 tiles (no GPU wave quantisation) and the per-call overhead as launch overhead.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from ringpipe.calibrate import compute, links
+from ringpipe.calibrate.mpi_probe import measure_mpi
+from ringpipe.calibrate.timing import FULL, QUICK
+from ringpipe.validation import check_int
+
+BACKENDS = ("numpy", "numba", "cupy")
+DTYPES = ("float64", "float32")
+
+
+@dataclass(frozen=True)
+class CalibrateOptions:
+    """What to measure: ``quick`` (coarse grids, short budgets), the collective
+    ``backend`` of in-process ranks, ``nprocs`` MPI processes (None: no MPI rows),
+    ``max_ranks`` the largest in-process group (default: ``nprocs`` or 4)."""
+
+    quick: bool = False
+    backend: str = "numba"
+    nprocs: int | None = None
+    max_ranks: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, "
+                             f"got {self.backend!r}")
+        if self.nprocs is not None:
+            check_int("--np", self.nprocs, 2)
+        if self.max_ranks is not None:
+            check_int("max_ranks", self.max_ranks, 2)
+
+    @property
+    def ranks(self) -> int:
+        """Largest in-process group measured."""
+        return self.max_ranks or self.nprocs or 4
+
+
+def blas_threads() -> int:
+    """BLAS threads this process uses: the first of OPENBLAS/MKL/OMP_NUM_THREADS set,
+    else the core count (OpenBLAS's default)."""
+    for var in ("OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "OMP_NUM_THREADS"):
+        value = os.environ.get(var, "")
+        if value.isdigit() and int(value) > 0:
+            return int(value)
+    return os.cpu_count() or 1
+
+
+def _memory_gib() -> float:
+    try:
+        pages, size = os.sysconf("SC_PHYS_PAGES"), os.sysconf("SC_PAGE_SIZE")
+        return round(pages * size / 2**30, 2)
+    except (ValueError, OSError, AttributeError):
+        return 1.0
+
+
+def _link_dict(fit: links.AlphaBeta) -> dict[str, Any]:
+    return {"latency_us": fit.alpha * 1e6, "bandwidth_gbs": fit.bandwidth / 1e9
+            if fit.beta > 0 else 1e6, "sizes": list(fit.sizes), "seconds": list(fit.seconds)}
+
+
+def _allreduce_row(runtime: str, algorithm: str, ranks: int,
+                   fit: links.AlphaBeta) -> dict[str, Any]:
+    step = links.step_link(fit, algorithm, ranks)
+    return {"runtime": runtime, "algorithm": algorithm, "ranks": ranks,
+            "latency_us": step.latency * 1e6, "bandwidth_gbs": step.bandwidth / 1e9,
+            "fit_alpha_us": fit.alpha * 1e6, "fit_beta_ns_per_byte": fit.beta * 1e9,
+            "sizes": list(fit.sizes), "seconds": list(fit.seconds)}
+
+
+def calibrate(options: CalibrateOptions,
+              progress: Callable[[str], None] = lambda _: None) -> tuple[dict[str, Any],
+                                                                          list[str]]:
+    """Measure (module docstring); returns the cluster-file dict and notes."""
+    start = time.perf_counter()
+    budget = QUICK if options.quick else FULL
+    if options.backend == "cupy":
+        from ringpipe.kernels.cuda_backend import gpu_arrays
+
+        xp = gpu_arrays("ringpipe calibrate").xp
+    else:
+        import numpy as xp
+    notes: list[str] = []
+    gemm: dict[str, Any] = {}
+    sizes = compute.QUICK_SIZES if options.quick else compute.FULL_SIZES
+    progress("[1/4] per-call overhead and memory bandwidth")
+    overhead = compute.measure_call_overhead(xp, budget)
+    bandwidth = compute.measure_bandwidth(xp, (64 if options.quick else 256) << 20, budget)
+    for dtype in DTYPES:
+        progress(f"[2/4] GEMM curve, {dtype}: {len(sizes) ** 3} shapes")
+        g = compute.measure_gemm(xp, dtype, sizes, budget, overhead)
+        gemm[dtype] = {"peak_gflops": g.curve.peak_flops / 1e9, "m0": g.curve.m0,
+                       "n0": g.curve.n0, "k0": g.curve.k0,
+                       "best_gflops": g.best_flops / 1e9,
+                       "shapes": [list(s) for s in g.shapes], "seconds": list(g.seconds)}
+    nbytes = links.QUICK_BYTES if options.quick else links.FULL_BYTES
+    progress(f"[3/4] in-process point-to-point and all-reduce, groups 2..{options.ranks}")
+    p2p = {"inproc": _link_dict(links.measure_inproc_p2p(nbytes, budget))}
+    allreduce = []
+    for ranks in range(2, options.ranks + 1):
+        for algorithm in ("ring", "tree"):
+            fit = links.measure_inproc_allreduce(algorithm, ranks, nbytes,
+                                                 "numpy" if options.backend == "cupy"
+                                                 else options.backend, budget)
+            allreduce.append(_allreduce_row("inproc", algorithm, ranks, fit))
+    if options.nprocs is None:
+        notes.append("no --np: MPI rows not measured")
+        progress("[4/4] MPI: skipped (no --np)")
+    else:
+        progress(f"[4/4] MPI point-to-point and all-reduce on {options.nprocs} processes")
+        doc, why = measure_mpi(options.nprocs, nbytes, 3 if options.quick else 10)
+        if doc is None:
+            notes.append(str(why))
+            progress(f"      {why}")
+        else:
+            sz, sec = zip(*doc["p2p"], strict=True)
+            p2p["mpi"] = _link_dict(links.fit_alpha_beta(sz, sec))
+            for row in doc["allreduce"]:
+                sz, sec = zip(*row["points"], strict=True)
+                allreduce.append(_allreduce_row("mpi", row["algorithm"], row["ranks"],
+                                                links.fit_alpha_beta(sz, sec)))
+    main_link = p2p.get("mpi", p2p["inproc"])
+    link = {"bandwidth_gbs": main_link["bandwidth_gbs"], "latency_us": main_link["latency_us"]}
+    cores = os.cpu_count() or 1
+    f64 = gemm["float64"]
+    data = {
+        "name": f"calibrated-{platform.node() or 'host'}",
+        "nodes": 1,
+        "gpus_per_node": options.nprocs or options.ranks,
+        "peak_tflops": f64["peak_gflops"] / 1e3,
+        "memory_gib": _memory_gib(),
+        "memory_bandwidth_gbs": bandwidth / 1e9,
+        "achievable_fraction": min(1.0, f64["best_gflops"] / f64["peak_gflops"]),
+        "intra_node": dict(link),
+        "inter_node": dict(link),
+        "kernels": {"sm_count": 1, "tile_m": 1, "tile_n": 1, "flash_fraction": 1.0,
+                    "launch_overhead_us": overhead * 1e6},
+        "measured": {
+            "host": platform.node(), "cores": cores, "blas_threads": blas_threads(),
+            "backend": options.backend, "quick": options.quick,
+            "seconds_taken": round(time.perf_counter() - start, 2),
+            "call_overhead_us": overhead * 1e6, "memory_bandwidth_gbs": bandwidth / 1e9,
+            "gemm": gemm, "p2p": p2p, "allreduce": allreduce,
+        },
+    }
+    return data, notes

@@ -1,0 +1,56 @@
+"""``ringpipe calibrate``: measure this machine and write a cluster file.
+
+``ringpipe calibrate --output FILE [--np N] [--backend numpy|numba|cupy] [--quick]``
+measures the GEMM curve, memory bandwidth, per-call overhead and the α-β of
+point-to-point transfers and all-reduces (in-process groups up to N; MPI processes when
+``--np`` is given), writes them as a TOML cluster file that ``ringpipe plan
+--cluster-file`` and ``ringpipe verify --cluster-file`` read, and prints a summary
+(``--json``: the file's content as JSON). Progress goes to stderr, one line per phase.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from ringpipe.calibrate.run import BACKENDS, CalibrateOptions, calibrate
+from ringpipe.calibrate.summary import summary
+from ringpipe.calibrate.toml_out import dumps
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the ``calibrate`` subcommand."""
+    p = subparsers.add_parser("calibrate", help="measure this machine; write a cluster file")
+    p.add_argument("--output", "-o", required=True, help="cluster file to write (TOML)")
+    p.add_argument("--np", type=int, default=None, dest="np",
+                   help="also measure MPI between NP processes (starts mpiexec)")
+    p.add_argument("--max-ranks", type=int, default=None,
+                   help="largest in-process group measured (default: --np or 4)")
+    p.add_argument("--backend", choices=BACKENDS, default="numba",
+                   help="numpy/numba: CPU (NumPy BLAS); cupy: one GPU (cuBLAS)")
+    p.add_argument("--quick", action="store_true", help="coarse grids (< 60 s on 2 cores)")
+    p.add_argument("--json", action="store_true", help="print the file's content as JSON")
+    p.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Calibrate and write ``--output``; 0 on success."""
+    out = Path(args.output)
+    if out.suffix.lower() != ".toml":
+        raise ValueError(f"--output must be a .toml file, got {str(out)!r}")
+    if not out.parent.is_dir():
+        raise ValueError(f"--output: directory {str(out.parent)!r} does not exist")
+    options = CalibrateOptions(quick=args.quick, backend=args.backend, nprocs=args.np,
+                               max_ranks=args.max_ranks)
+    data, notes = calibrate(options, lambda line: print(line, file=sys.stderr, flush=True))
+    header = ("written by `ringpipe calibrate`; edit the headline keys for another\n"
+              "cluster, see README-calibrate.md")
+    out.write_text(dumps(data, header))
+    if args.json:
+        print(json.dumps(data, indent=2))
+    else:
+        print(summary(data, notes))
+        print(f"wrote {out}")
+    return 0

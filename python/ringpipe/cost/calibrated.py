@@ -1,0 +1,150 @@
+"""The measured constants of one machine, as ``ringpipe calibrate`` writes them.
+
+A calibrated cluster file is an ordinary cluster file (:mod:`ringpipe.cost.cluster`,
+read by ``ringpipe plan --cluster-file``) plus a ``[measured]`` table that the planner
+ignores and the executable-plan predictor (:mod:`ringpipe.cost.executable`) reads::
+
+    [measured]
+    host = "ci-box"               # where it was measured
+    cores = 2                     # os.cpu_count() there
+    blas_threads = 1              # BLAS threads the GEMMs ran with
+    call_overhead_us = 1.4        # one small array operation
+    memory_bandwidth_gbs = 9.8    # all-core copy, read + write
+    [measured.gemm.float64]       # rate = peak / (1 + m0/M + n0/N + k0/K)
+    peak_gflops = 31.0
+    m0 = 3.1
+    n0 = 12.0
+    k0 = 9.5
+    shapes = [[16, 16, 16], ...]  # the measured grid
+    seconds = [1.2e-6, ...]
+    [measured.p2p.inproc]         # one message: alpha + bytes / bandwidth
+    latency_us = 0.9
+    bandwidth_gbs = 6.1
+    [[measured.allreduce]]        # one step link per (runtime, algorithm, ranks)
+    runtime = "mpi"
+    algorithm = "ring"
+    ranks = 2
+    latency_us = 12.0             # per step of the step table
+    bandwidth_gbs = 2.2
+    sizes = [1024, ...]           # the measured all-reduces
+    seconds = [4e-5, ...]
+
+Every key is optional except ``cores``: a hand-written file for a machine you cannot
+run on may give only what it knows, and the predictor falls back to the cluster's
+headline figures (``peak_tflops``, ``memory_bandwidth_gbs``, ``[intra_node]``,
+``[kernels] launch_overhead_us``) for the rest.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+import tomllib
+
+from ringpipe.cost.cluster import GB, Cluster, Link
+from ringpipe.cost.cluster_file import cluster_from_dict
+from ringpipe.cost.gemm_curve import GemmCurve
+from ringpipe.validation import check_int
+
+US = 1e-6
+RUNTIMES = ("inproc", "mpi")
+AllReduceKey = tuple[str, str, int]
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """One machine's measured constants (module docstring); SI units."""
+
+    cores: int
+    blas_threads: int
+    call_overhead: float
+    memory_bandwidth: float
+    gemm: MappingProxyType = field(default_factory=lambda: MappingProxyType({}))
+    p2p: MappingProxyType = field(default_factory=lambda: MappingProxyType({}))
+    allreduce: MappingProxyType = field(default_factory=lambda: MappingProxyType({}))
+    host: str = ""
+
+    def __post_init__(self) -> None:
+        check_int("Calibration.cores", self.cores)
+        check_int("Calibration.blas_threads", self.blas_threads)
+        if not self.call_overhead >= 0 or not self.memory_bandwidth > 0:
+            raise ValueError("Calibration: call_overhead must be >= 0 and "
+                             "memory_bandwidth > 0")
+        for runtime, _, _ in self.allreduce:
+            if runtime not in RUNTIMES:
+                raise ValueError(f"Calibration.allreduce: unknown runtime {runtime!r}")
+
+    def curve(self, dtype: str, cluster: Cluster) -> GemmCurve:
+        """The GEMM curve of ``dtype``, else a flat one at the cluster's matmul rate."""
+        found = self.gemm.get(dtype)
+        return found if found is not None else GemmCurve(cluster.achievable_flops)
+
+    def p2p_link(self, runtime: str, cluster: Cluster) -> Link:
+        """The point-to-point link of ``runtime``, else the cluster's intra-node link."""
+        return self.p2p.get(runtime, cluster.intra)
+
+    def allreduce_link(self, runtime: str, algorithm: str, ranks: int,
+                       cluster: Cluster) -> Link:
+        """The step link measured for (runtime, algorithm, ranks); for a group larger
+        than any measured, the largest measured; else the p2p link."""
+        sizes = [n for (r, a, n) in self.allreduce if r == runtime and a == algorithm]
+        if not sizes:
+            return self.p2p_link(runtime, cluster)
+        best = ranks if ranks in sizes else max(n for n in sizes if n <= ranks) \
+            if any(n <= ranks for n in sizes) else min(sizes)
+        return self.allreduce[(runtime, algorithm, best)]
+
+
+def _link(table: dict[str, Any], where: str) -> Link:
+    try:
+        return Link(float(table["bandwidth_gbs"]) * GB, float(table["latency_us"]) * US)
+    except KeyError as exc:
+        raise ValueError(f"cluster file: {where} needs {exc.args[0]}") from None
+
+
+def calibration_from_dict(measured: dict[str, Any], cluster: Cluster) -> Calibration:
+    """The :class:`Calibration` of a file's ``[measured]`` table."""
+    if not isinstance(measured, dict):
+        raise TypeError("cluster file: [measured] must be a table")
+    gemm = {}
+    for dtype, t in measured.get("gemm", {}).items():
+        gemm[dtype] = GemmCurve(float(t["peak_gflops"]) * 1e9, float(t.get("m0", 0.0)),
+                                float(t.get("n0", 0.0)), float(t.get("k0", 0.0)))
+    p2p = {rt: _link(t, f"measured.p2p.{rt}") for rt, t in measured.get("p2p", {}).items()}
+    allreduce: dict[AllReduceKey, Link] = {}
+    for i, row in enumerate(measured.get("allreduce", [])):
+        key = (str(row.get("runtime")), str(row.get("algorithm")),
+               check_int(f"measured.allreduce[{i}].ranks", row.get("ranks"), 2))
+        allreduce[key] = _link(row, f"measured.allreduce[{i}]")
+    return Calibration(
+        cores=check_int("measured.cores", measured.get("cores")),
+        blas_threads=check_int("measured.blas_threads", measured.get("blas_threads", 1)),
+        call_overhead=float(measured.get("call_overhead_us",
+                                         cluster.kernels.launch_overhead / US)) * US,
+        memory_bandwidth=float(measured.get("memory_bandwidth_gbs",
+                                            cluster.memory_bandwidth / GB)) * GB,
+        gemm=MappingProxyType(gemm), p2p=MappingProxyType(p2p),
+        allreduce=MappingProxyType(allreduce), host=str(measured.get("host", "")))
+
+
+def load_calibrated(path: str | Path) -> tuple[Cluster, Calibration]:
+    """Read a calibrated cluster file (TOML): the cluster and its measured constants.
+
+    ValueError when the file cannot be read, does not parse, or has no ``[measured]``
+    table (a plain cluster file: run ``ringpipe calibrate`` first).
+    """
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text())
+    except OSError as exc:
+        raise ValueError(f"cluster file: cannot read {str(path)!r}: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ValueError(f"cluster file: {str(path)!r} does not parse: {exc}") from None
+    cluster = cluster_from_dict(data)
+    if "measured" not in data:
+        raise ValueError(f"cluster file: {str(path)!r} has no [measured] table; write one "
+                         "with `ringpipe calibrate --output FILE`")
+    return cluster, calibration_from_dict(data["measured"], cluster)

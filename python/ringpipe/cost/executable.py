@@ -1,0 +1,218 @@
+"""Predicted step time of an executable :class:`ringpipe.Plan` on a calibrated machine.
+
+The same cost model the planner uses, fed with the plan that runs:
+
+* **operators**: each stage's F, I and W operations with their real shapes
+  (:func:`ringpipe.cost.numpy_ops.stage_ops`, after the plan's own layer split), priced
+  by the operator-level functions of :mod:`ringpipe.cost.gpu`: a GEMM by
+  :meth:`~ringpipe.cost.gpu.GpuKernels.gemm_time` at the measured rate of its shape
+  (:class:`~ringpipe.cost.gemm_curve.GemmCurve`), a memory-bound operation by
+  :meth:`~ringpipe.cost.gpu.GpuKernels.memory_time` at the measured bandwidth. On a CPU a
+  call is synchronous, so every call also pays the measured per-call overhead (added,
+  not overlapped as a GPU launch is);
+* **collectives**: each TP and DP all-reduce priced on the algorithm's step table
+  (:class:`~ringpipe.cost.collective_cost.CollectiveModel`) with the step link measured
+  for that runtime, algorithm and group size (:mod:`ringpipe.cost.calibrated`);
+  pipeline messages with the runtime's point-to-point α-β;
+* **schedule**: the plan's schedule, p, m and v through the schedule simulator
+  (:class:`~ringpipe.cost.pipeline.PipelineSimulator`).
+
+**Runtimes.** In-process (``"inproc"``) every rank runs in one process, one after
+another (:mod:`ringpipe.runtime.inproc`): the step is the *sum* of all ranks' work —
+each pipeline rank's worker computes all T TP ranks, each DP replica in turn — plus
+every message copy and all-reduce; the bubble costs nothing. Under MPI (``"mpi"``)
+ranks run concurrently: the step is the simulator's makespan, then the DP all-reduce,
+then the gather of every rank's gradients to rank 0 (:func:`ringpipe.runtime.mpi.
+run_plan_mpi`). With P processes of k BLAS threads on C cores, compute stretches by
+ρ = max(1, P·k / C) (each process gets C/(P·k) of what it was calibrated with).
+
+Each action also pays :data:`ACTION_CALLS` call overheads: the interpreter's dispatch,
+message routing and counters, an estimate from reading
+:mod:`ringpipe.runtime.interpreter` (about 20 dictionary/list operations per action).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any
+
+from ringpipe.cost.calibrated import Calibration
+from ringpipe.cost.cluster import Cluster, Link
+from ringpipe.cost.collective_cost import CollectiveModel
+from ringpipe.cost.gpu import GpuKernels
+from ringpipe.cost.numpy_ops import OpList, stage_ops
+from ringpipe.cost.pipeline import PipelineSimulator, StageCosts
+
+if TYPE_CHECKING:
+    from ringpipe.plan import Plan
+
+ACTION_CALLS = 20
+RUNTIMES = ("inproc", "mpi")
+#: CPU kernels: no tile/wave quantisation (one "SM", 1×1 tiles), no launch floor.
+HOST_KERNELS = GpuKernels(1, 1, 1, 1.0, 0.0)
+
+
+@dataclass(frozen=True)
+class ExecutablePrediction:
+    """A predicted step (seconds) and its parts."""
+
+    runtime: str
+    step_time: float
+    compute_time: float
+    tp_comm_time: float
+    pp_comm_time: float
+    dp_comm_time: float
+    gather_time: float
+    oversubscription: float
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON form."""
+        return {"runtime": self.runtime, "predicted_step_time_s": self.step_time,
+                "predicted_parts_s": {"compute": self.compute_time,
+                                      "tp_comm": self.tp_comm_time,
+                                      "pp_comm": self.pp_comm_time,
+                                      "dp_comm": self.dp_comm_time,
+                                      "gather": self.gather_time},
+                "oversubscription": self.oversubscription}
+
+
+@dataclass(frozen=True)
+class Pricer:
+    """Prices operations on one runtime of a calibrated machine."""
+
+    cluster: Cluster
+    calibration: Calibration
+    runtime: str
+    dtype: str
+    gemm_scale: float = 1.0
+
+    @property
+    def itemsize(self) -> int:
+        """Bytes per element."""
+        return 8 if self.dtype == "float64" else 4
+
+    def compute(self, ops: OpList) -> float:
+        """Seconds of ``ops``' GEMMs and memory-bound calls (no communication)."""
+        cal, e = self.calibration, self.itemsize
+        curve = cal.curve(self.dtype, self.cluster)
+        bw, over = cal.memory_bandwidth, cal.call_overhead
+        total = 0.0
+        for m, n, k, batch in ops.gemms:
+            rate = curve.rate(m, n, k) * self.gemm_scale
+            total += HOST_KERNELS.gemm_time(m, n, k, rate, bw, batch, e) + over
+        for calls, elements in ops.mem:
+            total += HOST_KERNELS.memory_time(elements * e, bw) + calls * over
+        return total
+
+    def allreduce(self, algorithm: str, elements: float, ranks: int) -> float:
+        """One all-reduce of ``elements`` over ``ranks`` (step table, measured link)."""
+        if ranks == 1:
+            return 0.0
+        link = self.calibration.allreduce_link(self.runtime, algorithm, ranks, self.cluster)
+        host = replace(self.cluster, nodes=1, gpus_per_node=ranks, intra=link, inter=link)
+        cost = CollectiveModel(host).cost("all_reduce", algorithm, elements * self.itemsize,
+                                          ranks, pipeline_chunks=1)
+        return cost.time + 3 * self.calibration.call_overhead
+
+    def message(self, elements: float, copies: int = 1) -> float:
+        """``copies`` point-to-point messages of ``elements`` each."""
+        link: Link = self.calibration.p2p_link(self.runtime, self.cluster)
+        return copies * link.time(elements * self.itemsize)
+
+
+def _blas_threads_mpi(world: int, cores: int) -> int:
+    return max(1, cores // max(1, world))  # ringpipe.mpi.launch's default
+
+
+def oversubscription(world: int, threads: int, cores: int) -> float:
+    """ρ = max(1, P·k / C) (module docstring)."""
+    return max(1.0, world * threads / cores)
+
+
+def predict_plan(plan: Plan, batch_size: int, cluster: Cluster, calibration: Calibration,
+                 runtime: str, blas_threads: int | None = None) -> ExecutablePrediction:
+    """Predicted step of ``plan`` on ``batch_size`` sequences (module docstring).
+
+    ``blas_threads``: BLAS threads per process of the run (default: the calibration's
+    in-process, ``ringpipe.mpi.launch``'s cores/P under MPI).
+    """
+    if runtime not in RUNTIMES:
+        raise ValueError(f"runtime must be one of {RUNTIMES}, got {runtime!r}")
+    mesh, cal = plan.mesh, calibration
+    b = plan.check_batch_size(batch_size)
+    m, tp = plan.microbatches, mesh.tp
+    world = mesh.world if runtime == "mpi" else 1
+    if blas_threads is None:
+        blas_threads = cal.blas_threads if runtime == "inproc" else \
+            _blas_threads_mpi(world, cal.cores)
+    rho = oversubscription(world, blas_threads, cal.cores) if runtime == "mpi" else 1.0
+    pricer = Pricer(cluster, cal, runtime, plan.config.dtype,
+                    min(1.0, blas_threads / cal.blas_threads))
+    act = ACTION_CALLS * cal.call_overhead
+    nstages = len(plan.layers_per_stage)
+    fwd, inp, wgt, comm_f, comm_i = [], [], [], [], []
+    for s, layers in enumerate(plan.layers_per_stage):
+        ops = stage_ops(plan.config, tp, layers, s == 0, s == nstages - 1, b)
+        fwd.append(pricer.compute(ops.forward) + act)
+        inp.append(pricer.compute(ops.backward_input) + act)
+        wgt.append(pricer.compute(ops.backward_weight) + act)
+        comm_f.append(sum(pricer.allreduce(plan.allreduce, x, tp) for x in ops.forward.allreduces))
+        comm_i.append(sum(pricer.allreduce(plan.allreduce, x, tp)
+                          for x in ops.backward_input.allreduces))
+    act_elems = b * plan.config.seq * plan.config.hidden
+    placement = plan.schedule.placement
+    hops = sum(placement[s] != placement[s + 1] for s in range(nstages - 1))
+    bucket = _largest_bucket(plan)
+    if runtime == "inproc":
+        compute = mesh.dp * m * tp * (sum(fwd) + sum(inp) + sum(wgt))
+        tp_comm = mesh.dp * m * (sum(comm_f) + sum(comm_i))
+        pp_comm = mesh.dp * m * hops * 2 * (pricer.message(act_elems, tp) + act)
+        dp_comm = mesh.pp * tp * pricer.allreduce(plan.allreduce, bucket, mesh.dp)
+        gather = _assemble_time(plan, pricer)
+        total = compute + tp_comm + pp_comm + dp_comm + gather
+        return ExecutablePrediction(runtime, total, compute, tp_comm, pp_comm, dp_comm,
+                                    gather, rho)
+    message = pricer.message(act_elems) + act if hops else 0.0
+    costs = StageCosts(tuple(rho * f + c for f, c in zip(fwd, comm_f, strict=True)),
+                       tuple(rho * i + c for i, c in zip(inp, comm_i, strict=True)),
+                       tuple(rho * w for w in wgt), message)
+    timing = PipelineSimulator().time(plan.schedule_name, mesh.pp, m, plan.chunks, costs)
+    tp_comm = m * max(sum(comm_f[s] + comm_i[s] for s in plan.schedule.stages_of(p))
+                      for p in range(mesh.pp))
+    dp_comm = pricer.allreduce(plan.allreduce, bucket, mesh.dp)
+    gather = _gather_time(plan, pricer) + _assemble_time(plan, pricer)
+    total = timing.makespan + dp_comm + gather
+    return ExecutablePrediction(runtime, total, timing.makespan - tp_comm, tp_comm,
+                                timing.makespan * timing.bubble_fraction, dp_comm, gather,
+                                rho)
+
+
+def _stage_elements(plan: Plan, stage: int) -> int:
+    return sum(math.prod(shape) for shape in plan.stages[stage].param_shapes().values())
+
+
+def _largest_bucket(plan: Plan) -> int:
+    """Elements of the largest DP gradient bucket: one (pp, tp) position's stages."""
+    return max(sum(_stage_elements(plan, s) for s in plan.schedule.stages_of(p))
+               for p in range(plan.mesh.pp))
+
+
+def _gather_time(plan: Plan, pricer: Pricer) -> float:
+    """Rank 0 receives every other rank of replica 0's gradients (its share of the
+    parameters), pickled: a message plus two memory passes each."""
+    world0 = plan.mesh.pp * plan.mesh.tp
+    share = plan.config.num_params() / world0
+    per = pricer.message(share) + HOST_KERNELS.memory_time(
+        2 * share * pricer.itemsize, pricer.calibration.memory_bandwidth)
+    return (world0 - 1) * per + math.log2(max(1, plan.mesh.world)) * pricer.message(1)
+
+
+def _assemble_time(plan: Plan, pricer: Pricer) -> float:
+    """Full-shape gradients built from the shards: two memory passes over all
+    parameters, one call per parameter tensor and rank."""
+    n = plan.config.num_params()
+    calls = plan.mesh.world * 8 * plan.config.layers
+    return HOST_KERNELS.memory_time(3 * n * pricer.itemsize,
+                                    pricer.calibration.memory_bandwidth) \
+        + calls * pricer.calibration.call_overhead
