@@ -42,6 +42,9 @@ def add_plan_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dtype", choices=("float64", "float32"), default="float64")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("--cluster-file", default=None,
+                   help="calibrated cluster file (ringpipe calibrate): also report the "
+                        "measured and predicted step time")
     p.add_argument("--verbose", action="store_true",
                    help="list the error of every tensor (default: loss, output and the 8 "
                         "largest gradient errors)")

@@ -2,21 +2,33 @@
 
 * **GEMM curve.** C = A·B for every (M, N, K) of a grid, with NumPy's BLAS on the CPU
   or CuPy (cuBLAS) on a GPU, in the plan's dtype; each point is the best of a few
-  timed calls (:func:`ringpipe.calibrate.timing.best_time`), fitted by
+  timed calls (:func:`ringpipe.calibrate.timing.sustained_time`), fitted by
   :func:`ringpipe.cost.gemm_curve.fit_gemm_curve`.
 * **Memory bandwidth** (STREAM's "copy" kernel, McCalpin 1995): bytes read plus bytes
   written per second by ``dst[:] = src`` on arrays far larger than the caches. On the
   CPU every core copies its own slice at once (NumPy releases the GIL while copying),
   so the figure is the all-core bandwidth.
-* **Per-call overhead**: what one small operator costs beyond its arithmetic, the
-  Python and dispatch cost of one NumPy call (a kernel launch on a GPU). It is measured
-  on the model's own smallest operators (:func:`ringpipe.model.functional.norm_forward`
-  and :func:`~ringpipe.model.functional.gelu_forward` on one 8-wide row, 16 array
-  operations in all) and divided by their operation count.
+* **Operator bandwidth curve**: bytes moved per second by one elementwise operation
+  (``z = x * y``: two reads and a fresh output) on one thread, for working sets from
+  L2-cache to DRAM size: the model's memory-bound operations run on arrays of every
+  size; a cache-resident one moves several times the all-core DRAM figure, and a
+  fresh output of a few hundred KiB pays page faults on first touch.
+* **Transcendental rate**: seconds per element of ``tanh``/``exp`` (GeLU, softmax),
+  which are compute-bound.
+* **Per-call overhead**: what one array operation costs beyond its arithmetic, the
+  Python and dispatch cost of one NumPy call with the model's glue around it (a kernel
+  launch on a GPU). It is measured on the model's own operators at the smallest shape
+  (one transformer block of width 2 on 2 tokens: forward, input gradient and weight
+  gradient, where the arithmetic is negligible) and divided by the number of array
+  operations :func:`ringpipe.cost.numpy_ops.stage_ops` counts for that block.
+
+Compute is timed in CPU time of the calling thread (:func:`ringpipe.calibrate.timing.
+cpu_time`) on the CPU, in wall time on a GPU.
 """
 
 from __future__ import annotations
 
+import itertools
 import os
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -26,15 +38,15 @@ from typing import Any
 
 import numpy as np
 
-from ringpipe.calibrate.timing import Budget, best_time
+from ringpipe.calibrate.timing import Budget, cpu_time, sustained_time
 from ringpipe.cost.gemm_curve import GemmCurve, fit_gemm_curve
-from ringpipe.model import functional as F
+from ringpipe.cost.numpy_ops import ops_calls, stage_ops
+from ringpipe.model import blocks as B
+from ringpipe.model.config import ModelConfig
+from ringpipe.model.params import init_params
 
-#: Array operations one call of the overhead probe makes: rmsnorm forward (x*x, mean,
-#: +eps, sqrt, 1/, x*rstd, *w = 7) and GeLU forward (x*x*x = 2, *a, +x, *c, tanh,
-#: 0.5*x, 1+t, * = 9).
-PROBE_OPERATIONS = 16
-
+#: Operand pool per GEMM shape: larger than the last-level cache of the machines we run on.
+COLD_BYTES = 48 << 20
 QUICK_SIZES = (16, 96, 384)
 FULL_SIZES = (8, 32, 128, 512, 1024)
 
@@ -61,28 +73,35 @@ def _sync(xp: ModuleType) -> Callable[[], None]:
     return lambda: xp.cuda.Stream.null.synchronize()
 
 
-def measure_gemm(xp: ModuleType, dtype: str, sizes: Sequence[int], budget: Budget,
-                 call_overhead: float = 0.0) -> GemmMeasurement:
+def measure_gemm(xp: ModuleType, dtype: str, sizes: Sequence[int],
+                 budget: Budget) -> GemmMeasurement:
     """Time A[M×K]·B[K×N] for every (M, N, K) in ``sizes``³ and fit the curve.
 
-    ``call_overhead`` (s) is taken off each time before fitting (at most 90% of it): the
-    cost model charges it per call separately, so the curve is the arithmetic's rate."""
+    Operands rotate through a pool of up to 64 copies totalling about
+    :data:`COLD_BYTES`, so each call finds them out of the caches, as a model's GEMMs
+    do (their operands were written long before). The fit separates the fixed cost of
+    a call (:mod:`ringpipe.cost.gemm_curve`)."""
     rng = np.random.default_rng(0)
     sync = _sync(xp)
+    timer = cpu_time if xp is np else sustained_time
     shapes, seconds = [], []
     for m in sizes:
         for n in sizes:
             for k in sizes:
-                a = xp.asarray(rng.standard_normal((m, k)).astype(dtype))
-                b = xp.asarray(rng.standard_normal((k, n)).astype(dtype))
+                nbytes = (m * k + k * n) * np.dtype(dtype).itemsize
+                copies = max(2, min(64, -(-COLD_BYTES // nbytes)))
+                pool = [(xp.asarray(rng.standard_normal((m, k)).astype(dtype)),
+                         xp.asarray(rng.standard_normal((k, n)).astype(dtype)))
+                        for _ in range(copies)]
+                turn = itertools.cycle(pool)
 
-                def run(a: Any = a, b: Any = b) -> None:
+                def run(turn: Any = turn) -> None:
+                    a, b = next(turn)
                     a @ b
                     sync()
 
                 shapes.append((m, n, k))
-                t = best_time(run, budget)
-                seconds.append(max(t - call_overhead, 0.1 * t))
+                seconds.append(timer(run, budget))
     return GemmMeasurement(dtype, tuple(shapes), tuple(seconds),
                            fit_gemm_curve(shapes, seconds))
 
@@ -98,25 +117,71 @@ def measure_bandwidth(xp: ModuleType, nbytes: int, budget: Budget,
         def gpu_copy() -> None:
             dst[...] = src
             sync()
-        return 2.0 * src.nbytes / best_time(gpu_copy, budget)
+        return 2.0 * src.nbytes / sustained_time(gpu_copy, budget)
     workers = workers or os.cpu_count() or 1
     bounds = np.linspace(0, n, workers + 1).astype(int)
     slices = [slice(bounds[i], bounds[i + 1]) for i in range(workers)]
     with ThreadPoolExecutor(workers) as pool:
         def copy() -> None:
             list(pool.map(lambda s: np.copyto(dst[s], src[s]), slices))
-        return 2.0 * src.nbytes / best_time(copy, budget)
+        return 2.0 * src.nbytes / sustained_time(copy, budget)
+
+
+OP_BYTES = (1 << 15, 1 << 18, 1 << 21, 1 << 24)
+
+
+def measure_op_bandwidth(xp: ModuleType, sizes: Sequence[int],
+                         budget: Budget) -> list[tuple[int, float]]:
+    """(bytes one operation moves, bytes/s) of a chain ``u = x*y; v = u*x; w = v*y``
+    on arrays of ``size / 3`` bytes: each operation reads two arrays and writes a fresh
+    one, as the model's operations do, so first-touch page faults of new temporaries
+    are in the figure."""
+    sync = _sync(xp)
+    timer = cpu_time if xp is np else sustained_time
+    out = []
+    for nbytes in sizes:
+        n = max(1, nbytes // 24)
+        x, y = xp.ones(n), xp.ones(n)
+
+        def chain(x: Any = x, y: Any = y) -> None:
+            u = x * y
+            v = u * x
+            w = v * y
+            del u, v, w
+            sync()
+
+        out.append((24 * n, 3 * 24.0 * n / timer(chain, budget)))
+    return out
+
+
+def measure_transcendental(xp: ModuleType, budget: Budget) -> float:
+    """Seconds per element of ``tanh`` and ``exp`` (their mean) on 64 Ki elements:
+    these are compute-bound (a polynomial per element), not memory-bound."""
+    x = xp.linspace(-2.0, 2.0, 1 << 16)
+    sync = _sync(xp)
+    timer = cpu_time if xp is np else sustained_time
+    t = timer(lambda: (xp.tanh(x), xp.exp(x), sync()), budget)
+    return t / (2 * x.size)
 
 
 def measure_call_overhead(xp: ModuleType, budget: Budget) -> float:
-    """Seconds of one small array operation (module docstring)."""
-    x = xp.asarray(np.linspace(-1.0, 1.0, 8).reshape(1, 8))
-    w = xp.ones(8)
+    """Seconds of one array operation beyond its arithmetic (module docstring)."""
+    cfg = ModelConfig(layers=1, hidden=2, heads=1, seq=2, ffn=2)
+    shards = [{k: xp.asarray(v) for k, v in init_params(cfg, 0).items()}]
+    x = [xp.asarray(np.linspace(-1.0, 1.0, 4).reshape(2, 2))]
     sync = _sync(xp)
 
+    def no_reduce(bufs: list) -> None:
+        del bufs
+
     def probe() -> None:
-        F.norm_forward(x, w, None, "rmsnorm", 1e-5)
-        F.gelu_forward(x)
+        ys, caches = B.block_forward(cfg, 0, shards, x, no_reduce, 1, 1)
+        jobs: list[list] = [[]]
+        B.block_backward_input(cfg, 0, shards, caches, ys, no_reduce, jobs)
+        B.run_weight_jobs(cfg, jobs[0])
         sync()
 
-    return best_time(probe, budget) / PROBE_OPERATIONS
+    ops = stage_ops(cfg, 1, 1, False, False, 1)
+    calls = sum(ops_calls(o) for o in (ops.forward, ops.backward_input, ops.backward_weight))
+    t = cpu_time(probe, budget) if xp is np else sustained_time(probe, budget)
+    return t / calls

@@ -15,7 +15,9 @@ b = β_N / c that makes the table model reproduce the measurement
 **In-process measurements** use the runtimes' own pieces: a point-to-point transfer is
 what :class:`ringpipe.runtime.inproc.QueueTransport` does per message (copy the payload
 into the channel, pop it on the receiving side), and an all-reduce is
-:func:`ringpipe.all_reduce` over N buffers with the runtime's kernel tuning.
+:func:`ringpipe.all_reduce` over N buffers with the runtime's kernel tuning, called
+through the runtime's counting wrapper (:class:`ringpipe.runtime.groups.CountedAllReduce`); both are
+timed in CPU time, like compute (:func:`ringpipe.calibrate.timing.cpu_time`).
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from functools import partial
 
 import numpy as np
 
-from ringpipe.calibrate.timing import Budget, best_time
+from ringpipe.calibrate.timing import Budget, cpu_time
 from ringpipe.collectives import all_reduce
 from ringpipe.cost.cluster import Cluster, Link
 from ringpipe.cost.collective_cost import CollectiveModel
@@ -109,18 +111,21 @@ def measure_inproc_p2p(sizes: Sequence[int], budget: Budget) -> AlphaBeta:
             channel[("F", 1, 0)] = [x.copy() for x in payload]
             channel.pop(("F", 1, 0))
 
-        seconds.append(best_time(send_recv, budget))
+        seconds.append(cpu_time(send_recv, budget))
     return fit_alpha_beta(sizes, seconds)
 
 
 def measure_inproc_allreduce(algorithm: str, ranks: int, sizes: Sequence[int],
                              backend: str, budget: Budget) -> AlphaBeta:
     """:func:`ringpipe.all_reduce` of ``ranks`` in-process buffers, per size."""
+    from ringpipe.runtime.groups import CountedAllReduce, RankTally
     from ringpipe.runtime.inproc import RUNTIME_TUNING
 
-    reduce = partial(all_reduce, algorithm=algorithm, backend=backend, tuning=RUNTIME_TUNING)
+    reduce = CountedAllReduce(partial(all_reduce, algorithm=algorithm, backend=backend,
+                                      tuning=RUNTIME_TUNING), algorithm, "tp", ranks,
+                              range(ranks), [RankTally() for _ in range(ranks)])
     seconds = []
     for nbytes in sizes:
         bufs = [np.ones(max(ranks, nbytes // 8)) for _ in range(ranks)]
-        seconds.append(best_time(partial(reduce, bufs), budget))
+        seconds.append(cpu_time(partial(reduce, bufs), budget))
     return fit_alpha_beta(sizes, seconds)

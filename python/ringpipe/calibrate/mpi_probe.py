@@ -6,6 +6,9 @@ and reads one JSON line from rank 0. Under mpiexec, :func:`main` measures
 
 * point-to-point: a ping-pong between ranks 0 and 1 with ``Send``/``Recv`` of NumPy
   buffers; one transfer is half a round trip;
+* the CPU share: every rank spins at once and reports the share of a core it got
+  (:func:`ringpipe.calibrate.timing.cpu_share`), which is what P concurrent ranks
+  get on this machine, oversubscription and other load included;
 * all-reduce: for every group size g = 2..N and algorithm (ring, tree), the step-table
   executor :class:`ringpipe.mpi.group.ProcessGroup` on the first g ranks; one sample is
   the slowest rank's time between two barriers, the point is the best sample.
@@ -26,6 +29,8 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+
+from ringpipe.calibrate.timing import cpu_share
 
 ALGORITHMS = ("ring", "tree")
 
@@ -55,6 +60,9 @@ def _probe(sizes: Sequence[int], repeats: int) -> dict[str, Any] | None:
     world = load_mpi().COMM_WORLD
     rank, size = world.Get_rank(), world.Get_size()
     out: dict[str, Any] = {"ranks": size, "p2p": [], "allreduce": []}
+    world.Barrier()
+    shares = world.gather(cpu_share(), root=0)
+    out["cpu_share"] = sum(shares) / size if rank == 0 else None
     for nbytes in sizes:
         buf = np.ones(max(1, nbytes // 8))
 

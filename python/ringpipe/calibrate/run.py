@@ -2,13 +2,17 @@
 
 Phases (each reports one line of progress on ``progress``):
 
-1. per-call overhead and memory bandwidth;
+1. per-call overhead, all-core memory bandwidth, one operation's bandwidth by size;
 2. GEMM curve per dtype (:func:`ringpipe.calibrate.compute.measure_gemm`), net of the
-   per-call overhead;
+   bare call;
 3. in-process point-to-point and all-reduce (ring and tree) for each group size
    2..N (:mod:`ringpipe.calibrate.links`);
 4. with ``nprocs``: the same between MPI processes (:mod:`ringpipe.calibrate.mpi_probe`),
    skipped with a note when the ``mpi`` extra is missing.
+
+Compute and in-process communication are timed in CPU time; the share of a core a busy
+thread gets (at the start and the end, averaged; and for P concurrent MPI ranks) is
+stored beside them, so predictions can account for the machine's load.
 
 The result is a cluster file (:mod:`ringpipe.cost.cluster` keys, which ``ringpipe plan
 --cluster-file`` reads, plus ``[measured]``: :mod:`ringpipe.cost.calibrated`). The
@@ -29,7 +33,7 @@ from typing import Any
 
 from ringpipe.calibrate import compute, links
 from ringpipe.calibrate.mpi_probe import measure_mpi
-from ringpipe.calibrate.timing import FULL, QUICK
+from ringpipe.calibrate.timing import FULL, QUICK, cpu_share
 from ringpipe.validation import check_int
 
 BACKENDS = ("numpy", "numba", "cupy")
@@ -107,16 +111,21 @@ def calibrate(options: CalibrateOptions,
     else:
         import numpy as xp
     notes: list[str] = []
+    shares: dict[str, Any] = {}
     gemm: dict[str, Any] = {}
     sizes = compute.QUICK_SIZES if options.quick else compute.FULL_SIZES
     progress("[1/4] per-call overhead and memory bandwidth")
+    compute_share = cpu_share()
     overhead = compute.measure_call_overhead(xp, budget)
     bandwidth = compute.measure_bandwidth(xp, (64 if options.quick else 256) << 20, budget)
+    op_bw = compute.measure_op_bandwidth(xp, compute.OP_BYTES, budget)
+    transcendental = compute.measure_transcendental(xp, budget)
     for dtype in DTYPES:
         progress(f"[2/4] GEMM curve, {dtype}: {len(sizes) ** 3} shapes")
-        g = compute.measure_gemm(xp, dtype, sizes, budget, overhead)
+        g = compute.measure_gemm(xp, dtype, sizes, budget)
         gemm[dtype] = {"peak_gflops": g.curve.peak_flops / 1e9, "m0": g.curve.m0,
                        "n0": g.curve.n0, "k0": g.curve.k0,
+                       "fixed_us": g.curve.fixed * 1e6,
                        "best_gflops": g.best_flops / 1e9,
                        "shapes": [list(s) for s in g.shapes], "seconds": list(g.seconds)}
     nbytes = links.QUICK_BYTES if options.quick else links.FULL_BYTES
@@ -139,12 +148,14 @@ def calibrate(options: CalibrateOptions,
             notes.append(str(why))
             progress(f"      {why}")
         else:
+            shares.update(mpi=doc["cpu_share"], mpi_processes=options.nprocs)
             sz, sec = zip(*doc["p2p"], strict=True)
             p2p["mpi"] = _link_dict(links.fit_alpha_beta(sz, sec))
             for row in doc["allreduce"]:
                 sz, sec = zip(*row["points"], strict=True)
                 allreduce.append(_allreduce_row("mpi", row["algorithm"], row["ranks"],
                                                 links.fit_alpha_beta(sz, sec)))
+    shares["inproc"] = (compute_share + cpu_share()) / 2
     main_link = p2p.get("mpi", p2p["inproc"])
     link = {"bandwidth_gbs": main_link["bandwidth_gbs"], "latency_us": main_link["latency_us"]}
     cores = os.cpu_count() or 1
@@ -166,7 +177,10 @@ def calibrate(options: CalibrateOptions,
             "backend": options.backend, "quick": options.quick,
             "seconds_taken": round(time.perf_counter() - start, 2),
             "call_overhead_us": overhead * 1e6, "memory_bandwidth_gbs": bandwidth / 1e9,
-            "gemm": gemm, "p2p": p2p, "allreduce": allreduce,
+            "transcendental_ns": transcendental * 1e9,
+            "op_bandwidth": {"bytes": [b for b, _ in op_bw],
+                             "gbs": [r / 1e9 for _, r in op_bw]},
+            "cpu_share": shares, "gemm": gemm, "p2p": p2p, "allreduce": allreduce,
         },
     }
     return data, notes

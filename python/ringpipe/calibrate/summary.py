@@ -16,7 +16,11 @@ def summary(data: dict[str, Any], notes: list[str]) -> str:
                      f" best achieved {g['best_gflops']:8.2f} GFLOP/s; half-rate sizes "
                      f"M0={g['m0']:.1f} N0={g['n0']:.1f} K0={g['k0']:.1f}")
     lines.append(f"memory bandwidth (all-core copy) {m['memory_bandwidth_gbs']:.2f} GB/s; "
-                 f"per-call overhead {m['call_overhead_us']:.2f} us")
+                 f"per-call overhead {m['call_overhead_us']:.2f} us; tanh/exp "
+                 f"{m['transcendental_ns']:.1f} ns per element")
+    sh = m.get("cpu_share", {})
+    lines.append(f"CPU share of a busy thread: in-process {sh.get('inproc', 1.0):.2f}" + (
+        f", each of {sh['mpi_processes']} MPI ranks {sh['mpi']:.2f}" if "mpi" in sh else ""))
     lines.append(f"{'link':34s} {'alpha (us)':>11s} {'bandwidth (GB/s)':>17s}")
     for runtime, row in m["p2p"].items():
         lines.append(f"{'p2p ' + runtime:34s} {row['latency_us']:11.2f} "

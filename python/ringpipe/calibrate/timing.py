@@ -1,51 +1,78 @@
-"""Timing primitives for calibration: best-of-n wall-clock times within a budget.
+"""Timing primitives for calibration: sustained seconds per call, CPU time, CPU share.
 
-A measurement is the *minimum* over repetitions after one warm-up call: on a shared
-machine, noise only ever adds time, so the minimum is the estimate closest to the
-undisturbed cost (the convention of ``timeit`` and of nccl-tests' ``-w``/``-n``).
+A point is the *median of three block means*: after one warm-up call, ``fn`` runs in
+three blocks of n calls each (n chosen so a block takes about a third of the budget),
+and each block's time per call is its total divided by n. A mean over a block, unlike
+the fastest single call, includes what a long run also meets on a shared machine (time
+slices lost to other processes, cache and frequency effects), which is what a step of a
+plan experiences; the median of three discards one disturbed block. This is how
+nccl-tests times collectives (average over ``-n`` iterations after ``-w`` warm-ups).
+
+On a machine shared with other work, wall time mixes the cost of a call with the load
+of the moment. Compute is therefore calibrated in CPU time (:func:`cpu_time`), and the
+load separately, as the share of a core a busy thread gets (:func:`cpu_share`); the
+predictor divides CPU time by that share (:mod:`ringpipe.cost.executable`).
 """
 
 from __future__ import annotations
 
+import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from ringpipe.validation import check_int
 
+BLOCKS = 3
+
 
 @dataclass(frozen=True)
 class Budget:
-    """How hard to try per measured point: at least ``min_repeats`` timed calls after
-    one warm-up, more while the total stays under ``seconds``, at most ``max_repeats``."""
+    """How long to time one point: about ``seconds`` in all, each of the three blocks
+    at least one call and at most ``max_calls`` calls."""
 
     seconds: float = 0.05
-    min_repeats: int = 3
-    max_repeats: int = 50
+    max_calls: int = 1000
 
     def __post_init__(self) -> None:
         if isinstance(self.seconds, bool) or not isinstance(self.seconds, (int, float)) \
                 or not self.seconds > 0:
             raise ValueError(f"Budget.seconds must be a number > 0, got {self.seconds!r}")
-        check_int("Budget.min_repeats", self.min_repeats)
-        check_int("Budget.max_repeats", self.max_repeats, self.min_repeats)
+        check_int("Budget.max_calls", self.max_calls)
 
 
-QUICK = Budget(0.03, 3, 20)
-FULL = Budget(0.25, 5, 200)
+QUICK = Budget(0.03, 500)
+FULL = Budget(0.2, 5000)
 
 
-def best_time(fn: Callable[[], object], budget: Budget = QUICK) -> float:
-    """Minimum seconds of ``fn()`` over the repetitions ``budget`` allows (module doc)."""
+def sustained_time(fn: Callable[[], object], budget: Budget = QUICK,
+                   clock: Callable[[], float] = time.perf_counter) -> float:
+    """Seconds per call of ``fn`` on ``clock`` (module docstring)."""
+    t0 = clock()
     fn()
-    best = float("inf")
-    spent = 0.0
-    for i in range(budget.max_repeats):
-        t0 = time.perf_counter()
-        fn()
-        dt = time.perf_counter() - t0
-        best = min(best, dt)
-        spent += dt
-        if i + 1 >= budget.min_repeats and spent >= budget.seconds:
-            break
-    return best
+    first = max(clock() - t0, 1e-7)
+    calls = max(1, min(budget.max_calls, int(budget.seconds / BLOCKS / first)))
+    means = []
+    for _ in range(BLOCKS):
+        t0 = clock()
+        for _ in range(calls):
+            fn()
+        means.append((clock() - t0) / calls)
+    return statistics.median(means)
+
+
+def cpu_time(fn: Callable[[], object], budget: Budget = QUICK) -> float:
+    """CPU seconds per call of ``fn`` on the calling thread (``time.thread_time``): what
+    the call costs when it has a core to itself, whatever else the machine runs. (A
+    multi-threaded BLAS call keeps the calling thread busy for its duration, so this is
+    its uncontended wall time too.)"""
+    return sustained_time(fn, budget, time.thread_time)
+
+
+def cpu_share(seconds: float = 0.3) -> float:
+    """Fraction of one core a busy thread gets here now: thread CPU time over wall time
+    of a spin loop (1.0 on an idle machine; ~C/L with L runnable threads on C cores)."""
+    w0, c0 = time.perf_counter(), time.thread_time()
+    while time.perf_counter() - w0 < seconds:
+        pass
+    return min(1.0, (time.thread_time() - c0) / (time.perf_counter() - w0))

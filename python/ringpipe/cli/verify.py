@@ -16,7 +16,9 @@ from __future__ import annotations
 import argparse
 import json
 
+from ringpipe.calibrate.timed import format_timing, load_cluster_file, timed_prediction
 from ringpipe.checks import COLLECTIVE_BACKENDS
+from ringpipe.model.params import init_params
 from ringpipe.plan_args import add_plan_arguments, build_plan, plan_argv
 from ringpipe.verify import format_report, random_batch, verify_plan
 
@@ -46,6 +48,7 @@ def run_mpi(args: argparse.Namespace) -> int:
     from ringpipe.mpi.mesh_comm import check_world_size
 
     plan, _ = build_plan(args)  # bad plan arguments exit 2 here, before mpiexec starts
+    load_cluster_file(args.cluster_file)  # so does an unusable --cluster-file
     nprocs = plan.mesh.world if args.np is None else args.np
     if isinstance(nprocs, int) and nprocs < 1:
         raise ValueError(f"--np must be >= 1, got {nprocs}")
@@ -64,10 +67,14 @@ def run(args: argparse.Namespace) -> int:
     if args.np is not None:
         raise ValueError("--np only applies to --backend mpi")
     plan, batch_size = build_plan(args)
-    report = verify_plan(plan, batch=random_batch(plan.config, batch_size, args.seed + 1),
-                         backend=args.backend, seed=args.seed)
+    calibrated = load_cluster_file(args.cluster_file)
+    batch = random_batch(plan.config, batch_size, args.seed + 1)
+    report = verify_plan(plan, batch=batch, backend=args.backend, seed=args.seed)
+    timing = None if calibrated is None else timed_prediction(
+        plan, init_params(plan.config, args.seed), batch, *calibrated, backend=args.backend)
     if args.json:
-        print(json.dumps(report.as_json(), indent=2))
+        print(json.dumps({**report.as_json(), **(timing or {})}, indent=2))
     else:
         print(format_report(plan, report, None if args.verbose else 8))
+        print(format_timing(timing) if timing else "", end="\n" if timing else "")
     return 0 if report.ok else 1

@@ -9,7 +9,15 @@ ignores and the executable-plan predictor (:mod:`ringpipe.cost.executable`) read
     cores = 2                     # os.cpu_count() there
     blas_threads = 1              # BLAS threads the GEMMs ran with
     call_overhead_us = 1.4        # one small array operation
+    transcendental_ns = 13.0      # tanh / exp, per element
     memory_bandwidth_gbs = 9.8    # all-core copy, read + write
+    [measured.cpu_share]          # share of a core a busy thread got (load)
+    inproc = 0.9                  # one process
+    mpi = 0.8                     # each of mpi_processes concurrent ranks
+    mpi_processes = 2
+    [measured.op_bandwidth]       # one elementwise operation, by bytes it moves
+    bytes = [32768, 262144, ...]
+    gbs = [80.0, 60.0, ...]
     [measured.gemm.float64]       # rate = peak / (1 + m0/M + n0/N + k0/K)
     peak_gflops = 31.0
     m0 = 3.1
@@ -37,11 +45,13 @@ headline figures (``peak_tflops``, ``memory_bandwidth_gbs``, ``[intra_node]``,
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+import numpy as np
 import tomllib
 
 from ringpipe.cost.cluster import GB, Cluster, Link
@@ -66,6 +76,10 @@ class Calibration:
     p2p: MappingProxyType = field(default_factory=lambda: MappingProxyType({}))
     allreduce: MappingProxyType = field(default_factory=lambda: MappingProxyType({}))
     host: str = ""
+    op_bandwidth: tuple[tuple[float, float], ...] = ()
+    share_inproc: float = 1.0
+    share_mpi: tuple[int, float] | None = None
+    transcendental: float = 0.0
 
     def __post_init__(self) -> None:
         check_int("Calibration.cores", self.cores)
@@ -76,6 +90,24 @@ class Calibration:
         for runtime, _, _ in self.allreduce:
             if runtime not in RUNTIMES:
                 raise ValueError(f"Calibration.allreduce: unknown runtime {runtime!r}")
+
+    def cpu_share(self, processes: int, threads: int = 1) -> float:
+        """Share of a core each of ``processes`` busy processes (``threads`` BLAS
+        threads each) gets: measured for one process and for the MPI probe's count;
+        otherwise min(one process's share, C / (P·k))."""
+        if self.share_mpi is not None and processes == self.share_mpi[0] and processes > 1:
+            return self.share_mpi[1]
+        return min(self.share_inproc, self.cores / (processes * threads))
+
+    def bandwidth_for(self, nbytes: float) -> float:
+        """Bytes/s of one memory-bound operation moving ``nbytes``: the measured curve,
+        interpolated linearly in log(bytes) and held flat beyond its ends; without
+        one, ``memory_bandwidth``."""
+        if not self.op_bandwidth:
+            return self.memory_bandwidth
+        sizes = [math.log(max(b, 1.0)) for b, _ in self.op_bandwidth]
+        rates = [r for _, r in self.op_bandwidth]
+        return float(np.interp(math.log(max(nbytes, 1.0)), sizes, rates))
 
     def curve(self, dtype: str, cluster: Cluster) -> GemmCurve:
         """The GEMM curve of ``dtype``, else a flat one at the cluster's matmul rate."""
@@ -112,7 +144,8 @@ def calibration_from_dict(measured: dict[str, Any], cluster: Cluster) -> Calibra
     gemm = {}
     for dtype, t in measured.get("gemm", {}).items():
         gemm[dtype] = GemmCurve(float(t["peak_gflops"]) * 1e9, float(t.get("m0", 0.0)),
-                                float(t.get("n0", 0.0)), float(t.get("k0", 0.0)))
+                                float(t.get("n0", 0.0)), float(t.get("k0", 0.0)),
+                                float(t.get("fixed_us", 0.0)) * US)
     p2p = {rt: _link(t, f"measured.p2p.{rt}") for rt, t in measured.get("p2p", {}).items()}
     allreduce: dict[AllReduceKey, Link] = {}
     for i, row in enumerate(measured.get("allreduce", [])):
@@ -127,7 +160,39 @@ def calibration_from_dict(measured: dict[str, Any], cluster: Cluster) -> Calibra
         memory_bandwidth=float(measured.get("memory_bandwidth_gbs",
                                             cluster.memory_bandwidth / GB)) * GB,
         gemm=MappingProxyType(gemm), p2p=MappingProxyType(p2p),
-        allreduce=MappingProxyType(allreduce), host=str(measured.get("host", "")))
+        allreduce=MappingProxyType(allreduce), host=str(measured.get("host", "")),
+        op_bandwidth=_op_bandwidth(measured.get("op_bandwidth")),
+        transcendental=float(measured.get("transcendental_ns", 0.0)) * 1e-9,
+        **_shares(measured.get("cpu_share", {})))
+
+
+def _shares(table: object) -> dict[str, Any]:
+    if not isinstance(table, dict):
+        raise TypeError("cluster file: [measured.cpu_share] must be a table")
+    out: dict[str, Any] = {}
+    for key in ("inproc", "mpi"):
+        if key in table and not 0 < float(table[key]) <= 1:
+            raise ValueError(f"cluster file: measured.cpu_share.{key} must be in (0, 1], "
+                             f"got {table[key]}")
+    if "inproc" in table:
+        out["share_inproc"] = float(table["inproc"])
+    if "mpi" in table:
+        out["share_mpi"] = (check_int("measured.cpu_share.mpi_processes",
+                                      table.get("mpi_processes")), float(table["mpi"]))
+    return out
+
+
+def _op_bandwidth(table: object) -> tuple[tuple[float, float], ...]:
+    if table is None:
+        return ()
+    if not isinstance(table, dict) or len(table.get("bytes", [])) != len(table.get("gbs", [])):
+        raise ValueError("cluster file: measured.op_bandwidth needs equal-length "
+                         "lists bytes and gbs")
+    rows = sorted((float(b), float(g) * GB) for b, g in zip(table["bytes"], table["gbs"],
+                                                            strict=True))
+    if any(b <= 0 or g <= 0 for b, g in rows):
+        raise ValueError("cluster file: measured.op_bandwidth values must be > 0")
+    return tuple(rows)
 
 
 def load_calibrated(path: str | Path) -> tuple[Cluster, Calibration]:

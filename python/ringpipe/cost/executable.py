@@ -23,8 +23,14 @@ each pipeline rank's worker computes all T TP ranks, each DP replica in turn —
 every message copy and all-reduce; the bubble costs nothing. Under MPI (``"mpi"``)
 ranks run concurrently: the step is the simulator's makespan, then the DP all-reduce,
 then the gather of every rank's gradients to rank 0 (:func:`ringpipe.runtime.mpi.
-run_plan_mpi`). With P processes of k BLAS threads on C cores, compute stretches by
-ρ = max(1, P·k / C) (each process gets C/(P·k) of what it was calibrated with).
+run_plan_mpi`).
+
+**Load.** Compute and in-process communication are calibrated in CPU time; a run gets
+only a share σ of a core (:meth:`~ringpipe.cost.calibrated.Calibration.cpu_share`:
+measured by ``ringpipe calibrate`` for one process and for its P MPI ranks at once,
+otherwise min(σ₁, C/(P·k)) for P processes of k BLAS threads on C cores, the
+oversubscription bound). CPU time stretches by ρ = 1/σ; MPI message and collective
+times are measured in wall time, contention included, and are not stretched.
 
 Each action also pays :data:`ACTION_CALLS` call overheads: the interpreter's dispatch,
 message routing and counters, an estimate from reading
@@ -102,8 +108,10 @@ class Pricer:
             rate = curve.rate(m, n, k) * self.gemm_scale
             total += HOST_KERNELS.gemm_time(m, n, k, rate, bw, batch, e) + over
         for calls, elements in ops.mem:
-            total += HOST_KERNELS.memory_time(elements * e, bw) + calls * over
-        return total
+            per_call = elements * e / calls
+            total += calls * (HOST_KERNELS.memory_time(per_call, cal.bandwidth_for(per_call))
+                              + over)
+        return total + ops.transcendental * cal.transcendental
 
     def allreduce(self, algorithm: str, elements: float, ranks: int) -> float:
         """One all-reduce of ``elements`` over ``ranks`` (step table, measured link)."""
@@ -125,11 +133,6 @@ def _blas_threads_mpi(world: int, cores: int) -> int:
     return max(1, cores // max(1, world))  # ringpipe.mpi.launch's default
 
 
-def oversubscription(world: int, threads: int, cores: int) -> float:
-    """ρ = max(1, P·k / C) (module docstring)."""
-    return max(1.0, world * threads / cores)
-
-
 def predict_plan(plan: Plan, batch_size: int, cluster: Cluster, calibration: Calibration,
                  runtime: str, blas_threads: int | None = None) -> ExecutablePrediction:
     """Predicted step of ``plan`` on ``batch_size`` sequences (module docstring).
@@ -146,7 +149,7 @@ def predict_plan(plan: Plan, batch_size: int, cluster: Cluster, calibration: Cal
     if blas_threads is None:
         blas_threads = cal.blas_threads if runtime == "inproc" else \
             _blas_threads_mpi(world, cal.cores)
-    rho = oversubscription(world, blas_threads, cal.cores) if runtime == "mpi" else 1.0
+    rho = 1.0 / cal.cpu_share(world, blas_threads)
     pricer = Pricer(cluster, cal, runtime, plan.config.dtype,
                     min(1.0, blas_threads / cal.blas_threads))
     act = ACTION_CALLS * cal.call_overhead
@@ -170,6 +173,8 @@ def predict_plan(plan: Plan, batch_size: int, cluster: Cluster, calibration: Cal
         pp_comm = mesh.dp * m * hops * 2 * (pricer.message(act_elems, tp) + act)
         dp_comm = mesh.pp * tp * pricer.allreduce(plan.allreduce, bucket, mesh.dp)
         gather = _assemble_time(plan, pricer)
+        compute, tp_comm, pp_comm, dp_comm, gather = (
+            rho * x for x in (compute, tp_comm, pp_comm, dp_comm, gather))
         total = compute + tp_comm + pp_comm + dp_comm + gather
         return ExecutablePrediction(runtime, total, compute, tp_comm, pp_comm, dp_comm,
                                     gather, rho)
@@ -181,7 +186,7 @@ def predict_plan(plan: Plan, batch_size: int, cluster: Cluster, calibration: Cal
     tp_comm = m * max(sum(comm_f[s] + comm_i[s] for s in plan.schedule.stages_of(p))
                       for p in range(mesh.pp))
     dp_comm = pricer.allreduce(plan.allreduce, bucket, mesh.dp)
-    gather = _gather_time(plan, pricer) + _assemble_time(plan, pricer)
+    gather = _gather_time(plan, pricer) + rho * _assemble_time(plan, pricer)
     total = timing.makespan + dp_comm + gather
     return ExecutablePrediction(runtime, total, timing.makespan - tp_comm, tp_comm,
                                 timing.makespan * timing.bubble_fraction, dp_comm, gather,

@@ -11,13 +11,17 @@ P∞ is the asymptotic FLOP/s; M0, N0, K0 are the sizes at which each dimension 
 halves the rate. The time of one GEMM is 2·M·N·K / rate (the operator-level cost model
 of :mod:`ringpipe.cost.gpu` takes this rate as its ``rate`` argument).
 
-**Fit.** 1/rate is linear in (1, 1/M, 1/N, 1/K):
+**Fit.** A measured call also pays a fixed cost t0 (dispatch), so with
+1/rate = c0 + c1/M + c2/N + c3/K the time of one call is linear in five unknowns:
 
-    1/rate = c0 + c1/M + c2/N + c3/K,   P∞ = 1/c0,  M0 = c1/c0,  N0 = c2/c0,  K0 = c3/c0,
+    t = t0 + c0·2MNK + c1·2NK + c2·2MK + c3·2MN,
+    P∞ = 1/c0,  M0 = c1/c0,  N0 = c2/c0,  K0 = c3/c0,
 
 so :func:`fit_gemm_curve` solves it by linear least squares on the *relative* error
-(each row divided by the measured 1/rate), dropping any term whose coefficient comes
-out negative and refitting (a half-size below zero has no meaning). Measurements are
+(each row divided by the measured time), dropping any term whose coefficient comes out
+negative and refitting (a negative size or cost has no meaning). t0 is kept as
+``GemmCurve.fixed`` for reference; :meth:`GemmCurve.time` excludes it (the cost model
+charges a per-call overhead separately). Measurements are
 ``ringpipe calibrate``'s (:mod:`ringpipe.calibrate.compute`).
 """
 
@@ -46,11 +50,12 @@ class GemmCurve:
     m0: float = 0.0
     n0: float = 0.0
     k0: float = 0.0
+    fixed: float = 0.0
 
     def __post_init__(self) -> None:
         if _finite("peak_flops", self.peak_flops, 0.0) <= 0:
             raise ValueError(f"GemmCurve.peak_flops must be > 0, got {self.peak_flops}")
-        for name in ("m0", "n0", "k0"):
+        for name in ("m0", "n0", "k0", "fixed"):
             _finite(name, getattr(self, name), 0.0)
 
     def efficiency(self, m: float, n: float, k: float) -> float:
@@ -87,19 +92,18 @@ def fit_gemm_curve(shapes: Sequence[tuple[int, int, int]],
         raise ValueError("shapes must be (M, N, K) triples of positive sizes")
     if not np.isfinite(t).all() or (t <= 0).any():
         raise ValueError("seconds must be finite and > 0")
-    inv_rate = t / (2.0 * dims.prod(axis=1))
-    design = np.column_stack([np.ones(len(t)), 1.0 / dims])
-    keep = [0, 1, 2, 3]
+    m, n, k = dims.T
+    design = np.column_stack([np.ones(len(t)), 2 * m * n * k, 2 * n * k, 2 * m * k, 2 * m * n])
+    keep = [0, 1, 2, 3, 4]
     while True:
-        a = design[:, keep] / inv_rate[:, None]
-        coef, *_ = np.linalg.lstsq(a, np.ones(len(t)), rcond=None)
-        if coef[0] <= 0:  # no asymptote: fall back to the best measured rate
-            return GemmCurve(float(1.0 / inv_rate.min()))
-        negative = [i for i, c in zip(keep[1:], coef[1:], strict=True) if c < 0]
+        coef, *_ = np.linalg.lstsq(design[:, keep] / t[:, None], np.ones(len(t)), rcond=None)
+        negative = [i for i, c in zip(keep, coef, strict=True) if c < 0 and i != 1]
         if not negative:
             break
         keep.remove(negative[0])
     full = dict(zip(keep, coef, strict=True))
-    c0 = full[0]
-    return GemmCurve(1.0 / c0, full.get(1, 0.0) / c0, full.get(2, 0.0) / c0,
-                     full.get(3, 0.0) / c0)
+    c0 = full.get(1, 0.0)
+    if c0 <= 0:  # no asymptote: a flat curve at the best measured rate
+        return GemmCurve(float((2 * dims.prod(axis=1) / t).max()))
+    return GemmCurve(1.0 / c0, full.get(2, 0.0) / c0, full.get(3, 0.0) / c0,
+                     full.get(4, 0.0) / c0, full.get(0, 0.0))

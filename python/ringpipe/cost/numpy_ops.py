@@ -14,6 +14,7 @@ the input-gradient pass (I) and the weight-gradient pass (W) execute:
   :mod:`ringpipe.model.functional` and :mod:`ringpipe.model.blocks`: e.g. RMSNorm
   forward is 7 calls moving 9·T·h elements (x·x, mean, +ε, √, 1/, x·r, ·w), GeLU
   forward 9 calls over 22·T·f/t elements, the masked softmax 8 calls over 15·b·a·s²;
+* transcendental elements (``tanh`` of GeLU, ``exp`` of the softmaxes): compute-bound;
 * TP all-reduces (elements), 2 in F and 2 in I per transformer block (Megatron's g and
   f operators; 1 and 1 for an MLP block).
 
@@ -36,6 +37,7 @@ class OpList:
     gemms: list[tuple[int, int, int, int]] = field(default_factory=list)
     mem: list[tuple[int, float]] = field(default_factory=list)
     allreduces: list[int] = field(default_factory=list)
+    transcendental: float = 0.0
 
     def gemm(self, m: int, n: int, k: int, batch: int = 1) -> None:
         """Add a GEMM (and its one call)."""
@@ -50,6 +52,7 @@ class OpList:
         self.gemms += other.gemms
         self.mem += other.mem
         self.allreduces += other.allreduces
+        self.transcendental += other.transcendental
 
 
 @dataclass(frozen=True)
@@ -92,6 +95,7 @@ def _block(cfg: ModelConfig, tp: int, b: int, fwd: OpList, bwd: OpList, wgt: OpL
         fwd.gemm(s, s, d, b * a)  # scores = q kᵀ
         fwd.gemm(s, d, s, b * a)  # ctx = P v
         fwd.elementwise(17, 15 * sq + 2 * s * s + 2 * rows * a * d)  # mask, softmax, views
+        fwd.transcendental += sq  # exp
         bwd.gemm(s, d, s, b * a)  # dV = Pᵀ dC
         bwd.gemm(s, s, d, b * a)  # dP = dC Vᵀ
         bwd.gemm(s, d, s, b * a)  # dQ = dS K
@@ -105,6 +109,7 @@ def _block(cfg: ModelConfig, tp: int, b: int, fwd: OpList, bwd: OpList, wgt: OpL
     _norm(cfg, rows, fwd, bwd, wgt)
     _linear(rows, h, ft, fwd, bwd, wgt)
     fwd.elementwise(9, 22 * rows * ft)  # GeLU (tanh form)
+    fwd.transcendental += rows * ft  # tanh
     bwd.elementwise(13, 35 * rows * ft)
     _linear(rows, ft, h, fwd, bwd, wgt, bias_in_forward=False)
     fwd.allreduces.append(rows * h)
@@ -132,4 +137,11 @@ def stage_ops(cfg: ModelConfig, tp: int, layers: int, first: bool, last: bool,
         _norm(cfg, rows, fwd, bwd, wgt)
         _linear(rows, h, out, fwd, bwd, wgt)
         fwd.elementwise(10 if cfg.vocab else 6, 12 * rows * out)  # loss and its gradient
+        fwd.transcendental += 2 * rows * out if cfg.vocab else 0  # exp of the softmax twice
     return PassOps(fwd, bwd, wgt)
+
+
+def ops_calls(ops: OpList) -> int:
+    """Array operations (calls) in ``ops``: one per GEMM, the memory ops' counts, and
+    three per all-reduce (the layers' contiguity and aliasing checks)."""
+    return len(ops.gemms) + sum(c for c, _ in ops.mem) + 3 * len(ops.allreduces)

@@ -23,6 +23,7 @@ import json
 from collections.abc import Callable
 from typing import Any
 
+from ringpipe.calibrate.timed import format_timing, load_cluster_file, timed_prediction_mpi
 from ringpipe.model.params import init_params
 from ringpipe.mpi.loader import load_mpi
 from ringpipe.mpi.mesh_comm import check_world_size
@@ -47,6 +48,9 @@ def _verify(args: argparse.Namespace, plan: Plan, batch_size: int, world: Any) -
     params = init_params(plan.config, args.seed)
     batch = random_batch(plan.config, batch_size, args.seed + 1)
     result = run_plan_mpi(plan, params, batch, world)
+    calibrated = load_cluster_file(args.cluster_file)
+    timing = None if calibrated is None else timed_prediction_mpi(
+        plan, params, batch, *calibrated, world)
     status = 0
     if world.Get_rank() == 0:
         assert result is not None
@@ -58,11 +62,13 @@ def _verify(args: argparse.Namespace, plan: Plan, batch_size: int, world: Any) -
                    "processes": world.Get_size(), "bitwise_inproc": diff.bitwise,
                    "counters_equal_inproc": diff.counters_equal,
                    "inproc_max_abs_diff": diff.max_abs_diff,
-                   "inproc_differing": [list(item) for item in diff.differing[:10]]}
+                   "inproc_differing": [list(item) for item in diff.differing[:10]],
+                   **(timing or {})}
             print(json.dumps(doc, indent=2))
         else:
             print(format_report(plan, report, None if args.verbose else 8))
             print(f"# mpi: {world.Get_size()} processes; vs the in-process run: "
                   f"{diff.describe()}" + ("" if ok else "  MISMATCH"))
+            print(format_timing(timing) if timing else "", end="\n" if timing else "")
         status = 0 if ok else 1
     return int(world.bcast(status, root=0))
