@@ -10,8 +10,14 @@ and reads one JSON line from rank 0. Under mpiexec, :func:`main` measures
   (:func:`ringpipe.calibrate.timing.cpu_share`), which is what P concurrent ranks
   get on this machine, oversubscription and other load included;
 * all-reduce: for every group size g = 2..N and algorithm (ring, tree), the step-table
-  executor :class:`ringpipe.mpi.group.ProcessGroup` on the first g ranks; one sample is
-  the slowest rank's time between two barriers, the point is the best sample.
+  executor :class:`ringpipe.mpi.group.ProcessGroup` on the first g ranks.
+
+Each is timed *between compute*, as a step meets it: every rank loops over a short
+compute chunk (~0.2 ms of GEMMs) followed by the operation, and the operation's cost is
+the loop's time per iteration minus that of the compute chunks alone (the slowest
+rank's; median of the repeats). On a machine with more runnable processes than cores,
+this includes the wait for a descheduled partner at every synchronisation, which a
+back-to-back loop of the operation alone hides.
 
 Without the ``mpi`` extra (no mpi4py or no mpiexec) :func:`measure_mpi` returns None and
 the reason, and calibration goes on without MPI rows.
@@ -35,16 +41,34 @@ from ringpipe.calibrate.timing import cpu_share
 ALGORITHMS = ("ring", "tree")
 
 
-def _best(comm: Any, fn: Any, repeats: int) -> float:
+_WORK = np.ones((64, 64))
+
+
+def _work() -> None:
+    """About 0.2 ms of compute: what a rank does between two synchronisations."""
+    for _ in range(16):
+        _WORK @ _WORK
+
+
+def _per_sync(comm: Any, fn: Any, repeats: int, iters: int = 12) -> float:
+    """Seconds ``fn`` adds to a loop of compute chunks on every rank (slowest rank's
+    (compute + fn) minus compute alone, median of ``repeats``)."""
     fn()
-    best = float("inf")
+    samples = []
     for _ in range(repeats):
         comm.Barrier()
         t0 = time.perf_counter()
-        fn()
-        dt = comm.allreduce(time.perf_counter() - t0, op=_max_op())
-        best = min(best, dt)
-    return best
+        for _ in range(iters):
+            _work()
+            fn()
+        mixed = (time.perf_counter() - t0) / iters
+        comm.Barrier()
+        t0 = time.perf_counter()
+        for _ in range(iters):
+            _work()
+        alone = (time.perf_counter() - t0) / iters
+        samples.append(comm.allreduce(mixed - alone, op=_max_op()))
+    return max(float(np.median(samples)), 1e-7)
 
 
 def _max_op() -> Any:
@@ -74,7 +98,7 @@ def _probe(sizes: Sequence[int], repeats: int) -> dict[str, Any] | None:
                 world.Recv(buf, source=0, tag=7)
                 world.Send(buf, dest=0, tag=8)
 
-        out["p2p"].append([nbytes, _best(world, pingpong, repeats) / 2.0])
+        out["p2p"].append([nbytes, _per_sync(world, pingpong, repeats) / 2.0])
     for g in range(2, size + 1):
         sub = world.Split(0 if rank < g else 1, rank)
         group = ProcessGroup(sub, name="calibrate") if rank < g else None
@@ -89,7 +113,7 @@ def _probe(sizes: Sequence[int], repeats: int) -> dict[str, Any] | None:
                         buf[...] = 1.0
                         group.all_reduce(buf, algorithm, check=False)
 
-                rows.append([nbytes, _best(world, reduce, repeats)])
+                rows.append([nbytes, _per_sync(world, reduce, repeats)])
             out["allreduce"].append({"algorithm": algorithm, "ranks": g, "points": rows})
         if group is not None:
             group.free()
