@@ -84,6 +84,7 @@ class PlanReport:
     candidates: tuple[Prediction, ...]
     headroom: float = 0.0
     unpinned_best: Prediction | None = None
+    pinned: bool = False
 
     @property
     def fitting(self) -> tuple[Prediction, ...]:
@@ -113,7 +114,7 @@ class PlanReport:
             return "No configuration fits."
         if self.unpinned_best is not None:
             return explain_pinned(best, self.unpinned_best, self.cluster)
-        return explain(best, self.runner_up, self.cluster)
+        return explain(best, self.runner_up, self.cluster, self.pinned)
 
 
 class FitsNowhere(ValueError):
@@ -239,9 +240,13 @@ def plan(model: ModelSpec, training: TrainingSpec, cluster: Cluster,
                          "--microbatch-size against the global batch)")
     unpinned = None
     if space.pinned and compare_unpinned:
-        free = _search(step, replace(space, tp=None, pp=None, dp=None))
+        # a pinned pp that does not divide the layers is an uneven split: compare with
+        # the unpinned search on the same terms
+        uneven = space.allow_uneven or (space.pp is not None and model.layers % space.pp != 0)
+        free = _search(step, replace(space, tp=None, pp=None, dp=None, allow_uneven=uneven))
         unpinned = next((p for p in free if p.fits), None)
-    report = PlanReport(model, training, cluster, tuple(found), step.headroom, unpinned)
+    report = PlanReport(model, training, cluster, tuple(found), step.headroom, unpinned,
+                        space.pinned)
     if report.best is None:
         raise FitsNowhere(report)
     return report
