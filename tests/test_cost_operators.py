@@ -146,3 +146,18 @@ def test_pp_messages_cross_nodes_at_the_nic_share():
     pcie = dataclasses.replace(model, cluster=cluster_preset("pcie-a100", 4),
                                comms=CollectiveModel(cluster_preset("pcie-a100", 4)))
     assert pcie.message_time(config) > 3 * model.message_time(config)
+
+
+def test_gqa_and_swiglu_gemm_shapes():
+    """Llama-style layer: QKV N = (h + 2·g·d)/t, fc1 N = 2f/t (gate and up)."""
+    llama = ModelSpec("l", 4, 4096, 32, 2048, 32000, ffn=11008, kv_heads=8, gated_mlp=True,
+                      tied_embeddings=False, dropout=False)
+    c = costs(Recipe(), tp=4, model=llama)
+    h, f, t, m, kv = 4096, 11008, 4, 2048, 4096 * 8 // 32
+    shapes = [(m, (h + 2 * kv) / t, h), (m, h, h / t), (m, 2 * f / t, h), (m, h, f / t)]
+    gemms = sum(A100.gemm_time(a, b, k, RATE, HBM) for a, b, k in shapes)
+    core, _ = c.attention_core(1, "none")
+    want = gemms + core + c.memory_bound(1) + c.tp_layer_comm(1)
+    assert c.layer(1, "none").forward == pytest.approx(want)
+    mha = costs(Recipe(), tp=4, model=dataclasses.replace(llama, kv_heads=32))
+    assert mha.layer(1, "none").forward > c.layer(1, "none").forward

@@ -51,6 +51,7 @@ from types import MappingProxyType
 from typing import Any
 
 from ringpipe.cost.gpu import A100, H100, MICROSECOND, GpuKernels
+from ringpipe.validation import check_int
 
 GB = 1e9
 GIB = float(2**30)
@@ -83,10 +84,7 @@ def _positive(owner: str, name: str, value: object) -> None:
 
 
 def _positive_int(owner: str, name: str, value: object) -> None:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{owner}.{name} must be an int, got {type(value).__name__}")
-    if value < 1:
-        raise ValueError(f"{owner}.{name} must be >= 1, got {value}")
+    check_int(f"{owner}.{name}", value)
 
 
 @dataclass(frozen=True)
