@@ -5,7 +5,8 @@ Search space (each dimension can be pinned):
 * every factorisation tp · pp · dp of the cluster's GPUs where tp divides the heads
   (and KV heads), pp divides the layers (or is pinned, or ``allow_uneven``: then
   :func:`ringpipe.layout.split_layers` gives the first stages one layer more) and dp
-  divides the global batch;
+  divides the global batch; when no even split fits, the search is repeated with
+  uneven splits (e.g. Llama 3 405B's 126 layers on a power-of-two GPU count);
 * every built-in schedule (:data:`ringpipe.schedules.SCHEDULES`: GPipe, 1F1B,
   interleaved 1F1B with v = 2 .. ``max_chunks`` chunks per rank, ZB-H1, ZB-V); with
   pp = 1 there is no pipeline and only 1F1B (plain gradient accumulation) is kept;
@@ -234,6 +235,11 @@ def plan(model: ModelSpec, training: TrainingSpec, cluster: Cluster,
         raise ValueError(f"headroom must be a number of GiB >= 0, got {headroom_gib!r}")
     step = StepModel(model, training, cluster, headroom=headroom_gib * GIB)
     found = _search(step, space)
+    if not space.allow_uneven and not any(p.fits for p in found):
+        uneven = replace(space, allow_uneven=True)
+        retry = _search(step, uneven)
+        if any(p.fits for p in retry):
+            found, space = retry, uneven
     if not found:
         raise ValueError(f"no candidate configuration could be built for {model.name} "
                          f"on {cluster.world} GPUs (check --schedule/--chunks/"
