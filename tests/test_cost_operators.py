@@ -26,7 +26,7 @@ def costs(recipe, tp=8, model=GPT):
 
 
 def test_wave_quantisation_and_roofline():
-    k = GpuKernels(sm_count=108)
+    k = GpuKernels(sm_count=108, saturation=0.0)
     # 4096 x 4096: 32 x 16 = 512 tiles -> 5 waves of 108 -> 512 / 540
     assert k.wave_efficiency(4096, 4096) == pytest.approx(512 / 540)
     # TP=8 shrinks N: 4096 x 512 -> 32 x 2 = 64 tiles, one partial wave
@@ -39,6 +39,20 @@ def test_wave_quantisation_and_roofline():
     assert k.memory_time(10, HBM) == k.launch_overhead and k.memory_time(0, HBM) == 0
     with pytest.raises(ValueError, match="flash_fraction"):
         GpuKernels(flash_fraction=0)
+    with pytest.raises(ValueError, match="saturation must be >= 0"):
+        GpuKernels(saturation=-1.0)
+
+
+def test_saturation_slows_thin_and_short_gemms():
+    """sat = M/(M+d0) · N/(N+d0) · K/(K+d0): micro-batch 1 (short M) and TP=8 (thin N)
+    lose more than tile quantisation alone says."""
+    k = GpuKernels(saturation=144.0)
+    sat = (4096 / (4096 + 144)) ** 3
+    t = k.gemm_time(4096, 4096, 4096, RATE, HBM)
+    assert t == pytest.approx(2 * 4096**3 / (RATE * sat * 512 / 540))
+    fat = 2 * 8192 * 4096 * 4096 / k.gemm_time(8192, 4096, 4096, RATE, HBM)
+    short = 2 * 1024 * 4096 * 4096 / k.gemm_time(1024, 4096, 4096, RATE, HBM)
+    assert short < 0.9 * fat
 
 
 def test_sequence_parallelism_trades_all_reduce_for_reduce_scatter_plus_all_gather():

@@ -58,11 +58,12 @@ GIB = float(2**30)
 TFLOP = 1e12
 
 #: η_max of the GEMM model (:mod:`ringpipe.cost.gpu`): the fraction of peak a large,
-#: well-shaped 16-bit GEMM sustains on A100. The one fitted constant: least squares on the
-#: relative error over all ten rows of Megatron-LM's SC'21 Table 1
-#: (:func:`ringpipe.cost.megatron_table.calibrate`); ``tests/test_cost_megatron.py``
-#: checks the stored value is still that optimum.
-CALIBRATED_FRACTION_OF_PEAK = 0.66
+#: well-shaped 16-bit GEMM sustains on A100. Fitted, with the saturation d0
+#: (:data:`ringpipe.cost.gpu.CALIBRATED_SATURATION`), by least squares on the relative
+#: error over all ten rows of Megatron-LM's SC'21 Table 1
+#: (:func:`ringpipe.cost.megatron_table.calibrate_saturation`);
+#: ``tests/test_cost_megatron.py`` checks the stored pair is still that optimum.
+CALIBRATED_FRACTION_OF_PEAK = 0.762
 #: H100 SXM: NOT fitted (no H100 data is used for fitting). The A100 value scaled by
 #: 0.8, the ratio of the fractions of peak large bf16 cuBLAS GEMMs are commonly measured
 #: at on H100 SXM (≈ 700-750 of 989 TFLOP/s) and A100 (≈ 280 of 312 TFLOP/s): an

@@ -45,7 +45,7 @@ from ringpipe.kernels.registry import ALGORITHMS, step_table
 from ringpipe.kernels.steps import StepTable
 
 #: Largest group whose O(N²) ring table is built; bigger rings use the closed profile.
-MAX_TABLE_RANKS = 256
+MAX_TABLE_RANKS = 64
 #: Tree pipeline chunk counts tried (powers of two); capped so a table stays small.
 TREE_CHUNK_CHOICES = (1, 2, 4, 8, 16, 32, 64)
 _MAX_TREE_ROWS = 1 << 18
