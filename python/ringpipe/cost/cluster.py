@@ -36,6 +36,7 @@ A cluster file (TOML or JSON, read by :mod:`ringpipe.cost.cluster_file`) looks l
     tile_n = 256
     flash_fraction = 0.6
     launch_overhead_us = 3
+    saturation = 144               # d0 of the GEMM saturation term
 
 **NIC sharing.** The node's injection bandwidth is ``inter.bandwidth × gpus_per_node``;
 one GPU alone reaches at most ``nic_bandwidth`` (its own NIC on a rail-optimised DGX,
@@ -198,6 +199,7 @@ class Cluster:
             "kernels": {"sm_count": self.kernels.sm_count, "tile_m": self.kernels.tile_m,
                         "tile_n": self.kernels.tile_n,
                         "flash_fraction": self.kernels.flash_fraction,
+                        "saturation": self.kernels.saturation,
                         "launch_overhead_us": self.kernels.launch_overhead / MICROSECOND},
         }
 
