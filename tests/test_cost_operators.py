@@ -26,7 +26,7 @@ def costs(recipe, tp=8, model=GPT):
 
 
 def test_wave_quantisation_and_roofline():
-    k = GpuKernels(sm_count=108)
+    k = GpuKernels(sm_count=108, saturation=0.0)
     # 4096 x 4096: 32 x 16 = 512 tiles -> 5 waves of 108 -> 512 / 540
     assert k.wave_efficiency(4096, 4096) == pytest.approx(512 / 540)
     # TP=8 shrinks N: 4096 x 512 -> 32 x 2 = 64 tiles, one partial wave
@@ -39,6 +39,20 @@ def test_wave_quantisation_and_roofline():
     assert k.memory_time(10, HBM) == k.launch_overhead and k.memory_time(0, HBM) == 0
     with pytest.raises(ValueError, match="flash_fraction"):
         GpuKernels(flash_fraction=0)
+    with pytest.raises(ValueError, match="saturation must be >= 0"):
+        GpuKernels(saturation=-1.0)
+
+
+def test_saturation_slows_thin_and_short_gemms():
+    """sat = M/(M+d0) · N/(N+d0) · K/(K+d0): micro-batch 1 (short M) and TP=8 (thin N)
+    lose more than tile quantisation alone says."""
+    k = GpuKernels(saturation=144.0)
+    sat = (4096 / (4096 + 144)) ** 3
+    t = k.gemm_time(4096, 4096, 4096, RATE, HBM)
+    assert t == pytest.approx(2 * 4096**3 / (RATE * sat * 512 / 540))
+    fat = 2 * 8192 * 4096 * 4096 / k.gemm_time(8192, 4096, 4096, RATE, HBM)
+    short = 2 * 1024 * 4096 * 4096 / k.gemm_time(1024, 4096, 4096, RATE, HBM)
+    assert short < 0.9 * fat
 
 
 def test_sequence_parallelism_trades_all_reduce_for_reduce_scatter_plus_all_gather():
@@ -146,3 +160,18 @@ def test_pp_messages_cross_nodes_at_the_nic_share():
     pcie = dataclasses.replace(model, cluster=cluster_preset("pcie-a100", 4),
                                comms=CollectiveModel(cluster_preset("pcie-a100", 4)))
     assert pcie.message_time(config) > 3 * model.message_time(config)
+
+
+def test_gqa_and_swiglu_gemm_shapes():
+    """Llama-style layer: QKV N = (h + 2·g·d)/t, fc1 N = 2f/t (gate and up)."""
+    llama = ModelSpec("l", 4, 4096, 32, 2048, 32000, ffn=11008, kv_heads=8, gated_mlp=True,
+                      tied_embeddings=False, dropout=False)
+    c = costs(Recipe(), tp=4, model=llama)
+    h, f, t, m, kv = 4096, 11008, 4, 2048, 4096 * 8 // 32
+    shapes = [(m, (h + 2 * kv) / t, h), (m, h, h / t), (m, 2 * f / t, h), (m, h, f / t)]
+    gemms = sum(A100.gemm_time(a, b, k, RATE, HBM) for a, b, k in shapes)
+    core, _ = c.attention_core(1, "none")
+    want = gemms + core + c.memory_bound(1) + c.tp_layer_comm(1)
+    assert c.layer(1, "none").forward == pytest.approx(want)
+    mha = costs(Recipe(), tp=4, model=dataclasses.replace(llama, kv_heads=32))
+    assert mha.layer(1, "none").forward > c.layer(1, "none").forward

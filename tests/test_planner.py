@@ -6,6 +6,7 @@ from ringpipe.cost.cluster import cluster_preset
 from ringpipe.cost.explain import explain
 from ringpipe.cost.models import ModelSpec, TrainingSpec, model_preset
 from ringpipe.cost.planner import FitsNowhere, SearchSpace, factorisations, plan
+from ringpipe.layout import split_layers
 from ringpipe.schedules import SCHEDULES
 
 # ~101B parameters: 18-byte states (bf16, fp32 grads, Adam) need > 16 A100-80GB without DP
@@ -34,9 +35,15 @@ def test_tp_stays_in_the_node_and_pp_spans_nodes(big_on_four_nodes):
 
 def test_pcie_prefers_smaller_tp_than_nvlink():
     model, training = model_preset("llama2-13b"), TrainingSpec(256)
-    nvlink = plan(model, training, cluster_preset("dgx-a100", 1)).best
-    pcie = plan(model, training, cluster_preset("pcie-a100", 1)).best
-    assert pcie.config.tp < nvlink.config.tp
+    nvlink = plan(model, training, cluster_preset("dgx-a100", 1))
+    pcie = plan(model, training, cluster_preset("pcie-a100", 1))
+    assert pcie.best.config.tp <= nvlink.best.config.tp
+
+    def tp8_penalty(report):
+        tp8 = min(p.step_time for p in report.fitting if p.config.tp == 8)
+        return tp8 / report.best.step_time
+
+    assert tp8_penalty(pcie) > 1.2 * tp8_penalty(nvlink)
 
 
 def test_candidates_are_ranked_and_non_fitting_ones_follow(big_on_four_nodes):
@@ -144,3 +151,14 @@ def test_bad_search_space():
         SearchSpace(chunks="2")
     with pytest.raises(ValueError, match="1f1b does not take chunks per rank"):
         SearchSpace(schedule="1f1b", chunks=2)
+
+
+def test_uneven_splits_are_searched_when_no_even_split_fits():
+    """Llama 3 405B (126 layers) on 1024 × dgx-h100: pp must be a power of two, and no
+    power of two divides 126 beyond 2, where nothing fits; the uneven search finds the
+    published production layout, TP8 × PP16 × DP64."""
+    report = plan(model_preset("llama3-405b"), TrainingSpec(2048, 1),
+                  cluster_preset("dgx-h100", 1024))
+    best = report.best.config
+    assert (best.tp, best.pp, best.dp) == (8, 16, 64)
+    assert report.best.layers_per_stage == split_layers(126, 16 * best.chunks)

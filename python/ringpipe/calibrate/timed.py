@@ -56,8 +56,9 @@ def timed_prediction(plan: Plan, params: dict[str, np.ndarray], batch: Batch,
 
 def timed_prediction_mpi(plan: Plan, params: dict[str, np.ndarray], batch: Batch,
                          cluster: Cluster, calibration: Calibration, comm: Any,
-                         repeats: int = REPEATS) -> dict[str, Any] | None:
-    """Time ``run_plan_mpi`` on every rank of ``comm``; rank 0 returns the report."""
+                         repeats: int = REPEATS, **run_options: Any) -> dict[str, Any] | None:
+    """Time ``run_plan_mpi`` on every rank of ``comm``; rank 0 returns the report.
+    ``run_options`` go to :func:`~ringpipe.runtime.mpi.run_plan_mpi` (device, ...)."""
     from ringpipe.mpi.loader import load_mpi
     from ringpipe.mpi.mesh_comm import MeshComm
     from ringpipe.runtime.mpi import run_plan_mpi
@@ -71,7 +72,7 @@ def timed_prediction_mpi(plan: Plan, params: dict[str, np.ndarray], batch: Batch
         for i in range(repeats + 1):
             comm.Barrier()
             t0 = time.perf_counter()
-            run_plan_mpi(plan, params, batch, mesh_comm=mc)
+            run_plan_mpi(plan, params, batch, mesh_comm=mc, **run_options)
             comm.Barrier()
             dt = comm.allreduce(time.perf_counter() - t0, op=load_mpi().MAX)
             if i:

@@ -17,9 +17,10 @@ The table shows model TFLOP/s (no recomputation; MFU) and hardware TFLOP/s
 (recomputation included) per GPU side by side.
 
 Exit status: 0 when a configuration fits; 1 when none fits (the message gives the
-smallest memory per GPU any configuration needs; ``--json`` still prints every
-candidate); 2 on bad arguments (unknown preset, inconsistent cluster numbers, a GPU
-count no factorisation fits), with a one-line error on stderr.
+smallest memory per GPU any configuration needs; ``--json`` still prints the first
+``--top`` candidates, closest to fitting first); 2 on bad arguments (unknown preset,
+inconsistent cluster numbers, a GPU count no factorisation fits), with a one-line error
+on stderr.
 """
 
 from __future__ import annotations

@@ -36,6 +36,7 @@ A cluster file (TOML or JSON, read by :mod:`ringpipe.cost.cluster_file`) looks l
     tile_n = 256
     flash_fraction = 0.6
     launch_overhead_us = 3
+    saturation = 144               # d0 of the GEMM saturation term
 
 **NIC sharing.** The node's injection bandwidth is ``inter.bandwidth × gpus_per_node``;
 one GPU alone reaches at most ``nic_bandwidth`` (its own NIC on a rail-optimised DGX,
@@ -51,17 +52,19 @@ from types import MappingProxyType
 from typing import Any
 
 from ringpipe.cost.gpu import A100, H100, MICROSECOND, GpuKernels
+from ringpipe.validation import check_int
 
 GB = 1e9
 GIB = float(2**30)
 TFLOP = 1e12
 
 #: η_max of the GEMM model (:mod:`ringpipe.cost.gpu`): the fraction of peak a large,
-#: well-shaped 16-bit GEMM sustains on A100. The one fitted constant: least squares on the
-#: relative error over all ten rows of Megatron-LM's SC'21 Table 1
-#: (:func:`ringpipe.cost.megatron_table.calibrate`); ``tests/test_cost_megatron.py``
-#: checks the stored value is still that optimum.
-CALIBRATED_FRACTION_OF_PEAK = 0.66
+#: well-shaped 16-bit GEMM sustains on A100. Fitted, with the saturation d0
+#: (:data:`ringpipe.cost.gpu.CALIBRATED_SATURATION`), by least squares on the relative
+#: error over all ten rows of Megatron-LM's SC'21 Table 1
+#: (:func:`ringpipe.cost.megatron_table.calibrate_saturation`);
+#: ``tests/test_cost_megatron.py`` checks the stored pair is still that optimum.
+CALIBRATED_FRACTION_OF_PEAK = 0.762
 #: H100 SXM: NOT fitted (no H100 data is used for fitting). The A100 value scaled by
 #: 0.8, the ratio of the fractions of peak large bf16 cuBLAS GEMMs are commonly measured
 #: at on H100 SXM (≈ 700-750 of 989 TFLOP/s) and A100 (≈ 280 of 312 TFLOP/s): an
@@ -83,10 +86,7 @@ def _positive(owner: str, name: str, value: object) -> None:
 
 
 def _positive_int(owner: str, name: str, value: object) -> None:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{owner}.{name} must be an int, got {type(value).__name__}")
-    if value < 1:
-        raise ValueError(f"{owner}.{name} must be >= 1, got {value}")
+    check_int(f"{owner}.{name}", value)
 
 
 @dataclass(frozen=True)
@@ -199,6 +199,7 @@ class Cluster:
             "kernels": {"sm_count": self.kernels.sm_count, "tile_m": self.kernels.tile_m,
                         "tile_n": self.kernels.tile_n,
                         "flash_fraction": self.kernels.flash_fraction,
+                        "saturation": self.kernels.saturation,
                         "launch_overhead_us": self.kernels.launch_overhead / MICROSECOND},
         }
 

@@ -20,7 +20,8 @@ _TOP_KEYS = {"name", "nodes", "gpus_per_node", "peak_tflops", "memory_gib",
              "memory_bandwidth_gbs", "achievable_fraction", "intra_node", "inter_node",
              "kernels", "measured"}  # measured: ringpipe calibrate's raw data (cost.calibrated)
 _LINK_KEYS = {"bandwidth_gbs", "latency_us", "nic_bandwidth_gbs"}
-_KERNEL_KEYS = {"sm_count", "tile_m", "tile_n", "flash_fraction", "launch_overhead_us"}
+_KERNEL_KEYS = {"sm_count", "tile_m", "tile_n", "flash_fraction", "launch_overhead_us",
+                "saturation"}
 
 
 def _require(data: dict[str, Any], key: str, where: str) -> Any:

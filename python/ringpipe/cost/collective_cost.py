@@ -45,10 +45,13 @@ from ringpipe.kernels.registry import ALGORITHMS, step_table
 from ringpipe.kernels.steps import StepTable
 
 #: Largest group whose O(N²) ring table is built; bigger rings use the closed profile.
-MAX_TABLE_RANKS = 256
+MAX_TABLE_RANKS = 64
 #: Tree pipeline chunk counts tried (powers of two); capped so a table stays small.
 TREE_CHUNK_CHOICES = (1, 2, 4, 8, 16, 32, 64)
 _MAX_TREE_ROWS = 1 << 18
+#: Above this many ranks only every other choice (1, 4, 16, 64) is tried: each tree
+#: table of a large group costs O(K·N) to build and check.
+_COARSE_TREE_RANKS = 64
 
 
 @dataclass(frozen=True)
@@ -198,7 +201,8 @@ class CollectiveModel:
         elif algorithm == "ring" and collective not in ("broadcast", "reduce"):
             choices = (1,)  # the ring's chunk count is always N
         else:
-            choices = [k for k in TREE_CHUNK_CHOICES if 4 * k * n <= _MAX_TREE_ROWS] or [1]
+            choices = [k for k in TREE_CHUNK_CHOICES if 4 * k * n <= _MAX_TREE_ROWS
+                       and (n <= _COARSE_TREE_RANKS or k in (1, 4, 16, 64))] or [1]
         best: CollectiveCost | None = None
         for k in choices:
             prof = self._profile(collective, algorithm, nodes, k)

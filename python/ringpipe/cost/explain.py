@@ -42,10 +42,14 @@ def headline(p: Prediction) -> str:
             f"(headroom {p.headroom / 2**30:g} GiB).")
 
 
-def explain(best: Prediction, other: Prediction | None, cluster: Cluster) -> str:
+def explain(best: Prediction, other: Prediction | None, cluster: Cluster,
+            pinned: bool = False) -> str:
     """Why ``best`` wins against ``other`` (the next-best with a different (tp, pp)),
-    by the parts of the step time that differ most."""
+    by the parts of the step time that differ most. ``pinned``: tp/pp/dp were pinned
+    (and ``other`` is None because no configuration without the pins fits either)."""
     head = headline(best)
+    if other is None and pinned:
+        return head + " No fitting configuration without the pins was found to compare with."
     if other is None:
         return head + " No fitting configuration has a different (tp, pp) to compare with."
     gains = sorted(PARTS, key=lambda n: getattr(best, n) - getattr(other, n))

@@ -3,11 +3,17 @@
 A GEMM C[M×N] = A[M×K]·B[K×N] in 16-bit runs 2·M·N·K FLOPs and moves at least
 2·(M·K + K·N + M·N) bytes of HBM. Its time is
 
-    t = max( 2·M·N·K / (peak · η_max · wave(M, N)),  bytes / HBM bandwidth,  launch )
+    t = max( 2·M·N·K / (peak · η_max · sat(M, N, K) · wave(M, N)),  bytes / HBM,  launch )
 
 * ``η_max`` (``Cluster.achievable_fraction``) is the fraction of peak a large,
-  well-shaped GEMM sustains; the only constant fitted, on Megatron-LM SC'21 Table 1
-  (:mod:`ringpipe.cost.megatron_table`).
+  well-shaped GEMM sustains;
+* ``sat(M, N, K) = M/(M + d0) · N/(N + d0) · K/(K + d0)`` is the saturation of the
+  roofline: a GEMM with a small dimension runs further below η_max than tile
+  quantisation alone explains (fewer k-iterations to hide each tile's prologue and
+  epilogue, less reuse per tile). η_max and d0 are the two constants fitted, both on
+  Megatron-LM SC'21 Table 1 only (:mod:`ringpipe.cost.megatron_table`): η_max = 0.762,
+  d0 = 144 (least squares over the ten rows; the RMS error is 2.6% against 4.6% with
+  d0 = 0).
 * ``wave(M, N)`` is the tile/wave quantisation efficiency NVIDIA documents for cuBLAS
   ("Matrix Multiplication Background User's Guide", §§ tile quantization and wave
   quantization): the output is cut into ⌈M/tile_m⌉·⌈N/tile_n⌉ tiles, one per SM per
@@ -28,7 +34,8 @@ optimizer step) take max(bytes / HBM bandwidth, launch).
 
 Defaults per GPU type: A100 SXM has 108 SMs, H100 SXM 132 (NVIDIA whitepapers);
 cuBLAS's large 16-bit tiles are 128×256 on both. The cluster file's ``[kernels]``
-table overrides any of them (``ringpipe calibrate`` is meant to measure them).
+table overrides any of them, ``saturation`` included (``ringpipe calibrate`` is meant to
+measure them).
 """
 
 from __future__ import annotations
@@ -39,6 +46,9 @@ from dataclasses import dataclass
 from ringpipe.validation import check_int
 
 MICROSECOND = 1e-6
+#: d0 of the saturation term (module docstring), fitted with η_max on Megatron-LM SC'21
+#: Table 1 only (:func:`ringpipe.cost.megatron_table.calibrate`).
+CALIBRATED_SATURATION = 144.0
 
 
 @dataclass(frozen=True)
@@ -50,11 +60,12 @@ class GpuKernels:
     tile_n: int = 256
     flash_fraction: float = 0.6
     launch_overhead: float = 3.0 * MICROSECOND
+    saturation: float = CALIBRATED_SATURATION
 
     def __post_init__(self) -> None:
         for name in ("sm_count", "tile_m", "tile_n"):
             check_int(f"GpuKernels.{name}", getattr(self, name))
-        for name in ("flash_fraction", "launch_overhead"):
+        for name in ("flash_fraction", "launch_overhead", "saturation"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) \
                     or not math.isfinite(value):
@@ -62,6 +73,8 @@ class GpuKernels:
         if not 0 < self.flash_fraction <= 1:
             raise ValueError(f"GpuKernels.flash_fraction must be in (0, 1], got "
                              f"{self.flash_fraction}")
+        if self.saturation < 0:
+            raise ValueError(f"GpuKernels.saturation must be >= 0, got {self.saturation}")
         if self.launch_overhead < 0:
             raise ValueError(f"GpuKernels.launch_overhead must be >= 0, got "
                              f"{self.launch_overhead}")
@@ -77,7 +90,9 @@ class GpuKernels:
         if m <= 0 or n <= 0 or k <= 0:
             return 0.0
         flops = 2.0 * batch * m * n * k
-        compute = flops / (rate * self.wave_efficiency(m, n, batch))
+        d0 = self.saturation
+        sat = (m / (m + d0)) * (n / (n + d0)) * (k / (k + d0))
+        compute = flops / (rate * sat * self.wave_efficiency(m, n, batch))
         memory = batch * nbytes * (m * k + k * n + m * n) / hbm
         return max(compute, memory, self.launch_overhead)
 
@@ -89,5 +104,5 @@ class GpuKernels:
 #: A100 SXM (108 SMs) and H100 SXM (132 SMs); FlashAttention fractions from the papers
 #: cited in the module docstring (A100: FA2 forward/backward average ≈ 0.6; H100: 0.5,
 #: between FA2's 0.35 and FA3's 0.75, as cuDNN/Transformer Engine attention reaches).
-A100 = GpuKernels(sm_count=108, flash_fraction=0.6)
-H100 = GpuKernels(sm_count=132, flash_fraction=0.5)
+A100 = GpuKernels(sm_count=108, flash_fraction=0.6, saturation=CALIBRATED_SATURATION)
+H100 = GpuKernels(sm_count=132, flash_fraction=0.5, saturation=CALIBRATED_SATURATION)

@@ -18,9 +18,11 @@ which includes the recomputation forward; the prediction divides the same F by t
 predicted step time and the GPU count (:func:`ringpipe.cost.step_time.executed_flops`
 reproduces F exactly).
 
-:func:`calibrate` fits the single achievable-fraction-of-peak constant of the cost
-model by least squares on the relative errors of all rows at once (golden-section
-search; the predicted throughput is monotone in the constant).
+:func:`calibrate` fits η_max (the achievable fraction of peak of a large GEMM) by least
+squares on the relative errors of all rows at once, for a given saturation d0
+(golden-section search; the predicted throughput is monotone in η_max), and
+:func:`calibrate_saturation` fits d0 over a grid, refitting η_max at each point: the two
+constants of :mod:`ringpipe.cost.gpu`, fitted on this table and nothing else.
 """
 
 from __future__ import annotations
@@ -149,6 +151,33 @@ def calibrate(cluster: Cluster | None = None, tol: float = 1e-4) -> float:
             b = lo + ratio * (hi - lo)
             fb = loss(b)
     return (lo + hi) / 2
+
+
+def loss(cluster: Cluster) -> float:
+    """Σ_rows (predicted / published − 1)² on ``cluster``."""
+    return sum(cmp.error ** 2 for cmp in compare(cluster))
+
+
+def with_constants(cluster: Cluster, fraction: float, saturation: float) -> Cluster:
+    """``cluster`` with η_max = ``fraction`` and d0 = ``saturation``."""
+    return replace(cluster, achievable_fraction=fraction,
+                   kernels=replace(cluster.kernels, saturation=saturation))
+
+
+def calibrate_saturation(grid: tuple[float, ...] = (0, 64, 96, 128, 144, 160, 192, 256),
+                         cluster: Cluster | None = None) -> tuple[float, float]:
+    """(η_max, d0) minimising :func:`loss` over ``grid`` for d0 (η_max refitted at each
+    point). Slow (one golden-section search per grid point)."""
+    base = cluster_preset("dgx-a100") if cluster is None else cluster
+    best: tuple[float, float, float] | None = None
+    for d0 in grid:
+        c = with_constants(base, base.achievable_fraction, d0)
+        frac = calibrate(c, tol=1e-3)
+        value = loss(with_constants(c, frac, d0))
+        if best is None or value < best[0]:
+            best = (value, frac, d0)
+    assert best is not None
+    return best[1], best[2]
 
 
 def format_markdown(comparisons: tuple[Comparison, ...]) -> str:

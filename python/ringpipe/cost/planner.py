@@ -5,7 +5,8 @@ Search space (each dimension can be pinned):
 * every factorisation tp · pp · dp of the cluster's GPUs where tp divides the heads
   (and KV heads), pp divides the layers (or is pinned, or ``allow_uneven``: then
   :func:`ringpipe.layout.split_layers` gives the first stages one layer more) and dp
-  divides the global batch;
+  divides the global batch; when no even split fits, the search is repeated with
+  uneven splits (e.g. Llama 3 405B's 126 layers on a power-of-two GPU count);
 * every built-in schedule (:data:`ringpipe.schedules.SCHEDULES`: GPipe, 1F1B,
   interleaved 1F1B with v = 2 .. ``max_chunks`` chunks per rank, ZB-H1, ZB-V); with
   pp = 1 there is no pipeline and only 1F1B (plain gradient accumulation) is kept;
@@ -84,6 +85,7 @@ class PlanReport:
     candidates: tuple[Prediction, ...]
     headroom: float = 0.0
     unpinned_best: Prediction | None = None
+    pinned: bool = False
 
     @property
     def fitting(self) -> tuple[Prediction, ...]:
@@ -113,7 +115,7 @@ class PlanReport:
             return "No configuration fits."
         if self.unpinned_best is not None:
             return explain_pinned(best, self.unpinned_best, self.cluster)
-        return explain(best, self.runner_up, self.cluster)
+        return explain(best, self.runner_up, self.cluster, self.pinned)
 
 
 class FitsNowhere(ValueError):
@@ -233,15 +235,24 @@ def plan(model: ModelSpec, training: TrainingSpec, cluster: Cluster,
         raise ValueError(f"headroom must be a number of GiB >= 0, got {headroom_gib!r}")
     step = StepModel(model, training, cluster, headroom=headroom_gib * GIB)
     found = _search(step, space)
+    if not space.allow_uneven and not any(p.fits for p in found):
+        uneven = replace(space, allow_uneven=True)
+        retry = _search(step, uneven)
+        if any(p.fits for p in retry):
+            found, space = retry, uneven
     if not found:
         raise ValueError(f"no candidate configuration could be built for {model.name} "
                          f"on {cluster.world} GPUs (check --schedule/--chunks/"
                          "--microbatch-size against the global batch)")
     unpinned = None
     if space.pinned and compare_unpinned:
-        free = _search(step, replace(space, tp=None, pp=None, dp=None))
+        # a pinned pp that does not divide the layers is an uneven split: compare with
+        # the unpinned search on the same terms
+        uneven = space.allow_uneven or (space.pp is not None and model.layers % space.pp != 0)
+        free = _search(step, replace(space, tp=None, pp=None, dp=None, allow_uneven=uneven))
         unpinned = next((p for p in free if p.fits), None)
-    report = PlanReport(model, training, cluster, tuple(found), step.headroom, unpinned)
+    report = PlanReport(model, training, cluster, tuple(found), step.headroom, unpinned,
+                        space.pinned)
     if report.best is None:
         raise FitsNowhere(report)
     return report

@@ -35,7 +35,7 @@ Step time = makespan + exposed DP communication + optimizer step.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -94,6 +94,7 @@ class StepModel:
     headroom: float = 0.0
     sim: PipelineSimulator | None = None
     comms: CollectiveModel | None = None
+    _memo: dict = field(default_factory=dict, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         for name, kind in (("model", ModelSpec), ("training", TrainingSpec),
@@ -118,6 +119,12 @@ class StepModel:
     def rank_params(self, config: Config, layout: Layout) -> list[float]:
         """Parameters each pipeline rank's GPUs hold (its layers, the embedding with
         stage 0, the output layer with the last stage unless tied on the same rank)."""
+        key = ("params", config.tp, config.pp, layout.layers, layout.placement)
+        if key not in self._memo:
+            self._memo[key] = self._rank_params(config, layout)
+        return self._memo[key]
+
+    def _rank_params(self, config: Config, layout: Layout) -> list[float]:
         mdl, last = self.model, len(layout.layers) - 1
         out = []
         for rank in range(config.pp):
@@ -162,13 +169,18 @@ class StepModel:
     def _crossers(self, config: Config, axis: str) -> int:
         """Most GPUs of one node whose next rank along ``axis`` (``Mesh.group`` order,
         rank = (d·pp + p)·tp + t) is on another node."""
+        key = ("crossers", config.mesh, axis)
+        if key in self._memo:
+            return self._memo[key]
         mesh, per = config.mesh, self.cluster.gpus_per_node
         size, stride = {"pp": (mesh.pp, mesh.tp), "dp": (mesh.dp, mesh.pp * mesh.tp)}[axis]
         ranks = np.arange(mesh.world)
         pos = (ranks // stride) % size
         nxt = np.where(pos == size - 1, ranks - (size - 1) * stride, ranks + stride)
         crossing = (ranks // per) != (nxt // per)
-        return int(np.bincount(ranks[crossing] // per).max()) if crossing.any() else 0
+        self._memo[key] = int(np.bincount(ranks[crossing] // per).max()) \
+            if crossing.any() else 0
+        return self._memo[key]
 
     def message_time(self, config: Config) -> float:
         """One stage-to-stage message (module docstring); 0 without pipelining."""
