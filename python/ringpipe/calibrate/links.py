@@ -32,7 +32,7 @@ from ringpipe.calibrate.timing import Budget, cpu_time
 from ringpipe.collectives import all_reduce
 from ringpipe.cost.cluster import Cluster, Link
 from ringpipe.cost.collective_cost import CollectiveModel
-from ringpipe.cost.gpu import GpuKernels
+from ringpipe.cost.executable import HOST_KERNELS
 
 QUICK_BYTES = (1 << 10, 1 << 16, 1 << 20)
 FULL_BYTES = (1 << 8, 1 << 12, 1 << 16, 1 << 18, 1 << 20, 1 << 22)
@@ -81,7 +81,7 @@ def host_cluster(ranks: int, link: Link, *, peak_flops: float = 1e9,
     """One node of ``ranks`` CPU ranks joined by ``link`` (no tile/wave quantisation:
     one "SM", 1×1 tiles; no launch floor, the executable model adds call overhead)."""
     return Cluster(name, 1, max(1, ranks), peak_flops, memory_bytes, memory_bandwidth,
-                   link, link, 1.0, GpuKernels(1, 1, 1, 1.0, 0.0))
+                   link, link, 1.0, HOST_KERNELS)
 
 
 def table_factors(algorithm: str, ranks: int) -> tuple[float, float]:

@@ -16,8 +16,10 @@ stored beside them, so predictions can account for the machine's load.
 
 The result is a cluster file (:mod:`ringpipe.cost.cluster` keys, which ``ringpipe plan
 --cluster-file`` reads, plus ``[measured]``: :mod:`ringpipe.cost.calibrated`). The
-headline keys are set from the measurements: ``peak_tflops`` is the GEMM curve's
-asymptote (``achievable_fraction = 1``), ``memory_bandwidth_gbs`` the copy bandwidth,
+headline keys are set from the measurements: ``peak_tflops`` is the float64 GEMM
+curve's asymptote (``achievable_fraction = 1``), ``[kernels] saturation`` the mean of
+its half-rate sizes (the planner's one-constant form of the same curve,
+:mod:`ringpipe.cost.gpu`), ``memory_bandwidth_gbs`` the copy bandwidth,
 ``[intra_node]`` the point-to-point α-β (MPI's when measured), ``[kernels]`` one "SM"
 with 1×1 tiles (no GPU wave quantisation) and the per-call overhead as launch overhead.
 """
@@ -167,11 +169,12 @@ def calibrate(options: CalibrateOptions,
         "peak_tflops": f64["peak_gflops"] / 1e3,
         "memory_gib": _memory_gib(),
         "memory_bandwidth_gbs": bandwidth / 1e9,
-        "achievable_fraction": min(1.0, f64["best_gflops"] / f64["peak_gflops"]),
+        "achievable_fraction": 1.0,
         "intra_node": dict(link),
         "inter_node": dict(link),
         "kernels": {"sm_count": 1, "tile_m": 1, "tile_n": 1, "flash_fraction": 1.0,
-                    "launch_overhead_us": overhead * 1e6},
+                    "launch_overhead_us": overhead * 1e6,
+                    "saturation": (f64["m0"] + f64["n0"] + f64["k0"]) / 3},
         "measured": {
             "host": platform.node(), "cores": cores, "blas_threads": blas_threads(),
             "backend": options.backend, "quick": options.quick,

@@ -122,12 +122,11 @@ class Calibration:
                        cluster: Cluster) -> Link:
         """The step link measured for (runtime, algorithm, ranks); for a group larger
         than any measured, the largest measured; else the p2p link."""
-        sizes = [n for (r, a, n) in self.allreduce if r == runtime and a == algorithm]
+        sizes = sorted(n for (r, a, n) in self.allreduce if r == runtime and a == algorithm)
         if not sizes:
             return self.p2p_link(runtime, cluster)
-        best = ranks if ranks in sizes else max(n for n in sizes if n <= ranks) \
-            if any(n <= ranks for n in sizes) else min(sizes)
-        return self.allreduce[(runtime, algorithm, best)]
+        below = [n for n in sizes if n <= ranks]
+        return self.allreduce[(runtime, algorithm, below[-1] if below else sizes[0])]
 
 
 def _link(table: dict[str, Any], where: str) -> Link:

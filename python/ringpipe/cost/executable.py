@@ -55,8 +55,10 @@ if TYPE_CHECKING:
 
 ACTION_CALLS = 20
 RUNTIMES = ("inproc", "mpi")
-#: CPU kernels: no tile/wave quantisation (one "SM", 1×1 tiles), no launch floor.
-HOST_KERNELS = GpuKernels(1, 1, 1, 1.0, 0.0)
+#: CPU kernels: no tile/wave quantisation (one "SM", 1×1 tiles), no launch floor, no
+#: saturation term (the measured GEMM curve gives each shape's rate).
+HOST_KERNELS = GpuKernels(sm_count=1, tile_m=1, tile_n=1, flash_fraction=1.0,
+                          launch_overhead=0.0, saturation=0.0)
 
 
 @dataclass(frozen=True)
