@@ -1,0 +1,180 @@
+"""ringpipe calibrate: curve and α-β fits, step links, the TOML file's round trip, CLI."""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+
+import numpy as np
+import pytest
+import tomllib
+
+from ringpipe.calibrate import links, mpi_probe
+from ringpipe.calibrate.run import CalibrateOptions, calibrate
+from ringpipe.calibrate.summary import summary
+from ringpipe.calibrate.timing import Budget, cpu_time, sustained_time
+from ringpipe.calibrate.toml_out import dumps
+from ringpipe.cli import main
+from ringpipe.cost import cluster_from_dict
+from ringpipe.cost.calibrated import load_calibrated
+from ringpipe.cost.cluster import Link
+from ringpipe.cost.collective_cost import CollectiveModel
+from ringpipe.cost.gemm_curve import GemmCurve, fit_gemm_curve
+
+GRID = [(m, n, k) for m in (8, 32, 256) for n in (16, 128, 512) for k in (4, 64, 1024)]
+
+
+def test_gemm_curve_fit_recovers_known_parameters():
+    truth = GemmCurve(40e9, 12.0, 7.0, 30.0, fixed=2e-6)
+    seconds = [truth.fixed + truth.time(*s) for s in GRID]
+    got = fit_gemm_curve(GRID, seconds)
+    for name in ("peak_flops", "m0", "n0", "k0", "fixed"):
+        assert math.isclose(getattr(got, name), getattr(truth, name), rel_tol=1e-6), name
+
+
+def test_gemm_curve_fit_drops_a_negative_term():
+    truth = GemmCurve(10e9, 0.0, 20.0, 5.0)  # no M dependence
+    seconds = [truth.time(*s) * (1 + 0.01 * ((i % 3) - 1)) for i, s in enumerate(GRID)]
+    got = fit_gemm_curve(GRID, seconds)
+    assert got.m0 >= 0 and got.fixed >= 0
+    assert got.efficiency(1e9, 1e9, 1e9) == pytest.approx(1.0, abs=1e-6)
+    assert got.peak_flops == pytest.approx(10e9, rel=0.05)
+
+
+def test_gemm_curve_rejects_bad_input():
+    with pytest.raises(ValueError, match="at least 4"):
+        fit_gemm_curve(GRID[:3], [1.0, 1.0, 1.0])
+    with pytest.raises(ValueError, match="seconds"):
+        fit_gemm_curve(GRID[:4], [1.0, -1.0, 1.0, 1.0])
+    with pytest.raises(ValueError, match="peak_flops"):
+        GemmCurve(0.0)
+    with pytest.raises(TypeError, match="m0"):
+        GemmCurve(1.0, "x")  # type: ignore[arg-type]
+
+
+def test_alpha_beta_fit_and_clipping():
+    sizes = [1 << 10, 1 << 14, 1 << 18, 1 << 22]
+    fit = links.fit_alpha_beta(sizes, [3e-6 + n / 2e9 for n in sizes])
+    assert fit.alpha == pytest.approx(3e-6, rel=1e-9)
+    assert fit.bandwidth == pytest.approx(2e9, rel=1e-9)
+    pure = links.fit_alpha_beta(sizes, [n / 1e9 for n in sizes])
+    assert pure.alpha >= 0 and pure.bandwidth == pytest.approx(1e9, rel=1e-6)
+    with pytest.raises(ValueError, match="at least 2"):
+        links.fit_alpha_beta([1], [1.0])
+
+
+@pytest.mark.parametrize("algorithm", ["ring", "tree"])
+@pytest.mark.parametrize("ranks", [2, 3, 4])
+def test_step_link_reproduces_the_measured_allreduce(algorithm, ranks):
+    fit = links.AlphaBeta(40e-6, 1 / 3e9)
+    step = links.step_link(fit, algorithm, ranks)
+    model = CollectiveModel(links.host_cluster(ranks, step))
+    for nbytes in (1024, 1 << 20, 1 << 24):
+        t = model.cost("all_reduce", algorithm, nbytes, ranks, pipeline_chunks=1).time
+        assert t == pytest.approx(fit.time(nbytes), rel=1e-9)
+
+
+def test_ring_table_factors_match_the_closed_form():
+    for n in (2, 3, 5):
+        steps, c = links.table_factors("ring", n)
+        assert steps == 2 * (n - 1)
+        assert c == pytest.approx(2 * (n - 1) / n)
+
+
+def test_toml_writer_round_trip():
+    data = {"name": "a \"quoted\" name", "n": np.int64(3), "x": np.float64(0.25),
+            "flag": True, "grid": [[1, 2, 3], [4, 5, 6]], "ys": [1.5, 2.5],
+            "t": {"a": 1, "inner": {"b": "c"}},
+            "rows": [{"k": 1, "v": [0.5]}, {"k": 2, "v": [1.5]}]}
+    back = tomllib.loads(dumps(data, "header line"))
+    assert back == {**data, "n": 3, "x": 0.25}
+    with pytest.raises(ValueError, match="non-finite"):
+        dumps({"x": float("nan")})
+    with pytest.raises(TypeError, match="cannot write"):
+        dumps({"x": object()})
+
+
+def test_timing_primitives_return_positive_times():
+    budget = Budget(0.003, 20)
+    assert sustained_time(lambda: sum(range(100)), budget) > 0
+    assert cpu_time(lambda: sum(range(100)), budget) > 0
+    with pytest.raises(ValueError, match="seconds"):
+        Budget(0.0)
+
+
+def test_options_are_checked():
+    with pytest.raises(ValueError, match="backend"):
+        CalibrateOptions(backend="gpu")
+    with pytest.raises(ValueError, match="--np"):
+        CalibrateOptions(nprocs=1)
+    assert CalibrateOptions().ranks == 4 and CalibrateOptions(nprocs=3).ranks == 3
+
+
+def test_mpi_rows_skipped_with_a_note_without_mpi4py(monkeypatch):
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "mpi4py" else real(name, *a))
+    doc, why = mpi_probe.measure_mpi(2, [1024], 1)
+    assert doc is None and "mpi4py is not installed" in why and "skipped" in why
+
+
+@pytest.fixture(scope="module")
+def quick_file(tmp_path_factory):
+    """One real quick calibration without MPI, written as the CLI writes it."""
+    data, notes = calibrate(CalibrateOptions(quick=True, max_ranks=3))
+    path = tmp_path_factory.mktemp("cal") / "local.toml"
+    path.write_text(dumps(data))
+    return path, data, notes
+
+
+def test_quick_calibration_file_round_trips(quick_file):
+    path, data, notes = quick_file
+    assert any("MPI rows not measured" in n for n in notes)
+    cluster, cal = load_calibrated(path)
+    m = data["measured"]
+    assert cluster.peak_flops == pytest.approx(data["peak_tflops"] * 1e12)
+    assert cluster.memory_bandwidth == pytest.approx(data["memory_bandwidth_gbs"] * 1e9)
+    assert cal.cores == m["cores"] and cal.call_overhead == pytest.approx(
+        m["call_overhead_us"] * 1e-6)
+    curve = cal.curve("float64", cluster)
+    assert curve.peak_flops == pytest.approx(m["gemm"]["float64"]["peak_gflops"] * 1e9)
+    assert {(r, a, n) for r, a, n in cal.allreduce} == {
+        ("inproc", a, n) for a in ("ring", "tree") for n in (2, 3)}
+    assert "mpi" not in cal.p2p and 0 < cal.share_inproc <= 1
+    assert cluster_from_dict(tomllib.loads(path.read_text())) == cluster
+    text = summary(data, notes)
+    assert "GEMM float64" in text and "all-reduce inproc ring N=3" in text
+
+
+def test_plan_reads_a_calibrated_file(quick_file, capsys):
+    path, _, _ = quick_file
+    code = main(["plan", "--cluster-file", str(path), "--layers", "4", "--hidden", "64",
+                 "--heads", "4", "--seq", "16", "--vocab", "100", "--global-batch", "12",
+                 "--headroom", "0", "--json"])
+    assert code == 0
+    assert "calibrated-" in capsys.readouterr().out
+
+
+def test_cli_bad_arguments_exit_2(tmp_path, capsys):
+    assert main(["calibrate", "--output", str(tmp_path / "x.json"), "--quick"]) == 2
+    assert "must be a .toml" in capsys.readouterr().err
+    assert main(["calibrate", "--output", str(tmp_path / "no" / "x.toml")]) == 2
+    assert main(["calibrate", "--output", str(tmp_path / "x.toml"), "--np", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "--np must be >= 2" in err and "Traceback" not in err
+
+
+def test_plain_cluster_file_is_refused_for_prediction(tmp_path):
+    path = tmp_path / "plain.toml"
+    path.write_text(dumps({"gpus_per_node": 2, "peak_tflops": 1.0, "memory_gib": 1.0,
+                           "memory_bandwidth_gbs": 10.0,
+                           "intra_node": {"bandwidth_gbs": 1.0, "latency_us": 1.0},
+                           "inter_node": {"bandwidth_gbs": 1.0, "latency_us": 1.0}}))
+    with pytest.raises(ValueError, match=r"no \[measured\] table"):
+        load_calibrated(path)
+    with pytest.raises(ValueError, match="cannot read"):
+        load_calibrated(tmp_path / "missing.toml")
+
+
+def test_link_of_a_step_is_positive():
+    assert isinstance(links.step_link(links.AlphaBeta(0.0, 0.0), "ring", 2), Link)

@@ -1,0 +1,185 @@
+"""Predicted step time of executable plans (cost.executable, cost.numpy_ops) and the
+``verify --cluster-file`` report."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from types import MappingProxyType
+
+import pytest
+
+from ringpipe.calibrate.toml_out import dumps
+from ringpipe.cli import main
+from ringpipe.cost.calibrated import Calibration, load_calibrated
+from ringpipe.cost.cluster import GB, Link
+from ringpipe.cost.executable import predict_plan
+from ringpipe.cost.gemm_curve import GemmCurve
+from ringpipe.cost.numpy_ops import stage_ops
+from ringpipe.mesh import Mesh
+from ringpipe.model.config import ModelConfig
+from ringpipe.plan import Plan
+
+US = 1e-6
+
+
+def file_dict(bandwidth_gbs: float, latency_us: float = 0.0, overhead_us: float = 2.0,
+              share: float = 1.0) -> dict:
+    """A calibrated cluster file as ``ringpipe calibrate`` writes it, numbers chosen."""
+    link = {"bandwidth_gbs": bandwidth_gbs, "latency_us": latency_us}
+    rows = [{"runtime": rt, "algorithm": a, "ranks": 2, **link}
+            for rt in ("inproc", "mpi") for a in ("ring", "tree")]
+    return {"name": "test", "gpus_per_node": 2, "peak_tflops": 0.05, "memory_gib": 4.0,
+            "memory_bandwidth_gbs": 10.0, "achievable_fraction": 1.0,
+            "intra_node": dict(link), "inter_node": dict(link),
+            "kernels": {"sm_count": 1, "tile_m": 1, "tile_n": 1, "launch_overhead_us": 2.0},
+            "measured": {"host": "test", "cores": 2, "blas_threads": 1,
+                         "call_overhead_us": overhead_us, "memory_bandwidth_gbs": 10.0,
+                         "transcendental_ns": 10.0,
+                         "cpu_share": {"inproc": share, "mpi": share, "mpi_processes": 2},
+                         "op_bandwidth": {"bytes": [1e4, 1e7], "gbs": [40.0, 10.0]},
+                         "gemm": {"float64": {"peak_gflops": 40.0, "m0": 10.0, "n0": 10.0,
+                                              "k0": 10.0}},
+                         "p2p": {"inproc": dict(link), "mpi": dict(link)},
+                         "allreduce": rows}}
+
+
+@pytest.fixture
+def write(tmp_path):
+    def _write(name: str, data: dict):
+        path = tmp_path / name
+        path.write_text(dumps(data))
+        return path
+    return _write
+
+
+def plan_of(tp: int, pp: int, dp: int, schedule: str = "1f1b", m: int = 4,
+            hidden: int = 32) -> Plan:
+    cfg = ModelConfig(layers=4, hidden=hidden, heads=4, seq=8)
+    return Plan(cfg, Mesh(dp=dp, pp=pp, tp=tp), schedule=schedule, microbatches=m)
+
+
+def comm(pred) -> float:
+    return pred.tp_comm_time + pred.pp_comm_time + pred.dp_comm_time
+
+
+@pytest.mark.parametrize("runtime", ["inproc", "mpi"])
+@pytest.mark.parametrize("mesh", [(2, 1, 1), (1, 1, 2), (1, 2, 1)])
+def test_doubled_bandwidth_halves_communication(write, runtime, mesh):
+    plan = plan_of(*mesh)
+    slow = load_calibrated(write("slow.toml", file_dict(1.0, overhead_us=0.0)))
+    fast = load_calibrated(write("fast.toml", file_dict(2.0, overhead_us=0.0)))
+    a = predict_plan(plan, 16, *slow, runtime)
+    b = predict_plan(plan, 16, *fast, runtime)
+    if runtime == "mpi" and mesh[1] == 2:  # PP messages hide under the pipeline
+        assert b.step_time <= a.step_time
+        return
+    assert comm(a) > 0
+    assert comm(b) == pytest.approx(comm(a) / 2, rel=1e-9)
+    assert b.compute_time == pytest.approx(a.compute_time, rel=1e-9)
+
+
+def test_in_process_runs_ranks_one_after_another(write):
+    cluster, cal = load_calibrated(write("c.toml", file_dict(5.0)))
+    one = predict_plan(plan_of(1, 1, 1), 8, cluster, cal, "inproc")
+    two = predict_plan(plan_of(1, 1, 2), 16, cluster, cal, "inproc")
+    assert two.compute_time == pytest.approx(2 * one.compute_time, rel=1e-12)
+    pp_in = predict_plan(plan_of(1, 2, 1), 8, cluster, cal, "inproc")
+    pp_mpi = predict_plan(plan_of(1, 2, 1), 8, cluster, cal, "mpi")
+    assert pp_mpi.compute_time < pp_in.compute_time  # two ranks at once under MPI
+
+
+def test_cpu_share_stretches_compute(write):
+    full = load_calibrated(write("a.toml", file_dict(5.0, share=1.0)))
+    half = load_calibrated(write("b.toml", file_dict(5.0, share=0.5)))
+    plan = plan_of(1, 1, 1)
+    a, b = (predict_plan(plan, 8, *c, "inproc") for c in (full, half))
+    assert b.step_time == pytest.approx(2 * a.step_time, rel=1e-12)
+    assert b.oversubscription == 2.0
+
+
+def test_unmeasured_process_count_is_bounded_by_the_cores():
+    cal = Calibration(cores=2, blas_threads=1, call_overhead=1e-6, memory_bandwidth=1e10,
+                      share_inproc=0.9, share_mpi=(2, 0.7))
+    assert cal.cpu_share(2) == 0.7
+    assert cal.cpu_share(4) == pytest.approx(0.5)
+    assert cal.cpu_share(1) == 0.9
+
+
+def test_allreduce_link_falls_back_to_nearest_measured_group(write):
+    cluster, cal = load_calibrated(write("c.toml", file_dict(5.0)))
+    cal = replace(cal, allreduce=MappingProxyType({
+        ("mpi", "ring", 2): Link(1 * GB, 1e-6), ("mpi", "ring", 4): Link(4 * GB, 1e-6)}))
+    assert cal.allreduce_link("mpi", "ring", 3, cluster).bandwidth == 1 * GB
+    assert cal.allreduce_link("mpi", "ring", 8, cluster).bandwidth == 4 * GB
+    assert cal.allreduce_link("mpi", "tree", 2, cluster) == cal.p2p["mpi"]
+
+
+def test_block_gemm_flops_follow_megatron():
+    """Forward GEMM FLOPs of a block on one TP rank: (24·T·h² + 4·b·s²·h) / t."""
+    cfg = ModelConfig(layers=1, hidden=64, heads=4, seq=16)
+    for tp in (1, 2, 4):
+        ops = stage_ops(cfg, tp, 1, False, False, 3)
+        flops = sum(2 * m * n * k * b for m, n, k, b in ops.forward.gemms)
+        tokens = 3 * 16
+        assert flops == (24 * tokens * 64**2 + 4 * 3 * 16**2 * 64) // tp
+        assert len(ops.forward.allreduces) == 2 and len(ops.backward_input.allreduces) == 2
+        bwd = sum(2 * m * n * k * b for m, n, k, b in
+                  ops.backward_input.gemms + ops.backward_weight.gemms)
+        assert bwd == 2 * flops
+
+
+def test_mpi_pipeline_bounded_by_its_stages(write):
+    cluster, cal = load_calibrated(write("c.toml", file_dict(1000.0, overhead_us=1.0)))
+    for schedule in ("gpipe", "1f1b", "zb-h1", "interleaved-1f1b"):
+        plan = plan_of(1, 2, 1, schedule, m=4)
+        one = predict_plan(plan_of(1, 1, 1, "1f1b", m=4), 8, cluster, cal, "mpi")
+        two = predict_plan(plan, 8, cluster, cal, "mpi")
+        assert one.compute_time / 2 < two.compute_time + two.pp_comm_time <= \
+            one.compute_time * 1.5, schedule
+
+
+def test_bad_runtime_is_refused(write):
+    cluster, cal = load_calibrated(write("c.toml", file_dict(5.0)))
+    with pytest.raises(ValueError, match="runtime"):
+        predict_plan(plan_of(1, 1, 1), 8, cluster, cal, "gpu")
+    with pytest.raises(ValueError, match="divisible|smaller"):
+        predict_plan(plan_of(1, 1, 1), 3, cluster, cal, "inproc")
+    assert GemmCurve(1e9).efficiency(1, 1, 1) == 1.0
+
+
+def test_verify_reports_measured_and_predicted_step_time(write, capsys):
+    path = write("c.toml", file_dict(5.0))
+    code = main(["verify", "--backend", "numpy", "--pp", "2", "--microbatches", "2",
+                 "--cluster-file", str(path), "--json"])
+    doc = json.loads(capsys.readouterr().out)
+    assert code == 0 and doc["ok"]
+    assert len(doc["step_time_samples_s"]) == 3
+    assert doc["step_time_s"] == min(doc["step_time_samples_s"]) > 0
+    assert doc["predicted_over_measured"] == pytest.approx(
+        doc["predicted_step_time_s"] / doc["step_time_s"])
+    assert doc["runtime"] == "inproc"
+
+
+def test_verify_rejects_an_unusable_cluster_file(tmp_path, capsys):
+    assert main(["verify", "--backend", "numpy", "--cluster-file",
+                 str(tmp_path / "none.toml")]) == 2
+    assert main(["verify", "--backend", "mpi", "--np", "1", "--cluster-file",
+                 str(tmp_path / "none.toml")]) == 2
+    err = capsys.readouterr().err
+    assert "cannot read" in err and "Traceback" not in err
+
+
+@pytest.mark.mpi
+def test_verify_mpi_reports_both_step_times(write):
+    import subprocess
+    import sys
+
+    path = write("c.toml", file_dict(5.0))
+    job = subprocess.run([sys.executable, "-m", "ringpipe", "verify", "--backend", "mpi",
+                          "--np", "2", "--pp", "2", "--cluster-file", str(path), "--json"],
+                         capture_output=True, text=True, timeout=300, check=False)
+    assert job.returncode == 0, job.stderr
+    doc = json.loads(job.stdout[job.stdout.index("{"):])
+    assert doc["runtime"] == "mpi" and doc["bitwise_inproc"]
+    assert doc["step_time_s"] > 0 and doc["predicted_step_time_s"] > 0
