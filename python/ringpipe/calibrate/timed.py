@@ -6,6 +6,13 @@ shared machine noise only adds time; the minimum is the least disturbed run).
 :class:`ringpipe.Plan`, batch size and runtime, with the calibrated constants of the
 cluster file; ``predicted_over_measured`` is their ratio.
 
+The calibrated costs are CPU time; how much of a core a process gets depends on what
+else the machine runs at that moment. So just before the timed steps every process
+spins for :data:`SHARE_SECONDS` (all MPI ranks at once) and the prediction uses that
+share (``cpu_share_now``; :func:`ringpipe.calibrate.timing.cpu_share`) instead of the
+share seen while calibrating. It is a measurement of the machine, not of the plan: no
+step of the plan is timed before it is predicted.
+
 * In-process (:func:`timed_prediction`): one step is ``plan.run(params, batch,
   backend)``.
 * MPI (:func:`timed_prediction_mpi`, called on every rank): one step is
@@ -20,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from ringpipe.calibrate.timing import cpu_share
 from ringpipe.cost.calibrated import Calibration, load_calibrated
 from ringpipe.cost.cluster import Cluster
 from ringpipe.cost.executable import predict_plan
@@ -28,14 +36,17 @@ from ringpipe.runtime.result import Batch
 from ringpipe.validation import check_int
 
 REPEATS = 3
+#: Seconds of the spin loop that measures the CPU share before the timed steps.
+SHARE_SECONDS = 0.3
 
 
 def _report(plan: Plan, batch_size: int, cluster: Cluster, calibration: Calibration,
-            runtime: str, measured: float, samples: list[float]) -> dict[str, Any]:
-    pred = predict_plan(plan, batch_size, cluster, calibration, runtime)
+            runtime: str, measured: float, samples: list[float],
+            share: float) -> dict[str, Any]:
+    pred = predict_plan(plan, batch_size, cluster, calibration, runtime, cpu_share=share)
     return {"step_time_s": measured, "step_time_samples_s": samples,
             **pred.to_dict(), "predicted_over_measured": pred.step_time / measured,
-            "cluster_file_host": calibration.host}
+            "cpu_share_now": share, "cluster_file_host": calibration.host}
 
 
 def timed_prediction(plan: Plan, params: dict[str, np.ndarray], batch: Batch,
@@ -46,12 +57,14 @@ def timed_prediction(plan: Plan, params: dict[str, np.ndarray], batch: Batch,
     batch_size = int(np.shape(batch[0])[0])
     plan.check_batch_size(batch_size)
     plan.run(params, batch, backend=backend)
+    share = cpu_share(SHARE_SECONDS)
     samples = []
     for _ in range(repeats):
         t0 = time.perf_counter()
         plan.run(params, batch, backend=backend)
         samples.append(time.perf_counter() - t0)
-    return _report(plan, batch_size, cluster, calibration, "inproc", min(samples), samples)
+    return _report(plan, batch_size, cluster, calibration, "inproc", min(samples), samples,
+                   share)
 
 
 def timed_prediction_mpi(plan: Plan, params: dict[str, np.ndarray], batch: Batch,
@@ -68,6 +81,8 @@ def timed_prediction_mpi(plan: Plan, params: dict[str, np.ndarray], batch: Batch
     plan.check_batch_size(batch_size)
     mc = MeshComm(plan.mesh, comm)
     samples = []
+    comm.Barrier()
+    share = comm.allreduce(cpu_share(SHARE_SECONDS)) / comm.Get_size()
     try:
         for i in range(repeats + 1):
             comm.Barrier()
@@ -81,7 +96,8 @@ def timed_prediction_mpi(plan: Plan, params: dict[str, np.ndarray], batch: Batch
         mc.free()
     if comm.Get_rank() != 0:
         return None
-    return _report(plan, batch_size, cluster, calibration, "mpi", min(samples), samples)
+    return _report(plan, batch_size, cluster, calibration, "mpi", min(samples), samples,
+                   share)
 
 
 def load_cluster_file(path: str | None) -> tuple[Cluster, Calibration] | None:

@@ -136,12 +136,17 @@ def _blas_threads_mpi(world: int, cores: int) -> int:
 
 
 def predict_plan(plan: Plan, batch_size: int, cluster: Cluster, calibration: Calibration,
-                 runtime: str, blas_threads: int | None = None) -> ExecutablePrediction:
+                 runtime: str, blas_threads: int | None = None,
+                 cpu_share: float | None = None) -> ExecutablePrediction:
     """Predicted step of ``plan`` on ``batch_size`` sequences (module docstring).
 
     ``blas_threads``: BLAS threads per process of the run (default: the calibration's
-    in-process, ``ringpipe.mpi.launch``'s cores/P under MPI).
+    in-process, ``ringpipe.mpi.launch``'s cores/P under MPI). ``cpu_share``: the share
+    σ of a core each process gets, when known for the moment of the run (default: the
+    calibration's).
     """
+    if cpu_share is not None and not 0 < cpu_share <= 1:
+        raise ValueError(f"cpu_share must be in (0, 1], got {cpu_share}")
     if runtime not in RUNTIMES:
         raise ValueError(f"runtime must be one of {RUNTIMES}, got {runtime!r}")
     mesh, cal = plan.mesh, calibration
@@ -151,7 +156,7 @@ def predict_plan(plan: Plan, batch_size: int, cluster: Cluster, calibration: Cal
     if blas_threads is None:
         blas_threads = cal.blas_threads if runtime == "inproc" else \
             _blas_threads_mpi(world, cal.cores)
-    rho = 1.0 / cal.cpu_share(world, blas_threads)
+    rho = 1.0 / (cal.cpu_share(world, blas_threads) if cpu_share is None else cpu_share)
     pricer = Pricer(cluster, cal, runtime, plan.config.dtype,
                     min(1.0, blas_threads / cal.blas_threads))
     act = ACTION_CALLS * cal.call_overhead
