@@ -16,7 +16,10 @@ from ringpipe.model.config import ModelConfig
 from ringpipe.plan import ALLREDUCE_ALGORITHMS, Plan
 from ringpipe.schedules import SCHEDULES, resolve_chunks
 
-__all__ = ["add_plan_arguments", "build_plan", "plan_argv"]
+__all__ = ["DEVICES", "add_plan_arguments", "build_plan", "plan_argv"]
+
+#: Where an MPI process computes: the CPU (NumPy) or its local GPU (CuPy).
+DEVICES = ("cpu", "cupy")
 
 
 def add_plan_arguments(p: argparse.ArgumentParser) -> None:
@@ -30,7 +33,14 @@ def add_plan_arguments(p: argparse.ArgumentParser) -> None:
                    help="default: the number of pipeline ranks")
     p.add_argument("--stages-per-rank", "--chunks", type=int, default=None, dest="chunks",
                    help="v, stages per pipeline rank (interleaved-1f1b; zb-v is fixed at 2)")
-    p.add_argument("--allreduce", choices=ALLREDUCE_ALGORITHMS, default="ring")
+    p.add_argument("--allreduce", choices=(*ALLREDUCE_ALGORITHMS, "nccl"), default="ring",
+                   help="TP and DP all-reduce: ringpipe's ring or tree step tables, or nccl "
+                        "(--backend mpi --device cupy only)")
+    p.add_argument("--device", choices=DEVICES, default="cpu",
+                   help="with --backend mpi: where each process computes (cupy: its local "
+                        "GPU, chosen by its rank on the node)")
+    p.add_argument("--allow-cross-node-tp", action="store_true",
+                   help="with --backend mpi: run even if a TP group spans nodes")
     p.add_argument("--layers", type=int, default=None, help="default: 2 per stage")
     p.add_argument("--hidden", type=int, default=32)
     p.add_argument("--heads", type=int, default=4)
@@ -71,7 +81,9 @@ def build_plan(args: argparse.Namespace) -> tuple[Plan, int]:
     layers = args.layers if args.layers is not None else 2 * stages
     cfg = ModelConfig(layers=layers, hidden=args.hidden, heads=args.heads, seq=args.seq,
                       vocab=args.vocab, block=args.block, dtype=args.dtype)
-    plan = Plan(cfg, mesh, schedule=args.schedule, microbatches=m, allreduce=args.allreduce,
+    # NCCL's ring moves the bytes of the ring step table: the plan counts with that table
+    allreduce = "ring" if args.allreduce == "nccl" else args.allreduce
+    plan = Plan(cfg, mesh, schedule=args.schedule, microbatches=m, allreduce=allreduce,
                 chunks=args.chunks)
     batch = args.batch if args.batch is not None else 2 * args.dp * m
     plan.check_batch_size(batch)

@@ -39,6 +39,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "on one GPU; mpi: one process per rank")
     p.add_argument("--np", type=int, default=None, dest="np",
                    help="with --backend mpi: processes to start (default dp×pp×tp)")
+    p.add_argument("--hostfile", default=None,
+                   help="with --backend mpi: Hydra hostfile (host[:slots] per line) for "
+                        "mpiexec -f; TP groups must fit inside one host")
+    p.add_argument("--mpiexec-arg", action="append", default=[], dest="mpiexec_args",
+                   metavar="ARG", help="with --backend mpi: pass ARG to mpiexec (repeat it)")
     p.set_defaults(handler=run)
 
 
@@ -52,8 +57,16 @@ def run_mpi(args: argparse.Namespace) -> int:
     if isinstance(nprocs, int) and nprocs < 1:
         raise ValueError(f"--np must be >= 1, got {nprocs}")
     check_world_size(plan.mesh, nprocs)
+    extra = list(args.mpiexec_args)
+    if args.hostfile is not None:
+        from ringpipe.mpi.placement import check_placement, nodes_from_hostfile, read_hostfile
+
+        nodes = nodes_from_hostfile(read_hostfile(args.hostfile), nprocs)
+        check_placement(plan.mesh, nodes, args.allow_cross_node_tp)  # refused before launch
+        extra = ["-f", args.hostfile, *extra]
     try:
-        job = launch(nprocs, ["-m", "ringpipe.mpi", "verify", *plan_argv(args)])
+        job = launch(nprocs, ["-m", "ringpipe.mpi", "verify", *plan_argv(args)],
+                     mpiexec_args=extra, local=args.hostfile is None)
     except (FileNotFoundError, OSError) as exc:
         raise ValueError(f"cannot start mpiexec: {exc}") from None
     return job.returncode
@@ -66,8 +79,13 @@ def run(args: argparse.Namespace) -> int:
         return run_inference(args)
     if args.backend == "mpi":
         return run_mpi(args)
-    if args.np is not None:
-        raise ValueError("--np only applies to --backend mpi")
+    for flag, given in (("--np", args.np is not None), ("--hostfile", args.hostfile is not None),
+                        ("--mpiexec-arg", bool(args.mpiexec_args)),
+                        ("--device cupy", args.device != "cpu"),
+                        ("--allreduce nccl", args.allreduce == "nccl")):
+        if given:
+            raise ValueError(f"{flag} only applies to --backend mpi (one process per rank); "
+                             "for in-process ranks on one GPU use --backend cupy")
     plan, batch_size = build_plan(args)
     report = verify_plan(plan, batch=random_batch(plan.config, batch_size, args.seed + 1),
                          backend=args.backend, seed=args.seed)

@@ -30,10 +30,12 @@ from typing import Any
 
 import numpy as np
 
+from ringpipe.arrays import to_host
 from ringpipe.model.params import check_params
 from ringpipe.mpi.loader import load_mpi
 from ringpipe.mpi.mesh_comm import MeshComm
 from ringpipe.plan import Plan
+from ringpipe.runtime.device import DeviceSetup, HostStagedTransport, NcclGroup, host_staged_reduce
 from ringpipe.runtime.groups import CountedAllReduce, RankTally
 from ringpipe.runtime.interpreter import Key, PipelineInterpreter, Recv, Send
 from ringpipe.runtime.result import Batch, PlanResult, RankCounters, RankOutput, assemble_result
@@ -76,12 +78,39 @@ def _communicator_reduce(group: Any, algorithm: str) -> Any:
     return reduce
 
 
+def _group_reduces(plan: Plan, mc: MeshComm, device: DeviceSetup | None,
+                   collectives: str) -> tuple[Any, Any]:
+    """The (TP, DP) reduction callables: step tables over the communicators, on the host
+    or staged through it from the device, or NCCL."""
+    if collectives == "nccl":
+        if device is None:
+            raise ValueError(f"rank {mc.rank}: collectives 'nccl' need a device (--device "
+                             "cupy)")
+        return NcclGroup(mc.tp_comm, device), NcclGroup(mc.dp_comm, device)
+    if collectives != "steps":
+        raise ValueError(f"rank {mc.rank}: collectives must be 'steps' or 'nccl', got "
+                         f"{collectives!r}")
+    if device is None:
+        return (_communicator_reduce(mc.tp, plan.allreduce),
+                _communicator_reduce(mc.dp, plan.allreduce))
+    up = device.gpu.xp.asarray
+    return (host_staged_reduce(mc.tp, plan.allreduce, up),
+            host_staged_reduce(mc.dp, plan.allreduce, up))
+
+
 def run_plan_mpi(plan: Plan, params: dict[str, np.ndarray], batch: Batch | tuple,
-                 comm: Any = None, *, mesh_comm: MeshComm | None = None) -> PlanResult | None:
+                 comm: Any = None, *, mesh_comm: MeshComm | None = None,
+                 device: DeviceSetup | None = None,
+                 collectives: str = "steps") -> PlanResult | None:
     """Run ``plan`` on the processes of ``comm`` (default: MPI_COMM_WORLD), one per mesh
     rank; see the module docstring. Every process passes the same ``params`` (full
     shapes, like a checkpoint every rank loads) and ``batch``; each keeps only its part.
     Returns the PlanResult on rank 0 and None on the others.
+
+    ``device`` (:mod:`ringpipe.runtime.device`): compute on the GPU the caller selected
+    (shards, activations, gradients on the device; PP messages staged through the host).
+    ``collectives``: ``"steps"`` (the plan's ring/tree step tables over MPI) or
+    ``"nccl"`` (device only). Byte counters follow the plan's step table either way.
     """
     if not isinstance(plan, Plan):
         raise TypeError(f"run_plan_mpi: plan must be a Plan, got {type(plan).__name__}")
@@ -91,7 +120,8 @@ def run_plan_mpi(plan: Plan, params: dict[str, np.ndarray], batch: Batch | tuple
         plan.mesh, mpi.COMM_WORLD if comm is None else comm)
     try:
         d, p, t = mc.coord
-        inputs, targets, scale = microbatches(plan, batch, d)
+        up = np.asarray if device is None else device.gpu.xp.asarray
+        inputs, targets, scale = microbatches(plan, batch, d, up)
         transport = MpiTransport(mc.pp_comm, plan.microbatches, mpi)
         need = 2 * len(plan.stages) * plan.microbatches
         if need > transport.tag_ub:
@@ -99,23 +129,27 @@ def run_plan_mpi(plan: Plan, params: dict[str, np.ndarray], batch: Batch | tuple
                              f"{plan.microbatches} micro-batches need tags up to {need}, "
                              f"above this MPI's TAG_UB {transport.tag_ub}")
         tally = RankTally()
-        tp_reduce = CountedAllReduce(_communicator_reduce(mc.tp, plan.allreduce),
-                                     plan.allreduce, "tp", mc.tp.size, [mc.tp.rank], [tally])
-        worker = TrainingWorker(plan, p, stage_shards(plan, params, p, [t]), tp_reduce,
+        tp_fn, dp_fn = _group_reduces(plan, mc, device, collectives)
+        tp_reduce = CountedAllReduce(tp_fn, plan.allreduce, "tp", mc.tp.size, [mc.tp.rank],
+                                     [tally])
+        worker = TrainingWorker(plan, p, stage_shards(plan, params, p, [t], up), tp_reduce,
                                 inputs, targets, scale, local=True)
-        it = PipelineInterpreter(p, plan.schedule.actions[p], plan.schedule.placement,
-                                 worker, transport, 1)
+        it = PipelineInterpreter(p, plan.schedule.actions[p], plan.schedule.placement, worker,
+                                 transport if device is None else
+                                 HostStagedTransport(transport, up), 1)
         it.run()
-        bucket = worker.gradient_bucket(0)
-        CountedAllReduce(_communicator_reduce(mc.dp, plan.allreduce), plan.allreduce, "dp",
-                         mc.dp.size, [mc.dp.rank], [tally])([bucket])
+        bucket = worker.gradient_bucket(0, np if device is None else device.gpu.xp)
+        CountedAllReduce(dp_fn, plan.allreduce, "dp", mc.dp.size, [mc.dp.rank],
+                         [tally])([bucket])
+        bucket = to_host(bucket)
         tally.bytes_sent["pp"] = it.bytes_sent[0]
         holds = t == 0 and bool(worker.losses)
         mine = RankOutput(RankCounters(mc.rank, d, p, t, it.peak, tally.bytes_sent,
                                        tally.calls),
                           worker.unpack_bucket(0, bucket) if d == 0 else None,
                           worker.losses if holds else None,
-                          worker.outputs if holds else None)
+                          {mb: to_host(o) for mb, o in worker.outputs.items()} if holds
+                          else None)
         everyone = mc.comm.gather(mine, root=0)
         return assemble_result(plan, everyone) if mc.rank == 0 else None
     finally:
