@@ -97,3 +97,33 @@ def test_mpi_is_bitwise_the_inprocess_run():
     doc = json.loads(job.stdout)
     assert doc["ok"] and doc["tokens_equal"] and doc["bitwise_inproc"]
     assert doc["counters_equal_inproc"] and doc["processes"] == 8
+
+
+@pytest.fixture
+def gpu(monkeypatch):
+    """backend "cupy" resolves to the emulated device (as strict as CuPy; see
+    ``tests/emulated_device.py``) for this test."""
+    from emulated_gpu import emulated_gpu
+
+    import ringpipe.collectives
+    import ringpipe.runtime.inproc
+
+    device = emulated_gpu()
+    monkeypatch.setattr(ringpipe.collectives, "gpu_arrays", lambda where: device)
+    monkeypatch.setattr(ringpipe.runtime.inproc, "gpu_arrays", lambda where: device)
+    return device
+
+
+def test_generation_on_the_device_equals_the_host_bitwise(gpu):
+    from emulated_device import EMULATED
+
+    params, prompts = init_params(CFG, 4), _prompts(5)
+    host = generate(CFG, params, prompts, 3)
+    dev = generate(CFG, {k: EMULATED.asarray(v) for k, v in params.items()},
+                   EMULATED.asarray(prompts), 3)
+    assert np.array_equal(dev.logits, host.logits) and np.array_equal(dev.tokens, host.tokens)
+    plan = InferencePlan(CFG, Mesh(pp=2, tp=2), 5, 5, 3)
+    on_device = run_inprocess_inference(plan, params, prompts, "cupy")
+    on_host = run_inprocess_inference(plan, params, prompts, "numpy")
+    assert np.array_equal(on_device.logits, on_host.logits)
+    assert on_device.counters == on_host.counters
