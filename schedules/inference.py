@@ -36,7 +36,9 @@ from numbers import Real
 
 import numpy as np
 
-from .actions import Action, ActionKind, Schedule, check_count, interleaved_placement
+from ringpipe.validation import check_int
+
+from .actions import Action, ActionKind, Schedule, interleaved_placement
 from .simulate import CostModel, simulate
 
 __all__ = ["InferenceTiming", "decode", "inference_timing", "prefill", "token_step"]
@@ -45,9 +47,9 @@ __all__ = ["InferenceTiming", "decode", "inference_timing", "prefill", "token_st
 def decode(num_ranks: int, num_groups: int, steps: int = 2) -> Schedule:
     """K = ``steps`` token steps of G = ``num_groups`` groups on p = ``num_ranks`` ranks
     (module docstring); ``steps`` is the schedule's chunks per rank v."""
-    p = check_count("num_ranks", num_ranks)
-    g = check_count("num_microbatches", num_groups)
-    k = check_count("chunks_per_rank", steps)
+    p = check_int("num_ranks", num_ranks)
+    g = check_int("num_microbatches (groups)", num_groups)
+    k = check_int("chunks_per_rank (token steps)", steps)
     rows = tuple(
         tuple(Action(t * p + r, ActionKind.FORWARD, j) for t in range(k) for j in range(g))
         for r in range(p)

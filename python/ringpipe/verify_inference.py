@@ -26,7 +26,7 @@ from ringpipe.mesh import Mesh
 from ringpipe.model.config import ModelConfig
 from ringpipe.model.generate import generate
 from ringpipe.model.params import init_params
-from ringpipe.plan_args import add_plan_arguments
+from ringpipe.plan_args import add_plan_arguments, plan_argv
 from ringpipe.runtime.inference import InferencePlan, InferenceResult, run_inprocess_inference
 from ringpipe.verify import TOLERANCES, relative_error
 
@@ -68,17 +68,9 @@ def build_inference(args: argparse.Namespace) -> tuple[InferencePlan, dict, np.n
 
 def inference_argv(args: argparse.Namespace) -> list[str]:
     """``args`` as a command line again (for the MPI ranks)."""
-    parser = argparse.ArgumentParser(add_help=False)
-    add_plan_arguments(parser)
-    add_inference_arguments(parser)
-    argv: list[str] = []
-    for action in parser._actions:
-        value = getattr(args, action.dest, None)
-        if isinstance(action, argparse._StoreTrueAction):
-            argv += [action.option_strings[0]] if value else []
-        elif value is not None:
-            argv += [action.option_strings[0], str(value)]
-    return argv
+    argv = plan_argv(args) + ["--prompt-len", str(args.prompt_len),
+                              "--new-tokens", str(args.new_tokens)]
+    return argv + ([] if args.kv_heads is None else ["--kv-heads", str(args.kv_heads)])
 
 
 @dataclass(frozen=True)
