@@ -188,3 +188,18 @@ def test_inference_spec_checks():
         InferenceSpec(_config(), 0, 4)
     with pytest.raises(TypeError, match="InferenceSpec.tp must be an int"):
         InferenceSpec(_config(), 0, 1, tp=2.0)
+
+
+def test_stage_step_checks_shards_and_caches_before_computing():
+    cfg = _config()
+    spec = InferenceSpec(cfg, 0, 1, 2)
+    shards = inference_shards(cfg, init_params(cfg, 0), 2)
+    caches = spec.allocate(1, 4)
+    ids = [np.zeros((1, 2), dtype=np.int64)] * 2
+    bad = [dict(shards[0]), shards[1]]
+    bad[0]["layers.0.attn.qkv.weight"] = bad[0]["layers.0.attn.qkv.weight"][:, :-1]
+    with pytest.raises(ValueError, match=r"shards\[0\]\['layers.0.attn.qkv.weight'\]"):
+        stage_step(spec, bad, ids, caches, Counter())
+    with pytest.raises(ValueError, match=r"caches\[1\] must be a KVCache of 1 layers"):
+        stage_step(spec, shards, ids, [caches[0], None], Counter())
+    assert caches[0].lengths == [0]

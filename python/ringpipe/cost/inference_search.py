@@ -106,15 +106,22 @@ class InferenceSearch:
                f"{2 * m.layers} all-reduces ({ar * 1e3:.2f} ms), while {label(pp.layout)} "
                f"reads them stage after stage ({pp.decode_breakdown_s['matmul'] * 1e3:.2f} "
                f"ms), sends {pp.layout.pp} hops ({hops * 1e3:.3f} ms) and keeps {groups} "
-               f"group(s) in flight to keep its stages busy")
+               f"group{'s' if groups > 1 else ''} of sequences in flight")
         if self.objective == "latency":
             return (f"{label(w.layout)} ({kind(w.layout)}) beats {label(r.layout)} "
                     f"({kind(r.layout)}) at {w.tpot_s * 1e3:.2f} vs {r.tpot_s * 1e3:.2f} ms "
                     f"per output token: {why}.")
+        def gpu_ms(seconds: float, p: InferencePrediction, batch: int) -> float:
+            return seconds * p.layout.gpus / batch * 1e3
+
         return (f"{label(w.layout)} ({kind(w.layout)}) beats {label(r.layout)} "
                 f"({kind(r.layout)}) at {w.tokens_per_s_per_gpu:.1f} vs "
                 f"{r.tokens_per_s_per_gpu:.1f} output tokens/s per GPU (batch {best.batch} "
-                f"vs {rival.batch}): {why}.")
+                f"vs {rival.batch}): a sequence's prefill costs "
+                f"{gpu_ms(w.ttft_s, w, best.batch):.1f} vs {gpu_ms(r.ttft_s, r, rival.batch):.1f}"
+                f" GPU-ms (TP all-reduces every prompt token's activations, PP sends them "
+                f"once per stage) and each of its tokens {gpu_ms(w.tpot_s, w, best.batch):.2f}"
+                f" vs {gpu_ms(r.tpot_s, r, rival.batch):.2f} GPU-ms; {why}.")
 
     def _batch(self, p: InferencePrediction) -> int:
         return next(c.batch for c in self.candidates if c.prediction is p)

@@ -33,6 +33,7 @@ from ringpipe.model import layers as L
 from ringpipe.model.config import ModelConfig
 from ringpipe.model.kv_cache import KVCache, cached_attention
 from ringpipe.model.params import (
+    check_arrays,
     check_params,
     input_param_shapes,
     layer_param_shapes,
@@ -188,6 +189,12 @@ def stage_step(spec: InferenceSpec, shards: list[dict[str, np.ndarray]], xs: lis
     for name, value in (("shards", shards), ("xs", xs), ("caches", caches)):
         if not isinstance(value, list) or len(value) != here:
             raise ValueError(f"{name} must be a list with one entry per tp rank here ({here})")
+    for t, (shard, cache) in enumerate(zip(shards, caches, strict=True)):
+        check_arrays(f"shards[{t}]", shard, spec.param_shapes(), cfg.np_dtype, exact=False,
+                     device_ok=True)
+        if not isinstance(cache, KVCache) or len(cache.keys) != spec.attention_layers:
+            raise ValueError(f"caches[{t}] must be a KVCache of {spec.attention_layers} "
+                             "layers (InferenceSpec.allocate)")
     b, n = int(xs[0].shape[0]), int(xs[0].shape[1])
     if spec.is_first:
         if xs[0].ndim != 2 or not np.issubdtype(xs[0].dtype, np.integer):
