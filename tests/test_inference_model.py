@@ -14,6 +14,7 @@ from ringpipe.model.inference_stage import (
     stage_step,
 )
 from ringpipe.model.kv_cache import KVCache
+from ringpipe.model.stage_spec import StageSpec
 from ringpipe.plan import Plan
 from ringpipe.verify import verify_plan
 
@@ -184,10 +185,13 @@ def test_tp1_single_stage_is_bitwise_the_reference():
 def test_inference_spec_checks():
     with pytest.raises(ValueError, match="vocab must be > 0"):
         InferenceSpec(ModelConfig(), 0, 1)
-    with pytest.raises(ValueError, match="InferenceSpec.last must be <= 3"):
+    with pytest.raises(ValueError, match="last <= layers=3"):
         InferenceSpec(_config(), 0, 4)
-    with pytest.raises(TypeError, match="InferenceSpec.tp must be an int"):
+    with pytest.raises(TypeError, match="tp must be an int"):
         InferenceSpec(_config(), 0, 1, tp=2.0)
+    with pytest.raises(ValueError, match="kv_heads=2 does not fit tp=4"):
+        StageSpec(_config(), 0, 1, tp=4)  # training splits K/V heads; inference replicates
+    assert InferenceSpec(_config(), 0, 1, tp=4).kv_heads_here == 1
 
 
 def test_stage_step_checks_shards_and_caches_before_computing():

@@ -24,6 +24,7 @@ one position per sequence in decode.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 
@@ -32,15 +33,9 @@ from ringpipe.model import functional as F
 from ringpipe.model import layers as L
 from ringpipe.model.config import ModelConfig
 from ringpipe.model.kv_cache import KVCache, cached_attention
-from ringpipe.model.params import (
-    check_arrays,
-    check_params,
-    input_param_shapes,
-    layer_param_shapes,
-    output_param_shapes,
-)
-from ringpipe.model.sharding import shard_shape, split_axis
-from ringpipe.validation import check_int
+from ringpipe.model.params import check_arrays, check_params
+from ringpipe.model.sharding import split_axis
+from ringpipe.model.stage_spec import StageSpec
 
 __all__ = ["InferenceSpec", "inference_shards", "qkv_columns", "stage_step"]
 
@@ -62,41 +57,17 @@ def qkv_columns(config: ModelConfig, tp: int, rank: int) -> np.ndarray:
 
 
 @dataclass(frozen=True)
-class InferenceSpec:
-    """Blocks ``[first, last)`` of ``config`` on a TP group of ``tp`` ranks (GQA heads
-    replicated where ``tp`` exceeds them); ``local``: this process holds one rank."""
+class InferenceSpec(StageSpec):
+    """A :class:`~ringpipe.model.stage_spec.StageSpec` for generation: GQA key/value
+    heads may be replicated where ``tp`` exceeds them, the model must have a vocabulary,
+    and each rank holds a KV-cache shard (:meth:`allocate`)."""
 
-    config: ModelConfig
-    first: int
-    last: int
-    tp: int = 1
-    local: bool = False
+    replicate_kv: ClassVar[bool] = True
 
     def __post_init__(self) -> None:
-        if not isinstance(self.config, ModelConfig):
-            raise TypeError(f"InferenceSpec.config must be a ModelConfig, "
-                            f"got {type(self.config).__name__}")
+        super().__post_init__()
         if not self.config.vocab:
             raise ValueError("InferenceSpec.config.vocab must be > 0 (token generation)")
-        if not isinstance(self.local, bool):
-            raise TypeError("InferenceSpec.local must be a bool")
-        check_int("InferenceSpec.first", self.first, 0)
-        check_int("InferenceSpec.last", self.last, self.first + 1, self.config.layers)
-        check_int("InferenceSpec.tp", self.tp, 1)
-        self.config.check_tp(self.tp, replicate_kv=True)
-
-    @property
-    def ranks_here(self) -> int:
-        """Length of the per-rank lists: 1 in local-rank mode, else ``tp``."""
-        return 1 if self.local else self.tp
-
-    @property
-    def is_first(self) -> bool:
-        return self.first == 0
-
-    @property
-    def is_last(self) -> bool:
-        return self.last == self.config.layers
 
     @property
     def heads_here(self) -> int:
@@ -114,22 +85,15 @@ class InferenceSpec:
         return (self.last - self.first) if self.config.has_attention else 0
 
     def param_shapes(self) -> dict[str, tuple[int, ...]]:
-        """Names and per-rank shapes of this stage's parameters, forward order."""
-        cfg = self.config
-        full = input_param_shapes(cfg) if self.is_first else {}
-        for i in range(self.first, self.last):
-            full.update(layer_param_shapes(cfg, i))
-        if self.is_last:
-            full.update(output_param_shapes(cfg))
-        width = (self.heads_here + 2 * self.kv_heads_here) * cfg.head_dim
-        out = {}
-        for name, shape in full.items():
+        """Names and per-rank shapes of this stage's parameters, forward order: the
+        training shards', with ``attn.qkv`` holding :func:`qkv_columns`."""
+        width = (self.heads_here + 2 * self.kv_heads_here) * self.config.head_dim
+        out = super().param_shapes()
+        for name in out:
             if name.endswith("attn.qkv.weight"):
-                out[name] = (cfg.hidden, width)
+                out[name] = (self.config.hidden, width)
             elif name.endswith("attn.qkv.bias"):
                 out[name] = (width,)
-            else:
-                out[name] = shard_shape(shape, name, self.tp)
         return out
 
     def allocate(self, batch: int, capacity: int, xp: object = np) -> list[KVCache]:

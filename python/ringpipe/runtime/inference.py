@@ -132,7 +132,7 @@ class InferenceWorker:
                  prompts: list, local: bool, xp: Any = np) -> None:
         spec = plan.specs[p]
         self.plan, self.p, self.reduce, self.prompts, self.xp = plan, p, reduce, prompts, xp
-        self.spec = InferenceSpec(spec.config, spec.first, spec.last, spec.tp, local)
+        self.spec = spec.local_view() if local else spec
         self.shards = [{n: s[n] for n in self.spec.param_shapes()} for s in shards]
         self.caches: dict[int, list] = {}
         self.logits: dict[tuple[int, int], np.ndarray] = {}
