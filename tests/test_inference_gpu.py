@@ -8,7 +8,7 @@ float64), not bitwise; the greedy tokens must be identical. Run on a GPU machine
 
 import numpy as np
 import pytest
-from test_gpu_device import NGPUS, _REASON, cp
+from test_gpu_device import _REASON, NGPUS, cp
 
 from ringpipe.mesh import Mesh
 from ringpipe.model import ModelConfig, generate, init_params
