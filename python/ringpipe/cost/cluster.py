@@ -220,11 +220,14 @@ def _preset(name: str, tflops: float, gib: float, hbm_gbs: float, intra_gbs: flo
 #: HBM3, NVLink4 450 GB/s, 8 × 400 Gb/s NDR. pcie-a100: A100 80GB PCIe (1935 GB/s) on
 #: PCIe 4 x16 (~32 GB/s each way) with 2 × 200 Gb/s HDR per node (6.25 GB/s per GPU
 #: when all 8 cross, up to one NIC's 25 GB/s alone).
+#: dgx-h200: H200 SXM, the H100's 989 TFLOP/s with 141 GB HBM3e at 4.8 TB/s; NVLink4
+#: 900 GB/s per GPU, i.e. 450 GB/s each way as for dgx-h100, and 8 × 400 Gb/s NDR.
 CLUSTER_PRESETS = MappingProxyType({
     c.name: c for c in (
         _preset("dgx-a100", 312, 80, 2039, 300, 2, 25, 6),
         _preset("dgx-h100", 989, 80, 3350, 450, 2, 50, 6, H100, H100_FRACTION_OF_PEAK),
         _preset("pcie-a100", 312, 80, 1935, 32, 4, 6.25, 6, nic_gbs=25),
+        _preset("dgx-h200", 989, 141e9 / GIB, 4800, 450, 2, 50, 6, H100, H100_FRACTION_OF_PEAK),
     )
 })
 
