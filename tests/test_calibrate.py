@@ -178,3 +178,28 @@ def test_plain_cluster_file_is_refused_for_prediction(tmp_path):
 
 def test_link_of_a_step_is_positive():
     assert isinstance(links.step_link(links.AlphaBeta(0.0, 0.0), "ring", 2), Link)
+
+
+def test_malformed_measured_table_names_the_key(tmp_path):
+    from ringpipe.cost.calibrated import calibration_from_dict
+
+    base = {"cores": 2}
+    path = tmp_path / "base.toml"
+    path.write_text(dumps({"gpus_per_node": 2, "peak_tflops": 1.0, "memory_gib": 1.0,
+                           "memory_bandwidth_gbs": 10.0,
+                           "intra_node": {"bandwidth_gbs": 1.0, "latency_us": 1.0},
+                           "inter_node": {"bandwidth_gbs": 1.0, "latency_us": 1.0},
+                           "measured": base}))
+    cluster, cal = load_calibrated(path)
+    assert cal.cores == 2 and cal.p2p_link("mpi", cluster) == cluster.intra
+    with pytest.raises(ValueError, match="measured.gemm.float64 needs peak_gflops"):
+        calibration_from_dict({**base, "gemm": {"float64": {"m0": 1.0}}}, cluster)
+    with pytest.raises(TypeError, match=r"measured.p2p.mpi.latency_us must be a number"):
+        calibration_from_dict({**base, "p2p": {"mpi": {"bandwidth_gbs": 1.0,
+                                                       "latency_us": "x"}}}, cluster)
+    with pytest.raises(ValueError, match=r"measured.allreduce\[0\].ranks must be >= 2"):
+        calibration_from_dict({**base, "allreduce": [{"ranks": 1}]}, cluster)
+    with pytest.raises(TypeError, match="measured.cores must be an int"):
+        calibration_from_dict({"cores": "2"}, cluster)
+    with pytest.raises(ValueError, match="cpu_share.inproc"):
+        calibration_from_dict({**base, "cpu_share": {"inproc": 1.5}}, cluster)

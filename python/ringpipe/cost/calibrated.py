@@ -129,40 +129,68 @@ class Calibration:
         return self.allreduce[(runtime, algorithm, below[-1] if below else sizes[0])]
 
 
-def _link(table: dict[str, Any], where: str) -> Link:
-    try:
-        return Link(float(table["bandwidth_gbs"]) * GB, float(table["latency_us"]) * US)
-    except KeyError as exc:
-        raise ValueError(f"cluster file: {where} needs {exc.args[0]}") from None
+def _num(table: dict[str, Any], key: str, where: str, default: float | None = None) -> float:
+    """``table[key]`` as a finite float >= 0 (``default`` when absent and given);
+    TypeError / ValueError naming ``where.key``."""
+    if key not in table:
+        if default is None:
+            raise ValueError(f"cluster file: {where} needs {key}")
+        return default
+    value = table[key]
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"cluster file: {where}.{key} must be a number, "
+                        f"got {type(value).__name__}")
+    if not math.isfinite(value) or value < 0:
+        raise ValueError(f"cluster file: {where}.{key} must be finite and >= 0, got {value}")
+    return float(value)
+
+
+def _table(value: object, where: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise TypeError(f"cluster file: {where} must be a table")
+    return value
+
+
+def _link(table: object, where: str) -> Link:
+    t = _table(table, where)
+    return Link(_num(t, "bandwidth_gbs", where) * GB, _num(t, "latency_us", where) * US)
 
 
 def calibration_from_dict(measured: dict[str, Any], cluster: Cluster) -> Calibration:
-    """The :class:`Calibration` of a file's ``[measured]`` table."""
-    if not isinstance(measured, dict):
-        raise TypeError("cluster file: [measured] must be a table")
+    """The :class:`Calibration` of a file's ``[measured]`` table (TypeError/ValueError
+    naming the key when a value is missing or malformed)."""
+    m = _table(measured, "[measured]")
     gemm = {}
-    for dtype, t in measured.get("gemm", {}).items():
-        gemm[dtype] = GemmCurve(float(t["peak_gflops"]) * 1e9, float(t.get("m0", 0.0)),
-                                float(t.get("n0", 0.0)), float(t.get("k0", 0.0)),
-                                float(t.get("fixed_us", 0.0)) * US)
-    p2p = {rt: _link(t, f"measured.p2p.{rt}") for rt, t in measured.get("p2p", {}).items()}
+    for dtype, t in _table(m.get("gemm", {}), "measured.gemm").items():
+        w = f"measured.gemm.{dtype}"
+        t = _table(t, w)
+        gemm[dtype] = GemmCurve(_num(t, "peak_gflops", w) * 1e9, _num(t, "m0", w, 0.0),
+                                _num(t, "n0", w, 0.0), _num(t, "k0", w, 0.0),
+                                _num(t, "fixed_us", w, 0.0) * US)
+    p2p = {rt: _link(t, f"measured.p2p.{rt}")
+           for rt, t in _table(m.get("p2p", {}), "measured.p2p").items()}
     allreduce: dict[AllReduceKey, Link] = {}
-    for i, row in enumerate(measured.get("allreduce", [])):
+    rows = m.get("allreduce", [])
+    if not isinstance(rows, list):
+        raise TypeError("cluster file: measured.allreduce must be an array of tables")
+    for i, row in enumerate(rows):
+        w = f"measured.allreduce[{i}]"
+        row = _table(row, w)
         key = (str(row.get("runtime")), str(row.get("algorithm")),
-               check_int(f"measured.allreduce[{i}].ranks", row.get("ranks"), 2))
-        allreduce[key] = _link(row, f"measured.allreduce[{i}]")
+               check_int(f"{w}.ranks", row.get("ranks"), 2))
+        allreduce[key] = _link(row, w)
     return Calibration(
-        cores=check_int("measured.cores", measured.get("cores")),
-        blas_threads=check_int("measured.blas_threads", measured.get("blas_threads", 1)),
-        call_overhead=float(measured.get("call_overhead_us",
-                                         cluster.kernels.launch_overhead / US)) * US,
-        memory_bandwidth=float(measured.get("memory_bandwidth_gbs",
-                                            cluster.memory_bandwidth / GB)) * GB,
+        cores=check_int("measured.cores", m.get("cores")),
+        blas_threads=check_int("measured.blas_threads", m.get("blas_threads", 1)),
+        call_overhead=_num(m, "call_overhead_us", "measured",
+                           cluster.kernels.launch_overhead / US) * US,
+        memory_bandwidth=_num(m, "memory_bandwidth_gbs", "measured",
+                              cluster.memory_bandwidth / GB) * GB,
         gemm=MappingProxyType(gemm), p2p=MappingProxyType(p2p),
-        allreduce=MappingProxyType(allreduce), host=str(measured.get("host", "")),
-        op_bandwidth=_op_bandwidth(measured.get("op_bandwidth")),
-        transcendental=float(measured.get("transcendental_ns", 0.0)) * 1e-9,
-        **_shares(measured.get("cpu_share", {})))
+        allreduce=MappingProxyType(allreduce), host=str(m.get("host", "")),
+        op_bandwidth=_op_bandwidth(m.get("op_bandwidth")),
+        transcendental=_num(m, "transcendental_ns", "measured", 0.0) * 1e-9,
+        **_shares(m.get("cpu_share", {})))
 
 
 def _shares(table: object) -> dict[str, Any]:
