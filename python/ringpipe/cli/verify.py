@@ -99,5 +99,6 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps({**report.as_json(), **(timing or {})}, indent=2))
     else:
         print(format_report(plan, report, None if args.verbose else 8))
-        print(format_timing(timing) if timing else "", end="\n" if timing else "")
+        if timing:
+            print(format_timing(timing))
     return 0 if report.ok else 1

@@ -108,6 +108,7 @@ def _verify(args: argparse.Namespace, setup: _Setup, world: Any) -> int:  # noqa
             print(format_report(plan, report, None if args.verbose else 8))
             print(f"# mpi: {world.Get_size()} processes; vs the in-process run: "
                   f"{diff.describe()}" + ("" if ok else "  MISMATCH"))
-            print(format_timing(timing) if timing else "", end="\n" if timing else "")
+            if timing:
+                print(format_timing(timing))
         status = 0 if ok else 1
     return int(world.bcast(status, root=0))
