@@ -77,22 +77,25 @@ def measure_gemm(xp: ModuleType, dtype: str, sizes: Sequence[int],
                  budget: Budget) -> GemmMeasurement:
     """Time A[M×K]·B[K×N] for every (M, N, K) in ``sizes``³ and fit the curve.
 
-    Operands rotate through a pool of up to 64 copies totalling about
+    Operands rotate through up to 64 disjoint slices of one random buffer of
     :data:`COLD_BYTES`, so each call finds them out of the caches, as a model's GEMMs
     do (their operands were written long before). The fit separates the fixed cost of
     a call (:mod:`ringpipe.cost.gemm_curve`)."""
-    rng = np.random.default_rng(0)
     sync = _sync(xp)
     timer = cpu_time if xp is np else sustained_time
+    itemsize = np.dtype(dtype).itemsize
+    big = max(sizes) ** 2
+    source = xp.asarray(np.random.default_rng(0).standard_normal(
+        max(COLD_BYTES // itemsize, 4 * big)).astype(dtype))
     shapes, seconds = [], []
     for m in sizes:
         for n in sizes:
             for k in sizes:
-                nbytes = (m * k + k * n) * np.dtype(dtype).itemsize
-                copies = max(2, min(64, -(-COLD_BYTES // nbytes)))
-                pool = [(xp.asarray(rng.standard_normal((m, k)).astype(dtype)),
-                         xp.asarray(rng.standard_normal((k, n)).astype(dtype)))
-                        for _ in range(copies)]
+                each = m * k + k * n
+                copies = max(2, min(64, source.size // each))
+                pool = [(source[i * each:i * each + m * k].reshape(m, k),
+                         source[i * each + m * k:(i + 1) * each].reshape(k, n))
+                        for i in range(copies)]
                 turn = itertools.cycle(pool)
 
                 def run(turn: Any = turn) -> None:
