@@ -115,7 +115,7 @@ def benchmark_prediction(progress: bool = True) -> dict[str, Any]:
 
     with tempfile.TemporaryDirectory() as tmp:
         path = str(Path(tmp) / "local.toml")
-        data, notes = calibrate(CalibrateOptions(quick=True, nprocs=2), say)
+        data, notes = calibrate(CalibrateOptions(quick=True, nprocs=2, progress=say))
         Path(path).write_text(dumps(data))
         out: dict[str, Any] = {"calibration_seconds": data["measured"]["seconds_taken"],
                                "notes": notes}

@@ -30,12 +30,15 @@ import os
 import platform
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from types import ModuleType
 from typing import Any
+
+import numpy as np
 
 from ringpipe.calibrate import compute, links
 from ringpipe.calibrate.mpi_probe import measure_mpi
-from ringpipe.calibrate.timing import FULL, QUICK, cpu_share
+from ringpipe.calibrate.timing import FULL, QUICK, Budget, cpu_share
 from ringpipe.validation import check_int
 
 BACKENDS = ("numpy", "numba", "cupy")
@@ -46,12 +49,15 @@ DTYPES = ("float64", "float32")
 class CalibrateOptions:
     """What to measure: ``quick`` (coarse grids, short budgets), the collective
     ``backend`` of in-process ranks, ``nprocs`` MPI processes (None: no MPI rows),
-    ``max_ranks`` the largest in-process group (default: ``nprocs`` or 4)."""
+    ``max_ranks`` the largest in-process group (default: ``nprocs`` or 4); ``progress``
+    receives one line per phase."""
 
     quick: bool = False
     backend: str = "numba"
     nprocs: int | None = None
     max_ranks: int | None = None
+    progress: Callable[[str], None] = field(default=lambda _: None, compare=False,
+                                            repr=False)
 
     def __post_init__(self) -> None:
         if self.backend not in BACKENDS:
@@ -100,90 +106,100 @@ def _allreduce_row(runtime: str, algorithm: str, ranks: int,
             "sizes": list(fit.sizes), "seconds": list(fit.seconds)}
 
 
-def calibrate(options: CalibrateOptions,
-              progress: Callable[[str], None] = lambda _: None) -> tuple[dict[str, Any],
-                                                                          list[str]]:
-    """Measure (module docstring); returns the cluster-file dict and notes."""
-    start = time.perf_counter()
-    budget = QUICK if options.quick else FULL
-    if options.backend == "cupy":
+def _array_module(backend: str) -> ModuleType:
+    if backend == "cupy":
         from ringpipe.kernels.cuda_backend import gpu_arrays
 
-        xp = gpu_arrays("ringpipe calibrate").xp
-    else:
-        import numpy as xp
-    notes: list[str] = []
-    shares: dict[str, Any] = {}
-    gemm: dict[str, Any] = {}
-    sizes = compute.QUICK_SIZES if options.quick else compute.FULL_SIZES
-    progress("[1/4] per-call overhead and memory bandwidth")
-    compute_share = cpu_share()
+        return gpu_arrays("ringpipe calibrate").xp
+    return np
+
+
+def _device(xp: ModuleType, options: CalibrateOptions, budget: Budget) -> dict[str, Any]:
+    """Phases 1 and 2: call overhead, bandwidths, transcendentals, GEMM curves."""
     overhead = compute.measure_call_overhead(xp, budget)
     bandwidth = compute.measure_bandwidth(xp, (64 if options.quick else 256) << 20, budget)
     op_bw = compute.measure_op_bandwidth(xp, compute.OP_BYTES, budget)
-    transcendental = compute.measure_transcendental(xp, budget)
+    out: dict[str, Any] = {
+        "call_overhead_us": overhead * 1e6, "memory_bandwidth_gbs": bandwidth / 1e9,
+        "transcendental_ns": compute.measure_transcendental(xp, budget) * 1e9,
+        "op_bandwidth": {"bytes": [b for b, _ in op_bw], "gbs": [r / 1e9 for _, r in op_bw]},
+        "gemm": {}}
+    sizes = compute.QUICK_SIZES if options.quick else compute.FULL_SIZES
     for dtype in DTYPES:
-        progress(f"[2/4] GEMM curve, {dtype}: {len(sizes) ** 3} shapes")
+        options.progress(f"[2/4] GEMM curve, {dtype}: {len(sizes) ** 3} shapes")
         g = compute.measure_gemm(xp, dtype, sizes, budget)
-        gemm[dtype] = {"peak_gflops": g.curve.peak_flops / 1e9, "m0": g.curve.m0,
-                       "n0": g.curve.n0, "k0": g.curve.k0,
-                       "fixed_us": g.curve.fixed * 1e6,
-                       "best_gflops": g.best_flops / 1e9,
-                       "shapes": [list(s) for s in g.shapes], "seconds": list(g.seconds)}
+        out["gemm"][dtype] = {
+            "peak_gflops": g.curve.peak_flops / 1e9, "m0": g.curve.m0, "n0": g.curve.n0,
+            "k0": g.curve.k0, "fixed_us": g.curve.fixed * 1e6,
+            "best_gflops": g.best_flops / 1e9, "shapes": [list(x) for x in g.shapes],
+            "seconds": list(g.seconds)}
+    return out
+
+
+def _links(options: CalibrateOptions, budget: Budget,
+           notes: list[str]) -> tuple[dict[str, Any], list[dict[str, Any]], dict[str, Any]]:
+    """Phases 3 and 4: point-to-point and all-reduce rows, and the MPI CPU share."""
     nbytes = links.QUICK_BYTES if options.quick else links.FULL_BYTES
-    progress(f"[3/4] in-process point-to-point and all-reduce, groups 2..{options.ranks}")
+    options.progress(f"[3/4] in-process point-to-point and all-reduce, groups "
+                     f"2..{options.ranks}")
     p2p = {"inproc": _link_dict(links.measure_inproc_p2p(nbytes, budget))}
-    allreduce = []
-    for ranks in range(2, options.ranks + 1):
-        for algorithm in ("ring", "tree"):
-            fit = links.measure_inproc_allreduce(algorithm, ranks, nbytes,
-                                                 "numpy" if options.backend == "cupy"
-                                                 else options.backend, budget)
-            allreduce.append(_allreduce_row("inproc", algorithm, ranks, fit))
+    backend = "numpy" if options.backend == "cupy" else options.backend
+    allreduce = [_allreduce_row("inproc", algorithm, ranks, links.measure_inproc_allreduce(
+                     algorithm, ranks, nbytes, backend, budget))
+                 for ranks in range(2, options.ranks + 1) for algorithm in ("ring", "tree")]
+    shares: dict[str, Any] = {}
     if options.nprocs is None:
         notes.append("no --np: MPI rows not measured")
-        progress("[4/4] MPI: skipped (no --np)")
-    else:
-        progress(f"[4/4] MPI point-to-point and all-reduce on {options.nprocs} processes")
-        doc, why = measure_mpi(options.nprocs, nbytes, 3 if options.quick else 10)
-        if doc is None:
-            notes.append(str(why))
-            progress(f"      {why}")
-        else:
-            shares.update(mpi=doc["cpu_share"], mpi_processes=options.nprocs)
-            sz, sec = zip(*doc["p2p"], strict=True)
-            p2p["mpi"] = _link_dict(links.fit_alpha_beta(sz, sec))
-            for row in doc["allreduce"]:
-                sz, sec = zip(*row["points"], strict=True)
-                allreduce.append(_allreduce_row("mpi", row["algorithm"], row["ranks"],
-                                                links.fit_alpha_beta(sz, sec)))
-    shares["inproc"] = (compute_share + cpu_share()) / 2
+        options.progress("[4/4] MPI: skipped (no --np)")
+        return p2p, allreduce, shares
+    options.progress(f"[4/4] MPI point-to-point and all-reduce on {options.nprocs} processes")
+    doc, why = measure_mpi(options.nprocs, nbytes, 3 if options.quick else 10)
+    if doc is None:
+        notes.append(str(why))
+        options.progress(f"      {why}")
+        return p2p, allreduce, shares
+    shares.update(mpi=doc["cpu_share"], mpi_processes=options.nprocs)
+    sz, sec = zip(*doc["p2p"], strict=True)
+    p2p["mpi"] = _link_dict(links.fit_alpha_beta(sz, sec))
+    for row in doc["allreduce"]:
+        sz, sec = zip(*row["points"], strict=True)
+        allreduce.append(_allreduce_row("mpi", row["algorithm"], row["ranks"],
+                                        links.fit_alpha_beta(sz, sec)))
+    return p2p, allreduce, shares
+
+
+def calibrate(options: CalibrateOptions) -> tuple[dict[str, Any], list[str]]:
+    """Measure (module docstring); returns the cluster-file dict and notes."""
+    start = time.perf_counter()
+    budget = QUICK if options.quick else FULL
+    xp = _array_module(options.backend)
+    notes: list[str] = []
+    options.progress("[1/4] per-call overhead and memory bandwidth")
+    first_share = cpu_share()
+    measured = _device(xp, options, budget)
+    p2p, allreduce, shares = _links(options, budget, notes)
+    shares["inproc"] = (first_share + cpu_share()) / 2
     main_link = p2p.get("mpi", p2p["inproc"])
     link = {"bandwidth_gbs": main_link["bandwidth_gbs"], "latency_us": main_link["latency_us"]}
-    cores = os.cpu_count() or 1
-    f64 = gemm["float64"]
+    f64 = measured["gemm"]["float64"]
     data = {
         "name": f"calibrated-{platform.node() or 'host'}",
         "nodes": 1,
         "gpus_per_node": options.nprocs or options.ranks,
         "peak_tflops": f64["peak_gflops"] / 1e3,
         "memory_gib": _memory_gib(),
-        "memory_bandwidth_gbs": bandwidth / 1e9,
+        "memory_bandwidth_gbs": measured["memory_bandwidth_gbs"],
         "achievable_fraction": 1.0,
         "intra_node": dict(link),
         "inter_node": dict(link),
         "kernels": {"sm_count": 1, "tile_m": 1, "tile_n": 1, "flash_fraction": 1.0,
-                    "launch_overhead_us": overhead * 1e6,
+                    "launch_overhead_us": measured["call_overhead_us"],
                     "saturation": (f64["m0"] + f64["n0"] + f64["k0"]) / 3},
         "measured": {
-            "host": platform.node(), "cores": cores, "blas_threads": blas_threads(),
-            "backend": options.backend, "quick": options.quick,
-            "seconds_taken": round(time.perf_counter() - start, 2),
-            "call_overhead_us": overhead * 1e6, "memory_bandwidth_gbs": bandwidth / 1e9,
-            "transcendental_ns": transcendental * 1e9,
-            "op_bandwidth": {"bytes": [b for b, _ in op_bw],
-                             "gbs": [r / 1e9 for _, r in op_bw]},
-            "cpu_share": shares, "gemm": gemm, "p2p": p2p, "allreduce": allreduce,
+            "host": platform.node(), "cores": os.cpu_count() or 1,
+            "blas_threads": blas_threads(), "backend": options.backend,
+            "quick": options.quick, "seconds_taken": round(time.perf_counter() - start, 2),
+            **measured, "cpu_share": shares, "p2p": p2p, "allreduce": allreduce,
         },
     }
     return data, notes

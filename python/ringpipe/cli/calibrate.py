@@ -43,8 +43,9 @@ def run(args: argparse.Namespace) -> int:
     if not out.parent.is_dir():
         raise ValueError(f"--output: directory {str(out.parent)!r} does not exist")
     options = CalibrateOptions(quick=args.quick, backend=args.backend, nprocs=args.np,
-                               max_ranks=args.max_ranks)
-    data, notes = calibrate(options, lambda line: print(line, file=sys.stderr, flush=True))
+                               max_ranks=args.max_ranks,
+                               progress=lambda line: print(line, file=sys.stderr, flush=True))
+    data, notes = calibrate(options)
     header = ("written by `ringpipe calibrate`; edit the headline keys for another\n"
               "cluster, see README-calibrate.md")
     out.write_text(dumps(data, header))
