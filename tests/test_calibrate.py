@@ -203,3 +203,14 @@ def test_malformed_measured_table_names_the_key(tmp_path):
         calibration_from_dict({"cores": "2"}, cluster)
     with pytest.raises(ValueError, match="cpu_share.inproc"):
         calibration_from_dict({**base, "cpu_share": {"inproc": 1.5}}, cluster)
+
+
+@pytest.mark.mpi
+def test_mpi_rows_measured_with_np(tmp_path):
+    if mpi_probe.mpi_unavailable() is not None:
+        pytest.skip(mpi_probe.mpi_unavailable())
+    doc, why = mpi_probe.measure_mpi(2, [1024, 1 << 16], 2)
+    assert why is None and doc["ranks"] == 2 and 0 < doc["cpu_share"] <= 1
+    assert len(doc["p2p"]) == 2 and all(t > 0 for _, t in doc["p2p"])
+    assert {(r["algorithm"], r["ranks"]) for r in doc["allreduce"]} == {("ring", 2),
+                                                                       ("tree", 2)}
