@@ -7,7 +7,8 @@ interleaved-1f1b, 2 to 8 micro-batches, hidden sizes 32 to 256 (8×) — twice:
 * through MPI with 2 processes: ``ringpipe verify --backend mpi --np 2 ...
   --cluster-file FILE --json`` (one mpiexec job per plan; its ``step_time_s`` is the
   best of 3 timed steps after a warm-up, ``predicted_step_time_s`` the cost model's);
-* in-process (:func:`ringpipe.calibrate.timed.timed_prediction`, numba all-reduce).
+* in-process (:func:`ringpipe.calibrate.timed.timed_prediction`, numba all-reduce),
+  also comparing CPU times (the cost model with the machine's load taken out).
 
 Per plan it prints predicted and measured seconds and the error (predicted/measured -
 1); over all plans the mean absolute error and Spearman's rank correlation. Targets
@@ -102,7 +103,9 @@ def run_inproc(cluster_file: str, plan: tuple) -> dict[str, Any]:
     p, batch_size = build_plan(args)
     doc = timed_prediction(p, init_params(p.config, 0), random_batch(p.config, batch_size, 1),
                            *load_calibrated(cluster_file), backend="numba")
-    return {"measured_s": doc["step_time_s"], "predicted_s": doc["predicted_step_time_s"]}
+    return {"measured_s": doc["step_time_s"], "predicted_s": doc["predicted_step_time_s"],
+            "measured_cpu_s": doc["step_cpu_time_s"],
+            "predicted_cpu_s": doc["predicted_cpu_time_s"]}
 
 
 def benchmark_prediction(progress: bool = True) -> dict[str, Any]:
@@ -129,6 +132,9 @@ def benchmark_prediction(progress: bool = True) -> dict[str, Any]:
                     f"measured {row['measured_s']:.4f} s, error {row['error']:+.1%}")
                 rows.append(row)
             out[runtime] = {"rows": rows, **summarise(rows)}
+        cpu_rows = [{"predicted_s": r["predicted_cpu_s"], "measured_s": r["measured_cpu_s"]}
+                    for r in out["inproc"]["rows"]]
+        out["inproc_cpu_time"] = summarise(cpu_rows)
     return out
 
 
@@ -145,6 +151,9 @@ def format_table(result: dict[str, Any]) -> str:
                          f"{row['measured_s']:11.4f} {row['error']:+8.1%}")
         lines.append(f"mean absolute error {r['mean_abs_error']:.1%} (target <= 20%); "
                      f"rank correlation {r['rank_correlation']:.3f} (target >= 0.8)")
+    c = result["inproc_cpu_time"]
+    lines.append(f"in-process CPU time (load taken out): mean absolute error "
+                 f"{c['mean_abs_error']:.1%}, rank correlation {c['rank_correlation']:.3f}")
     return "\n".join(lines)
 
 

@@ -7,11 +7,15 @@ shared machine noise only adds time; the minimum is the least disturbed run).
 cluster file; ``predicted_over_measured`` is their ratio.
 
 The calibrated costs are CPU time; how much of a core a process gets depends on what
-else the machine runs at that moment. So just before the timed steps every process
-spins for :data:`SHARE_SECONDS` (all MPI ranks at once) and the prediction uses that
-share (``cpu_share_now``; :func:`ringpipe.calibrate.timing.cpu_share`) instead of the
-share seen while calibrating. It is a measurement of the machine, not of the plan: no
-step of the plan is timed before it is predicted.
+else the machine runs at that moment. So just before each timed step every process
+spins for :data:`SHARE_SECONDS` (all MPI ranks at once) and the prediction uses the
+best share seen (``cpu_share_now``, paired with the best step;
+:func:`ringpipe.calibrate.timing.cpu_share`) instead of the share seen while
+calibrating. It is a measurement of the machine, not of the plan.
+
+In-process, the report also gives the step's CPU time (``step_cpu_time_s``, the
+calling thread's, best of the repetitions) next to the prediction at a full core
+(``predicted_cpu_time_s``): the cost model's accuracy with the machine's load taken out.
 
 * In-process (:func:`timed_prediction`): one step is ``plan.run(params, batch,
   backend)``.
@@ -41,12 +45,14 @@ SHARE_SECONDS = 0.3
 
 
 def _report(plan: Plan, batch_size: int, cluster: Cluster, calibration: Calibration,
-            runtime: str, measured: float, samples: list[float],
-            share: float) -> dict[str, Any]:
+            runtime: str, samples: list[float], shares: list[float]) -> dict[str, Any]:
+    share = max(shares)
     pred = predict_plan(plan, batch_size, cluster, calibration, runtime, cpu_share=share)
+    measured = min(samples)
     return {"step_time_s": measured, "step_time_samples_s": samples,
             **pred.to_dict(), "predicted_over_measured": pred.step_time / measured,
-            "cpu_share_now": share, "cluster_file_host": calibration.host}
+            "cpu_share_now": share, "cpu_share_samples": shares,
+            "cluster_file_host": calibration.host}
 
 
 def timed_prediction(plan: Plan, params: dict[str, np.ndarray], batch: Batch,
@@ -57,14 +63,17 @@ def timed_prediction(plan: Plan, params: dict[str, np.ndarray], batch: Batch,
     batch_size = int(np.shape(batch[0])[0])
     plan.check_batch_size(batch_size)
     plan.run(params, batch, backend=backend)
-    share = cpu_share(SHARE_SECONDS)
-    samples = []
+    samples, shares, cpu = [], [], []
     for _ in range(repeats):
-        t0 = time.perf_counter()
+        shares.append(cpu_share(SHARE_SECONDS))
+        t0, c0 = time.perf_counter(), time.thread_time()
         plan.run(params, batch, backend=backend)
         samples.append(time.perf_counter() - t0)
-    return _report(plan, batch_size, cluster, calibration, "inproc", min(samples), samples,
-                   share)
+        cpu.append(time.thread_time() - c0)
+    doc = _report(plan, batch_size, cluster, calibration, "inproc", samples, shares)
+    at_full_share = predict_plan(plan, batch_size, cluster, calibration, "inproc",
+                                 cpu_share=1.0).step_time
+    return {**doc, "step_cpu_time_s": min(cpu), "predicted_cpu_time_s": at_full_share}
 
 
 def timed_prediction_mpi(plan: Plan, params: dict[str, np.ndarray], batch: Batch,
@@ -80,12 +89,13 @@ def timed_prediction_mpi(plan: Plan, params: dict[str, np.ndarray], batch: Batch
     batch_size = int(np.shape(batch[0])[0])
     plan.check_batch_size(batch_size)
     mc = MeshComm(plan.mesh, comm)
-    samples = []
-    comm.Barrier()
-    share = comm.allreduce(cpu_share(SHARE_SECONDS)) / comm.Get_size()
+    samples, shares = [], []
     try:
         for i in range(repeats + 1):
             comm.Barrier()
+            if i:
+                shares.append(comm.allreduce(cpu_share(SHARE_SECONDS)) / comm.Get_size())
+                comm.Barrier()
             t0 = time.perf_counter()
             run_plan_mpi(plan, params, batch, mesh_comm=mc, **run_options)
             comm.Barrier()
@@ -96,8 +106,7 @@ def timed_prediction_mpi(plan: Plan, params: dict[str, np.ndarray], batch: Batch
         mc.free()
     if comm.Get_rank() != 0:
         return None
-    return _report(plan, batch_size, cluster, calibration, "mpi", min(samples), samples,
-                   share)
+    return _report(plan, batch_size, cluster, calibration, "mpi", samples, shares)
 
 
 def load_cluster_file(path: str | None) -> tuple[Cluster, Calibration] | None:
