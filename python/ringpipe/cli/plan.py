@@ -43,7 +43,7 @@ from ringpipe.cost.models import (
     TrainingSpec,
     model_preset,
 )
-from ringpipe.cost.planner import DEFAULT_SCHEDULES, FitsNowhere, PlanReport, SearchSpace, plan
+from ringpipe.cost.planner import DEFAULT_SCHEDULES, FitsNowhere, SearchReport, SearchSpace, search
 from ringpipe.cost.prediction import Prediction
 from ringpipe.cost.recipe import Recipe
 from ringpipe.schedules import SCHEDULES
@@ -145,7 +145,7 @@ def _row(rank: int | str, p: Prediction) -> str:
             f"{p.comm_fraction:>6.1%}{fits}")
 
 
-def format_table(report: PlanReport, rows: list[Prediction], title: str) -> str:
+def format_table(report: SearchReport, rows: list[Prediction], title: str) -> str:
     """The ranked table, with a header naming which FLOPs each column counts."""
     lines = [title, "                                                         model FLOPs  "
              "hardware", "rank  tp  pp   dp  schedule          v  mb  recompute  step (s) "
@@ -154,7 +154,7 @@ def format_table(report: PlanReport, rows: list[Prediction], title: str) -> str:
     return "\n".join(lines)
 
 
-def as_json(report: PlanReport, top: int | None = None) -> dict[str, Any]:
+def as_json(report: SearchReport, top: int | None = None) -> dict[str, Any]:
     """``{"cluster", "model", "training", "explanation", "candidates", "pinned"}``:
     the first ``top`` candidates, best first (non-fitting last), each with its memory
     breakdown; ``pinned`` compares a pinned choice with the best unpinned one."""
@@ -186,7 +186,7 @@ def build_training(args: argparse.Namespace) -> TrainingSpec:
                         args.recompute, recipe)
 
 
-def write_plot(report: PlanReport, path: str, top: int) -> None:
+def write_plot(report: SearchReport, path: str, top: int) -> None:
     """Horizontal bars of predicted model TFLOP/s per GPU (model FLOPs: useful work, no
     recomputation, so the bars rank as the step times do, as the table's model column):
     the best configuration of each (tp, pp, dp), fitting ones coloured, non-fitting
@@ -239,7 +239,7 @@ def run(args: argparse.Namespace) -> int:
                         chunks=args.chunks, allow_uneven=args.allow_uneven)
     failure: FitsNowhere | None = None
     try:
-        report = plan(model, training, cluster, space, args.headroom)
+        report = search(model, training, cluster, space, args.headroom)
     except FitsNowhere as exc:
         failure, report = exc, exc.report
     if args.plot:
