@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from ringpipe.validation import check_int
+from ringpipe.validation import check_int, check_real
 
 BLOCKS = 3
 
@@ -35,9 +35,7 @@ class Budget:
     max_calls: int = 1000
 
     def __post_init__(self) -> None:
-        if isinstance(self.seconds, bool) or not isinstance(self.seconds, (int, float)) \
-                or not self.seconds > 0:
-            raise ValueError(f"Budget.seconds must be a number > 0, got {self.seconds!r}")
+        check_real("Budget.seconds", self.seconds, positive=True)
         check_int("Budget.max_calls", self.max_calls)
 
 

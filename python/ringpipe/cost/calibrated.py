@@ -57,7 +57,7 @@ import tomllib
 from ringpipe.cost.cluster import GB, Cluster, Link
 from ringpipe.cost.cluster_file import cluster_from_dict
 from ringpipe.cost.gemm_curve import GemmCurve
-from ringpipe.validation import check_int
+from ringpipe.validation import check_int, check_real
 
 US = 1e-6
 RUNTIMES = ("inproc", "mpi")
@@ -84,9 +84,9 @@ class Calibration:
     def __post_init__(self) -> None:
         check_int("Calibration.cores", self.cores)
         check_int("Calibration.blas_threads", self.blas_threads)
-        if not self.call_overhead >= 0 or not self.memory_bandwidth > 0:
-            raise ValueError("Calibration: call_overhead must be >= 0 and "
-                             "memory_bandwidth > 0")
+        check_real("Calibration.call_overhead", self.call_overhead, 0.0)
+        check_real("Calibration.memory_bandwidth", self.memory_bandwidth, positive=True)
+        check_real("Calibration.share_inproc", self.share_inproc, maximum=1.0, positive=True)
         for runtime, _, _ in self.allreduce:
             if runtime not in RUNTIMES:
                 raise ValueError(f"Calibration.allreduce: unknown runtime {runtime!r}")
@@ -136,13 +136,7 @@ def _num(table: dict[str, Any], key: str, where: str, default: float | None = No
         if default is None:
             raise ValueError(f"cluster file: {where} needs {key}")
         return default
-    value = table[key]
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"cluster file: {where}.{key} must be a number, "
-                        f"got {type(value).__name__}")
-    if not math.isfinite(value) or value < 0:
-        raise ValueError(f"cluster file: {where}.{key} must be finite and >= 0, got {value}")
-    return float(value)
+    return check_real(f"cluster file: {where}.{key}", table[key], 0.0)
 
 
 def _table(value: object, where: str) -> dict[str, Any]:
@@ -198,9 +192,9 @@ def _shares(table: object) -> dict[str, Any]:
         raise TypeError("cluster file: [measured.cpu_share] must be a table")
     out: dict[str, Any] = {}
     for key in ("inproc", "mpi"):
-        if key in table and not 0 < float(table[key]) <= 1:
-            raise ValueError(f"cluster file: measured.cpu_share.{key} must be in (0, 1], "
-                             f"got {table[key]}")
+        if key in table:
+            check_real(f"cluster file: measured.cpu_share.{key}", table[key], maximum=1.0,
+                       positive=True)
     if "inproc" in table:
         out["share_inproc"] = float(table["inproc"])
     if "mpi" in table:

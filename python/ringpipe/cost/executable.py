@@ -49,6 +49,7 @@ from ringpipe.cost.collective_cost import CollectiveModel
 from ringpipe.cost.gpu import GpuKernels
 from ringpipe.cost.numpy_ops import OpList, stage_ops
 from ringpipe.cost.pipeline import PipelineSimulator, StageCosts
+from ringpipe.validation import check_real
 
 if TYPE_CHECKING:
     from ringpipe.plan import Plan
@@ -145,8 +146,8 @@ def predict_plan(plan: Plan, batch_size: int, cluster: Cluster, calibration: Cal
     σ of a core each process gets, when known for the moment of the run (default: the
     calibration's).
     """
-    if cpu_share is not None and not 0 < cpu_share <= 1:
-        raise ValueError(f"cpu_share must be in (0, 1], got {cpu_share}")
+    if cpu_share is not None:
+        check_real("cpu_share", cpu_share, maximum=1.0, positive=True)
     if runtime not in RUNTIMES:
         raise ValueError(f"runtime must be one of {RUNTIMES}, got {runtime!r}")
     mesh, cal = plan.mesh, calibration

@@ -27,19 +27,12 @@ charges a per-call overhead separately). Measurements are
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
-
-def _finite(name: str, value: object, minimum: float) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"GemmCurve.{name} must be a number, got {type(value).__name__}")
-    if not math.isfinite(value) or value < minimum:
-        raise ValueError(f"GemmCurve.{name} must be finite and >= {minimum}, got {value}")
-    return float(value)
+from ringpipe.validation import check_real
 
 
 @dataclass(frozen=True)
@@ -53,10 +46,9 @@ class GemmCurve:
     fixed: float = 0.0
 
     def __post_init__(self) -> None:
-        if _finite("peak_flops", self.peak_flops, 0.0) <= 0:
-            raise ValueError(f"GemmCurve.peak_flops must be > 0, got {self.peak_flops}")
+        check_real("GemmCurve.peak_flops", self.peak_flops, positive=True)
         for name in ("m0", "n0", "k0", "fixed"):
-            _finite(name, getattr(self, name), 0.0)
+            check_real(f"GemmCurve.{name}", getattr(self, name), 0.0)
 
     def efficiency(self, m: float, n: float, k: float) -> float:
         """Fraction of ``peak_flops`` a GEMM of this shape reaches (in (0, 1])."""
