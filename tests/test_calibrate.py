@@ -141,6 +141,8 @@ def test_quick_calibration_file_round_trips(quick_file):
     assert {(r, a, n) for r, a, n in cal.allreduce} == {
         ("inproc", a, n) for a in ("ring", "tree") for n in (2, 3)}
     assert "mpi" not in cal.p2p and 0 < cal.share_inproc <= 1
+    assert cal.action_overhead == pytest.approx(m["action_overhead_us"] * 1e-6)
+    assert cal.action_overhead >= 0 and cal.transcendental > 0
     assert cluster_from_dict(tomllib.loads(path.read_text())) == cluster
     text = summary(data, notes)
     assert "GEMM float64" in text and "all-reduce inproc ring N=3" in text

@@ -3,6 +3,8 @@
 Phases (each reports one line of progress on ``progress``):
 
 1. per-call overhead, all-core memory bandwidth, one operation's bandwidth by size;
+   after the float64 GEMM curve, the interpreter's cost per action
+   (:mod:`ringpipe.calibrate.probe`);
 2. GEMM curve per dtype (:func:`ringpipe.calibrate.compute.measure_gemm`), net of the
    bare call;
 3. in-process point-to-point and all-reduce (ring and tree) for each group size
@@ -38,6 +40,7 @@ import numpy as np
 
 from ringpipe.calibrate import compute, links
 from ringpipe.calibrate.mpi_probe import measure_mpi
+from ringpipe.calibrate.probe import measure_action_overhead
 from ringpipe.calibrate.timing import FULL, QUICK, Budget, cpu_share
 from ringpipe.validation import check_int
 
@@ -119,9 +122,10 @@ def _device(xp: ModuleType, options: CalibrateOptions, budget: Budget) -> dict[s
     overhead = compute.measure_call_overhead(xp, budget)
     bandwidth = compute.measure_bandwidth(xp, (64 if options.quick else 256) << 20, budget)
     op_bw = compute.measure_op_bandwidth(xp, compute.OP_BYTES, budget)
+    transcendental = compute.measure_transcendental(xp, budget)
     out: dict[str, Any] = {
         "call_overhead_us": overhead * 1e6, "memory_bandwidth_gbs": bandwidth / 1e9,
-        "transcendental_ns": compute.measure_transcendental(xp, budget) * 1e9,
+        "transcendental_ns": transcendental * 1e9,
         "op_bandwidth": {"bytes": [b for b, _ in op_bw], "gbs": [r / 1e9 for _, r in op_bw]},
         "gemm": {}}
     sizes = compute.QUICK_SIZES if options.quick else compute.FULL_SIZES
@@ -133,6 +137,9 @@ def _device(xp: ModuleType, options: CalibrateOptions, budget: Budget) -> dict[s
             "k0": g.curve.k0, "fixed_us": g.curve.fixed * 1e6,
             "best_gflops": g.best_flops / 1e9, "shapes": [list(x) for x in g.shapes],
             "seconds": list(g.seconds)}
+        if dtype == "float64" and xp is np:
+            out["action_overhead_us"] = 1e6 * measure_action_overhead(
+                g.curve, overhead, bandwidth, tuple(op_bw), transcendental, budget)
     return out
 
 

@@ -17,7 +17,9 @@ def summary(data: dict[str, Any], notes: list[str]) -> str:
                      f"M0={g['m0']:.1f} N0={g['n0']:.1f} K0={g['k0']:.1f}")
     lines.append(f"memory bandwidth (all-core copy) {m['memory_bandwidth_gbs']:.2f} GB/s; "
                  f"per-call overhead {m['call_overhead_us']:.2f} us; tanh/exp "
-                 f"{m['transcendental_ns']:.1f} ns per element")
+                 f"{m['transcendental_ns']:.1f} ns per element"
+                 + (f"; interpreter {m['action_overhead_us']:.1f} us per action"
+                    if "action_overhead_us" in m else ""))
     sh = m.get("cpu_share", {})
     lines.append(f"CPU share of a busy thread: in-process {sh.get('inproc', 1.0):.2f}" + (
         f", each of {sh['mpi_processes']} MPI ranks {sh['mpi']:.2f}" if "mpi" in sh else ""))

@@ -10,6 +10,7 @@ ignores and the executable-plan predictor (:mod:`ringpipe.cost.executable`) read
     blas_threads = 1              # BLAS threads the GEMMs ran with
     call_overhead_us = 1.4        # one small array operation
     transcendental_ns = 13.0      # tanh / exp, per element
+    action_overhead_us = 40.0     # the interpreter, per F/I/W action
     memory_bandwidth_gbs = 9.8    # all-core copy, read + write
     [measured.cpu_share]          # share of a core a busy thread got (load)
     inproc = 0.9                  # one process
@@ -80,6 +81,7 @@ class Calibration:
     share_inproc: float = 1.0
     share_mpi: tuple[int, float] | None = None
     transcendental: float = 0.0
+    action_overhead: float | None = None
 
     def __post_init__(self) -> None:
         check_int("Calibration.cores", self.cores)
@@ -184,6 +186,8 @@ def calibration_from_dict(measured: dict[str, Any], cluster: Cluster) -> Calibra
         allreduce=MappingProxyType(allreduce), host=str(m.get("host", "")),
         op_bandwidth=_op_bandwidth(m.get("op_bandwidth")),
         transcendental=_num(m, "transcendental_ns", "measured", 0.0) * 1e-9,
+        action_overhead=(None if "action_overhead_us" not in m else
+                         _num(m, "action_overhead_us", "measured") * US),
         **_shares(m.get("cpu_share", {})))
 
 

@@ -32,9 +32,10 @@ otherwise min(σ₁, C/(P·k)) for P processes of k BLAS threads on C cores, the
 oversubscription bound). CPU time stretches by ρ = 1/σ; MPI message and collective
 times are measured in wall time, contention included, and are not stretched.
 
-Each action also pays :data:`ACTION_CALLS` call overheads: the interpreter's dispatch,
-message routing and counters, an estimate from reading
-:mod:`ringpipe.runtime.interpreter` (about 20 dictionary/list operations per action).
+Each action also pays the interpreter's dispatch, message routing and counters: the
+measured ``action_overhead`` (:mod:`ringpipe.calibrate.probe`), or when a file has none
+:data:`ACTION_CALLS` call overheads (an estimate from reading
+:mod:`ringpipe.runtime.interpreter`: about 20 dictionary/list operations per action).
 """
 
 from __future__ import annotations
@@ -160,7 +161,8 @@ def predict_plan(plan: Plan, batch_size: int, cluster: Cluster, calibration: Cal
     rho = 1.0 / (cal.cpu_share(world, blas_threads) if cpu_share is None else cpu_share)
     pricer = Pricer(cluster, cal, runtime, plan.config.dtype,
                     min(1.0, blas_threads / cal.blas_threads))
-    act = ACTION_CALLS * cal.call_overhead
+    act = cal.action_overhead if cal.action_overhead is not None else \
+        ACTION_CALLS * cal.call_overhead
     nstages = len(plan.layers_per_stage)
     fwd, inp, wgt, comm_f, comm_i = [], [], [], [], []
     for s, layers in enumerate(plan.layers_per_stage):
