@@ -70,6 +70,9 @@ def check_rank_arrays(where: str, name: str, arrays: object, *, nranks: int | No
         if not isinstance(a, array_type):
             raise _fail(TypeError, where, f"{name}[{r}] is a {type(a).__name__}, "
                                           f"expected {kind}", r)
+        if isinstance(a, np.matrix):
+            raise _fail(TypeError, where, f"{name}[{r}] is an np.matrix, which stays 2-D "
+                                          "when flattened; pass np.asarray(...)", r)
         if isinstance(a, np.ma.MaskedArray):
             raise _fail(TypeError, where, f"{name}[{r}] is a masked array; collectives ignore "
                                           "masks, pass np.ma.getdata(...) or a filled array", r)
