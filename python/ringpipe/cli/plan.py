@@ -22,7 +22,9 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import sys
+from pathlib import Path
 from typing import Any
 
 from ringpipe.cost.cluster import CLUSTER_PRESETS, GIB, Cluster, cluster_preset, load_cluster
@@ -162,17 +164,32 @@ def write_plot(report: PlanReport, path: str, top: int) -> None:
     ax.set_yticks(range(len(shown)), labels, fontsize=8)
     ax.invert_yaxis()
     c = report.cluster
-    ax.set_xlabel("predicted model TFLOP/s per GPU, recomputation not counted "
+    ax.set_xlabel("predicted model TFLOP/s per GPU, recomputation not counted\n"
                   "(grey: does not fit)")
     ax.set_title(f"{report.model.name} on {c.nodes} × {c.name}, global batch "
                  f"{report.training.global_batch}")
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=120, format="png", bbox_inches="tight")  # exactly `path`
     plt.close(fig)
+
+
+def check_plot_path(path: str) -> None:
+    """ValueError unless ``path`` names a file that can be written (checked up front)."""
+    target = Path(path)
+    if target.is_dir() or path.endswith(("/", os.sep)):
+        raise ValueError(f"--plot: {path} is a directory; give a file name, e.g. "
+                         f"{target / 'plan.png'}")
+    folder = target.parent
+    if not folder.is_dir():
+        raise ValueError(f"--plot: cannot write {path}: no directory {folder}")
+    if not os.access(folder, os.W_OK):
+        raise ValueError(f"--plot: cannot write {path}: {folder} is not writeable")
 
 
 def run(args: argparse.Namespace) -> int:
     """Handler of ``ringpipe plan``; returns the exit status."""
+    if args.plot:
+        check_plot_path(args.plot)
     if args.top < 1:
         raise ValueError(f"--top must be >= 1, got {args.top}")
     if args.nodes is not None and args.nodes < 1:
