@@ -25,6 +25,7 @@ import traceback
 from collections.abc import Sequence
 
 from ringpipe import __version__
+from ringpipe.limits import ENV_VAR as LIMITS_ENV
 from ringpipe.limits import Limits, check_command
 
 #: Environment variable that turns on ``--debug`` (tracebacks on errors).
@@ -53,12 +54,17 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _OneLineParser(
         prog="ringpipe",
         description="Tensor- and pipeline-parallel collectives, schedules and plans.",
+        epilog="exit status: 0 ok, 1 a failed check, 2 bad arguments. environment: "
+               f"{DEBUG_ENV}=1 prints tracebacks; {LIMITS_ENV}=name=value,... raises the "
+               "work limits (ringpipe.limits); RINGPIPE_TIMEOUT=SECONDS sets the MPI "
+               "jobs' default --timeout (900).",
     )
     parser.add_argument("--version", action="version", version=f"ringpipe {__version__}")
     parser.add_argument("--debug", action="store_true",
                         help=f"print Python tracebacks on errors (also {DEBUG_ENV}=1)")
     subparsers = parser.add_subparsers(
-        dest="command", metavar="COMMAND", parser_class=_OneLineParser
+        dest="command", metavar="COMMAND", parser_class=_OneLineParser,
+        help="run `ringpipe COMMAND --help` for its options"
     )
     subparsers.required = True
     for name in SUBCOMMAND_MODULES:

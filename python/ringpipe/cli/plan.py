@@ -41,6 +41,9 @@ from ringpipe.cost.step_time import Prediction
 from ringpipe.schedules import SCHEDULES
 
 _SIZE_FLAGS = ("layers", "hidden", "heads", "seq", "vocab", "ffn", "kv_heads")
+_SIZE_HELP = {"layers": "transformer layers", "hidden": "model width h",
+              "heads": "attention heads", "seq": "sequence length", "vocab": "vocabulary size",
+              "ffn": "MLP width (default 4h)", "kv_heads": "key/value heads (GQA; default heads)"}
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -48,26 +51,35 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("plan", help="rank TP×PP×DP configurations of a model on a "
                                            "cluster by predicted step time")
     model = p.add_argument_group("model (a preset, or explicit sizes)")
-    model.add_argument("--model", choices=list(MODEL_PRESETS), default=None)
+    model.add_argument("--model", choices=list(MODEL_PRESETS), default=None,
+                       help="a preset model; explicit sizes below override its fields")
     for flag in _SIZE_FLAGS:
-        model.add_argument("--" + flag.replace("_", "-"), type=int, default=None)
+        model.add_argument("--" + flag.replace("_", "-"), type=int, default=None,
+                           help=_SIZE_HELP[flag])
     model.add_argument("--gated-mlp", action="store_true", default=None,
                        help="SwiGLU MLP (3 matrices); default for Llama presets")
     cluster = p.add_argument_group("cluster (a preset or a file)")
-    cluster.add_argument("--cluster", choices=list(CLUSTER_PRESETS), default=None)
+    cluster.add_argument("--cluster", choices=list(CLUSTER_PRESETS), default=None,
+                         help="a preset cluster (per-GPU numbers in ringpipe.cost.cluster)")
     cluster.add_argument("--cluster-file", default=None, help="TOML or JSON cluster file")
     cluster.add_argument("--nodes", type=int, default=None,
                          help="node count (default: the file's, or 1)")
     train = p.add_argument_group("training")
     train.add_argument("--global-batch", type=int, required=True, help="sequences per step")
-    train.add_argument("--microbatch-size", type=int, default=None)
-    train.add_argument("--recompute", choices=RECOMPUTE, default=None)
-    train.add_argument("--dtype", choices=list(DTYPES), default="bf16")
+    train.add_argument("--microbatch-size", type=int, default=None,
+                       help="sequences per micro-batch (default: search 1, 2, 4, 8, 16)")
+    train.add_argument("--recompute", choices=RECOMPUTE, default=None,
+                       help="activation recomputation (default: for each configuration "
+                            "try none, then selective, then full, keeping the first that "
+                            "fits)")
+    train.add_argument("--dtype", choices=list(DTYPES), default="bf16",
+                       help="parameter and activation dtype (default bf16)")
     train.add_argument("--shard-optimizer", action="store_true",
                        help="shard fp32 master weights and Adam state across DP")
     pins = p.add_argument_group("pins")
     for axis in ("tp", "pp", "dp"):
-        pins.add_argument(f"--{axis}", type=int, default=None)
+        pins.add_argument(f"--{axis}", type=int, default=None,
+                          help=f"pin the {axis.upper()} degree (default: search)")
     pins.add_argument("--schedule", choices=list(SCHEDULES), default=None,
                       help=f"default: search {', '.join(DEFAULT_SCHEDULES)}")
     pins.add_argument("--chunks", type=int, default=None, help="chunks per rank (interleaved)")
