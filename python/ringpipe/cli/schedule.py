@@ -37,6 +37,7 @@ from ringpipe.schedules import (
     summary,
     validate,
 )
+from ringpipe.validation import check_int
 
 FORMATS = ("text", "json", "csv", "svg", "chrome")
 
@@ -126,9 +127,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def _positive(flag: str, value: int | None) -> int:
     if value is None:
         raise ValueError(f"{flag}: required with a schedule NAME")
-    if value < 1:
-        raise ValueError(f"{flag}: must be >= 1, got {value}")
-    return value
+    return check_int(f"{flag}:", value, 1)
 
 
 def _build(args: argparse.Namespace) -> Schedule:
@@ -156,8 +155,8 @@ def _build(args: argparse.Namespace) -> Schedule:
         raise ValueError("NAME or --from-csv is required")
     p = _positive("--stages", args.stages)
     m = _positive("--microbatches", args.microbatches)
-    if args.chunks is not None and args.chunks < 1:
-        raise ValueError(f"--chunks: must be >= 1, got {args.chunks}")
+    if args.chunks is not None:
+        check_int("--chunks:", args.chunks, 1)
     return generate(args.name, p, m, args.chunks)
 
 
