@@ -87,6 +87,21 @@ def _quiet_stdout() -> None:
         pass
 
 
+def _describe(exc: BaseException, where: str) -> tuple[str, int]:
+    """The one-line message and the exit status for an exception out of a command."""
+    if isinstance(exc, UsageError):
+        return str(exc), 2
+    if isinstance(exc, KeyboardInterrupt):
+        return "interrupted", EXIT_INTERRUPTED
+    if isinstance(exc, (TypeError, ValueError, OSError)):  # argument checks, named files
+        return f"{where}: {exc}", 2
+    if isinstance(exc, ImportError) and "ringpipe[" in str(exc):  # a missing extra
+        return f"{where}: {exc}", 2
+    if isinstance(exc, MemoryError):
+        return f"{where}: out of memory; ask for less work (see ringpipe.limits)", 2
+    return f"{where}: internal error: {type(exc).__name__}: {exc}", 1
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``ringpipe`` console script; returns the exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -99,31 +114,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         status = int(args.handler(args))
         sys.stdout.flush()  # a closed pipe surfaces here, not at interpreter exit
         return status
-    except UsageError as exc:
-        message, status = str(exc), 2
+    except SystemExit:
+        raise
     except BrokenPipeError:
         _quiet_stdout()
         return EXIT_BROKEN_PIPE
-    except KeyboardInterrupt:
-        message, status = "interrupted", EXIT_INTERRUPTED
-    except (TypeError, ValueError) as exc:  # library argument checks: usage errors
-        message, status = f"{where}: {exc}", 2
-    except ImportError as exc:
-        if "ringpipe[" in str(exc):  # an optional extra (gpu, mpi, plot): say which
-            message, status = f"{where}: {exc}", 2
-        else:
-            message, status = f"{where}: internal error: {type(exc).__name__}: {exc}", 1
-    except OSError as exc:  # a file or device the arguments named
-        message, status = f"{where}: {exc}", 2
-    except MemoryError:
-        message, status = (f"{where}: out of memory; ask for less work "
-                           "(see ringpipe.limits)"), 2
-    except Exception as exc:  # noqa: BLE001 - the CLI never shows a raw traceback
-        message, status = f"{where}: internal error: {type(exc).__name__}: {exc}", 1
-    if _debug(argv):
-        traceback.print_exc()
-    elif status == 1:
-        message += f" (run with --debug or {DEBUG_ENV}=1 for the traceback)"
+    except BaseException as exc:  # noqa: BLE001 - the CLI never shows a raw traceback
+        message, status = _describe(exc, where)
+        if _debug(argv):
+            traceback.print_exception(exc)
+        elif status == 1:
+            message += f" (run with --debug or {DEBUG_ENV}=1 for the traceback)"
     print(f"error: {message}", file=sys.stderr)
     return status
 
