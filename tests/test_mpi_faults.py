@@ -270,3 +270,27 @@ def test_a_killed_launcher_leaves_no_process_behind(tmp_path, sig):
     if sig != signal.SIGKILL:
         assert proc.returncode == 128 + sig
         assert f"{signal.Signals(sig).name} received; stopped the MPI job" in proc.stderr.read()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_ctrl_c_on_the_cli_stops_the_job_with_one_line():
+    """SIGINT on ``ringpipe verify --backend mpi`` (a job of ~40 s): exit 130, one line,
+    no traceback, no process left."""
+    argv = ["verify", "--backend", "mpi", "--tp", "2", "--pp", "2", "--microbatches", "8",
+            "--layers", "8", "--hidden", "256", "--heads", "4", "--seq", "64"]
+    proc = subprocess.Popen([sys.executable, "-m", "ringpipe", *argv],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    job: set[int] = set()
+    try:
+        assert _wait_until(lambda: len(_descendants(proc.pid)) >= 5)  # mpiexec + 4 ranks
+        job = _descendants(proc.pid)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=ABORT_WITHIN)
+        assert proc.returncode == 130
+        assert err == "error: interrupted\n"
+        assert _wait_until(lambda: not any(_alive(pid) for pid in job))
+    finally:
+        proc.kill()
+        proc.wait()
+        for pid in filter(_alive, job):
+            os.kill(pid, signal.SIGKILL)
