@@ -32,6 +32,7 @@ import numpy as np
 from ringpipe.bandwidth import BandwidthRow, busbw_factor, format_table, size_sweep
 from ringpipe.mpi.group import DEFAULT_SEGMENT_BYTES, MPI_ALGORITHMS, ProcessGroup
 from ringpipe.mpi.loader import load_mpi
+from ringpipe.validation import check_int
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -114,9 +115,8 @@ def prepare(args: argparse.Namespace) -> Callable[[], int]:
         if alg not in MPI_ALGORITHMS["all_reduce"]:
             raise ValueError(f"--algorithms: unknown algorithm {alg!r}; choose from "
                              f"{', '.join(MPI_ALGORITHMS['all_reduce'])}")
-    for name in ("iters", "reps"):
-        if getattr(args, name) < 1:
-            raise ValueError(f"--{name} must be >= 1, got {getattr(args, name)}")
+    for name in ("iters", "reps", "segment_bytes"):
+        check_int("--" + name.replace("_", "-"), getattr(args, name), 1)
     sizes = size_sweep(args.min_bytes, args.max_bytes, args.factor)
     return lambda: _run(args, sizes, algorithms)
 
