@@ -15,6 +15,7 @@ import numpy as np
 from ringpipe.model.config import ModelConfig
 from ringpipe.model.params import input_param_shapes, layer_param_shapes, output_param_shapes
 from ringpipe.model.sharding import shard_shape
+from ringpipe.validation import check_int
 
 
 @dataclass(frozen=True)
@@ -35,9 +36,7 @@ class StageSpec:
             raise TypeError(f"StageSpec.config must be a ModelConfig, "
                             f"got {type(self.config).__name__}")
         for name in ("first", "last"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-                raise TypeError(f"StageSpec.{name} must be an int, got {type(value).__name__}")
+            check_int(f"StageSpec.{name}", getattr(self, name), None)
         if not 0 <= self.first < self.last <= self.config.layers:
             raise ValueError(f"StageSpec needs 0 <= first < last <= layers="
                              f"{self.config.layers}, got first={self.first}, last={self.last}")

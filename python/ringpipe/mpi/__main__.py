@@ -10,12 +10,14 @@ Exit status: 0 success; 1 a failed check, a rank that raised or a rank past its
 :mod:`ringpipe.mpi.guard` and :mod:`ringpipe.mpi.watchdog`); 2 bad arguments.
 
 Before any communication every rank parses its command line, checks it against
-:mod:`ringpipe.limits` and prepares its job; the ranks then agree collectively (one
-``allgather`` of each rank's outcome and command line), so a failure that only one
-rank sees, or ranks started with different arguments (``mpiexec -n 1 ... --hidden 32 :
--n 3 ... --hidden 16``), still ends every rank with status 2 and rank 0 prints
-``error: python -m ringpipe.mpi: rank R: <error>`` once. ``--timeout SECONDS`` (default
-``RINGPIPE_TIMEOUT`` or 900; 0 = none) starts the watchdog right after parsing.
+:mod:`ringpipe.limits` and builds the plan, alone; the ranks then agree collectively
+(one ``allgather`` of each rank's outcome and command line), so a failure that only
+one rank sees, or ranks started with different arguments (``mpiexec -n 1 ... --hidden
+32 : -n 3 ... --hidden 16``), still ends every rank with status 2 and rank 0 prints
+``error: python -m ringpipe.mpi: rank R: <error>`` once. Then every rank prepares its
+job (which may communicate, e.g. to find its node) and the ranks agree again.
+``--timeout SECONDS`` (default ``RINGPIPE_TIMEOUT`` or 900; 0 = none) starts the
+watchdog right after parsing.
 """
 
 from __future__ import annotations
@@ -27,11 +29,11 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from ringpipe.cli.verify import add_plan_arguments
 from ringpipe.limits import Limits, check_command
 from ringpipe.mpi import perf
 from ringpipe.mpi.guard import run_guarded
 from ringpipe.mpi.loader import load_mpi
+from ringpipe.mpi.mesh_comm import check_world_size
 from ringpipe.mpi.watchdog import (
     DEFAULT_TIMEOUT,
     TIMEOUT_ENV,
@@ -39,6 +41,7 @@ from ringpipe.mpi.watchdog import (
     check_timeout,
     default_timeout,
 )
+from ringpipe.plan_args import add_plan_arguments, build_plan
 
 
 class _UsageError(Exception):
@@ -75,10 +78,17 @@ def build_parser() -> argparse.ArgumentParser:
 Outcome = tuple[int | None, str]
 
 
-def _prepare(argv: list[str], rank: int) -> tuple[Outcome, Callable[[], int] | None, float]:
-    """Parse, check and prepare on this rank; never raises (the outcome says why not)."""
-    from ringpipe.mpi.verify import prepare_verify
+def _outcome(exc: BaseException) -> Outcome:
+    """The outcome of a rank whose preparation raised ``exc``."""
+    if isinstance(exc, (_UsageError, TypeError, ValueError)):
+        return 2, str(exc)
+    if isinstance(exc, SystemExit):  # --help
+        return (0 if exc.code in (0, None) else 2), ""
+    return 1, f"{type(exc).__name__}: {exc}"
 
+
+def _parse(argv: list[str], rank: int, size: int) -> tuple[Outcome, Any, float]:  # noqa: ANN401
+    """Parse and check on this rank alone, without any communication (phase 1)."""
     timeout = DEFAULT_TIMEOUT
     quiet = contextlib.redirect_stdout(io.StringIO()) if rank else contextlib.nullcontext()
     try:
@@ -86,14 +96,23 @@ def _prepare(argv: list[str], rank: int) -> tuple[Outcome, Callable[[], int] | N
             args = build_parser().parse_args(argv)
         timeout = check_timeout("--timeout", args.timeout)
         check_command(args, Limits.from_env())
+        if args.command == "verify":
+            plan, _ = build_plan(args)
+            check_world_size(plan.mesh, size)
+        return (None, ""), args, timeout
+    except BaseException as exc:  # noqa: BLE001 - reported collectively, never a hang
+        return _outcome(exc), None, timeout
+
+
+def _prepare(args: argparse.Namespace) -> tuple[Outcome, Callable[[], int] | None]:
+    """Prepare the job (phase 2: may communicate, e.g. to find each rank's node)."""
+    from ringpipe.mpi.verify import prepare_verify
+
+    try:
         prepare = prepare_verify if args.command == "verify" else perf.prepare
-        return (None, ""), prepare(args), timeout
-    except (_UsageError, TypeError, ValueError) as exc:
-        return (2, str(exc)), None, timeout
-    except SystemExit as exc:  # --help
-        return (2 if exc.code not in (0, None) else 0, ""), None, timeout
-    except Exception as exc:  # noqa: BLE001 - reported collectively, never a hang
-        return (1, f"{type(exc).__name__}: {exc}"), None, timeout
+        return (None, ""), prepare(args)
+    except BaseException as exc:  # noqa: BLE001 - reported collectively, never a hang
+        return _outcome(exc), None
 
 
 def _agree(world: Any, outcome: Outcome, argv: list[str]) -> int | None:  # noqa: ANN401
@@ -122,13 +141,17 @@ def _agree(world: Any, outcome: Outcome, argv: list[str]) -> int | None:  # noqa
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Parse, check and prepare on every rank, agree, then run the job under the abort
-    guard and the watchdog (module docstring)."""
+    """Check every rank's arguments alone, agree; prepare (collectively), agree; then run
+    the job under the abort guard, all under the watchdog (module docstring)."""
     world = load_mpi().COMM_WORLD
     argv = list(sys.argv[1:] if argv is None else argv)
-    outcome, job, timeout = _prepare(argv, world.Get_rank())
+    outcome, args, timeout = _parse(argv, world.Get_rank(), world.Get_size())
     watchdog = Watchdog.start(world, timeout)
     try:
+        status = _agree(world, outcome, argv)
+        if status is not None:
+            return status
+        outcome, job = _prepare(args)
         status = _agree(world, outcome, argv)
         if status is not None or job is None:
             return 0 if status is None else status

@@ -11,9 +11,11 @@ Two ways an MPI job outlives its purpose, neither of which the fault guard
   no cooperation). Should ``MPI_Abort`` itself hang, the rank ``os._exit``\\ s
   :data:`ABORT_GRACE` seconds later.
 * **a launcher that died** (SIGKILL on ``ringpipe verify --backend mpi``): the launcher
-  puts its pid in the environment (``RINGPIPE_LAUNCHER_PID``, see
-  :mod:`ringpipe.mpi.launch`); the same thread polls it every :data:`POLL_SECONDS` and
-  ``os._exit``\\ s the rank when it is gone, so no rank is left reparented to init.
+  puts ``<pid>@<host>`` in the environment (``RINGPIPE_LAUNCHER_PID``, see
+  :mod:`ringpipe.mpi.launch`); on that host the same thread polls the pid every
+  :data:`POLL_SECONDS` and ``os._exit``\\ s the rank when it is gone, so no rank is left
+  reparented to init (ranks on other nodes skip this check; mpiexec's parent-death
+  signal ends their proxies' connection instead).
 
 The thread holds no MPI state but the communicator; :meth:`Watchdog.stop` ends it
 before ``MPI_Finalize``. mpi4py initialises MPI with ``MPI_THREAD_MULTIPLE``, so the
@@ -23,6 +25,7 @@ thread may call ``MPI_Abort`` while the main thread is inside a blocking call.
 from __future__ import annotations
 
 import os
+import socket
 import threading
 import time
 from collections.abc import Mapping
@@ -63,6 +66,20 @@ def check_timeout(name: str, value: float) -> float:
     return float(value)
 
 
+def launcher_id() -> str:
+    """``<pid>@<host>`` of this process: the launcher's value of ``RINGPIPE_LAUNCHER_PID``."""
+    return f"{os.getpid()}@{socket.gethostname()}"
+
+
+def _local_launcher(text: str) -> int | None:
+    """The launcher's pid if ``text`` (``<pid>@<host>``) names a process on this host;
+    None otherwise (unset, malformed, or a rank started on another node)."""
+    pid, _, host = text.partition("@")
+    if not pid.isdigit() or int(pid) <= 1 or host != socket.gethostname():
+        return None
+    return int(pid)
+
+
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -93,8 +110,7 @@ class Watchdog:
               environ: Mapping[str, str] | None = None) -> Watchdog:
         """Start the thread for ``comm``'s rank; ``timeout`` 0 means no deadline."""
         env = os.environ if environ is None else environ
-        text = env.get(LAUNCHER_PID_ENV, "")
-        pid = int(text) if text.isdigit() and int(text) > 1 else None
+        pid = _local_launcher(env.get(LAUNCHER_PID_ENV, ""))
         dog = cls(comm.Get_rank(), check_timeout("--timeout", timeout), pid, comm)
         dog._thread = threading.Thread(target=dog._watch, name="ringpipe-watchdog",
                                        daemon=True)
