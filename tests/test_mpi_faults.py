@@ -294,3 +294,25 @@ def test_ctrl_c_on_the_cli_stops_the_job_with_one_line():
         proc.wait()
         for pid in filter(_alive, job):
             os.kill(pid, signal.SIGKILL)
+
+
+def test_watchdog_settings():
+    from ringpipe.mpi.watchdog import (
+        DEFAULT_TIMEOUT,
+        LAUNCHER_PID_ENV,
+        _local_launcher,
+        default_timeout,
+        launcher_id,
+    )
+
+    here = launcher_id()
+    assert mpiexec_environment(2, {})[LAUNCHER_PID_ENV] == here
+    assert _local_launcher(here) == os.getpid()
+    assert _local_launcher(f"{os.getpid()}@not-{here.split('@')[1]}") is None  # other node
+    assert _local_launcher("") is None and _local_launcher("1@x") is None
+    assert default_timeout({}) == DEFAULT_TIMEOUT == 900
+    assert default_timeout({"RINGPIPE_TIMEOUT": "30"}) == 30
+    with pytest.raises(ValueError, match="RINGPIPE_TIMEOUT"):
+        default_timeout({"RINGPIPE_TIMEOUT": "soon"})
+    with pytest.raises(ValueError, match=">= 0"):
+        default_timeout({"RINGPIPE_TIMEOUT": "-5"})
