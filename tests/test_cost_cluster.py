@@ -42,7 +42,7 @@ def test_presets_hold_the_issue_numbers():
     assert h100.inter.bandwidth * 8 == pytest.approx(8 * 400e9 / 8)
     pcie = cluster_preset("pcie-a100")
     assert pcie.intra.bandwidth == 32 * GB
-    assert set(CLUSTER_PRESETS) == {"dgx-a100", "dgx-h100", "pcie-a100"}
+    assert set(CLUSTER_PRESETS) == {"dgx-a100", "dgx-h100", "pcie-a100", "dgx-h200"}
 
 
 def test_toml_file_round_trips(tmp_path):

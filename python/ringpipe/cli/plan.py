@@ -33,6 +33,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from ringpipe.cli import plan_inference
 from ringpipe.cost.cluster import CLUSTER_PRESETS, GIB, Cluster, cluster_preset
 from ringpipe.cost.cluster_file import load_cluster
 from ringpipe.cost.memory import DEFAULT_HEADROOM_GIB
@@ -44,7 +45,7 @@ from ringpipe.cost.models import (
     TrainingSpec,
     model_preset,
 )
-from ringpipe.cost.planner import DEFAULT_SCHEDULES, FitsNowhere, PlanReport, SearchSpace, plan
+from ringpipe.cost.planner import DEFAULT_SCHEDULES, FitsNowhere, SearchReport, SearchSpace, search
 from ringpipe.cost.prediction import Prediction
 from ringpipe.cost.recipe import Recipe
 from ringpipe.schedules import SCHEDULES
@@ -74,15 +75,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     cluster.add_argument("--nodes", type=int, default=None,
                          help="node count (default: the file's, or 1)")
     train = p.add_argument_group("training")
-    train.add_argument("--global-batch", type=int, required=True, help="sequences per step")
+    train.add_argument("--global-batch", type=int, default=None,
+                       help="sequences per step (required without --inference)")
     train.add_argument("--microbatch-size", type=int, default=None,
                        help="sequences per micro-batch (default: search 1, 2, 4, 8, 16)")
     train.add_argument("--recompute", choices=RECOMPUTE, default=None,
                        help="activation recomputation (default: for each configuration "
                             "try none, then selective, then full, keeping the first that "
                             "fits)")
-    train.add_argument("--dtype", choices=list(DTYPES), default="bf16",
-                       help="parameter and activation dtype (default bf16)")
+    train.add_argument("--dtype", choices=[*DTYPES, "fp8"], default="bf16",
+                       help="parameter and activation dtype (default bf16; fp8: --inference "
+                            "only)")
     recipe = p.add_argument_group("recipe (default: today's Megatron-LM)")
     recipe.add_argument("--shard-optimizer", action="store_true",
                         help="distributed optimizer (ZeRO-1); on by default, kept as an alias")
@@ -110,6 +113,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     out.add_argument("--json", action="store_true", help="machine-readable output")
     out.add_argument("--plot", default=None, metavar="FILE",
                      help="write a PNG of predicted throughput (needs matplotlib)")
+    plan_inference.add_arguments(p)
     p.set_defaults(handler=run)
 
 
@@ -155,7 +159,7 @@ def _row(rank: int | str, p: Prediction) -> str:
             f"{p.comm_fraction:>6.1%}{fits}")
 
 
-def format_table(report: PlanReport, rows: list[Prediction], title: str) -> str:
+def format_table(report: SearchReport, rows: list[Prediction], title: str) -> str:
     """The ranked table, with a header naming which FLOPs each column counts."""
     lines = [title, "                                                         model FLOPs  "
              "hardware", "rank  tp  pp   dp  schedule          v  mb  recompute  step (s) "
@@ -164,7 +168,7 @@ def format_table(report: PlanReport, rows: list[Prediction], title: str) -> str:
     return "\n".join(lines)
 
 
-def as_json(report: PlanReport, top: int | None = None) -> dict[str, Any]:
+def as_json(report: SearchReport, top: int | None = None) -> dict[str, Any]:
     """``{"cluster", "model", "training", "explanation", "candidates", "pinned"}``:
     the first ``top`` candidates, best first (non-fitting last), each with its memory
     breakdown; ``pinned`` compares a pinned choice with the best unpinned one."""
@@ -196,7 +200,7 @@ def build_training(args: argparse.Namespace) -> TrainingSpec:
                         args.recompute, recipe)
 
 
-def write_plot(report: PlanReport, path: str, top: int) -> None:
+def write_plot(report: SearchReport, path: str, top: int) -> None:
     """Horizontal bars of predicted model TFLOP/s per GPU (model FLOPs: useful work, no
     recomputation, so the bars rank as the step times do, as the table's model column):
     the best configuration of each (tp, pp, dp), fitting ones coloured, non-fitting
@@ -255,12 +259,16 @@ def run(args: argparse.Namespace) -> int:
     if not args.headroom >= 0:
         raise ValueError(f"--headroom must be >= 0 GiB, got {args.headroom}")
     model, cluster = build_model(args), build_cluster(args)
+    if args.inference:
+        return plan_inference.run_inference_plan(args, model, cluster)
+    if args.global_batch is None:
+        raise ValueError("--global-batch is required (or --inference)")
     training = build_training(args)
     space = SearchSpace(tp=args.tp, pp=args.pp, dp=args.dp, schedule=args.schedule,
                         chunks=args.chunks, allow_uneven=args.allow_uneven)
     failure: FitsNowhere | None = None
     try:
-        report = plan(model, training, cluster, space, args.headroom)
+        report = search(model, training, cluster, space, args.headroom)
     except FitsNowhere as exc:
         failure, report = exc, exc.report
     if args.plot:

@@ -19,6 +19,7 @@ import json
 from ringpipe.checks import COLLECTIVE_BACKENDS
 from ringpipe.plan_args import add_plan_arguments, build_plan, plan_argv
 from ringpipe.verify import format_report, random_batch, verify_plan
+from ringpipe.verify_inference import add_inference_arguments
 
 __all__ = ["format_report", "register", "run"]
 
@@ -32,6 +33,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("verify", help="check a TP×PP×DP plan against the "
                                              "single-device NumPy reference")
     add_plan_arguments(p)
+    add_inference_arguments(p)  # --inference: ringpipe.cli.verify_inference
     p.add_argument("--backend", choices=VERIFY_BACKENDS, default="numba",
                    help="numpy/numba: in-process ranks on the CPU; cupy: in-process ranks "
                         "on one GPU; mpi: one process per rank")
@@ -72,6 +74,9 @@ def run_mpi(args: argparse.Namespace) -> int:
 
 def run(args: argparse.Namespace) -> int:
     """Verify; 0 if the plan matches the reference, else 1."""
+    if args.inference:
+        from ringpipe.cli.verify_inference import run_inference
+        return run_inference(args)
     if args.backend == "mpi":
         return run_mpi(args)
     for flag, given in (("--np", args.np is not None), ("--hostfile", args.hostfile is not None),

@@ -20,8 +20,8 @@
 * :mod:`.validate` — out-of-sample published measurements
   (``python -m ringpipe.cost.validate``).
 
->>> from ringpipe.cost import cluster_preset, model_preset, TrainingSpec, plan
->>> report = plan(model_preset("llama2-7b"), TrainingSpec(64), cluster_preset("dgx-a100"))
+>>> from ringpipe.cost import cluster_preset, model_preset, TrainingSpec, search
+>>> report = search(model_preset("llama2-7b"), TrainingSpec(64), cluster_preset("dgx-a100"))
 >>> report.best.config.mesh.world
 8
 """
@@ -45,7 +45,7 @@ from ringpipe.cost.models import (
     executed_flops,
     model_preset,
 )
-from ringpipe.cost.planner import FitsNowhere, PlanReport, SearchSpace, plan
+from ringpipe.cost.planner import FitsNowhere, PlanReport, SearchReport, SearchSpace, plan, search
 from ringpipe.cost.prediction import Config, Prediction
 from ringpipe.cost.recipe import MEGATRON, SC21, Recipe
 from ringpipe.cost.step_time import StepModel
@@ -64,7 +64,7 @@ __all__ = [
     "MEGATRON",
     "MemoryBreakdown",
     "ModelSpec",
-    "PlanReport",
+    "SearchReport",
     "Prediction",
     "Recipe",
     "SC21",
@@ -78,5 +78,8 @@ __all__ = [
     "explain",
     "load_cluster",
     "model_preset",
+    "PlanReport",
+    "SearchReport",
     "plan",
+    "search",
 ]

@@ -20,7 +20,7 @@ GPU's memory. Each candidate is priced by :class:`ringpipe.cost.step_time.StepMo
 built once). Fitting candidates are ranked by predicted step time; the ones that do not
 fit follow, smallest memory first. When tp, pp or dp is pinned, the same search without
 those pins gives the best unpinned configuration to compare with
-(:attr:`PlanReport.unpinned_best`).
+(:attr:`SearchReport.unpinned_best`).
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ from ringpipe.cost.prediction import Config, Prediction
 from ringpipe.cost.step_time import StepModel
 from ringpipe.mesh import Mesh
 from ringpipe.schedules import SCHEDULES, resolve_chunks, schedule_spec
-from ringpipe.validation import check_int
+from ringpipe.validation import check_int, check_real
 
 #: Searched by default: every built-in schedule, 1F1B first (so that a mesh whose
 #: weights alone overflow is represented by its lowest-memory schedule).
@@ -76,7 +76,7 @@ class SearchSpace:
 
 
 @dataclass(frozen=True)
-class PlanReport:
+class SearchReport:
     """The ranked candidates (best first), what they were planned for and, with pins,
     the best unpinned candidate."""
 
@@ -122,7 +122,7 @@ class PlanReport:
 class FitsNowhere(ValueError):
     """No configuration fits in memory; ``report`` holds every candidate tried."""
 
-    def __init__(self, report: PlanReport) -> None:
+    def __init__(self, report: SearchReport) -> None:
         self.report = report
         smallest = min(report.candidates, key=lambda p: p.memory.total)
         c = report.cluster
@@ -227,15 +227,13 @@ def _search(step: StepModel, space: SearchSpace) -> list[Prediction]:
     return found
 
 
-def plan(model: ModelSpec, training: TrainingSpec, cluster: Cluster,
-         space: SearchSpace = SearchSpace(), headroom_gib: float = DEFAULT_HEADROOM_GIB,
-         compare_unpinned: bool = True) -> PlanReport:
+def search(model: ModelSpec, training: TrainingSpec, cluster: Cluster,
+           space: SearchSpace = SearchSpace(), headroom_gib: float = DEFAULT_HEADROOM_GIB,
+           compare_unpinned: bool = True) -> SearchReport:
     """Search, price and rank (module docstring); raises :class:`FitsNowhere` (a
     ValueError) when no candidate fits, and ValueError when none can be built.
     ``compare_unpinned``: with tp/pp/dp pins, also search without them."""
-    if isinstance(headroom_gib, bool) or not isinstance(headroom_gib, (int, float)) \
-            or not headroom_gib >= 0:
-        raise ValueError(f"headroom must be a number of GiB >= 0, got {headroom_gib!r}")
+    check_real("headroom (GiB)", headroom_gib, 0.0)
     step = StepModel(model, training, cluster, headroom=headroom_gib * GIB)
     found = _search(step, space)
     if not space.allow_uneven and not any(p.fits for p in found):
@@ -254,8 +252,14 @@ def plan(model: ModelSpec, training: TrainingSpec, cluster: Cluster,
         uneven = space.allow_uneven or (space.pp is not None and model.layers % space.pp != 0)
         free = _search(step, replace(space, tp=None, pp=None, dp=None, allow_uneven=uneven))
         unpinned = next((p for p in free if p.fits), None)
-    report = PlanReport(model, training, cluster, tuple(found), step.headroom, unpinned,
+    report = SearchReport(model, training, cluster, tuple(found), step.headroom, unpinned,
                         space.pinned)
     if report.best is None:
         raise FitsNowhere(report)
     return report
+
+
+#: Earlier names of :func:`search` and :class:`SearchReport`, kept working: a
+#: ``ringpipe.Plan`` is an executable plan, the planner *searches* for one.
+plan = search
+PlanReport = SearchReport

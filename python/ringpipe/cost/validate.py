@@ -27,7 +27,7 @@ import numpy as np
 from ringpipe.cost.cluster import GB, GIB, Cluster, Link, cluster_preset
 from ringpipe.cost.memory import DEFAULT_HEADROOM_GIB
 from ringpipe.cost.models import TrainingSpec
-from ringpipe.cost.planner import SearchSpace, plan
+from ringpipe.cost.planner import SearchSpace, search
 from ringpipe.cost.prediction import Config, Prediction
 from ringpipe.cost.published import BLOOM_SPLITS, KORTHIKANTI, PublishedRun, llama3_runs
 from ringpipe.cost.step_time import StepModel
@@ -116,7 +116,7 @@ def llama3() -> list[tuple[PublishedRun, Prediction, float]]:
     out = []
     for run, tflops in llama3_runs():
         training = TrainingSpec(run.global_batch, run.microbatch, run.dtype, None, run.recipe)
-        report = plan(run.model, training, cluster_for(run),
+        report = search(run.model, training, cluster_for(run),
                       SearchSpace(tp=run.tp, pp=run.pp, dp=run.dp), compare_unpinned=False)
         out.append((run, report.best, tflops))
     return out

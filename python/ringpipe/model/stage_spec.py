@@ -9,6 +9,7 @@ the stage's parameters (:func:`ringpipe.model.sharding.shard_shape`).
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from typing import ClassVar
 
 import numpy as np
 
@@ -28,6 +29,8 @@ class StageSpec:
     last: int
     tp: int = 1
     local: bool = False
+    #: Whether key/value heads may be replicated over tp > kv_heads (inference only).
+    replicate_kv: ClassVar[bool] = False
 
     def __post_init__(self) -> None:
         if not isinstance(self.local, bool):
@@ -40,7 +43,7 @@ class StageSpec:
         if not 0 <= self.first < self.last <= self.config.layers:
             raise ValueError(f"StageSpec needs 0 <= first < last <= layers="
                              f"{self.config.layers}, got first={self.first}, last={self.last}")
-        self.config.check_tp(self.tp)
+        self.config.check_tp(self.tp, replicate_kv=self.replicate_kv)
 
     @property
     def ranks_here(self) -> int:
