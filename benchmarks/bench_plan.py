@@ -44,7 +44,7 @@ def _timed(fn):
     return time.perf_counter() - wall, time.process_time() - cpu
 
 
-@pytest.mark.slow  # minutes on 2 cores (hidden 512, seq 128: ten runs of each side)
+@pytest.mark.slow  # minutes on 2 cores (hidden 512, seq 128, several runs of each side)
 def test_plan_vs_reference(benchmark, setup):
     plan, params, batch = setup
     ref, run = [], []
