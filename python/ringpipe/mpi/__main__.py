@@ -80,8 +80,8 @@ Outcome = tuple[int | None, str]
 
 def _outcome(exc: BaseException) -> Outcome:
     """The outcome of a rank whose preparation raised ``exc``."""
-    if isinstance(exc, (_UsageError, TypeError, ValueError)):
-        return 2, str(exc)
+    if isinstance(exc, (_UsageError, TypeError, ValueError, ImportError)):
+        return 2, str(exc)  # ImportError: a missing extra, e.g. --device cupy without CuPy
     if isinstance(exc, SystemExit):  # --help
         return (0 if exc.code in (0, None) else 2), ""
     return 1, f"{type(exc).__name__}: {exc}"
