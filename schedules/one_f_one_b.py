@@ -10,8 +10,10 @@ holds more than w+1 = min(p-r, m) micro-batches' activations instead of m.
 
 from __future__ import annotations
 
-from .actions import Action, B, F, Schedule, check_count, one_chunk_placement
-from .bulk import bulk_build
+import numpy as np
+
+from .actions import KIND_CODES, Action, B, F, Schedule, check_count, one_chunk_placement
+from .encoded import encoded_arrays
 
 
 def warmup_forwards(num_ranks: int, num_microbatches: int, rank: int) -> int:
@@ -31,10 +33,28 @@ def one_f_one_b_row(num_ranks: int, num_microbatches: int, rank: int) -> tuple[A
     return tuple(row)
 
 
-@bulk_build
 def one_f_one_b(num_ranks: int, num_microbatches: int) -> Schedule:
-    """1F1B on p = ``num_ranks`` ranks (stage r on rank r) with m = ``num_microbatches``."""
+    """1F1B on p = ``num_ranks`` ranks (stage r on rank r) with m = ``num_microbatches``.
+
+    Built as arrays (no Action objects until ``actions`` is read): slot j of rank r,
+    with w = min(p-r-1, m), is ``F j`` for j < w, then alternately ``F(w + t//2)`` and
+    ``B(t//2)`` for t = j - w < 2(m-w), then ``B(j - m)``. Equal to the rows of
+    :func:`one_f_one_b_row`.
+    """
     p = check_count("num_ranks", num_ranks)
     m = check_count("num_microbatches", num_microbatches)
-    rows = tuple(one_f_one_b_row(p, m, r) for r in range(p))
-    return Schedule("1f1b", one_chunk_placement(p), rows, m)
+    rank = np.arange(p, dtype=np.int64)[:, None]
+    slot = np.arange(2 * m, dtype=np.int64)[None, :]
+    w = np.minimum(p - rank - 1, m)
+    t = slot - w
+    steady = (t >= 0) & (slot < 2 * m - w)
+    backward = (steady & (t % 2 == 1)) | (slot >= 2 * m - w)
+    microbatch = np.where(slot < w, slot, np.where(steady, np.where(
+        backward, t // 2, w + t // 2), slot - m))
+    kind = np.where(backward, KIND_CODES[B], KIND_CODES[F])
+    stage = np.broadcast_to(rank, (p, 2 * m))
+    row_start = np.arange(p + 1, dtype=np.int64) * (2 * m)
+    placement = one_chunk_placement(p)
+    encoded = encoded_arrays(stage.ravel(), kind.ravel(), microbatch.ravel(), row_start,
+                             placement, m)
+    return Schedule.from_arrays("1f1b", placement, encoded, m)
