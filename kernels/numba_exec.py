@@ -29,10 +29,8 @@ from numba.extending import intrinsic, overload
 
 from ringpipe.kernels.half import half_sum_bits, half_to_float_table
 from ringpipe.kernels.memory import addresses
+from ringpipe.kernels.ops import OPCODES
 from ringpipe.kernels.steps import StepTable, chunk_bounds
-
-#: op name -> opcode understood by the kernel.
-OPCODES = {"sum": 0, "max": 1, "min": 2}
 
 
 @dataclass(frozen=True)
