@@ -46,7 +46,9 @@ from ringpipe.kernels.cuda_nccl import nccl_all_reduce
 from ringpipe.kernels.cuda_tuning import CudaTuning
 from ringpipe.kernels.memory import addresses
 from ringpipe.kernels.numba_exec import DEFAULT_TUNING, KernelTuning, run_table_numba
+from ringpipe.kernels.numba_oneshot import run_plain_in_place
 from ringpipe.kernels.numpy_exec import run_table_numpy
+from ringpipe.kernels.ops import OPCODES
 from ringpipe.kernels.registry import ALGORITHMS, step_table
 from ringpipe.kernels.steps import StepTable, chunk_bounds
 
@@ -163,6 +165,24 @@ def _common(where: str, collective: str, buffers: object, out: object, algorithm
     return _Checked(bufs, buf_addr, outs, out_addr, gpu)
 
 
+#: Rank counts up to which in-place numba all-reduces try the one-shot path first.
+_PLAIN_MAX_RANKS = 256
+
+
+def _plain_all_reduce(buffers: object, algorithm: object, backend: object, op: object,
+                      tuning: object) -> bool:
+    """The small-message path (:mod:`ringpipe.kernels.numba_oneshot`): True when it ran
+    an in-place ring/tree numba all-reduce on plain buffers; False (nothing touched)
+    when :func:`all_reduce` must check the arguments in full."""
+    if (type(buffers) not in (list, tuple) or not 0 < len(buffers) <= _PLAIN_MAX_RANKS
+            or backend != "numba" or type(tuning) is not KernelTuning
+            or type(op) is not str or op not in OPCODES
+            or (algorithm != "ring" and algorithm != "tree")):
+        return False
+    table = step_table("all_reduce", algorithm, len(buffers))
+    return run_plain_in_place(table, buffers, op, tuning)
+
+
 @lru_cache(maxsize=1024)
 def auto_algorithm(collective: str, nbytes: int, nranks: int) -> tuple[str, str]:
     """The algorithm ``algorithm="auto"`` runs for ``collective`` on ``nranks`` ranks of
@@ -185,6 +205,8 @@ def all_reduce(buffers: list[np.ndarray], algorithm: str = "ring", backend: str 
     model (:func:`auto_algorithm` says why). Returns the result arrays: ``buffers`` when
     in place, else ``out``.
     """
+    if out is None and _plain_all_reduce(buffers, algorithm, backend, op, tuning):
+        return list(buffers)
     args = _common("all_reduce", "all_reduce", buffers, out, algorithm, backend, op, tuning)
     if algorithm == "auto":
         algorithm, _ = auto_algorithm("all_reduce", args.bufs[0].nbytes, len(args.bufs))

@@ -17,7 +17,7 @@ import sys
 from collections.abc import Sequence
 
 #: Subcommand modules, in the order ``ringpipe --help`` lists them.
-SUBCOMMAND_MODULES: tuple[str, ...] = ("demo", "schedule", "verify", "plan")
+SUBCOMMAND_MODULES: tuple[str, ...] = ("demo", "schedule", "verify", "plan", "bench")
 
 
 class UsageError(Exception):
