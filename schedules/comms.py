@@ -117,8 +117,9 @@ def _messages(schedule: Schedule) -> tuple[np.ndarray, ...]:
 def add_communication(schedule: Schedule) -> Schedule:
     """Return ``schedule`` with SEND/RECV actions placed on the unit clock (module docstring).
 
-    Works on the arrays of :mod:`.encoded` end to end (one merge by slot key, then a
-    stable sort), so the result is array-backed; its ``actions`` are built on demand.
+    Works on the arrays of :mod:`.encoded` end to end (a stable sort of the operations,
+    then a merge with the existing slots by key), so the result is array-backed; its
+    ``actions`` are built on demand.
     Raises ValueError if ``schedule`` already has communication actions, and
     :class:`~ringpipe.schedules.errors.ScheduleError` (a ValueError) if its compute
     order is malformed or deadlocks, since it then has no clock.
@@ -127,20 +128,26 @@ def add_communication(schedule: Schedule) -> Schedule:
         raise TypeError(f"schedule: expected Schedule, got {type(schedule).__name__}")
     enc = encode(schedule)
     slot, tick, is_recv, stage, kind, mb, rank = _messages(schedule)
+    # Operations in posting order: by slot key, then tick, receives after sends (stable).
+    by = np.argsort((slot * (int(tick.max(initial=0)) + 1) + tick) * 2 + is_recv,
+                    kind="stable")
+    op_key = slot[by]
+    # Existing slot f of rank r has key f + r (increasing) and goes after the operations
+    # keyed there; merge the two sorted sequences by position.
     own_rank = np.repeat(np.arange(schedule.num_ranks), np.diff(enc.row_start))
-    # Existing slot f of rank r has key f + r and goes after the operations keyed there.
-    key = np.concatenate([slot, np.arange(enc.stage.size) + own_rank])
-    after = np.concatenate([np.zeros(slot.size, np.int64), np.ones(enc.stage.size, np.int64)])
-    ticks = np.concatenate([tick, np.zeros(enc.stage.size, np.int64)])
-    recv = np.concatenate([is_recv, np.zeros(enc.stage.size, np.int64)])
-    by = np.lexsort((recv, ticks, after, key))
-    ranks = np.concatenate([rank, own_rank])[by]
+    own_key = np.arange(enc.stage.size) + own_rank
+    op_at = np.arange(op_key.size) + np.searchsorted(own_key, op_key, side="left")
+    own_at = np.arange(own_key.size) + np.searchsorted(op_key, own_key, side="right")
+    total = op_key.size + own_key.size
+    merged = []
+    for ops, own in ((stage[by], enc.stage), (kind[by], enc.kind), (mb[by], enc.microbatch)):
+        column = np.empty(total, np.int64)
+        column[op_at] = ops
+        column[own_at] = own
+        merged.append(column)
+    counts = np.bincount(rank, minlength=schedule.num_ranks) + np.diff(enc.row_start)
     row_start = np.zeros(schedule.num_ranks + 1, dtype=np.int64)
-    np.cumsum(np.bincount(ranks, minlength=schedule.num_ranks), out=row_start[1:])
-    lowered = encoded_arrays(
-        np.concatenate([stage, enc.stage])[by],
-        np.concatenate([kind, enc.kind])[by],
-        np.concatenate([mb, enc.microbatch])[by],
-        row_start, schedule.placement, schedule.num_microbatches)
+    np.cumsum(counts, out=row_start[1:])
+    lowered = encoded_arrays(*merged, row_start, schedule.placement, schedule.num_microbatches)
     return Schedule.from_arrays(schedule.name, schedule.placement, lowered,
                                 schedule.num_microbatches)
