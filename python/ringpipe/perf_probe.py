@@ -183,7 +183,8 @@ def plan_vs_reference(layers: int, hidden: int, seq: int, batch: int, microbatch
     params = init_params(config, 0)
     data = random_batch(config, batch, 1)
     plan = Plan(config, Mesh(pp=4, tp=2), schedule="1f1b", microbatches=microbatches)
-    plan.run(params, data)  # compile / load the kernel cache
+    plan.run(params, data)  # compile / load the kernel cache, on both sides
+    reference_forward_backward(config, params, *data)
     ratios = []
     for _ in range(runs):
         t_plan, t_ref = best_times([lambda: plan.run(params, data),

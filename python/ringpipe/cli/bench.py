@@ -38,7 +38,7 @@ class BenchSettings:
 
 
 FULL = BenchSettings(7, (1 * MIB, 16 * MIB, 64 * MIB), (8, 512, 128, 16, 8), 5, 10, 5)
-QUICK = BenchSettings(3, (16 * MIB,), (4, 256, 64, 8, 8), 3, 3, 2)
+QUICK = BenchSettings(3, (16 * MIB,), (4, 64, 16, 8, 8), 3, 3, 2)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
