@@ -134,6 +134,8 @@ def plain_status(ids: np.ndarray, layout: np.ndarray, itemsize: int,
     type_off, data_off, nd_off, dims_off, descr_off, flags_off, nd_type = (
         layout[0], layout[1], layout[2], layout[3], layout[4], layout[5], layout[6])
     first = ids[0]
+    if _word(first, type_off, _WORD) != nd_type:
+        return 1  # only an exact ndarray's fields are read
     descr = _word(first, descr_off, _WORD)
     nd = _word(first, nd_off, _WORD) & 0xFFFFFFFF
     dims0 = _word(first, dims_off, _WORD)

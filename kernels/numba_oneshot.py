@@ -10,6 +10,9 @@ tile-fused kernel as :func:`~ringpipe.kernels.numba_exec.run_table_numba` with t
 same tiling (:func:`~ringpipe.kernels.numba_exec.launch_geometry`), so the results are
 bitwise those of the generic path and of the NumPy reference. If they do not pass,
 nothing is touched and the caller runs the full checks, which name the problem.
+Launches large enough for the parallel kernel check in compiled code too
+(:func:`~ringpipe.kernels.memory.plain_addresses`) but start the kernel from Python,
+as the generic path does: there a few microseconds do not matter.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from ringpipe.kernels.memory import LAYOUT_WORDS, plain_status
+from ringpipe.kernels.memory import LAYOUT_WORDS, plain_addresses, plain_status
 from ringpipe.kernels.numba_exec import (
     _HALF_TO_FLOAT,
     _LIKE,
@@ -34,18 +37,14 @@ from ringpipe.kernels.steps import StepTable
 def _checked_run(ids: np.ndarray, layout: np.ndarray, nitems: int, tiles_per_chunk: int,
                  tile: int, n: int, bounds: np.ndarray, ptr: np.ndarray, srcs: np.ndarray,
                  dsts: np.ndarray, reds: np.ndarray, opcode: int, like: np.ndarray,
-                 lut: np.ndarray, parallel: bool) -> int:
-    """Run the kernel in place on the arrays whose object ids are ``ids`` if
+                 lut: np.ndarray) -> int:
+    """Run the serial kernel in place on the arrays whose object ids are ``ids`` if
     :func:`plain_status` accepts them (returns 0); else touch nothing and return 1."""
     addr = np.empty(ids.size, np.uint64)
     if plain_status(ids, layout, like.itemsize, addr):
         return 1
-    if parallel:
-        _run_parallel(nitems, tiles_per_chunk, tile, n, addr, addr, False, bounds, ptr, srcs,
-                      dsts, reds, opcode, like, lut)
-    else:
-        _run_serial(nitems, tiles_per_chunk, tile, n, addr, addr, False, bounds, ptr, srcs,
-                    dsts, reds, opcode, like, lut)
+    _run_serial(nitems, tiles_per_chunk, tile, n, addr, addr, False, bounds, ptr, srcs, dsts,
+                reds, opcode, like, lut)
     return 0
 
 
@@ -67,6 +66,13 @@ def run_plain_in_place(table: StepTable, buffers: list[np.ndarray] | tuple[np.nd
     nitems, tiles_per_chunk, tile, bounds, parallel = launch_geometry(
         table, n, like.itemsize, False, tuning)
     ptr, srcs, dsts, reds = table.by_chunk
+    if parallel:  # large: the latency saved is negligible; launch from Python
+        addr = plain_addresses(buffers, like.itemsize)
+        if addr is None:
+            return False
+        _run_parallel(nitems, tiles_per_chunk, tile, n, addr, addr, False, bounds, ptr, srcs,
+                      dsts, reds, OPCODES[op], like, _HALF_TO_FLOAT)
+        return True
     ids = np.fromiter(map(id, buffers), np.int64, len(buffers))
     return _checked_run(ids, LAYOUT_WORDS, nitems, tiles_per_chunk, tile, n, bounds, ptr,
-                        srcs, dsts, reds, OPCODES[op], like, _HALF_TO_FLOAT, parallel) == 0
+                        srcs, dsts, reds, OPCODES[op], like, _HALF_TO_FLOAT) == 0
