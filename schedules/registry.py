@@ -12,6 +12,7 @@ from types import MappingProxyType
 
 from .actions import Schedule
 from .gpipe import gpipe
+from .inference import decode, prefill
 from .interleaved import interleaved_one_f_one_b
 from .one_f_one_b import one_f_one_b
 from .zero_bubble import zb_h1
@@ -79,6 +80,29 @@ SCHEDULES = MappingProxyType(
 )
 
 
+#: Forward-only schedules for generation (:mod:`.inference`); kept apart from the
+#: training schedules above, which Plan, verify and the planner choose from.
+INFERENCE_SCHEDULES = MappingProxyType(
+    {
+        spec.name: spec
+        for spec in (
+            ScheduleSpec("prefill", prefill, False, 1, "p >= 1, m (groups) >= 1",
+                         "forward only: the prompt through p ranks"),
+            ScheduleSpec("decode", decode, True, 2,
+                         "p >= 1, m (groups, <= p useful) >= 1, v = token steps >= 1",
+                         "TensorRT-LLM / DeepSpeed-Inference pipelined decoding"),
+        )
+    }
+)
+
+
+def _any_spec(name: str) -> ScheduleSpec:
+    """A training or an inference schedule's spec."""
+    if isinstance(name, str) and name in INFERENCE_SCHEDULES:
+        return INFERENCE_SCHEDULES[name]
+    return schedule_spec(name)
+
+
 def schedule_spec(name: str) -> ScheduleSpec:
     """The :class:`ScheduleSpec` registered as ``name``; ValueError lists the known names."""
     if not isinstance(name, str):
@@ -98,7 +122,7 @@ def resolve_chunks(name: str, chunks: int | None = None) -> int:
     ``chunks`` for schedules that take chunks (their ``default_chunks`` when None), and
     the fixed count for those that do not, where any other ``chunks`` is a ValueError.
     """
-    spec = schedule_spec(name)
+    spec = _any_spec(name)
     if spec.takes_chunks:
         return spec.default_chunks if chunks is None else chunks
     if chunks is not None and chunks != spec.default_chunks:
@@ -120,7 +144,7 @@ def generate(
     ``chunks_per_rank`` (v) is accepted only by schedules that take chunks; for them
     it defaults to the spec's ``default_chunks``.
     """
-    spec = schedule_spec(name)
+    spec = _any_spec(name)
     v = resolve_chunks(name, chunks_per_rank)
     if not spec.takes_chunks:
         return spec.generator(num_ranks, num_microbatches)

@@ -104,7 +104,8 @@ def _positions(schedule: Schedule, stage: int, microbatch: int) -> list[tuple[in
 
 
 def check_complete(schedule: Schedule) -> None:
-    """Check that each (stage, mb) runs F once and B once, or I once and W once.
+    """Check that each (stage, mb) runs F once and B once, or I once and W once
+    (or, in a forward-only inference schedule with no B, I or W at all, F once).
 
     Also checks that every action has stage and micro-batch in range and runs on
     the rank its stage is placed on.
@@ -128,11 +129,13 @@ def _check_complete(schedule: Schedule, enc: EncodedSchedule) -> None:
         ]
         raise ScheduleError(f"{action} runs more than once", schedule, marks)
     cf, cb, ci, cw = counts
+    # a forward-only (inference) schedule has no backward anywhere: F alone completes it
+    training = bool(cb.any() or ci.any() or cw.any())
     problems = (
         (cf == 0, "never runs F"),
         ((cb > 0) & ((ci > 0) | (cw > 0)), "runs both B and I/W"),
         (
-            (cb == 0) & ((ci == 0) | (cw == 0)),
+            training & (cb == 0) & ((ci == 0) | (cw == 0)),
             "has no complete backward (needs B, or both I and W)",
         ),
     )

@@ -11,10 +11,9 @@ from ringpipe.cost.cluster import (
     GIB,
     Cluster,
     Link,
-    cluster_from_dict,
     cluster_preset,
-    load_cluster,
 )
+from ringpipe.cost.cluster_file import cluster_from_dict, load_cluster
 
 TOML = """
 name = "lab"
@@ -43,7 +42,7 @@ def test_presets_hold_the_issue_numbers():
     assert h100.inter.bandwidth * 8 == pytest.approx(8 * 400e9 / 8)
     pcie = cluster_preset("pcie-a100")
     assert pcie.intra.bandwidth == 32 * GB
-    assert set(CLUSTER_PRESETS) == {"dgx-a100", "dgx-h100", "pcie-a100"}
+    assert set(CLUSTER_PRESETS) == {"dgx-a100", "dgx-h100", "pcie-a100", "dgx-h200"}
 
 
 def test_toml_file_round_trips(tmp_path):
@@ -120,3 +119,18 @@ def test_unreadable_or_unparsable_file(tmp_path):
     bad.write_text("gpus_per_node = = 8")
     with pytest.raises(ValueError, match="does not parse"):
         load_cluster(bad)
+
+
+def test_kernels_table_overrides_the_gemm_model(tmp_path):
+    path = tmp_path / "k.toml"
+    path.write_text(TOML + "[kernels]\nsm_count = 132\nsaturation = 0\n"
+                    "launch_overhead_us = 5\n")
+    cluster = load_cluster(path)
+    assert (cluster.kernels.sm_count, cluster.kernels.saturation) == (132, 0)
+    assert cluster.kernels.launch_overhead == pytest.approx(5e-6)
+    again = tmp_path / "k.json"
+    again.write_text(json.dumps(cluster.to_dict()))
+    assert load_cluster(again) == cluster
+    path.write_text(TOML + "[kernels]\nwarp_size = 32\n")
+    with pytest.raises(ValueError, match="unknown key kernels.warp_size"):
+        load_cluster(path)

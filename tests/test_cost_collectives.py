@@ -121,13 +121,32 @@ def test_a_new_algorithm_is_priced_from_its_table(monkeypatch):
 
 
 def test_choose_algorithm_picks_tree_when_small_and_ring_when_large():
-    small = choose_algorithm("all_reduce", 4096, 8)
-    large = choose_algorithm("all_reduce", 2**30, 8)
+    small = choose_algorithm("all_reduce", 4096, 8, A100)
+    large = choose_algorithm("all_reduce", 2**30, 8, A100)
     assert small[0] == "tree" and "latency-bound" in small[1] and "ring" in small[1]
     assert large[0] == "ring" and "bandwidth-bound" in large[1]
-    algo, why = choose_algorithm("reduce_scatter", 2**20, 4)
+    algo, why = choose_algorithm("reduce_scatter", 2**20, 4, A100)
     assert algo == "ring" and "only" in why
-    assert choose_algorithm("all_reduce", 2**20, [0, 8, 16, 24])[1].count("across nodes") == 1
+    four = cluster_preset("dgx-a100", 4)
+    assert choose_algorithm("all_reduce", 2**20, [0, 8, 16, 24], four)[1].count(
+        "across nodes") == 1
+    with pytest.raises(TypeError, match="cluster must be a Cluster"):
+        choose_algorithm("all_reduce", 2**20, 8, None)
+
+
+def test_nic_sharing_divides_the_node_injection_bandwidth():
+    """pcie-a100: 2 NICs (25 GB/s each) for 8 GPUs: alone a GPU crosses at 25 GB/s, with
+    all eight crossing at once each gets 50/8 = 6.25 GB/s (the ring is then 4x slower)."""
+    pcie = cluster_preset("pcie-a100", 2)
+    assert pcie.crossing_bandwidth(1) == 25 * GB and pcie.crossing_bandwidth(8) == 6.25 * GB
+    model = CollectiveModel(pcie)
+    alone = model.cost("all_reduce", "ring", 2**30, [0, 8])
+    shared = model.cost("all_reduce", "ring", 2**30, [0, 8], concurrent_per_node=8)
+    # 2 ranks, 2 steps of S/2 bytes over the inter-node link each way
+    assert alone.time == pytest.approx(2 * (6e-6 + 2**29 / (25 * GB)))
+    assert shared.time == pytest.approx(2 * (6e-6 + 2**29 / (6.25 * GB)))
+    dgx = cluster_preset("dgx-a100", 2)  # one NIC per GPU: sharing changes nothing
+    assert dgx.crossing_bandwidth(1) == dgx.crossing_bandwidth(8) == 25 * GB
 
 
 def test_bad_collective_arguments():
@@ -143,7 +162,7 @@ def test_bad_collective_arguments():
     with pytest.raises(ValueError, match="nbytes"):
         model.cost("all_reduce", "ring", -1, 4)
     with pytest.raises(ValueError, match="unknown 'gather'"):
-        choose_algorithm("gather", 10, 4)
+        choose_algorithm("gather", 10, 4, A100)
     assert model.cost("all_reduce", "ring", 10, 1).time == 0.0
 
 

@@ -28,23 +28,6 @@ def gpt(layers=24, hidden=2304, heads=24, seq=2048, vocab=51200):
     return ModelSpec("gpt", layers, hidden, heads, seq, vocab, learned_positions=True)
 
 
-@pytest.mark.parametrize("tp", [1, 2, 4, 8])
-@pytest.mark.parametrize("b", [1, 4])
-def test_activation_bytes_is_korthikanti_for_gpt(tp, b):
-    m = gpt()
-    s, h, a = m.seq, m.hidden, m.heads
-    assert m.activation_bytes(b, tp) == pytest.approx(s * b * h * (10 + 24 / tp
-                                                                   + 5 * a * s / (h * tp)))
-    assert m.activation_bytes(b, tp, "selective") == pytest.approx(s * b * h * (10 + 24 / tp))
-    assert m.activation_bytes(b, tp, "full") == 2 * s * b * h
-
-
-def test_gqa_and_swiglu_change_the_activation_terms():
-    llama = model_preset("llama2-70b")
-    mha = ModelSpec("x", 80, 8192, 64, 4096, 32000, ffn=28672, gated_mlp=True, dropout=False)
-    assert llama.activation_bytes(1, 8, "selective") < mha.activation_bytes(1, 8, "selective")
-
-
 def test_executed_flops_is_megatrons_formula_with_full_recompute():
     m = gpt(layers=96, hidden=12288, heads=96)
     batch, s, n, h, v = 1536, m.seq, m.layers, m.hidden, m.vocab

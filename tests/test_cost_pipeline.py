@@ -8,7 +8,6 @@ from ringpipe.cost.pipeline import (
     PipelineSimulator,
     StageCosts,
     _cost_model,
-    chunks_for,
     sample_points,
 )
 from ringpipe.schedules import generate, simulate
@@ -66,6 +65,3 @@ def test_bad_pipeline_arguments():
         sim.time("interleaved-1f1b", 4, 6, 2, uniform(8))
     with pytest.raises(ValueError, match="one entry per stage"):
         StageCosts((1.0,), (), (1.0,))
-    with pytest.raises(ValueError, match="always places 1 chunk"):
-        chunks_for("1f1b", 2)
-    assert chunks_for("interleaved-1f1b", None) == 2

@@ -169,21 +169,21 @@ def test_fused_kernel_runs_on_the_ranks_device_not_the_current_one():
 ])
 def test_plan_on_the_gpu_matches_the_numpy_reference(monkeypatch, dtype, vocab, schedule,
                                                      extra):
-    import ringpipe.runtime.inproc as inproc
+    import ringpipe.runtime.training as training
     from ringpipe.mesh import Mesh
     from ringpipe.model import ModelConfig
     from ringpipe.plan import Plan
     from ringpipe.verify import verify_plan
 
     seen = []
-    real_forward = inproc.stage_forward
+    real_forward = training.stage_forward
 
     def spy(spec, shards, xs, *args, **kwargs):  # everything the stage gets is on the GPU
         seen.append(all(isinstance(v, cp.ndarray) for s in shards for v in s.values())
                     and all(isinstance(x, cp.ndarray) for x in xs))
         return real_forward(spec, shards, xs, *args, **kwargs)
 
-    monkeypatch.setattr(inproc, "stage_forward", spy)
+    monkeypatch.setattr(training, "stage_forward", spy)
     cfg = ModelConfig(layers=4, hidden=32, heads=4, seq=8, vocab=vocab, dtype=dtype, **extra)
     plan = Plan(cfg, Mesh(dp=2, pp=2, tp=2), schedule=schedule, microbatches=4,
                 allreduce="tree" if dtype == "float32" else "ring")

@@ -23,7 +23,7 @@ PLAN = ["--tp", "2", "--pp", "2", "--microbatches", "2", "--layers", "2", "--hid
 RAISE_IN_RANK = textwrap.dedent("""
     import sys
     from mpi4py import MPI
-    import ringpipe.runtime.mpi as runtime
+    import ringpipe.runtime.training as runtime
     from ringpipe.mpi.__main__ import main
 
     real = runtime.{function}

@@ -45,7 +45,8 @@ def test_tp2_pp2_through_the_cli():
     assert proc.returncode == 0, out + err
     doc = json.loads(out)
     assert doc["ok"] is True and doc["backend"] == "mpi" and doc["processes"] == 4
-    assert doc["bitwise_inproc"] is True and doc["inproc_max_rel_diff"] == 0.0
+    assert doc["bitwise_inproc"] is True and doc["inproc_max_abs_diff"] == 0.0
+    assert doc["counters_equal_inproc"] is True
     assert doc["max_rel_error"] < 1e-10
     assert doc["peak_activations"] == [2, 1]
     assert doc["allreduce_calls"] == 4 * 2 * 2  # 4 per block and micro-batch, 2 blocks, 2 mbs

@@ -23,24 +23,62 @@ def test_text_table_and_explanation(capsys):
     lines = out.splitlines()
     assert code == 0 and err == ""
     assert lines[0].startswith("# llama2-7b (6.7B params) on 1 × dgx-a100 (8 GPUs)")
-    assert lines[1].split()[:4] == ["rank", "tp", "pp", "dp"]
-    assert [line.split()[0] for line in lines[2:5]] == ["1", "2", "3"]
+    assert lines[1].split() == ["model", "FLOPs", "hardware"]
+    assert lines[2].split()[:4] == ["rank", "tp", "pp", "dp"]
+    assert "MFU" in lines[2]
+    assert [line.split()[0] for line in lines[3:6]] == ["1", "2", "3"]
     assert "It beats the best configuration with a different (tp, pp)" in lines[-1]
+    assert "Memory per GPU:" in lines[-1]
 
 
 def test_json_layout_includes_non_fitting_candidates(capsys):
     code, out, _ = run(capsys, "plan", *BIG, "--cluster", "dgx-a100", "--nodes", "4",
                        "--global-batch", "32", "--json")
     doc = json.loads(out)
-    assert code == 0 and set(doc) == {"cluster", "model", "candidates"}
+    assert code == 0 and set(doc) == {"cluster", "model", "training", "explanation",
+                                      "candidates"}
     assert doc["cluster"]["name"] == "dgx-a100" and doc["cluster"]["nodes"] == 4
-    assert doc["model"]["layers"] == 80 and doc["model"]["global_batch"] == 32
+    assert doc["model"]["layers"] == 80 and doc["training"]["global_batch"] == 32
+    assert doc["training"]["recipe"]["sequence_parallel"] is True
+    assert doc["training"]["headroom_gib"] == 4
     first = doc["candidates"][0]
-    assert {"tp", "pp", "dp", "schedule", "microbatch_size", "step_time_s", "tflops_per_gpu",
+    assert {"tp", "pp", "dp", "schedule", "microbatch_size", "step_time_s",
+            "model_tflops_per_gpu", "hardware_tflops_per_gpu", "mfu", "hfu", "memory",
             "memory_gib", "bubble_fraction", "comm_fraction", "fits"} <= set(first)
-    assert (first["tp"], first["pp"], first["fits"]) == (8, 4, True)
-    fits = [c["fits"] for c in doc["candidates"]]
-    assert False in fits and fits == sorted(fits, reverse=True)
+    assert first["tp"] * first["pp"] == 32 and first["fits"]
+    mem = first["memory"]
+    parts = ("weights_gib", "gradients_gib", "optimizer_gib", "activations_gib",
+             "comm_buffers_gib", "reserved_gib")
+    assert sum(mem[k] for k in parts) == pytest.approx(mem["total_gib"])
+    assert "peak_pipeline_rank" in mem and doc["explanation"].startswith(
+        f"tp{first['tp']} pp{first['pp']}")
+    assert len(doc["candidates"]) == 10  # --top's default
+
+
+def test_json_honours_top_and_pins_compare(capsys):
+    code, out, _ = run(capsys, "plan", *BIG, "--cluster", "dgx-a100", "--nodes", "4",
+                       "--global-batch", "32", "--json", "--top", "3", "--tp", "8",
+                       "--pp", "4")
+    doc = json.loads(out)
+    assert code == 0 and len(doc["candidates"]) == 3
+    assert doc["pinned"]["predicted_slowdown"] >= 0
+    assert doc["pinned"]["best_unpinned"]["fits"]
+    code, out, _ = run(capsys, "plan", *BIG, "--cluster", "dgx-a100", "--nodes", "4",
+                       "--global-batch", "32", "--tp", "8", "--pp", "4")
+    assert "without the pins" in out
+
+
+def test_recipe_flags_reach_the_model(capsys):
+    code, out, _ = run(capsys, *SMALL, "--no-sp", "--no-flash-attention",
+                       "--no-distributed-optimizer", "--no-overlap-grad-reduce",
+                       "--headroom", "2.5", "--json")
+    doc = json.loads(out)
+    assert code == 0 and doc["training"]["headroom_gib"] == 2.5
+    assert not any(doc["training"]["recipe"][k] for k in (
+        "sequence_parallel", "flash_attention", "distributed_optimizer",
+        "overlap_grad_reduce"))
+    code, _, err = run(capsys, *SMALL, "--headroom", "-1")
+    assert code == 2 and "--headroom must be >= 0" in err
 
 
 def test_all_pins_print_the_single_prediction(capsys):

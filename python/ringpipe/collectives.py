@@ -41,6 +41,7 @@ from ringpipe.checks import (
     check_rank_arrays,
     check_root,
 )
+from ringpipe.host_cost import DEFAULT_HOST, HostModel, choose_host_algorithm
 from ringpipe.kernels.cuda_backend import GpuArrays, gpu_arrays
 from ringpipe.kernels.cuda_nccl import nccl_all_reduce
 from ringpipe.kernels.cuda_tuning import CudaTuning
@@ -51,6 +52,7 @@ from ringpipe.kernels.numpy_exec import run_table_numpy
 from ringpipe.kernels.ops import OPCODES
 from ringpipe.kernels.registry import ALGORITHMS, step_table
 from ringpipe.kernels.steps import StepTable, chunk_bounds
+from ringpipe.validation import check_int
 
 
 def _flat(arrays: list[np.ndarray]) -> list[np.ndarray]:
@@ -184,14 +186,35 @@ def _plain_all_reduce(buffers: object, algorithm: object, backend: object, op: o
 
 
 @lru_cache(maxsize=1024)
-def auto_algorithm(collective: str, nbytes: int, nranks: int) -> tuple[str, str]:
-    """The algorithm ``algorithm="auto"`` runs for ``collective`` on ``nranks`` ranks of
-    ``nbytes`` each, and why: the cheaper by the α-β model priced from the step tables
-    (:func:`ringpipe.cost.collective_cost.choose_algorithm`, ranks placed on DGX-A100
-    nodes: NVLink inside a node, InfiniBand across)."""
-    from ringpipe.cost.collective_cost import choose_algorithm
+def _auto_choice(collective: str, nbytes: int, nranks: int, host: HostModel) -> tuple[str, str]:
+    return choose_host_algorithm(collective, nbytes, nranks, host)
 
-    return choose_algorithm(collective, nbytes, nranks)
+
+def auto_algorithm(collective: str, *sizes: Any, host: HostModel = DEFAULT_HOST
+                   ) -> tuple[str, str]:
+    """The algorithm ``algorithm="auto"`` runs for ``collective`` on in-process ranks, and
+    why. ``sizes`` is the rank buffers themselves, ``(nbytes, nranks)`` or ``(count,
+    itemsize, nranks)``. The choice comes from a cost model of THIS machine
+    (:class:`ringpipe.host_cost.HostModel`: memory bandwidth, per-call and per-transfer
+    overhead; documented defaults, or pass ``host``), not from a GPU cluster's links: for
+    cluster-level choices use :func:`ringpipe.cost.choose_algorithm` with a cluster."""
+    if len(sizes) == 1:
+        bufs = sizes[0]
+        if not isinstance(bufs, (list, tuple)) or not bufs:
+            raise TypeError("auto_algorithm: give the rank buffers (a non-empty list), "
+                            "(nbytes, nranks) or (count, itemsize, nranks)")
+        nbytes, nranks = int(bufs[0].nbytes), len(bufs)
+    elif len(sizes) == 2:
+        nbytes = check_int("auto_algorithm: nbytes", sizes[0], 0)
+        nranks = check_int("auto_algorithm: nranks", sizes[1])
+    elif len(sizes) == 3:
+        nbytes = (check_int("auto_algorithm: count", sizes[0], 0)
+                  * check_int("auto_algorithm: itemsize", sizes[1]))
+        nranks = check_int("auto_algorithm: nranks", sizes[2])
+    else:
+        raise TypeError("auto_algorithm: give the rank buffers, (nbytes, nranks) or "
+                        f"(count, itemsize, nranks); got {len(sizes)} size arguments")
+    return _auto_choice(collective, nbytes, nranks, host)
 
 
 def all_reduce(buffers: list[np.ndarray], algorithm: str = "ring", backend: str = "numba",
@@ -201,9 +224,9 @@ def all_reduce(buffers: list[np.ndarray], algorithm: str = "ring", backend: str 
 
     ``algorithm`` is ``"ring"`` (bandwidth-optimal, 2(N-1) steps) or ``"tree"`` (NCCL's
     double binary tree, log-depth latency); with ``backend="cupy"`` also ``"nccl"``
-    (NCCL itself, one rank per GPU); ``"auto"`` picks ring or tree from the α-β cost
-    model (:func:`auto_algorithm` says why). Returns the result arrays: ``buffers`` when
-    in place, else ``out``.
+    (NCCL itself, one rank per GPU); ``"auto"`` picks ring or tree from a cost
+    model of this host (:func:`auto_algorithm` says why). Returns the result arrays:
+    ``buffers`` when in place, else ``out``.
     """
     if out is None and _plain_all_reduce(buffers, algorithm, backend, op, tuning):
         return list(buffers)

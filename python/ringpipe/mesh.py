@@ -19,6 +19,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import NamedTuple
 
+from ringpipe.validation import check_int
+
 AXES = ("dp", "pp", "tp")
 
 
@@ -40,11 +42,7 @@ class Mesh:
 
     def __post_init__(self) -> None:
         for axis in AXES:
-            size = getattr(self, axis)
-            if isinstance(size, bool) or not isinstance(size, int):
-                raise TypeError(f"Mesh: {axis} must be an int, got {type(size).__name__}")
-            if size < 1:
-                raise ValueError(f"Mesh: {axis} must be >= 1, got {size}")
+            check_int(f"Mesh: {axis}", getattr(self, axis), 1)
 
     @property
     def world(self) -> int:
@@ -67,8 +65,7 @@ class Mesh:
         return self.dp > 1
 
     def _check_rank(self, rank: int) -> None:
-        if isinstance(rank, bool) or not isinstance(rank, int):
-            raise TypeError(f"Mesh: rank must be an int, got {type(rank).__name__}")
+        check_int("Mesh: rank", rank, None)
         if not 0 <= rank < self.world:
             raise ValueError(f"Mesh: rank {rank} out of range for a world of {self.world}")
 

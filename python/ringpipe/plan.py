@@ -19,9 +19,6 @@ replica takes a contiguous slice of the global batch, cut into m micro-batches.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import NamedTuple
-
 import numpy as np
 
 from ringpipe.checks import COLLECTIVE_BACKENDS
@@ -29,6 +26,7 @@ from ringpipe.layout import split_layers, stage_bounds
 from ringpipe.mesh import Mesh
 from ringpipe.model.config import ModelConfig
 from ringpipe.model.stage import StageSpec
+from ringpipe.runtime.result import Batch, PlanResult, RankCounters
 from ringpipe.schedules import (
     Schedule,
     add_communication,
@@ -39,63 +37,13 @@ from ringpipe.schedules import (
 )
 from ringpipe.validation import check_int
 
+__all__ = ["ALLREDUCE_ALGORITHMS", "PLAN_BACKENDS", "Batch", "Plan", "PlanResult", "RankCounters",
+           "split_layers"]
+
 ALLREDUCE_ALGORITHMS = ("ring", "tree")
 #: Where ``Plan.run`` computes: the CPU (numpy / numba all-reduce kernels) or one GPU
 #: (cupy: CuPy arrays and the CUDA all-reduce kernel; see :mod:`ringpipe.runtime.inproc`).
 PLAN_BACKENDS = COLLECTIVE_BACKENDS
-
-
-class Batch(NamedTuple):
-    """A global batch: model inputs and their targets, first dim = batch."""
-
-    inputs: np.ndarray
-    targets: np.ndarray
-
-
-@dataclass(frozen=True)
-class RankCounters:
-    """What one mesh rank did in a run.
-
-    ``peak_activations``: most micro-batches whose forward activations its pipeline rank
-    held at once (from F until B, or until I when backward is split), all its stages
-    together. ``bytes_sent`` and ``allreduce_calls`` are per group: "tp" (the layers'
-    all-reduces), "pp" (activations and gradients to neighbour stages), "dp" (the
-    gradient all-reduce).
-    """
-
-    rank: int
-    dp: int
-    pp: int
-    tp: int
-    peak_activations: int
-    bytes_sent: dict[str, int]
-    allreduce_calls: dict[str, int]
-
-
-@dataclass(frozen=True)
-class PlanResult:
-    """Loss, head outputs (global batch order), full-shape gradients, and counters."""
-
-    loss: float
-    outputs: np.ndarray
-    grads: dict[str, np.ndarray]
-    counters: tuple[RankCounters, ...]
-
-    @property
-    def peak_activations(self) -> list[int]:
-        """Peak activations held, per pipeline rank (replica 0, tp rank 0)."""
-        return [c.peak_activations for c in self.counters if c.dp == 0 and c.tp == 0]
-
-    def allreduce_ops(self, group: str) -> int:
-        """Collective all-reduce operations of ``group`` ("tp" or "dp"), each counted once
-        (every rank of the group takes part in it)."""
-        size = {"tp": self.counters[-1].tp + 1, "dp": self.counters[-1].dp + 1}[group]
-        return sum(c.allreduce_calls[group] for c in self.counters) // size
-
-    @property
-    def allreduce_calls(self) -> int:
-        """All-reduce operations of every group, each counted once."""
-        return self.allreduce_ops("tp") + self.allreduce_ops("dp")
 
 
 class Plan:

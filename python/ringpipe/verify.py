@@ -33,6 +33,10 @@ class VerifyReport:
     abs_errors: dict[str, float]
     result: PlanResult
 
+    def __repr__(self) -> str:  # the arrays of ``result`` would print ~100 KB
+        return (f"VerifyReport(ok={self.ok}, max_rel_error={self.max_rel_error:.3e}, "
+                f"tolerance={self.tolerance:g}, tensors={len(self.errors)})")
+
     @property
     def max_rel_error(self) -> float:
         """The largest error over loss, output and gradients."""
@@ -102,3 +106,75 @@ def compare_to_reference(plan: Plan, result: PlanResult, params: dict[str, np.nd
         errors[name], abs_errors[name] = relative_error(got, want)
     ok = all(e <= tol for e in errors.values()) and set(result.grads) == set(ref.grads)
     return VerifyReport(ok, tol, result.loss, ref.loss, errors, abs_errors, result)
+
+
+def format_report(plan: Plan, report: VerifyReport, worst: int | None = 8) -> str:
+    """The verdict with loss, output and the ``worst`` largest gradient errors (largest
+    first); ``worst=None`` lists every tensor in forward order."""
+    lines = [f"# {plan!r}", f"# loss {report.loss:.17g}  reference {report.reference_loss:.17g}",
+             f"{'tensor':<32} {'max abs err':>12} {'rel err':>12}"]
+    shown = list(report.errors)
+    if worst is not None and len(shown) - 2 > worst:
+        grads = sorted(shown[2:], key=lambda n: -report.errors[n])[:worst]
+        shown = shown[:2] + grads
+        lines[-1] += (f"   (loss, output and the {worst} largest of {len(report.errors) - 2} "
+                      "gradient errors; --verbose lists all)")
+    for name in shown:
+        rel = report.errors[name]
+        lines.append(f"{name:<32} {report.abs_errors[name]:>12.3e} {rel:>12.3e}")
+    verdict = "OK" if report.ok else "MISMATCH"
+    lines.append(f"# {verdict}: max relative error {report.max_rel_error:.3e} "
+                 f"(tolerance {report.tolerance:g}); peak activations per pipeline rank "
+                 f"{report.result.peak_activations}; all-reduce ops "
+                 f"{report.result.allreduce_calls}")
+    return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class RunDiff:
+    """How two runs of one plan differ (e.g. MPI against in-process).
+
+    ``differing`` lists ``(tensor, max |a - b|)`` for every tensor whose bytes differ,
+    largest difference first; ``counters_equal`` compares every rank's counters.
+    """
+
+    differing: tuple[tuple[str, float], ...]
+    counters_equal: bool
+
+    @property
+    def bitwise(self) -> bool:
+        """Every bit of loss, outputs and gradients equal."""
+        return not self.differing
+
+    @property
+    def max_abs_diff(self) -> float:
+        """The largest element difference over all tensors (0.0 when bitwise)."""
+        return self.differing[0][1] if self.differing else 0.0
+
+    def describe(self, limit: int = 3) -> str:
+        """One line: "bitwise identical", or the first differing tensors."""
+        if self.bitwise and self.counters_equal:
+            return "bitwise identical, counters equal"
+        parts = [f"{name} (max |diff| {diff:.3e})" for name, diff in self.differing[:limit]]
+        more = len(self.differing) - limit
+        text = ("differ in " + ", ".join(parts) + (f" and {more} more" if more > 0 else "")
+                if self.differing else "bitwise identical")
+        return text + ("" if self.counters_equal else "; counters differ")
+
+
+def compare_runs(a: PlanResult, b: PlanResult) -> RunDiff:
+    """Compare two results bit for bit: loss, outputs, every gradient, every counter."""
+    pairs = [("loss", np.float64(a.loss), np.float64(b.loss)), ("output", a.outputs, b.outputs)]
+    names = list(a.grads) + [n for n in b.grads if n not in a.grads]
+    differing = []
+    for name, x, y in pairs + [(n, a.grads.get(n), b.grads.get(n)) for n in names]:
+        if x is None or y is None or np.shape(x) != np.shape(y):
+            differing.append((name, float("inf")))
+            continue
+        x, y = np.asarray(x), np.asarray(y)
+        if x.dtype != y.dtype or x.tobytes() != y.tobytes():
+            diff = float(np.max(np.abs(x.astype(np.float64) - y.astype(np.float64)))) \
+                if x.size else 0.0
+            differing.append((name, diff if diff == diff else float("inf")))
+    differing.sort(key=lambda item: -item[1])
+    return RunDiff(tuple(differing), a.counters == b.counters)

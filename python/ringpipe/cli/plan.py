@@ -8,13 +8,19 @@ The model is a preset (``--model``) or explicit sizes (``--layers --hidden --hea
 --seq --vocab`` [``--ffn --kv-heads --gated-mlp``]); explicit sizes given with a preset
 override its fields. The cluster is a preset (``--cluster``) or a TOML/JSON file
 (``--cluster-file``), with ``--nodes`` nodes. ``--tp --pp --dp --schedule --chunks
---microbatch-size --recompute`` pin dimensions; with all of them pinned the output is
-the prediction for that one configuration.
+--microbatch-size --recompute`` pin dimensions; with tp/pp/dp pinned the output also
+compares the pinned choice with the best unpinned one (predicted slowdown, main reason).
+The recipe defaults to today's Megatron-LM (:mod:`ringpipe.cost.recipe`); ``--no-sp
+--no-flash-attention --no-distributed-optimizer --no-overlap-grad-reduce`` switch parts
+off. ``--headroom GIB`` (default 4): a configuration fits when it leaves that much free.
+The table shows model TFLOP/s (no recomputation; MFU) and hardware TFLOP/s
+(recomputation included) per GPU side by side.
 
 Exit status: 0 when a configuration fits; 1 when none fits (the message gives the
-smallest memory per GPU any configuration needs; ``--json`` still prints every
-candidate); 2 on bad arguments (unknown preset, inconsistent cluster numbers, a GPU
-count no factorisation fits), with a one-line error on stderr.
+smallest memory per GPU any configuration needs; ``--json`` still prints the first
+``--top`` candidates, closest to fitting first); 2 on bad arguments (unknown preset,
+inconsistent cluster numbers, a GPU count no factorisation fits), with a one-line error
+on stderr.
 """
 
 from __future__ import annotations
@@ -25,7 +31,10 @@ import json
 import sys
 from typing import Any
 
-from ringpipe.cost.cluster import CLUSTER_PRESETS, GIB, Cluster, cluster_preset, load_cluster
+from ringpipe.cli import plan_inference
+from ringpipe.cost.cluster import CLUSTER_PRESETS, GIB, Cluster, cluster_preset
+from ringpipe.cost.cluster_file import load_cluster
+from ringpipe.cost.memory import DEFAULT_HEADROOM_GIB
 from ringpipe.cost.models import (
     DTYPES,
     MODEL_PRESETS,
@@ -34,8 +43,9 @@ from ringpipe.cost.models import (
     TrainingSpec,
     model_preset,
 )
-from ringpipe.cost.planner import DEFAULT_SCHEDULES, FitsNowhere, PlanReport, SearchSpace, plan
-from ringpipe.cost.step_time import Prediction
+from ringpipe.cost.planner import DEFAULT_SCHEDULES, FitsNowhere, SearchReport, SearchSpace, search
+from ringpipe.cost.prediction import Prediction
+from ringpipe.cost.recipe import Recipe
 from ringpipe.schedules import SCHEDULES
 
 _SIZE_FLAGS = ("layers", "hidden", "heads", "seq", "vocab", "ffn", "kv_heads")
@@ -57,12 +67,25 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     cluster.add_argument("--nodes", type=int, default=None,
                          help="node count (default: the file's, or 1)")
     train = p.add_argument_group("training")
-    train.add_argument("--global-batch", type=int, required=True, help="sequences per step")
+    train.add_argument("--global-batch", type=int, default=None,
+                       help="sequences per step (required without --inference)")
     train.add_argument("--microbatch-size", type=int, default=None)
     train.add_argument("--recompute", choices=RECOMPUTE, default=None)
-    train.add_argument("--dtype", choices=list(DTYPES), default="bf16")
-    train.add_argument("--shard-optimizer", action="store_true",
-                       help="shard fp32 master weights and Adam state across DP")
+    train.add_argument("--dtype", choices=[*DTYPES, "fp8"], default="bf16",
+                       help="fp8: --inference only")
+    recipe = p.add_argument_group("recipe (default: today's Megatron-LM)")
+    recipe.add_argument("--shard-optimizer", action="store_true",
+                        help="distributed optimizer (ZeRO-1); on by default, kept as an alias")
+    recipe.add_argument("--no-distributed-optimizer", action="store_true",
+                        help="replicate fp32 master weights and Adam state on every DP rank")
+    recipe.add_argument("--no-sp", action="store_true", help="no sequence parallelism")
+    recipe.add_argument("--no-flash-attention", action="store_true",
+                        help="materialise the attention scores")
+    recipe.add_argument("--no-overlap-grad-reduce", action="store_true",
+                        help="reduce gradients after the pipeline drains")
+    recipe.add_argument("--headroom", type=float, default=DEFAULT_HEADROOM_GIB,
+                        metavar="GIB", help="free memory a configuration must leave "
+                        f"(default {DEFAULT_HEADROOM_GIB:g} GiB)")
     pins = p.add_argument_group("pins")
     for axis in ("tp", "pp", "dp"):
         pins.add_argument(f"--{axis}", type=int, default=None)
@@ -76,6 +99,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     out.add_argument("--json", action="store_true", help="machine-readable output")
     out.add_argument("--plot", default=None, metavar="FILE",
                      help="write a PNG of predicted throughput (needs matplotlib)")
+    plan_inference.add_arguments(p)
     p.set_defaults(handler=run)
 
 
@@ -116,31 +140,57 @@ def _row(rank: int | str, p: Prediction) -> str:
     fits = "" if p.fits else "  (does not fit)"
     return (f"{rank:>4} {c.tp:>3} {c.pp:>3} {c.dp:>4}  {c.schedule:<17}{c.chunks:>2} "
             f"{c.microbatch_size:>3}  {c.recompute:<9} {p.step_time:>9.3f} "
-            f"{p.tflops_per_gpu:>10.1f} {p.memory.total / GIB:>9.1f} "
-            f"{p.bubble_fraction:>7.1%} {p.comm_fraction:>6.1%}{fits}")
+            f"{p.model_tflops_per_gpu:>7.1f} {p.mfu:>6.1%} {p.hardware_tflops_per_gpu:>7.1f} "
+            f"{p.memory.total / GIB:>8.1f} {p.bubble_fraction:>7.1%} "
+            f"{p.comm_fraction:>6.1%}{fits}")
 
 
-def format_table(report: PlanReport, rows: list[Prediction], title: str) -> str:
-    """The ranked table, with a one-line header."""
-    lines = [title, "rank  tp  pp   dp  schedule          v  mb  recompute  step (s) "
-             "TFLOP/s/GPU  mem GiB  bubble   comm"]
+def format_table(report: SearchReport, rows: list[Prediction], title: str) -> str:
+    """The ranked table, with a header naming which FLOPs each column counts."""
+    lines = [title, "                                                         model FLOPs  "
+             "hardware", "rank  tp  pp   dp  schedule          v  mb  recompute  step (s) "
+             "TFLOP/s    MFU TFLOP/s  mem GiB  bubble   comm"]
     lines += [_row(i + 1, p) for i, p in enumerate(rows)]
     return "\n".join(lines)
 
 
-def as_json(report: PlanReport) -> dict[str, Any]:
-    """``{"cluster", "model", "candidates"}``, candidates best first (non-fitting last)."""
+def as_json(report: SearchReport, top: int | None = None) -> dict[str, Any]:
+    """``{"cluster", "model", "training", "explanation", "candidates", "pinned"}``:
+    the first ``top`` candidates, best first (non-fitting last), each with its memory
+    breakdown; ``pinned`` compares a pinned choice with the best unpinned one."""
     m, t = report.model, report.training
-    model = {**dataclasses.asdict(m), "params": m.total_params,
-             **{k: v for k, v in dataclasses.asdict(t).items()}}
-    return {"cluster": report.cluster.to_dict(), "model": model,
-            "candidates": [p.to_dict() for p in report.candidates]}
+    model = {**dataclasses.asdict(m), "params": m.total_params}
+    training = {"global_batch": t.global_batch, "microbatch_size": t.microbatch_size,
+                "dtype": t.dtype, "recompute": t.recompute, "recipe": t.recipe.to_dict(),
+                "headroom_gib": report.headroom / GIB}
+    rows = report.candidates if top is None else report.candidates[:top]
+    out: dict[str, Any] = {"cluster": report.cluster.to_dict(), "model": model,
+                           "training": training, "explanation": report.explanation(),
+                           "candidates": [p.to_dict() for p in rows]}
+    best, free = report.best, report.unpinned_best
+    if free is not None and best is not None:
+        out["pinned"] = {"best_unpinned": free.to_dict(),
+                         "predicted_slowdown": max(0.0, best.step_time / free.step_time - 1)}
+    return out
 
 
-def write_plot(report: PlanReport, path: str, top: int) -> None:
-    """Horizontal bars of predicted model TFLOP/s per GPU (useful work, so the bars rank
-    as the step times do): the best configuration of each (tp, pp, dp), fitting ones
-    coloured, non-fitting grey."""
+def build_training(args: argparse.Namespace) -> TrainingSpec:
+    """The training spec and recipe the arguments describe."""
+    if args.shard_optimizer and args.no_distributed_optimizer:
+        raise ValueError("--shard-optimizer and --no-distributed-optimizer contradict")
+    recipe = Recipe(sequence_parallel=not args.no_sp,
+                    flash_attention=not args.no_flash_attention,
+                    distributed_optimizer=not args.no_distributed_optimizer,
+                    overlap_grad_reduce=not args.no_overlap_grad_reduce)
+    return TrainingSpec(args.global_batch, args.microbatch_size, args.dtype,
+                        args.recompute, recipe)
+
+
+def write_plot(report: SearchReport, path: str, top: int) -> None:
+    """Horizontal bars of predicted model TFLOP/s per GPU (model FLOPs: useful work, no
+    recomputation, so the bars rank as the step times do, as the table's model column):
+    the best configuration of each (tp, pp, dp), fitting ones coloured, non-fitting
+    grey."""
     try:
         import matplotlib  # noqa: PLC0415 - optional extra, imported only when plotting
     except ImportError as exc:
@@ -177,14 +227,19 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--top must be >= 1, got {args.top}")
     if args.nodes is not None and args.nodes < 1:
         raise ValueError(f"--nodes must be >= 1, got {args.nodes}")
+    if not args.headroom >= 0:
+        raise ValueError(f"--headroom must be >= 0 GiB, got {args.headroom}")
     model, cluster = build_model(args), build_cluster(args)
-    training = TrainingSpec(args.global_batch, args.microbatch_size, args.dtype,
-                            args.recompute, args.shard_optimizer)
+    if args.inference:
+        return plan_inference.run_inference_plan(args, model, cluster)
+    if args.global_batch is None:
+        raise ValueError("--global-batch is required (or --inference)")
+    training = build_training(args)
     space = SearchSpace(tp=args.tp, pp=args.pp, dp=args.dp, schedule=args.schedule,
                         chunks=args.chunks, allow_uneven=args.allow_uneven)
     failure: FitsNowhere | None = None
     try:
-        report = plan(model, training, cluster, space)
+        report = search(model, training, cluster, space, args.headroom)
     except FitsNowhere as exc:
         failure, report = exc, exc.report
     if args.plot:
@@ -193,7 +248,7 @@ def run(args: argparse.Namespace) -> int:
              f"{cluster.name} ({cluster.world} GPUs), global batch {training.global_batch}: "
              f"{len(report.candidates)} candidates, {len(report.fitting)} fit")
     if args.json:
-        print(json.dumps(as_json(report), indent=2))
+        print(json.dumps(as_json(report, args.top), indent=2))
     elif failure is None:
         print(format_table(report, list(report.fitting[:args.top]), title))
         print()

@@ -37,6 +37,7 @@ from ringpipe.schedules import (
     summary,
     validate,
 )
+from ringpipe.schedules.registry import INFERENCE_SCHEDULES  # forward-only: prefill, decode
 
 FORMATS = ("text", "json", "csv", "svg", "chrome")
 
@@ -63,9 +64,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "name",
         nargs="?",
-        choices=list(SCHEDULES),
+        choices=[*SCHEDULES, *INFERENCE_SCHEDULES],
         metavar="NAME",
-        help="schedule: " + ", ".join(SCHEDULES),
+        help="schedule: " + ", ".join([*SCHEDULES, *INFERENCE_SCHEDULES]),
     )
     parser.add_argument("--stages", "-p", type=int, metavar="P", help="pipeline ranks p")
     parser.add_argument("--microbatches", "-m", type=int, metavar="M", help="micro-batches m")

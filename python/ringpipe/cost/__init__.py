@@ -1,17 +1,28 @@
 """``ringpipe.cost``: predict the step time and memory of TP × PP × DP plans, and rank them.
 
-* :mod:`.cluster` — the cluster (GPUs, HBM, intra- and inter-node links), presets, files;
-* :mod:`.models` — the model's shape and training settings, FLOPs and activation bytes;
+* :mod:`.cluster` — the cluster (GPUs, HBM, intra- and inter-node links), presets;
+  :mod:`.cluster_file` — reading cluster files;
+* :mod:`.models` — the model's shape and training settings, FLOPs;
+* :mod:`.recipe` — the training recipe (sequence parallelism, flash attention,
+  distributed optimizer, overlap), defaulting to today's Megatron-LM;
+* :mod:`.gpu` — kernel times: GEMM roofline with wave quantisation, flash attention,
+  memory-bound kernels, launch overhead;
+* :mod:`.operators` — one layer as its operators on one TP rank;
+* :mod:`.memory` — model states and activations per GPU, the breakdown;
 * :mod:`.collective_cost` — α-β collective costs read off the kernels' step tables, and
   :func:`choose_algorithm` for ``algorithm="auto"``;
 * :mod:`.pipeline` — the pipeline bubble from the schedule simulator;
+* :mod:`.prediction` — :class:`Config` (a Mesh, schedule, micro-batch, recompute) and
+  :class:`Prediction`;
 * :mod:`.step_time` — step time and memory per GPU of one configuration;
-* :mod:`.planner` — enumerate, drop what does not fit, rank, explain;
-* :mod:`.megatron_table` — Megatron-LM SC'21 Table 1 and ringpipe's predictions of it.
+* :mod:`.planner` — enumerate, drop what does not fit, rank; :mod:`.explain` — why;
+* :mod:`.megatron_table` — Megatron-LM SC'21 Table 1 (the calibration data);
+* :mod:`.validate` — out-of-sample published measurements
+  (``python -m ringpipe.cost.validate``).
 
->>> from ringpipe.cost import cluster_preset, model_preset, TrainingSpec, plan
->>> report = plan(model_preset("llama2-7b"), TrainingSpec(64), cluster_preset("dgx-a100"))
->>> report.best.config.tp * report.best.config.pp * report.best.config.dp
+>>> from ringpipe.cost import cluster_preset, model_preset, TrainingSpec, search
+>>> report = search(model_preset("llama2-7b"), TrainingSpec(64), cluster_preset("dgx-a100"))
+>>> report.best.config.mesh.world
 8
 """
 
@@ -20,11 +31,12 @@ from ringpipe.cost.cluster import (
     CLUSTER_PRESETS,
     Cluster,
     Link,
-    cluster_from_dict,
     cluster_preset,
-    load_cluster,
 )
+from ringpipe.cost.cluster_file import cluster_from_dict, load_cluster
 from ringpipe.cost.collective_cost import CollectiveCost, CollectiveModel, choose_algorithm
+from ringpipe.cost.explain import explain
+from ringpipe.cost.memory import MemoryBreakdown
 from ringpipe.cost.models import (
     MODEL_PRESETS,
     RECOMPUTE,
@@ -33,8 +45,10 @@ from ringpipe.cost.models import (
     executed_flops,
     model_preset,
 )
-from ringpipe.cost.planner import FitsNowhere, PlanReport, SearchSpace, explain, plan
-from ringpipe.cost.step_time import Config, Memory, Prediction, StepModel
+from ringpipe.cost.planner import FitsNowhere, PlanReport, SearchReport, SearchSpace, plan, search
+from ringpipe.cost.prediction import Config, Prediction
+from ringpipe.cost.recipe import MEGATRON, SC21, Recipe
+from ringpipe.cost.step_time import StepModel
 
 __all__ = [
     "CALIBRATED_FRACTION_OF_PEAK",
@@ -47,10 +61,13 @@ __all__ = [
     "Config",
     "FitsNowhere",
     "Link",
-    "Memory",
+    "MEGATRON",
+    "MemoryBreakdown",
     "ModelSpec",
-    "PlanReport",
+    "SearchReport",
     "Prediction",
+    "Recipe",
+    "SC21",
     "SearchSpace",
     "StepModel",
     "TrainingSpec",
@@ -61,5 +78,8 @@ __all__ = [
     "explain",
     "load_cluster",
     "model_preset",
+    "PlanReport",
+    "SearchReport",
     "plan",
+    "search",
 ]

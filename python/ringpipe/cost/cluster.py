@@ -14,7 +14,7 @@ Link bandwidths are **per GPU, each way**:
 Latencies are the per-step α of the α-β model (a few µs per NCCL step, NCCL's tuning
 tables put NVLink ring steps at ~1-2 µs and network steps at ~5 µs).
 
-A cluster file (TOML or JSON) looks like::
+A cluster file (TOML or JSON, read by :mod:`ringpipe.cost.cluster_file`) looks like::
 
     name = "my-cluster"
     gpus_per_node = 8
@@ -22,36 +22,54 @@ A cluster file (TOML or JSON) looks like::
     peak_tflops = 312              # dense 16-bit matmul, per GPU
     memory_gib = 80                # HBM capacity
     memory_bandwidth_gbs = 2039    # HBM bandwidth
-    achievable_fraction = 0.6      # optional; default: the calibrated constant
+    achievable_fraction = 0.6      # optional: GEMM η_max; default: the calibrated constant
     [intra_node]
     bandwidth_gbs = 300
     latency_us = 2
     [inter_node]
-    bandwidth_gbs = 25             # per GPU, each way
+    bandwidth_gbs = 25             # per GPU, each way, when every GPU crosses at once
     latency_us = 6
+    nic_bandwidth_gbs = 25         # optional: most one GPU can push alone (one NIC)
+    [kernels]                      # optional: GEMM/attention/launch model (cost.gpu)
+    sm_count = 108
+    tile_m = 128
+    tile_n = 256
+    flash_fraction = 0.6
+    launch_overhead_us = 3
+    saturation = 144               # d0 of the GEMM saturation term
+
+**NIC sharing.** The node's injection bandwidth is ``inter.bandwidth × gpus_per_node``;
+one GPU alone reaches at most ``nic_bandwidth`` (its own NIC on a rail-optimised DGX,
+so the default is ``inter.bandwidth``). When c GPUs of a node cross nodes at once, each
+gets ``min(nic_bandwidth, node injection / c)`` (:meth:`Cluster.crossing_bandwidth`).
 """
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, replace
-from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-import tomllib
+from ringpipe.cost.gpu import A100, H100, MICROSECOND, GpuKernels
+from ringpipe.validation import check_int
 
 GB = 1e9
 GIB = float(2**30)
 TFLOP = 1e12
-MICROSECOND = 1e-6
 
-#: The achievable fraction of peak dense matmul FLOP/s, one constant for every
-#: configuration. Fitted once by least squares on the relative error over all ten rows
-#: of Megatron-LM's SC'21 Table 1 (:func:`ringpipe.cost.megatron_table.calibrate`);
-#: ``tests/test_cost_megatron.py`` checks the stored value is still that optimum.
-CALIBRATED_FRACTION_OF_PEAK = 0.586
+#: η_max of the GEMM model (:mod:`ringpipe.cost.gpu`): the fraction of peak a large,
+#: well-shaped 16-bit GEMM sustains on A100. Fitted, with the saturation d0
+#: (:data:`ringpipe.cost.gpu.CALIBRATED_SATURATION`), by least squares on the relative
+#: error over all ten rows of Megatron-LM's SC'21 Table 1
+#: (:func:`ringpipe.cost.megatron_table.calibrate_saturation`);
+#: ``tests/test_cost_megatron.py`` checks the stored pair is still that optimum.
+CALIBRATED_FRACTION_OF_PEAK = 0.762
+#: H100 SXM: NOT fitted (no H100 data is used for fitting). The A100 value scaled by
+#: 0.8, the ratio of the fractions of peak large bf16 cuBLAS GEMMs are commonly measured
+#: at on H100 SXM (≈ 700-750 of 989 TFLOP/s) and A100 (≈ 280 of 312 TFLOP/s): an
+#: assumption, stated as such; override it with ``achievable_fraction``.
+H100_FRACTION_OF_PEAK = round(CALIBRATED_FRACTION_OF_PEAK * 0.8, 3)
 
 
 def _real(owner: str, name: str, value: object) -> float:
@@ -68,10 +86,7 @@ def _positive(owner: str, name: str, value: object) -> None:
 
 
 def _positive_int(owner: str, name: str, value: object) -> None:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{owner}.{name} must be an int, got {type(value).__name__}")
-    if value < 1:
-        raise ValueError(f"{owner}.{name} must be >= 1, got {value}")
+    check_int(f"{owner}.{name}", value)
 
 
 @dataclass(frozen=True)
@@ -96,8 +111,10 @@ class Link:
 class Cluster:
     """``nodes`` identical nodes of ``gpus_per_node`` GPUs; see the module docstring.
 
-    ``achievable_fraction`` is the fraction of ``peak_flops`` dense matmuls reach in
-    practice (one calibrated constant, not a per-configuration fudge).
+    ``achievable_fraction`` is η_max, the fraction of ``peak_flops`` large dense
+    matmuls reach in practice (one calibrated constant, not a per-configuration fudge);
+    ``kernels`` the rest of the GPU's kernel model (:mod:`ringpipe.cost.gpu`);
+    ``nic_bandwidth`` the most one GPU reaches across nodes alone (None: ``inter``'s).
     """
 
     name: str
@@ -109,6 +126,8 @@ class Cluster:
     intra: Link
     inter: Link
     achievable_fraction: float = CALIBRATED_FRACTION_OF_PEAK
+    kernels: GpuKernels = A100
+    nic_bandwidth: float | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name:
@@ -121,6 +140,11 @@ class Cluster:
             if not isinstance(getattr(self, name), Link):
                 raise TypeError(f"Cluster.{name} must be a Link, "
                                 f"got {type(getattr(self, name)).__name__}")
+        if not isinstance(self.kernels, GpuKernels):
+            raise TypeError(f"Cluster.kernels must be a GpuKernels, "
+                            f"got {type(self.kernels).__name__}")
+        if self.nic_bandwidth is not None:
+            _positive("Cluster", "nic_bandwidth", self.nic_bandwidth)
         frac = _real("Cluster", "achievable_fraction", self.achievable_fraction)
         if not 0 < frac <= 1:
             raise ValueError(f"Cluster.achievable_fraction must be in (0, 1], got {frac}")
@@ -139,6 +163,13 @@ class Cluster:
     def achievable_flops(self) -> float:
         """peak_flops · achievable_fraction: the matmul rate the step-time model uses."""
         return self.peak_flops * self.achievable_fraction
+
+    def crossing_bandwidth(self, concurrent: int) -> float:
+        """Bytes/s each of ``concurrent`` GPUs of one node gets when they all cross
+        nodes at once: min(NIC, node injection / concurrent) (module docstring)."""
+        nic = self.inter.bandwidth if self.nic_bandwidth is None else self.nic_bandwidth
+        node = self.inter.bandwidth * self.gpus_per_node
+        return min(nic, node / max(1, concurrent))
 
     def node_of(self, gpu: int) -> int:
         """The node that global GPU index ``gpu`` sits in (GPUs numbered node-major)."""
@@ -162,27 +193,41 @@ class Cluster:
             "intra_node": {"bandwidth_gbs": self.intra.bandwidth / GB,
                            "latency_us": self.intra.latency / MICROSECOND},
             "inter_node": {"bandwidth_gbs": self.inter.bandwidth / GB,
-                           "latency_us": self.inter.latency / MICROSECOND},
+                           "latency_us": self.inter.latency / MICROSECOND,
+                           **({} if self.nic_bandwidth is None else
+                              {"nic_bandwidth_gbs": self.nic_bandwidth / GB})},
+            "kernels": {"sm_count": self.kernels.sm_count, "tile_m": self.kernels.tile_m,
+                        "tile_n": self.kernels.tile_n,
+                        "flash_fraction": self.kernels.flash_fraction,
+                        "saturation": self.kernels.saturation,
+                        "launch_overhead_us": self.kernels.launch_overhead / MICROSECOND},
         }
 
 
 def _preset(name: str, tflops: float, gib: float, hbm_gbs: float, intra_gbs: float,
-            intra_us: float, inter_gbs: float, inter_us: float) -> Cluster:
+            intra_us: float, inter_gbs: float, inter_us: float, kernels: GpuKernels = A100,
+            fraction: float = CALIBRATED_FRACTION_OF_PEAK,
+            nic_gbs: float | None = None) -> Cluster:
     return Cluster(name, 1, 8, tflops * TFLOP, gib * GIB, hbm_gbs * GB,
                    Link(intra_gbs * GB, intra_us * MICROSECOND),
-                   Link(inter_gbs * GB, inter_us * MICROSECOND))
+                   Link(inter_gbs * GB, inter_us * MICROSECOND), fraction, kernels,
+                   None if nic_gbs is None else nic_gbs * GB)
 
 
 #: One-node presets (use :func:`cluster_preset` to set the node count).
 #: dgx-a100: A100 80GB SXM, 312 TFLOP/s bf16, 2039 GB/s HBM2e, NVLink3 300 GB/s each
 #: way, 8 × 200 Gb/s HDR per node. dgx-h100: H100 SXM 80GB, 989 TFLOP/s, 3350 GB/s
 #: HBM3, NVLink4 450 GB/s, 8 × 400 Gb/s NDR. pcie-a100: A100 80GB PCIe (1935 GB/s) on
-#: PCIe 4 x16 (~32 GB/s each way) with 2 × 200 Gb/s HDR per node (6.25 GB/s per GPU).
+#: PCIe 4 x16 (~32 GB/s each way) with 2 × 200 Gb/s HDR per node (6.25 GB/s per GPU
+#: when all 8 cross, up to one NIC's 25 GB/s alone).
+#: dgx-h200: H200 SXM, the H100's 989 TFLOP/s with 141 GB HBM3e at 4.8 TB/s; NVLink4
+#: 900 GB/s per GPU, i.e. 450 GB/s each way as for dgx-h100, and 8 × 400 Gb/s NDR.
 CLUSTER_PRESETS = MappingProxyType({
     c.name: c for c in (
         _preset("dgx-a100", 312, 80, 2039, 300, 2, 25, 6),
-        _preset("dgx-h100", 989, 80, 3350, 450, 2, 50, 6),
-        _preset("pcie-a100", 312, 80, 1935, 32, 4, 6.25, 6),
+        _preset("dgx-h100", 989, 80, 3350, 450, 2, 50, 6, H100, H100_FRACTION_OF_PEAK),
+        _preset("pcie-a100", 312, 80, 1935, 32, 4, 6.25, 6, nic_gbs=25),
+        _preset("dgx-h200", 989, 141e9 / GIB, 4800, 450, 2, 50, 6, H100, H100_FRACTION_OF_PEAK),
     )
 })
 
@@ -197,78 +242,3 @@ def cluster_preset(name: str, nodes: int = 1) -> Cluster:
         raise ValueError(f"cluster: unknown preset {name!r}; choose one of "
                          f"{', '.join(CLUSTER_PRESETS)} or give a cluster file") from None
     return base.with_nodes(nodes)
-
-
-_TOP_KEYS = {"name", "nodes", "gpus_per_node", "peak_tflops", "memory_gib",
-             "memory_bandwidth_gbs", "achievable_fraction", "intra_node", "inter_node"}
-_LINK_KEYS = {"bandwidth_gbs", "latency_us"}
-
-
-def _require(data: dict[str, Any], key: str, where: str) -> Any:
-    if key not in data:
-        raise ValueError(f"cluster file: missing {where}{key}")
-    return data[key]
-
-
-def _link(data: object, section: str) -> Link:
-    if not isinstance(data, dict):
-        raise TypeError(f"cluster file: [{section}] must be a table of "
-                        f"{', '.join(sorted(_LINK_KEYS))}")
-    unknown = set(data) - _LINK_KEYS
-    if unknown:
-        raise ValueError(f"cluster file: unknown key {section}.{sorted(unknown)[0]}")
-    bw = _require(data, "bandwidth_gbs", f"{section}.")
-    lat = _require(data, "latency_us", f"{section}.")
-    _positive("cluster file", f"{section}.bandwidth_gbs", bw)
-    if _real("cluster file", f"{section}.latency_us", lat) < 0:
-        raise ValueError(f"cluster file: {section}.latency_us must be >= 0, got {lat}")
-    return Link(bw * GB, lat * MICROSECOND)
-
-
-def cluster_from_dict(data: dict[str, Any], nodes: int | None = None) -> Cluster:
-    """A :class:`Cluster` from the file form (see module docstring).
-
-    ``nodes`` overrides the file's ``nodes`` (which is optional, default 1). Unknown
-    keys, missing keys, wrong types and non-positive numbers raise ValueError or
-    TypeError naming the key.
-    """
-    if not isinstance(data, dict):
-        raise TypeError("cluster file: the top level must be a table")
-    unknown = set(data) - _TOP_KEYS
-    if unknown:
-        raise ValueError(f"cluster file: unknown key {sorted(unknown)[0]!r}; known: "
-                         f"{', '.join(sorted(_TOP_KEYS))}")
-    for key in ("peak_tflops", "memory_gib", "memory_bandwidth_gbs"):
-        _positive("cluster file", key, _require(data, key, ""))
-    kwargs: dict[str, Any] = {}
-    if "achievable_fraction" in data:
-        kwargs["achievable_fraction"] = data["achievable_fraction"]
-    return Cluster(
-        name=str(data.get("name", "custom")),
-        nodes=data.get("nodes", 1) if nodes is None else nodes,
-        gpus_per_node=_require(data, "gpus_per_node", ""),
-        peak_flops=data["peak_tflops"] * TFLOP,
-        memory_bytes=data["memory_gib"] * GIB,
-        memory_bandwidth=data["memory_bandwidth_gbs"] * GB,
-        intra=_link(_require(data, "intra_node", ""), "intra_node"),
-        inter=_link(_require(data, "inter_node", ""), "inter_node"),
-        **kwargs,
-    )
-
-
-def load_cluster(path: str | Path, nodes: int | None = None) -> Cluster:
-    """Read a cluster file: TOML (``.toml``) or JSON (``.json``, or anything else that
-    parses as JSON). ``nodes`` overrides the file's node count."""
-    path = Path(path)
-    try:
-        text = path.read_text()
-    except OSError as exc:
-        raise ValueError(f"cluster file: cannot read {str(path)!r}: {exc.strerror}") from None
-    try:
-        if path.suffix.lower() == ".toml":
-            data = tomllib.loads(text)
-        else:
-            data = json.loads(text)
-    except (tomllib.TOMLDecodeError, json.JSONDecodeError) as exc:
-        raise ValueError(f"cluster file: {str(path)!r} does not parse: {exc}") from None
-    return cluster_from_dict(data, nodes)

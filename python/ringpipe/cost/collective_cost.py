@@ -21,8 +21,12 @@ algorithm in :data:`ringpipe.kernels.registry.ALGORITHMS` gets a cost for free:
 **Groups spanning nodes** pay the inter-node link on the hops that cross nodes. NCCL
 runs one channel per NIC, each with its own ring (or tree) over the same GPUs, so a
 crossing hop of a group with k members per node is served by k NICs at once: the
-crossing bandwidth is k × the per-GPU inter-node bandwidth (NCCL
-``src/graph/search.cc``; nccl-tests' multi-node busbw on DGX A100 ≈ 8 × 25 GB/s).
+crossing bandwidth is k × what each member's NIC gives it (NCCL ``src/graph/search.cc``;
+nccl-tests' multi-node busbw on DGX A100 ≈ 8 × 25 GB/s). **NIC sharing:** when c GPUs
+of a node cross nodes at once (``concurrent_per_node``: e.g. every GPU of the node runs
+its own DP group's all-reduce at the same time), each gets
+:meth:`ringpipe.cost.cluster.Cluster.crossing_bandwidth` (c) =
+min(NIC, node injection / c); by default c = k, the group alone.
 
 Ring tables hold N·(N-1) rows; above :data:`MAX_TABLE_RANKS` ranks the ring profile
 is written down directly (every step, every rank sends one chunk to its successor),
@@ -36,15 +40,18 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ringpipe.cost.cluster import Cluster, Link, cluster_preset
+from ringpipe.cost.cluster import Cluster, Link
 from ringpipe.kernels.registry import ALGORITHMS, step_table
 from ringpipe.kernels.steps import StepTable
 
 #: Largest group whose O(N²) ring table is built; bigger rings use the closed profile.
-MAX_TABLE_RANKS = 256
+MAX_TABLE_RANKS = 64
 #: Tree pipeline chunk counts tried (powers of two); capped so a table stays small.
 TREE_CHUNK_CHOICES = (1, 2, 4, 8, 16, 32, 64)
 _MAX_TREE_ROWS = 1 << 18
+#: Above this many ranks only every other choice (1, 4, 16, 64) is tried: each tree
+#: table of a large group costs O(K·N) to build and check.
+_COARSE_TREE_RANKS = 64
 
 
 @dataclass(frozen=True)
@@ -163,11 +170,12 @@ class CollectiveModel:
         return self._profiles[key]
 
     def cost(self, collective: str, algorithm: str, nbytes: float,
-             group: int | Sequence[int], pipeline_chunks: int | None = None
-             ) -> CollectiveCost:
+             group: int | Sequence[int], pipeline_chunks: int | None = None,
+             concurrent_per_node: int | None = None) -> CollectiveCost:
         """Time of ``collective`` with ``algorithm`` on ``nbytes`` per rank over ``group``
         (a rank count, placed on GPUs 0..N-1, or explicit global GPU indices in the
-        algorithm's rank order). ``pipeline_chunks`` None: the cheapest for tree/chain."""
+        algorithm's rank order). ``pipeline_chunks`` None: the cheapest for tree/chain.
+        ``concurrent_per_node``: GPUs of a node crossing nodes at once (module doc)."""
         if collective not in ALGORITHMS:
             raise ValueError(f"collective: unknown {collective!r}; choose one of "
                              f"{', '.join(ALGORITHMS)}")
@@ -182,7 +190,9 @@ class CollectiveModel:
         per_node = np.bincount(np.asarray(nodes)).astype(np.int64)
         spans = len(set(nodes)) > 1
         k_members = int(per_node[per_node > 0].min())
-        inter = Link(c.inter.bandwidth * k_members, c.inter.latency)
+        crossing = c.crossing_bandwidth(k_members if concurrent_per_node is None
+                                        else max(concurrent_per_node, k_members))
+        inter = Link(crossing * k_members, c.inter.latency)
         n = len(ranks)
         if n == 1 or nbytes == 0:
             return CollectiveCost(collective, algorithm, n, nbytes, 0.0, 0.0, 0, 1, spans)
@@ -191,7 +201,8 @@ class CollectiveModel:
         elif algorithm == "ring" and collective not in ("broadcast", "reduce"):
             choices = (1,)  # the ring's chunk count is always N
         else:
-            choices = [k for k in TREE_CHUNK_CHOICES if 4 * k * n <= _MAX_TREE_ROWS] or [1]
+            choices = [k for k in TREE_CHUNK_CHOICES if 4 * k * n <= _MAX_TREE_ROWS
+                       and (n <= _COARSE_TREE_RANKS or k in (1, 4, 16, 64))] or [1]
         best: CollectiveCost | None = None
         for k in choices:
             prof = self._profile(collective, algorithm, nodes, k)
@@ -202,14 +213,17 @@ class CollectiveModel:
         assert best is not None
         return best
 
-    def best(self, collective: str, nbytes: float,
-             group: int | Sequence[int]) -> CollectiveCost:
+    def best(self, collective: str, nbytes: float, group: int | Sequence[int],
+             concurrent_per_node: int | None = None) -> CollectiveCost:
         """The cheapest algorithm ringpipe has for ``collective`` (ties go to the first)."""
-        key = (collective, nbytes, group if isinstance(group, int) else tuple(group))
+        key = (collective, nbytes, group if isinstance(group, int) else tuple(group),
+               concurrent_per_node)
         if key not in self._best:
             if collective not in ALGORITHMS:
                 self.cost(collective, "ring", nbytes, group)  # raises, naming the choices
-            costs = [self.cost(collective, a, nbytes, group) for a in ALGORITHMS[collective]]
+            costs = [self.cost(collective, a, nbytes, group,
+                               concurrent_per_node=concurrent_per_node)
+                     for a in ALGORITHMS[collective]]
             self._best[key] = min(costs, key=lambda cost: cost.time)
         return self._best[key]
 
@@ -232,17 +246,15 @@ def _fmt_bytes(nbytes: float) -> str:
 
 
 def choose_algorithm(collective: str, nbytes: float, group: int | Sequence[int],
-                     cluster: Cluster | None = None) -> tuple[str, str]:
-    """The algorithm ``algorithm="auto"`` should use, and a one-line reason.
+                     cluster: Cluster) -> tuple[str, str]:
+    """The cheapest algorithm for ``collective`` on ``cluster``, and a one-line reason.
 
-    ``group`` is the rank count (ranks on GPUs 0..N-1) or the global GPU indices;
-    ``cluster`` defaults to enough ``dgx-a100`` nodes to hold the group.
+    ``group`` is the rank count (ranks on GPUs 0..N-1) or the global GPU indices. The
+    cluster is explicit: in-process ranks are priced by :mod:`ringpipe.host_cost`
+    instead (``ringpipe.collectives.auto_algorithm``).
     """
-    if cluster is None:
-        top = group if isinstance(group, int) and not isinstance(group, bool) else \
-            (max(group) + 1 if len(group) else 1)
-        per = cluster_preset("dgx-a100").gpus_per_node
-        cluster = cluster_preset("dgx-a100", max(1, -(-int(top) // per)))
+    if not isinstance(cluster, Cluster):
+        raise TypeError(f"cluster must be a Cluster, got {type(cluster).__name__}")
     model = CollectiveModel(cluster)
     names = tuple(ALGORITHMS.get(collective, ()))
     costs = [model.cost(collective, a, nbytes, group) for a in names] if names else \

@@ -3,9 +3,11 @@
 Narayanan et al., "Efficient Large-Scale Language Model Training on GPU Clusters Using
 Megatron-LM", SC'21 (arXiv 2104.04473), Table 1: GPT models from 1.7B to 1T
 parameters on 80 GB A100s (DGX A100 nodes: NVLink inside, 8 × HDR InfiniBand across),
-sequence 2048, vocabulary 51200, full activation recomputation. Micro-batch sizes and
-interleaving (virtual pipeline) depths are those of the paper's launch script,
-Megatron-LM ``examples/sc21/run_table_1.sh``: interleaved 1F1B for the 76B to 530B
+sequence 2048, vocabulary 51200, full activation recomputation, fp16, and the SC'21
+recipe (:data:`ringpipe.cost.recipe.SC21`: no sequence parallelism, no flash
+attention, no distributed optimizer, gradient all-reduce after the pipeline drains).
+Micro-batch sizes and interleaving (virtual pipeline) depths are those of the paper's
+launch script, Megatron-LM ``examples/sc21/run_table_1.sh``: interleaved 1F1B for the 76B to 530B
 rows, plain 1F1B for 39B and 1T, no pipeline below 39B.
 
 The published TFLOP/s per GPU count FLOPs as (eq. 3)
@@ -16,9 +18,11 @@ which includes the recomputation forward; the prediction divides the same F by t
 predicted step time and the GPU count (:func:`ringpipe.cost.step_time.executed_flops`
 reproduces F exactly).
 
-:func:`calibrate` fits the single achievable-fraction-of-peak constant of the cost
-model by least squares on the relative errors of all rows at once (golden-section
-search; the predicted throughput is monotone in the constant).
+:func:`calibrate` fits η_max (the achievable fraction of peak of a large GEMM) by least
+squares on the relative errors of all rows at once, for a given saturation d0
+(golden-section search; the predicted throughput is monotone in η_max), and
+:func:`calibrate_saturation` fits d0 over a grid, refitting η_max at each point: the two
+constants of :mod:`ringpipe.cost.gpu`, fitted on this table and nothing else.
 """
 
 from __future__ import annotations
@@ -28,7 +32,10 @@ from dataclasses import dataclass, replace
 
 from ringpipe.cost.cluster import Cluster, cluster_preset
 from ringpipe.cost.models import ModelSpec, TrainingSpec
-from ringpipe.cost.step_time import Config, Prediction, StepModel
+from ringpipe.cost.prediction import Config, Prediction
+from ringpipe.cost.recipe import SC21
+from ringpipe.cost.step_time import StepModel
+from ringpipe.mesh import Mesh
 
 SEQ = 2048
 VOCAB = 51200
@@ -67,8 +74,8 @@ class MegatronRow:
 
     def config(self) -> Config:
         """The published configuration, with full recomputation."""
-        return Config(self.tp, self.pp, self.dp, self.schedule, self.microbatch,
-                      self.chunks, "full")
+        return Config(Mesh(dp=self.dp, pp=self.pp, tp=self.tp), self.schedule,
+                      self.microbatch, self.chunks, "full")
 
     def paper_flops(self) -> float:
         """Megatron's FLOPs per iteration (eq. 3)."""
@@ -110,8 +117,8 @@ def compare_row(row: MegatronRow, cluster: Cluster | None = None) -> Comparison:
     nodes, rest = divmod(row.gpus, base.gpus_per_node)
     if rest:
         raise ValueError(f"{row.name}: {row.gpus} GPUs is not a whole number of nodes")
-    step = StepModel(row.model(), TrainingSpec(row.batch, row.microbatch, "fp16", "full"),
-                     base.with_nodes(nodes))
+    step = StepModel(row.model(), TrainingSpec(row.batch, row.microbatch, "fp16", "full",
+                                               SC21), base.with_nodes(nodes))
     pred = step.predict(row.config())
     tflops = row.paper_flops() / (pred.step_time * row.gpus) / 1e12
     return Comparison(row, pred, tflops)
@@ -144,6 +151,33 @@ def calibrate(cluster: Cluster | None = None, tol: float = 1e-4) -> float:
             b = lo + ratio * (hi - lo)
             fb = loss(b)
     return (lo + hi) / 2
+
+
+def loss(cluster: Cluster) -> float:
+    """Σ_rows (predicted / published − 1)² on ``cluster``."""
+    return sum(cmp.error ** 2 for cmp in compare(cluster))
+
+
+def with_constants(cluster: Cluster, fraction: float, saturation: float) -> Cluster:
+    """``cluster`` with η_max = ``fraction`` and d0 = ``saturation``."""
+    return replace(cluster, achievable_fraction=fraction,
+                   kernels=replace(cluster.kernels, saturation=saturation))
+
+
+def calibrate_saturation(grid: tuple[float, ...] = (0, 64, 96, 128, 144, 160, 192, 256),
+                         cluster: Cluster | None = None) -> tuple[float, float]:
+    """(η_max, d0) minimising :func:`loss` over ``grid`` for d0 (η_max refitted at each
+    point). Slow (one golden-section search per grid point)."""
+    base = cluster_preset("dgx-a100") if cluster is None else cluster
+    best: tuple[float, float, float] | None = None
+    for d0 in grid:
+        c = with_constants(base, base.achievable_fraction, d0)
+        frac = calibrate(c, tol=1e-3)
+        value = loss(with_constants(c, frac, d0))
+        if best is None or value < best[0]:
+            best = (value, frac, d0)
+    assert best is not None
+    return best[1], best[2]
 
 
 def format_markdown(comparisons: tuple[Comparison, ...]) -> str:

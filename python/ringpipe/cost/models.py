@@ -14,15 +14,9 @@ where the second term is QKᵀ and attention × V; the logit layer costs 2·b·s
 backward costs 2× the forward (input and weight gradients); full recomputation adds
 one more forward of each layer, selective recomputation only its attention core.
 
-Activation memory per layer and micro-batch with tensor parallelism t and no sequence
-parallelism, 16-bit (Korthikanti et al. 2022, arXiv 2205.05198, eq. 2 and §4.1),
-
-    s·b·h·(10 + 24/t) + 5·a·s²·b/t  bytes  = s·b·h·(10 + 24/t + 5·a·s/(h·t)),
-
-generalised here term by term to GQA (K and V are kv/a the size of Q), to FFN widths
-other than 4h and to gated (SwiGLU) MLPs, and without dropout masks when the model has
-no dropout. Selective recomputation drops the a·s² terms (what FlashAttention also
-achieves); full recomputation keeps only each layer's input, 2·s·b·h bytes.
+Activation and state memory live in :mod:`ringpipe.cost.memory`; the training recipe
+(sequence parallelism, flash attention, distributed optimizer, ...) in
+:mod:`ringpipe.cost.recipe`.
 """
 
 from __future__ import annotations
@@ -30,15 +24,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from types import MappingProxyType
 
+from ringpipe.cost.recipe import MEGATRON, Recipe
+from ringpipe.validation import check_int
+
 RECOMPUTE = ("none", "selective", "full")
 DTYPES = MappingProxyType({"bf16": 2, "fp16": 2})
 
 
 def _check_int(owner: str, name: str, value: object, minimum: int = 1) -> None:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{owner}.{name} must be an int, got {type(value).__name__}")
-    if value < minimum:
-        raise ValueError(f"{owner}.{name} must be >= {minimum}, got {value}")
+    check_int(f"{owner}.{name}", value, minimum)
 
 
 @dataclass(frozen=True)
@@ -134,39 +128,20 @@ class ModelSpec:
         """Forward FLOPs of the logit layer: 2·b·s·h·V."""
         return 2.0 * batch * self.seq * self.hidden * self.vocab
 
-    def activation_bytes(self, batch: int, tp: int, recompute: str = "none") -> float:
-        """Activation bytes one layer keeps for the backward (module docstring)."""
-        if recompute not in RECOMPUTE:
-            raise ValueError(f"recompute must be one of {RECOMPUTE}, got {recompute!r}")
-        sbh = self.seq * batch * self.hidden
-        if recompute == "full":
-            return 2.0 * sbh
-        masks = 2.0 if self.dropout else 0.0            # attention and MLP dropout masks
-        replicated = 4.0 + 2.0 + 2.0 + masks            # 2 norm inputs, QKV in, fc1 in
-        fh = self.ffn / self.hidden
-        mlp = (6.0 if self.gated_mlp else 4.0) * fh     # intermediate activations
-        sharded = 2.0 + 4.0 * self.kv_ratio + 2.0 + mlp  # Q, K+V, attention out, MLP
-        total = sbh * (replicated + sharded / tp)
-        if recompute == "none":
-            scores = (5.0 if self.dropout else 2.0) * self.heads * self.seq**2 * batch
-            total += scores / tp
-        return total
-
 
 @dataclass(frozen=True)
 class TrainingSpec:
     """How the model is trained. ``microbatch_size`` / ``recompute`` ``None``: search.
 
-    ``shard_optimizer``: the fp32 master weights and Adam moments (12 of the 16 bytes
-    per parameter) are sharded across data-parallel ranks (Megatron's distributed
-    optimizer, ZeRO stage 1).
+    ``recipe``: sequence parallelism, flash attention, distributed optimizer, overlap
+    (:class:`ringpipe.cost.recipe.Recipe`; default: today's Megatron-LM recipe).
     """
 
     global_batch: int
     microbatch_size: int | None = None
     dtype: str = "bf16"
     recompute: str | None = None
-    shard_optimizer: bool = False
+    recipe: Recipe = MEGATRON
 
     def __post_init__(self) -> None:
         _check_int("TrainingSpec", "global_batch", self.global_batch)
@@ -181,6 +156,9 @@ class TrainingSpec:
         if self.recompute is not None and self.recompute not in RECOMPUTE:
             raise ValueError(f"TrainingSpec.recompute must be one of {RECOMPUTE}, "
                              f"got {self.recompute!r}")
+        if not isinstance(self.recipe, Recipe):
+            raise TypeError(f"TrainingSpec.recipe must be a Recipe, got "
+                            f"{type(self.recipe).__name__}")
 
     @property
     def dtype_bytes(self) -> int:

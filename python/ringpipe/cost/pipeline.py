@@ -34,9 +34,6 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-import numpy as np
-
-from ringpipe.kernels.steps import chunk_bounds
 from ringpipe.schedules import CostModel, Schedule, simulate
 from ringpipe.schedules.registry import generate, schedule_spec
 from ringpipe.schedules.validate import ExecutionOrder, execution_order
@@ -66,25 +63,6 @@ class PipelineTiming:
     bubble_fraction: float
     busy: tuple[float, ...]
     peak_in_flight: tuple[int, ...]
-
-
-def stage_layers(layers: int, stages: int) -> tuple[int, ...]:
-    """Layers per stage: even, or as even as possible with the extra layers on the
-    later stages (the first stage holds the most in-flight activations)."""
-    if layers < stages:
-        raise ValueError(f"cannot split {layers} layers into {stages} pipeline stages")
-    return tuple(int(n) for n in np.diff(chunk_bounds(layers, stages))[::-1])
-
-
-def chunks_for(name: str, chunks: int | None) -> int:
-    """v for schedule ``name``: ``chunks`` if it takes chunks, else its fixed count."""
-    spec = schedule_spec(name)
-    if spec.takes_chunks:
-        return spec.default_chunks if chunks is None else chunks
-    if chunks not in (None, spec.default_chunks):
-        raise ValueError(f"chunks: {name} always places {spec.default_chunks} chunk(s) "
-                         f"per rank, got {chunks}")
-    return spec.default_chunks
 
 
 #: Pipelines of up to STEADY_AFTER · p micro-batches are simulated whole.
@@ -117,8 +95,8 @@ class PipelineSimulator:
         when the generator rejects p, m, v)."""
         key = (name, p, m, v)
         if key not in self._orders:
-            spec = schedule_spec(name)
-            sched: Schedule = generate(name, p, m, v if spec.takes_chunks else None)
+            sched: Schedule = generate(name, p, m, v if schedule_spec(name).takes_chunks
+                                       else None)
             self._orders[key] = execution_order(sched)
         return self._orders[key]
 

@@ -1,40 +1,45 @@
-"""The planner: enumerate TP × PP × DP configurations, drop what does not fit, rank.
+"""The planner's search: enumerate TP × PP × DP configurations, drop what does not fit, rank.
 
 Search space (each dimension can be pinned):
 
 * every factorisation tp · pp · dp of the cluster's GPUs where tp divides the heads
-  (and KV heads), pp divides the layers (or, with ``allow_uneven``, is at most the
-  layer count) and dp divides the global batch;
-* schedules: GPipe, 1F1B, interleaved 1F1B (v = 2 .. ``max_chunks`` chunks per rank
-  that divide the layers per rank) and ZB-H1; with pp = 1 there is no pipeline and
-  only 1F1B (plain gradient accumulation) is kept;
+  (and KV heads), pp divides the layers (or is pinned, or ``allow_uneven``: then
+  :func:`ringpipe.layout.split_layers` gives the first stages one layer more) and dp
+  divides the global batch; when no even split fits, the search is repeated with
+  uneven splits (e.g. Llama 3 405B's 126 layers on a power-of-two GPU count);
+* every built-in schedule (:data:`ringpipe.schedules.SCHEDULES`: GPipe, 1F1B,
+  interleaved 1F1B with v = 2 .. ``max_chunks`` chunks per rank, ZB-H1, ZB-V); with
+  pp = 1 there is no pipeline and only 1F1B (plain gradient accumulation) is kept;
 * micro-batch sizes 1, 2, 4, 8, 16 that divide the per-replica batch;
 * recomputation none, then selective, then full: a heavier mode only does more work,
   so it is priced only when the lighter one does not fit.
 
-Each candidate is priced by :class:`ringpipe.cost.step_time.StepModel` (one instance
-for the whole search, so schedules, simulator orders and collective profiles are
-built once). Fitting candidates are ranked by predicted step time; the ones that do
-not fit follow, smallest memory first.
-
-Layout: ranks follow :mod:`ringpipe.mesh` (tp fastest), so a TP group of up to
-``gpus_per_node`` GPUs stays inside one node and PP/DP groups stride across nodes
-(Narayanan et al., SC'21, §3.3: TP inside a node, PP across nodes).
+A configuration fits when its predicted memory per GPU plus ``headroom`` is at most the
+GPU's memory. Each candidate is priced by :class:`ringpipe.cost.step_time.StepModel`
+(one instance per search, so schedules, simulator orders and collective profiles are
+built once). Fitting candidates are ranked by predicted step time; the ones that do not
+fit follow, smallest memory first. When tp, pp or dp is pinned, the same search without
+those pins gives the best unpinned configuration to compare with
+(:attr:`SearchReport.unpinned_best`).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from ringpipe.cost.cluster import GIB, Cluster
+from ringpipe.cost.explain import explain, explain_pinned
+from ringpipe.cost.memory import DEFAULT_HEADROOM_GIB
 from ringpipe.cost.models import RECOMPUTE, ModelSpec, TrainingSpec
-from ringpipe.cost.pipeline import chunks_for
-from ringpipe.cost.step_time import Config, Prediction, StepModel
-from ringpipe.schedules.registry import SCHEDULES, schedule_spec
+from ringpipe.cost.prediction import Config, Prediction
+from ringpipe.cost.step_time import StepModel
+from ringpipe.mesh import Mesh
+from ringpipe.schedules import SCHEDULES, resolve_chunks, schedule_spec
+from ringpipe.validation import check_int
 
-#: Searched by default; 1F1B first, so that a mesh whose weights alone overflow is
-#: represented by its lowest-memory schedule.
-DEFAULT_SCHEDULES = ("1f1b", "zb-h1", "interleaved-1f1b", "gpipe")
+#: Searched by default: every built-in schedule, 1F1B first (so that a mesh whose
+#: weights alone overflow is represented by its lowest-memory schedule).
+DEFAULT_SCHEDULES = ("1f1b",) + tuple(n for n in SCHEDULES if n != "1f1b")
 DEFAULT_MICROBATCH_SIZES = (1, 2, 4, 8, 16)
 
 
@@ -55,25 +60,32 @@ class SearchSpace:
 
     def __post_init__(self) -> None:
         for name in ("tp", "pp", "dp", "chunks"):
-            value = getattr(self, name)
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
-                raise TypeError(f"{name} must be an int, got {type(value).__name__}")
-            if value is not None and value < 1:
-                raise ValueError(f"{name} must be >= 1, got {value}")
+            if getattr(self, name) is not None:
+                check_int(name, getattr(self, name))
+        check_int("max_chunks", self.max_chunks)
         for name in ((self.schedule,) if self.schedule else ()) + self.schedules:
             schedule_spec(name)  # ValueError naming the known schedules
         if self.schedule and self.chunks is not None:
-            chunks_for(self.schedule, self.chunks)  # e.g. 1f1b with chunks=2
+            resolve_chunks(self.schedule, self.chunks)  # e.g. 1f1b with chunks=2
+
+    @property
+    def pinned(self) -> bool:
+        """Whether any of tp, pp, dp is pinned."""
+        return any(getattr(self, n) is not None for n in ("tp", "pp", "dp"))
 
 
 @dataclass(frozen=True)
-class PlanReport:
-    """The ranked candidates (best first) and what they were planned for."""
+class SearchReport:
+    """The ranked candidates (best first), what they were planned for and, with pins,
+    the best unpinned candidate."""
 
     model: ModelSpec
     training: TrainingSpec
     cluster: Cluster
     candidates: tuple[Prediction, ...]
+    headroom: float = 0.0
+    unpinned_best: Prediction | None = None
+    pinned: bool = False
 
     @property
     def fitting(self) -> tuple[Prediction, ...]:
@@ -96,25 +108,28 @@ class PlanReport:
         return next((p for p in self.fitting if (p.config.tp, p.config.pp) != key), None)
 
     def explanation(self) -> str:
-        """One paragraph: why the best beats the runner-up (see :func:`explain`)."""
+        """Why the best wins: against the best unpinned configuration when tp/pp/dp are
+        pinned, else against the runner-up; with the memory breakdown."""
         best = self.best
         if best is None:
             return "No configuration fits."
-        return explain(best, self.runner_up, self.cluster)
+        if self.unpinned_best is not None:
+            return explain_pinned(best, self.unpinned_best, self.cluster)
+        return explain(best, self.runner_up, self.cluster, self.pinned)
 
 
 class FitsNowhere(ValueError):
     """No configuration fits in memory; ``report`` holds every candidate tried."""
 
-    def __init__(self, report: PlanReport) -> None:
+    def __init__(self, report: SearchReport) -> None:
         self.report = report
         smallest = min(report.candidates, key=lambda p: p.memory.total)
         c = report.cluster
         super().__init__(
             f"{report.model.name} fits nowhere on {c.nodes} × {c.name} ({c.world} GPUs, "
-            f"{c.memory_bytes / GIB:.0f} GiB each): the smallest memory per GPU any "
-            f"configuration needs is {smallest.memory.total / GIB:.1f} GiB "
-            f"({smallest.config.label()})")
+            f"{c.memory_bytes / GIB:.0f} GiB each, {report.headroom / GIB:g} GiB headroom): "
+            f"the smallest memory per GPU any configuration needs is "
+            f"{smallest.memory.total / GIB:.1f} GiB ({smallest.config.label()})")
 
 
 def _divisors(n: int) -> list[int]:
@@ -134,7 +149,8 @@ def factorisations(model: ModelSpec, training: TrainingSpec, world: int,
             continue
         for pp in _divisors(world // tp):
             dp = world // (tp * pp)
-            layers_ok = model.layers % pp == 0 or (space.allow_uneven and pp <= model.layers)
+            uneven = space.allow_uneven or space.pp is not None
+            layers_ok = model.layers % pp == 0 or (uneven and pp <= model.layers)
             if not layers_ok or training.global_batch % dp or space.pp not in (None, pp) \
                     or space.dp not in (None, dp):
                 continue
@@ -153,6 +169,7 @@ def factorisations(model: ModelSpec, training: TrainingSpec, world: int,
 def _schedule_options(model: ModelSpec, pp: int, space: SearchSpace) -> list[tuple[str, int]]:
     names = (space.schedule,) if space.schedule else (("1f1b",) if pp == 1 else
                                                       space.schedules)
+    uneven = space.allow_uneven or space.pp is not None
     out = []
     for name in names:
         spec = SCHEDULES[name]
@@ -162,9 +179,13 @@ def _schedule_options(model: ModelSpec, pp: int, space: SearchSpace) -> list[tup
             vs = [spec.default_chunks]
         for v in vs:
             stages = pp * v
-            if model.layers % stages == 0 or (space.allow_uneven and stages <= model.layers):
+            if model.layers % stages == 0 or (uneven and stages <= model.layers):
                 out.append((name, v))
     return out
+
+
+def _recomputes(training: TrainingSpec) -> tuple[str, ...]:
+    return (training.recompute,) if training.recompute else RECOMPUTE
 
 
 def _price(step: StepModel, configs: list[Config]) -> list[Prediction]:
@@ -172,88 +193,72 @@ def _price(step: StepModel, configs: list[Config]) -> list[Prediction]:
     out: list[Prediction] = []
     for config in configs:
         try:
-            memory = step.memory(config)
+            layout = step.layout(config)
         except ValueError:  # the schedule generator rejects this (p, m, v)
             break
-        out.append(step.predict(config, memory))
+        out.append(step.predict(config, step.memory(config, layout)))
         if out[-1].fits:
             break  # heavier recomputation would only add work
     return out
 
 
-def plan(model: ModelSpec, training: TrainingSpec, cluster: Cluster,
-         space: SearchSpace = SearchSpace()) -> PlanReport:
-    """Search, price and rank (module docstring); raises :class:`FitsNowhere` (a
-    ValueError) when no candidate fits, and ValueError when none can be built."""
-    step = StepModel(model, training, cluster)
+def _search(step: StepModel, space: SearchSpace) -> list[Prediction]:
+    model, training, cluster = step.model, step.training, step.cluster
     sizes = (training.microbatch_size,) if training.microbatch_size else space.microbatch_sizes
-    recomputes = (training.recompute,) if training.recompute else RECOMPUTE
     found: list[Prediction] = []
     for tp, pp, dp in factorisations(model, training, cluster.world, space):
         per_replica = training.global_batch // dp
-        mesh_sizes = [b for b in sizes if per_replica % b == 0]
+        mesh = Mesh(dp=dp, pp=pp, tp=tp)
         for name, v in _schedule_options(model, pp, space):
-            for mbs in mesh_sizes:
-                priced = _price(step, [Config(tp, pp, dp, name, mbs, v, r) for r in recomputes])
+            for mbs in [b for b in sizes if per_replica % b == 0]:
+                priced = _price(step, [Config(mesh, name, mbs, v, r)
+                                       for r in _recomputes(training)])
                 found += priced
                 if not priced or not priced[-1].fits:
                     break  # a larger micro-batch only needs more memory
-            if found and not found[-1].fits and found[-1].memory.states \
-                    + found[-1].memory.reserved > cluster.memory_bytes:
+            last = found[-1] if found else None
+            if last is not None and not last.fits and last.memory.states \
+                    + last.memory.reserved + step.headroom > cluster.memory_bytes:
                 break  # weights and optimizer state alone overflow: other schedules too
+    found.sort(key=lambda p: (not p.fits, p.step_time if p.fits else p.memory.total))
+    return found
+
+
+def search(model: ModelSpec, training: TrainingSpec, cluster: Cluster,
+           space: SearchSpace = SearchSpace(), headroom_gib: float = DEFAULT_HEADROOM_GIB,
+           compare_unpinned: bool = True) -> SearchReport:
+    """Search, price and rank (module docstring); raises :class:`FitsNowhere` (a
+    ValueError) when no candidate fits, and ValueError when none can be built.
+    ``compare_unpinned``: with tp/pp/dp pins, also search without them."""
+    if isinstance(headroom_gib, bool) or not isinstance(headroom_gib, (int, float)) \
+            or not headroom_gib >= 0:
+        raise ValueError(f"headroom must be a number of GiB >= 0, got {headroom_gib!r}")
+    step = StepModel(model, training, cluster, headroom=headroom_gib * GIB)
+    found = _search(step, space)
+    if not space.allow_uneven and not any(p.fits for p in found):
+        uneven = replace(space, allow_uneven=True)
+        retry = _search(step, uneven)
+        if any(p.fits for p in retry):
+            found, space = retry, uneven
     if not found:
         raise ValueError(f"no candidate configuration could be built for {model.name} "
                          f"on {cluster.world} GPUs (check --schedule/--chunks/"
                          "--microbatch-size against the global batch)")
-    found.sort(key=lambda p: (not p.fits, p.step_time if p.fits else p.memory.total))
-    report = PlanReport(model, training, cluster, tuple(found))
+    unpinned = None
+    if space.pinned and compare_unpinned:
+        # a pinned pp that does not divide the layers is an uneven split: compare with
+        # the unpinned search on the same terms
+        uneven = space.allow_uneven or (space.pp is not None and model.layers % space.pp != 0)
+        free = _search(step, replace(space, tp=None, pp=None, dp=None, allow_uneven=uneven))
+        unpinned = next((p for p in free if p.fits), None)
+    report = SearchReport(model, training, cluster, tuple(found), step.headroom, unpinned,
+                        space.pinned)
     if report.best is None:
         raise FitsNowhere(report)
     return report
 
 
-def _part(name: str, a: Prediction, b: Prediction, cluster: Cluster) -> str:
-    ca, cb = a.config, b.config
-    if name == "tp_comm_time":
-        def where(tp: int) -> str:
-            return "inside one node" if tp <= cluster.gpus_per_node else "across nodes"
-        return (f"tensor-parallel all-reduces {a.tp_comm_time:.2f} s vs "
-                f"{b.tp_comm_time:.2f} s (TP={ca.tp} {where(ca.tp)} vs TP={cb.tp} "
-                f"{where(cb.tp)})")
-    if name == "bubble_time":
-        return (f"pipeline bubble {a.bubble_time:.2f} s ({a.bubble_fraction:.1%}) vs "
-                f"{b.bubble_time:.2f} s ({b.bubble_fraction:.1%}) (pp={ca.pp}, "
-                f"{a.num_microbatches} micro-batches, {ca.schedule} vs pp={cb.pp}, "
-                f"{b.num_microbatches}, {cb.schedule})")
-    if name == "compute_time":
-        return (f"compute {a.compute_time:.2f} s vs {b.compute_time:.2f} s (recompute "
-                f"{ca.recompute} vs {cb.recompute}, micro-batch {ca.microbatch_size} vs "
-                f"{cb.microbatch_size})")
-    if name == "dp_comm_time":
-        return (f"data-parallel gradient all-reduce {a.dp_comm_time:.2f} s vs "
-                f"{b.dp_comm_time:.2f} s (dp={ca.dp} vs dp={cb.dp})")
-    return f"optimizer step {a.optimizer_time:.2f} s vs {b.optimizer_time:.2f} s"
-
-
-def explain(best: Prediction, other: Prediction | None, cluster: Cluster) -> str:
-    """Why ``best`` wins against ``other`` (the next-best with a different (tp, pp)),
-    by the parts of the step time that differ most."""
-    head = (f"{best.config.label()} is predicted at {best.step_time:.3g} s per step "
-            f"({best.tflops_per_gpu:.0f} TFLOP/s per GPU, {best.memory.total / GIB:.1f} GiB "
-            "per GPU).")
-    if other is None:
-        return head + " No fitting configuration has a different (tp, pp) to compare with."
-    parts = ("compute_time", "tp_comm_time", "bubble_time", "dp_comm_time", "optimizer_time")
-    gains = sorted(parts, key=lambda n: getattr(best, n) - getattr(other, n))
-    wins = [n for n in gains if getattr(other, n) - getattr(best, n) > 0.005 * other.step_time]
-    losses = [n for n in reversed(gains)
-              if getattr(best, n) - getattr(other, n) > 0.005 * other.step_time]
-    text = (f"{head} It beats the best configuration with a different (tp, pp), "
-            f"{other.config.label()} ({other.step_time:.3g} s), by "
-            f"{1 - best.step_time / other.step_time:.1%}")
-    if wins:
-        text += ", mainly through " + "; ".join(_part(n, best, other, cluster)
-                                                for n in wins[:2])
-    if losses:
-        text += "; it pays for that with " + _part(losses[0], best, other, cluster)
-    return text + "."
+#: Earlier names of :func:`search` and :class:`SearchReport`, kept working: a
+#: ``ringpipe.Plan`` is an executable plan, the planner *searches* for one.
+plan = search
+PlanReport = SearchReport

@@ -7,10 +7,13 @@
 - :mod:`.layers`: column / row-parallel linear layers and Megatron's f / g;
 - :mod:`.sharding`: :func:`shard_params` / :func:`gather_grads`;
 - :mod:`.blocks` and :mod:`.stage`: a pipeline stage over a TP group, forward and the
-  split (I / W) backward.
+  split (I / W) backward;
+- :mod:`.kv_cache`, :mod:`.generate` and :mod:`.inference_stage`: the KV cache, the
+  greedy generation reference :func:`generate`, and a stage's TP prefill/decode.
 """
 
 from ringpipe.model.config import ModelConfig
+from ringpipe.model.generate import GenerateResult, generate
 from ringpipe.model.layers import AllReduce
 from ringpipe.model.params import init_params, param_shapes
 from ringpipe.model.reference import ReferenceResult, reference_forward_backward
@@ -27,12 +30,14 @@ from ringpipe.model.stage import (
 
 __all__ = [
     "AllReduce",
+    "GenerateResult",
     "ModelConfig",
     "ReferenceResult",
     "StageCache",
     "StageSpec",
     "WeightCache",
     "gather_grads",
+    "generate",
     "init_params",
     "param_shapes",
     "reference_forward_backward",

@@ -121,7 +121,8 @@ def block_forward(config: ModelConfig, layer: int, shards: Shards, xs: list[np.n
                                         _weights(shards, f"{p}.attn.qkv.bias"))
         ctx = []
         for t, q in enumerate(qkv):
-            c, caches[t]["attn"] = F.attention_forward(q, batch, config.seq, config.heads // tp)
+            c, caches[t]["attn"] = F.attention_forward(q, batch, config.seq, config.heads // tp,
+                                                       config.kv_heads // tp)
             caches[t]["h1"], caches[t]["ctx"] = h1[t], c
             ctx.append(c)
         out = L.row_parallel_forward(ctx, _weights(shards, f"{p}.attn.out.weight"),
@@ -165,7 +166,8 @@ def block_backward_input(config: ModelConfig, layer: int, shards: Shards, caches
     dqkv = []
     for t, c in enumerate(caches):
         jobs[t].append(WeightJob("linear", f"{p}.attn.out", (c["ctx"], dxs[t])))
-        dqkv.append(F.attention_backward(dctx[t], c["attn"]))
+        dqkv.append(F.attention_backward(dctx[t], c["attn"],
+                                         c["attn"].k.shape[1] // config.group_size))
         jobs[t].append(WeightJob("linear", f"{p}.attn.qkv", (c["h1"], dqkv[t])))
     dh1 = L.column_parallel_backward_input(dqkv, _weights(shards, f"{p}.attn.qkv.weight"),
                                            all_reduce)

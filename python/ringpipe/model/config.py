@@ -1,7 +1,8 @@
 """The model's shape: one frozen, validated dataclass, plus input checks.
 
 Naming rule used throughout :mod:`ringpipe.model`: ``hidden`` is the model width h,
-``heads`` the attention head count a, ``seq`` the sequence length s, ``ffn`` the MLP
+``heads`` the attention head count a, ``kv_heads`` the key/value head count
+(grouped-query attention), ``seq`` the sequence length s, ``ffn`` the MLP
 width f, ``n = batch * seq`` the number of token positions (rows of a 2-D activation).
 """
 
@@ -44,6 +45,9 @@ class ModelConfig:
     - ``block``: ``"transformer"`` (x += attn(norm1(x)); x += mlp(norm2(x))) or
       ``"mlp"`` (x += mlp(norm2(x)) only: the quick-run block without attention).
     - ``ffn`` defaults to ``4 * hidden``. ``dtype`` is the parameter and compute dtype.
+    - ``kv_heads`` defaults to ``heads`` (multi-head attention); fewer, dividing
+      ``heads``, gives grouped-query attention (Ainslie et al. 2023, GQA): query head
+      j attends with key/value head ``j // (heads / kv_heads)``.
 
     There is no positional embedding: causal attention already breaks the permutation
     symmetry, and the model exists to verify parallel execution, not to train well.
@@ -59,6 +63,7 @@ class ModelConfig:
     norm: str = "rmsnorm"
     eps: float = 1e-5
     dtype: str = "float64"
+    kv_heads: int | None = None
 
     def __post_init__(self) -> None:
         _check_int("layers", self.layers, 1)
@@ -69,6 +74,12 @@ class ModelConfig:
         if self.ffn is None:
             object.__setattr__(self, "ffn", 4 * self.hidden)
         _check_int("ffn", self.ffn, 1)
+        if self.kv_heads is None:
+            object.__setattr__(self, "kv_heads", self.heads)
+        _check_int("kv_heads", self.kv_heads, 1)
+        if self.heads % self.kv_heads:
+            raise ValueError(f"ModelConfig.kv_heads={self.kv_heads} does not divide "
+                             f"ModelConfig.heads={self.heads}")
         if self.hidden % self.heads:
             raise ValueError(f"ModelConfig.hidden={self.hidden} is not divisible by "
                              f"ModelConfig.heads={self.heads}")
@@ -86,6 +97,16 @@ class ModelConfig:
     def head_dim(self) -> int:
         """d = hidden / heads."""
         return self.hidden // self.heads
+
+    @property
+    def group_size(self) -> int:
+        """r = heads / kv_heads: query heads sharing one key/value head."""
+        return self.heads // self.kv_heads  # type: ignore[operator]
+
+    @property
+    def qkv_width(self) -> int:
+        """Columns of ``attn.qkv.weight``: (heads + 2 * kv_heads) * head_dim."""
+        return (self.heads + 2 * self.kv_heads) * self.head_dim  # type: ignore[operator]
 
     @property
     def np_dtype(self) -> np.dtype:
@@ -108,14 +129,19 @@ class ModelConfig:
         assert f is not None
         norm = 2 * h if self.norm == "layernorm" else h
         mlp = norm + (h * f + f) + (f * h + h)
-        attn = norm + (h * 3 * h + 3 * h) + (h * h + h) if self.has_attention else 0
+        qkv = self.qkv_width
+        attn = norm + (h * qkv + qkv) + (h * h + h) if self.has_attention else 0
         inp = self.vocab * h if self.vocab else h * h + h
         out_dim = self.vocab if self.vocab else h
         head = norm + h * out_dim + out_dim
         return inp + self.layers * (attn + mlp) + head
 
-    def check_tp(self, tp: int) -> None:
-        """Raise unless the model can be split over ``tp`` tensor-parallel ranks."""
+    def check_tp(self, tp: int, *, replicate_kv: bool = False) -> None:
+        """Raise unless the model can be split over ``tp`` tensor-parallel ranks.
+
+        Training splits the key/value heads too, so ``tp`` must divide ``kv_heads``;
+        inference (``replicate_kv=True``) also accepts ``kv_heads`` dividing ``tp``,
+        each key/value head then replicated on ``tp / kv_heads`` ranks."""
         if isinstance(tp, bool) or not isinstance(tp, (int, np.integer)):
             raise TypeError(f"tp must be an int, got {type(tp).__name__}")
         if tp < 1:
@@ -124,6 +150,11 @@ class ModelConfig:
             raise ValueError(f"hidden={self.hidden} is not divisible by tp={tp}")
         if self.has_attention and self.heads % tp:
             raise ValueError(f"heads={self.heads} is not divisible by tp={tp}")
+        kv = self.kv_heads
+        if self.has_attention and kv % tp and not (replicate_kv and tp % kv == 0):  # type: ignore[operator]
+            need = "tp to divide kv_heads or kv_heads to divide tp" if replicate_kv else \
+                "tp to divide kv_heads (inference can replicate them)"
+            raise ValueError(f"kv_heads={kv} does not fit tp={tp}: needs {need}")
         if self.ffn % tp:  # type: ignore[operator]
             raise ValueError(f"ffn={self.ffn} is not divisible by tp={tp}")
 

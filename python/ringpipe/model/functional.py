@@ -95,7 +95,7 @@ def gelu_backward(dy: np.ndarray, x: np.ndarray, t: np.ndarray) -> np.ndarray:
 
 class AttnCache(NamedTuple):
     q: np.ndarray  # (batch, heads, seq, d) views into the qkv activation
-    k: np.ndarray
+    k: np.ndarray  # (batch, heads, seq, d): each key/value head repeated r times (GQA)
     v: np.ndarray
     probs: np.ndarray  # softmax(mask(q k^T / sqrt(d))), (batch, heads, seq, seq)
 
@@ -104,22 +104,44 @@ def _causal_mask(xp: ModuleType, seq: int) -> np.ndarray:
     return xp.tril(xp.ones((seq, seq), dtype=bool))
 
 
-def attention_forward(qkv: np.ndarray, batch: int, seq: int,
-                      heads: int) -> tuple[np.ndarray, AttnCache]:
+def split_qkv(qkv: np.ndarray, batch: int, seq: int, heads: int,
+              kv_heads: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """q ``(batch, heads, seq, d)``, k and v ``(batch, kv_heads, seq, d)`` of a
+    ``(batch*seq, (heads + 2 kv_heads) d)`` activation in the grouped head-major layout of
+    :mod:`ringpipe.model.params` (per key/value group [q .. q | k | v])."""
+    kv = heads if kv_heads is None else kv_heads
+    r = heads // kv
+    d = qkv.shape[1] // (heads + 2 * kv)
+    parts = qkv.reshape(batch, seq, kv, r + 2, d)
+    q = parts[:, :, :, :r, :].reshape(batch, seq, heads, d).transpose(0, 2, 1, 3)
+    k = parts[:, :, :, r, :].transpose(0, 2, 1, 3)
+    v = parts[:, :, :, r + 1, :].transpose(0, 2, 1, 3)
+    return q, k, v
+
+
+def repeat_kv(x: np.ndarray, group: int) -> np.ndarray:
+    """GQA: key/value heads ``(b, kv, s, d)`` repeated to ``(b, kv*group, s, d)``, so
+    query head j meets key/value head ``j // group``; ``group == 1`` returns ``x``."""
+    return x if group == 1 else array_module(x).repeat(x, group, axis=1)
+
+
+def attention_forward(qkv: np.ndarray, batch: int, seq: int, heads: int,
+                      kv_heads: int | None = None) -> tuple[np.ndarray, AttnCache]:
     """Multi-head causal scaled dot-product attention (Vaswani et al. 2017, eq. 1).
 
-    ``qkv`` is ``(batch*seq, heads*3*d)`` in the head-major layout of
-    :mod:`ringpipe.model.params` (per head [q | k | v]); ``heads`` is the number of
-    heads in this array (all of them, or one tensor-parallel rank's). For each head:
-    ctx = softmax(mask(q k^T / sqrt(d))) v, where the mask sets key positions after the
-    query position to -inf. Returns ctx as ``(batch*seq, heads*d)``, head-major.
+    ``qkv`` is ``(batch*seq, (heads + 2 kv_heads)*d)`` in the head-major layout of
+    :mod:`ringpipe.model.params` (per head [q | k | v]; with grouped-query attention,
+    Ainslie et al. 2023, per key/value group [q .. q | k | v]); ``heads`` and
+    ``kv_heads`` (default ``heads``) count the heads in this array (all of them, or one
+    tensor-parallel rank's). For each query head: ctx = softmax(mask(q k^T / sqrt(d))) v
+    with its group's k and v, where the mask sets key positions after the query
+    position to -inf. Returns ctx as ``(batch*seq, heads*d)``, head-major.
     """
     xp = array_module(qkv)
-    d = qkv.shape[1] // (3 * heads)
-    parts = qkv.reshape(batch, seq, heads, 3, d)
-    q = parts[:, :, :, 0, :].transpose(0, 2, 1, 3)
-    k = parts[:, :, :, 1, :].transpose(0, 2, 1, 3)
-    v = parts[:, :, :, 2, :].transpose(0, 2, 1, 3)
+    kv = heads if kv_heads is None else kv_heads
+    q, k, v = split_qkv(qkv, batch, seq, heads, kv)
+    k, v = repeat_kv(k, heads // kv), repeat_kv(v, heads // kv)
+    d = q.shape[-1]
     scores = (q @ k.transpose(0, 1, 3, 2)) * (1.0 / math.sqrt(d))
     scores = xp.where(_causal_mask(xp, seq), scores, -math.inf)
     e = xp.exp(scores - xp.max(scores, axis=-1, keepdims=True))
@@ -128,13 +150,17 @@ def attention_forward(qkv: np.ndarray, batch: int, seq: int,
     return ctx, AttnCache(q, k, v, probs)
 
 
-def attention_backward(dctx: np.ndarray, cache: AttnCache) -> np.ndarray:
+def attention_backward(dctx: np.ndarray, cache: AttnCache, kv_heads: int | None = None
+                       ) -> np.ndarray:
     """dL/dqkv of :func:`attention_forward` (same layout as qkv). With P the probs and
     S the scaled scores: dV = P^T dC, dP = dC V^T, dS = P * (dP - rowsum(dP * P)),
-    dQ = dS K / sqrt(d), dK = dS^T Q / sqrt(d) (masked entries have P = 0)."""
+    dQ = dS K / sqrt(d), dK = dS^T Q / sqrt(d) (masked entries have P = 0). With GQA
+    the dK and dV of the r query heads sharing a key/value head are summed."""
     xp = array_module(dctx)
     q, k, v, probs = cache
     batch, heads, seq, d = q.shape
+    kv = heads if kv_heads is None else kv_heads
+    r = heads // kv
     dc = dctx.reshape(batch, seq, heads, d).transpose(0, 2, 1, 3)
     dv = probs.transpose(0, 1, 3, 2) @ dc
     dp = dc @ v.transpose(0, 1, 3, 2)
@@ -142,11 +168,14 @@ def attention_backward(dctx: np.ndarray, cache: AttnCache) -> np.ndarray:
     ds = ds * (1.0 / math.sqrt(d))
     dq = ds @ k
     dk = ds.transpose(0, 1, 3, 2) @ q
-    dqkv = xp.empty((batch, seq, heads, 3, d), dtype=dctx.dtype)
-    dqkv[:, :, :, 0, :] = dq.transpose(0, 2, 1, 3)
-    dqkv[:, :, :, 1, :] = dk.transpose(0, 2, 1, 3)
-    dqkv[:, :, :, 2, :] = dv.transpose(0, 2, 1, 3)
-    return dqkv.reshape(batch * seq, heads * 3 * d)
+    if r > 1:
+        dk = xp.sum(dk.reshape(batch, kv, r, seq, d), axis=2)
+        dv = xp.sum(dv.reshape(batch, kv, r, seq, d), axis=2)
+    dqkv = xp.empty((batch, seq, kv, r + 2, d), dtype=dctx.dtype)
+    dqkv[:, :, :, :r, :] = dq.transpose(0, 2, 1, 3).reshape(batch, seq, kv, r, d)
+    dqkv[:, :, :, r, :] = dk.transpose(0, 2, 1, 3)
+    dqkv[:, :, :, r + 1, :] = dv.transpose(0, 2, 1, 3)
+    return dqkv.reshape(batch * seq, (heads + 2 * kv) * d)
 
 
 def cross_entropy(logits: np.ndarray, targets: np.ndarray) -> tuple[Any, np.ndarray]:

@@ -7,8 +7,8 @@ Names (``{i}`` is the layer index; ``norm*`` has ``.bias`` only for layernorm)::
     embed.weight                    (vocab, hidden)        vocab > 0
     in_proj.weight, in_proj.bias    (hidden, hidden), (hidden,)   vocab == 0
     layers.{i}.norm1.weight/.bias   (hidden,)              transformer block only
-    layers.{i}.attn.qkv.weight      (hidden, 3*hidden)     transformer block only
-    layers.{i}.attn.qkv.bias        (3*hidden,)
+    layers.{i}.attn.qkv.weight      (hidden, qkv)          transformer block only
+    layers.{i}.attn.qkv.bias        (qkv,)                 qkv = (heads + 2 kv_heads) d
     layers.{i}.attn.out.weight      (hidden, hidden)
     layers.{i}.attn.out.bias        (hidden,)
     layers.{i}.norm2.weight/.bias   (hidden,)
@@ -24,6 +24,12 @@ the contiguous column block ``[t*3h/T, (t+1)*3h/T)`` is exactly heads
 ``[t*a/T, (t+1)*a/T)`` -- whole heads for tensor-parallel rank t of T. Likewise
 ``attn.out.weight`` row ``head * d + c`` belongs to that head (the attention context
 is laid out head-major), so its contiguous row blocks match.
+
+**Grouped-query attention** (``kv_heads`` < ``heads``, r = heads / kv_heads): the
+columns are grouped by key/value head, ``[q_{gr} .. q_{gr+r-1} | k_g | v_g]`` for group
+g, i.e. column ``g * (r+2)*d + part * d + c`` with ``part`` < r a query head of the
+group, r its key and r+1 its value. With r = 1 this is the layout above; a contiguous
+block of kv_heads/T groups is whole groups for tp rank t when T divides kv_heads.
 """
 
 from __future__ import annotations
@@ -58,8 +64,8 @@ def layer_param_shapes(config: ModelConfig, i: int) -> dict[str, tuple[int, ...]
     shapes: dict[str, tuple[int, ...]] = {}
     if config.has_attention:
         shapes.update({n: (h,) for n in _norm_names(config, f"{p}.norm1")})
-        shapes[f"{p}.attn.qkv.weight"] = (h, 3 * h)
-        shapes[f"{p}.attn.qkv.bias"] = (3 * h,)
+        shapes[f"{p}.attn.qkv.weight"] = (h, config.qkv_width)
+        shapes[f"{p}.attn.qkv.bias"] = (config.qkv_width,)
         shapes[f"{p}.attn.out.weight"] = (h, h)
         shapes[f"{p}.attn.out.bias"] = (h,)
     shapes.update({n: (h,) for n in _norm_names(config, f"{p}.norm2")})

@@ -80,7 +80,8 @@ def reference_forward_backward(config: ModelConfig, params: dict[str, np.ndarray
         if config.has_attention:
             st["h1"], st["n1"] = norm(x, f"{p}.norm1")
             qkv = st["h1"] @ P[f"{p}.attn.qkv.weight"] + P[f"{p}.attn.qkv.bias"]
-            st["ctx"], st["attn"] = F.attention_forward(qkv, b, s, config.heads)
+            st["ctx"], st["attn"] = F.attention_forward(qkv, b, s, config.heads,
+                                                        config.kv_heads)
             x = x + (st["ctx"] @ P[f"{p}.attn.out.weight"] + P[f"{p}.attn.out.bias"])
         st["h2"], st["n2"] = norm(x, f"{p}.norm2")
         st["pre"] = st["h2"] @ P[f"{p}.mlp.fc1.weight"] + P[f"{p}.mlp.fc1.bias"]
@@ -118,7 +119,7 @@ def reference_forward_backward(config: ModelConfig, params: dict[str, np.ndarray
             grads[f"{p}.attn.out.weight"] = st["ctx"].T @ dx
             grads[f"{p}.attn.out.bias"] = np.sum(dx, axis=0)
             dctx = dx @ P[f"{p}.attn.out.weight"].T
-            dqkv = F.attention_backward(dctx, st["attn"])
+            dqkv = F.attention_backward(dctx, st["attn"], config.kv_heads)
             grads[f"{p}.attn.qkv.weight"] = st["h1"].T @ dqkv
             grads[f"{p}.attn.qkv.bias"] = np.sum(dqkv, axis=0)
             dh1 = dqkv @ P[f"{p}.attn.qkv.weight"].T

@@ -9,12 +9,14 @@ the stage's parameters (:func:`ringpipe.model.sharding.shard_shape`).
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from typing import ClassVar
 
 import numpy as np
 
 from ringpipe.model.config import ModelConfig
 from ringpipe.model.params import input_param_shapes, layer_param_shapes, output_param_shapes
 from ringpipe.model.sharding import shard_shape
+from ringpipe.validation import check_int
 
 
 @dataclass(frozen=True)
@@ -27,6 +29,8 @@ class StageSpec:
     last: int
     tp: int = 1
     local: bool = False
+    #: Whether key/value heads may be replicated over tp > kv_heads (inference only).
+    replicate_kv: ClassVar[bool] = False
 
     def __post_init__(self) -> None:
         if not isinstance(self.local, bool):
@@ -35,13 +39,11 @@ class StageSpec:
             raise TypeError(f"StageSpec.config must be a ModelConfig, "
                             f"got {type(self.config).__name__}")
         for name in ("first", "last"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-                raise TypeError(f"StageSpec.{name} must be an int, got {type(value).__name__}")
+            check_int(f"StageSpec.{name}", getattr(self, name), None)
         if not 0 <= self.first < self.last <= self.config.layers:
             raise ValueError(f"StageSpec needs 0 <= first < last <= layers="
                              f"{self.config.layers}, got first={self.first}, last={self.last}")
-        self.config.check_tp(self.tp)
+        self.config.check_tp(self.tp, replicate_kv=self.replicate_kv)
 
     @property
     def ranks_here(self) -> int:

@@ -18,10 +18,10 @@ import io
 import sys
 from collections.abc import Sequence
 
-from ringpipe.cli.verify import add_plan_arguments
 from ringpipe.mpi import perf
 from ringpipe.mpi.guard import run_guarded
 from ringpipe.mpi.loader import load_mpi
+from ringpipe.plan_args import add_plan_arguments
 
 
 class _UsageError(Exception):

@@ -40,6 +40,7 @@ from ringpipe.kernels.registry import ALGORITHMS, step_table
 from ringpipe.kernels.steps import chunk_bounds
 from ringpipe.mpi.engine import RankProgram, compile_table, run_program
 from ringpipe.mpi.loader import load_mpi
+from ringpipe.validation import check_int
 
 #: Default pipelining segment: large enough to amortise per-message costs, small enough
 #: that a received segment is reduced while still in L2 (see benchmarks/bench_mpi.py).
@@ -90,12 +91,7 @@ class ProcessGroup:
 
     def __init__(self, comm: Any, *, segment_bytes: int = DEFAULT_SEGMENT_BYTES,
                  name: str = "group") -> None:
-        if isinstance(segment_bytes, bool) or not isinstance(segment_bytes, int):
-            raise TypeError(f"{name}: segment_bytes must be an int, got "
-                            f"{type(segment_bytes).__name__}")
-        if segment_bytes < 0:
-            raise ValueError(f"{name}: segment_bytes must be >= 0 (0: no segmenting), "
-                             f"got {segment_bytes}")
+        check_int(f"{name}: segment_bytes (0: no segmenting)", segment_bytes, 0)
         self._mpi = load_mpi()
         self.comm = comm.Dup()
         self.name = name

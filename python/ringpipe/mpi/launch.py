@@ -47,8 +47,11 @@ def find_mpiexec() -> str:
     return found
 
 
-def mpiexec_environment(nprocs: int, base: Mapping[str, str] | None = None) -> dict[str, str]:
-    """The environment for a local job of ``nprocs`` ranks (see the module docstring)."""
+def mpiexec_environment(nprocs: int, base: Mapping[str, str] | None = None,
+                        local: bool = True) -> dict[str, str]:
+    """The environment for a local job of ``nprocs`` ranks (see the module docstring).
+    With ``local=False`` (a hostfile names other machines) Hydra keeps its own launcher
+    (ssh, or whatever ``HYDRA_LAUNCHER`` says) instead of forking every rank here."""
     env = dict(os.environ if base is None else base)
     cores = os.cpu_count() or 1
     threads = str(max(1, cores // max(1, nprocs)))
@@ -62,6 +65,8 @@ def mpiexec_environment(nprocs: int, base: Mapping[str, str] | None = None) -> d
         "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1",
         "OMPI_MCA_rmaps_base_oversubscribe": "1",
     }
+    if not local:
+        del defaults["HYDRA_LAUNCHER"]
     for key, value in defaults.items():
         env.setdefault(key, value)
     return env
@@ -75,15 +80,18 @@ def _check_nprocs(nprocs: object) -> int:
     return nprocs
 
 
-def mpiexec_command(nprocs: int, argv: Sequence[str], python: str | None = None) -> list[str]:
-    """``[mpiexec, -n, nprocs, python, *argv]``: each rank runs ``python *argv``."""
+def mpiexec_command(nprocs: int, argv: Sequence[str], python: str | None = None,
+                    mpiexec_args: Sequence[str] = ()) -> list[str]:
+    """``[mpiexec, *mpiexec_args, -n, nprocs, python, *argv]``: each rank runs
+    ``python *argv``; ``mpiexec_args`` go to mpiexec itself (e.g. ``-f hostfile``)."""
     _check_nprocs(nprocs)
-    return [find_mpiexec(), "-n", str(nprocs), python or sys.executable, *argv]
+    return [find_mpiexec(), *mpiexec_args, "-n", str(nprocs), python or sys.executable, *argv]
 
 
 def launch(nprocs: int, argv: Sequence[str], *, timeout: float | None = None,
            capture: bool = False, env: Mapping[str, str] | None = None,
-           cwd: str | os.PathLike[str] | None = None) -> subprocess.CompletedProcess[str]:
+           cwd: str | os.PathLike[str] | None = None, mpiexec_args: Sequence[str] = (),
+           local: bool = True) -> subprocess.CompletedProcess[str]:
     """Run ``python *argv`` on ``nprocs`` local MPI ranks and wait for the job.
 
     The job gets its own process group; if it outlives ``timeout`` seconds the whole
@@ -91,10 +99,11 @@ def launch(nprocs: int, argv: Sequence[str], *, timeout: float | None = None,
     :class:`subprocess.TimeoutExpired` is raised. With ``capture`` stdout and stderr are
     returned as text, else they go to this process's.
     """
-    cmd = mpiexec_command(nprocs, argv)
+    cmd = mpiexec_command(nprocs, argv, mpiexec_args=mpiexec_args)
     pipe = subprocess.PIPE if capture else None
     proc = subprocess.Popen(cmd, stdout=pipe, stderr=pipe, text=True, cwd=cwd,
-                            env=mpiexec_environment(nprocs, env), start_new_session=True)
+                            env=mpiexec_environment(nprocs, env, local),
+                            start_new_session=True)
     try:
         out, err = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:

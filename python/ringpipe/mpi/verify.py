@@ -1,15 +1,17 @@
 """``python -m ringpipe.mpi verify``: a plan on MPI ranks, checked on rank 0.
 
 Every rank builds the same plan, parameters (``init_params(config, seed)``) and batch
-(``random_batch(config, B, seed + 1)``) from the command line, exactly as ``ringpipe
-verify`` does, and runs its part with :func:`ringpipe.runtime.mpi.run_plan_mpi`. Rank 0
-then compares the gathered loss, outputs and full-shape gradients
+(``random_batch(config, B, seed + 1)``) from the command line
+(:func:`~ringpipe.plan_args.build_plan`), exactly as ``ringpipe verify`` does, and runs
+its part with :func:`ringpipe.runtime.mpi.run_plan_mpi`. Rank 0 then compares the
+gathered loss, outputs, full-shape gradients and counters
 
 * with the single-device reference (:mod:`ringpipe.model.reference`), normwise, to the
   usual tolerance (1e-10 relative in float64, 1e-4 in float32), and
-* with the in-process runtime (``plan.run(..., backend="numpy")``): bitwise where the
-  BLAS gives equal bits for equal calls, and never further apart than
-  :data:`INPROC_TOLERANCES` (1e-12 relative in float64).
+* with the in-process runtime (``plan.run(..., backend="numpy")``), **bit for bit**: both
+  runtimes execute the same interpreter, worker, bucket layout and step tables, so any
+  differing bit (or counter) is a failure, reported with the first differing tensors
+  (:func:`~ringpipe.verify.compare_runs`).
 
 The job exits 0 when both hold, 1 otherwise (every rank exits with rank 0's verdict).
 """
@@ -18,72 +20,87 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
-
-from ringpipe.cli.verify import build, format_report
+from ringpipe.model.params import init_params
 from ringpipe.mpi.loader import load_mpi
 from ringpipe.mpi.mesh_comm import check_world_size
-from ringpipe.plan import Plan, PlanResult
-from ringpipe.verify import compare_to_reference, random_batch, relative_error
-
-#: Largest relative difference allowed between the MPI and the in-process run.
-INPROC_TOLERANCES = {"float64": 1e-12, "float32": 1e-6}
-
-
-def _pairs(a: PlanResult, loss: float, outputs: np.ndarray,
-           grads: dict[str, np.ndarray]) -> list[tuple[str, object, object]]:
-    pairs: list[tuple[str, object, object]] = [("loss", a.loss, loss),
-                                               ("output", a.outputs, outputs)]
-    return pairs + [(n, a.grads[n], grads[n]) for n in grads]
+from ringpipe.mpi.placement import NodeLayout, check_placement, detect_nodes, format_placement
+from ringpipe.plan import Plan
+from ringpipe.plan_args import build_plan
+from ringpipe.runtime.device import DeviceSetup, select_device
+from ringpipe.runtime.device import cupy_device_setup as device_setup
+from ringpipe.verify import compare_runs, compare_to_reference, format_report, random_batch
 
 
-def compare_to_inprocess(result: PlanResult, inproc: PlanResult) -> tuple[bool, float]:
-    """(bitwise identical?, largest normwise relative difference) of two plan results."""
-    bitwise, worst = set(result.grads) == set(inproc.grads), 0.0
-    for _, got, want in _pairs(result, inproc.loss, inproc.outputs, inproc.grads):
-        g, w = np.asarray(got), np.asarray(want)
-        bitwise = bitwise and g.shape == w.shape and g.tobytes() == w.tobytes()
-        worst = max(worst, relative_error(g, w)[0])
-    return bitwise, worst
+@dataclass(frozen=True)
+class _Setup:
+    """What :func:`prepare_verify` found out before the job runs."""
+
+    plan: Plan
+    batch_size: int
+    layout: NodeLayout
+    warnings: list[str]
+    device: DeviceSetup | None
+    gpu: int | None
 
 
 def prepare_verify(args: argparse.Namespace) -> Callable[[], int]:
-    """Check the arguments on this rank (TypeError/ValueError, alike on every rank, before
-    any communication); returns the job, which returns the exit status (rank 0's
-    verdict, broadcast)."""
-    world = load_mpi().COMM_WORLD
-    plan, batch_size = build(args)
+    """Check the arguments and the placement on this rank (TypeError/ValueError, alike
+    on every rank), pick this process's GPU with ``--device cupy``; returns the job,
+    which returns the exit status (rank 0's verdict, broadcast)."""
+    mpi = load_mpi()
+    world = mpi.COMM_WORLD
+    plan, batch_size = build_plan(args)
     check_world_size(plan.mesh, world.Get_size())
-    return lambda: _verify(args, plan, batch_size, world)
+    layout = detect_nodes(world, mpi)
+    warnings = check_placement(plan.mesh, layout.node_of_rank, args.allow_cross_node_tp)
+    if args.allreduce == "nccl" and args.device == "cpu":
+        raise ValueError("--allreduce nccl needs --device cupy")
+    device = device_setup() if args.device == "cupy" else None
+    gpu = None if device is None else select_device(device, layout.local_rank)
+    setup = _Setup(plan, batch_size, layout, warnings, device, gpu)
+    return lambda: _verify(args, setup, world)
 
 
-def _verify(args: argparse.Namespace, plan: Plan, batch_size: int, world: Any) -> int:
-    from ringpipe.model.params import init_params
+def _verify(args: argparse.Namespace, setup: _Setup, world: Any) -> int:  # noqa: ANN401
     from ringpipe.runtime.mpi import run_plan_mpi
 
+    plan = setup.plan
+    gpus = world.allgather(setup.gpu)
+    if world.Get_rank() == 0:
+        for text in setup.warnings:
+            print(f"warning: {text}", file=sys.stderr)
+        if args.verbose and not args.json:
+            print(format_placement(plan.mesh, setup.layout, gpus))
     params = init_params(plan.config, args.seed)
-    batch = random_batch(plan.config, batch_size, args.seed + 1)
-    result = run_plan_mpi(plan, params, batch, world)
+    batch = random_batch(plan.config, setup.batch_size, args.seed + 1)
+    result = run_plan_mpi(plan, params, batch, world, device=setup.device,
+                          collectives="nccl" if args.allreduce == "nccl" else "steps")
     status = 0
     if world.Get_rank() == 0:
         assert result is not None
         report = compare_to_reference(plan, result, params, batch)
-        bitwise, diff = compare_to_inprocess(result, plan.run(params, batch, backend="numpy"))
-        limit = INPROC_TOLERANCES[plan.config.dtype]
-        ok = report.ok and diff <= limit
+        diff = compare_runs(result, plan.run(params, batch, backend="numpy"))
+        # on the CPU the runtimes must agree bit for bit; cuBLAS sums in its own order
+        exact = setup.device is None
+        ok = report.ok and (not exact or (diff.bitwise and diff.counters_equal))
         if args.json:
-            doc = {**report.as_json(), "ok": ok, "backend": "mpi",
-                   "processes": world.Get_size(), "bitwise_inproc": bitwise,
-                   "inproc_max_rel_diff": diff}
+            placement = [{"rank": r, "node": setup.layout.node_of_rank[r], "gpu": gpus[r],
+                          "coord": list(plan.mesh.coord(r))} for r in range(plan.mesh.world)]
+            doc = {**report.as_json(), "ok": ok, "backend": "mpi", "device": args.device,
+                   "nodes": setup.layout.nodes, "placement": placement,
+                   "processes": world.Get_size(), "bitwise_inproc": diff.bitwise,
+                   "counters_equal_inproc": diff.counters_equal,
+                   "inproc_max_abs_diff": diff.max_abs_diff,
+                   "inproc_differing": [list(item) for item in diff.differing[:10]]}
             print(json.dumps(doc, indent=2))
         else:
-            same = ("bitwise identical" if bitwise else
-                    f"max relative difference {diff:.3e} (tolerance {limit:g})")
-            print(format_report(plan, report))
-            print(f"# mpi: {world.Get_size()} processes; vs the in-process run: {same}"
-                  + ("" if ok else "  MISMATCH"))
+            print(format_report(plan, report, None if args.verbose else 8))
+            print(f"# mpi: {world.Get_size()} processes; vs the in-process run: "
+                  f"{diff.describe()}" + ("" if ok else "  MISMATCH"))
         status = 0 if ok else 1
     return int(world.bcast(status, root=0))

@@ -1,0 +1,145 @@
+"""``ringpipe plan --inference``: rank TP × PP (× DP) layouts for serving a model.
+
+    ringpipe plan --inference --model M --cluster C [--nodes N] --prompt-len L \\
+        --output-len K --batch B [--dtype bf16|fp8] [--objective latency|throughput] \\
+        [--ttft-slo-ms X] [--tpot-slo-ms Y] [--top 10] [--json] [--plot FILE]
+
+Each layout gets its time to first token, time per output token, tokens/s per user and
+per GPU, weights and KV-cache memory per GPU, the largest batch that fits, and whether
+it fits (:mod:`ringpipe.cost.inference`); the ranking and the one-sentence explanation
+come from :mod:`ringpipe.cost.inference_search`. ``--plot`` draws each layout's
+latency-throughput curve over batch sizes and the Pareto front over all of them.
+
+Exit 0 when a layout fits (and meets the SLOs), 1 when none does, 2 on bad arguments.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from ringpipe.cost.inference import Workload
+from ringpipe.cost.inference_search import (
+    OBJECTIVES,
+    InferenceSearch,
+    label,
+    pareto_curves,
+    search,
+)
+
+__all__ = ["add_arguments", "run_inference_plan"]
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """The ``--inference`` flags of ``ringpipe plan`` (model, cluster, --dtype, --top,
+    --json and --plot are the training plan's)."""
+    g = p.add_argument_group("inference (with --inference)")
+    g.add_argument("--inference", action="store_true",
+                   help="rank layouts for serving (prefill + decode) instead of training")
+    g.add_argument("--prompt-len", type=int, default=2048, help="prompt tokens (2048)")
+    g.add_argument("--output-len", type=int, default=128, help="generated tokens (128)")
+    g.add_argument("--batch", type=int, default=1, help="concurrent sequences (1)")
+    g.add_argument("--objective", choices=OBJECTIVES, default="latency",
+                   help="latency: fastest time per output token at --batch; throughput: "
+                        "most tokens/s per GPU at the best batch that fits")
+    g.add_argument("--ttft-slo-ms", type=float, default=None, help="time-to-first-token SLO")
+    g.add_argument("--tpot-slo-ms", type=float, default=None, help="time-per-token SLO")
+
+
+def _slo(name: str, value: float | None) -> float | None:
+    if value is None:
+        return None
+    if not value > 0:
+        raise ValueError(f"--{name} must be > 0, got {value}")
+    return value / 1e3
+
+
+def format_table(report: InferenceSearch, top: int) -> str:
+    w, c, m = report.workload, report.cluster, report.model
+    lines = [f"# {m.name} ({m.total_params / 1e9:.1f}B) on {c.nodes} × {c.name} "
+             f"({c.world} GPUs), prompt {w.prompt_len}, output {w.output_len}, batch "
+             f"{w.batch}, {w.dtype}, objective {report.objective}",
+             "rank  layout           batch  ttft ms  tpot ms  tok/s/user  tok/s/GPU  "
+             "weights GiB  kv GiB  max batch"]
+    for i, cand in enumerate(report.candidates[:top]):
+        p = cand.prediction
+        note = "" if p.fits else "  (does not fit)"
+        note += "" if cand.meets_slo else "  (misses SLO)"
+        lines.append(f"{i + 1:>4}  {label(p.layout):<15} {cand.batch:>6} {p.ttft_s * 1e3:>8.1f} "
+                     f"{p.tpot_s * 1e3:>8.2f} {p.tokens_per_s_per_user:>11.1f} "
+                     f"{p.tokens_per_s_per_gpu:>10.1f} {p.weights_gib:>12.1f} "
+                     f"{p.kv_cache_gib:>7.1f} {p.max_batch:>10}{note}")
+    return "\n".join(lines)
+
+
+def write_plot(report: InferenceSearch, path: str) -> None:
+    """Per layout, tokens/s per GPU against time per output token over batch sizes; the
+    Pareto front (no other point both faster per token and higher throughput) in black."""
+    try:
+        import matplotlib  # noqa: PLC0415 - optional extra, imported only when plotting
+    except ImportError as exc:
+        raise ImportError(f"--plot needs matplotlib: pip install 'ringpipe[plot]' ({exc})"
+                          ) from exc
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt  # noqa: PLC0415
+
+    curves = pareto_curves(report.model, report.cluster, report.workload)
+    fig, ax = plt.subplots(figsize=(8, 5))
+    points = []
+    for name, pts in curves.items():
+        ax.plot([t * 1e3 for t, _ in pts], [r for _, r in pts], marker="o", ms=3, label=name)
+        points += pts
+    front, best = [], -1.0
+    for t, r in sorted(points):
+        if r > best:
+            front.append((t, r))
+            best = r
+    ax.plot([t * 1e3 for t, _ in front], [r for _, r in front], "k--", lw=1.5,
+            label="Pareto front")
+    ax.set_xscale("log")
+    ax.set_xlabel("time per output token (ms)")
+    ax.set_ylabel("output tokens/s per GPU")
+    w = report.workload
+    ax.set_title(f"{report.model.name} on {report.cluster.name}, prompt {w.prompt_len}, "
+                 f"output {w.output_len}, {w.dtype}")
+    ax.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def run_inference_plan(args: argparse.Namespace, model: object, cluster: object) -> int:
+    """Handler of ``ringpipe plan --inference`` for the model and cluster the shared
+    flags describe; returns the exit status."""
+    if args.global_batch is not None:
+        raise ValueError("--global-batch is for training plans; --inference takes --batch")
+    for flag in ("microbatch_size", "recompute", "schedule", "chunks"):
+        if getattr(args, flag) is not None:
+            raise ValueError(f"--{flag.replace('_', '-')} is for training plans, not "
+                             "--inference")
+    dtype = args.dtype
+    if dtype not in ("bf16", "fp8"):
+        raise ValueError(f"--dtype {dtype}: --inference supports bf16 and fp8")
+    work = Workload(args.prompt_len, args.output_len, args.batch, dtype)
+    report = search(model, cluster, work, args.objective,  # type: ignore[arg-type]
+                    _slo("ttft-slo-ms", args.ttft_slo_ms), _slo("tpot-slo-ms", args.tpot_slo_ms),
+                    {"tp": args.tp, "pp": args.pp, "dp": args.dp})
+    if args.plot:
+        write_plot(report, args.plot)
+    if args.json:
+        best = report.best
+        print(json.dumps({"model": report.model.name, "cluster": report.cluster.to_dict(),
+                          "workload": vars(work), "objective": report.objective,
+                          "best": None if best is None else best.to_dict(),
+                          "explanation": report.explanation(),
+                          "candidates": [c.to_dict() for c in report.candidates]}, indent=2))
+    else:
+        print(format_table(report, args.top))
+        print()
+        print(report.explanation())
+    if report.best is None:
+        print("error: ringpipe plan --inference: no layout fits and meets the SLOs",
+              file=sys.stderr)
+        return 1
+    return 0

@@ -1,0 +1,204 @@
+"""Rank TP × PP × DP inference layouts for latency or throughput, and explain the winner.
+
+Every factorisation tp · pp · dp of the cluster's GPUs whose tp splits the heads (GQA
+key/value heads split or replicated, :mod:`ringpipe.model.inference_stage`) and whose
+pp does not exceed the layers is priced by :class:`~ringpipe.cost.inference.InferenceModel`.
+
+* ``objective="latency"``: at the requested batch, the lowest time per output token
+  (then time to first token) among the layouts that fit and meet the SLOs;
+* ``objective="throughput"``: for each layout the batch (a power of two up to the
+  largest that fits, or that largest) with the most output tokens per second per GPU
+  that still meets the SLOs; layouts ranked by that rate.
+
+:meth:`InferenceSearch.explanation` compares the winner with the best layout of the
+other kind (TP-heavy: tp >= pp; PP-heavy: pp > tp) in terms of what separates them:
+TP's all-reduces per token against PP's hops and groups in flight, each group
+re-reading its stage's weights.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from ringpipe.cost.cluster import Cluster
+from ringpipe.cost.inference import InferenceModel, InferencePrediction, Layout, Workload
+from ringpipe.cost.models import ModelSpec
+
+OBJECTIVES = ("latency", "throughput")
+
+
+def layouts(model: ModelSpec, gpus: int) -> list[Layout]:
+    """Every tp × pp × dp = ``gpus`` the model can be split into."""
+    out = []
+    for tp in range(1, gpus + 1):
+        if gpus % tp or model.heads % tp or (model.kv_heads % tp and tp % model.kv_heads):
+            continue
+        for pp in range(1, gpus // tp + 1):
+            if (gpus // tp) % pp == 0 and pp <= model.layers:
+                out.append(Layout(tp, pp, gpus // (tp * pp)))
+    return out
+
+
+def kind(layout: Layout) -> str:
+    """"TP-heavy" (tp >= pp) or "PP-heavy" (pp > tp)."""
+    return "TP-heavy" if layout.tp >= layout.pp else "PP-heavy"
+
+
+def label(layout: Layout) -> str:
+    return f"tp{layout.tp}×pp{layout.pp}×dp{layout.dp}"
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A layout's prediction at its chosen batch, and whether it meets the SLOs."""
+
+    prediction: InferencePrediction
+    batch: int
+    meets_slo: bool
+
+    def to_dict(self) -> dict[str, object]:
+        p, lay = self.prediction, self.prediction.layout
+        return {"tp": lay.tp, "pp": lay.pp, "dp": lay.dp, "batch": self.batch,
+                "ttft_s": p.ttft_s, "tpot_s": p.tpot_s,
+                "tokens_per_s_per_user": p.tokens_per_s_per_user,
+                "tokens_per_s_per_gpu": p.tokens_per_s_per_gpu, "weights_gib": p.weights_gib,
+                "kv_cache_gib": p.kv_cache_gib, "memory_gib": p.memory_gib,
+                "max_batch": p.max_batch, "fits": p.fits, "meets_slo": self.meets_slo,
+                "decode_breakdown_s": p.decode_breakdown_s}
+
+
+@dataclass(frozen=True)
+class InferenceSearch:
+    """Candidates best first (those that fit and meet the SLOs), then the rest."""
+
+    model: ModelSpec
+    cluster: Cluster
+    workload: Workload
+    objective: str
+    candidates: tuple[Candidate, ...]
+
+    @property
+    def feasible(self) -> tuple[Candidate, ...]:
+        return tuple(c for c in self.candidates if c.prediction.fits and c.meets_slo)
+
+    @property
+    def best(self) -> Candidate | None:
+        return self.feasible[0] if self.feasible else None
+
+    def explanation(self) -> str:
+        """One sentence: the winner against the best layout of the other kind."""
+        best = self.best
+        if best is None:
+            return "no layout fits and meets the SLOs"
+        w = best.prediction
+        rival = next((c for c in self.feasible if kind(c.prediction.layout)
+                      != kind(w.layout)), None)
+        if rival is None:
+            return f"{label(w.layout)} wins; no {_other(kind(w.layout))} layout qualifies"
+        r = rival.prediction
+        tp, pp = (w, r) if kind(w.layout) == "TP-heavy" else (r, w)
+        ar, hops = tp.decode_breakdown_s["allreduce"], pp.decode_breakdown_s["p2p"]
+        m = self.model
+        groups = min(pp.layout.pp, math.ceil(self._batch(pp) / pp.layout.dp))
+        why = (f"per token {label(tp.layout)} reads its weights on {tp.layout.tp} GPUs at "
+               f"once ({tp.decode_breakdown_s['matmul'] * 1e3:.2f} ms) but pays "
+               f"{2 * m.layers} all-reduces ({ar * 1e3:.2f} ms), while {label(pp.layout)} "
+               f"reads them stage after stage ({pp.decode_breakdown_s['matmul'] * 1e3:.2f} "
+               f"ms), sends {pp.layout.pp} hops ({hops * 1e3:.3f} ms) and keeps {groups} "
+               f"group{'s' if groups > 1 else ''} of sequences in flight")
+        if self.objective == "latency":
+            return (f"{label(w.layout)} ({kind(w.layout)}) beats {label(r.layout)} "
+                    f"({kind(r.layout)}) at {w.tpot_s * 1e3:.2f} vs {r.tpot_s * 1e3:.2f} ms "
+                    f"per output token: {why}.")
+        def gpu_ms(seconds: float, p: InferencePrediction, batch: int) -> float:
+            return seconds * p.layout.gpus / batch * 1e3
+
+        return (f"{label(w.layout)} ({kind(w.layout)}) beats {label(r.layout)} "
+                f"({kind(r.layout)}) at {w.tokens_per_s_per_gpu:.1f} vs "
+                f"{r.tokens_per_s_per_gpu:.1f} output tokens/s per GPU (batch {best.batch} "
+                f"vs {rival.batch}): a sequence's prefill costs "
+                f"{gpu_ms(w.ttft_s, w, best.batch):.1f} vs {gpu_ms(r.ttft_s, r, rival.batch):.1f}"
+                f" GPU-ms (TP all-reduces every prompt token's activations, PP sends them "
+                f"once per stage) and each of its tokens {gpu_ms(w.tpot_s, w, best.batch):.2f}"
+                f" vs {gpu_ms(r.tpot_s, r, rival.batch):.2f} GPU-ms; {why}.")
+
+    def _batch(self, p: InferencePrediction) -> int:
+        return next(c.batch for c in self.candidates if c.prediction is p)
+
+
+def _other(k: str) -> str:
+    return "PP-heavy" if k == "TP-heavy" else "TP-heavy"
+
+
+def _meets(p: InferencePrediction, ttft_slo: float | None, tpot_slo: float | None) -> bool:
+    return ((ttft_slo is None or p.ttft_s <= ttft_slo)
+            and (tpot_slo is None or p.tpot_s <= tpot_slo))
+
+
+def batch_sweep(max_batch: int, dp: int) -> list[int]:
+    """Powers of two from dp up to ``max_batch``, and ``max_batch`` itself."""
+    sizes, b = [], dp
+    while b < max_batch:
+        sizes.append(b)
+        b *= 2
+    return sizes + [max_batch] if max_batch >= dp else [dp]
+
+
+def search(model: ModelSpec, cluster: Cluster, work: Workload, objective: str = "latency",
+           ttft_slo: float | None = None, tpot_slo: float | None = None,
+           pins: dict[str, int] | None = None) -> InferenceSearch:
+    """Price and rank every layout of the cluster's GPUs (module docstring); ``pins``
+    such as ``{"tp": 8}`` keep only the layouts with those sizes."""
+    if objective not in OBJECTIVES:
+        raise ValueError(f"objective must be one of {OBJECTIVES}, got {objective!r}")
+    im = InferenceModel(model, cluster)
+    found = []
+    pinned = {k: v for k, v in (pins or {}).items() if v is not None}
+    chosen = [lay for lay in layouts(model, cluster.world)
+              if all(getattr(lay, k) == v for k, v in pinned.items())]
+    if not chosen:
+        raise ValueError(f"no layout of {cluster.world} GPUs splits {model.name} with "
+                         f"{pinned}")
+    for layout in chosen:
+        if objective == "latency" or work.batch < layout.dp:
+            batch = max(work.batch, layout.dp)
+            p = im.predict(layout, Workload(work.prompt_len, work.output_len, batch,
+                                            work.dtype))
+            found.append(Candidate(p, batch, _meets(p, ttft_slo, tpot_slo)))
+            continue
+        probe = im.predict(layout, work)
+        options = []
+        for b in batch_sweep(probe.max_batch, layout.dp):
+            p = im.predict(layout, Workload(work.prompt_len, work.output_len, b, work.dtype))
+            options.append(Candidate(p, b, _meets(p, ttft_slo, tpot_slo)))
+        good = [c for c in options if c.prediction.fits and c.meets_slo] or options[:1]
+        found.append(max(good, key=lambda c: c.prediction.tokens_per_s_per_gpu))
+
+    def order(c: Candidate) -> tuple:
+        p = c.prediction
+        ok = p.fits and c.meets_slo
+        if objective == "latency":
+            return (not ok, p.tpot_s, p.ttft_s)
+        return (not ok, -p.tokens_per_s_per_gpu, p.tpot_s)
+
+    return InferenceSearch(model, cluster, work, objective, tuple(sorted(found, key=order)))
+
+
+def pareto_curves(model: ModelSpec, cluster: Cluster, work: Workload
+                  ) -> dict[str, list[tuple[float, float]]]:
+    """Per layout, (time per output token, output tokens/s per GPU) over the batch sweep
+    up to the largest batch that fits: the latency-throughput trade-off curves."""
+    im = InferenceModel(model, cluster)
+    curves = {}
+    for layout in layouts(model, cluster.world):
+        top = im.predict(layout, Workload(work.prompt_len, work.output_len, layout.dp,
+                                          work.dtype)).max_batch
+        pts = []
+        for b in batch_sweep(top, layout.dp):
+            p = im.predict(layout, Workload(work.prompt_len, work.output_len, b, work.dtype))
+            if p.fits:
+                pts.append((p.tpot_s, p.tokens_per_s_per_gpu))
+        if pts:
+            curves[label(layout)] = pts
+    return curves

@@ -1,0 +1,76 @@
+"""Greedy generation on MPI processes: one per mesh rank, the same interpreter and worker.
+
+Process w is mesh rank w at ``(d, p, t)`` (:class:`~ringpipe.mpi.mesh_comm.MeshComm`).
+It keeps only TP rank t's inference shard of pipeline rank p's layers and runs
+:class:`~ringpipe.runtime.inference.InferenceWorker` in local-rank mode (payload lists
+of length 1) on the :class:`~ringpipe.runtime.interpreter.PipelineInterpreter` with the
+training runtime's :class:`~ringpipe.runtime.mpi.MpiTransport` on the PP communicator;
+the layers' all-reduces run the step tables over the TP communicator. The token
+hand-back from the last to the first pipeline rank is an ordinary tagged message.
+
+The last pipeline rank's TP rank 0 of each replica holds the logits; rank 0 gathers
+them with every rank's counters and returns the
+:class:`~ringpipe.runtime.inference.InferenceResult` (None on the other ranks), which
+is bitwise the in-process runtime's.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ringpipe.model.inference_stage import inference_shards
+from ringpipe.mpi.loader import load_mpi
+from ringpipe.mpi.mesh_comm import MeshComm
+from ringpipe.runtime.groups import CountedAllReduce, RankTally
+from ringpipe.runtime.inference import (
+    InferencePlan,
+    InferenceResult,
+    InferenceWorker,
+    RankInferenceCounters,
+    assemble,
+    check_inputs,
+    replica_prompts,
+)
+from ringpipe.runtime.interpreter import PipelineInterpreter
+from ringpipe.runtime.mpi import MpiTransport, _communicator_reduce
+
+__all__ = ["run_inference_mpi"]
+
+
+def run_inference_mpi(plan: InferencePlan, params: dict[str, np.ndarray], prompts: np.ndarray,
+                      comm: Any = None) -> InferenceResult | None:
+    """Generate on the processes of ``comm`` (default MPI_COMM_WORLD), one per mesh rank.
+    Every process passes the same ``params`` and ``prompts``; rank 0 gets the result."""
+    prompts = check_inputs(plan, params, prompts)
+    mpi = load_mpi()
+    mc = MeshComm(plan.mesh, mpi.COMM_WORLD if comm is None else comm)
+    try:
+        d, p, t = mc.coord
+        transport = MpiTransport(mc.pp_comm, plan.groups, mpi)
+        need = 2 * plan.schedule.num_stages * plan.groups
+        if need > transport.tag_ub:
+            raise ValueError(f"rank {mc.rank}: {plan.schedule.num_stages} stages × "
+                             f"{plan.groups} groups need tags up to {need}, above this "
+                             f"MPI's TAG_UB {transport.tag_ub}")
+        tally = RankTally()
+        tp_reduce = CountedAllReduce(_communicator_reduce(mc.tp, plan.allreduce),
+                                     plan.allreduce, "tp", mc.tp.size, [mc.tp.rank], [tally])
+        shard = inference_shards(plan.config, params, plan.mesh.tp)[t]
+        worker = InferenceWorker(plan, p, [shard], tp_reduce, replica_prompts(plan, prompts, d),
+                                 True)
+        it = PipelineInterpreter(p, plan.schedule.actions[p], plan.schedule.placement, worker,
+                                 transport, 1)
+        it.run()
+        tally.bytes_sent["pp"] = it.bytes_sent[0]
+        mine = (RankInferenceCounters(mc.rank, d, p, t, worker.kv_cache_bytes[0], tally.calls,
+                                      tally.bytes_sent),
+                worker.logits if (p == plan.mesh.pp - 1 and t == 0) else None)
+        everyone = mc.comm.gather(mine, root=0)
+        if mc.rank != 0:
+            return None
+        logits = {c.dp: lg for c, lg in everyone if lg is not None}
+        return assemble(plan, logits, sorted((c for c, _ in everyone), key=lambda c: c.rank))
+    finally:
+        mc.free()
