@@ -8,7 +8,10 @@ chosen executor:
 * ``backend="numpy"``: :func:`ringpipe.kernels.numpy_exec.run_table_numpy`, the readable
   step-by-step reference;
 * ``backend="numba"``: :func:`ringpipe.kernels.numba_exec.run_table_numba`, tile-fused
-  and parallel; bitwise equal to the reference for the same algorithm;
+  and parallel; bitwise equal to the reference for the same algorithm. An in-place
+  ring/tree ``all_reduce`` on plain ndarrays first tries the one-shot path
+  (:mod:`ringpipe.kernels.numba_oneshot`: checks and kernel in one compiled call),
+  which falls back to the full checks below for anything else;
 * ``backend="cupy"``: :func:`ringpipe.kernels.cuda_exec.run_table_cuda`, the
   same tile-fused schedule as a CUDA kernel, bitwise equal too. Ranks are CuPy arrays on
   one GPU, or on several (then transfer by transfer, with peer copies); under Numba's CUDA
