@@ -170,10 +170,27 @@ def schedule_path_seconds(p: int, m: int, rounds: int = 3) -> float:
     return best_times([path], rounds)[0]
 
 
+@dataclass(frozen=True)
+class PlanRatios:
+    """``Plan.run`` time / reference time: wall clock and CPU time, min and median."""
+
+    wall_min: float
+    wall_median: float
+    cpu_min: float
+    cpu_median: float
+
+
+def _timed(fn: Callable[[], object]) -> tuple[float, float]:
+    wall, cpu = time.perf_counter(), time.process_time()
+    fn()
+    return time.perf_counter() - wall, time.process_time() - cpu
+
+
 def plan_vs_reference(layers: int, hidden: int, seq: int, batch: int, microbatches: int,
-                      runs: int) -> tuple[float, float]:
-    """(min, median) over ``runs`` of TP2×PP4 1F1B ``Plan.run`` time / reference time,
-    the two timed back to back in each run."""
+                      rounds: int) -> PlanRatios:
+    """TP2×PP4 1F1B ``Plan(...).run`` against ``reference_forward_backward`` on the same
+    model and batch, the two alternating for ``rounds`` rounds (as
+    ``benchmarks/bench_plan.py`` does): ratios of the min and of the median times."""
     from ringpipe.mesh import Mesh
     from ringpipe.model import ModelConfig, init_params, reference_forward_backward
     from ringpipe.plan import Plan
@@ -185,13 +202,16 @@ def plan_vs_reference(layers: int, hidden: int, seq: int, batch: int, microbatch
     plan = Plan(config, Mesh(pp=4, tp=2), schedule="1f1b", microbatches=microbatches)
     plan.run(params, data)  # compile / load the kernel cache, on both sides
     reference_forward_backward(config, params, *data)
-    ratios = []
-    for _ in range(runs):
-        t_plan, t_ref = best_times([lambda: plan.run(params, data),
-                                    lambda: reference_forward_backward(config, params, *data)],
-                                   1)
-        ratios.append(t_plan / t_ref)
-    return min(ratios), statistics.median(ratios)
+    ref, run = [], []
+    for _ in range(rounds):
+        ref.append(_timed(lambda: reference_forward_backward(config, params, *data)))
+        run.append(_timed(lambda: plan.run(params, data)))
+
+    def ratios(i: int) -> tuple[float, float]:
+        mine, base = [t[i] for t in run], [t[i] for t in ref]
+        return min(mine) / min(base), statistics.median(mine) / statistics.median(base)
+
+    return PlanRatios(*ratios(0), *ratios(1))
 
 
 def mpi_available() -> bool:
