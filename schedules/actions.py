@@ -128,6 +128,11 @@ class Schedule:
     ``chunks_per_rank`` (v) of stages, so there are ``p * v`` stages.
     Structural checks here are O(p*v); the O(actions) checks live in
     :mod:`ringpipe.schedules.validate`.
+
+    The generators and :func:`~ringpipe.schedules.comms.add_communication` build
+    schedules from arrays (:meth:`from_arrays`): validate and simulate read those
+    arrays, and ``actions`` is materialized on first access, equal to what this
+    constructor would hold (so equality, hashing and pickling are unchanged).
     """
 
     name: str

@@ -16,15 +16,20 @@ from ringpipe.schedules import (
     one_f_one_b,
     simulate,
     validate,
+    zb_h1,
+    zb_v,
 )
 from ringpipe.schedules.actions import (
     Action,
     interleaved_placement,
     one_chunk_placement,
+    v_shape_placement,
 )
 from ringpipe.schedules.encoded import encode, encoded_arrays
 from ringpipe.schedules.interleaved import _interleaved_row
 from ringpipe.schedules.one_f_one_b import one_f_one_b_row
+from ringpipe.schedules.zero_bubble import _zb_h1_row
+from ringpipe.schedules.zero_bubble_v import _zb_v_row
 
 F, B = ActionKind.FORWARD, ActionKind.FULL_BACKWARD
 
@@ -37,6 +42,15 @@ def test_one_f_one_b_and_gpipe_equal_their_row_definitions(p, m):
     eager = tuple(tuple([Action(r, F, k) for k in range(m)] + [Action(r, B, k) for k in range(m)])
                   for r in range(p))
     assert gpipe(p, m).actions == eager
+
+
+@pytest.mark.parametrize("p", [1, 2, 3, 6])
+@pytest.mark.parametrize("m", [1, 2, 5, 9, 17])
+def test_zero_bubble_schedules_equal_their_row_definitions(p, m):
+    h1 = tuple(_zb_h1_row(p, m, r) for r in range(p))
+    assert zb_h1(p, m) == Schedule("zb-h1", one_chunk_placement(p), h1, m)
+    v = tuple(_zb_v_row(p, m, r) for r in range(p))
+    assert zb_v(p, m) == Schedule("zb-v", v_shape_placement(p), v, m)
 
 
 @pytest.mark.parametrize("p", [1, 2, 4, 5])
