@@ -105,7 +105,7 @@ def test_bad_configurations():
         Config(Mesh(), "1f1b", 1.0)
     with pytest.raises(TypeError, match="StepModel.cluster must be a Cluster"):
         StepModel(GPT, TrainingSpec(8), "dgx-a100")
-    with pytest.raises(ValueError, match="headroom must be a number >= 0"):
+    with pytest.raises(ValueError, match=r"headroom \(bytes\) must be >= 0"):
         StepModel(GPT, TrainingSpec(8), cluster_preset("dgx-a100"), headroom=-1)
     with pytest.raises(TypeError, match="TrainingSpec.recipe must be a Recipe"):
         TrainingSpec(8, recipe="megatron")

@@ -111,7 +111,7 @@ def test_headroom_decides_what_fits():
         return
     assert tighter.best.config != best.config
     assert tighter.best.memory.total + (free_gib + 0.5) * 2**30 <= tighter.best.memory_capacity
-    with pytest.raises(ValueError, match="headroom must be a number of GiB >= 0"):
+    with pytest.raises(ValueError, match=r"headroom \(GiB\) must be >= 0"):
         plan(GPT_100B, TrainingSpec(32), cluster, headroom_gib=-1)
 
 

@@ -31,18 +31,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ringpipe.kernels.registry import ALGORITHMS, step_table
-from ringpipe.validation import check_int
+from ringpipe.validation import check_int, check_real
 
 __all__ = ["DEFAULT_HOST", "HostCost", "HostModel", "choose_host_algorithm",
            "host_collective_time"]
 
 
 def _positive(name: str, value: object, allow_zero: bool = False) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"HostModel.{name} must be a number, got {type(value).__name__}")
-    if value < 0 or (value == 0 and not allow_zero) or value != value:
-        raise ValueError(f"HostModel.{name} must be > 0, got {value}")
-    return float(value)
+    return check_real(f"HostModel.{name}", value, 0.0, positive=not allow_zero)
 
 
 @dataclass(frozen=True)

@@ -46,13 +46,12 @@ gets ``min(nic_bandwidth, node injection / c)`` (:meth:`Cluster.crossing_bandwid
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, replace
 from types import MappingProxyType
 from typing import Any
 
 from ringpipe.cost.gpu import A100, H100, MICROSECOND, GpuKernels
-from ringpipe.validation import check_int
+from ringpipe.validation import check_int, check_real
 
 GB = 1e9
 GIB = float(2**30)
@@ -72,17 +71,8 @@ CALIBRATED_FRACTION_OF_PEAK = 0.762
 H100_FRACTION_OF_PEAK = round(CALIBRATED_FRACTION_OF_PEAK * 0.8, 3)
 
 
-def _real(owner: str, name: str, value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{owner}.{name} must be a number, got {type(value).__name__}")
-    if not math.isfinite(value):
-        raise ValueError(f"{owner}.{name} must be finite, got {value}")
-    return float(value)
-
-
 def _positive(owner: str, name: str, value: object) -> None:
-    if _real(owner, name, value) <= 0:
-        raise ValueError(f"{owner}.{name} must be > 0, got {value}")
+    check_real(f"{owner}.{name}", value, positive=True)
 
 
 def _positive_int(owner: str, name: str, value: object) -> None:
@@ -99,8 +89,7 @@ class Link:
 
     def __post_init__(self) -> None:
         _positive("Link", "bandwidth", self.bandwidth)
-        if _real("Link", "latency", self.latency) < 0:
-            raise ValueError(f"Link.latency must be >= 0, got {self.latency}")
+        check_real("Link.latency", self.latency, 0.0)
 
     def time(self, nbytes: float) -> float:
         """α + n·β for one message of ``nbytes`` (0 bytes cost nothing)."""
@@ -145,7 +134,7 @@ class Cluster:
                             f"got {type(self.kernels).__name__}")
         if self.nic_bandwidth is not None:
             _positive("Cluster", "nic_bandwidth", self.nic_bandwidth)
-        frac = _real("Cluster", "achievable_fraction", self.achievable_fraction)
+        frac = check_real("Cluster.achievable_fraction", self.achievable_fraction)
         if not 0 < frac <= 1:
             raise ValueError(f"Cluster.achievable_fraction must be in (0, 1], got {frac}")
         if self.gpus_per_node > 1 and self.inter.bandwidth > self.intra.bandwidth:
@@ -173,9 +162,7 @@ class Cluster:
 
     def node_of(self, gpu: int) -> int:
         """The node that global GPU index ``gpu`` sits in (GPUs numbered node-major)."""
-        if isinstance(gpu, bool) or not isinstance(gpu, int):
-            raise TypeError(f"gpu must be an int, got {type(gpu).__name__}")
-        if not 0 <= gpu < self.world:
+        if not 0 <= check_int("gpu", gpu, None) < self.world:
             raise ValueError(f"gpu {gpu} out of range for a cluster of {self.world} GPUs")
         return gpu // self.gpus_per_node
 

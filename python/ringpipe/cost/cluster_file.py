@@ -13,8 +13,9 @@ from typing import Any
 
 import tomllib
 
-from ringpipe.cost.cluster import GB, GIB, TFLOP, Cluster, Link, _positive, _real
+from ringpipe.cost.cluster import GB, GIB, TFLOP, Cluster, Link, _positive
 from ringpipe.cost.gpu import A100, MICROSECOND, GpuKernels
+from ringpipe.validation import check_real
 
 _TOP_KEYS = {"name", "nodes", "gpus_per_node", "peak_tflops", "memory_gib",
              "memory_bandwidth_gbs", "achievable_fraction", "intra_node", "inter_node",
@@ -41,8 +42,7 @@ def _link(data: object, section: str) -> Link:
     bw = _require(data, "bandwidth_gbs", f"{section}.")
     lat = _require(data, "latency_us", f"{section}.")
     _positive("cluster file", f"{section}.bandwidth_gbs", bw)
-    if _real("cluster file", f"{section}.latency_us", lat) < 0:
-        raise ValueError(f"cluster file: {section}.latency_us must be >= 0, got {lat}")
+    check_real(f"cluster file: {section}.latency_us", lat, 0.0)
     return Link(bw * GB, lat * MICROSECOND)
 
 
@@ -55,8 +55,8 @@ def _kernels(data: object, base: GpuKernels) -> GpuKernels:
         raise ValueError(f"cluster file: unknown key kernels.{sorted(unknown)[0]}")
     fields = {k: v for k, v in data.items() if k != "launch_overhead_us"}
     if "launch_overhead_us" in data:
-        fields["launch_overhead"] = _real("cluster file", "kernels.launch_overhead_us",
-                                          data["launch_overhead_us"]) * MICROSECOND
+        fields["launch_overhead"] = check_real("cluster file: kernels.launch_overhead_us",
+                                               data["launch_overhead_us"]) * MICROSECOND
     return replace(base, **fields)
 
 

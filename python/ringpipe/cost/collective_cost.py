@@ -43,6 +43,7 @@ import numpy as np
 from ringpipe.cost.cluster import Cluster, Link
 from ringpipe.kernels.registry import ALGORITHMS, step_table
 from ringpipe.kernels.steps import StepTable
+from ringpipe.validation import check_real
 
 #: Largest group whose O(N²) ring table is built; bigger rings use the closed profile.
 MAX_TABLE_RANKS = 64
@@ -182,8 +183,7 @@ class CollectiveModel:
         if algorithm not in ALGORITHMS[collective]:
             raise ValueError(f"algorithm: {collective} has no {algorithm!r}; choose one of "
                              f"{', '.join(ALGORITHMS[collective])}")
-        if isinstance(nbytes, bool) or not isinstance(nbytes, (int, float)) or nbytes < 0:
-            raise ValueError(f"nbytes must be a number >= 0, got {nbytes!r}")
+        check_real("nbytes", nbytes, 0.0)
         ranks = _check_group(group, self.cluster)
         c = self.cluster
         nodes = tuple(c.node_of(r) for r in ranks)

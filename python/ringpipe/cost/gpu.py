@@ -43,7 +43,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from ringpipe.validation import check_int
+from ringpipe.validation import check_int, check_real
 
 MICROSECOND = 1e-6
 #: d0 of the saturation term (module docstring), fitted with η_max on Megatron-LM SC'21
@@ -66,10 +66,7 @@ class GpuKernels:
         for name in ("sm_count", "tile_m", "tile_n"):
             check_int(f"GpuKernels.{name}", getattr(self, name))
         for name in ("flash_fraction", "launch_overhead", "saturation"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) \
-                    or not math.isfinite(value):
-                raise TypeError(f"GpuKernels.{name} must be a finite number, got {value!r}")
+            check_real(f"GpuKernels.{name}", getattr(self, name))
         if not 0 < self.flash_fraction <= 1:
             raise ValueError(f"GpuKernels.flash_fraction must be in (0, 1], got "
                              f"{self.flash_fraction}")

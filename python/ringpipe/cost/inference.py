@@ -152,6 +152,13 @@ class InferenceModel:
         self.calibration = Calibration() if calibration is None else calibration
         self._collectives = CollectiveModel(cluster)
 
+    def recalibrated(self, calibration: Calibration) -> InferenceModel:
+        """The same model and cluster under ``calibration``, sharing the memoised
+        collective costs (they do not depend on η or τ)."""
+        other = InferenceModel(self.model, self.cluster, calibration)
+        other._collectives = self._collectives
+        return other
+
     def _allreduce(self, nbytes: float, tp: int) -> float:
         return self._collectives.best("all_reduce", nbytes, tp).time if tp > 1 else 0.0
 

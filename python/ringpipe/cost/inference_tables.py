@@ -29,6 +29,7 @@ from typing import NamedTuple
 from ringpipe.cost.cluster import cluster_preset
 from ringpipe.cost.inference import Calibration, InferenceModel, Layout, Workload
 from ringpipe.cost.models import model_preset
+from ringpipe.validation import check_int
 
 
 class LatencyRow(NamedTuple):
@@ -93,18 +94,28 @@ TRTLLM_FIRST_TOKEN = tuple(LatencyRow(*r) for r in (
 ))
 
 
-def _predict(row: LatencyRow | ThroughputRow, calibration: Calibration) -> float:
-    im = InferenceModel(model_preset(row.model), cluster_preset(row.cluster), calibration)
+def _models(rows: tuple, calibration: Calibration) -> dict[tuple[str, str], InferenceModel]:
+    """One :class:`InferenceModel` per (model, cluster) of ``rows``."""
+    return {(r.model, r.cluster): InferenceModel(model_preset(r.model),
+                                                 cluster_preset(r.cluster), calibration)
+            for r in rows}
+
+
+def _predict(row: LatencyRow | ThroughputRow, im: InferenceModel) -> float:
     p = im.predict(Layout(row.tp, 1), Workload(row.prompt, row.output, row.batch, row.dtype))
     if isinstance(row, ThroughputRow):
         return p.tokens_per_s_per_gpu
     return p.ttft_s if row.output == 1 else p.latency_s
 
 
+def _predictions(rows: tuple, models: dict[tuple[str, str], InferenceModel]) -> list[float]:
+    return [_predict(r, models[r.model, r.cluster]) for r in rows]
+
+
 def predictions(rows: tuple, calibration: Calibration | None = None) -> list[float]:
     """The model's value for each row (seconds, or tokens/s/GPU)."""
-    cal = Calibration() if calibration is None else calibration
-    return [_predict(r, cal) for r in rows]
+    return _predictions(rows, _models(rows, Calibration() if calibration is None
+                                      else calibration))
 
 
 def relative_errors(rows: tuple, calibration: Calibration | None = None) -> list[float]:
@@ -113,27 +124,43 @@ def relative_errors(rows: tuple, calibration: Calibration | None = None) -> list
                                                          strict=True)]
 
 
-def calibrate(rows: tuple = NEMO_LLAMA2_7B) -> Calibration:
+def calibrate(rows: tuple = NEMO_LLAMA2_7B, coarse: int = 5) -> Calibration:
     """η on a 0.01 grid in [0.40, 1.00] and, for each η, the least-squares τ >= 0.
 
     With pp = 1 a row's prediction is a + c·τ (τ is paid once per layer per forward),
     so the τ minimising Σ((a + c·τ)/y - 1)² is Σ (c/y)(1 - a/y) / Σ (c/y)²; the pair
-    with the least RMS relative error wins. τ is rounded to 0.1 µs.
+    with the least RMS relative error wins (ties: the smaller η). τ is rounded to 0.1 µs.
+
+    The grid is searched coarse to fine: every ``coarse``-th point (0.40, 0.45, …), then
+    every point within ``coarse - 1`` of the best of those. That is the whole grid's
+    optimum whenever the RMS error is unimodal in η, as on :data:`NEMO_LLAMA2_7B`
+    (``coarse=1`` searches every point: the same η = 0.88, τ = 140.0 µs). Collective
+    costs, independent of η and τ, are priced once (:meth:`InferenceModel.recalibrated`).
     """
-    best: tuple[float, Calibration] | None = None
+    check_int("coarse", coarse, 1, 60)
+    base = _models(rows, Calibration())
     probe = 1e-4
-    for k in range(40, 101):
-        eta = k / 100
-        a = predictions(rows, Calibration(eta, 0.0))
-        c = [(v - a0) / probe for v, a0 in zip(predictions(rows, Calibration(eta, probe)), a,
-                                                strict=True)]
-        num = sum((ci / r.measured) * (1 - ai / r.measured) for ai, ci, r in zip(a, c, rows,
-                                                                                  strict=True))
-        den = sum((ci / r.measured) ** 2 for ci, r in zip(c, rows, strict=True))
-        tau = round(max(num / den, 0.0), 7) if den else 0.0
-        rms = math.sqrt(sum(((ai + ci * tau) / r.measured - 1) ** 2
-                            for ai, ci, r in zip(a, c, rows, strict=True)) / len(rows))
-        if best is None or rms < best[0]:
-            best = (rms, Calibration(eta, tau))
-    assert best is not None
-    return best[1]
+    scored: dict[int, tuple[float, Calibration]] = {}
+
+    def score(k: int) -> tuple[float, Calibration]:
+        if k not in scored:
+            eta = k / 100
+            a = _predictions(rows, {key: im.recalibrated(Calibration(eta, 0.0))
+                                    for key, im in base.items()})
+            shifted = _predictions(rows, {key: im.recalibrated(Calibration(eta, probe))
+                                          for key, im in base.items()})
+            c = [(v - a0) / probe for v, a0 in zip(shifted, a, strict=True)]
+            num = sum((ci / r.measured) * (1 - ai / r.measured)
+                      for ai, ci, r in zip(a, c, rows, strict=True))
+            den = sum((ci / r.measured) ** 2 for ci, r in zip(c, rows, strict=True))
+            tau = round(max(num / den, 0.0), 7) if den else 0.0
+            rms = math.sqrt(sum(((ai + ci * tau) / r.measured - 1) ** 2
+                                for ai, ci, r in zip(a, c, rows, strict=True)) / len(rows))
+            scored[k] = (rms, Calibration(eta, tau))
+        return scored[k]
+
+    def best(ks: range) -> int:
+        return min(ks, key=lambda k: (score(k)[0], k))
+
+    k0 = best(range(40, 101, coarse))
+    return score(best(range(max(40, k0 - coarse + 1), min(100, k0 + coarse - 1) + 1)))[1]

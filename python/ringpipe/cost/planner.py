@@ -35,7 +35,7 @@ from ringpipe.cost.prediction import Config, Prediction
 from ringpipe.cost.step_time import StepModel
 from ringpipe.mesh import Mesh
 from ringpipe.schedules import SCHEDULES, resolve_chunks, schedule_spec
-from ringpipe.validation import check_int
+from ringpipe.validation import check_int, check_real
 
 #: Searched by default: every built-in schedule, 1F1B first (so that a mesh whose
 #: weights alone overflow is represented by its lowest-memory schedule).
@@ -230,9 +230,7 @@ def search(model: ModelSpec, training: TrainingSpec, cluster: Cluster,
     """Search, price and rank (module docstring); raises :class:`FitsNowhere` (a
     ValueError) when no candidate fits, and ValueError when none can be built.
     ``compare_unpinned``: with tp/pp/dp pins, also search without them."""
-    if isinstance(headroom_gib, bool) or not isinstance(headroom_gib, (int, float)) \
-            or not headroom_gib >= 0:
-        raise ValueError(f"headroom must be a number of GiB >= 0, got {headroom_gib!r}")
+    check_real("headroom (GiB)", headroom_gib, 0.0)
     step = StepModel(model, training, cluster, headroom=headroom_gib * GIB)
     found = _search(step, space)
     if not space.allow_uneven and not any(p.fits for p in found):

@@ -53,6 +53,7 @@ from ringpipe.cost.operators import LayerCosts, stage_costs
 from ringpipe.cost.pipeline import PipelineSimulator, StageCosts
 from ringpipe.cost.prediction import Config, Prediction
 from ringpipe.layout import split_layers
+from ringpipe.validation import check_real
 
 #: Megatron's DDP bucket: max(40M, 1M · dp) parameters (``DistributedDataParallelConfig``).
 BUCKET_PARAMS = 40_000_000
@@ -102,9 +103,7 @@ class StepModel:
             if not isinstance(getattr(self, name), kind):
                 raise TypeError(f"StepModel.{name} must be a {kind.__name__}, "
                                 f"got {type(getattr(self, name)).__name__}")
-        if isinstance(self.headroom, bool) or not isinstance(self.headroom, (int, float)) \
-                or not self.headroom >= 0:
-            raise ValueError(f"headroom must be a number >= 0 (bytes), got {self.headroom!r}")
+        check_real("headroom (bytes)", self.headroom, 0.0)
         if self.sim is None:
             object.__setattr__(self, "sim", PipelineSimulator())
         if self.comms is None:
@@ -260,6 +259,4 @@ class StepModel:
 
 def headroom_bytes(gib: float) -> float:
     """``--headroom`` GiB as bytes (ValueError when negative or not a number)."""
-    if isinstance(gib, bool) or not isinstance(gib, (int, float)) or not gib >= 0:
-        raise ValueError(f"headroom must be a number of GiB >= 0, got {gib!r}")
-    return float(gib) * GIB
+    return check_real("headroom (GiB)", gib, 0.0) * GIB

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ringpipe.arrays import array_module, is_array
+from ringpipe.validation import check_int
 
 BLOCKS = ("transformer", "mlp")
 NORMS = ("rmsnorm", "layernorm")
@@ -21,10 +22,7 @@ DTYPES = ("float64", "float32")
 
 
 def _check_int(name: str, value: object, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"ModelConfig.{name} must be an int, got {type(value).__name__}")
-    if value < minimum:
-        raise ValueError(f"ModelConfig.{name} must be >= {minimum}, got {value}")
+    check_int(f"ModelConfig.{name}", value, minimum)
 
 
 def _check_choice(name: str, value: object, choices: tuple[str, ...]) -> None:
@@ -142,10 +140,7 @@ class ModelConfig:
         Training splits the key/value heads too, so ``tp`` must divide ``kv_heads``;
         inference (``replicate_kv=True``) also accepts ``kv_heads`` dividing ``tp``,
         each key/value head then replicated on ``tp / kv_heads`` ranks."""
-        if isinstance(tp, bool) or not isinstance(tp, (int, np.integer)):
-            raise TypeError(f"tp must be an int, got {type(tp).__name__}")
-        if tp < 1:
-            raise ValueError(f"tp must be >= 1, got {tp}")
+        check_int("tp", tp)
         if self.hidden % tp:
             raise ValueError(f"hidden={self.hidden} is not divisible by tp={tp}")
         if self.has_attention and self.heads % tp:

@@ -40,6 +40,7 @@ import numpy as np
 
 from ringpipe.arrays import array_kind, array_module, is_array
 from ringpipe.model.config import ModelConfig
+from ringpipe.validation import check_int
 
 
 def _norm_names(config: ModelConfig, prefix: str) -> list[str]:
@@ -115,8 +116,7 @@ def init_params(config: ModelConfig, seed: int) -> dict[str, np.ndarray]:
     weights ~ 1 + N(0, 0.02^2): small but non-zero, so every parameter's gradient path
     is exercised by tests while activations stay O(1) and float32 stays well-conditioned.
     """
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
-        raise TypeError(f"seed must be an int, got {type(seed).__name__}")
+    check_int("seed", seed, None)
     rng = np.random.default_rng(seed)
     params: dict[str, np.ndarray] = {}
     for name, shape in param_shapes(config).items():

@@ -38,7 +38,7 @@ from ringpipe.model.inference_stage import InferenceSpec, inference_shards, stag
 from ringpipe.model.params import check_params
 from ringpipe.plan import ALLREDUCE_ALGORITHMS
 from ringpipe.runtime.groups import CountedAllReduce, RankTally
-from ringpipe.runtime.inproc import RUNTIME_TUNING, QueueTransport, _run_replica, compute_module
+from ringpipe.runtime.inproc import RUNTIME_TUNING, QueueTransport, compute_module, run_replica
 from ringpipe.runtime.interpreter import Key, PipelineInterpreter
 from ringpipe.schedules import Schedule, add_communication, validate
 from ringpipe.schedules.inference import decode
@@ -238,7 +238,7 @@ def run_inprocess_inference(plan: InferencePlan, params: dict[str, np.ndarray],
             ranks.append(PipelineInterpreter(p, plan.schedule.actions[p],
                                              plan.schedule.placement, worker,
                                              QueueTransport(p, channels), mesh.tp))
-        _run_replica(d, ranks)
+        run_replica(d, ranks)
         logits[d] = ranks[-1].worker.logits  # type: ignore[attr-defined]
         for p, it in enumerate(ranks):
             for t in range(mesh.tp):

@@ -34,7 +34,7 @@ from ringpipe.runtime.inference import (
     replica_prompts,
 )
 from ringpipe.runtime.interpreter import PipelineInterpreter
-from ringpipe.runtime.mpi import MpiTransport, _communicator_reduce
+from ringpipe.runtime.mpi import MpiTransport, communicator_reduce
 
 __all__ = ["run_inference_mpi"]
 
@@ -55,7 +55,7 @@ def run_inference_mpi(plan: InferencePlan, params: dict[str, np.ndarray], prompt
                              f"{plan.groups} groups need tags up to {need}, above this "
                              f"MPI's TAG_UB {transport.tag_ub}")
         tally = RankTally()
-        tp_reduce = CountedAllReduce(_communicator_reduce(mc.tp, plan.allreduce),
+        tp_reduce = CountedAllReduce(communicator_reduce(mc.tp, plan.allreduce),
                                      plan.allreduce, "tp", mc.tp.size, [mc.tp.rank], [tally])
         shard = inference_shards(plan.config, params, plan.mesh.tp)[t]
         worker = InferenceWorker(plan, p, [shard], tp_reduce, replica_prompts(plan, prompts, d),

@@ -84,7 +84,7 @@ def compute_module(backend: str) -> ModuleType:
     return gpu_arrays("Plan.run").xp if backend == "cupy" else np
 
 
-def _run_replica(d: int, ranks: list[PipelineInterpreter]) -> None:
+def run_replica(d: int, ranks: list[PipelineInterpreter]) -> None:
     """Round-robin over the replica's ranks until every program has finished."""
     while not all(r.done for r in ranks):
         if not any([r.advance() for r in ranks]):  # a list: advance every rank each round
@@ -117,7 +117,7 @@ def run_inprocess(plan: Plan, params: dict[str, np.ndarray], batch: Batch | tupl
             ranks.append(PipelineInterpreter(p, plan.schedule.actions[p],
                                              plan.schedule.placement, worker,
                                              QueueTransport(p, channels), mesh.tp))
-        _run_replica(d, ranks)
+        run_replica(d, ranks)
         interpreters.append(ranks)
     grads = _reduce_data_parallel(plan, interpreters, reduce, tally)
     outputs = []

@@ -71,7 +71,8 @@ class MpiTransport:
         return {key: [buf] for key, buf in arrived}
 
 
-def _communicator_reduce(group: Any, algorithm: str) -> Any:
+def communicator_reduce(group: Any, algorithm: str) -> Any:
+    """A one-buffer reduce callable: ``group.all_reduce(buf, algorithm)`` in place."""
     def reduce(buffers: list) -> None:
         (buf,) = buffers
         group.all_reduce(buf, algorithm)
@@ -91,8 +92,8 @@ def _group_reduces(plan: Plan, mc: MeshComm, device: DeviceSetup | None,
         raise ValueError(f"rank {mc.rank}: collectives must be 'steps' or 'nccl', got "
                          f"{collectives!r}")
     if device is None:
-        return (_communicator_reduce(mc.tp, plan.allreduce),
-                _communicator_reduce(mc.dp, plan.allreduce))
+        return (communicator_reduce(mc.tp, plan.allreduce),
+                communicator_reduce(mc.dp, plan.allreduce))
     up = device.gpu.xp.asarray
     return (host_staged_reduce(mc.tp, plan.allreduce, up),
             host_staged_reduce(mc.dp, plan.allreduce, up))
