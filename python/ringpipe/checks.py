@@ -11,10 +11,11 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from ringpipe.kernels.ops import SUPPORTED_OPS as SUPPORTED_OPS  # the one op table
+
 #: dtypes every executor supports.
 SUPPORTED_DTYPES = tuple(np.dtype(t) for t in
                          (np.float16, np.float32, np.float64, np.int32, np.int64))
-SUPPORTED_OPS = ("sum", "max", "min")
 #: Host backends: every API that takes a backend (collectives, plans, CLI) offers these.
 BACKENDS = ("numpy", "numba")
 #: The collectives also run on the GPU (CuPy arrays; NumPy arrays under Numba's CUDA

@@ -35,7 +35,7 @@ EXIT_INTERRUPTED = 130
 EXIT_BROKEN_PIPE = 141
 
 #: Subcommand modules, in the order ``ringpipe --help`` lists them.
-SUBCOMMAND_MODULES: tuple[str, ...] = ("demo", "schedule", "verify", "plan")
+SUBCOMMAND_MODULES: tuple[str, ...] = ("demo", "schedule", "verify", "plan", "bench")
 
 
 class UsageError(Exception):
