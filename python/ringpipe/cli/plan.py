@@ -105,7 +105,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                           help=f"pin the {axis.upper()} degree (default: search)")
     pins.add_argument("--schedule", choices=list(SCHEDULES), default=None,
                       help=f"default: search {', '.join(DEFAULT_SCHEDULES)}")
-    pins.add_argument("--chunks", type=int, default=None, help="chunks per rank (interleaved)")
+    pins.add_argument("--stages-per-rank", "--chunks", dest="chunks", type=int, default=None,
+                      help="v, stages per pipeline rank (interleaved-1f1b; --chunks is the "
+                           "older name)")
     pins.add_argument("--allow-uneven", action="store_true",
                       help="allow pp (· chunks) that does not divide the layers")
     out = p.add_argument_group("output")

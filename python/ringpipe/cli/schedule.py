@@ -69,14 +69,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="NAME",
         help="schedule: " + ", ".join([*SCHEDULES, *INFERENCE_SCHEDULES]),
     )
-    parser.add_argument("--stages", "-p", type=int, metavar="P", help="pipeline ranks p")
+    parser.add_argument("--pipeline-ranks", "--stages", "-p", dest="stages", type=int,
+                        metavar="P", help="pipeline ranks p (--stages is the older name; a "
+                        "schedule has p·v stages)")
     parser.add_argument("--microbatches", "-m", type=int, metavar="M", help="micro-batches m")
     parser.add_argument(
+        "--stages-per-rank",
         "--chunks",
         "-v",
+        dest="chunks",
         type=int,
         metavar="V",
-        help="model chunks per rank v (interleaved-1f1b only, default 2; zb-v is fixed at 2)",
+        help="stages per pipeline rank v (interleaved-1f1b only, default 2; zb-v is fixed "
+        "at 2); --chunks is the older name",
     )
     parser.add_argument(
         "--from-csv",
