@@ -51,6 +51,7 @@ def test_ring_vs_mpi_allreduce(benchmark, nprocs):
           f"MPI_Allreduce {mpi['time_us'] / 1e3:.2f} ms, ratio {ratio:.3f}")
 
 
+@pytest.mark.slow  # 20-60 s each on 2 cores
 @pytest.mark.parametrize("nprocs", [2, 4])
 def test_sweep(benchmark, nprocs):
     args = ["--min-bytes", str(4 << 10), "--max-bytes", str(64 * MIB), "--factor", "4",

@@ -1,6 +1,7 @@
 """Plan runtime overhead: TP=2 × PP=4 1F1B vs the single-device reference, same run.
 
-Run: ``python -m pytest benchmarks/bench_plan.py --benchmark-only``
+Run: ``python -m pytest benchmarks/bench_plan.py --benchmark-only --run-slow`` (marked
+slow: skipped by a plain ``python -m pytest benchmarks --benchmark-only``)
 
 Model: 8 blocks, hidden 512, 8 heads, seq 128, batch 16, float32; plan: TP=2 × PP=4,
 1F1B, 8 micro-batches, numba backend. Both do the same FLOPs (the plan also repeats the
@@ -43,6 +44,7 @@ def _timed(fn):
     return time.perf_counter() - wall, time.process_time() - cpu
 
 
+@pytest.mark.slow  # minutes on 2 cores (hidden 512, seq 128, several runs of each side)
 def test_plan_vs_reference(benchmark, setup):
     plan, params, batch = setup
     ref, run = [], []

@@ -53,13 +53,12 @@ from numba import cuda
 
 from ringpipe.kernels.cuda_half import half_ops
 from ringpipe.kernels.cuda_tuning import DEFAULT_CUDA_TUNING, MAX_RANKS, CudaTuning
+from ringpipe.kernels.ops import OPCODES
 from ringpipe.kernels.steps import StepTable
 
 __all__ = ["MAX_RANKS", "OPCODES", "KernelIO", "LaunchShape", "launch_shape",
            "run_table_cuda"]
 
-#: op name -> opcode understood by the kernel.
-OPCODES = {"sum": 0, "max": 1, "min": 2}
 
 _HALF = half_ops(cuda.jit(device=True, inline=True))
 _half_add = _HALF.add

@@ -23,6 +23,8 @@ from typing import Any
 
 import numpy as np
 
+from ringpipe.kernels.ops import NCCL_OPS
+
 
 def _nccl(where: str) -> Any:  # noqa: ANN401 - the cupy.cuda.nccl module
     """``cupy.cuda.nccl`` with NCCL and at least two GPUs, else ImportError/RuntimeError."""
@@ -82,8 +84,8 @@ def nccl_all_reduce(where: str, bufs: Sequence[Any], outs: Sequence[Any] | None,
     dtypes = {np.dtype(np.float16): nccl.NCCL_FLOAT16, np.dtype(np.float32): nccl.NCCL_FLOAT32,
               np.dtype(np.float64): nccl.NCCL_FLOAT64, np.dtype(np.int32): nccl.NCCL_INT32,
               np.dtype(np.int64): nccl.NCCL_INT64}
-    ops = {"sum": nccl.NCCL_SUM, "max": nccl.NCCL_MAX, "min": nccl.NCCL_MIN}
-    datatype, redop, count = dtypes[np.dtype(bufs[0].dtype)], ops[op], int(bufs[0].size)
+    datatype, count = dtypes[np.dtype(bufs[0].dtype)], int(bufs[0].size)
+    redop = getattr(nccl, NCCL_OPS[op])
     if count == 0:
         return targets
     comms = communicators(tuple(devices))

@@ -25,14 +25,12 @@ from functools import lru_cache
 
 import numpy as np
 from numba import carray, njit, prange, types
-from numba.extending import intrinsic, overload
+from numba.extending import overload
 
 from ringpipe.kernels.half import half_sum_bits, half_to_float_table
-from ringpipe.kernels.memory import addresses
+from ringpipe.kernels.memory import address_to_pointer, addresses
+from ringpipe.kernels.ops import OPCODES
 from ringpipe.kernels.steps import StepTable, chunk_bounds
-
-#: op name -> opcode understood by the kernel.
-OPCODES = {"sum": 0, "max": 1, "min": 2}
 
 
 @dataclass(frozen=True)
@@ -59,19 +57,6 @@ DEFAULT_TUNING = KernelTuning()
 
 _HALF_TO_FLOAT = half_to_float_table()
 _HALF_TO_FLOAT.flags.writeable = False
-
-
-@intrinsic
-def _address_to_pointer(typingctx, address, like):
-    """Reinterpret an integer address as a pointer to ``like``'s element type."""
-    if not isinstance(address, types.Integer) or not isinstance(like, types.Array):
-        return None
-    ptr_type = types.CPointer(like.dtype)
-
-    def codegen(context, builder, signature, args):
-        return builder.inttoptr(args[0], context.get_value_type(ptr_type))
-
-    return ptr_type(address, like), codegen
 
 
 def _apply(d, s, reduce, opcode, lut):
@@ -130,7 +115,7 @@ def _apply_overload(d, s, reduce, opcode, lut):
 @njit(cache=True, inline="always")
 def _tile_view(addresses, r, lo, hi, like):
     """Rank r's elements [lo, hi) as an array view, straight from its address."""
-    return carray(_address_to_pointer(addresses[r] + lo * like.itemsize, like), (hi - lo,))
+    return carray(address_to_pointer(addresses[r] + lo * like.itemsize, like), (hi - lo,))
 
 
 @njit(cache=True)
@@ -175,6 +160,7 @@ def _bounds(count: int, nchunks: int) -> np.ndarray:
     return b
 
 
+#: dtype -> a one-element array of the type the kernel runs on (float16 as uint16).
 _LIKE = {np.dtype(t): np.zeros(1, dtype=t) for t in
          (np.float32, np.float64, np.int32, np.int64, np.uint16)}
 _LIKE[np.dtype(np.float16)] = _LIKE[np.dtype(np.uint16)]  # halves run as bit patterns
@@ -197,6 +183,24 @@ def prepare_table_numba(table: StepTable, buffers: list[np.ndarray], op: str,
     return BoundKernel(launch[0], launch[1], (tuple(buffers), tuple(inputs or ())))
 
 
+@lru_cache(maxsize=256)
+def launch_geometry(table: StepTable, count: int, itemsize: int, copy_in: bool,
+                    tuning: KernelTuning) -> tuple[int, int, int, np.ndarray, bool]:
+    """How a launch on ``count`` elements per rank is cut: (work items, tiles per chunk,
+    tile elements, chunk bounds, whether to run in parallel).
+
+    A tile is ``tuning.tile_bytes`` over all ranks' (and inputs') tiles, in multiples of
+    16 elements; below ``tuning.parallel_min_bytes`` in all the launch runs serially.
+    """
+    width = itemsize * table.nranks * (2 if copy_in else 1)
+    tile = max(64, (tuning.tile_bytes // width) // 16 * 16)
+    bounds = _bounds(count, table.nchunks)
+    tiles_per_chunk = -(-int(bounds[1]) // tile)
+    nitems = table.nchunks * tiles_per_chunk
+    parallel = count * width >= tuning.parallel_min_bytes and nitems > 1
+    return nitems, tiles_per_chunk, tile, bounds, parallel
+
+
 def _launch(table: StepTable, buffers: list[np.ndarray], op: str,
             inputs: list[np.ndarray] | None, tuning: KernelTuning,
             buffer_addresses: np.ndarray | None,
@@ -207,18 +211,14 @@ def _launch(table: StepTable, buffers: list[np.ndarray], op: str,
     if n == 0 or (len(table) == 0 and not copy_in):
         return None
     dtype = buffers[0].dtype
-    width = dtype.itemsize * table.nranks * (2 if copy_in else 1)
-    tile = max(64, (tuning.tile_bytes // width) // 16 * 16)
-    bounds = _bounds(n, table.nchunks)
-    tiles_per_chunk = -(-int(bounds[1]) // tile)
-    nitems = table.nchunks * tiles_per_chunk
+    nitems, tiles_per_chunk, tile, bounds, parallel = launch_geometry(
+        table, n, dtype.itemsize, copy_in, tuning)
     out_addr = addresses(buffers) if buffer_addresses is None else buffer_addresses
     if not copy_in:
         in_addr = out_addr
     else:
         in_addr = addresses(inputs) if input_addresses is None else input_addresses
     ptr, srcs, dsts, reds = table.by_chunk
-    parallel = n * width >= tuning.parallel_min_bytes and nitems > 1
     run = _run_parallel if parallel else _run_serial
     args = (nitems, tiles_per_chunk, tile, n, in_addr, out_addr, copy_in, bounds, ptr, srcs,
             dsts, reds, OPCODES[op], _LIKE[dtype], _HALF_TO_FLOAT)

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from ringpipe.kernels.ops import REDUCE_UFUNCS
 from ringpipe.kernels.steps import StepTable, chunk_bounds
 
-#: The reduction ufunc for each supported op; the receiver's value is the first operand.
-REDUCE_UFUNCS = {"sum": np.add, "max": np.maximum, "min": np.minimum}
+__all__ = ["REDUCE_UFUNCS", "run_table_numpy"]
 
 
 def run_table_numpy(table: StepTable, buffers: list[np.ndarray], op: str) -> None:

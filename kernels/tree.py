@@ -21,13 +21,28 @@ the reduction order of every element is fixed by the tree alone and does not dep
 
 from __future__ import annotations
 
-from functools import cache
+from functools import lru_cache
 
 from ringpipe.kernels.ring import _check_nranks, _check_pipeline, _check_root
 from ringpipe.kernels.steps import StepTable, Transfer
+from ringpipe.kernels.table_cache import bounded_table_cache
+
+_ADVICE_TREE = "use fewer pipeline chunks or fewer in-process ranks"
 
 
-@cache
+def _all_reduce_rows(nranks: int, pipeline_chunks: int = 1) -> int:
+    """Transfers of the double-tree all-reduce: each tree moves its K chunks over its
+    N-1 edges twice (up, then down)."""
+    return 4 * _check_pipeline(pipeline_chunks) * (_check_nranks(nranks) - 1)
+
+
+def _rooted_rows(nranks: int, root: int, pipeline_chunks: int = 1) -> int:
+    n = _check_nranks(nranks)
+    _check_root(n, root)
+    return _check_pipeline(pipeline_chunks) * (n - 1)
+
+
+@lru_cache(maxsize=64)
 def binary_tree_parents(nranks: int) -> tuple[int, ...]:
     """Parent of each rank in NCCL's binary tree rooted at rank 0 (-1 for the root)."""
     _check_nranks(nranks)
@@ -39,7 +54,7 @@ def binary_tree_parents(nranks: int) -> tuple[int, ...]:
     return tuple(parents)
 
 
-@cache
+@lru_cache(maxsize=64)
 def double_binary_tree(nranks: int) -> tuple[tuple[int, ...], tuple[int, ...]]:
     """The parent arrays of NCCL's two complementary trees (-1 marks each root)."""
     t0 = binary_tree_parents(nranks)
@@ -98,11 +113,9 @@ def _relabel(parents: tuple[int, ...], root: int) -> tuple[int, ...]:
     return tuple(out)
 
 
-@cache
+@bounded_table_cache(_all_reduce_rows, _ADVICE_TREE)
 def tree_all_reduce(nranks: int, pipeline_chunks: int = 1) -> StepTable:
     """Double-binary-tree all-reduce over ``2 * pipeline_chunks`` chunks."""
-    _check_nranks(nranks)
-    _check_pipeline(pipeline_chunks)
     k = pipeline_chunks
     rows: list[Transfer] = []
     halves = (range(k), range(k, 2 * k))
@@ -113,24 +126,18 @@ def tree_all_reduce(nranks: int, pipeline_chunks: int = 1) -> StepTable:
     return StepTable.from_transfers("tree_all_reduce", "all_reduce", nranks, 2 * k, rows)
 
 
-@cache
+@bounded_table_cache(_rooted_rows, _ADVICE_TREE)
 def tree_broadcast(nranks: int, root: int, pipeline_chunks: int = 1) -> StepTable:
     """Pipelined binary-tree broadcast from ``root`` (tree 0 relabelled to that root)."""
-    _check_nranks(nranks)
-    _check_root(nranks, root)
-    _check_pipeline(pipeline_chunks)
     tree = _relabel(binary_tree_parents(nranks), root)
     rows = _broadcast_down(tree, range(pipeline_chunks), 0)
     return StepTable.from_transfers("tree_broadcast", "broadcast", nranks, pipeline_chunks,
                                     rows, root=root)
 
 
-@cache
+@bounded_table_cache(_rooted_rows, _ADVICE_TREE)
 def tree_reduce(nranks: int, root: int, pipeline_chunks: int = 1) -> StepTable:
     """Pipelined binary-tree reduce to ``root``; other ranks keep partial results."""
-    _check_nranks(nranks)
-    _check_root(nranks, root)
-    _check_pipeline(pipeline_chunks)
     tree = _relabel(binary_tree_parents(nranks), root)
     rows = _reduce_up(tree, range(pipeline_chunks))
     return StepTable.from_transfers("tree_reduce", "reduce", nranks, pipeline_chunks, rows,

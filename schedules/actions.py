@@ -72,6 +72,7 @@ COMM_KINDS = frozenset({ActionKind.SEND_F, ActionKind.RECV_F, ActionKind.SEND_B,
 _KIND_BY_TEXT = {kind.value: kind for kind in ActionKind}
 #: ActionKind -> its integer code in array encodings (F=0, B=1, I=2, W=3, SEND_F=4, ...).
 KIND_CODES = MappingProxyType({kind: code for code, kind in enumerate(ActionKind)})
+_KINDS = tuple(ActionKind)  # code -> ActionKind
 _ACTION_RE = re.compile(r"([0-9]+)(SEND_F|RECV_F|SEND_B|RECV_B|F|B|I|W)([0-9]+)")
 
 
@@ -127,6 +128,11 @@ class Schedule:
     ``chunks_per_rank`` (v) of stages, so there are ``p * v`` stages.
     Structural checks here are O(p*v); the O(actions) checks live in
     :mod:`ringpipe.schedules.validate`.
+
+    The generators and :func:`~ringpipe.schedules.comms.add_communication` build
+    schedules from arrays (:meth:`from_arrays`): validate and simulate read those
+    arrays, and ``actions`` is materialized on first access, equal to what this
+    constructor would hold (so equality, hashing and pickling are unchanged).
     """
 
     name: str
@@ -135,10 +141,12 @@ class Schedule:
     num_microbatches: int
 
     def __post_init__(self) -> None:
+        self._check(len(self.actions))
+
+    def _check(self, p: int) -> None:
         if not isinstance(self.name, str):
             raise TypeError(f"name: expected str, got {type(self.name).__name__}")
         check_count("num_microbatches", self.num_microbatches)
-        p = len(self.actions)
         check_count("actions (number of ranks)", p)
         if not self.placement:
             raise ValueError("placement: must name the rank of at least one stage")
@@ -152,10 +160,43 @@ class Schedule:
                 f"placement: every rank must hold the same number of stages, got {held}"
             )
 
+    @classmethod
+    def from_arrays(
+        cls,
+        name: str,
+        placement: tuple[int, ...],
+        encoded: object,
+        num_microbatches: int,
+    ) -> Schedule:
+        """A schedule whose actions are held as arrays (:mod:`.encoded`), not objects.
+
+        ``encoded`` is an :class:`~ringpipe.schedules.encoded.EncodedSchedule` of
+        ``placement``'s ranks. The array passes (validate, simulate, the communication
+        pass) read it directly; :attr:`actions` is built from it, once, only when
+        something asks for it, and equals what the eager constructor would hold. The
+        same O(p*v) checks as the constructor run here.
+        """
+        schedule = object.__new__(cls)
+        for key, value in (("name", name), ("placement", tuple(placement)),
+                           ("num_microbatches", num_microbatches), ("_encoded", encoded)):
+            object.__setattr__(schedule, key, value)
+        schedule._check(len(encoded.row_start) - 1)  # type: ignore[attr-defined]
+        return schedule
+
+    def __getattr__(self, key: str) -> object:
+        # Only reached for an array-backed schedule whose actions were never built.
+        encoded = self.__dict__.get("_encoded")
+        if key != "actions" or encoded is None:
+            raise AttributeError(f"{type(self).__name__!r} object has no attribute {key!r}")
+        rows = encoded.to_actions()
+        object.__setattr__(self, "actions", rows)
+        return rows
+
     @property
     def num_ranks(self) -> int:
         """p: the number of pipeline ranks."""
-        return len(self.actions)
+        encoded = self.__dict__.get("_encoded")
+        return len(encoded.row_start) - 1 if encoded is not None else len(self.actions)
 
     @property
     def num_stages(self) -> int:
@@ -165,7 +206,7 @@ class Schedule:
     @property
     def chunks_per_rank(self) -> int:
         """v: stages held by each rank."""
-        return len(self.placement) // len(self.actions)
+        return len(self.placement) // self.num_ranks
 
     def stages_of(self, rank: int) -> tuple[int, ...]:
         """The stages placed on ``rank``, in increasing order."""
@@ -174,6 +215,9 @@ class Schedule:
     @property
     def kinds(self) -> frozenset[ActionKind]:
         """Every action kind the schedule uses."""
+        encoded = self.__dict__.get("_encoded")
+        if encoded is not None:
+            return frozenset(_KINDS[code] for code in encoded.kind_codes_used())
         return frozenset(a.kind for row in self.actions for a in row if a is not None)
 
     @property

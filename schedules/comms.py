@@ -36,7 +36,7 @@ partner posted and every batch whose latest tick is t completes. In-order matchi
 holds because both ends order a channel's messages by tick, and a rank finishes
 at most one action, hence sends at most one message per channel, per tick.
 Costs: one isend dry run and one pass of the simulator's loop (both Numba) plus
-one Python pass to build the rows; O(actions).
+NumPy passes over the arrays (a sort, hence O(n log n) with a tiny constant).
 """
 
 from __future__ import annotations
@@ -44,13 +44,10 @@ from __future__ import annotations
 import numpy as np
 
 from . import kernels, sim_kernels
-from .actions import Action as _Action
 from .actions import ActionKind, Schedule
-from .bulk import bulk_build
-from .encoded import encode
+from .encoded import encode, encoded_arrays
 from .validate import ExecutionOrder, execution_order
 
-_KINDS = tuple(ActionKind)  # kind code -> ActionKind
 _SEND_F, _RECV_F = ActionKind.SEND_F.code, ActionKind.RECV_F.code
 _SEND_B, _RECV_B = ActionKind.SEND_B.code, ActionKind.RECV_B.code
 
@@ -74,7 +71,7 @@ def unit_clock(order: ExecutionOrder) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _messages(schedule: Schedule) -> tuple[np.ndarray, ...]:
-    """Every operation as parallel arrays: slot key, tick, is_recv, stage, kind, mb.
+    """Every operation as parallel arrays: slot key, tick, is_recv, stage, kind, mb, rank.
 
     The slot key of an operation going before flat index f on rank r is ``f + r``;
     the end of rank r's row is ``row_start[r+1] + r``. Keys increase along the
@@ -113,42 +110,44 @@ def _messages(schedule: Schedule) -> tuple[np.ndarray, ...]:
         np.concatenate([stage[src], peer_stage]),
         np.concatenate([np.where(fwd, _SEND_F, _SEND_B), np.where(fwd, _RECV_F, _RECV_B)]),
         np.concatenate([mb[src], mb[src]]),
+        np.concatenate([rank[src], peer]),
     )
 
 
-@bulk_build
 def add_communication(schedule: Schedule) -> Schedule:
     """Return ``schedule`` with SEND/RECV actions placed on the unit clock (module docstring).
 
+    Works on the arrays of :mod:`.encoded` end to end (a stable sort of the operations,
+    then a merge with the existing slots by key), so the result is array-backed; its
+    ``actions`` are built on demand.
     Raises ValueError if ``schedule`` already has communication actions, and
     :class:`~ringpipe.schedules.errors.ScheduleError` (a ValueError) if its compute
     order is malformed or deadlocks, since it then has no clock.
     """
     if not isinstance(schedule, Schedule):
         raise TypeError(f"schedule: expected Schedule, got {type(schedule).__name__}")
-    slot, tick, is_recv, stage, kind, mb = _messages(schedule)
-    by = np.lexsort((is_recv, tick, slot))
-    slots = slot[by].tolist()
-    new = tuple.__new__  # Action(...) without the NamedTuple constructor's overhead
-    ops = [
-        new(_Action, (s, _KINDS[k], b))
-        for s, k, b in zip(stage[by].tolist(), kind[by].tolist(), mb[by].tolist(), strict=True)
-    ]
-    slots.append(-1)  # sentinel
-    rows = []
-    j = key = 0
-    for actions in schedule.actions:
-        row: list[_Action | None] = []
-        append = row.append
-        for action in actions:
-            while slots[j] == key:
-                append(ops[j])
-                j += 1
-            append(action)
-            key += 1
-        while slots[j] == key:  # the end of the row
-            append(ops[j])
-            j += 1
-        key += 1
-        rows.append(tuple(row))
-    return Schedule(schedule.name, schedule.placement, tuple(rows), schedule.num_microbatches)
+    enc = encode(schedule)
+    slot, tick, is_recv, stage, kind, mb, rank = _messages(schedule)
+    # Operations in posting order: by slot key, then tick, receives after sends (stable).
+    by = np.argsort((slot * (int(tick.max(initial=0)) + 1) + tick) * 2 + is_recv,
+                    kind="stable")
+    op_key = slot[by]
+    # Existing slot f of rank r has key f + r (increasing) and goes after the operations
+    # keyed there; merge the two sorted sequences by position.
+    own_rank = np.repeat(np.arange(schedule.num_ranks), np.diff(enc.row_start))
+    own_key = np.arange(enc.stage.size) + own_rank
+    op_at = np.arange(op_key.size) + np.searchsorted(own_key, op_key, side="left")
+    own_at = np.arange(own_key.size) + np.searchsorted(op_key, own_key, side="right")
+    total = op_key.size + own_key.size
+    merged = []
+    for ops, own in ((stage[by], enc.stage), (kind[by], enc.kind), (mb[by], enc.microbatch)):
+        column = np.empty(total, np.int64)
+        column[op_at] = ops
+        column[own_at] = own
+        merged.append(column)
+    counts = np.bincount(rank, minlength=schedule.num_ranks) + np.diff(enc.row_start)
+    row_start = np.zeros(schedule.num_ranks + 1, dtype=np.int64)
+    np.cumsum(counts, out=row_start[1:])
+    lowered = encoded_arrays(*merged, row_start, schedule.placement, schedule.num_microbatches)
+    return Schedule.from_arrays(schedule.name, schedule.placement, lowered,
+                                schedule.num_microbatches)

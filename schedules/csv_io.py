@@ -10,6 +10,11 @@ no rows at all) raises a plain ValueError; rows that parse but do not form a
 schedule (a stage on two ranks, gaps in the stage or micro-batch indices, a rank
 row with no stage, such as a stray blank line) raise :class:`ScheduleError` with
 the rank x step grid, as validation failures do.
+
+Files are read as UTF-8, a leading byte-order mark (as spreadsheet programs write it)
+ignored; a file that is not UTF-8 text (binary garbage), a NUL byte, or a cell over
+Python's csv field limit (``csv.field_size_limit()``, 131072 characters) is a plain
+ValueError naming the file, row and problem.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from __future__ import annotations
 import csv
 import io
 import os
+from collections.abc import Iterator
 
 from .actions import Action, Schedule, infer_placement
 from .errors import ScheduleError
@@ -42,7 +48,7 @@ def schedule_from_csv(text: str, *, name: str = "csv") -> Schedule:
         raise TypeError(f"text: expected str, got {type(text).__name__}")
     rows: list[tuple[Action | None, ...]] = []
     cache: dict[str, Action] = {}
-    for line_no, cells in enumerate(csv.reader(io.StringIO(text))):
+    for line_no, cells in enumerate(_rows(text.removeprefix("\ufeff"))):
         row: list[Action | None] = []
         for col, cell in enumerate(cells):
             cell = cell.strip()
@@ -64,6 +70,23 @@ def schedule_from_csv(text: str, *, name: str = "csv") -> Schedule:
     if not rows:
         raise ValueError("csv: no rows; expected one row per rank")
     return _assemble(rows, name)
+
+
+def _rows(text: str) -> Iterator[list[str]]:
+    """``csv.reader`` over ``text``, its ``csv.Error`` (not a ValueError) turned into one."""
+    reader = csv.reader(io.StringIO(text))
+    while True:
+        try:
+            cells = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            reason = str(exc)
+            if "field limit" in reason:
+                reason = (f"a cell is longer than the csv field limit of "
+                          f"{csv.field_size_limit()} characters")
+            raise ValueError(f"csv row {reader.line_num - 1}: {reason}") from None
+        yield cells
 
 
 def _split_stage(rows: list[tuple[Action | None, ...]]) -> list[tuple[int, int]]:
@@ -114,7 +137,20 @@ def save_csv(schedule: Schedule, path: str | os.PathLike[str]) -> None:
 
 
 def load_csv(path: str | os.PathLike[str]) -> Schedule:
-    """Read a CSV schedule; its name is the file name without extension."""
-    with open(path, newline="", encoding="utf-8") as handle:
-        text = handle.read()
-    return schedule_from_csv(text, name=os.path.splitext(os.path.basename(path))[0])
+    """Read a CSV schedule; its name is the file name without extension.
+
+    ValueError naming the file when it is not UTF-8 text or does not parse
+    (:class:`ScheduleError`, with its grid, when the rows form no schedule).
+    """
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as handle:
+            text = handle.read()
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{os.fspath(path)}: not a UTF-8 text file (byte {exc.start}: "
+                         f"{exc.reason}); expected one row of actions per rank") from None
+    try:
+        return schedule_from_csv(text, name=os.path.splitext(os.path.basename(path))[0])
+    except ScheduleError:
+        raise
+    except ValueError as exc:
+        raise ValueError(f"{os.fspath(path)}: {exc}") from None

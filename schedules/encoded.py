@@ -19,7 +19,7 @@ from itertools import chain
 
 import numpy as np
 
-from .actions import KIND_CODES, ActionKind, Schedule
+from .actions import KIND_CODES, Action, ActionKind, Schedule
 
 IDLE_CODE = -1
 
@@ -76,14 +76,54 @@ class EncodedSchedule:
         return (self.stage, self.kind, self.microbatch, self.row_start, self.placement,
                 self.num_microbatches, self.has_comms)
 
+    def kind_codes_used(self) -> list[int]:
+        """The distinct kind codes of the non-idle slots, in increasing order."""
+        return [int(k) for k in np.unique(self.kind) if k != IDLE_CODE]
+
+    def to_actions(self) -> tuple[tuple[Action | None, ...], ...]:
+        """The per-rank action tuples these arrays encode (``None`` for idle slots)."""
+        new = tuple.__new__  # Action(...) without the NamedTuple constructor's overhead
+        kinds = tuple(ActionKind)
+        flat = [
+            None if k < 0 else new(Action, (s, kinds[k], b))
+            for s, k, b in zip(self.stage.tolist(), self.kind.tolist(),
+                               self.microbatch.tolist(), strict=True)
+        ]
+        bounds = self.row_start.tolist()
+        return tuple(tuple(flat[lo:hi]) for lo, hi in zip(bounds, bounds[1:], strict=False))
+
     def locate(self, flat: int) -> tuple[int, int]:
         """(rank, step) of flat index ``flat``."""
         rank = int(np.searchsorted(self.row_start, flat, side="right")) - 1
         return rank, flat - int(self.row_start[rank])
 
 
+def encoded_arrays(
+    stage: np.ndarray, kind: np.ndarray, microbatch: np.ndarray, row_start: np.ndarray,
+    placement: tuple[int, ...], num_microbatches: int,
+) -> EncodedSchedule:
+    """An :class:`EncodedSchedule` of int64 copies of the arrays, frozen read-only."""
+    arrays = [np.array(a, dtype=np.int64) for a in
+              (stage, kind, microbatch, row_start, placement)]
+    for a in arrays:
+        a.flags.writeable = False
+    return EncodedSchedule(*arrays, num_microbatches=num_microbatches)
+
+
 def encode(schedule: Schedule) -> EncodedSchedule:
-    """Flatten ``schedule`` into :class:`EncodedSchedule` arrays (one Python pass)."""
+    """The :class:`EncodedSchedule` of ``schedule``: flattened in one Python pass the
+    first time, then kept with the (immutable) schedule; array-built schedules
+    (:meth:`Schedule.from_arrays <ringpipe.schedules.actions.Schedule.from_arrays>`)
+    already hold theirs."""
+    cached = schedule.__dict__.get("_encoded")
+    if cached is not None:
+        return cached
+    enc = _encode(schedule)
+    object.__setattr__(schedule, "_encoded", enc)
+    return enc
+
+
+def _encode(schedule: Schedule) -> EncodedSchedule:
     rows = schedule.actions
     idle = (-1, None, -1)
     flat = [idle if a is None else a for a in chain.from_iterable(rows)]
@@ -110,11 +150,5 @@ def encode(schedule: Schedule) -> EncodedSchedule:
         ) from None
     row_start = np.zeros(len(rows) + 1, dtype=np.int64)
     np.cumsum([len(row) for row in rows], out=row_start[1:])
-    return EncodedSchedule(
-        stage=stage,
-        kind=kind,
-        microbatch=microbatch,
-        row_start=row_start,
-        placement=np.asarray(schedule.placement, dtype=np.int64),
-        num_microbatches=schedule.num_microbatches,
-    )
+    return encoded_arrays(stage, kind, microbatch, row_start, schedule.placement,
+                          schedule.num_microbatches)

@@ -9,17 +9,23 @@ at the turn from forward to backward.
 
 from __future__ import annotations
 
-from .actions import Action, B, F, Schedule, check_count, one_chunk_placement
-from .bulk import bulk_build
+import numpy as np
+
+from .actions import KIND_CODES, B, F, Schedule, check_count, one_chunk_placement
+from .encoded import encoded_arrays
 
 
-@bulk_build
 def gpipe(num_ranks: int, num_microbatches: int) -> Schedule:
-    """GPipe on p = ``num_ranks`` ranks (stage r on rank r) with m = ``num_microbatches``."""
+    """GPipe on p = ``num_ranks`` ranks (stage r on rank r) with m = ``num_microbatches``.
+
+    Built as arrays: rank r's slot j is ``F j`` for j < m and ``B (j - m)`` after.
+    """
     p = check_count("num_ranks", num_ranks)
     m = check_count("num_microbatches", num_microbatches)
-    rows = tuple(
-        tuple([Action(r, F, k) for k in range(m)] + [Action(r, B, k) for k in range(m)])
-        for r in range(p)
-    )
-    return Schedule("gpipe", one_chunk_placement(p), rows, m)
+    slot = np.arange(2 * m, dtype=np.int64)
+    row_kind = np.where(slot < m, KIND_CODES[F], KIND_CODES[B])
+    stage = np.repeat(np.arange(p, dtype=np.int64), 2 * m)
+    placement = one_chunk_placement(p)
+    encoded = encoded_arrays(stage, np.tile(row_kind, p), np.tile(slot % m, p),
+                             np.arange(p + 1, dtype=np.int64) * (2 * m), placement, m)
+    return Schedule.from_arrays("gpipe", placement, encoded, m)

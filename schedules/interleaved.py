@@ -17,8 +17,11 @@ group of p micro-batches whole; the generator enforces the same constraint.
 
 from __future__ import annotations
 
-from .actions import Action, B, F, Schedule, check_count, interleaved_placement
-from .bulk import bulk_build
+import numpy as np
+
+from .actions import KIND_CODES, Action, B, F, Schedule, check_count, interleaved_placement
+from .encoded import encoded_arrays
+from .one_f_one_b import steady_state_pattern
 
 
 def interleaved_warmup(num_ranks: int, num_microbatches: int, chunks: int, rank: int) -> int:
@@ -45,13 +48,15 @@ def _interleaved_row(p: int, m: int, v: int, r: int) -> tuple[Action, ...]:
     return tuple(row)
 
 
-@bulk_build
 def interleaved_one_f_one_b(
     num_ranks: int, num_microbatches: int, chunks_per_rank: int = 2
 ) -> Schedule:
     """Interleaved 1F1B with v = ``chunks_per_rank`` chunks per rank.
 
     Constraints (Megatron's): v >= 2 (v = 1 is plain 1F1B) and m a multiple of p.
+    Built as arrays (the 1F1B pattern of
+    :func:`~ringpipe.schedules.one_f_one_b.steady_state_pattern` over m·v forwards,
+    mapped to (stage, micro-batch) as :func:`_interleaved_row` does).
     """
     p = check_count("num_ranks", num_ranks)
     m = check_count("num_microbatches", num_microbatches)
@@ -66,5 +71,14 @@ def interleaved_one_f_one_b(
             f"num_microbatches: interleaved 1F1B needs m to be a multiple of p = {p} "
             f"(micro-batches move through the chunks in groups of p), got m = {m}"
         )
-    rows = tuple(_interleaved_row(p, m, v, r) for r in range(p))
-    return Schedule("interleaved-1f1b", interleaved_placement(p, v), rows, m)
+    rank = np.arange(p, dtype=np.int64)[:, None]
+    warmup = np.array([[interleaved_warmup(p, m, v, r)] for r in range(p)], dtype=np.int64)
+    backward, k = steady_state_pattern(warmup, m * v)
+    chunk = (k % (p * v)) // p
+    stage = np.where(backward, v - 1 - chunk, chunk) * p + rank
+    microbatch = (k // (p * v)) * p + k % p
+    kind = np.where(backward, KIND_CODES[B], KIND_CODES[F])
+    placement = interleaved_placement(p, v)
+    encoded = encoded_arrays(stage.ravel(), kind.ravel(), microbatch.ravel(),
+                             np.arange(p + 1, dtype=np.int64) * (2 * m * v), placement, m)
+    return Schedule.from_arrays("interleaved-1f1b", placement, encoded, m)

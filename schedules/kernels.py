@@ -1,6 +1,7 @@
 """Numba loops behind the validator's checks and dry run (arrays from :mod:`.encoded`).
 
-Kind codes: F=0, B=1, I=2, W=3, SEND_F=4, RECV_F=5, SEND_B=6, RECV_B=7, idle=-1.
+Kind codes come from :data:`~ringpipe.schedules.actions.KIND_CODES` (F=0, B=1, I=2,
+W=3, SEND_F=4, RECV_F=5, SEND_B=6, RECV_B=7; idle=-1).
 Flat index j addresses one slot; ``idx = stage * m + microbatch`` one tensor.
 Channels are the compact ids of :func:`~ringpipe.schedules.encoded.message_channels`.
 The semantics are documented in :mod:`.validate`; these functions return status
@@ -14,10 +15,24 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from .actions import COMPUTE_KINDS, KIND_CODES, ActionKind
+
 Array = np.ndarray  # Numba ignores annotations; they document the array arguments
 
-KIND_F, KIND_B, KIND_I, KIND_W = 0, 1, 2, 3
-KIND_SEND_F, KIND_RECV_F, KIND_SEND_B, KIND_RECV_B = 4, 5, 6, 7
+# The codes of :data:`~ringpipe.schedules.actions.KIND_CODES` (the one table), as the
+# module-level ints Numba compiles in as constants.
+KIND_F = KIND_CODES[ActionKind.FORWARD]
+KIND_B = KIND_CODES[ActionKind.FULL_BACKWARD]
+KIND_I = KIND_CODES[ActionKind.BACKWARD_INPUT]
+KIND_W = KIND_CODES[ActionKind.BACKWARD_WEIGHT]
+KIND_SEND_F = KIND_CODES[ActionKind.SEND_F]
+KIND_RECV_F = KIND_CODES[ActionKind.RECV_F]
+KIND_SEND_B = KIND_CODES[ActionKind.SEND_B]
+KIND_RECV_B = KIND_CODES[ActionKind.RECV_B]
+#: The compute kinds have the codes 0 .. NUM_COMPUTE_KINDS-1 (F, B, I, W, in that order).
+NUM_COMPUTE_KINDS = len(COMPUTE_KINDS)
+if (KIND_F, KIND_B, KIND_I, KIND_W) != tuple(range(NUM_COMPUTE_KINDS)):  # pragma: no cover
+    raise ImportError("KIND_CODES must number F, B, I, W as 0, 1, 2, 3")
 
 # dry-run status codes
 OK = 0
@@ -58,11 +73,11 @@ def count_computes(
     stage: Array, kind: Array, microbatch: Array, num_stages: int, m: int
 ) -> tuple[Array, int]:
     """Per (kind F/B/I/W, tensor) run counts, and the first flat index that repeats one."""
-    counts = np.zeros((4, num_stages * m), np.int64)
+    counts = np.zeros((NUM_COMPUTE_KINDS, num_stages * m), np.int64)
     repeat = -1
     for j in range(stage.shape[0]):
         k = kind[j]
-        if 0 <= k < 4:
+        if 0 <= k < NUM_COMPUTE_KINDS:
             idx = stage[j] * m + microbatch[j]
             counts[k, idx] += 1
             if counts[k, idx] > 1 and repeat < 0:

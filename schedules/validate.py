@@ -172,10 +172,13 @@ def _describe(template: str, action: object) -> str:
 
 
 def _dry_run(schedule: Schedule, enc: EncodedSchedule) -> np.ndarray:
-    rows = schedule.actions
     status, j, j2, order, pointer, waits, chan_head, nxt = kernels.dry_run_kernel(
         *enc.program, *enc.channels
     )
+    stuck = [r for r in range(schedule.num_ranks) if pointer[r] < enc.row_start[r + 1]]
+    if status == kernels.OK and not stuck and not (chan_head >= 0).any():
+        return order  # valid: the Action objects are only needed to report an error
+    rows = schedule.actions
     if status == kernels.RECV_MISMATCH:
         (r1, s1), (r2, s2) = enc.locate(int(j)), enc.locate(int(j2))
         raise ScheduleError(
@@ -187,7 +190,6 @@ def _dry_run(schedule: Schedule, enc: EncodedSchedule) -> np.ndarray:
     if status != kernels.OK:
         rank, step = enc.locate(int(j))
         raise ScheduleError(_describe(_REASONS[status], rows[rank][step]), schedule, [(rank, step)])
-    stuck = [r for r in range(schedule.num_ranks) if pointer[r] < enc.row_start[r + 1]]
     if stuck:
         marks = [enc.locate(int(pointer[r])) for r in stuck]
         waits_for = "; ".join(

@@ -25,8 +25,10 @@ passes. The F/I pattern is 1F1B's, so the peak is min(p-r, m), the same as 1F1B.
 
 from __future__ import annotations
 
-from .actions import Action, F, I, Schedule, W, check_count, one_chunk_placement
-from .bulk import bulk_build
+import numpy as np
+
+from .actions import KIND_CODES, Action, F, I, Schedule, W, check_count, one_chunk_placement
+from .encoded import encoded_arrays
 from .one_f_one_b import warmup_forwards
 
 
@@ -52,10 +54,37 @@ def _zb_h1_row(p: int, m: int, r: int) -> tuple[Action, ...]:
     return tuple(row)
 
 
-@bulk_build
+def _zb_h1_columns(p: int, m: int, r: int) -> tuple[np.ndarray, np.ndarray]:
+    """(kind code, micro-batch) of :func:`_zb_h1_row`, as arrays. With w warm-up
+    forwards, d = min(r, m-w) deferred steps and t = m-w-d full steps, the row is:
+    ``F 0..w-1``; d pairs ``F(w+i) I(i)``; t triples ``F(w+d+i) I(d+i) W(i)``; w pairs
+    ``I(d+t+i) W(t+i)``; then ``W(t+w+i)`` for i < d: 3m slots."""
+    w = warmup_forwards(p, m, r)
+    d = min(r, m - w)
+    t = m - w - d
+    f, i_, wc = KIND_CODES[F], KIND_CODES[I], KIND_CODES[W]
+    parts = [
+        (np.full((w, 1), f), np.arange(w)[:, None]),
+        (np.tile([f, i_], (d, 1)), np.arange(d)[:, None] + [w, 0]),
+        (np.tile([f, i_, wc], (t, 1)), np.arange(t)[:, None] + [w + d, d, 0]),
+        (np.tile([i_, wc], (w, 1)), np.arange(w)[:, None] + [d + t, t]),
+        (np.full((d, 1), wc), np.arange(d)[:, None] + t + w),
+    ]
+    return (np.concatenate([k.ravel() for k, _ in parts]).astype(np.int64),
+            np.concatenate([mb.ravel() for _, mb in parts]).astype(np.int64))
+
+
 def zb_h1(num_ranks: int, num_microbatches: int) -> Schedule:
-    """ZB-H1 on p = ``num_ranks`` ranks (stage r on rank r) with m = ``num_microbatches``."""
+    """ZB-H1 on p = ``num_ranks`` ranks (stage r on rank r) with m = ``num_microbatches``.
+
+    Built as arrays (:func:`_zb_h1_columns`), equal to the rows of :func:`_zb_h1_row`.
+    """
     p = check_count("num_ranks", num_ranks)
     m = check_count("num_microbatches", num_microbatches)
-    rows = tuple(_zb_h1_row(p, m, r) for r in range(p))
-    return Schedule("zb-h1", one_chunk_placement(p), rows, m)
+    columns = [_zb_h1_columns(p, m, r) for r in range(p)]
+    placement = one_chunk_placement(p)
+    encoded = encoded_arrays(np.repeat(np.arange(p), 3 * m),
+                             np.concatenate([k for k, _ in columns]),
+                             np.concatenate([mb for _, mb in columns]),
+                             np.arange(p + 1) * (3 * m), placement, m)
+    return Schedule.from_arrays("zb-h1", placement, encoded, m)

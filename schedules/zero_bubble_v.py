@@ -57,8 +57,10 @@ all the other ranks.
 
 from __future__ import annotations
 
-from .actions import Action, F, I, Schedule, W, check_count, v_shape_placement
-from .bulk import bulk_build
+import numpy as np
+
+from .actions import KIND_CODES, Action, F, I, Schedule, W, check_count, v_shape_placement
+from .encoded import encoded_arrays
 
 _FA, _IA, _WA, _FB, _IB, _WB = range(6)
 _SYMBOL = ((0, F), (0, I), (0, W), (1, F), (1, I), (1, W))  # (chunk, kind)
@@ -95,14 +97,34 @@ def _zb_v_row(p: int, m: int, r: int) -> tuple[Action, ...]:
     return tuple(row)
 
 
-@bulk_build
+def _zb_v_columns(p: int, m: int, r: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(stage, kind code, micro-batch) of :func:`_zb_v_row`, as arrays: the k-th
+    occurrence of a symbol is micro-batch k, and occurrences k >= m are dropped."""
+    symbol = np.array(zb_v_pattern(p, m, r), dtype=np.int64)
+    microbatch = np.empty_like(symbol)
+    for code in range(len(_SYMBOL)):
+        where = np.flatnonzero(symbol == code)
+        microbatch[where] = np.arange(where.size)
+    keep = microbatch < m
+    stages = np.array([r if chunk == 0 else 2 * p - 1 - r for chunk, _ in _SYMBOL])
+    kinds = np.array([KIND_CODES[kind] for _, kind in _SYMBOL])
+    symbol = symbol[keep]
+    return stages[symbol], kinds[symbol], microbatch[keep]
+
+
 def zb_v(num_ranks: int, num_microbatches: int) -> Schedule:
     """ZB-V on p = ``num_ranks`` ranks, 2 chunks each in a V, m = ``num_microbatches``.
 
     Valid for every p >= 1 and m >= 1; with F = I = W per chunk the bubble is the
     minimum a V allows, (p-1)/(6m+p-1), once m >= floor(3p/2) (module docstring).
+    Built as arrays (:func:`_zb_v_columns`), equal to the rows of :func:`_zb_v_row`.
     """
     p = check_count("num_ranks", num_ranks)
     m = check_count("num_microbatches", num_microbatches)
-    rows = tuple(_zb_v_row(p, m, r) for r in range(p))
-    return Schedule("zb-v", v_shape_placement(p), rows, m)
+    columns = [_zb_v_columns(p, m, r) for r in range(p)]
+    row_start = np.zeros(p + 1, dtype=np.int64)
+    np.cumsum([c[0].size for c in columns], out=row_start[1:])
+    placement = v_shape_placement(p)
+    encoded = encoded_arrays(*(np.concatenate(parts) for parts in zip(*columns, strict=True)),
+                             row_start, placement, m)
+    return Schedule.from_arrays("zb-v", placement, encoded, m)

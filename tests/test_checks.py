@@ -5,6 +5,9 @@ import pytest
 
 import ringpipe
 
+# np.matrix is deprecated (a PendingDeprecationWarning); these tests build some on purpose.
+pytestmark = pytest.mark.filterwarnings("ignore:the matrix subclass:PendingDeprecationWarning")
+
 COLLECTIVES = {
     "all_reduce": lambda b, **kw: ringpipe.all_reduce(b, **kw),
     "reduce_scatter": lambda b, **kw: ringpipe.reduce_scatter(b, **kw),
@@ -151,3 +154,48 @@ def test_adjacent_buffers_pass_and_one_element_of_overlap_is_caught():
     assert backing.tolist() == list(range(12))  # nothing touched
     empty = [np.empty(0) for _ in range(3)]
     assert [b.size for b in ringpipe.all_reduce(empty)] == [0, 0, 0]
+
+
+@pytest.mark.parametrize("name", list(COLLECTIVES))
+@pytest.mark.parametrize("backend", ["numpy", "numba"])
+def test_np_matrix_buffers_are_refused(name, backend):
+    """np.matrix stays 2-D under reshape(-1): silently wrong chunks if accepted."""
+    bufs = [np.matrix(np.arange(8.0).reshape(2, 4) + 10 * r) for r in range(4)]
+    assert_rejected(name, bufs, TypeError, r"rank 0: buffers\[0\] is an np.matrix",
+                    backend=backend)
+
+
+def test_np_matrix_on_one_rank_is_named():
+    bufs = ranks(3, 8, np.float64)
+    bufs[2] = np.matrix(bufs[2])
+    assert_rejected("all_reduce", bufs, TypeError, r"rank 2: buffers\[2\] is an np.matrix")
+
+
+@pytest.mark.parametrize("name,size", [("all_reduce", 8), ("all_gather", 32),
+                                       ("reduce_scatter", 2), ("broadcast", 8), ("reduce", 8)])
+def test_np_matrix_out_is_refused(name, size):
+    bufs = ranks(4, 8, np.float64)
+    out = [np.matrix(np.zeros((1, size))) for _ in range(4)]
+    assert_rejected(name, bufs, TypeError, r"rank 0: out\[0\] is an np.matrix", out=out)
+    assert all((o == 0).all() for o in out)
+
+
+def test_masked_arrays_are_refused():
+    xs = [np.ma.masked_array(np.arange(6.0), mask=[0, 1, 0, 0, 0, 0]) for _ in range(3)]
+    with pytest.raises(TypeError, match="rank 0: .*masked array"):
+        ringpipe.all_reduce(xs)
+
+
+def test_persistent_backend_type_error():
+    with pytest.raises(TypeError, match="backend must be a str"):
+        ringpipe.all_reduce_init([np.zeros(4), np.zeros(4)], backend=3)
+    with pytest.raises(TypeError, match="np.matrix"):
+        ringpipe.all_reduce_init([np.matrix(np.zeros((1, 4)))] * 2, backend="numpy")
+
+
+def test_mpi_group_refuses_np_matrix_locally():
+    from ringpipe.mpi.group import _local_problem
+
+    code, kind, message = _local_problem(np.matrix(np.zeros((2, 2))), None, True, None)
+    assert code == 1 and kind is TypeError and "matrix" in message
+    assert _local_problem(np.zeros(4), None, True, None)[0] == 0

@@ -15,8 +15,11 @@ def test_demo_table_is_exact(capsys):
     out = capsys.readouterr().out
     assert "algorithm: ring" in out and "algorithm: tree" in out
     header = next(line for line in out.splitlines() if "#wrong" in line)
-    assert header.split() == ["size", "count", "type", "redop", "time", "algbw", "busbw",
-                              "#wrong"]
+    assert header.split() == ["#", "size", "count", "type", "redop", "root",
+                              *["time", "algbw", "busbw", "#wrong"] * 2]
+    assert out.count("# Avg bus bandwidth") == 2  # one per algorithm, as nccl-tests
+    assert out.count("# Out of bounds values : 0 OK") == 2
+    assert "KernelTuning.parallel_min_bytes" in out  # the thread-pool step is explained
     assert "all results exact" in out
 
 
@@ -26,7 +29,8 @@ def test_demo_json(capsys):
     doc = json.loads(capsys.readouterr().out)
     assert doc["wrong"] == 0 and doc["ranks"] == 3
     rows = doc["results"]["tree"]
-    assert [r["size_bytes"] for r in rows] == [1024, 4096]
+    assert [(r["size_bytes"], r["in_place"]) for r in rows] == [
+        (1024, False), (1024, True), (4096, False), (4096, True)]
     for r in rows:
         assert r["busbw_gbps"] == pytest.approx(r["algbw_gbps"] * 4 / 3)
 

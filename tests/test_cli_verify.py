@@ -51,3 +51,8 @@ def test_verify_bad_arguments_exit_2(argv, message, capsys):
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1
+
+
+def test_verify_negative_seed_names_the_flag(capsys):
+    assert main(["verify", "--seed", "-1"]) == 2
+    assert "--seed" in capsys.readouterr().err

@@ -36,6 +36,7 @@ def assert_bitwise(a, b):
     assert a.tobytes() == b.tobytes()
 
 
+@pytest.mark.slow  # ~40 s on 2 cores
 @given(n=st.integers(1, 16), size=SIZES, dtype=st.sampled_from(DTYPES),
        algorithm=st.sampled_from(["ring", "tree"]), op=st.sampled_from(list(OPS)),
        seed=st.integers(0, 2**32 - 1), tuning=st.sampled_from(TUNINGS))

@@ -11,6 +11,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -21,6 +23,7 @@ def run_python(args, env_updates, timeout):
                           text=True, timeout=timeout, check=False)
 
 
+@pytest.mark.slow  # ~40 s on 2 cores
 def test_kernel_logic_under_the_cuda_simulator():
     proc = run_python(["-m", "pytest", "tests/gpu_sim", "-o", "python_files=sim_*.py", "-q",
                        "-p", "no:cacheprovider", "-rs"],

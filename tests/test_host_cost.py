@@ -63,3 +63,11 @@ def test_collectives_and_host_cost_never_import_the_planner():
         imported |= {a.name for n in ast.walk(tree) if isinstance(n, ast.Import)
                      for a in n.names}
         assert not any(m and m.startswith("ringpipe.cost") for m in imported), name
+
+
+def test_a_refused_ring_table_leaves_tree_as_the_choice():
+    """Past the ring table's size limit (over 1448 ranks) auto still picks an algorithm."""
+    from ringpipe.host_cost import choose_host_algorithm
+
+    algorithm, reason = choose_host_algorithm("all_reduce", 4096, 2000)
+    assert algorithm == "tree" and "2000 in-process ranks" in reason

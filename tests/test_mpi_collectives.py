@@ -153,6 +153,7 @@ def _run(nprocs: int, mode: str) -> dict:
     return json.loads(job.stdout.strip().splitlines()[-1])
 
 
+@pytest.mark.slow  # 20-40 s on 2 cores
 @pytest.mark.parametrize("nprocs", [2, 4])
 def test_collectives_bitwise_equal_to_inprocess(nprocs):
     doc = _run(nprocs, "bitwise")

@@ -119,3 +119,26 @@ def test_ranks_refuse_cross_node_tp_when_started_directly(tmp_path):
 def test_in_process_backends_refuse_mpi_only_flags():
     job = _cli("--backend", "numpy", "--device", "cupy")
     assert job.returncode == 2 and "--device cupy only applies to --backend mpi" in job.stderr
+
+
+@pytest.mark.mpi
+def test_cli_timeout_reaches_the_ranks():
+    job = _cli("--backend", "mpi", "--np", "2", "--pp", "2", "--layers", "16", "--hidden",
+               "128", "--seq", "32", "--microbatches", "16", "--timeout", "0.5", timeout=60)
+    assert job.returncode != 0 and "timed out after 0.5 s" in job.stderr
+    assert "Traceback" not in job.stderr
+    bad = _cli("--backend", "mpi", "--np", "2", "--pp", "2", "--timeout", "-1")
+    assert bad.returncode == 2 and "--timeout must be" in bad.stderr
+
+
+@pytest.mark.mpi
+def test_missing_gpu_extra_is_one_line_exit_2():
+    pytest.importorskip("mpi4py")
+    try:
+        import cupy  # noqa: F401
+        pytest.skip("CuPy is installed: --device cupy would run")
+    except ImportError:
+        pass
+    job = _cli("--backend", "mpi", "--np", "2", "--pp", "2", "--device", "cupy")
+    assert job.returncode == 2 and "needs the cupy package" in job.stderr
+    assert len(job.stderr.strip().splitlines()) == 1

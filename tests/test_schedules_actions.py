@@ -170,3 +170,8 @@ def test_csv_rows_that_form_no_schedule_raise_schedule_error_with_grid(text, rea
     assert error.grid.splitlines()[1].startswith("rank 0 |")
     assert sorted(str(error.actions[r][s]) for r, s in error.marks) == sorted(marked)
     assert all(f"[{cell}]" in error.grid for cell in marked)
+
+
+def test_action_digits_are_ascii_only():
+    with pytest.raises(ValueError):
+        Action.parse("\u0660F\u0661")

@@ -91,3 +91,9 @@ def test_summary_layout():
     assert data["actions"]["7"][:3] == ["7F0", "7B0", "7F1"]
     assert list(data["actions"]) == [str(r) for r in range(8)]
     json.dumps(data)
+
+
+def test_text_grid_width_is_bounded():
+    result = simulate(generate("1f1b", 4, 4), CostModel(forward=Fraction(1, 10**6)))
+    with pytest.raises(ValueError, match="columns"):
+        format_time_grid(result)

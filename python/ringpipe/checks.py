@@ -11,10 +11,11 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from ringpipe.kernels.ops import SUPPORTED_OPS as SUPPORTED_OPS  # the one op table
+
 #: dtypes every executor supports.
 SUPPORTED_DTYPES = tuple(np.dtype(t) for t in
                          (np.float16, np.float32, np.float64, np.int32, np.int64))
-SUPPORTED_OPS = ("sum", "max", "min")
 #: Host backends: every API that takes a backend (collectives, plans, CLI) offers these.
 BACKENDS = ("numpy", "numba")
 #: The collectives also run on the GPU (CuPy arrays; NumPy arrays under Numba's CUDA
@@ -70,6 +71,9 @@ def check_rank_arrays(where: str, name: str, arrays: object, *, nranks: int | No
         if not isinstance(a, array_type):
             raise _fail(TypeError, where, f"{name}[{r}] is a {type(a).__name__}, "
                                           f"expected {kind}", r)
+        if isinstance(a, np.matrix):
+            raise _fail(TypeError, where, f"{name}[{r}] is an np.matrix, which stays 2-D "
+                                          "when flattened; pass np.asarray(...)", r)
         if isinstance(a, np.ma.MaskedArray):
             raise _fail(TypeError, where, f"{name}[{r}] is a masked array; collectives ignore "
                                           "masks, pass np.ma.getdata(...) or a filled array", r)

@@ -8,7 +8,10 @@ chosen executor:
 * ``backend="numpy"``: :func:`ringpipe.kernels.numpy_exec.run_table_numpy`, the readable
   step-by-step reference;
 * ``backend="numba"``: :func:`ringpipe.kernels.numba_exec.run_table_numba`, tile-fused
-  and parallel; bitwise equal to the reference for the same algorithm;
+  and parallel; bitwise equal to the reference for the same algorithm. An in-place
+  ring/tree ``all_reduce`` on plain ndarrays first tries the one-shot path
+  (:mod:`ringpipe.kernels.numba_oneshot`: checks and kernel in one compiled call),
+  which falls back to the full checks below for anything else;
 * ``backend="cupy"``: :func:`ringpipe.kernels.cuda_exec.run_table_cuda`, the
   same tile-fused schedule as a CUDA kernel, bitwise equal too. Ranks are CuPy arrays on
   one GPU, or on several (then transfer by transfer, with peer copies); under Numba's CUDA
@@ -47,7 +50,9 @@ from ringpipe.kernels.cuda_nccl import nccl_all_reduce
 from ringpipe.kernels.cuda_tuning import CudaTuning
 from ringpipe.kernels.memory import addresses
 from ringpipe.kernels.numba_exec import DEFAULT_TUNING, KernelTuning, run_table_numba
+from ringpipe.kernels.numba_oneshot import run_plain_in_place
 from ringpipe.kernels.numpy_exec import run_table_numpy
+from ringpipe.kernels.ops import OPCODES
 from ringpipe.kernels.registry import ALGORITHMS, step_table
 from ringpipe.kernels.steps import StepTable, chunk_bounds
 from ringpipe.validation import check_int
@@ -165,6 +170,24 @@ def _common(where: str, collective: str, buffers: object, out: object, algorithm
     return _Checked(bufs, buf_addr, outs, out_addr, gpu)
 
 
+#: Rank counts up to which in-place numba all-reduces try the one-shot path first.
+_PLAIN_MAX_RANKS = 256
+
+
+def _plain_all_reduce(buffers: object, algorithm: object, backend: object, op: object,
+                      tuning: object) -> bool:
+    """The small-message path (:mod:`ringpipe.kernels.numba_oneshot`): True when it ran
+    an in-place ring/tree numba all-reduce on plain buffers; False (nothing touched)
+    when :func:`all_reduce` must check the arguments in full."""
+    if (type(buffers) not in (list, tuple) or not 0 < len(buffers) <= _PLAIN_MAX_RANKS
+            or backend != "numba" or type(tuning) is not KernelTuning
+            or type(op) is not str or op not in OPCODES
+            or (algorithm != "ring" and algorithm != "tree")):
+        return False
+    table = step_table("all_reduce", algorithm, len(buffers))
+    return run_plain_in_place(table, buffers, op, tuning)
+
+
 @lru_cache(maxsize=1024)
 def _auto_choice(collective: str, nbytes: int, nranks: int, host: HostModel) -> tuple[str, str]:
     return choose_host_algorithm(collective, nbytes, nranks, host)
@@ -208,6 +231,8 @@ def all_reduce(buffers: list[np.ndarray], algorithm: str = "ring", backend: str 
     model of this host (:func:`auto_algorithm` says why). Returns the result arrays:
     ``buffers`` when in place, else ``out``.
     """
+    if out is None and _plain_all_reduce(buffers, algorithm, backend, op, tuning):
+        return list(buffers)
     args = _common("all_reduce", "all_reduce", buffers, out, algorithm, backend, op, tuning)
     if algorithm == "auto":
         algorithm, _ = auto_algorithm("all_reduce", args.bufs[0].nbytes, len(args.bufs))

@@ -93,8 +93,15 @@ def choose_host_algorithm(collective: str, nbytes: int, nranks: int,
     if collective not in ALGORITHMS:
         raise ValueError(f"unknown collective {collective!r}; choose one of "
                          f"{', '.join(map(repr, ALGORITHMS))}")
-    costs = [host_collective_time(collective, a, nbytes, nranks, host)
-             for a in ALGORITHMS[collective]]
+    costs, refused = [], []
+    for algorithm in ALGORITHMS[collective]:
+        try:  # a table too large to build (a ring over thousands of ranks) is no candidate
+            costs.append(host_collective_time(collective, algorithm, nbytes, nranks, host))
+        except ValueError as exc:
+            refused.append(str(exc))
+    if not costs:
+        raise ValueError(f"no algorithm can run {collective} over {nranks} ranks: "
+                         + "; ".join(refused))
     best = min(costs, key=lambda c: c.time)
     default = next((c for c in costs if c.algorithm == host.default_algorithm), None)
     kept = default is not None and default.time <= best.time * (1 + host.tie_tolerance)

@@ -25,10 +25,11 @@ DEVICES = ("cpu", "cupy")
 def add_plan_arguments(p: argparse.ArgumentParser) -> None:
     """The arguments that describe a plan, its model, batch and output format (shared
     with ``python -m ringpipe.mpi verify``)."""
-    p.add_argument("--tp", type=int, default=1)
-    p.add_argument("--pp", type=int, default=1)
-    p.add_argument("--dp", type=int, default=1)
-    p.add_argument("--schedule", choices=list(SCHEDULES), default="1f1b")
+    p.add_argument("--tp", type=int, default=1, help="tensor-parallel degree (default 1)")
+    p.add_argument("--pp", type=int, default=1, help="pipeline ranks p (default 1)")
+    p.add_argument("--dp", type=int, default=1, help="data-parallel degree (default 1)")
+    p.add_argument("--schedule", choices=list(SCHEDULES), default="1f1b",
+                   help="pipeline schedule (default 1f1b)")
     p.add_argument("--microbatches", type=int, default=None,
                    help="default: the number of pipeline ranks")
     p.add_argument("--stages-per-rank", "--chunks", type=int, default=None, dest="chunks",
@@ -42,15 +43,18 @@ def add_plan_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--allow-cross-node-tp", action="store_true",
                    help="with --backend mpi: run even if a TP group spans nodes")
     p.add_argument("--layers", type=int, default=None, help="default: 2 per stage")
-    p.add_argument("--hidden", type=int, default=32)
-    p.add_argument("--heads", type=int, default=4)
-    p.add_argument("--seq", type=int, default=8)
+    p.add_argument("--hidden", type=int, default=32, help="model width h (default 32)")
+    p.add_argument("--heads", type=int, default=4, help="attention heads (default 4)")
+    p.add_argument("--seq", type=int, default=8, help="sequence length (default 8)")
     p.add_argument("--vocab", type=int, default=0, help="0: dense inputs, MSE loss")
-    p.add_argument("--block", choices=("transformer", "mlp"), default="transformer")
+    p.add_argument("--block", choices=("transformer", "mlp"), default="transformer",
+                   help="layer type; mlp: no attention, quicker (default transformer)")
     p.add_argument("--batch", type=int, default=None,
                    help="global batch (default: 2 × dp × microbatches)")
-    p.add_argument("--dtype", choices=("float64", "float32"), default="float64")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--dtype", choices=("float64", "float32"), default="float64",
+                   help="parameters and compute (default float64)")
+    p.add_argument("--seed", type=int, default=0,
+                   help="seed of the parameters; the batch uses seed+1 (default 0)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.add_argument("--cluster-file", default=None,
                    help="calibrated cluster file (ringpipe calibrate): also report the "

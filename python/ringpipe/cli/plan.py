@@ -28,7 +28,9 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import sys
+from pathlib import Path
 from typing import Any
 
 from ringpipe.cli import plan_inference
@@ -49,6 +51,9 @@ from ringpipe.cost.recipe import Recipe
 from ringpipe.schedules import SCHEDULES
 
 _SIZE_FLAGS = ("layers", "hidden", "heads", "seq", "vocab", "ffn", "kv_heads")
+_SIZE_HELP = {"layers": "transformer layers", "hidden": "model width h",
+              "heads": "attention heads", "seq": "sequence length", "vocab": "vocabulary size",
+              "ffn": "MLP width (default 4h)", "kv_heads": "key/value heads (GQA; default heads)"}
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -56,23 +61,31 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("plan", help="rank TP×PP×DP configurations of a model on a "
                                            "cluster by predicted step time")
     model = p.add_argument_group("model (a preset, or explicit sizes)")
-    model.add_argument("--model", choices=list(MODEL_PRESETS), default=None)
+    model.add_argument("--model", choices=list(MODEL_PRESETS), default=None,
+                       help="a preset model; explicit sizes below override its fields")
     for flag in _SIZE_FLAGS:
-        model.add_argument("--" + flag.replace("_", "-"), type=int, default=None)
+        model.add_argument("--" + flag.replace("_", "-"), type=int, default=None,
+                           help=_SIZE_HELP[flag])
     model.add_argument("--gated-mlp", action="store_true", default=None,
                        help="SwiGLU MLP (3 matrices); default for Llama presets")
     cluster = p.add_argument_group("cluster (a preset or a file)")
-    cluster.add_argument("--cluster", choices=list(CLUSTER_PRESETS), default=None)
+    cluster.add_argument("--cluster", choices=list(CLUSTER_PRESETS), default=None,
+                         help="a preset cluster (per-GPU numbers in ringpipe.cost.cluster)")
     cluster.add_argument("--cluster-file", default=None, help="TOML or JSON cluster file")
     cluster.add_argument("--nodes", type=int, default=None,
                          help="node count (default: the file's, or 1)")
     train = p.add_argument_group("training")
     train.add_argument("--global-batch", type=int, default=None,
                        help="sequences per step (required without --inference)")
-    train.add_argument("--microbatch-size", type=int, default=None)
-    train.add_argument("--recompute", choices=RECOMPUTE, default=None)
+    train.add_argument("--microbatch-size", type=int, default=None,
+                       help="sequences per micro-batch (default: search 1, 2, 4, 8, 16)")
+    train.add_argument("--recompute", choices=RECOMPUTE, default=None,
+                       help="activation recomputation (default: for each configuration "
+                            "try none, then selective, then full, keeping the first that "
+                            "fits)")
     train.add_argument("--dtype", choices=[*DTYPES, "fp8"], default="bf16",
-                       help="fp8: --inference only")
+                       help="parameter and activation dtype (default bf16; fp8: --inference "
+                            "only)")
     recipe = p.add_argument_group("recipe (default: today's Megatron-LM)")
     recipe.add_argument("--shard-optimizer", action="store_true",
                         help="distributed optimizer (ZeRO-1); on by default, kept as an alias")
@@ -88,10 +101,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         f"(default {DEFAULT_HEADROOM_GIB:g} GiB)")
     pins = p.add_argument_group("pins")
     for axis in ("tp", "pp", "dp"):
-        pins.add_argument(f"--{axis}", type=int, default=None)
+        pins.add_argument(f"--{axis}", type=int, default=None,
+                          help=f"pin the {axis.upper()} degree (default: search)")
     pins.add_argument("--schedule", choices=list(SCHEDULES), default=None,
                       help=f"default: search {', '.join(DEFAULT_SCHEDULES)}")
-    pins.add_argument("--chunks", type=int, default=None, help="chunks per rank (interleaved)")
+    pins.add_argument("--stages-per-rank", "--chunks", dest="chunks", type=int, default=None,
+                      help="v, stages per pipeline rank (interleaved-1f1b; --chunks is the "
+                           "older name)")
     pins.add_argument("--allow-uneven", action="store_true",
                       help="allow pp (· chunks) that does not divide the layers")
     out = p.add_argument_group("output")
@@ -212,17 +228,32 @@ def write_plot(report: SearchReport, path: str, top: int) -> None:
     ax.set_yticks(range(len(shown)), labels, fontsize=8)
     ax.invert_yaxis()
     c = report.cluster
-    ax.set_xlabel("predicted model TFLOP/s per GPU, recomputation not counted "
+    ax.set_xlabel("predicted model TFLOP/s per GPU, recomputation not counted\n"
                   "(grey: does not fit)")
     ax.set_title(f"{report.model.name} on {c.nodes} × {c.name}, global batch "
                  f"{report.training.global_batch}")
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=120, format="png", bbox_inches="tight")  # exactly `path`
     plt.close(fig)
+
+
+def check_plot_path(path: str) -> None:
+    """ValueError unless ``path`` names a file that can be written (checked up front)."""
+    target = Path(path)
+    if target.is_dir() or path.endswith(("/", os.sep)):
+        raise ValueError(f"--plot: {path} is a directory; give a file name, e.g. "
+                         f"{target / 'plan.png'}")
+    folder = target.parent
+    if not folder.is_dir():
+        raise ValueError(f"--plot: cannot write {path}: no directory {folder}")
+    if not os.access(folder, os.W_OK):
+        raise ValueError(f"--plot: cannot write {path}: {folder} is not writeable")
 
 
 def run(args: argparse.Namespace) -> int:
     """Handler of ``ringpipe plan``; returns the exit status."""
+    if args.plot:
+        check_plot_path(args.plot)
     if args.top < 1:
         raise ValueError(f"--top must be >= 1, got {args.top}")
     if args.nodes is not None and args.nodes < 1:

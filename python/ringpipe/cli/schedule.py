@@ -38,6 +38,7 @@ from ringpipe.schedules import (
     validate,
 )
 from ringpipe.schedules.registry import INFERENCE_SCHEDULES  # forward-only: prefill, decode
+from ringpipe.validation import check_int
 
 FORMATS = ("text", "json", "csv", "svg", "chrome")
 
@@ -68,14 +69,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="NAME",
         help="schedule: " + ", ".join([*SCHEDULES, *INFERENCE_SCHEDULES]),
     )
-    parser.add_argument("--stages", "-p", type=int, metavar="P", help="pipeline ranks p")
+    parser.add_argument("--pipeline-ranks", "--stages", "-p", dest="stages", type=int,
+                        metavar="P", help="pipeline ranks p (--stages is the older name; a "
+                        "schedule has p·v stages)")
     parser.add_argument("--microbatches", "-m", type=int, metavar="M", help="micro-batches m")
     parser.add_argument(
+        "--stages-per-rank",
         "--chunks",
         "-v",
+        dest="chunks",
         type=int,
         metavar="V",
-        help="model chunks per rank v (interleaved-1f1b only, default 2; zb-v is fixed at 2)",
+        help="stages per pipeline rank v (interleaved-1f1b only, default 2; zb-v is fixed "
+        "at 2); --chunks is the older name",
     )
     parser.add_argument(
         "--from-csv",
@@ -127,9 +133,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def _positive(flag: str, value: int | None) -> int:
     if value is None:
         raise ValueError(f"{flag}: required with a schedule NAME")
-    if value < 1:
-        raise ValueError(f"{flag}: must be >= 1, got {value}")
-    return value
+    return check_int(f"{flag}:", value, 1)
 
 
 def _build(args: argparse.Namespace) -> Schedule:
@@ -157,8 +161,8 @@ def _build(args: argparse.Namespace) -> Schedule:
         raise ValueError("NAME or --from-csv is required")
     p = _positive("--stages", args.stages)
     m = _positive("--microbatches", args.microbatches)
-    if args.chunks is not None and args.chunks < 1:
-        raise ValueError(f"--chunks: must be >= 1, got {args.chunks}")
+    if args.chunks is not None:
+        check_int("--chunks:", args.chunks, 1)
     return generate(args.name, p, m, args.chunks)
 
 

@@ -44,6 +44,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--hostfile", default=None,
                    help="with --backend mpi: Hydra hostfile (host[:slots] per line) for "
                         "mpiexec -f; TP groups must fit inside one host")
+    p.add_argument("--timeout", type=float, default=None, metavar="SECONDS",
+                   help="with --backend mpi: abort the whole job after SECONDS (default "
+                        "$RINGPIPE_TIMEOUT or 900; 0: no deadline)")
     p.add_argument("--mpiexec-arg", action="append", default=[], dest="mpiexec_args",
                    metavar="ARG", help="with --backend mpi: pass ARG to mpiexec (repeat it)")
     p.set_defaults(handler=run)
@@ -68,7 +71,11 @@ def run_mpi(args: argparse.Namespace) -> int:
         check_placement(plan.mesh, nodes, args.allow_cross_node_tp)  # refused before launch
         extra = ["-f", args.hostfile, *extra]
     try:
-        job = launch(nprocs, ["-m", "ringpipe.mpi", "verify", *plan_argv(args)],
+        from ringpipe.mpi.watchdog import check_timeout
+
+        deadline = [] if args.timeout is None else [
+            "--timeout", repr(check_timeout("--timeout", args.timeout))]
+        job = launch(nprocs, ["-m", "ringpipe.mpi", "verify", *plan_argv(args), *deadline],
                      mpiexec_args=extra, local=args.hostfile is None)
     except (FileNotFoundError, OSError) as exc:
         raise ValueError(f"cannot start mpiexec: {exc}") from None
@@ -84,6 +91,7 @@ def run(args: argparse.Namespace) -> int:
         return run_mpi(args)
     for flag, given in (("--np", args.np is not None), ("--hostfile", args.hostfile is not None),
                         ("--mpiexec-arg", bool(args.mpiexec_args)),
+                        ("--timeout", args.timeout is not None),
                         ("--device cupy", args.device != "cpu"),
                         ("--allreduce nccl", args.allreduce == "nccl")):
         if given:

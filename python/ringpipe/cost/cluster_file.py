@@ -102,9 +102,12 @@ def load_cluster(path: str | Path, nodes: int | None = None) -> Cluster:
     parses as JSON). ``nodes`` overrides the file's node count."""
     path = Path(path)
     try:
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8-sig")
     except OSError as exc:
         raise ValueError(f"cluster file: cannot read {str(path)!r}: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"cluster file: {str(path)!r} is not UTF-8 text (byte {exc.start}: "
+                         f"{exc.reason}); expected TOML or JSON") from None
     try:
         if path.suffix.lower() == ".toml":
             data = tomllib.loads(text)

@@ -25,6 +25,7 @@ those pins gives the best unpinned configuration to compare with
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, replace
 
 from ringpipe.cost.cluster import GIB, Cluster
@@ -133,7 +134,9 @@ class FitsNowhere(ValueError):
 
 
 def _divisors(n: int) -> list[int]:
-    return [d for d in range(1, n + 1) if n % d == 0]
+    """The divisors of ``n`` in increasing order, by trial division up to sqrt(n)."""
+    small = [d for d in range(1, math.isqrt(n) + 1) if n % d == 0]
+    return small + [n // d for d in reversed(small) if d * d != n]
 
 
 def factorisations(model: ModelSpec, training: TrainingSpec, world: int,

@@ -8,6 +8,7 @@ Every module here imports :mod:`mpi4py` lazily, inside the functions that need i
 - :mod:`.launch`: find ``mpiexec`` and start jobs on this machine (used by
   ``ringpipe verify --backend mpi``, the tests and the benchmarks);
 - :mod:`.guard`: a failing rank prints ``rank R: <error>`` and aborts the whole job;
+- :mod:`.watchdog`: ``--timeout`` aborts a wedged job; ranks exit when the launcher dies;
 - :mod:`.engine`: runs a collective's step table over point-to-point messages,
   pipelined in segments;
 - :mod:`.group`: :class:`ProcessGroup`, the collectives on one communicator;

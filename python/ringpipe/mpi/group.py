@@ -66,6 +66,8 @@ class CollectiveError(ValueError):
 def _local_problem(buffer: object, out: object, writeable: bool,
                    out_elems: int | None) -> tuple[int, type[Exception], str]:
     """(error code, exception type, message) of this rank's arguments; code 0 if fine."""
+    if isinstance(buffer, (np.matrix, np.ma.MaskedArray)):
+        return 1, TypeError, f"buffer is an {type(buffer).__name__}; pass np.asarray(...)"
     if not isinstance(buffer, np.ndarray):
         return 1, TypeError, f"buffer is a {type(buffer).__name__}, expected numpy.ndarray"
     if buffer.dtype not in SUPPORTED_DTYPES:

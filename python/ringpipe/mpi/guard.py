@@ -5,8 +5,11 @@ waiting forever. :func:`run_guarded` runs a rank's work and, if it raises, print
 ``rank R: <Type>: <message>`` (then the traceback) to stderr, flushes, and calls
 ``MPI_Abort`` on the world communicator (MPI standard §11.5: the implementation
 terminates every process of the job; Hydra's mpiexec then exits non-zero, within a
-second here). ``SystemExit`` passes through untouched so an argument error that every
-rank detects alike can exit with its own status.
+second here). ``SystemExit`` with a non-zero status counts as a failure too: a rank
+that called ``sys.exit(3)`` would otherwise block in ``MPI_Finalize`` while its peers
+wait for it. ``SystemExit(0)`` and ``SystemExit(None)`` are a normal return of status 0.
+Errors that every rank detects alike before the job starts (bad arguments) are handled
+before the guard, collectively, by :mod:`ringpipe.mpi.__main__`.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ import sys
 import time
 import traceback
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Any, NoReturn, TypeVar
 
 from ringpipe.mpi.loader import load_mpi
 
@@ -31,21 +34,32 @@ def format_rank_error(rank: int, exc: BaseException) -> str:
     return f"rank {rank}: {type(exc).__name__}: {exc}"
 
 
-def run_guarded(work: Callable[[], T]) -> T:
-    """Run ``work()``; if it raises, report the error with this rank and abort the job."""
+def run_guarded(work: Callable[[], T]) -> T | int:
+    """Run ``work()``; if it raises (``SystemExit`` with a non-zero status included),
+    report the error with this rank and abort the job."""
     mpi = load_mpi()
     world = mpi.COMM_WORLD
     try:
         return work()
-    except SystemExit:
-        raise
+    except SystemExit as exc:
+        if exc.code in (0, None):
+            return 0
+        abort(world, exc)
     except BaseException as exc:  # noqa: BLE001 - any failure must abort every rank
-        detail = "".join(traceback.format_exception(exc))
+        abort(world, exc)
+
+
+def abort(world: Any, exc: BaseException) -> NoReturn:  # noqa: ANN401 - a communicator
+    """Print ``rank R: <Type>: <message>`` and the traceback, then ``MPI_Abort``."""
+    detail = "".join(traceback.format_exception(exc))
+    try:
         sys.stdout.flush()
         sys.stderr.flush()
-        # Unbuffered write straight to fd 2, then a moment for the launcher to forward it:
-        # MPI_Abort kills the job at once and could otherwise lose the message.
-        os.write(2, f"{format_rank_error(world.Get_rank(), exc)}\n{detail}".encode())
-        time.sleep(0.2)
-        world.Abort(ABORT_STATUS)
-        raise  # pragma: no cover - Abort does not return
+    except (OSError, ValueError):  # a closed pipe must not stop the abort
+        pass
+    # Unbuffered write straight to fd 2, then a moment for the launcher to forward it:
+    # MPI_Abort kills the job at once and could otherwise lose the message.
+    os.write(2, f"{format_rank_error(world.Get_rank(), exc)}\n{detail}".encode())
+    time.sleep(0.2)
+    world.Abort(ABORT_STATUS)
+    raise AssertionError("MPI_Abort returned")  # pragma: no cover

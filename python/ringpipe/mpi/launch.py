@@ -17,18 +17,40 @@ more ranks than cores (CI machines have 2):
 * ``OMPI_ALLOW_RUN_AS_ROOT*`` and ``OMPI_MCA_rmaps_base_oversubscribe``: the same
   for an Open MPI ``mpiexec`` found on PATH (ignored by Hydra).
 
-Variables the caller already set are never overridden.
+Variables the caller already set are never overridden, except
+``RINGPIPE_LAUNCHER_PID``, always ``<this process's pid>@<this host>``.
+
+No orphans. :func:`launch` starts ``mpiexec`` in its own session and process group, and
+ends that whole group (mpiexec, its proxies, every rank) whenever it stops waiting for
+it early: on its ``timeout``, on any exception (Ctrl-C's KeyboardInterrupt included),
+and on SIGTERM or SIGHUP, which it handles while it waits (then it exits with status
+128 + the signal, as a shell reports a killed process). A SIGKILL cannot be handled,
+so two further safeguards cover it: ``mpiexec`` gets a parent-death signal (Linux
+``prctl(PR_SET_PDEATHSIG, SIGKILL)``, through ctypes), and every rank's watchdog
+(:mod:`ringpipe.mpi.watchdog`) polls ``RINGPIPE_LAUNCHER_PID`` and exits when the
+launcher is gone.
 """
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import os
 import shutil
 import signal
 import subprocess
 import sys
-from collections.abc import Mapping, Sequence
+import threading
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
+from types import FrameType
+
+from ringpipe.mpi.watchdog import LAUNCHER_PID_ENV, launcher_id
+from ringpipe.validation import check_int
+
+#: Signals that make :func:`launch` end its job and exit (SIGINT raises KeyboardInterrupt).
+FORWARDED_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
+_PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
 
 def find_mpiexec() -> str:
@@ -69,15 +91,61 @@ def mpiexec_environment(nprocs: int, base: Mapping[str, str] | None = None,
         del defaults["HYDRA_LAUNCHER"]
     for key, value in defaults.items():
         env.setdefault(key, value)
+    env[LAUNCHER_PID_ENV] = launcher_id()
     return env
 
 
 def _check_nprocs(nprocs: object) -> int:
-    if isinstance(nprocs, bool) or not isinstance(nprocs, int):
-        raise TypeError(f"nprocs must be an int, got {type(nprocs).__name__}")
-    if nprocs < 1:
-        raise ValueError(f"nprocs must be >= 1, got {nprocs}")
-    return nprocs
+    return check_int("nprocs", nprocs, 1)
+
+
+def _die_with_parent() -> Callable[[], None] | None:
+    """A ``preexec_fn`` that asks Linux to SIGKILL the child when this process dies
+    (``prctl(PR_SET_PDEATHSIG)``); None where that is not available."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        prctl = libc.prctl
+    except (OSError, AttributeError):  # pragma: no cover - not glibc/musl
+        return None
+
+    def preexec() -> None:
+        prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
+
+    return preexec
+
+
+class _Terminated(BaseException):
+    """SIGTERM or SIGHUP arrived while :func:`launch` waited."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _raise_terminated(signum: int, frame: FrameType | None) -> None:
+    raise _Terminated(signum)
+
+
+@contextlib.contextmanager
+def _terminate_on_signals() -> Iterator[None]:
+    """Turn SIGTERM/SIGHUP into :class:`_Terminated` (main thread only; elsewhere the
+    handlers cannot be set and the defaults stay)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {sig: signal.signal(sig, _raise_terminated) for sig in FORWARDED_SIGNALS}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _kill_group(proc: subprocess.Popen[str]) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGKILL)
 
 
 def mpiexec_command(nprocs: int, argv: Sequence[str], python: str | None = None,
@@ -101,17 +169,26 @@ def launch(nprocs: int, argv: Sequence[str], *, timeout: float | None = None,
     """
     cmd = mpiexec_command(nprocs, argv, mpiexec_args=mpiexec_args)
     pipe = subprocess.PIPE if capture else None
-    proc = subprocess.Popen(cmd, stdout=pipe, stderr=pipe, text=True, cwd=cwd,
-                            env=mpiexec_environment(nprocs, env, local),
-                            start_new_session=True)
-    try:
-        out, err = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        out, err = proc.communicate()
-        raise subprocess.TimeoutExpired(cmd, timeout or 0.0, out, err) from None
-    except BaseException:  # e.g. KeyboardInterrupt: never leave ranks behind
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
-        raise
+    with _terminate_on_signals():
+        proc = subprocess.Popen(cmd, stdout=pipe, stderr=pipe, text=True, cwd=cwd,
+                                env=mpiexec_environment(nprocs, env, local),
+                                start_new_session=True,
+                                preexec_fn=_die_with_parent())  # noqa: PLW1509
+        try:
+            out, err = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            _kill_group(proc)
+            out, err = proc.communicate()
+            raise subprocess.TimeoutExpired(cmd, timeout or 0.0, out, err) from None
+        except _Terminated as exc:
+            _kill_group(proc)
+            proc.wait()
+            name = signal.Signals(exc.signum).name
+            print(f"ringpipe: {name} received; stopped the MPI job (pid {proc.pid})",
+                  file=sys.stderr)
+            raise SystemExit(128 + exc.signum) from None
+        except BaseException:  # e.g. KeyboardInterrupt: never leave ranks behind
+            _kill_group(proc)
+            proc.wait()
+            raise
     return subprocess.CompletedProcess(cmd, proc.returncode, out, err)

@@ -31,7 +31,8 @@ def check_world_size(mesh: Mesh, nprocs: int) -> None:
     """ValueError unless the job has exactly one process per mesh rank."""
     if nprocs != mesh.world:
         raise ValueError(f"the mesh {mesh} has {mesh.world} ranks but the job has {nprocs} "
-                         f"processes; start it with mpiexec -n {mesh.world}")
+                         f"processes; start it with mpiexec -n {mesh.world} (ringpipe verify: "
+                         f"--np {mesh.world}, or leave --np out)")
 
 
 class MeshComm:

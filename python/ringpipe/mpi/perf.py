@@ -8,9 +8,12 @@ For each size (``--min-bytes`` to ``--max-bytes``, times ``--factor``) and algor
    any summation order is exact) and checks one all-reduce against
    :func:`~ringpipe.bandwidth.exact_sum`: ``#wrong`` counts wrong elements on all ranks;
 2. times ``--iters`` back-to-back all-reduces between two barriers, ``--reps`` times,
-   the algorithms taking turns within each repetition so that they see the same machine
-   state; a repetition's time is the slowest rank's elapsed time / iters, and the row
-   reports the best repetition.
+   in place and, with ``--out-of-place``, into a second buffer (``out=``), the cases
+   taking turns within each repetition so that they see the same machine state; a
+   repetition's time is the slowest rank's elapsed time / iters, and the row reports
+   the best repetition.
+
+``--timeout SECONDS`` (see :mod:`ringpipe.mpi.watchdog`) aborts a job that runs longer.
 
 algbw = S / t and busbw = algbw · 2(N-1)/N (nccl-tests ``doc/PERFORMANCE.md``). Rank 0
 prints the table (``format_table``) or, with ``--json``, one JSON document.
@@ -29,62 +32,78 @@ import numpy as np
 from ringpipe.bandwidth import BandwidthRow, busbw_factor, format_table, size_sweep
 from ringpipe.mpi.group import DEFAULT_SEGMENT_BYTES, MPI_ALGORITHMS, ProcessGroup
 from ringpipe.mpi.loader import load_mpi
+from ringpipe.validation import check_int
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """The ``allreduce`` subcommand's options."""
-    p.add_argument("--min-bytes", type=int, default=4 << 10)
-    p.add_argument("--max-bytes", type=int, default=64 << 20)
-    p.add_argument("--factor", type=int, default=4)
+    p.add_argument("--min-bytes", type=int, default=4 << 10,
+                   help="smallest buffer per rank in bytes (default 4096)")
+    p.add_argument("--max-bytes", type=int, default=64 << 20,
+                   help="largest buffer per rank in bytes (default 64 MiB)")
+    p.add_argument("--factor", type=int, default=4, help="size step factor (default 4)")
     p.add_argument("--algorithms", default="ring,tree,mpi",
                    help="comma-separated, from " + ",".join(MPI_ALGORITHMS["all_reduce"]))
     p.add_argument("--dtype", choices=("float32", "float64", "int32", "int64"),
-                   default="float32")
-    p.add_argument("--iters", type=int, default=10)
-    p.add_argument("--reps", type=int, default=3)
-    p.add_argument("--segment-bytes", type=int, default=DEFAULT_SEGMENT_BYTES)
-    p.add_argument("--json", action="store_true")
+                   default="float32", help="element type (default float32)")
+    p.add_argument("--iters", type=int, default=10,
+                   help="back-to-back all-reduces per timing (default 10)")
+    p.add_argument("--reps", type=int, default=3,
+                   help="timings per size and algorithm, best kept (default 3)")
+    p.add_argument("--segment-bytes", type=int, default=DEFAULT_SEGMENT_BYTES,
+                   help="pipelining segment of the step-table algorithms "
+                        f"(default {DEFAULT_SEGMENT_BYTES})")
+    p.add_argument("--out-of-place", action="store_true",
+                   help="also time out-of-place all-reduces (out= a second buffer); the "
+                        "table's out-of-place columns are n/a without it")
+    p.add_argument("--json", action="store_true", help="one JSON document on rank 0")
 
 
 def _inputs(rank: int, count: int, dtype: np.dtype) -> np.ndarray:
     return ((np.arange(count, dtype=np.int64) + rank) % 7).astype(dtype)
 
 
-def _time(group: ProcessGroup, buf: np.ndarray, algorithm: str, iters: int,
-          mpi: Any) -> float:
+def _time(group: ProcessGroup, buf: np.ndarray, out: np.ndarray | None, algorithm: str,
+          iters: int, mpi: Any) -> float:  # noqa: ANN401 - the mpi4py module
     comm = group.comm
     comm.Barrier()
     start = time.perf_counter()
     for _ in range(iters):
-        group.all_reduce(buf, algorithm)
+        group.all_reduce(buf, algorithm, out=out)
     comm.Barrier()
     return comm.allreduce((time.perf_counter() - start) / iters, op=mpi.MAX)
 
 
 def measure(group: ProcessGroup, sizes: list[int], algorithms: list[str], dtype: np.dtype,
-            iters: int, reps: int) -> list[BandwidthRow]:
-    """Rows for every (size, algorithm), measured as the module docstring says."""
+            iters: int, reps: int, out_of_place: bool = False) -> list[BandwidthRow]:
+    """Rows for every (size, algorithm, in place and, with ``out_of_place``, out of
+    place), measured as the module docstring says."""
     mpi = load_mpi()
     n, rank = group.size, group.rank
     rows = []
+    modes = (False, True) if out_of_place else (True,)
+    cases = [(alg, in_place) for alg in algorithms for in_place in modes]
     for size in sizes:
         count = size // dtype.itemsize
         want = sum((np.arange(count, dtype=np.int64) + r) % 7 for r in range(n)).astype(dtype)
-        bufs, wrong = {}, {}
-        for alg in algorithms:
-            bufs[alg] = _inputs(rank, count, dtype)
-            group.all_reduce(bufs[alg], alg)
-            wrong[alg] = group.comm.allreduce(int(np.count_nonzero(bufs[alg] != want)))
-        best = {alg: float("inf") for alg in algorithms}
+        bufs, outs, wrong = {}, {}, {}
+        for case in cases:
+            bufs[case] = _inputs(rank, count, dtype)
+            outs[case] = None if case[1] else np.empty_like(bufs[case])
+            result = group.all_reduce(bufs[case], case[0], out=outs[case])
+            wrong[case] = group.comm.allreduce(int(np.count_nonzero(result != want)))
+        best = {case: float("inf") for case in cases}
         for _ in range(reps):
-            for alg in algorithms:
-                best[alg] = min(best[alg], _time(group, bufs[alg], alg, iters, mpi))
-        for alg in algorithms:
+            for case in cases:
+                best[case] = min(best[case],
+                                 _time(group, bufs[case], outs[case], case[0], iters, mpi))
+        for alg, in_place in cases:
             nbytes = count * dtype.itemsize
-            algbw = nbytes / best[alg] / 1e9
-            rows.append(BandwidthRow(nbytes, count, dtype.name, "sum", alg, best[alg] * 1e6,
-                                     algbw, algbw * busbw_factor("all_reduce", n),
-                                     wrong[alg]))
+            t = best[alg, in_place]
+            algbw = nbytes / t / 1e9
+            rows.append(BandwidthRow(nbytes, count, dtype.name, "sum", alg, t * 1e6, algbw,
+                                     algbw * busbw_factor("all_reduce", n),
+                                     wrong[alg, in_place], in_place))
     return rows
 
 
@@ -96,9 +115,8 @@ def prepare(args: argparse.Namespace) -> Callable[[], int]:
         if alg not in MPI_ALGORITHMS["all_reduce"]:
             raise ValueError(f"--algorithms: unknown algorithm {alg!r}; choose from "
                              f"{', '.join(MPI_ALGORITHMS['all_reduce'])}")
-    for name in ("iters", "reps"):
-        if getattr(args, name) < 1:
-            raise ValueError(f"--{name} must be >= 1, got {getattr(args, name)}")
+    for name in ("iters", "reps", "segment_bytes"):
+        check_int("--" + name.replace("_", "-"), getattr(args, name), 1)
     sizes = size_sweep(args.min_bytes, args.max_bytes, args.factor)
     return lambda: _run(args, sizes, algorithms)
 
@@ -106,7 +124,8 @@ def prepare(args: argparse.Namespace) -> Callable[[], int]:
 def _run(args: argparse.Namespace, sizes: list[int], algorithms: list[str]) -> int:
     mpi = load_mpi()
     group = ProcessGroup(mpi.COMM_WORLD, segment_bytes=args.segment_bytes, name="world")
-    rows = measure(group, sizes, algorithms, np.dtype(args.dtype), args.iters, args.reps)
+    rows = measure(group, sizes, algorithms, np.dtype(args.dtype), args.iters, args.reps,
+                   args.out_of_place)
     group.free()
     if group.rank == 0:
         if args.json:

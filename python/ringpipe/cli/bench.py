@@ -1,0 +1,145 @@
+"""``ringpipe bench``: the headline performance figures, each against its target.
+
+    ringpipe bench [--quick] [--json] [--skip-plan] [--skip-mpi]
+
+Measures, in one process, every row of issue 16's table as a ratio against a baseline
+timed in the same run (:mod:`ringpipe.perf_probe`): the all-reduce against the
+all-core memory bound (and the old single-threaded ``np.add`` baseline, reported
+only), the small-message speed-ups over the NumPy executor (one-shot and
+persistent), the 1F1B schedule path, the TP2×PP4 plan against the single-device
+reference (min and median of several runs), and, when the mpi extra is installed,
+ringpipe's MPI ring and tree against ``MPI_Allreduce``. ``--quick`` uses fewer rounds
+and a smaller plan model and finishes in under a minute on two cores.
+
+Exit 0 when every target is met, 1 when any is not (timings on a loaded machine can
+miss), 2 on bad arguments.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import asdict, dataclass
+
+from ringpipe import perf_probe
+from ringpipe.perf_probe import MIB, Row, at_least, at_most
+
+
+@dataclass(frozen=True)
+class BenchSettings:
+    """How hard each measurement tries (``--quick`` or the full run)."""
+
+    rounds: int
+    large_sizes: tuple[int, ...]
+    plan_model: tuple[int, int, int, int, int]  # layers, hidden, seq, batch, micro-batches
+    plan_runs: int
+    mpi_iters: int
+    mpi_reps: int
+
+
+FULL = BenchSettings(7, (1 * MIB, 16 * MIB, 64 * MIB), (8, 512, 128, 16, 8), 5, 10, 5)
+QUICK = BenchSettings(3, (16 * MIB,), (4, 64, 16, 8, 8), 3, 3, 2)
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the ``bench`` subcommand to ``subparsers``."""
+    p = subparsers.add_parser("bench", help="measure the headline performance figures",
+                              description=__doc__.split("\n\n")[2])
+    p.add_argument("--quick", action="store_true", help="fewer rounds, smaller plan model")
+    p.add_argument("--json", action="store_true", help="print the rows as JSON")
+    p.add_argument("--skip-plan", action="store_true", help="leave out the plan row")
+    p.add_argument("--skip-mpi", action="store_true", help="leave out the MPI rows")
+    p.set_defaults(handler=run)
+
+
+def collective_rows(s: BenchSettings) -> list[Row]:
+    """All-reduce vs the bounds (8 ranks) and the small-message speed-ups."""
+    rows = []
+    for size in s.large_sizes:
+        for alg in ("ring", "tree"):
+            r = perf_probe.all_reduce_vs_bound(alg, 8, size, s.rounds)
+            detail = dict(ms=r.seconds * 1e3, bound_ms=r.allcore_bound_s * 1e3,
+                          allcore_gbps=r.allcore_gbps, np_add_gbps=r.np_add_gbps)
+            rows.append(at_most(f"{alg} all-reduce 8 x {size // MIB} MiB f32 / all-core bound",
+                                r.ratio_allcore, 1.2, **detail))
+            rows.append(Row(f"{alg} all-reduce 8 x {size // MIB} MiB f32 / 1-thread np.add",
+                            r.ratio_np_add, "x", "report only (not a bound)", None, detail))
+    for alg, keep in (("ring", 53), ("tree", 30)):
+        numpy_t, one_shot, persistent = perf_probe.small_message_speedups(
+            alg, rounds=s.rounds)
+        rows.append(at_least(f"{alg} one-shot all_reduce 8 x 4 KiB, numba vs numpy",
+                             one_shot, 10, numpy_us=numpy_t * 1e6))
+        rows.append(at_least(f"{alg} persistent all_reduce 8 x 4 KiB, numba vs numpy",
+                             persistent, keep, numpy_us=numpy_t * 1e6))
+    return rows
+
+
+def schedule_rows(s: BenchSettings) -> list[Row]:
+    """The 1F1B path at p=64, m=1024, and its linearity against p=16, m=256."""
+    big = perf_probe.schedule_path_seconds(64, 1024, s.rounds)
+    small = perf_probe.schedule_path_seconds(16, 256, s.rounds)
+    return [at_most("1F1B p=64 m=1024 generate+comms+validate+simulate", big, 0.3, " s"),
+            at_most("1F1B per-(p*m) time, p=64 m=1024 vs p=16 m=256 (linear)",
+                    (big / (64 * 1024)) / (small / (16 * 256)), 1.5)]
+
+
+def plan_rows(s: BenchSettings) -> list[Row]:
+    """TP2×PP4 1F1B ``Plan.run`` vs the reference: the wall-clock median's target, the
+    minimum and the CPU-time (work) ratios beside it."""
+    layers, hidden, seq, batch, micro = s.plan_model
+    r = perf_probe.plan_vs_reference(layers, hidden, seq, batch, micro, s.plan_runs)
+    model = f"L{layers} H{hidden} S{seq} B{batch}"
+    return [at_most(f"TP2 x PP4 1F1B plan / reference ({model}), wall, median of "
+                    f"{s.plan_runs}", r.wall_median, 1.25, wall_min=r.wall_min,
+                    cpu_min=r.cpu_min, cpu_median=r.cpu_median),
+            Row(f"TP2 x PP4 1F1B plan / reference ({model}), CPU time, median of "
+                f"{s.plan_runs}", r.cpu_median, "x", "report only (work ratio)", None,
+                dict(cpu_min=r.cpu_min))]
+
+
+def mpi_rows(s: BenchSettings) -> list[Row]:
+    """MPI ring/tree vs MPI_Allreduce at 16 MiB (ring <= 0.9) and 4 KiB (<= 1.2)."""
+    rows = []
+    for nprocs in (2, 4):
+        ratios = perf_probe.mpi_ratios(nprocs, 4096, 16 * MIB, s.mpi_iters, s.mpi_reps)
+        for (size, alg), ratio in ratios.items():
+            limit = 0.9 if (size, alg) == (16 * MIB, "ring") else 1.2
+            label = "16 MiB" if size == 16 * MIB else "4 KiB"
+            rows.append(at_most(f"MPI {alg} / MPI_Allreduce, {label}, {nprocs} ranks",
+                                ratio, limit))
+    return rows
+
+
+def _format(rows: list[Row]) -> str:
+    width = max(len(r.measure) for r in rows)
+    lines = [f"{'measure':<{width}}  {'value':>9}  {'target':<26} met"]
+    for r in rows:
+        met = "-" if r.met is None else ("yes" if r.met else "NO")
+        lines.append(f"{r.measure:<{width}}  {r.value:>8.3g}{r.unit.strip() or ' ':<1}  "
+                     f"{r.target:<26} {met}")
+    return "\n".join(lines)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Measure, print the table (or JSON); 0 when every target is met, else 1."""
+    s = QUICK if args.quick else FULL
+    rows = collective_rows(s) + schedule_rows(s)
+    if not args.skip_plan:
+        rows += plan_rows(s)
+    notes = []
+    if args.skip_mpi:
+        notes.append("MPI rows skipped (--skip-mpi)")
+    elif perf_probe.mpi_available():
+        rows += mpi_rows(s)
+    else:
+        notes.append("MPI rows skipped: mpi4py or mpiexec not found (pip install "
+                     "'ringpipe[mpi]')")
+    ok = all(r.met is not False for r in rows)
+    if args.json:
+        print(json.dumps({"quick": args.quick, "ok": ok, "notes": notes,
+                          "rows": [asdict(r) for r in rows]}, indent=2))
+    else:
+        print(_format(rows))
+        for note in notes:
+            print(f"# {note}")
+    return 0 if ok else 1

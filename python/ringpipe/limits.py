@@ -1,0 +1,170 @@
+"""Upper bounds on the work one command may ask for, checked before anything runs.
+
+A typo such as ``--stages 10000 --microbatches 100000`` or ``demo --min-bytes 1G`` would
+otherwise run for minutes and end in a ``MemoryError``. Each command's arguments are
+turned into an estimate of its work and memory (:func:`check_command`) and compared with
+:class:`Limits`; an estimate over a limit is refused with a ValueError (exit 2 in the
+CLI) that names the limit and how to raise it.
+
+Defaults (:class:`Limits`) fit a laptop; raise any of them with the environment
+variable ``RINGPIPE_LIMITS``, a comma-separated list of ``name=value`` (sizes take
+``K``/``M``/``G`` binary suffixes), e.g. ``RINGPIPE_LIMITS=max_ranks=4096,max_memory=16G``.
+MPI ranks inherit the variable from the launcher, so they apply the same limits.
+
+Memory estimates (bytes), deliberately simple upper-bound-ish counts:
+
+* ``demo``: ranks × max-bytes × 3 (the buffers, the expected result, numba scratch);
+* ``verify``: 8 · (6 P + 24 · layers · batch · seq · max(ffn, heads · seq)), with
+  P = layers · (4 h² + 2 h · ffn) + 2 · vocab · h parameters (parameters, gradients and
+  their reference and sharded copies: 6 P; activations kept for the backward: the rest),
+  ffn = 4h;
+* ``allreduce`` (MPI, per process): max-bytes × (algorithms + 1).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+__all__ = ["ENV_VAR", "Limits", "check_command", "parse_size"]
+
+#: Environment variable that overrides the defaults.
+ENV_VAR = "RINGPIPE_LIMITS"
+
+_UNITS = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+
+
+@dataclass(frozen=True)
+class Limits:
+    """The bounds :func:`check_command` enforces (defaults in the field list)."""
+
+    #: ranks of one job: ``demo --ranks``, ``verify`` dp·pp·tp, MPI ``--np``
+    max_ranks: int = 1024
+    #: pipeline stages p·v of a schedule or plan
+    max_stages: int = 1024
+    #: micro-batches of a schedule or plan
+    max_microbatches: int = 100_000
+    #: (stage, micro-batch) pairs p·v·m of one schedule: ~7 s and ~0.8 GB per 500 000
+    max_schedule_cells: int = 500_000
+    #: model layers of ``verify``
+    max_layers: int = 10_000
+    #: estimated bytes one process holds at once (module docstring)
+    max_memory: int = 4 << 30
+    #: ``plan --nodes``
+    max_nodes: int = 1_000_000
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Limits:
+        """The defaults, overridden by ``RINGPIPE_LIMITS`` (ValueError if malformed)."""
+        text = (os.environ if environ is None else environ).get(ENV_VAR, "").strip()
+        if not text:
+            return cls()
+        names = {f.name for f in dataclasses.fields(cls)}
+        changes: dict[str, int] = {}
+        for item in filter(None, (part.strip() for part in text.split(","))):
+            name, sep, value = item.partition("=")
+            name = name.strip()
+            if not sep or name not in names:
+                raise ValueError(f"{ENV_VAR}: expected name=value with name one of "
+                                 f"{', '.join(sorted(names))}, got {item!r}")
+            changes[name] = parse_size(f"{ENV_VAR} {name}", value)
+        return dataclasses.replace(cls(), **changes)
+
+    def require(self, name: str, what: str, value: int) -> None:
+        """ValueError if ``value`` (described by ``what``) exceeds the limit ``name``."""
+        limit = getattr(self, name)
+        if value > limit:
+            raise ValueError(f"{what} = {value} exceeds the limit {name}={limit}; if you "
+                             f"mean it, raise the limit: {ENV_VAR}={name}={value}")
+
+
+def parse_size(name: str, text: str) -> int:
+    """``4096``, ``4K``, ``16M``, ``1G`` (binary multiples) as a non-negative int."""
+    t = text.strip().upper().removesuffix("B").removesuffix("I")
+    mult = _UNITS.get(t[-1:], 1)
+    digits = t[:-1] if t[-1:] in _UNITS else t
+    if not digits.isdigit():
+        raise ValueError(f"{name}: not a size: {text!r} (e.g. 4096, 64K, 16M, 1G)")
+    return int(digits) * mult
+
+
+def _get(args: argparse.Namespace, name: str, default: int = 1) -> int:
+    value = getattr(args, name, None)
+    return default if not isinstance(value, int) or value < 0 else value
+
+
+def _check_ranks(limits: Limits, args: argparse.Namespace) -> None:
+    world = _get(args, "dp") * _get(args, "pp") * _get(args, "tp")
+    limits.require("max_ranks", "ranks dp·pp·tp", world)
+    np_ = getattr(args, "np", None)
+    if isinstance(np_, int):
+        limits.require("max_ranks", "--np", np_)
+
+
+def _verify_memory(args: argparse.Namespace) -> int:
+    pp, dp = _get(args, "pp"), _get(args, "dp")
+    chunks = _get(args, "chunks", 1) or 1
+    layers = _get(args, "layers", 2 * pp * chunks)
+    h, seq, vocab = _get(args, "hidden", 32), _get(args, "seq", 8), _get(args, "vocab", 0)
+    heads = _get(args, "heads", 4)
+    m = getattr(args, "microbatches", None)
+    m = m if isinstance(m, int) and m > 0 else pp
+    batch = _get(args, "batch", 2 * dp * m)
+    ffn = 4 * h
+    params = layers * (4 * h * h + 2 * h * ffn) + 2 * vocab * h
+    activations = 24 * layers * batch * seq * max(ffn, heads * seq)
+    return 8 * (6 * params + activations)
+
+
+def _check_verify(limits: Limits, args: argparse.Namespace) -> None:
+    _check_ranks(limits, args)
+    if isinstance(getattr(args, "layers", None), int):
+        limits.require("max_layers", "--layers", args.layers)
+    if isinstance(getattr(args, "microbatches", None), int):
+        limits.require("max_microbatches", "--microbatches", args.microbatches)
+    stages = _get(args, "pp") * (_get(args, "chunks", 1) or 1)
+    limits.require("max_stages", "pipeline stages pp·chunks", stages)
+    limits.require("max_memory", "estimated memory (bytes)", _verify_memory(args))
+
+
+def _check_schedule(limits: Limits, args: argparse.Namespace) -> None:
+    p, m, name = _get(args, "stages"), _get(args, "microbatches"), getattr(args, "name", None)
+    v = {"zb-v": 2, "interleaved-1f1b": _get(args, "chunks", 2) or 2}.get(name or "", 1)
+    limits.require("max_stages", "--stages", p)
+    limits.require("max_microbatches", "--microbatches", m)
+    limits.require("max_stages", "stages p·v", p * v)
+    limits.require("max_schedule_cells", "schedule size p·v·m", p * v * m)
+
+
+def _check_demo(limits: Limits, args: argparse.Namespace) -> None:
+    ranks = _get(args, "ranks")
+    limits.require("max_ranks", "--ranks", ranks)
+    top = max(_get(args, "max_bytes"), _get(args, "min_bytes"))
+    limits.require("max_memory", "estimated memory ranks·max-bytes·3 (bytes)", 3 * ranks * top)
+
+
+def _check_allreduce(limits: Limits, args: argparse.Namespace) -> None:
+    algorithms = [a for a in str(getattr(args, "algorithms", "")).split(",") if a]
+    top = max(_get(args, "max_bytes"), _get(args, "min_bytes"))
+    limits.require("max_memory", "estimated memory per process max-bytes·(algorithms+1) "
+                                 "(bytes)", top * (len(algorithms) + 1))
+
+
+def _check_plan(limits: Limits, args: argparse.Namespace) -> None:
+    if isinstance(getattr(args, "nodes", None), int):
+        limits.require("max_nodes", "--nodes", args.nodes)
+
+
+_CHECKS = {"verify": _check_verify, "schedule": _check_schedule, "demo": _check_demo,
+           "allreduce": _check_allreduce, "plan": _check_plan}
+
+
+def check_command(args: argparse.Namespace, limits: Limits) -> None:
+    """Refuse (ValueError) a parsed ``ringpipe`` or ``python -m ringpipe.mpi`` command
+    line whose estimated work or memory exceeds ``limits`` (module docstring)."""
+    check = _CHECKS.get(getattr(args, "command", None) or "")
+    if check is not None:
+        check(limits, args)

@@ -1,0 +1,246 @@
+"""Measurements behind ``ringpipe bench`` and ``benchmarks/bench_collectives.py``.
+
+Every figure is a ratio against a baseline measured in the same process, the two
+timed in alternation (best of several rounds each), because absolute times on a
+shared machine are noise.
+
+**The all-core memory bound** (issue 16). An all-reduce over N in-process ranks of S
+bytes each must read every input once and write every output once: 2·N·S bytes. Its
+bound is those bytes at the bandwidth of a parallel add (``a += b`` split evenly over
+every Numba thread) whose two arrays hold N·S bytes in all: the add moves 3·N·S/2
+bytes per call. :func:`memory_bandwidths` also reports the single-threaded
+``np.add`` bandwidth on the same arrays, the baseline the benchmarks used before
+(one thread does not saturate memory, so it is not a bound).
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+from numba import get_num_threads, njit, prange
+
+import ringpipe
+
+MIB = 1 << 20
+
+
+@dataclass(frozen=True)
+class Row:
+    """One headline figure: what, the value, its target and whether it is met.
+
+    ``met`` is None for figures reported without a target (e.g. a replaced baseline).
+    """
+
+    measure: str
+    value: float
+    unit: str
+    target: str
+    met: bool | None
+    detail: dict = field(default_factory=dict)
+
+
+def at_most(measure: str, value: float, limit: float, unit: str = "x", **detail: float) -> Row:
+    """A row whose target is ``value <= limit``."""
+    return Row(measure, value, unit, f"<= {limit:g}{unit}", value <= limit, detail)
+
+
+def at_least(measure: str, value: float, limit: float, unit: str = "x", **detail: float) -> Row:
+    """A row whose target is ``value >= limit``."""
+    return Row(measure, value, unit, f">= {limit:g}{unit}", value >= limit, detail)
+
+
+def best_times(fns: list[Callable[[], object]], rounds: int, inner: int = 1) -> list[float]:
+    """Best time of each ``fn`` (seconds per call, ``inner`` calls a sample), the
+    functions taking turns in every round so that they see the same machine state."""
+    best = [float("inf")] * len(fns)
+    for _ in range(rounds):
+        for i, fn in enumerate(fns):
+            start = time.perf_counter()
+            for _ in range(inner):
+                fn()
+            best[i] = min(best[i], (time.perf_counter() - start) / inner)
+    return best
+
+
+@njit(parallel=True, cache=True)
+def _parallel_add(a: np.ndarray, b: np.ndarray, nthreads: int) -> None:
+    """``a += b`` with the range split in ``nthreads`` equal contiguous parts."""
+    step = -(-a.size // nthreads)
+    for t in prange(nthreads):
+        lo = t * step
+        hi = min(a.size, lo + step)
+        for i in range(lo, hi):
+            a[i] += b[i]
+
+
+def add_arrays(total_bytes: int) -> tuple[np.ndarray, np.ndarray]:
+    """Two float32 arrays of ``total_bytes`` bytes in all (pages touched; ``a += b``
+    keeps them at 0)."""
+    count = max(1, total_bytes // 8)
+    a = np.zeros(count, np.float32)
+    a.fill(0.0)
+    return a, a.copy()
+
+
+def add_timers(a: np.ndarray, b: np.ndarray) -> tuple[Callable[[], None], Callable[[], None]]:
+    """(parallel add, single-threaded np.add) on the same arrays; each moves 3·a.nbytes."""
+    threads = get_num_threads()
+    _parallel_add(a, b, threads)  # compile / load the cache outside any timing
+    return (lambda: _parallel_add(a, b, threads)), (lambda: np.add(a, b, out=a))
+
+
+def timing_buffers(ranks: int, bytes_per_rank: int) -> list[np.ndarray]:
+    """float32 rank buffers of zeros, written once: repeated in-place sums stay finite
+    and exact (inputs that grow each call would overflow), and every page is mapped."""
+    bufs = [np.zeros(bytes_per_rank // 4, np.float32) for _ in range(ranks)]
+    for b in bufs:
+        b.fill(0.0)
+    return bufs
+
+
+@dataclass(frozen=True)
+class BoundRatio:
+    """An all-reduce's best time and its ratio to both baselines, from one run."""
+
+    algorithm: str
+    ranks: int
+    bytes_per_rank: int
+    seconds: float
+    allcore_gbps: float
+    np_add_gbps: float
+
+    @property
+    def allcore_bound_s(self) -> float:
+        """2·N·S bytes at the all-core bandwidth."""
+        return 2 * self.ranks * self.bytes_per_rank / (self.allcore_gbps * 1e9)
+
+    @property
+    def ratio_allcore(self) -> float:
+        """All-reduce time / all-core bound (the figure of merit; 1.0 is the bound)."""
+        return self.seconds / self.allcore_bound_s
+
+    @property
+    def ratio_np_add(self) -> float:
+        """All-reduce time / the same bytes at single-threaded np.add's bandwidth."""
+        return self.seconds * self.np_add_gbps * 1e9 / (2 * self.ranks * self.bytes_per_rank)
+
+
+def all_reduce_vs_bound(algorithm: str, ranks: int, bytes_per_rank: int,
+                        rounds: int = 7) -> BoundRatio:
+    """Time an in-place numba all-reduce against both baselines (module docstring)."""
+    bufs = timing_buffers(ranks, bytes_per_rank)
+    a, b = add_arrays(ranks * bytes_per_rank)
+    parallel, single = add_timers(a, b)
+    run = lambda: ringpipe.all_reduce(bufs, algorithm, "numba")  # noqa: E731
+    run()
+    t_run, t_par, t_one = best_times([run, parallel, single], rounds)
+    moved = 3 * a.nbytes
+    return BoundRatio(algorithm, ranks, bytes_per_rank, t_run, moved / t_par / 1e9,
+                      moved / t_one / 1e9)
+
+
+def small_message_speedups(algorithm: str, ranks: int = 8, bytes_per_rank: int = 4096,
+                           rounds: int = 5, inner: int = 200) -> tuple[float, float, float]:
+    """(numpy one-shot time, numba one-shot speed-up, persistent handle speed-up)."""
+    bufs = timing_buffers(ranks, bytes_per_rank)
+    handle = ringpipe.all_reduce_init(bufs, algorithm, "numba")
+    handle()
+    ringpipe.all_reduce(bufs, algorithm, "numba")
+    numpy_t, numba_t, persistent_t = best_times([
+        lambda: ringpipe.all_reduce(bufs, algorithm, "numpy"),
+        lambda: ringpipe.all_reduce(bufs, algorithm, "numba"),
+        handle], rounds, inner)
+    return numpy_t, numpy_t / numba_t, numpy_t / persistent_t
+
+
+def schedule_path_seconds(p: int, m: int, rounds: int = 3) -> float:
+    """Best time of 1F1B generate + add_communication + validate + simulate."""
+    from ringpipe.schedules import add_communication, one_f_one_b, simulate, validate
+
+    def path() -> None:
+        lowered = add_communication(one_f_one_b(p, m))
+        simulate(lowered, execution_order=validate(lowered))
+
+    path_small = lambda: add_communication(one_f_one_b(2, 2))  # noqa: E731
+    path_small()  # compile / load the kernels' cache
+    return best_times([path], rounds)[0]
+
+
+@dataclass(frozen=True)
+class PlanRatios:
+    """``Plan.run`` time / reference time: wall clock and CPU time, min and median."""
+
+    wall_min: float
+    wall_median: float
+    cpu_min: float
+    cpu_median: float
+
+
+def _timed(fn: Callable[[], object]) -> tuple[float, float]:
+    wall, cpu = time.perf_counter(), time.process_time()
+    fn()
+    return time.perf_counter() - wall, time.process_time() - cpu
+
+
+def plan_vs_reference(layers: int, hidden: int, seq: int, batch: int, microbatches: int,
+                      rounds: int) -> PlanRatios:
+    """TP2×PP4 1F1B ``Plan(...).run`` against ``reference_forward_backward`` on the same
+    model and batch, the two alternating for ``rounds`` rounds (as
+    ``benchmarks/bench_plan.py`` does): ratios of the min and of the median times."""
+    from ringpipe.mesh import Mesh
+    from ringpipe.model import ModelConfig, init_params, reference_forward_backward
+    from ringpipe.plan import Plan
+    from ringpipe.verify import random_batch
+
+    config = ModelConfig(layers=layers, hidden=hidden, heads=8, seq=seq, dtype="float32")
+    params = init_params(config, 0)
+    data = random_batch(config, batch, 1)
+    plan = Plan(config, Mesh(pp=4, tp=2), schedule="1f1b", microbatches=microbatches)
+    plan.run(params, data)  # compile / load the kernel cache, on both sides
+    reference_forward_backward(config, params, *data)
+    ref, run = [], []
+    for _ in range(rounds):
+        ref.append(_timed(lambda: reference_forward_backward(config, params, *data)))
+        run.append(_timed(lambda: plan.run(params, data)))
+
+    def ratios(i: int) -> tuple[float, float]:
+        mine, base = [t[i] for t in run], [t[i] for t in ref]
+        return min(mine) / min(base), statistics.median(mine) / statistics.median(base)
+
+    return PlanRatios(*ratios(0), *ratios(1))
+
+
+def mpi_available() -> bool:
+    """True when mpi4py imports and an ``mpiexec`` is found (the mpi extra)."""
+    import importlib.util
+    import shutil
+
+    return importlib.util.find_spec("mpi4py") is not None and bool(shutil.which("mpiexec"))
+
+
+def mpi_ratios(nprocs: int, small: int, large: int, iters: int, reps: int,
+               timeout: float = 300) -> dict[tuple[int, str], float]:
+    """(size, algorithm) -> its time / ``MPI_Allreduce``'s, for ring and tree at sizes
+    ``small`` and ``large`` (a power-of-two multiple of it), from one ``python -m
+    ringpipe.mpi allreduce --json`` job on ``nprocs`` ranks (the algorithms take turns
+    in every repetition; :mod:`ringpipe.mpi.perf`)."""
+    import json
+
+    from ringpipe.mpi.launch import launch
+
+    job = launch(nprocs, ["-m", "ringpipe.mpi", "allreduce", "--json", "--min-bytes",
+                          str(small), "--max-bytes", str(large), "--factor",
+                          str(large // small), "--algorithms", "ring,tree,mpi", "--iters",
+                          str(iters), "--reps", str(reps)], timeout=timeout, capture=True)
+    if job.returncode != 0:
+        raise RuntimeError(f"MPI job on {nprocs} ranks failed: {job.stderr.strip()[-500:]}")
+    rows = json.loads(job.stdout)["rows"]
+    if any(r["wrong"] for r in rows):
+        raise RuntimeError(f"MPI all-reduce on {nprocs} ranks gave wrong results")
+    mpi = {r["size_bytes"]: r["time_us"] for r in rows if r["algorithm"] == "mpi"}
+    return {(r["size_bytes"], r["algorithm"]): r["time_us"] / mpi[r["size_bytes"]]
+            for r in rows if r["algorithm"] != "mpi"}

@@ -1,0 +1,76 @@
+"""``ringpipe bench`` and :mod:`ringpipe.perf_probe`: the rows, their targets, the exit
+status and the bound's arithmetic. Nothing here asserts on a timing."""
+
+import json
+
+import numpy as np
+import pytest
+
+from ringpipe import perf_probe
+from ringpipe.cli import bench, main
+from ringpipe.perf_probe import MIB, BoundRatio, Row, at_least, at_most
+
+TINY = bench.BenchSettings(1, (1 * MIB,), (4, 32, 8, 4, 4), 1, 1, 1)
+
+
+def test_targets_are_met_or_not_by_the_value():
+    assert at_most("x", 1.1, 1.2).met and not at_most("x", 1.3, 1.2).met
+    assert at_least("x", 12, 10).met and not at_least("x", 9, 10).met
+    assert at_most("t", 0.2, 0.3, " s").target == "<= 0.3 s"
+
+
+def test_bound_ratio_is_the_issues_definition():
+    # 8 ranks x 1 MiB: 16 MiB must move; at 16 GB/s all-core that takes 1.048576 ms.
+    r = BoundRatio("ring", 8, MIB, seconds=2 * 8 * MIB / 16e9 * 1.25, allcore_gbps=16.0,
+                   np_add_gbps=8.0)
+    assert r.allcore_bound_s == pytest.approx(2 * 8 * MIB / 16e9)
+    assert r.ratio_allcore == pytest.approx(1.25)
+    assert r.ratio_np_add == pytest.approx(0.625)
+
+
+def test_timing_buffers_stay_exact_under_repeated_sums():
+    bufs = perf_probe.timing_buffers(4, 4096)
+    assert len(bufs) == 4 and all(b.size == 1024 and not b.any() for b in bufs)
+    a, b = perf_probe.add_arrays(1 << 16)
+    assert a.nbytes + b.nbytes == 1 << 16 and a is not b
+
+
+def test_best_times_alternates_and_keeps_the_minimum():
+    calls = []
+    best = perf_probe.best_times([lambda: calls.append("a"), lambda: calls.append("b")], 3, 2)
+    assert calls == ["a", "a", "b", "b"] * 3
+    assert len(best) == 2 and all(t >= 0 for t in best)
+
+
+def test_quick_json_has_every_row_with_a_target(monkeypatch, capsys):
+    monkeypatch.setattr(bench, "QUICK", TINY)
+    status = main(["bench", "--quick", "--json", "--skip-mpi"])
+    doc = json.loads(capsys.readouterr().out)
+    measures = [r["measure"] for r in doc["rows"]]
+    for alg in ("ring", "tree"):
+        assert f"{alg} all-reduce 8 x 1 MiB f32 / all-core bound" in measures
+        assert f"{alg} all-reduce 8 x 1 MiB f32 / 1-thread np.add" in measures
+        assert f"{alg} one-shot all_reduce 8 x 4 KiB, numba vs numpy" in measures
+        assert f"{alg} persistent all_reduce 8 x 4 KiB, numba vs numpy" in measures
+    assert any(m.startswith("1F1B p=64 m=1024") for m in measures)
+    assert any(m.startswith("TP2 x PP4 1F1B plan / reference") for m in measures)
+    assert doc["notes"] == ["MPI rows skipped (--skip-mpi)"]
+    for row in doc["rows"]:
+        assert row["target"] and np.isfinite(row["value"]) and row["value"] > 0
+        assert row["met"] in (True, False, None)
+    assert doc["ok"] == all(r["met"] is not False for r in doc["rows"])
+    assert status == (0 if doc["ok"] else 1)
+
+
+def test_table_names_each_target_and_verdict():
+    rows = [at_most("ring / bound", 1.1, 1.2), Row("ring / np.add", 0.7, "x", "report only",
+                                                   None), at_least("speed-up", 4, 10)]
+    text = bench._format(rows)
+    assert "<= 1.2x" in text and "report only" in text and ">= 10x" in text
+    assert [line.split()[-1] for line in text.splitlines()[1:]] == ["yes", "-", "NO"]
+
+
+def test_bad_arguments_exit_2(capsys):
+    assert main(["bench", "--fast"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "unrecognized arguments: --fast" in err
