@@ -55,3 +55,18 @@ def test_ruff_check_passes():
     done = subprocess.run([ruff, "check", str(ROOT)], capture_output=True, text=True,
                           timeout=120, cwd=ROOT)
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_every_package_folder_is_installed():
+    """A sub-package missing from pyproject's ``packages`` imports from a checkout but not
+    from an installed wheel."""
+    listed = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+                 ["packages"])
+    roots = {"ringpipe": ROOT / "python" / "ringpipe", "ringpipe.kernels": ROOT / "kernels",
+             "ringpipe.schedules": ROOT / "schedules"}
+    found = set()
+    for name, folder in roots.items():
+        for init in folder.rglob("__init__.py"):
+            parts = init.parent.relative_to(folder).parts
+            found.add(".".join([name, *parts]))
+    assert found == listed
