@@ -234,7 +234,8 @@ def mpi_ratios(nprocs: int, small: int, large: int, iters: int, reps: int,
 
     job = launch(nprocs, ["-m", "ringpipe.mpi", "allreduce", "--json", "--min-bytes",
                           str(small), "--max-bytes", str(large), "--factor",
-                          str(large // small), "--algorithms", "ring,tree,mpi", "--iters",
+                          str(large // small), "--algorithms",
+                          "ring,tree,mpi,ring+persistent,tree+persistent", "--iters",
                           str(iters), "--reps", str(reps)], timeout=timeout, capture=True)
     if job.returncode != 0:
         raise RuntimeError(f"MPI job on {nprocs} ranks failed: {job.stderr.strip()[-500:]}")
