@@ -33,6 +33,14 @@ def test_read_hostfile(tmp_path):
     f.write_text("node-a:zero\n")
     with pytest.raises(ValueError, match="line 1: expected host"):
         read_hostfile(f)
+    f.write_text("node-a slots=2\n")
+    with pytest.raises(ValueError, match="Open MPI's form"):
+        read_hostfile(f)
+    f.write_text("node-a:\u00b2\n")
+    with pytest.raises(ValueError, match="line 1"):
+        read_hostfile(f)
+    f.write_text("node-a:2 user=me\n")  # Hydra's per-host options pass through
+    assert read_hostfile(f) == [("node-a", 2)]
     f.write_text("# nothing\n")
     with pytest.raises(ValueError, match="names no host"):
         read_hostfile(f)
@@ -43,7 +51,11 @@ def test_read_hostfile(tmp_path):
 def test_nodes_from_hostfile_fills_hosts_in_order_then_wraps():
     assert nodes_from_hostfile([("a", 2), ("b", 2)], 4) == (0, 0, 1, 1)
     assert nodes_from_hostfile([("a", 2), ("b", 1)], 5) == (0, 0, 1, 0, 0)
-    assert nodes_from_hostfile([("a", 1), ("a", 1)], 2) == (0, 0)  # one host named twice
+    assert nodes_from_hostfile([("a", 1), ("b", 1), ("a", 1)], 3) == (0, 1, 2)  # as Hydra
+    with pytest.raises(ValueError, match="at least one host"):
+        nodes_from_hostfile([], 2)
+    with pytest.raises(ValueError, match="slots >= 1"):
+        nodes_from_hostfile([("a", 0)], 2)
 
 
 def test_tp_group_across_nodes_is_refused_unless_allowed():

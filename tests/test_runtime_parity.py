@@ -101,3 +101,31 @@ def test_verify_fails_on_a_single_differing_bit(tmp_path):
     assert doc_job.returncode == 1 and doc["ok"] is False and doc["bitwise_inproc"] is False
     assert doc["max_rel_error"] < 1e-10  # still within the reference tolerance
     assert doc["inproc_differing"][0][0] == "layers.1.mlp.fc2.weight"
+
+
+DIFFERENT_BATCHES = """
+from mpi4py import MPI
+from ringpipe.mesh import Mesh
+from ringpipe.model import ModelConfig, init_params
+from ringpipe.plan import Plan
+from ringpipe.runtime.mpi import run_plan_mpi
+from ringpipe.verify import random_batch
+
+rank = MPI.COMM_WORLD.Get_rank()
+cfg = ModelConfig(layers=2, hidden=16, heads=4, seq=4)
+plan = Plan(cfg, Mesh(pp=2), microbatches=2)
+try:
+    run_plan_mpi(plan, init_params(cfg, 0), random_batch(cfg, 4 if rank == 0 else 8, 1))
+except ValueError as exc:
+    print(f"rank {rank} raised: {exc}", flush=True)
+"""
+
+
+def test_ranks_with_different_batches_all_raise_instead_of_hanging(tmp_path):
+    script = tmp_path / "batches.py"
+    script.write_text(DIFFERENT_BATCHES)
+    job = launch(2, [str(script)], timeout=60, capture=True)
+    assert job.returncode == 0, job.stderr
+    lines = sorted(job.stdout.strip().splitlines())
+    assert len(lines) == 2 and all("run_plan_mpi: rank 1: its plan or batch shapes" in line
+                                   for line in lines)

@@ -30,9 +30,10 @@ def split_layers(layers: int, stages: int,
     if layers_per_stage is None:
         base, extra = divmod(layers, stages)
         return tuple(base + (1 if s < extra else 0) for s in range(stages))
-    if not isinstance(layers_per_stage, (list, tuple)) or not all(
-            isinstance(n, int) and not isinstance(n, bool) for n in layers_per_stage):
+    if not isinstance(layers_per_stage, (list, tuple)):
         raise TypeError("layers_per_stage must be a list of ints, one per stage")
+    layers_per_stage = [check_int(f"layers_per_stage[{i}]", n, None)
+                        for i, n in enumerate(layers_per_stage)]
     if len(layers_per_stage) != stages:
         raise ValueError(f"layers_per_stage has {len(layers_per_stage)} entries for "
                          f"{stages} stages")

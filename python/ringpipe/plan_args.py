@@ -15,6 +15,7 @@ from ringpipe.mesh import Mesh
 from ringpipe.model.config import ModelConfig
 from ringpipe.plan import ALLREDUCE_ALGORITHMS, Plan
 from ringpipe.schedules import SCHEDULES, resolve_chunks
+from ringpipe.validation import check_int
 
 __all__ = ["DEVICES", "add_plan_arguments", "build_plan", "plan_argv"]
 
@@ -84,6 +85,9 @@ def build_plan(args: argparse.Namespace) -> tuple[Plan, int]:
         raise ValueError(f"--seed must be >= 0, got {args.seed}")
     mesh = Mesh(dp=args.dp, pp=args.pp, tp=args.tp)
     m = args.microbatches if args.microbatches is not None else args.pp
+    check_int("--microbatches", m)
+    if args.chunks is not None:
+        check_int("--stages-per-rank (--chunks)", args.chunks)
     stages = args.pp * resolve_chunks(args.schedule, args.chunks)
     layers = args.layers if args.layers is not None else 2 * stages
     cfg = ModelConfig(layers=layers, hidden=args.hidden, heads=args.heads, seq=args.seq,

@@ -58,6 +58,8 @@ def run_mpi(args: argparse.Namespace) -> int:
     from ringpipe.mpi.mesh_comm import check_world_size
 
     plan, _ = build_plan(args)  # bad plan arguments exit 2 here, before mpiexec starts
+    if args.allreduce == "nccl" and args.device == "cpu":
+        raise ValueError("--allreduce nccl needs --device cupy")
     load_cluster_file(args.cluster_file)  # so does an unusable --cluster-file
     nprocs = plan.mesh.world if args.np is None else args.np
     if isinstance(nprocs, int) and nprocs < 1:
@@ -95,8 +97,10 @@ def run(args: argparse.Namespace) -> int:
                         ("--device cupy", args.device != "cpu"),
                         ("--allreduce nccl", args.allreduce == "nccl")):
         if given:
-            raise ValueError(f"{flag} only applies to --backend mpi (one process per rank); "
-                             "for in-process ranks on one GPU use --backend cupy")
+            hint = ("; for in-process ranks on one GPU use --backend cupy"
+                    if flag.startswith(("--device", "--allreduce")) else "")
+            raise ValueError(f"{flag} only applies to --backend mpi (one process per "
+                             f"rank){hint}")
     plan, batch_size = build_plan(args)
     calibrated = load_cluster_file(args.cluster_file)
     batch = random_batch(plan.config, batch_size, args.seed + 1)

@@ -57,7 +57,7 @@ _COLLECTIVES = tuple(MPI_ALGORITHMS)
 _ERRORS = ("", "buffer is not a numpy array", "buffer has an unsupported dtype",
            "buffer is not C-contiguous", "buffer is read-only",
            "out is not a writeable C-contiguous numpy array of the buffer's dtype",
-           "out has the wrong number of elements")
+           "out has the wrong number of elements", "unknown algorithm", "unknown op")
 
 
 class CollectiveError(ValueError):
@@ -134,18 +134,23 @@ class ProcessGroup:
                out: object = None, out_elems: int | None = None,
                writeable: bool = True) -> None:
         where = f"{collective} ({self.name})"
+        # a bad algorithm or op is reported through the Allgather like any other local
+        # problem, so every rank raises and none is left waiting in the collective
         if algorithm not in MPI_ALGORITHMS[collective]:
-            raise ValueError(f"{where}: rank {self.world_rank}: unknown algorithm "
-                             f"{algorithm!r}; choose one of "
-                             f"{', '.join(map(repr, MPI_ALGORITHMS[collective]))}")
-        if op not in SUPPORTED_OPS:
-            raise ValueError(f"{where}: rank {self.world_rank}: unknown op {op!r}; choose "
-                             f"one of {', '.join(map(repr, SUPPORTED_OPS))}")
-        code, kind, message = _local_problem(buffer, out, writeable, out_elems)
+            code, kind, message = 7, ValueError, (
+                f"unknown algorithm {algorithm!r}; choose one of "
+                f"{', '.join(map(repr, MPI_ALGORITHMS[collective]))}")
+        elif op not in SUPPORTED_OPS:
+            code, kind, message = 8, ValueError, (
+                f"unknown op {op!r}; choose one of {', '.join(map(repr, SUPPORTED_OPS))}")
+        else:
+            code, kind, message = _local_problem(buffer, out, writeable, out_elems)
         count = buffer.size if code == 0 else -1  # type: ignore[union-attr]
         dtype = SUPPORTED_DTYPES.index(buffer.dtype) if code == 0 else -1  # type: ignore
-        mine = np.array([self.world_rank, count, dtype, SUPPORTED_OPS.index(op),
-                         MPI_ALGORITHMS[collective].index(algorithm),
+        known = code not in (7, 8)
+        mine = np.array([self.world_rank, count, dtype,
+                         SUPPORTED_OPS.index(op) if known else -1,
+                         MPI_ALGORITHMS[collective].index(algorithm) if known else -1,
                          _COLLECTIVES.index(collective), code], dtype=np.int64)
         table = np.empty((self.size, mine.size), dtype=np.int64)
         self.comm.Allgather(mine, table)
@@ -193,11 +198,11 @@ class ProcessGroup:
         """Agree on and bind ``buffer`` once; the handle runs the in-place all-reduce on
         its current contents at every call (:mod:`ringpipe.mpi.persistent`). Collective:
         every rank of the group calls it with its own buffer."""
-        if algorithm == "mpi":
+        self._agree("all_reduce", buffer, algorithm, op)  # every rank, before any refusal
+        if algorithm == "mpi":  # all ranks agreed on it, so all refuse alike
             raise ValueError(f"all_reduce_init ({self.name}): rank {self.world_rank}: "
                              "algorithm 'mpi' has no persistent step table; use 'ring' or "
                              "'tree'")
-        self._agree("all_reduce", buffer, algorithm, op)
         flat = buffer.reshape(-1)
         prog = self.program("all_reduce", algorithm, flat.size, flat.itemsize)
         scratch = np.empty(prog.scratch_elems, dtype=flat.dtype)  # the handle's own

@@ -37,7 +37,7 @@ class PersistentAllReduce:
                  scratch: np.ndarray, ufunc: np.ufunc, mpi: Any) -> None:
         self.buffer, self.scratch, self.ufunc, self.mpi = buffer, scratch, ufunc, mpi
         byte = mpi.BYTE
-        self.ticks: list[tuple[list, list, list]] = []
+        self.ticks: list[tuple[list, list, list]] | None = []
         for tick in program.ticks:
             recvs, reductions = [], []
             for m in tick.recvs:
@@ -50,6 +50,9 @@ class PersistentAllReduce:
 
     def __call__(self) -> np.ndarray:
         """Run the all-reduce on the buffer's current contents; returns the buffer."""
+        if self.ticks is None:
+            raise ValueError("PersistentAllReduce: the handle was freed; make a new one "
+                             "with ProcessGroup.all_reduce_init")
         start, request = self.mpi.Prequest.Startall, self.mpi.Request
         for recvs, sends, reductions in self.ticks:
             start(recvs)
@@ -63,8 +66,8 @@ class PersistentAllReduce:
         return self.buffer
 
     def free(self) -> None:
-        """Release every persistent request."""
-        for recvs, sends, _ in self.ticks:
+        """Release every persistent request (a second call does nothing)."""
+        for recvs, sends, _ in self.ticks or ():
             for req in (*recvs, *sends):
                 req.Free()
-        self.ticks = []
+        self.ticks = None

@@ -16,18 +16,21 @@ group and picks its GPU (``local_rank mod GPUs per node``), as ``torchrun``'s
   a node, a larger TP degree would keep more traffic inside the node, and we say so.
 
 A hostfile lists ``host[:slots]`` per line (MPICH Hydra's format, ``#`` comments);
-:func:`nodes_from_hostfile` predicts the node of every rank as Hydra fills hosts in
-order, so the CLI can refuse a bad placement before it starts ``mpiexec``.
+:func:`nodes_from_hostfile` predicts the node of every rank as Hydra fills the lines in
+order (each line a node), so the CLI can refuse a bad placement before it starts
+``mpiexec``. The ranks check again after launch, from what MPI reports.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ringpipe.mesh import Mesh
+from ringpipe.validation import check_int
 
 __all__ = ["NodeLayout", "check_placement", "detect_nodes", "format_placement",
            "nodes_from_hostfile", "read_hostfile"]
@@ -61,38 +64,44 @@ def detect_nodes(comm: Any, mpi: Any) -> NodeLayout:  # noqa: ANN401 - an mpi4py
 
 
 def read_hostfile(path: str | Path) -> list[tuple[str, int]]:
-    """``[(host, slots)]`` from a Hydra hostfile (``host[:slots]`` per line)."""
+    """``[(host, slots)]`` from a Hydra hostfile: ``host[:slots]`` per line, then
+    optional ``key=value`` options (e.g. ``user=...``) that only mpiexec reads."""
     try:
         text = Path(path).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise ValueError(f"--hostfile {path}: cannot read it ({exc})") from None
     hosts: list[tuple[str, int]] = []
     for number, raw in enumerate(text.splitlines(), 1):
-        line = raw.split("#", 1)[0].strip()
-        if not line:
+        fields = raw.split("#", 1)[0].split()
+        if not fields:
             continue
-        host, _, slots = line.partition(":")
-        if not host or (slots and not slots.strip().isdigit()) or (slots and int(slots) < 1):
-            raise ValueError(f"--hostfile {path}: line {number}: expected host[:slots], "
-                             f"got {raw.strip()!r}")
-        hosts.append((host.strip(), int(slots) if slots else 1))
+        match = re.fullmatch(r"([^:=\s]+)(?::([0-9]+))?", fields[0])
+        options_ok = all(re.fullmatch(r"[A-Za-z_]+=\S*", f) and not f.startswith("slots=")
+                         for f in fields[1:])
+        if match is None or not options_ok or (match.group(2) and int(match.group(2)) < 1):
+            hint = ("; 'slots=N' is Open MPI's form, Hydra's is host:N"
+                    if any(f.startswith("slots=") for f in fields) else "")
+            raise ValueError(f"--hostfile {path}: line {number}: expected host[:slots] "
+                             f"with slots >= 1, got {raw.strip()!r}{hint}")
+        hosts.append((match.group(1), int(match.group(2) or 1)))
     if not hosts:
         raise ValueError(f"--hostfile {path}: names no host")
     return hosts
 
 
 def nodes_from_hostfile(hosts: Sequence[tuple[str, int]], nprocs: int) -> tuple[int, ...]:
-    """The node index of each of ``nprocs`` ranks as Hydra places them: fill each host's
-    slots in order, then start again from the first host."""
+    """The node index of each of ``nprocs`` ranks as Hydra places them: fill each line's
+    slots in order, then start again from the first line. Hydra treats every line as a
+    node of its own, even when a host name repeats (checked with MPICH's Hydra)."""
+    nprocs = check_int("nprocs", nprocs)
+    if not hosts or any(slots < 1 for _, slots in hosts):
+        raise ValueError(f"hosts must name at least one host with slots >= 1, got "
+                         f"{list(hosts)}")
     node_of: list[int] = []
     while len(node_of) < nprocs:
         for i, (_, slots) in enumerate(hosts):
             node_of.extend([i] * min(slots, nprocs - len(node_of)))
-    # the same host name twice is one node
-    first = {}
-    for i, (host, _) in enumerate(hosts):
-        first.setdefault(host, i)
-    return tuple(first[hosts[i][0]] for i in node_of)
+    return tuple(node_of)
 
 
 def check_placement(mesh: Mesh, node_of_rank: Sequence[int],

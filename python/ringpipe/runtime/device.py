@@ -53,8 +53,11 @@ class DeviceSetup:
 
 
 def cupy_device_setup() -> DeviceSetup:
-    """The real setup on CuPy (ImportError naming the extra when CuPy is missing)."""
+    """The real setup on CuPy (ImportError naming the extra when CuPy is missing); under
+    Numba's CUDA simulator, NumPy arrays on one simulated device (for tests)."""
     gpu = gpu_arrays("--device cupy")
+    if gpu.simulated:  # Numba's CUDA simulator: NumPy arrays, one "GPU", no NCCL
+        return DeviceSetup(gpu, lambda: 1, lambda i: None, lambda: 0, None)
     import cupy  # noqa: PLC0415 - only with the gpu extra
 
     try:
@@ -111,12 +114,18 @@ _NCCL_DTYPES = {"float16": "NCCL_FLOAT16", "float32": "NCCL_FLOAT32",
                 "float64": "NCCL_FLOAT64", "int32": "NCCL_INT32", "int64": "NCCL_INT64"}
 
 
+def _world_rank() -> int:
+    from ringpipe.mpi.loader import load_mpi
+
+    return load_mpi().COMM_WORLD.Get_rank()
+
+
 class NcclGroup:
     """An NCCL communicator over the processes of MPI communicator ``comm``."""
 
     def __init__(self, comm: Any, setup: DeviceSetup) -> None:  # noqa: ANN401
         if setup.nccl is None:
-            raise RuntimeError(f"rank {comm.Get_rank()}: --allreduce nccl needs CuPy built "
+            raise RuntimeError(f"rank {_world_rank()}: --allreduce nccl needs CuPy built "
                                "with NCCL (cupy.cuda.nccl)")
         self.setup, self.nccl = setup, setup.nccl
         self.size, self.rank = comm.Get_size(), comm.Get_rank()

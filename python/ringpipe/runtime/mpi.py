@@ -79,6 +79,30 @@ def communicator_reduce(group: Any, algorithm: str) -> Any:
     return reduce
 
 
+def _agree_on_inputs(plan: Plan, params: dict, batch: object, mc: MeshComm) -> None:
+    """Check params and batch on every rank, then agree on the outcome and on the plan and
+    batch shapes (one allgather), so a rank whose inputs differ or fail makes every rank
+    raise, naming it, instead of leaving the others waiting in a message."""
+    problem = None
+    try:
+        check_params(plan.config, params)
+        if not isinstance(batch, tuple) or len(batch) != 2:
+            raise TypeError("batch must be a Batch(inputs, targets) or an (inputs, targets) "
+                            "tuple")
+        shapes = tuple((tuple(np.shape(x)), str(getattr(x, "dtype", type(x).__name__)))
+                       for x in batch)
+    except (TypeError, ValueError) as exc:
+        problem, shapes = f"{type(exc).__name__}: {exc}", None
+    everyone = mc.comm.allgather((problem, repr(plan), shapes))
+    for rank, (their_problem, their_plan, their_shapes) in enumerate(everyone):
+        if their_problem is not None:
+            raise ValueError(f"run_plan_mpi: rank {rank}: {their_problem}")
+        if (their_plan, their_shapes) != everyone[0][1:]:
+            raise ValueError(f"run_plan_mpi: rank {rank}: its plan or batch shapes "
+                             f"({their_plan}, {their_shapes}) differ from rank 0's "
+                             f"({everyone[0][1]}, {everyone[0][2]})")
+
+
 def _group_reduces(plan: Plan, mc: MeshComm, device: DeviceSetup | None,
                    collectives: str) -> tuple[Any, Any]:
     """The (TP, DP) reduction callables: step tables over the communicators, on the host
@@ -115,13 +139,13 @@ def run_plan_mpi(plan: Plan, params: dict[str, np.ndarray], batch: Batch | tuple
     """
     if not isinstance(plan, Plan):
         raise TypeError(f"run_plan_mpi: plan must be a Plan, got {type(plan).__name__}")
-    check_params(plan.config, params)
     mpi = load_mpi()
     mc = mesh_comm if mesh_comm is not None else MeshComm(
         plan.mesh, mpi.COMM_WORLD if comm is None else comm)
     try:
         d, p, t = mc.coord
         up = np.asarray if device is None else device.gpu.xp.asarray
+        _agree_on_inputs(plan, params, batch, mc)
         inputs, targets, scale = microbatches(plan, batch, d, up)
         transport = MpiTransport(mc.pp_comm, plan.microbatches, mpi)
         need = 2 * len(plan.stages) * plan.microbatches

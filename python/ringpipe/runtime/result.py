@@ -67,7 +67,10 @@ class PlanResult:
     def allreduce_ops(self, group: str) -> int:
         """Collective all-reduce operations of ``group`` ("tp" or "dp"), each counted once
         (every rank of the group takes part in it)."""
-        size = {"tp": self.counters[-1].tp + 1, "dp": self.counters[-1].dp + 1}[group]
+        sizes = {"tp": self.counters[-1].tp + 1, "dp": self.counters[-1].dp + 1}
+        if group not in sizes:
+            raise ValueError(f"group must be 'tp' or 'dp' (all-reduce groups), got {group!r}")
+        size = sizes[group]
         return sum(c.allreduce_calls[group] for c in self.counters) // size
 
     @property
