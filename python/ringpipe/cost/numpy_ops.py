@@ -16,7 +16,9 @@ the input-gradient pass (I) and the weight-gradient pass (W) execute:
   forward 9 calls over 22·T·f/t elements, the masked softmax 8 calls over 15·b·a·s²;
 * transcendental elements (``tanh`` of GeLU, ``exp`` of the softmaxes): compute-bound;
 * TP all-reduces (elements), 2 in F and 2 in I per transformer block (Megatron's g and
-  f operators; 1 and 1 for an MLP block).
+  f operators; 1 and 1 for an MLP block);
+* the activations a forward keeps for its backward (:func:`held_elements`), which a
+  step allocates anew (:mod:`ringpipe.cost.executable` prices their first touch).
 
 The counts are of this model's code as written; if a kernel there changes, its row here
 changes with it. Pricing is elsewhere (:mod:`ringpipe.cost.executable`).
