@@ -40,6 +40,7 @@ from ringpipe.kernels.registry import ALGORITHMS, step_table
 from ringpipe.kernels.steps import chunk_bounds
 from ringpipe.mpi.engine import RankProgram, compile_table, run_program
 from ringpipe.mpi.loader import load_mpi
+from ringpipe.mpi.persistent import PersistentAllReduce
 from ringpipe.validation import check_int
 
 #: Default pipelining segment: large enough to amortise per-message costs, small enough
@@ -186,6 +187,22 @@ class ProcessGroup:
         else:
             self._run("all_reduce", algorithm, flat, op)
         return target
+
+    def all_reduce_init(self, buffer: np.ndarray, algorithm: str = "ring",
+                        op: str = "sum") -> PersistentAllReduce:
+        """Agree on and bind ``buffer`` once; the handle runs the in-place all-reduce on
+        its current contents at every call (:mod:`ringpipe.mpi.persistent`). Collective:
+        every rank of the group calls it with its own buffer."""
+        if algorithm == "mpi":
+            raise ValueError(f"all_reduce_init ({self.name}): rank {self.world_rank}: "
+                             "algorithm 'mpi' has no persistent step table; use 'ring' or "
+                             "'tree'")
+        self._agree("all_reduce", buffer, algorithm, op)
+        flat = buffer.reshape(-1)
+        prog = self.program("all_reduce", algorithm, flat.size, flat.itemsize)
+        scratch = np.empty(prog.scratch_elems, dtype=flat.dtype)  # the handle's own
+        return PersistentAllReduce(self.comm, prog, flat, scratch, REDUCE_UFUNCS[op],
+                                   self._mpi)
 
     def reduce_scatter(self, buffer: np.ndarray, algorithm: str = "ring", op: str = "sum", *,
                        out: np.ndarray | None = None, check: bool = True) -> np.ndarray:

@@ -43,7 +43,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="largest buffer per rank in bytes (default 64 MiB)")
     p.add_argument("--factor", type=int, default=4, help="size step factor (default 4)")
     p.add_argument("--algorithms", default="ring,tree,mpi",
-                   help="comma-separated, from " + ",".join(MPI_ALGORITHMS["all_reduce"]))
+                   help="comma-separated, from " + ",".join(MPI_ALGORITHMS["all_reduce"])
+                   + " and ring+persistent,tree+persistent (a handle from all_reduce_init)")
     p.add_argument("--dtype", choices=("float32", "float64", "int32", "int64"),
                    default="float32", help="element type (default float32)")
     p.add_argument("--iters", type=int, default=10,
@@ -63,13 +64,18 @@ def _inputs(rank: int, count: int, dtype: np.dtype) -> np.ndarray:
     return ((np.arange(count, dtype=np.int64) + rank) % 7).astype(dtype)
 
 
-def _time(group: ProcessGroup, buf: np.ndarray, out: np.ndarray | None, algorithm: str,
-          iters: int, mpi: Any) -> float:  # noqa: ANN401 - the mpi4py module
+#: Timed through a persistent handle (:meth:`ProcessGroup.all_reduce_init`): the
+#: agreement and request set-up are paid once, as with ``MPI_Allreduce_init``.
+PERSISTENT = ("ring+persistent", "tree+persistent")
+
+
+def _time(group: ProcessGroup, run: Callable[[], object], iters: int,
+          mpi: Any) -> float:  # noqa: ANN401 - the mpi4py module
     comm = group.comm
     comm.Barrier()
     start = time.perf_counter()
     for _ in range(iters):
-        group.all_reduce(buf, algorithm, out=out)
+        run()
     comm.Barrier()
     return comm.allreduce((time.perf_counter() - start) / iters, op=mpi.MAX)
 
@@ -82,21 +88,29 @@ def measure(group: ProcessGroup, sizes: list[int], algorithms: list[str], dtype:
     n, rank = group.size, group.rank
     rows = []
     modes = (False, True) if out_of_place else (True,)
-    cases = [(alg, in_place) for alg in algorithms for in_place in modes]
+    cases = [(alg, in_place) for alg in algorithms for in_place in modes
+             if in_place or alg not in PERSISTENT]  # a handle is in place
     for size in sizes:
         count = size // dtype.itemsize
         want = sum((np.arange(count, dtype=np.int64) + r) % 7 for r in range(n)).astype(dtype)
-        bufs, outs, wrong = {}, {}, {}
+        bufs, runs, wrong, handles = {}, {}, {}, []
         for case in cases:
-            bufs[case] = _inputs(rank, count, dtype)
-            outs[case] = None if case[1] else np.empty_like(bufs[case])
-            result = group.all_reduce(bufs[case], case[0], out=outs[case])
+            alg, in_place = case
+            bufs[case] = buf = _inputs(rank, count, dtype)
+            if alg in PERSISTENT:
+                handles.append(group.all_reduce_init(buf, alg.split("+")[0]))
+                runs[case] = handles[-1]
+            else:
+                out = None if in_place else np.empty_like(buf)
+                runs[case] = (lambda b=buf, a=alg, o=out: group.all_reduce(b, a, out=o))
+            result = runs[case]()
             wrong[case] = group.comm.allreduce(int(np.count_nonzero(result != want)))
         best = {case: float("inf") for case in cases}
         for _ in range(reps):
             for case in cases:
-                best[case] = min(best[case],
-                                 _time(group, bufs[case], outs[case], case[0], iters, mpi))
+                best[case] = min(best[case], _time(group, runs[case], iters, mpi))
+        for handle in handles:
+            handle.free()
         for alg, in_place in cases:
             nbytes = count * dtype.itemsize
             t = best[alg, in_place]
@@ -111,10 +125,11 @@ def prepare(args: argparse.Namespace) -> Callable[[], int]:
     """Check the arguments (ValueError, alike on every rank); returns the job, which
     measures, prints on rank 0 and returns 1 if any result was wrong."""
     algorithms = [a for a in args.algorithms.split(",") if a]
+    known = (*MPI_ALGORITHMS["all_reduce"], *PERSISTENT)
     for alg in algorithms:
-        if alg not in MPI_ALGORITHMS["all_reduce"]:
+        if alg not in known:
             raise ValueError(f"--algorithms: unknown algorithm {alg!r}; choose from "
-                             f"{', '.join(MPI_ALGORITHMS['all_reduce'])}")
+                             f"{', '.join(known)}")
     for name in ("iters", "reps", "segment_bytes"):
         check_int("--" + name.replace("_", "-"), getattr(args, name), 1)
     sizes = size_sweep(args.min_bytes, args.max_bytes, args.factor)
