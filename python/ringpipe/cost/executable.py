@@ -82,7 +82,10 @@ HOST_KERNELS = GpuKernels(sm_count=1, tile_m=1, tile_n=1, flash_fraction=1.0,
 
 @dataclass(frozen=True)
 class ExecutablePrediction:
-    """A predicted step (seconds) and its parts."""
+    """A predicted step (seconds) and its parts. ``fresh_memory_time`` (first touch of
+    the step's new memory) is one more addend in-process; under MPI it is already inside
+    ``compute_time`` (the F actions of the busiest pipeline rank) and ``gather_time``
+    (rank 0's received gradients), reported for information."""
 
     runtime: str
     step_time: float
