@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import tomllib
 
-from ringpipe.calibrate import links, mpi_probe
+from ringpipe.calibrate import compute, links, mpi_probe
 from ringpipe.calibrate.run import CalibrateOptions, calibrate
 from ringpipe.calibrate.summary import summary
 from ringpipe.calibrate.timing import Budget, cpu_time, sustained_time
@@ -143,9 +143,11 @@ def test_quick_calibration_file_round_trips(quick_file):
     assert "mpi" not in cal.p2p and 0 < cal.share_inproc <= 1
     assert cal.action_overhead == pytest.approx(m["action_overhead_us"] * 1e-6)
     assert cal.action_overhead >= 0 and cal.transcendental > 0
+    assert cal.fresh_memory == pytest.approx(m["fresh_memory_ns_per_byte"] * 1e-9)
     assert cluster_from_dict(tomllib.loads(path.read_text())) == cluster
     text = summary(data, notes)
     assert "GEMM float64" in text and "all-reduce inproc ring N=3" in text
+    assert "fresh memory" in text
 
 
 def test_plan_reads_a_calibrated_file(quick_file, capsys):
@@ -216,3 +218,8 @@ def test_mpi_rows_measured_with_np(tmp_path):
     assert len(doc["p2p"]) == 2 and all(t > 0 for _, t in doc["p2p"])
     assert {(r["algorithm"], r["ranks"]) for r in doc["allreduce"]} == {("ring", 2),
                                                                        ("tree", 2)}
+
+
+def test_fresh_memory_cost_is_a_finite_non_negative_rate():
+    rate = compute.measure_fresh_memory(1 << 20, 3)
+    assert 0.0 <= rate < 1e-6  # seconds per byte: a 4 KiB page in well under 4 ms

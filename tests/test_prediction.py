@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import replace
 from types import MappingProxyType
 
@@ -13,9 +14,9 @@ from ringpipe.calibrate.toml_out import dumps
 from ringpipe.cli import main
 from ringpipe.cost.calibrated import Calibration, load_calibrated
 from ringpipe.cost.cluster import GB, Link
-from ringpipe.cost.executable import predict_plan
+from ringpipe.cost.executable import fresh_bytes, predict_plan
 from ringpipe.cost.gemm_curve import GemmCurve
-from ringpipe.cost.numpy_ops import stage_ops
+from ringpipe.cost.numpy_ops import held_elements, stage_ops
 from ringpipe.mesh import Mesh
 from ringpipe.model.config import ModelConfig
 from ringpipe.plan import Plan
@@ -183,3 +184,53 @@ def test_verify_mpi_reports_both_step_times(write):
     doc = json.loads(job.stdout[job.stdout.index("{"):])
     assert doc["runtime"] == "mpi" and doc["bitwise_inproc"]
     assert doc["step_time_s"] > 0 and doc["predicted_step_time_s"] > 0
+
+
+def test_held_activations_counted_by_hand():
+    """One block, h = 8, 2 heads, s = 4, f = 32, b = 1 (T = 4 rows): MLP half T·h + T
+    (norm) + T·h (its output) + 3·T·f; attention half 2·T·h + T + 4·T·a·d + b·a·s²."""
+    cfg = ModelConfig(layers=1, hidden=8, heads=2, seq=4)
+    assert held_elements(cfg, 1, 1, False, 1) == (32 + 4 + 32 + 384) + (64 + 4 + 128 + 32)
+    # tp = 2: f/t = 16, one local head of width 4
+    assert held_elements(cfg, 2, 1, False, 1) == (32 + 4 + 32 + 192) + (64 + 4 + 64 + 16)
+    # the last stage adds its final norm (T·h + T), output and head output/gradient
+    assert held_elements(cfg, 1, 1, True, 1) == 680 + (32 + 4 + 32) + 2 * 32
+    assert stage_ops(cfg, 1, 1, False, False, 1).held == 680
+    assert held_elements(cfg, 1, 3, False, 2) == 3 * held_elements(cfg, 1, 1, False, 2)
+
+
+def test_fresh_bytes_follow_the_schedule():
+    """gpipe holds all m forwards before the first backward, 1f1b only pp - p."""
+    held = [100.0, 10.0]
+    gpipe = fresh_bytes(plan_of(1, 2, 1, "gpipe", m=4), held, 8)
+    f1b1 = fresh_bytes(plan_of(1, 2, 1, "1f1b", m=4), held, 8)
+    assert [g[0] for g in gpipe] == [4 * 100 * 8, 4 * 10 * 8]
+    assert [g[0] for g in f1b1] == [2 * 100 * 8, 1 * 10 * 8]
+    plan = plan_of(1, 2, 1)
+    params = [sum(math.prod(x) for x in plan.stages[s].param_shapes().values())
+              for s in range(2)]
+    assert [g[1] for g in f1b1] == [8 * params[0], 8 * params[1]]
+    assert all(g[1] == g[2] for g in f1b1)
+    tp2 = fresh_bytes(plan_of(2, 1, 1, m=4), [1.0], 8)
+    # split matrices halve; norms, biases of row-parallel layers, in/out layers do not
+    assert 8 * sum(params) / 2 < tp2[0][1] < 8 * sum(params)
+
+
+def test_fresh_memory_cost_in_the_prediction(write):
+    plan = plan_of(1, 1, 1, "gpipe", m=4)
+    data = file_dict(5.0)
+    base = predict_plan(plan, 8, *load_calibrated(write("a.toml", data)), "inproc")
+    data["measured"]["fresh_memory_ns_per_byte"] = 2.0
+    cluster, cal = load_calibrated(write("b.toml", data))
+    assert cal.fresh_memory == pytest.approx(2e-9)
+    with_faults = predict_plan(plan, 8, cluster, cal, "inproc")
+    held = stage_ops(plan.config, 1, 4, True, True, 2).held
+    params = plan.config.num_params()
+    expected = 2e-9 * 8 * (4 * held + 2 * params)  # peak of 4 forwards, shards, grads
+    assert with_faults.fresh_memory_time == pytest.approx(expected, rel=1e-12)
+    assert with_faults.step_time - base.step_time == pytest.approx(expected, rel=1e-9)
+    mpi = predict_plan(plan, 8, cluster, cal, "mpi")
+    mpi0 = predict_plan(plan, 8, *load_calibrated(write("a.toml", file_dict(5.0))), "mpi")
+    # rank 0 also receives and assembles every gradient
+    assert mpi.step_time - mpi0.step_time == pytest.approx(expected + 2e-9 * 8 * 2 * params,
+                                                           rel=1e-9)

@@ -15,6 +15,11 @@
   fresh output of a few hundred KiB pays page faults on first touch.
 * **Transcendental rate**: seconds per element of ``tanh``/``exp`` (GeLU, softmax),
   which are compute-bound.
+* **Fresh memory**: seconds per byte of the first write to freshly mapped memory (the
+  kernel's minor page fault: map and zero a page) beyond an ordinary write. A step
+  allocates its activations and gradients anew and the allocator returns them to the
+  kernel when the step ends, so a step pays this per byte it holds at its peak; the
+  probes above reuse their buffers and never do.
 * **Per-call overhead**: what one array operation costs beyond its arithmetic, the
   Python and dispatch cost of one NumPy call with the model's glue around it (a kernel
   launch on a GPU). It is measured on the model's own operators at the smallest shape
@@ -29,7 +34,10 @@ cpu_time`) on the CPU, in wall time on a GPU.
 from __future__ import annotations
 
 import itertools
+import mmap
 import os
+import statistics
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -165,6 +173,29 @@ def measure_transcendental(xp: ModuleType, budget: Budget) -> float:
     timer = cpu_time if xp is np else sustained_time
     t = timer(lambda: (xp.tanh(x), xp.exp(x), sync()), budget)
     return t / (2 * x.size)
+
+
+FRESH_BYTES = 4 << 20
+FRESH_REPEATS = 7
+
+
+def measure_fresh_memory(nbytes: int = FRESH_BYTES, repeats: int = FRESH_REPEATS) -> float:
+    """Seconds per byte of first-touching fresh memory (module docstring): a new
+    anonymous mapping of ``nbytes`` is filled once (every page faults in) and then again
+    (no faults); the CPU-time difference (``time.thread_time``: user and system time)
+    over ``nbytes``, the median of ``repeats`` mappings. Host memory only."""
+    out = []
+    for _ in range(repeats):
+        with mmap.mmap(-1, nbytes) as region:
+            a = np.frombuffer(region, dtype=np.float64)
+            t0 = time.thread_time()
+            a.fill(1.0)
+            t1 = time.thread_time()
+            a.fill(2.0)
+            t2 = time.thread_time()
+            del a
+        out.append(((t1 - t0) - (t2 - t1)) / nbytes)
+    return max(0.0, statistics.median(out))
 
 
 def measure_call_overhead(xp: ModuleType, budget: Budget) -> float:

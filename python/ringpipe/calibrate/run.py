@@ -2,7 +2,8 @@
 
 Phases (each reports one line of progress on ``progress``):
 
-1. per-call overhead, all-core memory bandwidth, one operation's bandwidth by size;
+1. per-call overhead, all-core memory bandwidth, one operation's bandwidth by size,
+   the cost of first-touching fresh memory (host only);
    after the float64 GEMM curve, the interpreter's cost per action
    (:mod:`ringpipe.calibrate.probe`);
 2. GEMM curve per dtype (:func:`ringpipe.calibrate.compute.measure_gemm`), net of the
@@ -123,9 +124,10 @@ def _device(xp: ModuleType, options: CalibrateOptions, budget: Budget) -> dict[s
     bandwidth = compute.measure_bandwidth(xp, (64 if options.quick else 256) << 20, budget)
     op_bw = compute.measure_op_bandwidth(xp, compute.OP_BYTES, budget)
     transcendental = compute.measure_transcendental(xp, budget)
+    fresh = compute.measure_fresh_memory() if xp is np else 0.0
     out: dict[str, Any] = {
         "call_overhead_us": overhead * 1e6, "memory_bandwidth_gbs": bandwidth / 1e9,
-        "transcendental_ns": transcendental * 1e9,
+        "transcendental_ns": transcendental * 1e9, "fresh_memory_ns_per_byte": fresh * 1e9,
         "op_bandwidth": {"bytes": [b for b, _ in op_bw], "gbs": [r / 1e9 for _, r in op_bw]},
         "gemm": {}}
     sizes = compute.QUICK_SIZES if options.quick else compute.FULL_SIZES

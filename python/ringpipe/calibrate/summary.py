@@ -19,7 +19,9 @@ def summary(data: dict[str, Any], notes: list[str]) -> str:
                  f"per-call overhead {m['call_overhead_us']:.2f} us; tanh/exp "
                  f"{m['transcendental_ns']:.1f} ns per element"
                  + (f"; interpreter {m['action_overhead_us']:.1f} us per action"
-                    if "action_overhead_us" in m else ""))
+                    if "action_overhead_us" in m else "")
+                 + (f"; fresh memory {m['fresh_memory_ns_per_byte'] * 4096 / 1e3:.2f} us "
+                    "per 4 KiB page" if "fresh_memory_ns_per_byte" in m else ""))
     sh = m.get("cpu_share", {})
     lines.append(f"CPU share of a busy thread: in-process {sh.get('inproc', 1.0):.2f}" + (
         f", each of {sh['mpi_processes']} MPI ranks {sh['mpi']:.2f}" if "mpi" in sh else ""))

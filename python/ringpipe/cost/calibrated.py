@@ -11,6 +11,7 @@ ignores and the executable-plan predictor (:mod:`ringpipe.cost.executable`) read
     call_overhead_us = 1.4        # one small array operation
     transcendental_ns = 13.0      # tanh / exp, per element
     action_overhead_us = 40.0     # the interpreter, per F/I/W action
+    fresh_memory_ns_per_byte = 0.9  # first touch of freshly mapped memory (page faults)
     memory_bandwidth_gbs = 9.8    # all-core copy, read + write
     [measured.cpu_share]          # share of a core a busy thread got (load)
     inproc = 0.9                  # one process
@@ -82,6 +83,7 @@ class Calibration:
     share_mpi: tuple[int, float] | None = None
     transcendental: float = 0.0
     action_overhead: float | None = None
+    fresh_memory: float = 0.0
 
     def __post_init__(self) -> None:
         check_int("Calibration.cores", self.cores)
@@ -89,6 +91,7 @@ class Calibration:
         check_real("Calibration.call_overhead", self.call_overhead, 0.0)
         check_real("Calibration.memory_bandwidth", self.memory_bandwidth, positive=True)
         check_real("Calibration.share_inproc", self.share_inproc, maximum=1.0, positive=True)
+        check_real("Calibration.fresh_memory", self.fresh_memory, 0.0)
         for runtime, _, _ in self.allreduce:
             if runtime not in RUNTIMES:
                 raise ValueError(f"Calibration.allreduce: unknown runtime {runtime!r}")
@@ -186,6 +189,7 @@ def calibration_from_dict(measured: dict[str, Any], cluster: Cluster) -> Calibra
         allreduce=MappingProxyType(allreduce), host=str(m.get("host", "")),
         op_bandwidth=_op_bandwidth(m.get("op_bandwidth")),
         transcendental=_num(m, "transcendental_ns", "measured", 0.0) * 1e-9,
+        fresh_memory=_num(m, "fresh_memory_ns_per_byte", "measured", 0.0) * 1e-9,
         action_overhead=(None if "action_overhead_us" not in m else
                          _num(m, "action_overhead_us", "measured") * US),
         **_shares(m.get("cpu_share", {})))

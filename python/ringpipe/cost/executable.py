@@ -32,6 +32,22 @@ otherwise min(σ₁, C/(P·k)) for P processes of k BLAS threads on C cores, the
 oversubscription bound). CPU time stretches by ρ = 1/σ; MPI message and collective
 times are measured in wall time, contention included, and are not stretched.
 
+**Fresh memory.** A step allocates its activations and gradients anew, and the
+allocator hands them back to the kernel when the step ends, so every step first-touches
+(page-faults in) the memory it holds at its peak, at the measured cost per byte
+(``fresh_memory``, :func:`ringpipe.calibrate.compute.measure_fresh_memory`). A process
+holding pipeline rank p's stages pays it for (:func:`fresh_bytes`): the peak of the
+activations its forwards keep until their backward (each stage's
+:func:`~ringpipe.cost.numpy_ops.held_elements` per micro-batch, added at F and released
+at B or W, in the order of ``schedule.actions[p]``), plus its copy of its parameter
+shards (:func:`ringpipe.runtime.training.stage_shards` copies them every step) and its
+gradient accumulators (the first B/W result of each stage is kept). Arrays allocated
+after the pipeline drains (the DP bucket, the result) reuse the freed activation
+memory and are not counted. In-process, replicas run one after another and reuse each
+other's activation memory but keep their gradients: T·Σₚ(peak + shards) + D·T·Σₚ
+gradients. Under MPI each rank pays its own, spread evenly over its F actions; rank 0
+also receives and assembles every gradient (2 × the parameters).
+
 Each action also pays the interpreter's dispatch, message routing and counters: the
 measured ``action_overhead`` (:mod:`ringpipe.calibrate.probe`), or when a file has none
 :data:`ACTION_CALLS` call overheads (an estimate from reading
@@ -50,6 +66,7 @@ from ringpipe.cost.collective_cost import CollectiveModel
 from ringpipe.cost.gpu import GpuKernels
 from ringpipe.cost.numpy_ops import OpList, stage_ops
 from ringpipe.cost.pipeline import PipelineSimulator, StageCosts
+from ringpipe.schedules import ActionKind
 from ringpipe.validation import check_real
 
 if TYPE_CHECKING:
@@ -65,7 +82,10 @@ HOST_KERNELS = GpuKernels(sm_count=1, tile_m=1, tile_n=1, flash_fraction=1.0,
 
 @dataclass(frozen=True)
 class ExecutablePrediction:
-    """A predicted step (seconds) and its parts."""
+    """A predicted step (seconds) and its parts. ``fresh_memory_time`` (first touch of
+    the step's new memory) is one more addend in-process; under MPI it is already inside
+    ``compute_time`` (the F actions of the busiest pipeline rank) and ``gather_time``
+    (rank 0's received gradients), reported for information."""
 
     runtime: str
     step_time: float
@@ -75,6 +95,7 @@ class ExecutablePrediction:
     dp_comm_time: float
     gather_time: float
     oversubscription: float
+    fresh_memory_time: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
         """JSON form."""
@@ -83,7 +104,8 @@ class ExecutablePrediction:
                                       "tp_comm": self.tp_comm_time,
                                       "pp_comm": self.pp_comm_time,
                                       "dp_comm": self.dp_comm_time,
-                                      "gather": self.gather_time},
+                                      "gather": self.gather_time,
+                                      "fresh_memory": self.fresh_memory_time},
                 "oversubscription": self.oversubscription}
 
 
@@ -164,9 +186,10 @@ def predict_plan(plan: Plan, batch_size: int, cluster: Cluster, calibration: Cal
     act = cal.action_overhead if cal.action_overhead is not None else \
         ACTION_CALLS * cal.call_overhead
     nstages = len(plan.layers_per_stage)
-    fwd, inp, wgt, comm_f, comm_i = [], [], [], [], []
+    fwd, inp, wgt, comm_f, comm_i, held = [], [], [], [], [], []
     for s, layers in enumerate(plan.layers_per_stage):
         ops = stage_ops(plan.config, tp, layers, s == 0, s == nstages - 1, b)
+        held.append(ops.held)
         fwd.append(pricer.compute(ops.forward) + act)
         inp.append(pricer.compute(ops.backward_input) + act)
         wgt.append(pricer.compute(ops.backward_weight) + act)
@@ -177,7 +200,10 @@ def predict_plan(plan: Plan, batch_size: int, cluster: Cluster, calibration: Cal
     placement = plan.schedule.placement
     hops = sum(placement[s] != placement[s + 1] for s in range(nstages - 1))
     bucket = _largest_bucket(plan)
+    fresh = fresh_bytes(plan, held, pricer.itemsize)
     if runtime == "inproc":
+        fresh_time = rho * cal.fresh_memory * tp * sum(
+            peak + shards + mesh.dp * grads for peak, shards, grads in fresh)
         compute = mesh.dp * m * tp * (sum(fwd) + sum(inp) + sum(wgt))
         tp_comm = mesh.dp * m * (sum(comm_f) + sum(comm_i))
         pp_comm = mesh.dp * m * hops * 2 * (pricer.message(act_elems, tp) + act)
@@ -185,10 +211,16 @@ def predict_plan(plan: Plan, batch_size: int, cluster: Cluster, calibration: Cal
         gather = _assemble_time(plan, pricer)
         compute, tp_comm, pp_comm, dp_comm, gather = (
             rho * x for x in (compute, tp_comm, pp_comm, dp_comm, gather))
-        total = compute + tp_comm + pp_comm + dp_comm + gather
+        total = compute + tp_comm + pp_comm + dp_comm + gather + fresh_time
         return ExecutablePrediction(runtime, total, compute, tp_comm, pp_comm, dp_comm,
-                                    gather, rho)
+                                    gather, rho, fresh_time)
     message = pricer.message(act_elems) + act if hops else 0.0
+    per_f = [0.0] * nstages
+    for p, (peak, shards, grads) in enumerate(fresh):
+        mine = plan.schedule.stages_of(p)
+        for s in mine:
+            per_f[s] = cal.fresh_memory * (peak + shards + grads) / (m * len(mine))
+    fwd = [f + x for f, x in zip(fwd, per_f, strict=True)]
     costs = StageCosts(tuple(rho * f + c for f, c in zip(fwd, comm_f, strict=True)),
                        tuple(rho * i + c for i, c in zip(inp, comm_i, strict=True)),
                        tuple(rho * w for w in wgt), message)
@@ -196,14 +228,40 @@ def predict_plan(plan: Plan, batch_size: int, cluster: Cluster, calibration: Cal
     tp_comm = m * max(sum(comm_f[s] + comm_i[s] for s in plan.schedule.stages_of(p))
                       for p in range(mesh.pp))
     dp_comm = pricer.allreduce(plan.allreduce, bucket, mesh.dp)
-    gather = _gather_time(plan, pricer) + rho * _assemble_time(plan, pricer)
+    received = rho * cal.fresh_memory * 2 * plan.config.num_params() * pricer.itemsize
+    gather = _gather_time(plan, pricer) + rho * _assemble_time(plan, pricer) + received
     total = timing.makespan + dp_comm + gather
+    fresh_time = rho * m * max(sum(per_f[s] for s in plan.schedule.stages_of(p))
+                               for p in range(mesh.pp)) + received
     return ExecutablePrediction(runtime, total, timing.makespan - tp_comm, tp_comm,
                                 timing.makespan * timing.bubble_fraction, dp_comm, gather,
-                                rho)
+                                rho, fresh_time)
+
+
+def fresh_bytes(plan: Plan, held: list[float],
+                itemsize: int) -> list[tuple[float, float, float]]:
+    """Per pipeline rank p, for one TP rank: (peak bytes of held activations, bytes of
+    its parameter shards, bytes of its gradients) — what a step first-touches (module
+    docstring). ``held[s]``: elements one forward of stage s keeps."""
+    out = []
+    for p in range(plan.mesh.pp):
+        cur = peak = 0.0
+        for a in plan.schedule.actions[p]:
+            if a is None:
+                continue
+            if a.kind is ActionKind.FORWARD:
+                cur += held[a.stage]
+                peak = max(peak, cur)
+            elif a.kind in (ActionKind.FULL_BACKWARD, ActionKind.BACKWARD_WEIGHT):
+                cur -= held[a.stage]
+        shards = sum(_stage_elements(plan, s) for s in plan.schedule.stages_of(p))
+        out.append((peak * itemsize, shards * itemsize, shards * itemsize))
+    return out
 
 
 def _stage_elements(plan: Plan, stage: int) -> int:
+    """Elements of one TP rank's shard of ``stage``'s parameters (the stage's
+    ``param_shapes`` are its TP rank's)."""
     return sum(math.prod(shape) for shape in plan.stages[stage].param_shapes().values())
 
 

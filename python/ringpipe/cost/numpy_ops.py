@@ -16,7 +16,9 @@ the input-gradient pass (I) and the weight-gradient pass (W) execute:
   forward 9 calls over 22·T·f/t elements, the masked softmax 8 calls over 15·b·a·s²;
 * transcendental elements (``tanh`` of GeLU, ``exp`` of the softmaxes): compute-bound;
 * TP all-reduces (elements), 2 in F and 2 in I per transformer block (Megatron's g and
-  f operators; 1 and 1 for an MLP block).
+  f operators; 1 and 1 for an MLP block);
+* the activations a forward keeps for its backward (:func:`held_elements`), which a
+  step allocates anew (:mod:`ringpipe.cost.executable` prices their first touch).
 
 The counts are of this model's code as written; if a kernel there changes, its row here
 changes with it. Pricing is elsewhere (:mod:`ringpipe.cost.executable`).
@@ -57,11 +59,13 @@ class OpList:
 
 @dataclass(frozen=True)
 class PassOps:
-    """A stage's three passes for one micro-batch on one TP rank."""
+    """A stage's three passes for one micro-batch on one TP rank, and the elements of
+    the activations its forward keeps for the backward (:func:`held_elements`)."""
 
     forward: OpList
     backward_input: OpList
     backward_weight: OpList
+    held: float = 0.0
 
 
 def _norm(cfg: ModelConfig, rows: int, fwd: OpList, bwd: OpList, wgt: OpList) -> None:
@@ -119,6 +123,25 @@ def _block(cfg: ModelConfig, tp: int, b: int, fwd: OpList, bwd: OpList, wgt: OpL
     del f
 
 
+def held_elements(cfg: ModelConfig, tp: int, layers: int, last: bool, batch: int) -> float:
+    """Elements one forward of a stage keeps until its backward, on one TP rank, counted
+    from the caches of :mod:`ringpipe.model.blocks` (T = b·s rows, f = ffn/t, a = heads/t
+    local heads of width d). Per transformer block: the two norms' x̂ and 1/rms (2·(T·h
+    + T)), their outputs (2·T·h), qkv (3·T·a·d, q/k/v are views), the context (T·a·d),
+    the attention probabilities (b·a·s²), and GeLU's input, tanh and output (3·T·f);
+    an MLP block keeps one norm's and the GeLU's. The last stage also keeps its final
+    norm (T·h + T), its output and the head's output and loss gradient (2·T·o, o = vocab
+    or h; the output stays for the step's result)."""
+    h, s = cfg.hidden, cfg.seq
+    rows, ft = batch * s, cfg.ffn // tp
+    per = rows * h + rows + rows * h + 3 * rows * ft
+    if cfg.has_attention:
+        a, d = cfg.heads // tp, cfg.head_dim
+        per += 2 * rows * h + rows + 4 * rows * a * d + batch * a * s * s
+    out = cfg.vocab or h
+    return float(layers * per + (2 * rows * h + rows + 2 * rows * out if last else 0))
+
+
 def stage_ops(cfg: ModelConfig, tp: int, layers: int, first: bool, last: bool,
               batch: int) -> PassOps:
     """F / I / W operations of a stage of ``layers`` blocks (module docstring)."""
@@ -138,7 +161,7 @@ def stage_ops(cfg: ModelConfig, tp: int, layers: int, first: bool, last: bool,
         _linear(rows, h, out, fwd, bwd, wgt)
         fwd.elementwise(10 if cfg.vocab else 6, 12 * rows * out)  # loss and its gradient
         fwd.transcendental += 2 * rows * out if cfg.vocab else 0  # exp of the softmax twice
-    return PassOps(fwd, bwd, wgt)
+    return PassOps(fwd, bwd, wgt, held_elements(cfg, tp, layers, last, batch))
 
 
 def ops_calls(ops: OpList) -> int:
