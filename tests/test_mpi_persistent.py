@@ -53,6 +53,19 @@ def worker() -> dict:
         group.all_reduce_init(np.ones(10 + (rank == 1)), "ring")
     except Exception as exc:  # noqa: BLE001 - CollectiveError or ValueError, named
         errors.append(f"{type(exc).__name__}: {exc}")
+    handle = group.all_reduce_init(np.ones(4), "ring")
+    handle.free()
+    handle.free()  # a second free does nothing
+    try:
+        handle()
+    except ValueError as exc:
+        errors.append(str(exc))
+    for bad in ({"algorithm": "bogus"}, {"op": "prod"}):  # on rank 0 only: nobody hangs
+        kwargs = bad if rank == 0 else {}
+        try:
+            group.all_reduce(np.ones(3), **kwargs)
+        except ValueError as exc:
+            errors.append(f"{type(exc).__name__}: {exc}")
     group.free()
     return {"mismatches": mismatches, "calls": calls, "errors": errors}
 
@@ -65,6 +78,9 @@ def test_persistent_all_reduce_is_bitwise_the_one_shot_path(nprocs):
     assert doc["calls"] == 4 * 4 * 2 * 3 * 3 and doc["mismatches"] == []
     assert "no persistent step table" in doc["errors"][0]
     assert "rank 1" in doc["errors"][1] and "11 elements" in doc["errors"][1]
+    assert "the handle was freed" in doc["errors"][2]
+    assert "rank 0" in doc["errors"][3] and "unknown algorithm" in doc["errors"][3]
+    assert "rank 0" in doc["errors"][4] and "unknown op" in doc["errors"][4]
 
 
 if __name__ == "__main__":
@@ -73,5 +89,7 @@ if __name__ == "__main__":
     result = worker()
     gathered = MPI.COMM_WORLD.gather(result, root=0)
     if MPI.COMM_WORLD.Get_rank() == 0:
+        # every rank saw the same refusals (rank 1's view of rank 0's bad call included)
+        assert all(len(g["errors"]) == len(gathered[0]["errors"]) for g in gathered)
         print(json.dumps(gathered[0]))
     sys.exit(0)
