@@ -1,8 +1,9 @@
 """``python -m ringpipe.mpi allreduce``: all-reduce bandwidth over MPI, nccl-tests style.
 
 For each size (``--min-bytes`` to ``--max-bytes``, times ``--factor``) and algorithm
-(``ring`` and ``tree`` from ringpipe's step tables, ``mpi`` = the library's
-``MPI_Allreduce``), every rank
+(``ring`` and ``tree`` from ringpipe's step tables, each call agreeing on its
+arguments first; ``ring+persistent`` and ``tree+persistent`` through a handle that
+agreed once; ``mpi`` = the library's ``MPI_Allreduce`` called directly), every rank
 
 1. fills its buffer with :func:`ringpipe.bandwidth.exact_inputs` (small integers, so
    any summation order is exact) and checks one all-reduce against
@@ -80,6 +81,23 @@ def _time(group: ProcessGroup, run: Callable[[], object], iters: int,
     return comm.allreduce((time.perf_counter() - start) / iters, op=mpi.MAX)
 
 
+def _raw_allreduce(comm: Any, buf: np.ndarray, in_place: bool,  # noqa: ANN401
+                   mpi: Any) -> Callable[[], np.ndarray]:  # noqa: ANN401
+    """``MPI_Allreduce`` on ``buf`` (in place, or into a second buffer), as the baseline:
+    no argument agreement, unlike ``ProcessGroup.all_reduce(..., "mpi")``."""
+    if in_place:
+        def run() -> np.ndarray:
+            comm.Allreduce(mpi.IN_PLACE, buf, op=mpi.SUM)
+            return buf
+        return run
+    out = np.empty_like(buf)
+
+    def run_out() -> np.ndarray:
+        comm.Allreduce(buf, out, op=mpi.SUM)
+        return out
+    return run_out
+
+
 def measure(group: ProcessGroup, sizes: list[int], algorithms: list[str], dtype: np.dtype,
             iters: int, reps: int, out_of_place: bool = False) -> list[BandwidthRow]:
     """Rows for every (size, algorithm, in place and, with ``out_of_place``, out of
@@ -100,6 +118,8 @@ def measure(group: ProcessGroup, sizes: list[int], algorithms: list[str], dtype:
             if alg in PERSISTENT:
                 handles.append(group.all_reduce_init(buf, alg.split("+")[0]))
                 runs[case] = handles[-1]
+            elif alg == "mpi":  # the library's MPI_Allreduce itself, no agreement round
+                runs[case] = _raw_allreduce(group.comm, buf, in_place, mpi)
             else:
                 out = None if in_place else np.empty_like(buf)
                 runs[case] = (lambda b=buf, a=alg, o=out: group.all_reduce(b, a, out=o))
