@@ -154,3 +154,11 @@ def test_missing_gpu_extra_is_one_line_exit_2():
     job = _cli("--backend", "mpi", "--np", "2", "--pp", "2", "--device", "cupy")
     assert job.returncode == 2 and "needs the cupy package" in job.stderr
     assert len(job.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.mpi
+def test_mpiexec_failing_on_a_passed_through_argument_is_one_line_exit_1():
+    job = _cli("--backend", "mpi", "--np", "2", "--pp", "2", "--mpiexec-arg=--no-such-flag")
+    assert job.returncode == 1 and "Traceback" not in job.stderr
+    assert job.stderr.strip().splitlines()[-1].startswith(
+        "error: ringpipe verify: the MPI job ended with status")

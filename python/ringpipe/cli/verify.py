@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 
 from ringpipe.calibrate.timed import format_timing, load_cluster_file, timed_prediction
 from ringpipe.checks import COLLECTIVE_BACKENDS
@@ -81,7 +82,13 @@ def run_mpi(args: argparse.Namespace) -> int:
                      mpiexec_args=extra, local=args.hostfile is None)
     except (FileNotFoundError, OSError) as exc:
         raise ValueError(f"cannot start mpiexec: {exc}") from None
-    return job.returncode
+    if job.returncode in (0, 1, 2, 130, 141):  # ours: ok, failed check, bad arguments, ^C
+        return job.returncode
+    # mpiexec's own failure (Hydra exits 255 on a bad --mpiexec-arg) or a rank killed by
+    # a signal: one line, and the CLI's status for a run that failed
+    print(f"error: ringpipe verify: the MPI job ended with status {job.returncode} "
+          "(mpiexec's messages above)", file=sys.stderr)
+    return 1
 
 
 def run(args: argparse.Namespace) -> int:
