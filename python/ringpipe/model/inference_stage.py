@@ -34,7 +34,7 @@ from ringpipe.model import layers as L
 from ringpipe.model.config import ModelConfig
 from ringpipe.model.kv_cache import KVCache, cached_attention
 from ringpipe.model.params import check_arrays, check_params
-from ringpipe.model.sharding import split_axis
+from ringpipe.model.sharding import shard_param
 from ringpipe.model.stage_spec import StageSpec
 
 __all__ = ["InferenceSpec", "inference_shards", "qkv_columns", "stage_step"]
@@ -115,16 +115,14 @@ def inference_shards(config: ModelConfig, params: dict[str, np.ndarray],
     cols = [qkv_columns(config, tp, t) for t in range(tp)]
     shards: list[dict[str, np.ndarray]] = [{} for _ in range(tp)]
     for name, value in params.items():
-        axis = split_axis(name)
         for t in range(tp):
             if name.endswith("attn.qkv.weight"):
                 piece = value[:, cols[t]]
             elif name.endswith("attn.qkv.bias"):
                 piece = value[cols[t]]
-            elif axis is None:
-                piece = value
-            else:
-                piece = np.split(value, tp, axis=axis)[t]
+            else:  # the training split (GQA's qkv columns are the one exception)
+                shards[t][name] = shard_param(name, value, tp, t)
+                continue
             shards[t][name] = np.ascontiguousarray(piece).copy()
     return shards
 

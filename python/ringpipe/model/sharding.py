@@ -60,6 +60,16 @@ def shard_param_shapes(config: ModelConfig, tp: int) -> dict[str, tuple[int, ...
     return {n: shard_shape(s, n, tp) for n, s in param_shapes(config).items()}
 
 
+def shard_param(name: str, value: np.ndarray, tp: int, t: int) -> np.ndarray:
+    """Rank t's shard of parameter ``name``: block t of tp equal contiguous blocks along
+    :func:`split_axis`, or the whole array if replicated; always a fresh C-contiguous
+    copy, so ranks never alias each other or the caller's array. The one place the TP
+    split is computed (the runtimes and the inference shards call it)."""
+    axis = split_axis(name)
+    piece = value if axis is None else np.split(value, tp, axis=axis)[t]
+    return np.ascontiguousarray(piece).copy()
+
+
 def shard_params(config: ModelConfig, params: dict[str, np.ndarray],
                  tp: int) -> list[dict[str, np.ndarray]]:
     """Rank t's shard of every parameter, for t in range(tp).
@@ -70,13 +80,8 @@ def shard_params(config: ModelConfig, params: dict[str, np.ndarray],
     """
     config.check_tp(tp)
     check_params(config, params)
-    shards: list[dict[str, np.ndarray]] = [{} for _ in range(tp)]
-    for name, value in params.items():
-        axis = split_axis(name)
-        pieces = [value] * tp if axis is None else np.split(value, tp, axis=axis)
-        for t in range(tp):
-            shards[t][name] = np.ascontiguousarray(pieces[t]).copy()
-    return shards
+    return [{name: shard_param(name, value, tp, t) for name, value in params.items()}
+            for t in range(tp)]
 
 
 def gather_grads(config: ModelConfig, shard_grads: list[dict[str, np.ndarray]], tp: int,

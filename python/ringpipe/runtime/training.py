@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ringpipe.model.config import check_batch, check_targets
-from ringpipe.model.sharding import split_axis
+from ringpipe.model.sharding import shard_param
 from ringpipe.model.stage import (
     StageSpec,
     stage_backward,
@@ -57,10 +57,8 @@ def stage_shards(plan: Plan, params: dict[str, np.ndarray], p: int, tp_ranks: Se
     for s in plan.schedule.stages_of(p):
         per_rank: list[dict] = [{} for _ in tp_ranks]
         for name in plan.stages[s].param_shapes():
-            axis, value = split_axis(name), params[name]
-            pieces = [value] * tp if axis is None else np.split(value, tp, axis=axis)
             for i, t in enumerate(tp_ranks):
-                per_rank[i][name] = upload(np.ascontiguousarray(pieces[t]).copy())
+                per_rank[i][name] = upload(shard_param(name, params[name], tp, t))
         out[s] = per_rank
     return out
 
