@@ -236,24 +236,30 @@ def mpi_available() -> bool:
 
 def mpi_ratios(nprocs: int, small: int, large: int, iters: int, reps: int,
                timeout: float = 300) -> dict[tuple[int, str], float]:
-    """(size, algorithm) -> its time / ``MPI_Allreduce``'s, for ring and tree at sizes
-    ``small`` and ``large`` (a power-of-two multiple of it), from one ``python -m
-    ringpipe.mpi allreduce --json`` job on ``nprocs`` ranks (the algorithms take turns
-    in every repetition; :mod:`ringpipe.mpi.perf`)."""
+    """(size, algorithm) -> its time / ``MPI_Allreduce``'s, for ring and tree (one-shot
+    and persistent) at sizes ``small`` and ``large`` (a power-of-two multiple of it),
+    from one ``python -m ringpipe.mpi allreduce --json --floor`` job on ``nprocs``
+    ranks (the algorithms take turns in every repetition; :mod:`ringpipe.mpi.perf`).
+    The exchange floors come as algorithms ``"ring floor"`` and ``"tree floor"``."""
     import json
 
     from ringpipe.mpi.launch import launch
 
-    job = launch(nprocs, ["-m", "ringpipe.mpi", "allreduce", "--json", "--min-bytes",
-                          str(small), "--max-bytes", str(large), "--factor",
+    job = launch(nprocs, ["-m", "ringpipe.mpi", "allreduce", "--json", "--floor",
+                          "--min-bytes", str(small), "--max-bytes", str(large), "--factor",
                           str(large // small), "--algorithms",
                           "ring,tree,mpi,ring+persistent,tree+persistent", "--iters",
                           str(iters), "--reps", str(reps)], timeout=timeout, capture=True)
     if job.returncode != 0:
         raise RuntimeError(f"MPI job on {nprocs} ranks failed: {job.stderr.strip()[-500:]}")
-    rows = json.loads(job.stdout)["rows"]
+    report = json.loads(job.stdout)
+    rows = report["rows"]
     if any(r["wrong"] for r in rows):
         raise RuntimeError(f"MPI all-reduce on {nprocs} ranks gave wrong results")
     mpi = {r["size_bytes"]: r["time_us"] for r in rows if r["algorithm"] == "mpi"}
-    return {(r["size_bytes"], r["algorithm"]): r["time_us"] / mpi[r["size_bytes"]]
-            for r in rows if r["algorithm"] != "mpi"}
+    ratios = {(r["size_bytes"], r["algorithm"]): r["time_us"] / mpi[r["size_bytes"]]
+              for r in rows if r["algorithm"] != "mpi"}
+    for f in report["floors"]:
+        ratios[f["size_bytes"], f"{f['algorithm']} floor"] = (
+            f["floor_us"] / mpi[f["size_bytes"]])
+    return ratios

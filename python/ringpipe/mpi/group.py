@@ -22,7 +22,16 @@ small int64 record per rank -- (world rank, count, dtype, op, algorithm, collect
 local error) -- and *every* rank raises the same TypeError/ValueError naming the first
 offending rank, before any data moves. A local problem (not an array, unsupported
 dtype, not C-contiguous, read-only, wrong ``out``) is reported the same way, so no rank
-is left waiting. ``check=False`` skips the round trip for trusted hot loops.
+is left waiting. ``check=False`` skips the round trip for trusted hot loops. When every
+rank agrees (the common case) the check costs the ``Allgather`` and one byte-string
+comparison of the gathered table against this rank's record repeated N times; world
+ranks are gathered once, when the group is made, to name offenders.
+
+**Small messages.** A one-shot ``all_reduce`` of at most ``SMALL_MESSAGE_BYTES`` copies
+the buffer into a staging buffer bound to a cached persistent handle
+(:mod:`ringpipe.mpi.persistent`, one per algorithm, op, size and dtype, at most
+``STAGED_HANDLES`` kept, the oldest evicted first), runs it, and copies the result
+back: the same program, so the same bits, without creating 2(N-1) requests per call.
 
 Scratch for received reductions is kept by the group and reused, and compiled per-rank
 programs are cached by (table, size, segment), so a repeated call allocates nothing.
@@ -40,12 +49,17 @@ from ringpipe.kernels.registry import ALGORITHMS, step_table
 from ringpipe.kernels.steps import chunk_bounds
 from ringpipe.mpi.engine import RankProgram, compile_table, run_program
 from ringpipe.mpi.loader import load_mpi
-from ringpipe.mpi.persistent import PersistentAllReduce
+from ringpipe.mpi.persistent import PersistentAllReduce, StagedHandles
 from ringpipe.validation import check_int
 
 #: Default pipelining segment: large enough to amortise per-message costs, small enough
 #: that a received segment is reduced while still in L2 (see benchmarks/bench_mpi.py).
 DEFAULT_SEGMENT_BYTES = 1 << 20
+
+#: One-shot all-reduces up to this size run through a cached, staged persistent handle.
+SMALL_MESSAGE_BYTES = 64 << 10
+#: How many staged handles a group keeps (each holds two buffers of the message size).
+STAGED_HANDLES = 8
 
 #: Algorithms per collective; "mpi" (the library's own) is offered for all_reduce only.
 MPI_ALGORITHMS = {
@@ -58,6 +72,11 @@ _ERRORS = ("", "buffer is not a numpy array", "buffer has an unsupported dtype",
            "buffer is not C-contiguous", "buffer is read-only",
            "out is not a writeable C-contiguous numpy array of the buffer's dtype",
            "out has the wrong number of elements", "unknown algorithm", "unknown op")
+_DTYPE_INDEX = {d: i for i, d in enumerate(SUPPORTED_DTYPES)}
+_OP_INDEX = {o: i for i, o in enumerate(SUPPORTED_OPS)}
+_ALGORITHM_INDEX = {c: {a: i for i, a in enumerate(algs)} for c, algs in MPI_ALGORITHMS.items()}
+#: Fields of the agreement record, one int64 each.
+_COUNT, _DTYPE, _OP, _ALGORITHM, _COLLECTIVE, _CODE = range(6)
 
 
 class CollectiveError(ValueError):
@@ -104,10 +123,17 @@ class ProcessGroup:
         self.segment_bytes = segment_bytes
         self._programs: dict[tuple, RankProgram] = {}
         self._scratch = np.empty(0, dtype=np.uint8)
+        #: world rank of each group rank, to name offenders (gathered once)
+        self.world_ranks: tuple[int, ...] = tuple(self.comm.allgather(self.world_rank))
+        self._record = np.empty(6, dtype=np.int64)
+        self._table = np.empty((self.size, 6), dtype=np.int64)
+        self._staged = StagedHandles(self._bind, STAGED_HANDLES)
 
     # -- bookkeeping -------------------------------------------------------------------
     def free(self) -> None:
-        """Release the duplicated communicator (collective over the group)."""
+        """Release the staged handles and the duplicated communicator (collective over
+        the group)."""
+        self._staged.free()
         if self.comm != self._mpi.COMM_NULL:
             self.comm.Free()
 
@@ -133,38 +159,46 @@ class ProcessGroup:
     def _agree(self, collective: str, buffer: object, algorithm: str, op: str,
                out: object = None, out_elems: int | None = None,
                writeable: bool = True) -> None:
-        where = f"{collective} ({self.name})"
         # a bad algorithm or op is reported through the Allgather like any other local
         # problem, so every rank raises and none is left waiting in the collective
-        if algorithm not in MPI_ALGORITHMS[collective]:
+        algorithm_index = _ALGORITHM_INDEX[collective].get(algorithm, -1)
+        op_index = _OP_INDEX.get(op, -1)
+        if algorithm_index < 0:
             code, kind, message = 7, ValueError, (
                 f"unknown algorithm {algorithm!r}; choose one of "
                 f"{', '.join(map(repr, MPI_ALGORITHMS[collective]))}")
-        elif op not in SUPPORTED_OPS:
+        elif op_index < 0:
             code, kind, message = 8, ValueError, (
                 f"unknown op {op!r}; choose one of {', '.join(map(repr, SUPPORTED_OPS))}")
         else:
             code, kind, message = _local_problem(buffer, out, writeable, out_elems)
-        count = buffer.size if code == 0 else -1  # type: ignore[union-attr]
-        dtype = SUPPORTED_DTYPES.index(buffer.dtype) if code == 0 else -1  # type: ignore
-        known = code not in (7, 8)
-        mine = np.array([self.world_rank, count, dtype,
-                         SUPPORTED_OPS.index(op) if known else -1,
-                         MPI_ALGORITHMS[collective].index(algorithm) if known else -1,
-                         _COLLECTIVES.index(collective), code], dtype=np.int64)
-        table = np.empty((self.size, mine.size), dtype=np.int64)
+        mine, table = self._record, self._table
+        mine[_COUNT] = buffer.size if code == 0 else -1  # type: ignore[union-attr]
+        mine[_DTYPE] = _DTYPE_INDEX[buffer.dtype] if code == 0 else -1  # type: ignore
+        mine[_OP], mine[_ALGORITHM] = op_index, algorithm_index
+        mine[_COLLECTIVE], mine[_CODE] = _COLLECTIVES.index(collective), code
         self.comm.Allgather(mine, table)
-        bad = np.flatnonzero(table[:, 6])
+        if code == 0 and table.tobytes() == mine.tobytes() * self.size:
+            return  # every rank sent the same record, and it has no error
+        self._refuse(collective, table, code, kind, message)
+
+    def _refuse(self, collective: str, table: np.ndarray, code: int,
+                kind: type[Exception], message: str) -> None:
+        """Raise, alike on every rank, for the gathered records ``table``."""
+        where = f"{collective} ({self.name})"
+        bad = np.flatnonzero(table[:, _CODE])
         if bad.size:
-            who = int(table[bad[0], 0])
+            who = self.world_ranks[int(bad[0])]
             if code and who == self.world_rank:
                 raise kind(f"{where}: rank {who}: {message}")
-            raise CollectiveError(f"{where}: rank {who}: {_ERRORS[int(table[bad[0], 6])]}")
+            raise CollectiveError(f"{where}: rank {who}: "
+                                  f"{_ERRORS[int(table[bad[0], _CODE])]}")
         for r in range(1, self.size):
-            if not np.array_equal(table[r, 1:6], table[0, 1:6]):
-                raise CollectiveError(f"{where}: rank {int(table[r, 0])}: "
-                                      f"{_describe(table[r])} but rank {int(table[0, 0])} "
-                                      f"has {_describe(table[0])}")
+            if not np.array_equal(table[r], table[0]):
+                raise CollectiveError(f"{where}: rank {self.world_ranks[r]}: "
+                                      f"{_describe(table[r])} but rank "
+                                      f"{self.world_ranks[0]} has {_describe(table[0])}")
+        raise CollectiveError(f"{where}: the ranks' agreement records differ")
 
     # -- the collectives ---------------------------------------------------------------
     def _run(self, collective: str, algorithm: str, flat: np.ndarray, op: str) -> None:
@@ -189,9 +223,17 @@ class ProcessGroup:
         if algorithm == "mpi":
             if self.size > 1 and flat.size:
                 self.comm.Allreduce(self._mpi.IN_PLACE, flat, op=self._mpi_op(op))
+        elif self.size > 1 and 0 < flat.nbytes <= SMALL_MESSAGE_BYTES:
+            self._staged.run(flat, algorithm, op)
         else:
             self._run("all_reduce", algorithm, flat, op)
         return target
+
+    def _bind(self, flat: np.ndarray, algorithm: str, op: str) -> PersistentAllReduce:
+        prog = self.program("all_reduce", algorithm, flat.size, flat.itemsize)
+        scratch = np.empty(prog.scratch_elems, dtype=flat.dtype)  # the handle's own
+        return PersistentAllReduce(self.comm, prog, flat, scratch, REDUCE_UFUNCS[op],
+                                   self._mpi)
 
     def all_reduce_init(self, buffer: np.ndarray, algorithm: str = "ring",
                         op: str = "sum") -> PersistentAllReduce:
@@ -203,11 +245,7 @@ class ProcessGroup:
             raise ValueError(f"all_reduce_init ({self.name}): rank {self.world_rank}: "
                              "algorithm 'mpi' has no persistent step table; use 'ring' or "
                              "'tree'")
-        flat = buffer.reshape(-1)
-        prog = self.program("all_reduce", algorithm, flat.size, flat.itemsize)
-        scratch = np.empty(prog.scratch_elems, dtype=flat.dtype)  # the handle's own
-        return PersistentAllReduce(self.comm, prog, flat, scratch, REDUCE_UFUNCS[op],
-                                   self._mpi)
+        return self._bind(buffer.reshape(-1), algorithm, op)
 
     def reduce_scatter(self, buffer: np.ndarray, algorithm: str = "ring", op: str = "sum", *,
                        out: np.ndarray | None = None, check: bool = True) -> np.ndarray:
@@ -258,6 +296,7 @@ class ProcessGroup:
 
 
 def _describe(row: np.ndarray) -> str:
-    dtype = SUPPORTED_DTYPES[int(row[2])]
-    return (f"{int(row[1])} elements of {dtype}, op {SUPPORTED_OPS[int(row[3])]!r}, "
-            f"algorithm {MPI_ALGORITHMS[_COLLECTIVES[int(row[5])]][int(row[4])]!r}")
+    dtype = SUPPORTED_DTYPES[int(row[_DTYPE])]
+    algorithms = MPI_ALGORITHMS[_COLLECTIVES[int(row[_COLLECTIVE])]]
+    return (f"{int(row[_COUNT])} elements of {dtype}, op {SUPPORTED_OPS[int(row[_OP])]!r}, "
+            f"algorithm {algorithms[int(row[_ALGORITHM])]!r}")

