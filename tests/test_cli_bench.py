@@ -74,3 +74,22 @@ def test_bad_arguments_exit_2(capsys):
     assert main(["bench", "--fast"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "unrecognized arguments: --fast" in err
+
+
+def test_mpi_rows_targets_follow_size_algorithm_and_oversubscription(monkeypatch):
+    ratios = {}
+    for size in (4096, 16 * MIB):
+        for alg in ("ring", "tree", "ring+persistent", "tree+persistent", "ring floor"):
+            ratios[size, alg] = 1.1
+    monkeypatch.setattr(perf_probe, "mpi_ratios", lambda n, *a, **k: dict(ratios))
+    monkeypatch.setattr(bench.os, "cpu_count", lambda: 2)
+    rows = {r.measure: r for r in bench.mpi_rows(TINY)}
+    two = {m: r for m, r in rows.items() if m.endswith("2 ranks")}
+    four = {m: r for m, r in rows.items() if m.endswith("4 ranks")}
+    assert all(r.met is None and "4 ranks > 2 cores" in r.target for r in four.values())
+    assert two["MPI ring / MPI_Allreduce, 16 MiB, 2 ranks"].met is False  # <= 0.9
+    assert two["MPI tree / MPI_Allreduce, 16 MiB, 2 ranks"].met is True  # <= 1.2
+    assert two["MPI ring+persistent / MPI_Allreduce, 4 KiB, 2 ranks"].met is True
+    assert "agreement" in two["MPI ring / MPI_Allreduce, 4 KiB, 2 ranks"].target
+    assert two["MPI ring floor / MPI_Allreduce, 4 KiB, 2 ranks"].met is None
+    assert not any("floor" in m and "16 MiB" in m for m in rows)  # latency floor only
