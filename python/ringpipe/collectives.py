@@ -31,7 +31,6 @@ results on non-root ranks; chunk r of a buffer is ``chunk_bounds(size, N)[r:r+2]
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -44,7 +43,7 @@ from ringpipe.checks import (
     check_rank_arrays,
     check_root,
 )
-from ringpipe.host_cost import DEFAULT_HOST, HostModel, choose_host_algorithm
+from ringpipe.host_cost import auto_algorithm
 from ringpipe.kernels.cuda_backend import GpuArrays, gpu_arrays
 from ringpipe.kernels.cuda_nccl import nccl_all_reduce
 from ringpipe.kernels.cuda_tuning import CudaTuning
@@ -55,7 +54,6 @@ from ringpipe.kernels.numpy_exec import run_table_numpy
 from ringpipe.kernels.ops import OPCODES
 from ringpipe.kernels.registry import ALGORITHMS, step_table
 from ringpipe.kernels.steps import StepTable, chunk_bounds
-from ringpipe.validation import check_int
 
 
 def _flat(arrays: list[np.ndarray]) -> list[np.ndarray]:
@@ -186,38 +184,6 @@ def _plain_all_reduce(buffers: object, algorithm: object, backend: object, op: o
         return False
     table = step_table("all_reduce", algorithm, len(buffers))
     return run_plain_in_place(table, buffers, op, tuning)
-
-
-@lru_cache(maxsize=1024)
-def _auto_choice(collective: str, nbytes: int, nranks: int, host: HostModel) -> tuple[str, str]:
-    return choose_host_algorithm(collective, nbytes, nranks, host)
-
-
-def auto_algorithm(collective: str, *sizes: Any, host: HostModel = DEFAULT_HOST
-                   ) -> tuple[str, str]:
-    """The algorithm ``algorithm="auto"`` runs for ``collective`` on in-process ranks, and
-    why. ``sizes`` is the rank buffers themselves, ``(nbytes, nranks)`` or ``(count,
-    itemsize, nranks)``. The choice comes from a cost model of THIS machine
-    (:class:`ringpipe.host_cost.HostModel`: memory bandwidth, per-call and per-transfer
-    overhead; documented defaults, or pass ``host``), not from a GPU cluster's links: for
-    cluster-level choices use :func:`ringpipe.cost.choose_algorithm` with a cluster."""
-    if len(sizes) == 1:
-        bufs = sizes[0]
-        if not isinstance(bufs, (list, tuple)) or not bufs:
-            raise TypeError("auto_algorithm: give the rank buffers (a non-empty list), "
-                            "(nbytes, nranks) or (count, itemsize, nranks)")
-        nbytes, nranks = int(bufs[0].nbytes), len(bufs)
-    elif len(sizes) == 2:
-        nbytes = check_int("auto_algorithm: nbytes", sizes[0], 0)
-        nranks = check_int("auto_algorithm: nranks", sizes[1])
-    elif len(sizes) == 3:
-        nbytes = (check_int("auto_algorithm: count", sizes[0], 0)
-                  * check_int("auto_algorithm: itemsize", sizes[1]))
-        nranks = check_int("auto_algorithm: nranks", sizes[2])
-    else:
-        raise TypeError("auto_algorithm: give the rank buffers, (nbytes, nranks) or "
-                        f"(count, itemsize, nranks); got {len(sizes)} size arguments")
-    return _auto_choice(collective, nbytes, nranks, host)
 
 
 def all_reduce(buffers: list[np.ndarray], algorithm: str = "ring", backend: str = "numba",

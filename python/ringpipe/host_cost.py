@@ -29,6 +29,8 @@ prediction within ``tie_tolerance`` of the default algorithm keeps the default (
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
 
 from ringpipe.kernels.registry import ALGORITHMS, step_table
 from ringpipe.validation import check_int, check_real
@@ -118,3 +120,35 @@ def choose_host_algorithm(collective: str, nbytes: int, nranks: int,
     if kept and len(costs) > 1 and best.time > min(c.time for c in costs):
         why += f"; within {host.tie_tolerance:.0%} of the fastest, so the default is kept"
     return best.algorithm, why
+
+
+@lru_cache(maxsize=1024)
+def _auto_choice(collective: str, nbytes: int, nranks: int, host: HostModel) -> tuple[str, str]:
+    return choose_host_algorithm(collective, nbytes, nranks, host)
+
+
+def auto_algorithm(collective: str, *sizes: Any, host: HostModel = DEFAULT_HOST
+                   ) -> tuple[str, str]:
+    """The algorithm ``algorithm="auto"`` runs for ``collective`` on in-process ranks, and
+    why. ``sizes`` is the rank buffers themselves, ``(nbytes, nranks)`` or ``(count,
+    itemsize, nranks)``. The choice comes from a cost model of THIS machine
+    (:class:`ringpipe.host_cost.HostModel`: memory bandwidth, per-call and per-transfer
+    overhead; documented defaults, or pass ``host``), not from a GPU cluster's links: for
+    cluster-level choices use :func:`ringpipe.cost.choose_algorithm` with a cluster."""
+    if len(sizes) == 1:
+        bufs = sizes[0]
+        if not isinstance(bufs, (list, tuple)) or not bufs:
+            raise TypeError("auto_algorithm: give the rank buffers (a non-empty list), "
+                            "(nbytes, nranks) or (count, itemsize, nranks)")
+        nbytes, nranks = int(bufs[0].nbytes), len(bufs)
+    elif len(sizes) == 2:
+        nbytes = check_int("auto_algorithm: nbytes", sizes[0], 0)
+        nranks = check_int("auto_algorithm: nranks", sizes[1])
+    elif len(sizes) == 3:
+        nbytes = (check_int("auto_algorithm: count", sizes[0], 0)
+                  * check_int("auto_algorithm: itemsize", sizes[1]))
+        nranks = check_int("auto_algorithm: nranks", sizes[2])
+    else:
+        raise TypeError("auto_algorithm: give the rank buffers, (nbytes, nranks) or "
+                        f"(count, itemsize, nranks); got {len(sizes)} size arguments")
+    return _auto_choice(collective, nbytes, nranks, host)
