@@ -93,3 +93,19 @@ def test_mpi_rows_targets_follow_size_algorithm_and_oversubscription(monkeypatch
     assert "agreement" in two["MPI ring / MPI_Allreduce, 4 KiB, 2 ranks"].target
     assert two["MPI ring floor / MPI_Allreduce, 4 KiB, 2 ranks"].met is None
     assert not any("floor" in m and "16 MiB" in m for m in rows)  # latency floor only
+
+
+def test_last_level_cache_is_a_positive_size_or_unknown():
+    size = perf_probe.last_level_cache_bytes()
+    assert size is None or (isinstance(size, int) and size >= 64 << 10)
+
+
+def test_bound_target_applies_only_beyond_the_cache(monkeypatch):
+    monkeypatch.setattr(perf_probe, "last_level_cache_bytes", lambda: 32 * MIB)
+    fake = BoundRatio("ring", 8, MIB, seconds=1.0, allcore_gbps=1.0, np_add_gbps=1.0)
+    monkeypatch.setattr(perf_probe, "all_reduce_vs_bound", lambda *a, **k: fake)
+    monkeypatch.setattr(perf_probe, "small_message_speedups", lambda *a, **k: (1.0, 20, 60))
+    settings = bench.BenchSettings(1, (1 * MIB, 16 * MIB), (4, 32, 8, 4, 4), 1, 1, 1)
+    rows = {r.measure: r for r in bench.collective_rows(settings)}
+    assert rows["ring all-reduce 8 x 1 MiB f32 / all-core bound"].met is None  # 8 MiB fits
+    assert rows["ring all-reduce 8 x 16 MiB f32 / all-core bound"].met is not None
