@@ -110,10 +110,21 @@ def _mismatch(group, rank) -> list[str]:
         "read-only": (np.zeros(10), "ring", "sum"),
     }
     cases["read-only"][0].flags.writeable = rank != 1
+    # an unhashable algorithm or op on one rank is reported, not raised before the
+    # agreement round (that left the other ranks waiting)
+    cases["unhashable algorithm"] = (np.zeros(10), ["ring"] if rank == 1 else "ring", "sum")
+    cases["unhashable op"] = (np.zeros(10), "ring", ["sum"] if rank == 1 else "sum")
+    calls = {name: (lambda b=buf, a=algorithm, o=op: group.all_reduce(b, a, o))
+             for name, (buf, algorithm, op) in cases.items()}
+    # all_gather in place (chunk r of 10) vs with out= (all 10): different messages
+    calls["all_gather out"] = lambda: group.all_gather(
+        np.zeros(10), out=np.zeros(10 * group.size) if rank == 1 else None)
+    calls["collective"] = lambda: (group.reduce_scatter(np.zeros(10)) if rank == 1
+                                   else group.all_reduce(np.zeros(10)))
     messages = []
-    for name, (buf, algorithm, op) in cases.items():
+    for name, call in calls.items():
         try:
-            group.all_reduce(buf, algorithm, op)
+            call()
         except (CollectiveError, TypeError, ValueError) as exc:
             messages.append(f"{name}: {type(exc).__name__}: {exc}")
         else:
@@ -165,7 +176,9 @@ def test_disagreeing_ranks_all_raise_naming_the_rank():
     doc = _run(2, "mismatch")
     for rank_messages in doc["messages"]:
         by_case = dict(m.split(": ", 1) for m in rank_messages)
-        assert set(by_case) == {"size", "dtype", "op", "algorithm", "read-only"}
+        assert set(by_case) == {"size", "dtype", "op", "algorithm", "read-only",
+                                "unhashable algorithm", "unhashable op", "all_gather out",
+                                "collective"}
         for text in by_case.values():
             assert "rank 1:" in text, text
         assert "11 elements of float64" in by_case["size"]
@@ -173,6 +186,12 @@ def test_disagreeing_ranks_all_raise_naming_the_rank():
         assert "float32" in by_case["dtype"]
         assert "'max'" in by_case["op"] and "'tree'" in by_case["algorithm"]
         assert "read-only" in by_case["read-only"]
+        assert "unknown algorithm" in by_case["unhashable algorithm"]
+        assert "unknown op" in by_case["unhashable op"]
+        assert "(with out=)" in by_case["all_gather out"]
+        assert "(in place)" in by_case["all_gather out"]
+        assert "reduce_scatter of 10" in by_case["collective"]
+        assert "all_reduce of 10" in by_case["collective"]
 
 
 if __name__ == "__main__":

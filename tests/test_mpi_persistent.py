@@ -60,7 +60,8 @@ def worker() -> dict:
         handle()
     except ValueError as exc:
         errors.append(str(exc))
-    for bad in ({"algorithm": "bogus"}, {"op": "prod"}):  # on rank 0 only: nobody hangs
+    for bad in ({"algorithm": "bogus"}, {"op": "prod"},  # on rank 0 only: nobody hangs
+                {"algorithm": ["ring"]}, {"op": ["sum"]}):  # unhashable: the same
         kwargs = bad if rank == 0 else {}
         try:
             group.all_reduce(np.ones(3), **kwargs)
@@ -81,6 +82,8 @@ def test_persistent_all_reduce_is_bitwise_the_one_shot_path(nprocs):
     assert "the handle was freed" in doc["errors"][2]
     assert "rank 0" in doc["errors"][3] and "unknown algorithm" in doc["errors"][3]
     assert "rank 0" in doc["errors"][4] and "unknown op" in doc["errors"][4]
+    assert "rank 0" in doc["errors"][5] and "unknown algorithm ['ring']" in doc["errors"][5]
+    assert "rank 0" in doc["errors"][6] and "unknown op ['sum']" in doc["errors"][6]
 
 
 if __name__ == "__main__":

@@ -18,16 +18,18 @@ reduction order). ``"mpi"`` is not: MPICH picks its own reduction order.
 
 **Agreement check.** A collective whose ranks disagree on the buffer size, dtype, op or
 algorithm would hang or corrupt memory. Each call therefore first ``Allgather`` s one
-small int64 record per rank -- (world rank, count, dtype, op, algorithm, collective,
-local error) -- and *every* rank raises the same TypeError/ValueError naming the first
-offending rank, before any data moves. A local problem (not an array, unsupported
-dtype, not C-contiguous, read-only, wrong ``out``) is reported the same way, so no rank
-is left waiting. ``check=False`` skips the round trip for trusted hot loops. When every
+small int64 record per rank -- (count, dtype, op, algorithm, collective, local error,
+and for ``all_gather`` whether ``out=`` is given) -- and *every* rank raises the same
+TypeError/ValueError naming the first offending rank, before any data moves. A local
+problem (not an array, unsupported dtype, not C-contiguous, read-only, wrong ``out``,
+an unknown or unhashable algorithm or op) is reported the same way, so no rank is left
+waiting. ``check=False`` skips the round trip for trusted hot loops. When every
 rank agrees (the common case) the check costs the ``Allgather`` and one byte-string
 comparison of the gathered table against this rank's record repeated N times; world
 ranks are gathered once, when the group is made, to name offenders.
 
-**Small messages.** A one-shot ``all_reduce`` of at most ``SMALL_MESSAGE_BYTES`` copies
+**Small messages.** A one-shot ``all_reduce`` of at most ``SMALL_MESSAGE_BYTES`` (and
+at most one segment, so a handle holds O(N) requests, never one per tiny segment) copies
 the buffer into a staging buffer bound to a cached persistent handle
 (:mod:`ringpipe.mpi.persistent`, one per algorithm, op, size and dtype, at most
 ``STAGED_HANDLES`` kept, the oldest evicted first), runs it, and copies the result
@@ -76,7 +78,7 @@ _DTYPE_INDEX = {d: i for i, d in enumerate(SUPPORTED_DTYPES)}
 _OP_INDEX = {o: i for i, o in enumerate(SUPPORTED_OPS)}
 _ALGORITHM_INDEX = {c: {a: i for i, a in enumerate(algs)} for c, algs in MPI_ALGORITHMS.items()}
 #: Fields of the agreement record, one int64 each.
-_COUNT, _DTYPE, _OP, _ALGORITHM, _COLLECTIVE, _CODE = range(6)
+_COUNT, _DTYPE, _OP, _ALGORITHM, _COLLECTIVE, _CODE, _OUT = range(7)
 
 
 class CollectiveError(ValueError):
@@ -125,8 +127,8 @@ class ProcessGroup:
         self._scratch = np.empty(0, dtype=np.uint8)
         #: world rank of each group rank, to name offenders (gathered once)
         self.world_ranks: tuple[int, ...] = tuple(self.comm.allgather(self.world_rank))
-        self._record = np.empty(6, dtype=np.int64)
-        self._table = np.empty((self.size, 6), dtype=np.int64)
+        self._record = np.empty(7, dtype=np.int64)
+        self._table = np.empty((self.size, 7), dtype=np.int64)
         self._staged = StagedHandles(self._bind, STAGED_HANDLES)
 
     # -- bookkeeping -------------------------------------------------------------------
@@ -161,8 +163,8 @@ class ProcessGroup:
                writeable: bool = True) -> None:
         # a bad algorithm or op is reported through the Allgather like any other local
         # problem, so every rank raises and none is left waiting in the collective
-        algorithm_index = _ALGORITHM_INDEX[collective].get(algorithm, -1)
-        op_index = _OP_INDEX.get(op, -1)
+        algorithm_index = _lookup(_ALGORITHM_INDEX[collective], algorithm)
+        op_index = _lookup(_OP_INDEX, op)
         if algorithm_index < 0:
             code, kind, message = 7, ValueError, (
                 f"unknown algorithm {algorithm!r}; choose one of "
@@ -177,6 +179,8 @@ class ProcessGroup:
         mine[_DTYPE] = _DTYPE_INDEX[buffer.dtype] if code == 0 else -1  # type: ignore
         mine[_OP], mine[_ALGORITHM] = op_index, algorithm_index
         mine[_COLLECTIVE], mine[_CODE] = _COLLECTIVES.index(collective), code
+        # in place and out= exchange different piece sizes only in all_gather
+        mine[_OUT] = out is not None and collective == "all_gather"
         self.comm.Allgather(mine, table)
         if code == 0 and table.tobytes() == mine.tobytes() * self.size:
             return  # every rank sent the same record, and it has no error
@@ -196,8 +200,9 @@ class ProcessGroup:
         for r in range(1, self.size):
             if not np.array_equal(table[r], table[0]):
                 raise CollectiveError(f"{where}: rank {self.world_ranks[r]}: "
-                                      f"{_describe(table[r])} but rank "
-                                      f"{self.world_ranks[0]} has {_describe(table[0])}")
+                                      f"{_describe(table[r], table[0])} but rank "
+                                      f"{self.world_ranks[0]} has "
+                                      f"{_describe(table[0], table[r])}")
         raise CollectiveError(f"{where}: the ranks' agreement records differ")
 
     # -- the collectives ---------------------------------------------------------------
@@ -223,7 +228,8 @@ class ProcessGroup:
         if algorithm == "mpi":
             if self.size > 1 and flat.size:
                 self.comm.Allreduce(self._mpi.IN_PLACE, flat, op=self._mpi_op(op))
-        elif self.size > 1 and 0 < flat.nbytes <= SMALL_MESSAGE_BYTES:
+        elif (self.size > 1 and 0 < flat.nbytes <= SMALL_MESSAGE_BYTES
+              and (flat.nbytes <= self.segment_bytes or not self.segment_bytes)):
             self._staged.run(flat, algorithm, op)
         else:
             self._run("all_reduce", algorithm, flat, op)
@@ -295,8 +301,23 @@ class ProcessGroup:
                 f"segment_bytes={self.segment_bytes})")
 
 
-def _describe(row: np.ndarray) -> str:
+def _lookup(index: dict, key: object) -> int:
+    """``index[key]``, or -1 for an unknown or unhashable key (reported, not raised,
+    so that the Allgather still runs and every rank raises alike)."""
+    try:
+        return index.get(key, -1)
+    except TypeError:
+        return -1
+
+
+def _describe(row: np.ndarray, other: np.ndarray) -> str:
+    """Rank ``row`` 's call, naming the collective and in place/``out=`` only where they
+    differ from ``other`` 's."""
     dtype = SUPPORTED_DTYPES[int(row[_DTYPE])]
-    algorithms = MPI_ALGORITHMS[_COLLECTIVES[int(row[_COLLECTIVE])]]
-    return (f"{int(row[_COUNT])} elements of {dtype}, op {SUPPORTED_OPS[int(row[_OP])]!r}, "
-            f"algorithm {algorithms[int(row[_ALGORITHM])]!r}")
+    collective = _COLLECTIVES[int(row[_COLLECTIVE])]
+    what = f"{collective} of " if row[_COLLECTIVE] != other[_COLLECTIVE] else ""
+    where = ("" if row[_OUT] == other[_OUT] else
+             " (with out=)" if row[_OUT] else " (in place)")
+    return (f"{what}{int(row[_COUNT])} elements of {dtype}{where}, op "
+            f"{SUPPORTED_OPS[int(row[_OP])]!r}, algorithm "
+            f"{MPI_ALGORITHMS[collective][int(row[_ALGORITHM])]!r}")

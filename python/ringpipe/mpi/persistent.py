@@ -9,7 +9,7 @@ costs dominate: at 4 KiB on 2 ranks the agreement alone is an extra collective r
 <ringpipe.mpi.group.ProcessGroup.all_reduce_init>`) does the agreement once, binds the
 buffer, compiles this rank's program (:func:`~ringpipe.mpi.engine.compile_table`) and
 creates persistent requests for every message (``MPI_Recv_init``/``MPI_Send_init``, MPI
-standard §3.9). A call then starts each tick's requests with ``Startall``, reduces each
+standard §3.9). A call then starts each tick's requests in table order, reduces each
 reception in table order as it completes, and waits for the sends: the same messages in
 the same order as :func:`~ringpipe.mpi.engine.run_program`, so results are bitwise equal
 to the one-shot path and to the in-process executors. It is the MPI counterpart of
@@ -18,10 +18,11 @@ to the one-shot path and to the in-process executors. It is the MPI counterpart 
 The handle reads the buffer's *current contents* at every call; the buffer must not be
 reallocated or resized. :meth:`PersistentAllReduce.free` releases the requests.
 
-A tick with at most one reception (every tick of an unsegmented ring or tree, so every
-small message) starts all its requests with one ``Startall`` and completes them with
-one ``Waitall`` before reducing: at 4 KiB on 2 ranks this halved the handle's time
-against separate starts and waits (12.4 -> 6.3 us here).
+A tick with at most one reception and no two sends to one peer with one tag (every tick
+of an unsegmented ring, and of a tree on 2 or 3 ranks) starts all its requests with one
+``Startall`` and completes them with one ``Waitall`` before reducing: at 4 KiB on 2
+ranks this halved the handle's time against separate starts and waits (12.4 -> 6.3 us
+here).
 
 :class:`StagedHandles` serves ``ProcessGroup.all_reduce`` 's small one-shot calls: it
 keeps handles bound to its own staging buffers, keyed by (algorithm, op, size, dtype),
@@ -61,9 +62,11 @@ class PersistentAllReduce:
             self.ticks.append((recvs, sends, reductions))
         # a tick with at most one reception starts and completes all its requests in
         # one call each (fewer crossings into MPI; nothing to overlap its reduction with)
-        self._single = [(recvs + sends, *(reductions[0] if reductions and reductions[0]
-                                          else (None, None)))
-                        for recvs, sends, reductions in self.ticks if len(recvs) <= 1]
+        self._single: list[tuple] | None = [
+            (recvs + sends, *(reductions[0] if reductions and reductions[0] else (None, None)))
+            for (recvs, sends, reductions), tick in zip(self.ticks, program.ticks,
+                                                        strict=True)
+            if len(recvs) <= 1 and _distinct_envelopes(tick.sends)]
         if len(self._single) < len(self.ticks):
             self._single = None
 
@@ -73,6 +76,8 @@ class PersistentAllReduce:
             raise ValueError("PersistentAllReduce: the handle was freed; make a new one "
                              "with ProcessGroup.all_reduce_init")
         start, wait_all = self.mpi.Prequest.Startall, self.mpi.Request.Waitall
+        # the fast path: at most one reception, and sends with distinct (peer, tag), so
+        # the order in which Startall starts them cannot change how messages match
         if self._single is not None:
             ufunc = self.ufunc
             for requests, dst, landed in self._single:
@@ -82,8 +87,13 @@ class PersistentAllReduce:
                     ufunc(dst, landed, dst)  # the receiver's value first, as everywhere
             return self.buffer
         for recvs, sends, reductions in self.ticks:
-            start(recvs)
-            start(sends)
+            # one Start per request, in table order: MPI_Startall may start its requests
+            # in any order (MPI 4.0 §3.9), and two receptions from one peer with one tag
+            # must be posted in order to match in order (§3.5, non-overtaking)
+            for req in recvs:
+                req.Start()
+            for req in sends:
+                req.Start()
             for req, reduction in zip(recvs, reductions, strict=True):
                 req.Wait()
                 if reduction is not None:
@@ -98,6 +108,11 @@ class PersistentAllReduce:
             for req in (*recvs, *sends):
                 req.Free()
         self.ticks = self._single = None
+
+
+def _distinct_envelopes(sends: tuple) -> bool:
+    """True when no two of a tick's sends go to one peer with one tag."""
+    return len({(m.peer, m.tag) for m in sends}) == len(sends)
 
 
 class StagedHandles:
