@@ -109,3 +109,13 @@ def test_bound_target_applies_only_beyond_the_cache(monkeypatch):
     rows = {r.measure: r for r in bench.collective_rows(settings)}
     assert rows["ring all-reduce 8 x 1 MiB f32 / all-core bound"].met is None  # 8 MiB fits
     assert rows["ring all-reduce 8 x 16 MiB f32 / all-core bound"].met is not None
+
+
+def test_paired_ratios_are_medians_of_same_repetition_ratios():
+    samples = {(4096, "mpi"): [10.0, 20.0, 10.0], (4096, "ring"): [12.0, 22.0, 30.0],
+               (4096, "ring floor"): [5.0, 10.0, 5.0]}
+    ratios = perf_probe.paired_ratios(samples)
+    # per repetition 1.2, 1.1, 3.0: the disturbed third one does not move the median
+    assert ratios[4096, "ring"] == pytest.approx(1.2)
+    assert ratios[4096, "ring floor"] == pytest.approx(0.5)
+    assert (4096, "mpi") not in ratios

@@ -80,3 +80,21 @@ def test_allreduce_perf_tool_reports_no_wrong_results():
         (s, a) for s in (4096, 16384, 65536) for a in ("ring", "tree", "mpi")]
     assert all(r["wrong"] == 0 and r["time_us"] > 0 for r in rows)
     assert all(r["busbw_gbps"] == pytest.approx(r["algbw_gbps"]) for r in rows)  # N = 2
+
+
+def test_allreduce_perf_tool_times_floors_and_paired_samples():
+    job = launch(2, ["-m", "ringpipe.mpi", "allreduce", "--min-bytes", "4096", "--max-bytes",
+                     "4096", "--iters", "2", "--reps", "3", "--floor", "--algorithms",
+                     "ring,mpi,tree+persistent", "--json"], timeout=TIMEOUT, capture=True)
+    assert job.returncode == 0, job.stderr
+    doc = json.loads(job.stdout)
+    floors = {f["algorithm"]: f for f in doc["floors"]}
+    assert set(floors) == {"ring", "tree"}  # one per step-table algorithm, not "mpi"
+    # 2 ranks: the ring and the tree both take 2 dependent rounds of a 2 KiB half
+    assert all(f["rounds"] == 2 and f["message_bytes"] == 2048 for f in floors.values())
+    assert all(f["floor_us"] == pytest.approx(2 * f["exchange_us"]) for f in floors.values())
+    samples = {s["algorithm"]: s["times_us"] for s in doc["samples"]}
+    assert set(samples) == {"ring", "mpi", "tree+persistent", "ring floor", "tree floor"}
+    assert all(len(t) == 3 and min(t) > 0 for t in samples.values())
+    best = {r["algorithm"]: r["time_us"] for r in doc["rows"]}
+    assert best["ring"] == pytest.approx(min(samples["ring"]))

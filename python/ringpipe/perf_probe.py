@@ -263,8 +263,9 @@ def mpi_ratios(nprocs: int, small: int, large: int, iters: int, reps: int,
     """(size, algorithm) -> its time / ``MPI_Allreduce``'s, for ring and tree (one-shot
     and persistent) at sizes ``small`` and ``large`` (a power-of-two multiple of it),
     from one ``python -m ringpipe.mpi allreduce --json --floor`` job on ``nprocs``
-    ranks (the algorithms take turns in every repetition; :mod:`ringpipe.mpi.perf`).
-    The exchange floors come as algorithms ``"ring floor"`` and ``"tree floor"``."""
+    ranks (the algorithms take turns in every repetition; :mod:`ringpipe.mpi.perf`),
+    as medians of paired ratios (:func:`paired_ratios`). The exchange floors come as
+    algorithms ``"ring floor"`` and ``"tree floor"``."""
     import json
 
     from ringpipe.mpi.launch import launch
@@ -280,10 +281,19 @@ def mpi_ratios(nprocs: int, small: int, large: int, iters: int, reps: int,
     rows = report["rows"]
     if any(r["wrong"] for r in rows):
         raise RuntimeError(f"MPI all-reduce on {nprocs} ranks gave wrong results")
-    mpi = {r["size_bytes"]: r["time_us"] for r in rows if r["algorithm"] == "mpi"}
-    ratios = {(r["size_bytes"], r["algorithm"]): r["time_us"] / mpi[r["size_bytes"]]
-              for r in rows if r["algorithm"] != "mpi"}
-    for f in report["floors"]:
-        ratios[f["size_bytes"], f"{f['algorithm']} floor"] = (
-            f["floor_us"] / mpi[f["size_bytes"]])
+    return paired_ratios({(x["size_bytes"], x["algorithm"]): x["times_us"]
+                          for x in report["samples"]})
+
+
+def paired_ratios(samples: dict[tuple[int, str], list[float]],
+                  baseline: str = "mpi") -> dict[tuple[int, str], float]:
+    """(size, algorithm) -> the median over repetitions k of time[k] / baseline time[k]
+    at that size. Repetition k of every case ran back to back, so each ratio compares
+    like with like; the median discards the repetitions a neighbour disturbed."""
+    ratios = {}
+    for (size, alg), times in samples.items():
+        if alg == baseline:
+            continue
+        base = samples[size, baseline]
+        ratios[size, alg] = statistics.median(t / b for t, b in zip(times, base, strict=True))
     return ratios

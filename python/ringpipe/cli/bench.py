@@ -38,8 +38,8 @@ class BenchSettings:
     mpi_reps: int
 
 
-FULL = BenchSettings(7, (1 * MIB, 16 * MIB, 64 * MIB), (8, 512, 128, 16, 8), 5, 10, 5)
-QUICK = BenchSettings(3, (16 * MIB,), (8, 512, 128, 16, 8), 3, 3, 2)
+FULL = BenchSettings(7, (1 * MIB, 16 * MIB, 64 * MIB), (8, 512, 128, 16, 8), 5, 10, 9)
+QUICK = BenchSettings(3, (16 * MIB,), (8, 512, 128, 16, 8), 3, 3, 5)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -119,7 +119,7 @@ def mpi_rows(s: BenchSettings) -> list[Row]:
     are reported without a target: each call first agrees on its arguments with an
     ``Allgather``, a second collective round that ``MPI_Allreduce`` does not pay
     (``check=False`` or ``all_reduce_init`` skip it). The exchange floors (rounds x one
-    dependent ``Sendrecv``, :mod:`ringpipe.mpi.perf`) are reported beside them. With
+    dependent exchange, :mod:`ringpipe.mpi.perf`) are reported beside them. With
     more ranks than cores every row is reported only: busy-polling ranks then share
     cores and the times measure the OS scheduler."""
     rows = []

@@ -18,12 +18,13 @@ agreed once; ``mpi`` = the library's ``MPI_Allreduce`` called directly), every r
 
 **The exchange floor** of a step-table algorithm (``--floor``): its program has R
 dependent rounds (ticks: a rank cannot send round k+1's data before round k's has
-arrived), so no implementation of it can beat R times the time of one dependent
-exchange of its largest message, measured in the same repetitions as a chain of
-blocking ``MPI_Sendrecv`` s with the ring neighbours. ``MPI_Allreduce`` is not bound by
-it: MPICH's recursive doubling needs ⌈log2 N⌉ rounds where the ring needs 2(N-1).
-The floor shows how much of a gap to ``MPI_Allreduce`` is the algorithm's round count
-and how much is ringpipe's overhead per round.
+arrived), so no implementation of it that drives MPI from Python can beat R times one
+dependent exchange of its largest message, measured in the same repetitions as a chain
+of exchanges with the ring neighbours through persistent requests (one ``Startall`` and
+one ``Waitall`` each, the cheapest way mpi4py offers), with no reduction.
+``MPI_Allreduce`` is not bound by it: MPICH's recursive doubling needs ⌈log2 N⌉ rounds
+where the ring needs 2(N-1). The floor shows how much of a gap to ``MPI_Allreduce`` is
+the algorithm's round count and how much is ringpipe's overhead per round.
 
 algbw = S / t and busbw = algbw · 2(N-1)/N (nccl-tests ``doc/PERFORMANCE.md``). Rank 0
 prints the table (``format_table``) or, with ``--json``, one JSON document.
@@ -70,7 +71,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "table's out-of-place columns are n/a without it")
     p.add_argument("--floor", action="store_true",
                    help="also time each step-table algorithm's exchange floor (rounds x "
-                        "one dependent MPI_Sendrecv of its largest message)")
+                        "one dependent exchange of its largest message)")
     p.add_argument("--json", action="store_true", help="one JSON document on rank 0")
 
 
@@ -139,16 +140,29 @@ def _exchange(group: ProcessGroup, algorithm: str, count: int,
     nbytes = group.comm.allreduce(largest, op=mpi.MAX) * itemsize
     send, recv = np.zeros(nbytes, np.uint8), np.empty(nbytes, np.uint8)
     right, left = (group.rank + 1) % group.size, (group.rank - 1) % group.size
-    return rounds, nbytes, lambda: group.comm.Sendrecv(send, right, 0, recv, left, 0)
+    requests = [group.comm.Recv_init([recv, mpi.BYTE], left, 0),
+                group.comm.Send_init([send, mpi.BYTE], right, 0)]
+    start, wait_all = mpi.Prequest.Startall, mpi.Request.Waitall
+
+    def exchange() -> None:
+        start(requests)
+        wait_all(requests)
+    exchange.requests = requests  # type: ignore[attr-defined]  # freed by measure()
+    return rounds, nbytes, exchange
 
 
 def measure(group: ProcessGroup, sizes: list[int], algorithms: list[str], dtype: np.dtype,
             iters: int, reps: int, out_of_place: bool = False,
-            floors: list[Floor] | None = None) -> list[BandwidthRow]:
+            floors: list[Floor] | None = None,
+            samples: dict[tuple[int, str], list[float]] | None = None
+            ) -> list[BandwidthRow]:
     """Rows for every (size, algorithm, in place and, with ``out_of_place``, out of
     place), measured as the module docstring says; with a ``floors`` list, each
     step-table algorithm's exchange floor is timed in the same repetitions and
-    appended to it."""
+    appended to it. A ``samples`` dict receives every repetition's in-place time in
+    microseconds per (size, algorithm), floors as ``"<algorithm> floor"``: repetition
+    k of every case ran back to back, so ratios of paired samples cancel slow drifts
+    of a shared machine."""
     mpi = load_mpi()
     n, rank = group.size, group.rank
     rows = []
@@ -177,12 +191,22 @@ def measure(group: ProcessGroup, sizes: list[int], algorithms: list[str], dtype:
             for alg in dict.fromkeys(a.split("+")[0] for a in algorithms if a != "mpi"):
                 exchanges[alg] = _exchange(group, alg, count, dtype.itemsize)
                 runs[alg, "floor"] = exchanges[alg][2]
-        best = {case: float("inf") for case in runs}
+        times: dict[tuple, list[float]] = {case: [] for case in runs}
         for _ in range(reps):
             for case in runs:
-                best[case] = min(best[case], _time(group, runs[case], iters, mpi))
+                times[case].append(_time(group, runs[case], iters, mpi))
+        best = {case: min(t) for case, t in times.items()}
+        if samples is not None:
+            for (alg, mode), t in times.items():
+                if mode == "floor":
+                    samples[size, f"{alg} floor"] = [x * 1e6 * exchanges[alg][0] for x in t]
+                elif mode is True:
+                    samples[size, alg] = [x * 1e6 for x in t]
         for handle in handles:
             handle.free()
+        for _, _, exchange in exchanges.values():
+            for request in exchange.requests:  # type: ignore[attr-defined]
+                request.Free()
         for alg, (rounds, nbytes, _) in exchanges.items():
             floors.append(Floor(size, alg, rounds, nbytes,  # type: ignore[union-attr]
                                 best[alg, "floor"] * 1e6))
@@ -215,8 +239,9 @@ def _run(args: argparse.Namespace, sizes: list[int], algorithms: list[str]) -> i
     mpi = load_mpi()
     group = ProcessGroup(mpi.COMM_WORLD, segment_bytes=args.segment_bytes, name="world")
     floors: list[Floor] | None = [] if args.floor else None
+    samples: dict[tuple[int, str], list[float]] = {}
     rows = measure(group, sizes, algorithms, np.dtype(args.dtype), args.iters, args.reps,
-                   args.out_of_place, floors)
+                   args.out_of_place, floors, samples)
     group.free()
     if group.rank == 0:
         if args.json:
@@ -224,7 +249,10 @@ def _run(args: argparse.Namespace, sizes: list[int], algorithms: list[str]) -> i
                               "iters": args.iters, "reps": args.reps,
                               "rows": [r.as_dict() for r in rows],
                               "floors": [dict(asdict(f), floor_us=f.floor_us)
-                                         for f in floors or ()]}))
+                                         for f in floors or ()],
+                              "samples": [{"size_bytes": size, "algorithm": alg,
+                                           "times_us": t}
+                                          for (size, alg), t in samples.items()]}))
         else:
             print(f"# all_reduce over MPI: {group.size} ranks, segment "
                   f"{args.segment_bytes} B, best of {args.reps} x {args.iters} iterations")
@@ -233,6 +261,6 @@ def _run(args: argparse.Namespace, sizes: list[int], algorithms: list[str]) -> i
                 print(format_table([r for r in rows if r.algorithm == alg]))
             for f in floors or ():
                 print(f"# floor {f.algorithm} {f.size_bytes} B: {f.rounds} rounds x "
-                      f"{f.exchange_us:.2f} us (Sendrecv of {f.message_bytes} B) = "
+                      f"{f.exchange_us:.2f} us (exchange of {f.message_bytes} B) = "
                       f"{f.floor_us:.2f} us")
     return 1 if any(r.wrong for r in rows) else 0
