@@ -29,6 +29,8 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import NamedTuple
 
+from ringpipe.validation import check_int
+
 
 class ActionKind(str, enum.Enum):
     """What an action does; the value is its text in the action's string form.
@@ -110,15 +112,6 @@ I = ActionKind.BACKWARD_INPUT  # noqa: E741 - the paper's name for the input-gra
 W = ActionKind.BACKWARD_WEIGHT
 
 
-def check_count(name: str, value: object, minimum: int = 1) -> int:
-    """Return ``value`` if it is an int >= ``minimum``; else raise naming ``name``."""
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name}: expected int, got {type(value).__name__}")
-    if value < minimum:
-        raise ValueError(f"{name}: must be >= {minimum}, got {value}")
-    return value
-
-
 @dataclass(frozen=True)
 class Schedule:
     """Per-rank action lists of one training step, plus the stage -> rank placement.
@@ -146,8 +139,8 @@ class Schedule:
     def _check(self, p: int) -> None:
         if not isinstance(self.name, str):
             raise TypeError(f"name: expected str, got {type(self.name).__name__}")
-        check_count("num_microbatches", self.num_microbatches)
-        check_count("actions (number of ranks)", p)
+        check_int("num_microbatches", self.num_microbatches)
+        check_int("actions (number of ranks)", p)
         if not self.placement:
             raise ValueError("placement: must name the rank of at least one stage")
         held = [0] * p

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from .actions import KIND_CODES, B, F, Schedule, check_count, one_chunk_placement
+from ringpipe.validation import check_int
+
+from .actions import KIND_CODES, B, F, Schedule, one_chunk_placement
 from .encoded import encoded_arrays
 
 
@@ -20,8 +22,8 @@ def gpipe(num_ranks: int, num_microbatches: int) -> Schedule:
 
     Built as arrays: rank r's slot j is ``F j`` for j < m and ``B (j - m)`` after.
     """
-    p = check_count("num_ranks", num_ranks)
-    m = check_count("num_microbatches", num_microbatches)
+    p = check_int("num_ranks", num_ranks)
+    m = check_int("num_microbatches", num_microbatches)
     slot = np.arange(2 * m, dtype=np.int64)
     row_kind = np.where(slot < m, KIND_CODES[F], KIND_CODES[B])
     stage = np.repeat(np.arange(p, dtype=np.int64), 2 * m)

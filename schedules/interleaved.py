@@ -19,7 +19,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from .actions import KIND_CODES, Action, B, F, Schedule, check_count, interleaved_placement
+from ringpipe.validation import check_int
+
+from .actions import KIND_CODES, Action, B, F, Schedule, interleaved_placement
 from .encoded import encoded_arrays
 from .one_f_one_b import steady_state_pattern
 
@@ -58,9 +60,9 @@ def interleaved_one_f_one_b(
     :func:`~ringpipe.schedules.one_f_one_b.steady_state_pattern` over m·v forwards,
     mapped to (stage, micro-batch) as :func:`_interleaved_row` does).
     """
-    p = check_count("num_ranks", num_ranks)
-    m = check_count("num_microbatches", num_microbatches)
-    v = check_count("chunks_per_rank", chunks_per_rank)
+    p = check_int("num_ranks", num_ranks)
+    m = check_int("num_microbatches", num_microbatches)
+    v = check_int("chunks_per_rank", chunks_per_rank)
     if v < 2:
         raise ValueError(
             f"chunks_per_rank: interleaved 1F1B needs v >= 2 chunks per rank, got {v} "

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from .actions import KIND_CODES, Action, B, F, Schedule, check_count, one_chunk_placement
+from ringpipe.validation import check_int
+
+from .actions import KIND_CODES, Action, B, F, Schedule, one_chunk_placement
 from .encoded import encoded_arrays
 
 
@@ -56,8 +58,8 @@ def one_f_one_b(num_ranks: int, num_microbatches: int) -> Schedule:
     Built as arrays (:func:`steady_state_pattern`, no Action objects until ``actions``
     is read); equal to the rows of :func:`one_f_one_b_row`.
     """
-    p = check_count("num_ranks", num_ranks)
-    m = check_count("num_microbatches", num_microbatches)
+    p = check_int("num_ranks", num_ranks)
+    m = check_int("num_microbatches", num_microbatches)
     rank = np.arange(p, dtype=np.int64)[:, None]
     warmup = np.array([[warmup_forwards(p, m, r)] for r in range(p)], dtype=np.int64)
     backward, microbatch = steady_state_pattern(warmup, m)

@@ -27,7 +27,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from .actions import KIND_CODES, Action, F, I, Schedule, W, check_count, one_chunk_placement
+from ringpipe.validation import check_int
+
+from .actions import KIND_CODES, Action, F, I, Schedule, W, one_chunk_placement
 from .encoded import encoded_arrays
 from .one_f_one_b import warmup_forwards
 
@@ -79,8 +81,8 @@ def zb_h1(num_ranks: int, num_microbatches: int) -> Schedule:
 
     Built as arrays (:func:`_zb_h1_columns`), equal to the rows of :func:`_zb_h1_row`.
     """
-    p = check_count("num_ranks", num_ranks)
-    m = check_count("num_microbatches", num_microbatches)
+    p = check_int("num_ranks", num_ranks)
+    m = check_int("num_microbatches", num_microbatches)
     columns = [_zb_h1_columns(p, m, r) for r in range(p)]
     placement = one_chunk_placement(p)
     encoded = encoded_arrays(np.repeat(np.arange(p), 3 * m),

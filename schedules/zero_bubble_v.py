@@ -59,7 +59,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from .actions import KIND_CODES, Action, F, I, Schedule, W, check_count, v_shape_placement
+from ringpipe.validation import check_int
+
+from .actions import KIND_CODES, Action, F, I, Schedule, W, v_shape_placement
 from .encoded import encoded_arrays
 
 _FA, _IA, _WA, _FB, _IB, _WB = range(6)
@@ -119,8 +121,8 @@ def zb_v(num_ranks: int, num_microbatches: int) -> Schedule:
     minimum a V allows, (p-1)/(6m+p-1), once m >= floor(3p/2) (module docstring).
     Built as arrays (:func:`_zb_v_columns`), equal to the rows of :func:`_zb_v_row`.
     """
-    p = check_count("num_ranks", num_ranks)
-    m = check_count("num_microbatches", num_microbatches)
+    p = check_int("num_ranks", num_ranks)
+    m = check_int("num_microbatches", num_microbatches)
     columns = [_zb_v_columns(p, m, r) for r in range(p)]
     row_start = np.zeros(p + 1, dtype=np.int64)
     np.cumsum([c[0].size for c in columns], out=row_start[1:])

@@ -129,13 +129,13 @@ def test_zb_v_pattern_has_n_of_each_symbol(p, m):
 
 @pytest.mark.parametrize("generator", [gpipe, one_f_one_b, zb_h1, zb_v])
 def test_bad_counts(generator):
-    with pytest.raises(ValueError, match="num_ranks: must be >= 1, got 0"):
+    with pytest.raises(ValueError, match="num_ranks must be >= 1, got 0"):
         generator(0, 4)
-    with pytest.raises(ValueError, match="num_microbatches: must be >= 1, got 0"):
+    with pytest.raises(ValueError, match="num_microbatches must be >= 1, got 0"):
         generator(2, 0)
-    with pytest.raises(TypeError, match="num_ranks: expected int"):
+    with pytest.raises(TypeError, match="num_ranks must be an int"):
         generator(2.0, 4)
-    with pytest.raises(TypeError, match="num_microbatches: expected int"):
+    with pytest.raises(TypeError, match="num_microbatches must be an int"):
         generator(2, True)
 
 
