@@ -316,3 +316,23 @@ def test_watchdog_settings():
         default_timeout({"RINGPIPE_TIMEOUT": "soon"})
     with pytest.raises(ValueError, match=">= 0"):
         default_timeout({"RINGPIPE_TIMEOUT": "-5"})
+
+
+def test_a_failing_rank_prints_one_line_and_the_traceback_only_in_debug(tmp_path):
+    script = _script(tmp_path, RAISE_IN_RANK.format(function="stage_forward", rank=1))
+    quiet = launch(2, [script, "verify", "--pp", "2", "--microbatches", "2", "--layers", "2",
+                       "--hidden", "16", "--heads", "4", "--seq", "4"],
+                   timeout=ABORT_WITHIN, capture=True,
+                   env={**os.environ, "RINGPIPE_DEBUG": "0"})
+    assert "rank 1: RuntimeError: injected failure on purpose" in quiet.stderr
+    assert "Traceback" not in quiet.stderr
+    loud = launch(2, [script, "verify", "--pp", "2", "--microbatches", "2", "--layers", "2",
+                      "--hidden", "16", "--heads", "4", "--seq", "4"],
+                  timeout=ABORT_WITHIN, capture=True, env={**os.environ, "RINGPIPE_DEBUG": "1"})
+    assert "rank 1: RuntimeError: injected failure on purpose" in loud.stderr
+    assert "Traceback" in loud.stderr
+
+
+def test_ctrl_c_on_a_rank_reads_interrupted():
+    assert format_rank_error(3, KeyboardInterrupt()) == "rank 3: interrupted"
+    assert format_rank_error(0, ValueError("bad")) == "rank 0: ValueError: bad"

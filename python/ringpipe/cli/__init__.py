@@ -25,11 +25,11 @@ import traceback
 from collections.abc import Sequence
 
 from ringpipe import __version__
+from ringpipe.debug import DEBUG_ENV, debug_enabled
 from ringpipe.limits import ENV_VAR as LIMITS_ENV
 from ringpipe.limits import Limits, check_command
 
 #: Environment variable that turns on ``--debug`` (tracebacks on errors).
-DEBUG_ENV = "RINGPIPE_DEBUG"
 #: Exit statuses besides 0 (ok), 1 (failed check) and 2 (bad arguments).
 EXIT_INTERRUPTED = 130
 EXIT_BROKEN_PIPE = 141
@@ -75,8 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _debug(argv: Sequence[str]) -> bool:
     """``--debug`` before the command, or ``RINGPIPE_DEBUG`` set to a true value."""
-    flag = os.environ.get(DEBUG_ENV, "").strip().lower() not in ("", "0", "false", "no")
-    return flag or "--debug" in argv
+    return debug_enabled() or "--debug" in argv
 
 
 def _quiet_stdout() -> None:

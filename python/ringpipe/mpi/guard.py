@@ -2,7 +2,8 @@
 
 A rank that dies while its peers wait in a receive or a collective would leave them
 waiting forever. :func:`run_guarded` runs a rank's work and, if it raises, prints
-``rank R: <Type>: <message>`` (then the traceback) to stderr, flushes, and calls
+``rank R: <Type>: <message>`` to stderr (the traceback too with ``RINGPIPE_DEBUG=1``,
+:mod:`ringpipe.debug`; Ctrl-C prints ``rank R: interrupted``), flushes, and calls
 ``MPI_Abort`` on the world communicator (MPI standard §11.5: the implementation
 terminates every process of the job; Hydra's mpiexec then exits non-zero, within a
 second here). ``SystemExit`` with a non-zero status counts as a failure too: a rank
@@ -21,6 +22,7 @@ import traceback
 from collections.abc import Callable
 from typing import Any, NoReturn, TypeVar
 
+from ringpipe.debug import debug_enabled
 from ringpipe.mpi.loader import load_mpi
 
 T = TypeVar("T")
@@ -30,7 +32,10 @@ ABORT_STATUS = 1
 
 
 def format_rank_error(rank: int, exc: BaseException) -> str:
-    """``rank R: <Type>: <message>``, the first line a failing rank prints."""
+    """``rank R: <Type>: <message>``, the line a failing rank prints (``rank R:
+    interrupted`` for Ctrl-C)."""
+    if isinstance(exc, KeyboardInterrupt):
+        return f"rank {rank}: interrupted"
     return f"rank {rank}: {type(exc).__name__}: {exc}"
 
 
@@ -50,8 +55,9 @@ def run_guarded(work: Callable[[], T]) -> T | int:
 
 
 def abort(world: Any, exc: BaseException) -> NoReturn:  # noqa: ANN401 - a communicator
-    """Print ``rank R: <Type>: <message>`` and the traceback, then ``MPI_Abort``."""
-    detail = "".join(traceback.format_exception(exc))
+    """Print ``rank R: <Type>: <message>`` (and, with ``RINGPIPE_DEBUG``, the
+    traceback), then ``MPI_Abort``."""
+    detail = "".join(traceback.format_exception(exc)) if debug_enabled() else ""
     try:
         sys.stdout.flush()
         sys.stderr.flush()
