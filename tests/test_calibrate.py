@@ -61,6 +61,17 @@ def test_alpha_beta_fit_and_clipping():
     assert pure.alpha >= 0 and pure.bandwidth == pytest.approx(1e9, rel=1e-6)
     with pytest.raises(ValueError, match="at least 2"):
         links.fit_alpha_beta([1], [1.0])
+    assert not fit.degenerate and not pure.degenerate
+
+
+def test_a_fit_whose_times_do_not_grow_is_bounded_and_flagged():
+    # an oversubscribed run: the 4 MiB message was faster than the 1 KiB one
+    sizes = [1 << 10, 1 << 16, 1 << 22]
+    fit = links.fit_alpha_beta(sizes, [40e-6, 30e-6, 20e-6])
+    assert fit.degenerate
+    assert fit.beta == pytest.approx(20e-6 / (1 << 22))  # the largest message, all transfer
+    assert fit.bandwidth == pytest.approx((1 << 22) / 20e-6)  # finite, not 1e291
+    assert fit.alpha == pytest.approx(20e-6)
 
 
 @pytest.mark.parametrize("algorithm", ["ring", "tree"])
@@ -223,3 +234,24 @@ def test_mpi_rows_measured_with_np(tmp_path):
 def test_fresh_memory_cost_is_a_finite_non_negative_rate():
     rate = compute.measure_fresh_memory(1 << 20, 3)
     assert 0.0 <= rate < 1e-6  # seconds per byte: a 4 KiB page in well under 4 ms
+
+
+def test_calibrate_output_is_checked_before_measuring(tmp_path):
+    import os
+
+    from ringpipe.cli.calibrate import check_output, write_output
+
+    (tmp_path / "dir.toml").mkdir()
+    os.mkfifo(tmp_path / "fifo.toml")
+    for path, fragment in ((tmp_path / "dir.toml", "not a regular file"),
+                           (tmp_path / "fifo.toml", "not a regular file"),
+                           (tmp_path / "missing" / "x.toml", "does not exist"),
+                           (tmp_path / "x.json", "must be a .toml file")):
+        with pytest.raises(ValueError, match=fragment):
+            check_output(path)
+    good = tmp_path / "ok.toml"
+    check_output(good)
+    assert list(tmp_path.iterdir()) and not good.exists()  # the probe file is gone
+    write_output(good, "a = 1\n")
+    assert good.read_text() == "a = 1\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dir.toml", "fifo.toml", "ok.toml"]

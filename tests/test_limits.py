@@ -52,6 +52,10 @@ def test_message_names_the_limit_and_the_override():
     (ns("demo", ranks=8, min_bytes=1 << 30, max_bytes=1 << 30), "max_memory"),
     (ns("allreduce", min_bytes=4096, max_bytes=8 << 30, algorithms="ring"), "max_memory"),
     (ns("plan", nodes=10**7), "max_nodes"),
+    (ns("allreduce", min_bytes=4096, max_bytes=1 << 30, algorithms="ring,tree,mpi",
+        out_of_place=True), "max_memory"),  # 12 buffers of 1 GiB: out of place counts
+    (ns("calibrate", np=100000, max_ranks=None), "max_ranks"),
+    (ns("calibrate", np=None, max_ranks=5000), "max_ranks"),
 ])
 def test_absurd_work_is_refused(args, limit):
     with pytest.raises(ValueError, match=f"the limit {limit}="):
@@ -69,7 +73,16 @@ def test_absurd_work_is_refused(args, limit):
     ns("demo", ranks=8, min_bytes=4096, max_bytes=16 << 20),
     ns("allreduce", min_bytes=4096, max_bytes=64 << 20, algorithms="ring,tree,mpi"),
     ns("plan", nodes=None),
+    ns("calibrate", np=4, max_ranks=None),
+    ns("bench", quick=False),
+    ns("allreduce", min_bytes=4096, max_bytes=64 << 20, algorithms="ring,tree,mpi",
+       out_of_place=True),
     ns("unknown"),
 ])
 def test_the_defaults_allow_ordinary_commands(args):
     check_command(args, Limits())
+
+
+def test_bench_memory_is_checked_up_front():
+    with pytest.raises(ValueError, match="the limit max_memory="):
+        check_command(ns("bench", quick=True), Limits(max_memory=64 << 20))

@@ -98,3 +98,14 @@ def test_allreduce_perf_tool_times_floors_and_paired_samples():
     assert all(len(t) == 3 and min(t) > 0 for t in samples.values())
     best = {r["algorithm"]: r["time_us"] for r in doc["rows"]}
     assert best["ring"] == pytest.approx(min(samples["ring"]))
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--min-bytes", "1", "--max-bytes", "8"], "--min-bytes (at least one float32 element)"),
+    (["--algorithms", ","], "--algorithms: give at least one"),
+    (["--algorithms", "ring,ring"], "--algorithms: 'ring' is listed twice"),
+])
+def test_allreduce_perf_tool_refuses_empty_work_in_one_line(args, message):
+    job = launch(2, ["-m", "ringpipe.mpi", "allreduce", *args], timeout=TIMEOUT, capture=True)
+    assert job.returncode == 2 and message in job.stderr
+    assert "Traceback" not in job.stderr and job.stdout == ""

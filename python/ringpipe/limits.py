@@ -18,7 +18,11 @@ Memory estimates (bytes), deliberately simple upper-bound-ish counts:
   P = layers · (4 h² + 2 h · ffn) + 2 · vocab · h parameters (parameters, gradients and
   their reference and sharded copies: 6 P; activations kept for the backward: the rest),
   ffn = 4h;
-* ``allreduce`` (MPI, per process): max-bytes × (algorithms + 1).
+* ``allreduce`` (MPI, per process): max-bytes × (algorithms + 3), plus 2 × max-bytes per
+  one-shot algorithm with ``--out-of-place`` (measured at 64 MiB: 7 and 13 buffers for 5
+  algorithms, 3 of them one-shot, in place and out of place);
+* ``calibrate``: ``--np`` and ``--max-ranks`` count as ranks;
+* ``bench``: 8 ranks × 64 MiB (16 MiB with ``--quick``) × 2.
 """
 
 from __future__ import annotations
@@ -147,10 +151,26 @@ def _check_demo(limits: Limits, args: argparse.Namespace) -> None:
 
 
 def _check_allreduce(limits: Limits, args: argparse.Namespace) -> None:
-    algorithms = [a for a in str(getattr(args, "algorithms", "")).split(",") if a]
+    algorithms = [a for a in str(getattr(args, "algorithms", "")).split(",") if a.strip()]
+    one_shot = sum("persistent" not in a for a in algorithms)
     top = max(_get(args, "max_bytes"), _get(args, "min_bytes"))
-    limits.require("max_memory", "estimated memory per process max-bytes·(algorithms+1) "
-                                 "(bytes)", top * (len(algorithms) + 1))
+    buffers = len(algorithms) + 3 + (2 * one_shot if getattr(args, "out_of_place", False)
+                                     else 0)
+    limits.require("max_memory", "estimated memory per process max-bytes·(algorithms + 3, "
+                   "+ 2 per one-shot algorithm out of place) (bytes)", top * buffers)
+
+
+def _check_bench(limits: Limits, args: argparse.Namespace) -> None:
+    largest = (16 if getattr(args, "quick", False) else 64) << 20
+    limits.require("max_memory", "estimated memory 8 ranks · largest size · 2 (the "
+                   "all-reduce buffers and the bound's arrays) (bytes)", 8 * largest * 2)
+
+
+def _check_calibrate(limits: Limits, args: argparse.Namespace) -> None:
+    for name in ("np", "max_ranks"):
+        value = getattr(args, name, None)
+        if isinstance(value, int):
+            limits.require("max_ranks", "--" + name.replace("_", "-"), value)
 
 
 def _check_plan(limits: Limits, args: argparse.Namespace) -> None:
@@ -159,7 +179,8 @@ def _check_plan(limits: Limits, args: argparse.Namespace) -> None:
 
 
 _CHECKS = {"verify": _check_verify, "schedule": _check_schedule, "demo": _check_demo,
-           "allreduce": _check_allreduce, "plan": _check_plan}
+           "allreduce": _check_allreduce, "plan": _check_plan, "calibrate": _check_calibrate,
+           "bench": _check_bench}
 
 
 def check_command(args: argparse.Namespace, limits: Limits) -> None:

@@ -251,11 +251,19 @@ def plan_vs_reference(layers: int, hidden: int, seq: int, batch: int, microbatch
 
 
 def mpi_available() -> bool:
-    """True when mpi4py imports and an ``mpiexec`` is found (the mpi extra)."""
+    """True when mpi4py imports and an ``mpiexec`` is found (the mpi extra), where the
+    launcher looks: next to the running Python, then on PATH."""
     import importlib.util
-    import shutil
 
-    return importlib.util.find_spec("mpi4py") is not None and bool(shutil.which("mpiexec"))
+    from ringpipe.mpi.launch import find_mpiexec
+
+    if importlib.util.find_spec("mpi4py") is None:
+        return False
+    try:
+        find_mpiexec()
+    except FileNotFoundError:
+        return False
+    return True
 
 
 def mpi_ratios(nprocs: int, small: int, large: int, iters: int, reps: int,

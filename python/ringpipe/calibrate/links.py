@@ -46,6 +46,9 @@ class AlphaBeta:
     beta: float
     sizes: tuple[int, ...] = ()
     seconds: tuple[float, ...] = ()
+    #: the least-squares β came out 0 (times did not grow with size: noise or an
+    #: oversubscribed machine); β is then bounded by the largest message instead
+    degenerate: bool = False
 
     def time(self, nbytes: float) -> float:
         """Predicted seconds for ``nbytes``."""
@@ -72,7 +75,12 @@ def fit_alpha_beta(sizes: Sequence[float], seconds: Sequence[float]) -> AlphaBet
         alpha, beta = 0.0, float(np.sum(n / t) / np.sum((n / t) ** 2))
     elif beta < 0:
         alpha, beta = float(np.sum(1 / t) / np.sum(1 / t**2)), 0.0
-    return AlphaBeta(float(alpha), float(beta), tuple(int(x) for x in n), tuple(map(float, t)))
+    degenerate = beta <= 0 and n.max() > 0
+    if degenerate:  # an infinite bandwidth would mislead every prediction downstream:
+        # bound it by the largest message, whose whole time is taken as transfer
+        alpha, beta = float(t.min()), float(t[np.argmax(n)] / n.max())
+    return AlphaBeta(float(alpha), float(beta), tuple(int(x) for x in n), tuple(map(float, t)),
+                     bool(degenerate))
 
 
 def host_cluster(ranks: int, link: Link, *, peak_flops: float = 1e9,

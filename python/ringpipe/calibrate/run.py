@@ -97,8 +97,8 @@ def _memory_gib() -> float:
 
 
 def _link_dict(fit: links.AlphaBeta) -> dict[str, Any]:
-    return {"latency_us": fit.alpha * 1e6, "bandwidth_gbs": fit.bandwidth / 1e9
-            if fit.beta > 0 else 1e6, "sizes": list(fit.sizes), "seconds": list(fit.seconds)}
+    return {"latency_us": fit.alpha * 1e6, "bandwidth_gbs": fit.bandwidth / 1e9,
+            "sizes": list(fit.sizes), "seconds": list(fit.seconds)}
 
 
 def _allreduce_row(runtime: str, algorithm: str, ranks: int,
@@ -151,11 +151,17 @@ def _links(options: CalibrateOptions, budget: Budget,
     nbytes = links.QUICK_BYTES if options.quick else links.FULL_BYTES
     options.progress(f"[3/4] in-process point-to-point and all-reduce, groups "
                      f"2..{options.ranks}")
-    p2p = {"inproc": _link_dict(links.measure_inproc_p2p(nbytes, budget))}
+    fit = links.measure_inproc_p2p(nbytes, budget)
+    _note_degenerate(fit, "in-process point-to-point", notes)
+    p2p = {"inproc": _link_dict(fit)}
     backend = "numpy" if options.backend == "cupy" else options.backend
-    allreduce = [_allreduce_row("inproc", algorithm, ranks, links.measure_inproc_allreduce(
-                     algorithm, ranks, nbytes, backend, budget))
-                 for ranks in range(2, options.ranks + 1) for algorithm in ("ring", "tree")]
+    allreduce = []
+    for ranks in range(2, options.ranks + 1):
+        for algorithm in ("ring", "tree"):
+            fit = links.measure_inproc_allreduce(algorithm, ranks, nbytes, backend, budget)
+            _note_degenerate(fit, f"in-process {algorithm} all-reduce on {ranks} ranks",
+                             notes)
+            allreduce.append(_allreduce_row("inproc", algorithm, ranks, fit))
     shares: dict[str, Any] = {}
     if options.nprocs is None:
         notes.append("no --np: MPI rows not measured")
@@ -169,12 +175,22 @@ def _links(options: CalibrateOptions, budget: Budget,
         return p2p, allreduce, shares
     shares.update(mpi=doc["cpu_share"], mpi_processes=options.nprocs)
     sz, sec = zip(*doc["p2p"], strict=True)
-    p2p["mpi"] = _link_dict(links.fit_alpha_beta(sz, sec))
+    fit = links.fit_alpha_beta(sz, sec)
+    _note_degenerate(fit, "MPI point-to-point", notes)
+    p2p["mpi"] = _link_dict(fit)
     for row in doc["allreduce"]:
         sz, sec = zip(*row["points"], strict=True)
-        allreduce.append(_allreduce_row("mpi", row["algorithm"], row["ranks"],
-                                        links.fit_alpha_beta(sz, sec)))
+        fit = links.fit_alpha_beta(sz, sec)
+        _note_degenerate(fit, f"MPI {row['algorithm']} all-reduce on {row['ranks']} ranks",
+                         notes)
+        allreduce.append(_allreduce_row("mpi", row["algorithm"], row["ranks"], fit))
     return p2p, allreduce, shares
+
+
+def _note_degenerate(fit: links.AlphaBeta, what: str, notes: list[str]) -> None:
+    if fit.degenerate:
+        notes.append(f"{what}: times did not grow with message size (noise, or more "
+                     "processes than cores); bandwidth bounded by the largest message")
 
 
 def calibrate(options: CalibrateOptions) -> tuple[dict[str, Any], list[str]]:

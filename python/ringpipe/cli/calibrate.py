@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
+import tempfile
 from pathlib import Path
 
 from ringpipe.calibrate.run import BACKENDS, CalibrateOptions, calibrate
@@ -35,20 +37,47 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=run)
 
 
+def check_output(out: Path) -> None:
+    """Refuse an ``--output`` that could not be written, before anything is measured: not
+    ``.toml``, an existing non-regular file (a directory, a FIFO), a missing directory,
+    or one where a file cannot be created (proved by creating and removing one)."""
+    if out.suffix.lower() != ".toml":
+        raise ValueError(f"--output must be a .toml file, got {str(out)!r}")
+    if out.exists() and not out.is_file():
+        raise ValueError(f"--output: {str(out)!r} exists and is not a regular file")
+    if not out.parent.is_dir():
+        raise ValueError(f"--output: directory {str(out.parent)!r} does not exist")
+    try:
+        with tempfile.NamedTemporaryFile(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp"):
+            pass
+    except OSError as exc:
+        raise ValueError(f"--output: cannot write in {str(out.parent)!r}: "
+                         f"{exc.strerror or exc}") from None
+
+
+def write_output(out: Path, text: str) -> None:
+    """Write ``text`` to ``out`` atomically (a temporary file in the same directory, then
+    a rename), so a failure never leaves a truncated cluster file."""
+    try:
+        with tempfile.NamedTemporaryFile("w", dir=out.parent, prefix=f".{out.name}.",
+                                         suffix=".tmp", delete=False, encoding="utf-8") as f:
+            f.write(text)
+        os.replace(f.name, out)
+    except OSError as exc:
+        raise ValueError(f"--output: cannot write {str(out)!r}: {exc.strerror or exc}") from None
+
+
 def run(args: argparse.Namespace) -> int:
     """Calibrate and write ``--output``; 0 on success."""
     out = Path(args.output)
-    if out.suffix.lower() != ".toml":
-        raise ValueError(f"--output must be a .toml file, got {str(out)!r}")
-    if not out.parent.is_dir():
-        raise ValueError(f"--output: directory {str(out.parent)!r} does not exist")
+    check_output(out)
     options = CalibrateOptions(quick=args.quick, backend=args.backend, nprocs=args.np,
                                max_ranks=args.max_ranks,
                                progress=lambda line: print(line, file=sys.stderr, flush=True))
     data, notes = calibrate(options)
     header = ("written by `ringpipe calibrate`; edit the headline keys for another\n"
-              "cluster, see README-calibrate.md")
-    out.write_text(dumps(data, header))
+              "cluster, see README.md, section \"Plan for your own cluster\"")
+    write_output(out, dumps(data, header))
     if args.json:
         print(json.dumps(data, indent=2))
     else:

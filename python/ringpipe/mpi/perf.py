@@ -76,7 +76,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _inputs(rank: int, count: int, dtype: np.dtype) -> np.ndarray:
-    return ((np.arange(count, dtype=np.int64) + rank) % 7).astype(dtype)
+    """Rank ``rank``'s buffer: element i is (i + rank) mod 7, built in ``dtype`` directly
+    (no int64 temporaries: the tool's memory is its buffers)."""
+    return np.resize(((np.arange(7) + rank) % 7).astype(dtype), count)
+
+
+def _expected(n: int, count: int, dtype: np.dtype) -> np.ndarray:
+    """The exact all-reduce of every rank's :func:`_inputs`: element i is the sum over r
+    of (i + r) mod 7, which depends on i mod 7 only."""
+    cycle = sum((np.arange(7) + r) % 7 for r in range(n))
+    return np.resize(cycle.astype(dtype), count)
 
 
 #: Timed through a persistent handle (:meth:`ProcessGroup.all_reduce_init`): the
@@ -171,7 +180,7 @@ def measure(group: ProcessGroup, sizes: list[int], algorithms: list[str], dtype:
              if in_place or alg not in PERSISTENT]  # a handle is in place
     for size in sizes:
         count = size // dtype.itemsize
-        want = sum((np.arange(count, dtype=np.int64) + r) % 7 for r in range(n)).astype(dtype)
+        want = _expected(n, count, dtype)
         bufs, runs, wrong, handles = {}, {}, {}, []
         for case in cases:
             alg, in_place = case
@@ -223,14 +232,22 @@ def measure(group: ProcessGroup, sizes: list[int], algorithms: list[str], dtype:
 def prepare(args: argparse.Namespace) -> Callable[[], int]:
     """Check the arguments (ValueError, alike on every rank); returns the job, which
     measures, prints on rank 0 and returns 1 if any result was wrong."""
-    algorithms = [a for a in args.algorithms.split(",") if a]
+    algorithms = [a.strip() for a in args.algorithms.split(",") if a.strip()]
     known = (*MPI_ALGORITHMS["all_reduce"], *PERSISTENT)
-    for alg in algorithms:
+    if not algorithms:
+        raise ValueError(f"--algorithms: give at least one of {', '.join(known)}")
+    for i, alg in enumerate(algorithms):
         if alg not in known:
             raise ValueError(f"--algorithms: unknown algorithm {alg!r}; choose from "
                              f"{', '.join(known)}")
+        if alg in algorithms[:i]:
+            raise ValueError(f"--algorithms: {alg!r} is listed twice")
     for name in ("iters", "reps", "segment_bytes"):
         check_int("--" + name.replace("_", "-"), getattr(args, name), 1)
+    itemsize = np.dtype(args.dtype).itemsize
+    check_int(f"--min-bytes (at least one {args.dtype} element)", args.min_bytes, itemsize)
+    check_int("--max-bytes", args.max_bytes, args.min_bytes)
+    check_int("--factor", args.factor, 2)
     sizes = size_sweep(args.min_bytes, args.max_bytes, args.factor)
     return lambda: _run(args, sizes, algorithms)
 
