@@ -205,13 +205,14 @@ def search(model: ModelSpec, cluster: Cluster, work: Workload, objective: str = 
     return InferenceSearch(model, cluster, work, objective, tuple(sorted(found, key=order)))
 
 
-def pareto_curves(model: ModelSpec, cluster: Cluster, work: Workload
-                  ) -> dict[str, list[tuple[float, float]]]:
-    """Per layout, (time per output token, output tokens/s per GPU) over the batch sweep
-    up to the largest batch that fits: the latency-throughput trade-off curves."""
+def pareto_curves(model: ModelSpec, cluster: Cluster, work: Workload,
+                  only: list[Layout] | None = None) -> dict[str, list[tuple[float, float]]]:
+    """Per layout (every one, or those in ``only``: pricing a sweep of every layout of
+    a large cluster takes minutes), (time per output token, output tokens/s per GPU)
+    over the batch sweep up to the largest batch that fits: the trade-off curves."""
     im = InferenceModel(model, cluster)
     curves = {}
-    for layout in layouts(model, cluster.world):
+    for layout in layouts(model, cluster.world) if only is None else only:
         top = im.predict(layout, Workload(work.prompt_len, work.output_len, layout.dp,
                                           work.dtype)).max_batch
         pts = []
