@@ -18,6 +18,9 @@ Memory estimates (bytes), deliberately simple upper-bound-ish counts:
   P = layers · (4 h² + 2 h · ffn) + 2 · vocab · h parameters (parameters, gradients and
   their reference and sharded copies: 6 P; activations kept for the backward: the rest),
   ffn = 4h;
+* ``verify --inference``: :func:`inference_memory` (KV cache, prefill activations,
+  logits and parameters from ``--prompt-len``, ``--new-tokens`` and ``--batch``); its
+  decode schedule has pp·groups·new-tokens cells (``max_schedule_cells``);
 * ``allreduce`` (MPI, per process): max-bytes × (algorithms + 3), plus 2 × max-bytes per
   one-shot algorithm with ``--out-of-place`` (measured at 64 MiB: 7 and 13 buffers for 5
   algorithms, 3 of them one-shot, in place and out of place);
@@ -33,7 +36,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-__all__ = ["ENV_VAR", "Limits", "check_command", "parse_size"]
+__all__ = ["ENV_VAR", "Limits", "check_command", "inference_memory", "parse_size"]
 
 #: Environment variable that overrides the defaults.
 ENV_VAR = "RINGPIPE_LIMITS"
@@ -123,10 +126,47 @@ def _verify_memory(args: argparse.Namespace) -> int:
     return 8 * (6 * params + activations)
 
 
+def inference_memory(layers: int, hidden: int, heads: int, kv_heads: int, vocab: int,
+                     batch: int, prompt_len: int, new_tokens: int) -> int:
+    """Upper-bound-ish bytes of one greedy generation (float64), held three times over
+    (the reference, the parallel run and, on MPI rank 0, the in-process rerun): the
+    KV cache 2·layers·B·kv_heads·head_dim·(L+K-1), the logits B·K·vocab and the
+    parameters; plus, once, the prefill's transient activations
+    B·L·(3·heads·(L+K-1) + 8h) (attention scores, MLP, projections).
+    Why: ``--prompt-len`` and ``--new-tokens``, not
+    ``--seq``, size an inference run, and the scores grow as L²."""
+    cap = prompt_len + max(new_tokens, 1) - 1
+    head_dim = max(hidden // max(heads, 1), 1)
+    params = layers * (4 * hidden * hidden + 8 * hidden * hidden) + 2 * vocab * hidden
+    cache = 2 * layers * batch * kv_heads * head_dim * cap
+    acts = batch * prompt_len * (3 * heads * cap + 8 * hidden)
+    return 8 * (3 * (params + cache + batch * new_tokens * vocab) + acts)
+
+
+def _check_inference(limits: Limits, args: argparse.Namespace) -> None:
+    pp, dp = _get(args, "pp"), _get(args, "dp")
+    batch = _get(args, "batch", 2 * dp)
+    k = _get(args, "new_tokens", 4)
+    groups = getattr(args, "microbatches", None)
+    groups = groups if isinstance(groups, int) and groups > 0 else min(pp, max(batch // dp, 1))
+    limits.require("max_schedule_cells", "decode schedule size pp·groups·new-tokens",
+                   pp * groups * k)
+    heads = _get(args, "heads", 4)
+    kv = getattr(args, "kv_heads", None)
+    kv = kv if isinstance(kv, int) and kv > 0 else heads
+    memory = inference_memory(_get(args, "layers", 2 * pp), _get(args, "hidden", 32), heads,
+                              kv, _get(args, "vocab", 0) or 64, batch,
+                              _get(args, "prompt_len", 8), k)
+    limits.require("max_memory", "estimated memory of --inference from --prompt-len, "
+                                 "--new-tokens and --batch (bytes)", memory)
+
+
 def _check_verify(limits: Limits, args: argparse.Namespace) -> None:
     _check_ranks(limits, args)
     if isinstance(getattr(args, "layers", None), int):
         limits.require("max_layers", "--layers", args.layers)
+    if getattr(args, "inference", False) is True:  # sized by --prompt-len, not --seq
+        return _check_inference(limits, args)
     if isinstance(getattr(args, "microbatches", None), int):
         limits.require("max_microbatches", "--microbatches", args.microbatches)
     stages = _get(args, "pp") * (_get(args, "chunks", 1) or 1)
@@ -136,7 +176,8 @@ def _check_verify(limits: Limits, args: argparse.Namespace) -> None:
 
 def _check_schedule(limits: Limits, args: argparse.Namespace) -> None:
     p, m, name = _get(args, "stages"), _get(args, "microbatches"), getattr(args, "name", None)
-    v = {"zb-v": 2, "interleaved-1f1b": _get(args, "chunks", 2) or 2}.get(name or "", 1)
+    chunks = _get(args, "chunks", 2) or 2  # decode: v = token steps
+    v = {"zb-v": 2, "interleaved-1f1b": chunks, "decode": chunks}.get(name or "", 1)
     limits.require("max_stages", "--stages", p)
     limits.require("max_microbatches", "--microbatches", m)
     limits.require("max_stages", "stages p·v", p * v)

@@ -7,7 +7,8 @@ agree normwise (``max|plan - ref| / max|ref|``) to 1e-10 in float64 (1e-4 in flo
 
 The command-line description (:func:`add_inference_arguments`, :func:`build_inference`)
 lives here, in the library, so that ``ringpipe verify --inference`` and its MPI ranks
-(``python -m ringpipe.verify_inference``, started by ``--backend mpi``) build the same
+(``python -m ringpipe.mpi verify --inference``, started by ``--backend mpi``; also
+``python -m ringpipe.verify_inference``) build the same
 plan, parameters and prompts. The ranks check, on rank 0, the reference and, bit for
 bit, the in-process run (tokens, logits and every counter).
 """
@@ -17,7 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -26,12 +27,13 @@ from ringpipe.mesh import Mesh
 from ringpipe.model.config import ModelConfig
 from ringpipe.model.generate import generate
 from ringpipe.model.params import init_params
-from ringpipe.plan_args import add_plan_arguments, plan_argv
+from ringpipe.plan_args import plan_argv
 from ringpipe.runtime.inference import InferencePlan, InferenceResult, run_inprocess_inference
+from ringpipe.validation import check_int
 from ringpipe.verify import TOLERANCES, relative_error
 
 __all__ = ["InferenceReport", "add_inference_arguments", "build_inference", "compare",
-           "inference_argv", "verify_inference"]
+           "inference_argv", "prepare_inference", "verify_inference"]
 
 
 def add_inference_arguments(p: argparse.ArgumentParser) -> None:
@@ -54,6 +56,10 @@ def build_inference(args: argparse.Namespace) -> tuple[InferencePlan, dict, np.n
     if args.chunks is not None:
         raise ValueError("--chunks does not apply to --inference (the decode schedule has "
                          "one chunk per token step)")
+    check_int("--prompt-len", args.prompt_len)
+    check_int("--new-tokens", args.new_tokens)
+    if args.kv_heads is not None:
+        check_int("--kv-heads", args.kv_heads)
     mesh = Mesh(dp=args.dp, pp=args.pp, tp=args.tp)
     vocab = args.vocab or 64
     cfg = ModelConfig(layers=args.layers if args.layers is not None else 2 * args.pp,
@@ -68,8 +74,8 @@ def build_inference(args: argparse.Namespace) -> tuple[InferencePlan, dict, np.n
 
 def inference_argv(args: argparse.Namespace) -> list[str]:
     """``args`` as a command line again (for the MPI ranks)."""
-    argv = plan_argv(args) + ["--prompt-len", str(args.prompt_len),
-                              "--new-tokens", str(args.new_tokens)]
+    argv = ["--inference", *plan_argv(args), "--prompt-len", str(args.prompt_len),
+            "--new-tokens", str(args.new_tokens)]
     return argv + ([] if args.kv_heads is None else ["--kv-heads", str(args.kv_heads)])
 
 
@@ -120,18 +126,16 @@ def verify_inference(plan: InferencePlan, params: dict, prompts: np.ndarray,
                    prompts)
 
 
-def _rank_main(argv: Sequence[str]) -> int:
-    """Every MPI rank: build, run over MPI; rank 0 checks reference and in-process bits."""
-    from ringpipe.mpi.guard import run_guarded
+def prepare_inference(args: argparse.Namespace) -> Callable[[], int]:
+    """The MPI ranks' job for ``python -m ringpipe.mpi verify --inference``: build and
+    check on this rank (TypeError/ValueError, alike on every rank, reported collectively
+    by :mod:`ringpipe.mpi.__main__`); the job runs generation over MPI and rank 0 checks
+    the reference and, bit for bit, the in-process run; returns rank 0's verdict."""
     from ringpipe.mpi.loader import load_mpi
     from ringpipe.mpi.mesh_comm import check_world_size
     from ringpipe.runtime.inference_mpi import run_inference_mpi
 
     world = load_mpi().COMM_WORLD
-    parser = argparse.ArgumentParser(prog="python -m ringpipe.verify_inference")
-    add_plan_arguments(parser)
-    add_inference_arguments(parser)
-    args = parser.parse_args(argv)
     plan, params, prompts = build_inference(args)
     check_world_size(plan.mesh, world.Get_size())
 
@@ -157,8 +161,11 @@ def _rank_main(argv: Sequence[str]) -> int:
             status = 0 if ok else 1
         return int(world.bcast(status, root=0))
 
-    return run_guarded(job)
+    return job
 
 
 if __name__ == "__main__":
-    sys.exit(_rank_main(sys.argv[1:]))
+    # the ranks' arguments are checked collectively (one line, exit 2) by ringpipe.mpi
+    from ringpipe.mpi.__main__ import main
+
+    sys.exit(main(["verify", "--inference", *sys.argv[1:]]))

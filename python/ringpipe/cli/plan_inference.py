@@ -73,9 +73,14 @@ def format_table(report: InferenceSearch, top: int) -> str:
     return "\n".join(lines)
 
 
-def write_plot(report: InferenceSearch, path: str) -> None:
-    """Per layout, tokens/s per GPU against time per output token over batch sizes; the
-    Pareto front (no other point both faster per token and higher throughput) in black."""
+#: Curves drawn by --plot at most: the best-ranked layouts (all of a 64-node cluster's
+#: layouts took minutes to price and made an unreadable legend).
+PLOT_LAYOUTS = 12
+
+
+def write_plot(report: InferenceSearch, path: str, top: int = PLOT_LAYOUTS) -> None:
+    """Per layout (the ``min(top, PLOT_LAYOUTS)`` best ranked), tokens/s per GPU against
+    time per output token over batch sizes; their Pareto front in black."""
     try:
         import matplotlib  # noqa: PLC0415 - optional extra, imported only when plotting
     except ImportError as exc:
@@ -84,7 +89,8 @@ def write_plot(report: InferenceSearch, path: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt  # noqa: PLC0415
 
-    curves = pareto_curves(report.model, report.cluster, report.workload)
+    shown = [c.prediction.layout for c in report.candidates[:min(top, PLOT_LAYOUTS)]]
+    curves = pareto_curves(report.model, report.cluster, report.workload, shown)
     fig, ax = plt.subplots(figsize=(8, 5))
     points = []
     for name, pts in curves.items():
@@ -126,7 +132,7 @@ def run_inference_plan(args: argparse.Namespace, model: object, cluster: object)
                     _slo("ttft-slo-ms", args.ttft_slo_ms), _slo("tpot-slo-ms", args.tpot_slo_ms),
                     {"tp": args.tp, "pp": args.pp, "dp": args.dp})
     if args.plot:
-        write_plot(report, args.plot)
+        write_plot(report, args.plot, args.top)
     if args.json:
         best = report.best
         print(json.dumps({"model": report.model.name, "cluster": report.cluster.to_dict(),

@@ -6,8 +6,11 @@
 Prints ``ok``, ``tokens_equal``, ``max_rel_error`` and, per mesh rank, the KV-cache bytes
 and the TP all-reduce count. Exit 0 when the tokens are identical and the logits agree
 (1e-10 relative in float64), 1 otherwise, 2 on bad arguments. ``--backend mpi`` starts
-``mpiexec -n N python -m ringpipe.verify_inference ...`` (N defaults to dp·pp·tp), whose
-rank 0 also requires the MPI run to be bitwise the in-process one.
+``mpiexec -n N python -m ringpipe.mpi verify --inference ...`` (N defaults to dp·pp·tp),
+whose rank 0 also requires the MPI run to be bitwise the in-process one; it honours
+``--np``, ``--hostfile``, ``--mpiexec-arg`` and ``--timeout`` as plain ``verify
+--backend mpi`` does and maps the job's status the same way. ``--cluster-file``,
+``--device cupy`` and ``--allreduce nccl`` are refused (exit 2).
 """
 
 from __future__ import annotations
@@ -20,24 +23,30 @@ from ringpipe.verify_inference import build_inference, inference_argv, verify_in
 __all__ = ["run_inference"]
 
 
+def _refuse_unsupported(args: argparse.Namespace) -> None:
+    """Flags plain ``verify`` honours but generation does not: refused by name (exit 2)
+    rather than silently ignored."""
+    if args.cluster_file is not None:
+        raise ValueError("--cluster-file does not apply to --inference (no timed "
+                         "prediction of generation)")
+    if args.allreduce == "nccl" or args.device != "cpu":
+        flag = "--allreduce nccl" if args.allreduce == "nccl" else f"--device {args.device}"
+        raise ValueError(f"{flag} does not apply to --inference (generation runs on the "
+                         "CPU; for one GPU use --backend cupy)")
+
+
 def run_inference(args: argparse.Namespace) -> int:
     """Handler of ``ringpipe verify --inference``; returns the exit status."""
     plan, params, prompts = build_inference(args)  # bad arguments exit 2 before any run
+    _refuse_unsupported(args)
     if args.backend == "mpi":
-        from ringpipe.mpi.launch import launch
-        from ringpipe.mpi.mesh_comm import check_world_size
+        from ringpipe.cli.verify import launch_ranks
 
-        nprocs = plan.mesh.world if args.np is None else args.np
-        if nprocs < 1:
-            raise ValueError(f"--np must be >= 1, got {nprocs}")
-        check_world_size(plan.mesh, nprocs)
-        try:
-            job = launch(nprocs, ["-m", "ringpipe.verify_inference", *inference_argv(args)])
-        except (FileNotFoundError, OSError) as exc:
-            raise ValueError(f"cannot start mpiexec: {exc}") from None
-        return job.returncode
-    if args.np is not None:
-        raise ValueError("--np only applies to --backend mpi")
+        return launch_ranks(args, plan.mesh,
+                            ["-m", "ringpipe.mpi", "verify", *inference_argv(args)])
+    from ringpipe.cli.verify import refuse_mpi_only_flags
+
+    refuse_mpi_only_flags(args)
     report = verify_inference(plan, params, prompts, args.backend)
     if args.json:
         print(json.dumps(report.as_json(), indent=2))

@@ -231,7 +231,7 @@ class InferenceModel:
         m, c, tp, pp = self.model, self.cluster, layout.tp, layout.pp
         _check_layout(m, c, layout)
         per_stage = split_layers(m.layers, pp)
-        b = math.ceil(work.batch / layout.dp)
+        b = math.ceil(work.batch / layout.dp)  # the largest replica's share (ceil/floor split)
         groups = min(pp, b)
         gb = math.ceil(b / groups)
         context = work.prompt_len + work.output_len / 2
@@ -257,6 +257,7 @@ class InferenceModel:
         breakdown["p2p"] = pp * hop
         return InferencePrediction(
             layout, ttft, tpot, 1.0 / tpot,
-            b * layout.dp * work.output_len / (busy * layout.gpus),
+            # the real B·K tokens: replicas with floor(B/dp) or no sequences still hold GPUs
+            work.batch * work.output_len / (busy * layout.gpus),
             weights / GIB, kv_seq * b / GIB, memory / GIB, max_batch,
             memory <= usable, breakdown, work.output_len)

@@ -6,12 +6,12 @@ pp does not exceed the layers is priced by :class:`~ringpipe.cost.inference.Infe
 
 * ``objective="latency"``: at the requested batch, the lowest time per output token
   (then time to first token) among the layouts that fit and meet the SLOs;
-* ``objective="throughput"``: for each layout the batch (a power of two up to the
-  largest that fits, or that largest) with the most output tokens per second per GPU
-  that still meets the SLOs; layouts ranked by that rate.
+* ``objective="throughput"``: for each layout (whatever the requested batch) the batch
+  (a power of two up to the largest that fits, or that largest) with the most output
+  tokens per second per GPU that still meets the SLOs; layouts ranked by that rate.
 
 :meth:`InferenceSearch.explanation` compares the winner with the best layout of the
-other kind (TP-heavy: tp >= pp; PP-heavy: pp > tp) in terms of what separates them:
+other kind (:func:`kind`) in terms of what separates them:
 TP's all-reduces per token against PP's hops and groups in flight, each group
 re-reading its stage's weights.
 """
@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from ringpipe.cost.cluster import Cluster
 from ringpipe.cost.inference import InferenceModel, InferencePrediction, Layout, Workload
 from ringpipe.cost.models import ModelSpec
+from ringpipe.validation import check_int
 
 OBJECTIVES = ("latency", "throughput")
 
@@ -41,8 +42,11 @@ def layouts(model: ModelSpec, gpus: int) -> list[Layout]:
 
 
 def kind(layout: Layout) -> str:
-    """"TP-heavy" (tp >= pp) or "PP-heavy" (pp > tp)."""
-    return "TP-heavy" if layout.tp >= layout.pp else "PP-heavy"
+    """"TP-heavy" (tp > pp), "PP-heavy" (pp > tp), "balanced" (tp = pp > 1) or
+    "data-parallel" (tp = pp = 1): only a layout that splits a replica is called heavy."""
+    if layout.tp == layout.pp:
+        return "data-parallel" if layout.tp == 1 else "balanced"
+    return "TP-heavy" if layout.tp > layout.pp else "PP-heavy"
 
 
 def label(layout: Layout) -> str:
@@ -92,21 +96,18 @@ class InferenceSearch:
         if best is None:
             return "no layout fits and meets the SLOs"
         w = best.prediction
-        rival = next((c for c in self.feasible if kind(c.prediction.layout)
-                      != kind(w.layout)), None)
+        # TP-heavy against PP-heavy when both qualify, else any layout of another kind
+        wk = kind(w.layout)
+        others = [c for c in self.feasible if kind(c.prediction.layout) != wk]
+        opposite = {"TP-heavy": "PP-heavy", "PP-heavy": "TP-heavy"}.get(wk)
+        rival = next((c for c in others if kind(c.prediction.layout) == opposite),
+                     others[0] if others else None)
         if rival is None:
-            return f"{label(w.layout)} wins; no {_other(kind(w.layout))} layout qualifies"
+            return f"{label(w.layout)} ({kind(w.layout)}) wins; no layout of another kind qualifies"
         r = rival.prediction
-        tp, pp = (w, r) if kind(w.layout) == "TP-heavy" else (r, w)
-        ar, hops = tp.decode_breakdown_s["allreduce"], pp.decode_breakdown_s["p2p"]
-        m = self.model
-        groups = min(pp.layout.pp, math.ceil(self._batch(pp) / pp.layout.dp))
-        why = (f"per token {label(tp.layout)} reads its weights on {tp.layout.tp} GPUs at "
-               f"once ({tp.decode_breakdown_s['matmul'] * 1e3:.2f} ms) but pays "
-               f"{2 * m.layers} all-reduces ({ar * 1e3:.2f} ms), while {label(pp.layout)} "
-               f"reads them stage after stage ({pp.decode_breakdown_s['matmul'] * 1e3:.2f} "
-               f"ms), sends {pp.layout.pp} hops ({hops * 1e3:.3f} ms) and keeps {groups} "
-               f"group{'s' if groups > 1 else ''} of sequences in flight")
+        # the side with more TP ranks pays the all-reduces, the other the pipeline hops
+        tp, pp = (w, r) if (w.layout.tp, -w.layout.pp) > (r.layout.tp, -r.layout.pp) else (r, w)
+        why = f"per token {self._tp_side(tp)}, while {self._pp_side(pp)}"
         if self.objective == "latency":
             return (f"{label(w.layout)} ({kind(w.layout)}) beats {label(r.layout)} "
                     f"({kind(r.layout)}) at {w.tpot_s * 1e3:.2f} vs {r.tpot_s * 1e3:.2f} ms "
@@ -123,12 +124,27 @@ class InferenceSearch:
                 f"once per stage) and each of its tokens {gpu_ms(w.tpot_s, w, best.batch):.2f}"
                 f" vs {gpu_ms(r.tpot_s, r, rival.batch):.2f} GPU-ms; {why}.")
 
+    def _tp_side(self, p: InferencePrediction) -> str:
+        t, ms = p.layout.tp, p.decode_breakdown_s["matmul"] * 1e3
+        if t == 1:
+            return (f"{label(p.layout)} reads its weights on one GPU ({ms:.2f} ms) with no "
+                    "all-reduce")
+        ar = p.decode_breakdown_s["allreduce"] * 1e3
+        return (f"{label(p.layout)} reads its weights on {t} GPUs at once ({ms:.2f} ms) but "
+                f"pays {2 * self.model.layers} all-reduces ({ar:.2f} ms)")
+
+    def _pp_side(self, p: InferencePrediction) -> str:
+        ms = p.decode_breakdown_s["matmul"] * 1e3
+        if p.layout.pp == 1:
+            return f"{label(p.layout)} reads them in one stage ({ms:.2f} ms) and sends no hop"
+        hops = p.decode_breakdown_s["p2p"] * 1e3
+        groups = min(p.layout.pp, math.ceil(self._batch(p) / p.layout.dp))
+        return (f"{label(p.layout)} reads them stage after stage ({ms:.2f} ms), sends "
+                f"{p.layout.pp} hops ({hops:.3f} ms) and keeps {groups} "
+                f"group{'s' if groups > 1 else ''} of sequences in flight")
+
     def _batch(self, p: InferencePrediction) -> int:
         return next(c.batch for c in self.candidates if c.prediction is p)
-
-
-def _other(k: str) -> str:
-    return "PP-heavy" if k == "TP-heavy" else "TP-heavy"
 
 
 def _meets(p: InferencePrediction, ttft_slo: float | None, tpot_slo: float | None) -> bool:
@@ -137,7 +153,11 @@ def _meets(p: InferencePrediction, ttft_slo: float | None, tpot_slo: float | Non
 
 
 def batch_sweep(max_batch: int, dp: int) -> list[int]:
-    """Powers of two from dp up to ``max_batch``, and ``max_batch`` itself."""
+    """Powers of two from dp up to ``max_batch``, and ``max_batch`` itself (``[dp]``
+    when even dp sequences do not fit). ValueError on dp < 1 or max_batch < 0, which
+    would otherwise loop forever."""
+    check_int("batch_sweep: max_batch", max_batch, 0)
+    check_int("batch_sweep: dp", dp, 1)
     sizes, b = [], dp
     while b < max_batch:
         sizes.append(b)
@@ -161,12 +181,12 @@ def search(model: ModelSpec, cluster: Cluster, work: Workload, objective: str = 
         raise ValueError(f"no layout of {cluster.world} GPUs splits {model.name} with "
                          f"{pinned}")
     for layout in chosen:
-        if objective == "latency" or work.batch < layout.dp:
-            batch = max(work.batch, layout.dp)
-            p = im.predict(layout, Workload(work.prompt_len, work.output_len, batch,
-                                            work.dtype))
-            found.append(Candidate(p, batch, _meets(p, ttft_slo, tpot_slo)))
+        if objective == "latency":  # at the requested batch; surplus replicas sit idle
+            p = im.predict(layout, work)
+            found.append(Candidate(p, work.batch, _meets(p, ttft_slo, tpot_slo)))
             continue
+        # throughput: sweep the batch whatever --batch says (README), so that a layout
+        # with more replicas than --batch is priced at batches that fill them
         probe = im.predict(layout, work)
         options = []
         for b in batch_sweep(probe.max_batch, layout.dp):
@@ -185,13 +205,14 @@ def search(model: ModelSpec, cluster: Cluster, work: Workload, objective: str = 
     return InferenceSearch(model, cluster, work, objective, tuple(sorted(found, key=order)))
 
 
-def pareto_curves(model: ModelSpec, cluster: Cluster, work: Workload
-                  ) -> dict[str, list[tuple[float, float]]]:
-    """Per layout, (time per output token, output tokens/s per GPU) over the batch sweep
-    up to the largest batch that fits: the latency-throughput trade-off curves."""
+def pareto_curves(model: ModelSpec, cluster: Cluster, work: Workload,
+                  only: list[Layout] | None = None) -> dict[str, list[tuple[float, float]]]:
+    """Per layout (every one, or those in ``only``: pricing a sweep of every layout of
+    a large cluster takes minutes), (time per output token, output tokens/s per GPU)
+    over the batch sweep up to the largest batch that fits: the trade-off curves."""
     im = InferenceModel(model, cluster)
     curves = {}
-    for layout in layouts(model, cluster.world):
+    for layout in layouts(model, cluster.world) if only is None else only:
         top = im.predict(layout, Workload(work.prompt_len, work.output_len, layout.dp,
                                           work.dtype)).max_batch
         pts = []

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ringpipe.arrays import array_module, is_array, to_host
+from ringpipe.limits import Limits
 from ringpipe.model import functional as F
 from ringpipe.model.config import ModelConfig
 from ringpipe.model.kv_cache import KVCache, cached_attention
@@ -107,6 +108,11 @@ def generate(config: ModelConfig, params: dict[str, np.ndarray], prompts: np.nda
                         f"{xp.__name__} arrays; pass them on one device")
     b, length = prompts.shape
     layers = config.layers if config.has_attention else 0
+    # refuse an absurd request by name before allocating (not a MemoryError midway)
+    cache_bytes = (2 * layers * b * (config.kv_heads or 1) * config.head_dim
+                   * (length + new_tokens - 1) + b * new_tokens * config.vocab)
+    Limits.from_env().require("max_memory", "generate: KV cache and logits bytes for "
+                              f"new_tokens={new_tokens}", cache_bytes * config.np_dtype.itemsize)
     cache = KVCache.allocate(layers, b, config.kv_heads, config.head_dim,  # type: ignore[arg-type]
                              length + new_tokens - 1, config.np_dtype, xp)
     logits, tokens = [], []

@@ -1,7 +1,8 @@
 """``python -m ringpipe.mpi {verify,allreduce} ...``: run under ``mpiexec`` (every rank).
 
 * ``verify``: a TP×PP×DP plan on one process per mesh rank, checked on rank 0 against
-  the reference and the in-process runtime (:mod:`ringpipe.mpi.verify`);
+  the reference and the in-process runtime (:mod:`ringpipe.mpi.verify`); with
+  ``--inference``, greedy generation (:func:`ringpipe.verify_inference.prepare_inference`);
 * ``allreduce``: an nccl-tests style bandwidth table for ring, tree and MPI_Allreduce
   (:mod:`ringpipe.mpi.perf`).
 
@@ -42,6 +43,7 @@ from ringpipe.mpi.watchdog import (
     default_timeout,
 )
 from ringpipe.plan_args import add_plan_arguments, build_plan
+from ringpipe.verify_inference import add_inference_arguments, build_inference, prepare_inference
 
 
 class _UsageError(Exception):
@@ -67,6 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.required = True
     verify = sub.add_parser("verify", help="verify a plan on MPI ranks")
     add_plan_arguments(verify)
+    add_inference_arguments(verify)  # verify --inference: ringpipe.verify_inference
     allreduce = sub.add_parser("allreduce", help="all-reduce bandwidth table")
     perf.add_arguments(allreduce)
     for p in (verify, allreduce):
@@ -97,8 +100,8 @@ def _parse(argv: list[str], rank: int, size: int) -> tuple[Outcome, Any, float]:
         timeout = check_timeout("--timeout", args.timeout)
         check_command(args, Limits.from_env())
         if args.command == "verify":
-            plan, _ = build_plan(args)
-            check_world_size(plan.mesh, size)
+            mesh = build_inference(args)[0].mesh if args.inference else build_plan(args)[0].mesh
+            check_world_size(mesh, size)
         return (None, ""), args, timeout
     except BaseException as exc:  # noqa: BLE001 - reported collectively, never a hang
         return _outcome(exc), None, timeout
@@ -110,6 +113,8 @@ def _prepare(args: argparse.Namespace) -> tuple[Outcome, Callable[[], int] | Non
 
     try:
         prepare = prepare_verify if args.command == "verify" else perf.prepare
+        if args.command == "verify" and args.inference:
+            prepare = prepare_inference
         return (None, ""), prepare(args)
     except BaseException as exc:  # noqa: BLE001 - reported collectively, never a hang
         return _outcome(exc), None

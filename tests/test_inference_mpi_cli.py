@@ -1,0 +1,86 @@
+"""``verify --inference``: MPI-only flags honoured with --backend mpi and refused
+in-process, as plain ``verify`` does; job statuses mapped alike; the rank entry point
+checks its arguments collectively (one line, exit 2)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from ringpipe.cli import main
+from ringpipe.mpi.launch import launch
+
+LAUNCH_MODULE = sys.modules["ringpipe.mpi.launch"]
+
+SMALL = ["verify", "--inference", "--tp", "2", "--hidden", "16", "--prompt-len", "4",
+         "--new-tokens", "2"]
+
+
+def one_error_line(err: str) -> str:
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and "Traceback" not in err, err
+    return lines[0]
+
+
+@pytest.mark.parametrize("extra,flag", [
+    (["--hostfile", "h"], "--hostfile"), (["--timeout", "3"], "--timeout"),
+    (["--mpiexec-arg", "-v"], "--mpiexec-arg"), (["--np", "2"], "--np"),
+    (["--device", "cupy"], "--device cupy"), (["--cluster-file", "c.toml"], "--cluster-file"),
+])
+def test_in_process_refuses_mpi_only_and_unsupported_flags(capsys, extra, flag):
+    assert main([*SMALL, *extra]) == 2
+    assert flag in one_error_line(capsys.readouterr().err)
+
+
+@pytest.mark.parametrize("extra,flag", [
+    (["--timeout", "-1"], "--timeout"), (["--hostfile", "/nonexistent"], "--hostfile"),
+    (["--device", "cupy"], "--device cupy"), (["--cluster-file", "c.toml"], "--cluster-file"),
+    (["--np", "3"], "--np"),
+])
+def test_mpi_backend_checks_flags_before_launch(capsys, monkeypatch, extra, flag):
+    def no_launch(*a, **k):
+        raise AssertionError("mpiexec must not start")
+    monkeypatch.setattr(LAUNCH_MODULE, "launch", no_launch)
+    assert main([*SMALL, "--backend", "mpi", *extra]) == 2
+    err = one_error_line(capsys.readouterr().err)
+    assert flag in err or "mpiexec -n 2" in err
+
+
+def test_mpi_backend_passes_timeout_hostfile_and_maps_statuses(capsys, monkeypatch, tmp_path):
+    calls = []
+
+    def fake(nprocs, argv, **kw):
+        calls.append((nprocs, argv, kw))
+        return subprocess.CompletedProcess([], 9)  # a rank killed by SIGKILL
+    monkeypatch.setattr(LAUNCH_MODULE, "launch", fake)
+    hosts = tmp_path / "hosts"
+    hosts.write_text("a:2\n")
+    assert main([*SMALL, "--backend", "mpi", "--timeout", "7", "--hostfile", str(hosts),
+                 "--mpiexec-arg=-v"]) == 1
+    assert "ended with status 9" in one_error_line(capsys.readouterr().err)
+    nprocs, argv, kw = calls[0]
+    assert nprocs == 2 and argv[:4] == ["-m", "ringpipe.mpi", "verify", "--inference"]
+    assert argv[-2:] == ["--timeout", "7.0"]
+    assert kw["mpiexec_args"] == ["-f", str(hosts), "-v"] and kw["local"] is False
+
+
+@pytest.mark.mpi
+def test_the_deadline_reaches_the_ranks(capfd):
+    status = main(["verify", "--inference", "--tp", "2", "--hidden", "16", "--new-tokens",
+                   "400", "--backend", "mpi", "--timeout", "0.001"])
+    assert status == 1
+    assert "timed out after 0.001 s (--timeout 0.001)" in capfd.readouterr().err
+
+
+@pytest.mark.mpi
+@pytest.mark.parametrize("nprocs,extra,words", [
+    (3, ["--tp", "2"], "mpiexec -n 2"),
+    (2, ["--tp", "2", "--new-tokens", "0"], "--new-tokens must be >= 1"),
+])
+def test_rank_entry_point_checks_arguments_collectively(nprocs, extra, words):
+    job = launch(nprocs, ["-m", "ringpipe.verify_inference", *extra], timeout=30,
+                 capture=True)
+    assert job.returncode == 2
+    assert words in one_error_line(job.stderr)
