@@ -1,20 +1,24 @@
 """Cluster-file keys: every value checked in the file's units, messages that name the
-file and the key as spelled there, unknown keys refused everywhere."""
+file and the key as spelled there, unknown keys refused everywhere, and the calibrate
+header citing a README section that exists."""
 
 from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 
 import pytest
 from test_cluster_reader import PLAN, calibrated
 
 from ringpipe.calibrate.toml_out import dumps
 from ringpipe.cli import main
+from ringpipe.cli.calibrate import HEADER
 from ringpipe.cost.calibrated import load_calibrated
 from ringpipe.cost.cluster_file import TOP_KEYS, cluster_from_dict, load_cluster
 from ringpipe.cost.measured_table import MEASURED_KEYS
 
+README = Path(__file__).resolve().parents[1] / "README.md"
 NAN, INF = float("nan"), float("inf")
 
 
@@ -164,3 +168,11 @@ def test_verify_needs_a_calibrated_file(tmp_path, capsys):
     err = capsys.readouterr().err
     assert f"{path}: the cluster file has no [measured] table" in err
     assert "`ringpipe calibrate --output FILE`" in err and err.count("\n") == 1
+
+
+def test_the_calibrate_header_cites_readme_sections_that_exist():
+    assert "README-calibrate" not in HEADER and "README.md" in HEADER
+    headings = {line.lstrip("#").strip() for line in README.read_text().splitlines()
+                if line.startswith("#")}
+    cited = re.findall(r'"([^"]+)"', HEADER)
+    assert len(cited) == 3 and all(title in headings for title in cited), cited
