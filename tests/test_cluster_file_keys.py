@@ -1,6 +1,6 @@
 """Cluster-file keys: every value checked in the file's units, messages that name the
-file and the key as spelled there, unknown keys refused everywhere, and the calibrate
-header citing a README section that exists."""
+file and the key as spelled there, unknown keys refused everywhere, ``nodes`` under the
+``max_nodes`` limit, and the calibrate header citing a README section that exists."""
 
 from __future__ import annotations
 
@@ -168,6 +168,32 @@ def test_verify_needs_a_calibrated_file(tmp_path, capsys):
     err = capsys.readouterr().err
     assert f"{path}: the cluster file has no [measured] table" in err
     assert "`ringpipe calibrate --output FILE`" in err and err.count("\n") == 1
+
+
+def _plain(tmp_path, nodes: int) -> str:
+    data = calibrated()
+    data["nodes"] = nodes
+    path = tmp_path / "n.toml"
+    path.write_text(dumps(data))
+    return str(path)
+
+
+def test_the_files_nodes_obey_max_nodes(tmp_path, capsys, monkeypatch):
+    path = _plain(tmp_path, 134217728)
+    assert main([*PLAN, "--cluster-file", path]) == 2
+    err = capsys.readouterr().err
+    assert err == (f"error: ringpipe plan: {path}: nodes = 134217728 exceeds the limit "
+                   "max_nodes=1000000; if you mean it, raise the limit: "
+                   "RINGPIPE_LIMITS=max_nodes=134217728\n")
+    assert main([*PLAN, "--cluster-file", path, "--nodes", "2"]) == 0  # overridden
+    assert json.loads(capsys.readouterr().out)["cluster"]["nodes"] == 2
+    path = _plain(tmp_path, 2)
+    monkeypatch.setenv("RINGPIPE_LIMITS", "max_nodes=1")
+    assert main([*PLAN, "--cluster-file", path]) == 2
+    assert "n.toml: nodes = 2 exceeds the limit max_nodes=1" in capsys.readouterr().err
+    monkeypatch.setenv("RINGPIPE_LIMITS", "max_nodes=2")
+    assert main([*PLAN, "--cluster-file", path]) == 0
+    assert json.loads(capsys.readouterr().out)["cluster"]["nodes"] == 2
 
 
 def test_the_calibrate_header_cites_readme_sections_that_exist():
