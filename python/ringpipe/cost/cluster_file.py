@@ -59,29 +59,30 @@ def _kernels(top: Section) -> GpuKernels:
 
 
 def _cluster(top: Section, nodes: int | None) -> Cluster:
+    """The headline keys, checked in the order the format lists them."""
     top.only(TOP_KEYS)
     name = top.text("name", "custom")
     if not name:
         raise ValueError(f"{top.label('name')} must not be empty")
     file_nodes = top.integer("nodes", 1)
     gpus = top.integer("gpus_per_node")
+    peak = top.real("peak_tflops", unit=TFLOP, positive=True)
+    memory = top.real("memory_gib", unit=GIB, positive=True)
+    bandwidth = top.real("memory_bandwidth_gbs", unit=GB, positive=True)
+    fraction = top.real("achievable_fraction", CALIBRATED_FRACTION_OF_PEAK, positive=True,
+                        maximum=1.0)
     intra = _link(top, "intra_node")
     inter = _link(top, "inter_node", ("nic_bandwidth_gbs",))
+    nic = top.table("inter_node").real("nic_bandwidth_gbs", None, unit=GB, positive=True)
     if gpus > 1 and inter.bandwidth > intra.bandwidth:
         raise ValueError(
             f"{top.source}: inter_node.bandwidth_gbs ({inter.bandwidth / GB:g}) exceeds "
             f"intra_node.bandwidth_gbs ({intra.bandwidth / GB:g}): inconsistent (traffic "
             "would route through the NIC); both are per GPU, each way, in GB/s")
-    nic = top.table("inter_node").real("nic_bandwidth_gbs", None, unit=GB, positive=True)
-    return Cluster(
-        name=name, nodes=file_nodes if nodes is None else nodes, gpus_per_node=gpus,
-        peak_flops=top.real("peak_tflops", unit=TFLOP, positive=True),
-        memory_bytes=top.real("memory_gib", unit=GIB, positive=True),
-        memory_bandwidth=top.real("memory_bandwidth_gbs", unit=GB, positive=True),
-        intra=intra, inter=inter,
-        achievable_fraction=top.real("achievable_fraction", CALIBRATED_FRACTION_OF_PEAK,
-                                     positive=True, maximum=1.0),
-        kernels=_kernels(top), nic_bandwidth=nic)
+    return Cluster(name=name, nodes=file_nodes if nodes is None else nodes,
+                   gpus_per_node=gpus, peak_flops=peak, memory_bytes=memory,
+                   memory_bandwidth=bandwidth, intra=intra, inter=inter,
+                   achievable_fraction=fraction, kernels=_kernels(top), nic_bandwidth=nic)
 
 
 def read_cluster(data: Mapping[str, Any], nodes: int | None = None,

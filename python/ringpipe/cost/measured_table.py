@@ -182,11 +182,23 @@ def calibration_from_dict(measured: Mapping[str, Any], cluster: Cluster,
     the key (``measured.<...>``) when a value is missing, unknown or malformed."""
     m = Section({}, source).wrap(measured, "measured")
     m.only(MEASURED_KEYS)
-    m.text("backend", None)
+    host, cores, blas = m.text("host", ""), m.integer("cores"), m.integer("blas_threads", 1)
+    m.text("backend", None)  # informational: calibrate's --backend, --quick, duration
     m.flag("quick", False)
     m.real("seconds_taken", None, minimum=0.0)
+    scalars = dict(
+        call_overhead=m.real("call_overhead_us", cluster.kernels.launch_overhead, unit=US,
+                             minimum=0.0),
+        memory_bandwidth=m.real("memory_bandwidth_gbs", cluster.memory_bandwidth, unit=GB,
+                                positive=True),
+        transcendental=m.real("transcendental_ns", 0.0, unit=NS, minimum=0.0),
+        fresh_memory=m.real("fresh_memory_ns_per_byte", 0.0, unit=NS, minimum=0.0),
+        action_overhead=m.real("action_overhead_us", None, unit=US, minimum=0.0))
+    shares = _shares(m)
+    op_bandwidth = _op_bandwidth(m)
     gemm_tables = m.table("gemm")
     gemm_tables.only(DTYPES)
+    gemm = {dtype: _gemm(gemm_tables.table(dtype)) for dtype in gemm_tables}
     p2p_tables = m.table("p2p")
     p2p_tables.only(RUNTIMES)
     p2p = {}
@@ -194,20 +206,7 @@ def calibration_from_dict(measured: Mapping[str, Any], cluster: Cluster,
         link = p2p_tables.table(runtime)
         link.only(_LINK_KEYS)
         p2p[runtime] = _link(link)
-    return Calibration(
-        cores=m.integer("cores"),
-        blas_threads=m.integer("blas_threads", 1),
-        call_overhead=m.real("call_overhead_us", cluster.kernels.launch_overhead, unit=US,
-                             minimum=0.0),
-        memory_bandwidth=m.real("memory_bandwidth_gbs", cluster.memory_bandwidth, unit=GB,
-                                positive=True),
-        gemm=MappingProxyType({dtype: _gemm(gemm_tables.table(dtype))
-                               for dtype in gemm_tables}),
-        p2p=MappingProxyType(p2p),
-        allreduce=MappingProxyType(_allreduce(m)),
-        host=m.text("host", ""),
-        op_bandwidth=_op_bandwidth(m),
-        transcendental=m.real("transcendental_ns", 0.0, unit=NS, minimum=0.0),
-        fresh_memory=m.real("fresh_memory_ns_per_byte", 0.0, unit=NS, minimum=0.0),
-        action_overhead=m.real("action_overhead_us", None, unit=US, minimum=0.0),
-        **_shares(m))
+    return Calibration(cores=cores, blas_threads=blas, host=host,
+                       gemm=MappingProxyType(gemm), p2p=MappingProxyType(p2p),
+                       allreduce=MappingProxyType(_allreduce(m)),
+                       op_bandwidth=op_bandwidth, **scalars, **shares)
