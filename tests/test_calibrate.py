@@ -207,13 +207,14 @@ def test_malformed_measured_table_names_the_key(tmp_path):
                            "measured": base}))
     cluster, cal = load_calibrated(path)
     assert cal.cores == 2 and cal.p2p_link("mpi", cluster) == cluster.intra
-    with pytest.raises(ValueError, match="measured.gemm.float64 needs peak_gflops"):
+    with pytest.raises(ValueError, match="missing measured.gemm.float64.peak_gflops"):
         calibration_from_dict({**base, "gemm": {"float64": {"m0": 1.0}}}, cluster)
     with pytest.raises(TypeError, match=r"measured.p2p.mpi.latency_us must be a number"):
         calibration_from_dict({**base, "p2p": {"mpi": {"bandwidth_gbs": 1.0,
                                                        "latency_us": "x"}}}, cluster)
     with pytest.raises(ValueError, match=r"measured.allreduce\[0\].ranks must be >= 2"):
-        calibration_from_dict({**base, "allreduce": [{"ranks": 1}]}, cluster)
+        calibration_from_dict({**base, "allreduce": [{"runtime": "mpi", "algorithm": "ring",
+                                                      "ranks": 1}]}, cluster)
     with pytest.raises(TypeError, match="measured.cores must be an int"):
         calibration_from_dict({"cores": "2"}, cluster)
     with pytest.raises(ValueError, match="cpu_share.inproc"):

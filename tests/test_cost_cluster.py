@@ -132,5 +132,6 @@ def test_kernels_table_overrides_the_gemm_model(tmp_path):
     again.write_text(json.dumps(cluster.to_dict()))
     assert load_cluster(again) == cluster
     path.write_text(TOML + "[kernels]\nwarp_size = 32\n")
-    with pytest.raises(ValueError, match="unknown key kernels.warp_size"):
+    with pytest.raises(ValueError,
+                       match=r"k.toml: unknown key 'kernels.warp_size'; valid keys in \[kernels\]"):
         load_cluster(path)

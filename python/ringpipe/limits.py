@@ -60,7 +60,7 @@ class Limits:
     max_layers: int = 10_000
     #: estimated bytes one process holds at once (module docstring)
     max_memory: int = 4 << 30
-    #: ``plan --nodes``
+    #: ``plan --nodes``, or the ``nodes`` of ``plan --cluster-file`` without it
     max_nodes: int = 1_000_000
 
     @classmethod

@@ -19,7 +19,7 @@ import numpy as np
 
 from ringpipe.calibrate.links import host_cluster
 from ringpipe.calibrate.timing import Budget, cpu_time
-from ringpipe.cost.calibrated import Calibration
+from ringpipe.cost.calibration import Calibration
 from ringpipe.cost.cluster import Link
 from ringpipe.cost.executable import Pricer
 from ringpipe.cost.gemm_curve import GemmCurve

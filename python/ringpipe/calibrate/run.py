@@ -18,7 +18,7 @@ thread gets (at the start and the end, averaged; and for P concurrent MPI ranks)
 stored beside them, so predictions can account for the machine's load.
 
 The result is a cluster file (:mod:`ringpipe.cost.cluster` keys, which ``ringpipe plan
---cluster-file`` reads, plus ``[measured]``: :mod:`ringpipe.cost.calibrated`). The
+--cluster-file`` reads, plus ``[measured]``: :mod:`ringpipe.cost.measured_table`). The
 headline keys are set from the measurements: ``peak_tflops`` is the float64 GEMM
 curve's asymptote (``achievable_fraction = 1``), ``[kernels] saturation`` the mean of
 its half-rate sizes (the planner's one-constant form of the same curve,

@@ -110,8 +110,10 @@ def timed_prediction_mpi(plan: Plan, params: dict[str, np.ndarray], batch: Batch
 
 
 def load_cluster_file(path: str | None) -> tuple[Cluster, Calibration] | None:
-    """The calibrated cluster of ``--cluster-file`` (None without one); ValueError
-    naming the file when it cannot be used."""
+    """The calibrated cluster of ``--cluster-file`` (None without one): read by
+    :func:`ringpipe.cost.calibrated.load_calibrated`, through the same reader and checks
+    as ``ringpipe plan --cluster-file``; ValueError or TypeError naming the file and the
+    key when it cannot be used, or when it has no ``[measured]`` table."""
     return None if path is None else load_calibrated(path)
 
 

@@ -21,6 +21,11 @@ from ringpipe.calibrate.run import BACKENDS, CalibrateOptions, calibrate
 from ringpipe.calibrate.summary import summary
 from ringpipe.calibrate.toml_out import dumps
 
+#: The comment on top of the file written; it cites the README section on the format.
+HEADER = ("written by `ringpipe calibrate`; edit the headline keys for another cluster:\n"
+          "README.md, section \"Plan for your own cluster\" (\"What the file contains\",\n"
+          "\"Editing it for a cluster you cannot run on\")")
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``calibrate`` subcommand."""
@@ -75,9 +80,7 @@ def run(args: argparse.Namespace) -> int:
                                max_ranks=args.max_ranks,
                                progress=lambda line: print(line, file=sys.stderr, flush=True))
     data, notes = calibrate(options)
-    header = ("written by `ringpipe calibrate`; edit the headline keys for another\n"
-              "cluster, see README.md, section \"Plan for your own cluster\"")
-    write_output(out, dumps(data, header))
+    write_output(out, dumps(data, HEADER))
     if args.json:
         print(json.dumps(data, indent=2))
     else:

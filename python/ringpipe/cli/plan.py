@@ -48,6 +48,7 @@ from ringpipe.cost.models import (
 from ringpipe.cost.planner import DEFAULT_SCHEDULES, FitsNowhere, SearchReport, SearchSpace, search
 from ringpipe.cost.prediction import Prediction
 from ringpipe.cost.recipe import Recipe
+from ringpipe.limits import Limits
 from ringpipe.schedules import SCHEDULES
 
 _SIZE_FLAGS = ("layers", "hidden", "heads", "seq", "vocab", "ffn", "kv_heads")
@@ -143,11 +144,17 @@ def build_model(args: argparse.Namespace) -> ModelSpec:
 
 
 def build_cluster(args: argparse.Namespace) -> Cluster:
-    """The cluster the arguments describe."""
+    """The cluster the arguments describe: a preset, or a cluster file whose ``nodes``
+    (unless ``--nodes`` overrides it) obeys the ``max_nodes`` limit as ``--nodes``
+    does (:mod:`ringpipe.limits`)."""
     if (args.cluster is None) == (args.cluster_file is None):
         raise ValueError("give exactly one of --cluster and --cluster-file")
     if args.cluster_file is not None:
-        return load_cluster(args.cluster_file, args.nodes)
+        cluster = load_cluster(args.cluster_file, args.nodes)
+        if args.nodes is None:  # the file's count: the same bound as --nodes
+            Limits.from_env().require("max_nodes", f"{args.cluster_file}: nodes",
+                                      cluster.nodes)
+        return cluster
     return cluster_preset(args.cluster, 1 if args.nodes is None else args.nodes)
 
 

@@ -1,7 +1,10 @@
 """``ringpipe.cost``: predict the step time and memory of TP × PP × DP plans, and rank them.
 
 * :mod:`.cluster` — the cluster (GPUs, HBM, intra- and inter-node links), presets;
-  :mod:`.cluster_file` — reading cluster files;
+  :mod:`.cluster_file` — cluster files into a Cluster, through the one reader
+  :mod:`.cluster_reader` and the key checks of :mod:`.file_section`;
+  :mod:`.calibrated` — calibrated files (their ``[measured]`` table:
+  :mod:`.measured_table`; the constants: :mod:`.calibration`);
 * :mod:`.models` — the model's shape and training settings, FLOPs;
 * :mod:`.recipe` — the training recipe (sequence parallelism, flash attention,
   distributed optimizer, overlap), defaulting to today's Megatron-LM;

@@ -1,118 +1,117 @@
-"""Cluster files: TOML or JSON in vendor units, read into a :class:`Cluster`.
+"""Cluster files: TOML or JSON in vendor units, read into a :class:`Cluster` (and, for a
+calibrated file, a :class:`~ringpipe.cost.calibration.Calibration`).
 
-The format is documented in :mod:`ringpipe.cost.cluster`; unknown keys, missing keys,
-wrong types and non-positive numbers raise ValueError or TypeError naming the key.
+The headline keys are documented in :mod:`ringpipe.cost.cluster`, the ``[measured]``
+table in :mod:`ringpipe.cost.measured_table`. Every file goes through the one reader,
+:func:`ringpipe.cost.cluster_reader.read_cluster_file` (format by suffix or content, BOM,
+binary and unreadable files), and then through :func:`read_cluster` here, which checks
+the whole document, ``[measured]`` included. ``ringpipe plan`` (:func:`load_cluster`)
+and ``ringpipe verify`` (:func:`ringpipe.cost.calibrated.load_calibrated`) therefore
+accept and refuse the same files and build the same :class:`Cluster` from them.
+Unknown keys, missing keys, wrong types, non-finite and out-of-range numbers raise
+ValueError or TypeError naming the file and the key as it is spelled in the file.
 """
 
 from __future__ import annotations
 
-import json
+import os
+from collections.abc import Mapping
 from dataclasses import replace
-from pathlib import Path
 from typing import Any
 
-import tomllib
-
-from ringpipe.cost.cluster import GB, GIB, TFLOP, Cluster, Link, _positive
+from ringpipe.cost.calibration import Calibration
+from ringpipe.cost.cluster import CALIBRATED_FRACTION_OF_PEAK, GB, GIB, TFLOP, Cluster, Link
+from ringpipe.cost.cluster_reader import read_cluster_file
+from ringpipe.cost.file_section import Section
 from ringpipe.cost.gpu import A100, MICROSECOND, GpuKernels
-from ringpipe.validation import check_real
+from ringpipe.cost.measured_table import calibration_from_dict
 
-_TOP_KEYS = {"name", "nodes", "gpus_per_node", "peak_tflops", "memory_gib",
-             "memory_bandwidth_gbs", "achievable_fraction", "intra_node", "inter_node",
-             "kernels", "measured"}  # measured: ringpipe calibrate's raw data (cost.calibrated)
-_LINK_KEYS = {"bandwidth_gbs", "latency_us", "nic_bandwidth_gbs"}
-_KERNEL_KEYS = {"sm_count", "tile_m", "tile_n", "flash_fraction", "launch_overhead_us",
-                "saturation"}
+__all__ = ["TOP_KEYS", "cluster_from_dict", "load_cluster", "read_cluster"]
 
-
-def _require(data: dict[str, Any], key: str, where: str) -> Any:
-    if key not in data:
-        raise ValueError(f"cluster file: missing {where}{key}")
-    return data[key]
+#: The top-level keys (``measured``: ``ringpipe calibrate``'s data, cost.measured_table).
+TOP_KEYS = ("name", "nodes", "gpus_per_node", "peak_tflops", "memory_gib",
+            "memory_bandwidth_gbs", "achievable_fraction", "intra_node", "inter_node",
+            "kernels", "measured")
+_LINK_KEYS = ("bandwidth_gbs", "latency_us")
+_KERNEL_INTS = ("sm_count", "tile_m", "tile_n")
+_KERNEL_KEYS = (*_KERNEL_INTS, "flash_fraction", "launch_overhead_us", "saturation")
 
 
-def _link(data: object, section: str) -> Link:
-    if not isinstance(data, dict):
-        raise TypeError(f"cluster file: [{section}] must be a table of "
-                        f"{', '.join(sorted(_LINK_KEYS))}")
-    unknown = set(data) - _LINK_KEYS
-    if unknown:
-        raise ValueError(f"cluster file: unknown key {section}.{sorted(unknown)[0]}")
-    data = {k: v for k, v in data.items() if k != "nic_bandwidth_gbs"}
-    bw = _require(data, "bandwidth_gbs", f"{section}.")
-    lat = _require(data, "latency_us", f"{section}.")
-    _positive("cluster file", f"{section}.bandwidth_gbs", bw)
-    check_real(f"cluster file: {section}.latency_us", lat, 0.0)
-    return Link(bw * GB, lat * MICROSECOND)
+def _link(top: Section, key: str, extra: tuple[str, ...] = ()) -> Link:
+    t = top.table(key, required=True)
+    t.only((*_LINK_KEYS, *extra))
+    return Link(t.real("bandwidth_gbs", unit=GB, positive=True),
+                t.real("latency_us", unit=MICROSECOND, minimum=0.0))
 
 
-def _kernels(data: object, base: GpuKernels) -> GpuKernels:
-    if not isinstance(data, dict):
-        raise TypeError("cluster file: [kernels] must be a table of "
-                        f"{', '.join(sorted(_KERNEL_KEYS))}")
-    unknown = set(data) - _KERNEL_KEYS
-    if unknown:
-        raise ValueError(f"cluster file: unknown key kernels.{sorted(unknown)[0]}")
-    fields = {k: v for k, v in data.items() if k != "launch_overhead_us"}
-    if "launch_overhead_us" in data:
-        fields["launch_overhead"] = check_real("cluster file: kernels.launch_overhead_us",
-                                               data["launch_overhead_us"]) * MICROSECOND
-    return replace(base, **fields)
+def _kernels(top: Section) -> GpuKernels:
+    t = top.table("kernels")
+    t.only(_KERNEL_KEYS)
+    fields: dict[str, Any] = {k: t.integer(k) for k in _KERNEL_INTS if k in t}
+    if "flash_fraction" in t:
+        fields["flash_fraction"] = t.real("flash_fraction", positive=True, maximum=1.0)
+    if "saturation" in t:
+        fields["saturation"] = t.real("saturation", minimum=0.0)
+    if "launch_overhead_us" in t:
+        fields["launch_overhead"] = t.real("launch_overhead_us", unit=MICROSECOND,
+                                           minimum=0.0)
+    return replace(A100, **fields)
 
 
-def cluster_from_dict(data: dict[str, Any], nodes: int | None = None) -> Cluster:
-    """A :class:`Cluster` from the file form (see module docstring).
+def _cluster(top: Section, nodes: int | None) -> Cluster:
+    """The headline keys, checked in the order the format lists them."""
+    top.only(TOP_KEYS)
+    name = top.text("name", "custom")
+    if not name:
+        raise ValueError(f"{top.label('name')} must not be empty")
+    file_nodes = top.integer("nodes", 1)
+    gpus = top.integer("gpus_per_node")
+    peak = top.real("peak_tflops", unit=TFLOP, positive=True)
+    memory = top.real("memory_gib", unit=GIB, positive=True)
+    bandwidth = top.real("memory_bandwidth_gbs", unit=GB, positive=True)
+    fraction = top.real("achievable_fraction", CALIBRATED_FRACTION_OF_PEAK, positive=True,
+                        maximum=1.0)
+    intra = _link(top, "intra_node")
+    inter = _link(top, "inter_node", ("nic_bandwidth_gbs",))
+    nic = top.table("inter_node").real("nic_bandwidth_gbs", None, unit=GB, positive=True)
+    if gpus > 1 and inter.bandwidth > intra.bandwidth:
+        raise ValueError(
+            f"{top.source}: inter_node.bandwidth_gbs ({inter.bandwidth / GB:g}) exceeds "
+            f"intra_node.bandwidth_gbs ({intra.bandwidth / GB:g}): inconsistent (traffic "
+            "would route through the NIC); both are per GPU, each way, in GB/s")
+    return Cluster(name=name, nodes=file_nodes if nodes is None else nodes,
+                   gpus_per_node=gpus, peak_flops=peak, memory_bytes=memory,
+                   memory_bandwidth=bandwidth, intra=intra, inter=inter,
+                   achievable_fraction=fraction, kernels=_kernels(top), nic_bandwidth=nic)
 
-    ``nodes`` overrides the file's ``nodes`` (which is optional, default 1). Unknown
-    keys, missing keys, wrong types and non-positive numbers raise ValueError or
-    TypeError naming the key.
+
+def read_cluster(data: Mapping[str, Any], nodes: int | None = None,
+                 source: str = "cluster file") -> tuple[Cluster, Calibration | None]:
+    """The whole document ``data`` checked: its :class:`Cluster` and, when it has a
+    ``[measured]`` table, its :class:`Calibration` (else None).
+
+    ``nodes`` overrides the file's ``nodes`` (which is optional, default 1; it is still
+    checked). ``source`` (the file's name) starts every error message.
     """
-    if not isinstance(data, dict):
-        raise TypeError("cluster file: the top level must be a table")
-    unknown = set(data) - _TOP_KEYS
-    if unknown:
-        raise ValueError(f"cluster file: unknown key {sorted(unknown)[0]!r}; known: "
-                         f"{', '.join(sorted(_TOP_KEYS))}")
-    for key in ("peak_tflops", "memory_gib", "memory_bandwidth_gbs"):
-        _positive("cluster file", key, _require(data, key, ""))
-    kwargs: dict[str, Any] = {}
-    if "achievable_fraction" in data:
-        kwargs["achievable_fraction"] = data["achievable_fraction"]
-    if "kernels" in data:
-        kwargs["kernels"] = _kernels(data["kernels"], A100)
-    inter = _require(data, "inter_node", "")
-    if isinstance(inter, dict) and "nic_bandwidth_gbs" in inter:
-        _positive("cluster file", "inter_node.nic_bandwidth_gbs", inter["nic_bandwidth_gbs"])
-        kwargs["nic_bandwidth"] = inter["nic_bandwidth_gbs"] * GB
-    return Cluster(
-        name=str(data.get("name", "custom")),
-        nodes=data.get("nodes", 1) if nodes is None else nodes,
-        gpus_per_node=_require(data, "gpus_per_node", ""),
-        peak_flops=data["peak_tflops"] * TFLOP,
-        memory_bytes=data["memory_gib"] * GIB,
-        memory_bandwidth=data["memory_bandwidth_gbs"] * GB,
-        intra=_link(_require(data, "intra_node", ""), "intra_node"),
-        inter=_link(_require(data, "inter_node", ""), "inter_node"),
-        **kwargs,
-    )
+    if not isinstance(data, Mapping):
+        raise TypeError(f"{source}: the top level must be a table, got "
+                        f"{type(data).__name__}")
+    top = Section(data, source)
+    cluster = _cluster(top, nodes)
+    if "measured" not in top:
+        return cluster, None
+    return cluster, calibration_from_dict(top.get("measured"), cluster, source)
 
 
-def load_cluster(path: str | Path, nodes: int | None = None) -> Cluster:
-    """Read a cluster file: TOML (``.toml``) or JSON (``.json``, or anything else that
-    parses as JSON). ``nodes`` overrides the file's node count."""
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except OSError as exc:
-        raise ValueError(f"cluster file: cannot read {str(path)!r}: {exc.strerror}") from None
-    except UnicodeDecodeError as exc:
-        raise ValueError(f"cluster file: {str(path)!r} is not UTF-8 text (byte {exc.start}: "
-                         f"{exc.reason}); expected TOML or JSON") from None
-    try:
-        if path.suffix.lower() == ".toml":
-            data = tomllib.loads(text)
-        else:
-            data = json.loads(text)
-    except (tomllib.TOMLDecodeError, json.JSONDecodeError) as exc:
-        raise ValueError(f"cluster file: {str(path)!r} does not parse: {exc}") from None
-    return cluster_from_dict(data, nodes)
+def cluster_from_dict(data: Mapping[str, Any], nodes: int | None = None,
+                      source: str = "cluster file") -> Cluster:
+    """The :class:`Cluster` of the file form ``data`` (:func:`read_cluster`; a
+    ``[measured]`` table is checked too, then left out)."""
+    return read_cluster(data, nodes, source)[0]
+
+
+def load_cluster(path: str | os.PathLike[str], nodes: int | None = None) -> Cluster:
+    """Read the cluster file at ``path`` (TOML or JSON: :mod:`ringpipe.cost.cluster_reader`);
+    ``nodes`` overrides the file's node count. What ``ringpipe plan --cluster-file``
+    reads."""
+    return read_cluster(read_cluster_file(path), nodes, os.fspath(path))[0]

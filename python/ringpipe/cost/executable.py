@@ -12,7 +12,7 @@ The same cost model the planner uses, fed with the plan that runs:
   not overlapped as a GPU launch is);
 * **collectives**: each TP and DP all-reduce priced on the algorithm's step table
   (:class:`~ringpipe.cost.collective_cost.CollectiveModel`) with the step link measured
-  for that runtime, algorithm and group size (:mod:`ringpipe.cost.calibrated`);
+  for that runtime, algorithm and group size (:mod:`ringpipe.cost.calibration`);
   pipeline messages with the runtime's point-to-point α-β;
 * **schedule**: the plan's schedule, p, m and v through the schedule simulator
   (:class:`~ringpipe.cost.pipeline.PipelineSimulator`).
@@ -26,7 +26,7 @@ then the gather of every rank's gradients to rank 0 (:func:`ringpipe.runtime.mpi
 run_plan_mpi`).
 
 **Load.** Compute and in-process communication are calibrated in CPU time; a run gets
-only a share σ of a core (:meth:`~ringpipe.cost.calibrated.Calibration.cpu_share`:
+only a share σ of a core (:meth:`~ringpipe.cost.calibration.Calibration.cpu_share`:
 measured by ``ringpipe calibrate`` for one process and for its P MPI ranks at once,
 otherwise min(σ₁, C/(P·k)) for P processes of k BLAS threads on C cores, the
 oversubscription bound). CPU time stretches by ρ = 1/σ; MPI message and collective
@@ -60,7 +60,7 @@ import math
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
-from ringpipe.cost.calibrated import Calibration
+from ringpipe.cost.calibration import Calibration
 from ringpipe.cost.cluster import Cluster, Link
 from ringpipe.cost.collective_cost import CollectiveModel
 from ringpipe.cost.gpu import GpuKernels
