@@ -80,7 +80,7 @@ def test_the_deadline_reaches_the_ranks(capfd):
     (2, ["--tp", "2", "--new-tokens", "0"], "--new-tokens must be >= 1"),
 ])
 def test_rank_entry_point_checks_arguments_collectively(nprocs, extra, words):
-    job = launch(nprocs, ["-m", "ringpipe.verify_inference", *extra], timeout=30,
+    job = launch(nprocs, ["-m", "ringpipe.mpi", "verify", "--inference", *extra], timeout=30,
                  capture=True)
     assert job.returncode == 2
     assert words in one_error_line(job.stderr)

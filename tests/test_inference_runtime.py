@@ -90,8 +90,8 @@ def test_cli_verify_inference(capsys):
 
 @pytest.mark.mpi
 def test_mpi_is_bitwise_the_inprocess_run():
-    job = launch(8, ["-m", "ringpipe.verify_inference", "--tp", "2", "--pp", "2", "--dp",
-                     "2", "--kv-heads", "1", "--hidden", "16", "--prompt-len", "4",
+    job = launch(8, ["-m", "ringpipe.mpi", "verify", "--inference", "--tp", "2", "--pp",
+                     "2", "--dp", "2", "--kv-heads", "1", "--hidden", "16", "--prompt-len", "4",
                      "--new-tokens", "3", "--batch", "5", "--json"], timeout=120, capture=True)
     assert job.returncode == 0, job.stdout + job.stderr
     doc = json.loads(job.stdout)

@@ -7,9 +7,8 @@ agree normwise (``max|plan - ref| / max|ref|``) to 1e-10 in float64 (1e-4 in flo
 
 The command-line description (:func:`add_inference_arguments`, :func:`build_inference`)
 lives here, in the library, so that ``ringpipe verify --inference`` and its MPI ranks
-(``python -m ringpipe.mpi verify --inference``, started by ``--backend mpi``; also
-``python -m ringpipe.verify_inference``) build the same
-plan, parameters and prompts. The ranks check, on rank 0, the reference and, bit for
+(``python -m ringpipe.mpi verify --inference``, started by ``--backend mpi``) build the
+same plan, parameters and prompts. The ranks check, on rank 0, the reference and, bit for
 bit, the in-process run (tokens, logits and every counter).
 """
 
@@ -165,7 +164,9 @@ def prepare_inference(args: argparse.Namespace) -> Callable[[], int]:
 
 
 if __name__ == "__main__":
-    # the ranks' arguments are checked collectively (one line, exit 2) by ringpipe.mpi
-    from ringpipe.mpi.__main__ import main
-
-    sys.exit(main(["verify", "--inference", *sys.argv[1:]]))
+    # the ranks' entry point is ringpipe.mpi, which checks arguments collectively and
+    # runs the watchdog; importing it from here would make an import cycle
+    print("error: the MPI ranks' entry point is `python -m ringpipe.mpi verify "
+          "--inference ...` (or `ringpipe verify --inference --backend mpi`)",
+          file=sys.stderr)
+    sys.exit(2)

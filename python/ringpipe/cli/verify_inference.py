@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 
+from ringpipe.cli.mpi_job import launch_ranks, refuse_mpi_only_flags
 from ringpipe.verify_inference import build_inference, inference_argv, verify_inference
 
 __all__ = ["run_inference"]
@@ -40,12 +41,8 @@ def run_inference(args: argparse.Namespace) -> int:
     plan, params, prompts = build_inference(args)  # bad arguments exit 2 before any run
     _refuse_unsupported(args)
     if args.backend == "mpi":
-        from ringpipe.cli.verify import launch_ranks
-
         return launch_ranks(args, plan.mesh,
                             ["-m", "ringpipe.mpi", "verify", *inference_argv(args)])
-    from ringpipe.cli.verify import refuse_mpi_only_flags
-
     refuse_mpi_only_flags(args)
     report = verify_inference(plan, params, prompts, args.backend)
     if args.json:
