@@ -36,7 +36,7 @@ from numbers import Real
 
 import numpy as np
 
-from ringpipe.validation import check_int
+from ringpipe.validation import check_int, check_real
 
 from .actions import Action, ActionKind, Schedule, interleaved_placement
 from .simulate import CostModel, simulate
@@ -100,9 +100,15 @@ class InferenceTiming:
 
 
 def _per_rank(name: str, value: Real | Sequence[Real], p: int) -> list[Real]:
-    values = list(value) if isinstance(value, Sequence) else [value] * p
+    """``value`` as one cost per rank, each a finite number >= 0: NaN would compare as
+    "not negative" in the simulator and turn every timing into NaN, an infinity every
+    timing into inf. The values are returned unconverted, so exact Fractions stay exact."""
+    many = isinstance(value, Sequence) and not isinstance(value, (str, bytes))
+    values = list(value) if many else [value] * p
     if len(values) != p:
         raise ValueError(f"{name}: got {len(values)} per-rank costs for {p} pipeline ranks")
+    for i, v in enumerate(values):
+        check_real(f"{name}[{i}]" if many else name, v, 0.0)
     return values
 
 
@@ -113,13 +119,15 @@ def inference_timing(schedule: Schedule, prefill_cost: Real | Sequence[Real],
 
     ``prefill_cost`` / ``decode_cost``: one pipeline rank's forward time for one group
     at step 0 / at a decode step (one number, or one per rank); ``p2p_latency``: the
-    time of every message between ranks, the token hand-back included.
+    time of every message between ranks, the token hand-back included. Every cost must
+    be a finite number >= 0 (TypeError/ValueError naming it otherwise).
     """
     if not isinstance(schedule, Schedule):
         raise TypeError(f"schedule: expected Schedule, got {type(schedule).__name__}")
     p, steps = schedule.num_ranks, schedule.chunks_per_rank
     if schedule.kinds - {ActionKind.FORWARD, ActionKind.SEND_F, ActionKind.RECV_F}:
         raise ValueError(f"schedule: {schedule.name} is not forward-only")
+    check_real("p2p_latency", p2p_latency, 0.0)
     pre = _per_rank("prefill_cost", prefill_cost, p)
     dec = _per_rank("decode_cost", decode_cost, p)
     forward = [pre[s % p] if s < p else dec[s % p] for s in range(p * steps)]

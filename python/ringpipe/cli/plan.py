@@ -13,6 +13,9 @@ compares the pinned choice with the best unpinned one (predicted slowdown, main 
 The recipe defaults to today's Megatron-LM (:mod:`ringpipe.cost.recipe`); ``--no-sp
 --no-flash-attention --no-distributed-optimizer --no-overlap-grad-reduce`` switch parts
 off. ``--headroom GIB`` (default 4): a configuration fits when it leaves that much free.
+These, ``--seq`` and the other training flags are refused with ``--inference``
+(:mod:`ringpipe.cli.plan_inference`); model sizes must be >= 1 (leave ``--ffn`` and
+``--kv-heads`` out for their defaults) and ``--plot`` needs a non-empty file name.
 The table shows model TFLOP/s (no recomputation; MFU) and hardware TFLOP/s
 (recomputation included) per GPU side by side.
 
@@ -97,9 +100,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="materialise the attention scores")
     recipe.add_argument("--no-overlap-grad-reduce", action="store_true",
                         help="reduce gradients after the pipeline drains")
-    recipe.add_argument("--headroom", type=float, default=DEFAULT_HEADROOM_GIB,
+    # default None, not DEFAULT_HEADROOM_GIB, so that --inference can tell it was given
+    recipe.add_argument("--headroom", type=float, default=None,
                         metavar="GIB", help="free memory a configuration must leave "
-                        f"(default {DEFAULT_HEADROOM_GIB:g} GiB)")
+                        f"(default {DEFAULT_HEADROOM_GIB:g} GiB; training only)")
     pins = p.add_argument_group("pins")
     for axis in ("tp", "pp", "dp"):
         pins.add_argument(f"--{axis}", type=int, default=None,
@@ -123,6 +127,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def build_model(args: argparse.Namespace) -> ModelSpec:
     """The model the arguments describe (ValueError when under-specified)."""
     given = {f: getattr(args, f) for f in _SIZE_FLAGS if getattr(args, f) is not None}
+    for f, v in given.items():  # ModelSpec reads ffn/kv_heads 0 as "default": not so here
+        if v < 1:
+            default = {"ffn": " (leave it out for the default, 4 × hidden)",
+                       "kv_heads": " (leave it out for the default, heads)"}.get(f, "")
+            raise ValueError(f"--{f.replace('_', '-')} must be >= 1, got {v}{default}")
+    inference = getattr(args, "inference", False) is True  # --seq: refused up front
+    if inference and args.model is None:  # the cost of serving never reads ModelSpec.seq
+        given["seq"] = max(args.prompt_len + args.output_len, 1)
     if args.gated_mlp:
         given["gated_mlp"] = True
     if args.model is not None:
@@ -134,10 +146,11 @@ def build_model(args: argparse.Namespace) -> ModelSpec:
                            if getattr(base, f) != v)
         name = f"{base.name}+{changes}" if changes else base.name
         return dataclasses.replace(base, name=name, **given)
-    missing = [f"--{f}" for f in ("layers", "hidden", "heads", "seq", "vocab")
-               if f not in given]
+    needed = [f"--{f}" for f in ("layers", "hidden", "heads", "seq", "vocab")
+              if not (inference and f == "seq")]
+    missing = [f for f in needed if f[2:] not in given]
     if missing:
-        raise ValueError(f"give --model or all of --layers --hidden --heads --seq --vocab "
+        raise ValueError(f"give --model or all of {' '.join(needed)} "
                          f"(missing {' '.join(missing)})")
     name = f"custom-l{given['layers']}-h{given['hidden']}"
     return ModelSpec(name, **given)
@@ -246,6 +259,8 @@ def write_plot(report: SearchReport, path: str, top: int) -> None:
 
 def check_plot_path(path: str) -> None:
     """ValueError unless ``path`` names a file that can be written (checked up front)."""
+    if not path:  # Path("") is ".", a directory, and `if args.plot:` skipped it silently
+        raise ValueError("--plot needs a file name, got ''")
     target = Path(path)
     if target.is_dir() or path.endswith(("/", os.sep)):
         raise ValueError(f"--plot: {path} is a directory; give a file name, e.g. "
@@ -259,17 +274,19 @@ def check_plot_path(path: str) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Handler of ``ringpipe plan``; returns the exit status."""
-    if args.plot:
+    if args.plot is not None:
         check_plot_path(args.plot)
     if args.top < 1:
         raise ValueError(f"--top must be >= 1, got {args.top}")
     if args.nodes is not None and args.nodes < 1:
         raise ValueError(f"--nodes must be >= 1, got {args.nodes}")
-    if not args.headroom >= 0:
+    if args.headroom is not None and not args.headroom >= 0:
         raise ValueError(f"--headroom must be >= 0 GiB, got {args.headroom}")
-    model, cluster = build_model(args), build_cluster(args)
     if args.inference:
-        return plan_inference.run_inference_plan(args, model, cluster)
+        plan_inference.refuse_training_flags(args)  # before the model: --seq is one
+        return plan_inference.run_inference_plan(args, build_model(args), build_cluster(args))
+    model, cluster = build_model(args), build_cluster(args)
+    headroom = DEFAULT_HEADROOM_GIB if args.headroom is None else args.headroom
     if args.global_batch is None:
         raise ValueError("--global-batch is required (or --inference)")
     training = build_training(args)
@@ -277,10 +294,10 @@ def run(args: argparse.Namespace) -> int:
                         chunks=args.chunks, allow_uneven=args.allow_uneven)
     failure: FitsNowhere | None = None
     try:
-        report = search(model, training, cluster, space, args.headroom)
+        report = search(model, training, cluster, space, headroom)
     except FitsNowhere as exc:
         failure, report = exc, exc.report
-    if args.plot:
+    if args.plot is not None:
         write_plot(report, args.plot, args.top)
     title = (f"# {model.name} ({model.total_params / 1e9:.1f}B params) on {cluster.nodes} × "
              f"{cluster.name} ({cluster.world} GPUs), global batch {training.global_batch}: "

@@ -4,6 +4,11 @@
         --output-len K --batch B [--dtype bf16|fp8] [--objective latency|throughput] \\
         [--ttft-slo-ms X] [--tpot-slo-ms Y] [--top 10] [--json] [--plot FILE]
 
+``--top`` bounds the table, the ``--json`` candidates and the ``--plot`` curves alike.
+Training-only flags (``--headroom``, ``--no-sp`` and the other recipe switches,
+``--seq``, ``--allow-uneven``, ``--global-batch``, ...) are refused with exit 2 and the
+reason, not ignored; with explicit model sizes ``--seq`` is not needed.
+
 Each layout gets its time to first token, time per output token, tokens/s per user and
 per GPU, weights and KV-cache memory per GPU, the largest batch that fits, and whether
 it fits (:mod:`ringpipe.cost.inference`); the ranking and the one-sentence explanation
@@ -19,7 +24,7 @@ import argparse
 import json
 import sys
 
-from ringpipe.cost.inference import Workload
+from ringpipe.cost.inference import MEMORY_UTILIZATION, Workload
 from ringpipe.cost.inference_search import (
     OBJECTIVES,
     InferenceSearch,
@@ -115,15 +120,46 @@ def write_plot(report: InferenceSearch, path: str, top: int = PLOT_LAYOUTS) -> N
     plt.close(fig)
 
 
-def run_inference_plan(args: argparse.Namespace, model: object, cluster: object) -> int:
-    """Handler of ``ringpipe plan --inference`` for the model and cluster the shared
-    flags describe; returns the exit status."""
+#: Training-only flags of ``ringpipe plan`` that are switches (False unless given), and
+#: why each means nothing to a serving layout.
+_TRAINING_SWITCHES = {
+    "no_sp": "sequence parallelism splits training activations; the serving cost model "
+             "has no such choice",
+    "no_flash_attention": "the serving cost model prices attention over the KV cache",
+    "no_distributed_optimizer": "serving holds no optimizer state",
+    "shard_optimizer": "serving holds no optimizer state",
+    "no_overlap_grad_reduce": "serving reduces no gradients",
+    "allow_uneven": "serving layouts always split the layers as evenly as pp allows",
+}
+
+
+def refuse_training_flags(args: argparse.Namespace) -> None:
+    """ValueError naming the first training-only flag given with ``--inference``, and
+    why it does not apply: silently ignoring it would rank layouts the user did not ask
+    for."""
     if args.global_batch is not None:
         raise ValueError("--global-batch is for training plans; --inference takes --batch")
     for flag in ("microbatch_size", "recompute", "schedule", "chunks"):
         if getattr(args, flag) is not None:
             raise ValueError(f"--{flag.replace('_', '-')} is for training plans, not "
                              "--inference")
+    if args.headroom is not None:
+        raise ValueError("--headroom does not apply to --inference: a serving layout "
+                         f"fits within {MEMORY_UTILIZATION:.0%} of GPU memory (vLLM's "
+                         "gpu_memory_utilization), the KV cache filling the rest")
+    for flag, why in _TRAINING_SWITCHES.items():
+        if getattr(args, flag):
+            raise ValueError(f"--{flag.replace('_', '-')} does not apply to --inference: "
+                             f"{why}")
+    if args.seq is not None:
+        raise ValueError("--seq does not apply to --inference: a served sequence is "
+                         "--prompt-len prompt tokens plus --output-len generated ones")
+
+
+def run_inference_plan(args: argparse.Namespace, model: object, cluster: object) -> int:
+    """Handler of ``ringpipe plan --inference`` for the model and cluster the shared
+    flags describe; returns the exit status."""
+    refuse_training_flags(args)
     dtype = args.dtype
     if dtype not in ("bf16", "fp8"):
         raise ValueError(f"--dtype {dtype}: --inference supports bf16 and fp8")
@@ -131,7 +167,7 @@ def run_inference_plan(args: argparse.Namespace, model: object, cluster: object)
     report = search(model, cluster, work, args.objective,  # type: ignore[arg-type]
                     _slo("ttft-slo-ms", args.ttft_slo_ms), _slo("tpot-slo-ms", args.tpot_slo_ms),
                     {"tp": args.tp, "pp": args.pp, "dp": args.dp})
-    if args.plot:
+    if args.plot is not None:  # "" was refused up front (plan.check_plot_path)
         write_plot(report, args.plot, args.top)
     if args.json:
         best = report.best
@@ -139,7 +175,8 @@ def run_inference_plan(args: argparse.Namespace, model: object, cluster: object)
                           "workload": vars(work), "objective": report.objective,
                           "best": None if best is None else best.to_dict(),
                           "explanation": report.explanation(),
-                          "candidates": [c.to_dict() for c in report.candidates]}, indent=2))
+                          "candidates": [c.to_dict()
+                                         for c in report.candidates[:args.top]]}, indent=2))
     else:
         print(format_table(report, args.top))
         print()

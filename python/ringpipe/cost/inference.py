@@ -46,7 +46,7 @@ from ringpipe.cost.collective_cost import CollectiveModel
 from ringpipe.cost.models import ModelSpec
 from ringpipe.layout import split_layers
 from ringpipe.schedules.inference import decode, inference_timing, prefill
-from ringpipe.validation import check_int
+from ringpipe.validation import check_int, check_real
 
 WEIGHT_BYTES = {"bf16": 2, "fp8": 1}
 ACT_BYTES = 2
@@ -94,10 +94,19 @@ class Layout:
 
 @dataclass(frozen=True)
 class Calibration:
-    """η, the achieved fraction of HBM bandwidth, and τ, seconds of overhead per layer."""
+    """η, the achieved fraction of HBM bandwidth, and τ, seconds of overhead per layer.
+
+    Checked here because every price divides by η: η = 0 would surface as a
+    ZeroDivisionError deep in a prediction, and η < 0 or τ < 0 as negative times.
+    """
 
     hbm_efficiency: float = CALIBRATED_HBM_EFFICIENCY
     layer_overhead: float = CALIBRATED_LAYER_OVERHEAD
+
+    def __post_init__(self) -> None:
+        check_real("Calibration.hbm_efficiency", self.hbm_efficiency, maximum=1.0,
+                   positive=True)
+        check_real("Calibration.layer_overhead", self.layer_overhead, 0.0)
 
 
 @dataclass(frozen=True)
@@ -126,8 +135,20 @@ class InferencePrediction:
 def kv_cache_bytes(model: ModelSpec, tokens: int, sequences: int, tp: int = 1,
                    layers: int | None = None, dtype: str = "bf16") -> float:
     """2 · layers · kv_heads/tp · head_dim · bytes per token per sequence (kv_heads/tp at
-    least 1: heads are replicated past tp = kv_heads), times tokens · sequences."""
-    layers = model.layers if layers is None else layers
+    least 1: heads are replicated past tp = kv_heads), times tokens · sequences.
+
+    TypeError/ValueError naming the argument for a non-model, negative ``tokens``,
+    ``sequences`` or ``layers`` (negative bytes), ``tp < 1`` or an unknown ``dtype``."""
+    if not isinstance(model, ModelSpec):
+        raise TypeError(f"kv_cache_bytes: model must be a ModelSpec, got "
+                        f"{type(model).__name__}")
+    check_int("kv_cache_bytes: tokens", tokens, 0)
+    check_int("kv_cache_bytes: sequences", sequences, 0)
+    check_int("kv_cache_bytes: tp", tp, 1)
+    if dtype not in WEIGHT_BYTES:
+        raise ValueError(f"kv_cache_bytes: dtype must be one of {tuple(WEIGHT_BYTES)}, "
+                         f"got {dtype!r}")
+    layers = model.layers if layers is None else check_int("kv_cache_bytes: layers", layers, 0)
     kv_here = max(model.kv_heads // tp, 1)
     d = model.hidden // model.heads
     return 2.0 * layers * kv_here * d * WEIGHT_BYTES[dtype] * tokens * sequences
@@ -227,7 +248,14 @@ class InferenceModel:
         return best
 
     def predict(self, layout: Layout, work: Workload) -> InferencePrediction:
-        """TTFT, TPOT, rates and memory of ``layout`` running ``work``."""
+        """TTFT, TPOT, rates and memory of ``layout`` running ``work`` (TypeError for
+        anything but a :class:`Layout` and a :class:`Workload`, e.g. a bare tuple)."""
+        if not isinstance(layout, Layout):
+            raise TypeError(f"InferenceModel.predict: layout must be a Layout(tp, pp, dp), "
+                            f"got {type(layout).__name__}")
+        if not isinstance(work, Workload):
+            raise TypeError(f"InferenceModel.predict: work must be a Workload, got "
+                            f"{type(work).__name__}")
         m, c, tp, pp = self.model, self.cluster, layout.tp, layout.pp
         _check_layout(m, c, layout)
         per_stage = split_layers(m.layers, pp)

@@ -19,6 +19,7 @@ re-reading its stage's weights.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from ringpipe.cost.cluster import Cluster
@@ -165,16 +166,31 @@ def batch_sweep(max_batch: int, dp: int) -> list[int]:
     return sizes + [max_batch] if max_batch >= dp else [dp]
 
 
+#: The layout sizes :func:`search` can pin.
+PIN_KEYS = ("tp", "pp", "dp")
+
+
 def search(model: ModelSpec, cluster: Cluster, work: Workload, objective: str = "latency",
            ttft_slo: float | None = None, tpot_slo: float | None = None,
            pins: dict[str, int] | None = None) -> InferenceSearch:
     """Price and rank every layout of the cluster's GPUs (module docstring); ``pins``
-    such as ``{"tp": 8}`` keep only the layouts with those sizes."""
+    such as ``{"tp": 8}`` keep only the layouts with those sizes (keys :data:`PIN_KEYS`,
+    values ints >= 1 or None for unpinned; anything else is refused, naming the pin,
+    rather than failing later as an AttributeError)."""
+    if pins is not None and not isinstance(pins, Mapping):
+        raise TypeError(f"search: pins must be a dict such as {{'tp': 8}}, got "
+                        f"{type(pins).__name__}")
     if objective not in OBJECTIVES:
         raise ValueError(f"objective must be one of {OBJECTIVES}, got {objective!r}")
+    pinned = {}
+    for key, value in (pins or {}).items():
+        if key not in PIN_KEYS:
+            raise ValueError(f"search: unknown pin {key!r} in pins; valid keys are "
+                             f"{', '.join(PIN_KEYS)}")
+        if value is not None:
+            pinned[key] = check_int(f"search: pins[{key!r}]", value, 1)
     im = InferenceModel(model, cluster)
     found = []
-    pinned = {k: v for k, v in (pins or {}).items() if v is not None}
     chosen = [lay for lay in layouts(model, cluster.world)
               if all(getattr(lay, k) == v for k, v in pinned.items())]
     if not chosen:

@@ -25,7 +25,7 @@ from types import ModuleType
 
 import numpy as np
 
-from ringpipe.arrays import array_module
+from ringpipe.arrays import array_kind, array_module, is_array
 from ringpipe.model.functional import repeat_kv
 from ringpipe.validation import check_int
 
@@ -71,8 +71,14 @@ class KVCache:
 
     def append(self, layer: int, k: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Write ``k``, ``v`` ``(batch, kv_heads, n, d)`` after layer ``layer``'s filled
-        positions; return every filled position's keys and values (views)."""
+        positions; return every filled position's keys and values (views). ``k`` and ``v``
+        must be arrays (TypeError otherwise: a nested list has no shape to check)."""
         check_int("KVCache.append: layer", layer, 0, len(self.keys) - 1)
+        for name, a in (("k", k), ("v", v)):
+            if not is_array(a):
+                raise TypeError(f"KVCache.append: {name} must be an array (batch, kv_heads, "
+                                f"n, d) like the cache's {array_kind(self.keys[layer])}, got "
+                                f"{type(a).__name__}")
         start, n = self.lengths[layer], int(k.shape[2])
         if k.shape != v.shape or k.shape[:2] + k.shape[3:] != (
                 self.keys[layer].shape[:2] + self.keys[layer].shape[3:]):
