@@ -194,7 +194,7 @@ def test_persistent_backend_type_error():
 
 
 def test_mpi_group_refuses_np_matrix_locally():
-    from ringpipe.mpi.group import _local_problem
+    from ringpipe.mpi.agreement import local_problem as _local_problem
 
     code, kind, message = _local_problem(np.matrix(np.zeros((2, 2))), None, True, None)
     assert code == 1 and kind is TypeError and "matrix" in message

@@ -16,17 +16,11 @@ results are bitwise identical to ``ringpipe.all_reduce(..., backend="numpy")`` f
 same algorithm, whatever ``segment_bytes`` (pipelining never changes an element's
 reduction order). ``"mpi"`` is not: MPICH picks its own reduction order.
 
-**Agreement check.** A collective whose ranks disagree on the buffer size, dtype, op or
-algorithm would hang or corrupt memory. Each call therefore first ``Allgather`` s one
-small int64 record per rank -- (count, dtype, op, algorithm, collective, local error,
-and for ``all_gather`` whether ``out=`` is given) -- and *every* rank raises the same
-TypeError/ValueError naming the first offending rank, before any data moves. A local
-problem (not an array, unsupported dtype, not C-contiguous, read-only, wrong ``out``,
-an unknown or unhashable algorithm or op) is reported the same way, so no rank is left
-waiting. ``check=False`` skips the round trip for trusted hot loops. When every
-rank agrees (the common case) the check costs the ``Allgather`` and one byte-string
-comparison of the gathered table against this rank's record repeated N times; world
-ranks are gathered once, when the group is made, to name offenders.
+**Agreement check** (:mod:`ringpipe.mpi.agreement`). Each call first ``Allgather`` s a
+small record per rank, and every rank raises the same TypeError/ValueError naming the
+first offending rank before any data moves, so ranks that disagree on size, dtype, op
+or algorithm never hang or corrupt memory. ``check=False`` skips the round trip for
+trusted hot loops.
 
 **Small messages.** A one-shot ``all_reduce`` of at most ``SMALL_MESSAGE_BYTES`` (and
 at most one segment, so a handle holds O(N) requests, never one per tiny segment) copies
@@ -45,14 +39,17 @@ from typing import Any
 
 import numpy as np
 
-from ringpipe.checks import SUPPORTED_DTYPES, SUPPORTED_OPS
 from ringpipe.kernels.numpy_exec import REDUCE_UFUNCS
-from ringpipe.kernels.registry import ALGORITHMS, step_table
+from ringpipe.kernels.registry import step_table
 from ringpipe.kernels.steps import chunk_bounds
+from ringpipe.mpi.agreement import MPI_ALGORITHMS, Agreement, CollectiveError
 from ringpipe.mpi.engine import RankProgram, compile_table, run_program
 from ringpipe.mpi.loader import load_mpi
 from ringpipe.mpi.persistent import PersistentAllReduce, StagedHandles
 from ringpipe.validation import check_int
+
+__all__ = ["DEFAULT_SEGMENT_BYTES", "MPI_ALGORITHMS", "SMALL_MESSAGE_BYTES", "STAGED_HANDLES",
+           "CollectiveError", "ProcessGroup"]
 
 #: Default pipelining segment: large enough to amortise per-message costs, small enough
 #: that a received segment is reduced while still in L2 (see benchmarks/bench_mpi.py).
@@ -62,53 +59,6 @@ DEFAULT_SEGMENT_BYTES = 1 << 20
 SMALL_MESSAGE_BYTES = 64 << 10
 #: How many staged handles a group keeps (each holds two buffers of the message size).
 STAGED_HANDLES = 8
-
-#: Algorithms per collective; "mpi" (the library's own) is offered for all_reduce only.
-MPI_ALGORITHMS = {
-    "all_reduce": (*ALGORITHMS["all_reduce"], "mpi"),
-    "reduce_scatter": tuple(ALGORITHMS["reduce_scatter"]),
-    "all_gather": tuple(ALGORITHMS["all_gather"]),
-}
-_COLLECTIVES = tuple(MPI_ALGORITHMS)
-_ERRORS = ("", "buffer is not a numpy array", "buffer has an unsupported dtype",
-           "buffer is not C-contiguous", "buffer is read-only",
-           "out is not a writeable C-contiguous numpy array of the buffer's dtype",
-           "out has the wrong number of elements", "unknown algorithm", "unknown op")
-_DTYPE_INDEX = {d: i for i, d in enumerate(SUPPORTED_DTYPES)}
-_OP_INDEX = {o: i for i, o in enumerate(SUPPORTED_OPS)}
-_ALGORITHM_INDEX = {c: {a: i for i, a in enumerate(algs)} for c, algs in MPI_ALGORITHMS.items()}
-#: Fields of the agreement record, one int64 each.
-_COUNT, _DTYPE, _OP, _ALGORITHM, _COLLECTIVE, _CODE, _OUT = range(7)
-
-
-class CollectiveError(ValueError):
-    """A collective's ranks disagree or one rank's arguments are invalid."""
-
-
-def _local_problem(buffer: object, out: object, writeable: bool,
-                   out_elems: int | None) -> tuple[int, type[Exception], str]:
-    """(error code, exception type, message) of this rank's arguments; code 0 if fine."""
-    if isinstance(buffer, (np.matrix, np.ma.MaskedArray)):
-        return 1, TypeError, f"buffer is an {type(buffer).__name__}; pass np.asarray(...)"
-    if not isinstance(buffer, np.ndarray):
-        return 1, TypeError, f"buffer is a {type(buffer).__name__}, expected numpy.ndarray"
-    if buffer.dtype not in SUPPORTED_DTYPES:
-        return 2, TypeError, (f"buffer has unsupported dtype {buffer.dtype}; supported: "
-                              f"{', '.join(str(d) for d in SUPPORTED_DTYPES)}")
-    if not buffer.flags.c_contiguous:
-        return 3, ValueError, "buffer is not C-contiguous; pass np.ascontiguousarray(...)"
-    if writeable and not buffer.flags.writeable:
-        return 4, ValueError, "buffer is read-only"
-    if out is not None:
-        if not (isinstance(out, np.ndarray) and out.flags.c_contiguous
-                and out.flags.writeable and out.dtype == buffer.dtype):
-            return 5, TypeError, _ERRORS[5]
-        if out_elems is not None and out.size != out_elems:
-            return 6, ValueError, f"out has {out.size} elements, expected {out_elems}"
-        if np.may_share_memory(out, buffer) and out.size != buffer.size:
-            return 6, ValueError, "out partially overlaps buffer"
-    return 0, ValueError, ""
-
 
 class ProcessGroup:
     """Step-table collectives over one communicator (see the module docstring)."""
@@ -127,8 +77,7 @@ class ProcessGroup:
         self._scratch = np.empty(0, dtype=np.uint8)
         #: world rank of each group rank, to name offenders (gathered once)
         self.world_ranks: tuple[int, ...] = tuple(self.comm.allgather(self.world_rank))
-        self._record = np.empty(7, dtype=np.int64)
-        self._table = np.empty((self.size, 7), dtype=np.int64)
+        self._agreement = Agreement(self.comm, name, self.world_rank, self.world_ranks)
         self._staged = StagedHandles(self._bind, STAGED_HANDLES)
 
     # -- bookkeeping -------------------------------------------------------------------
@@ -161,49 +110,7 @@ class ProcessGroup:
     def _agree(self, collective: str, buffer: object, algorithm: str, op: str,
                out: object = None, out_elems: int | None = None,
                writeable: bool = True) -> None:
-        # a bad algorithm or op is reported through the Allgather like any other local
-        # problem, so every rank raises and none is left waiting in the collective
-        algorithm_index = _lookup(_ALGORITHM_INDEX[collective], algorithm)
-        op_index = _lookup(_OP_INDEX, op)
-        if algorithm_index < 0:
-            code, kind, message = 7, ValueError, (
-                f"unknown algorithm {algorithm!r}; choose one of "
-                f"{', '.join(map(repr, MPI_ALGORITHMS[collective]))}")
-        elif op_index < 0:
-            code, kind, message = 8, ValueError, (
-                f"unknown op {op!r}; choose one of {', '.join(map(repr, SUPPORTED_OPS))}")
-        else:
-            code, kind, message = _local_problem(buffer, out, writeable, out_elems)
-        mine, table = self._record, self._table
-        mine[_COUNT] = buffer.size if code == 0 else -1  # type: ignore[union-attr]
-        mine[_DTYPE] = _DTYPE_INDEX[buffer.dtype] if code == 0 else -1  # type: ignore
-        mine[_OP], mine[_ALGORITHM] = op_index, algorithm_index
-        mine[_COLLECTIVE], mine[_CODE] = _COLLECTIVES.index(collective), code
-        # in place and out= exchange different piece sizes only in all_gather
-        mine[_OUT] = out is not None and collective == "all_gather"
-        self.comm.Allgather(mine, table)
-        if code == 0 and table.tobytes() == mine.tobytes() * self.size:
-            return  # every rank sent the same record, and it has no error
-        self._refuse(collective, table, code, kind, message)
-
-    def _refuse(self, collective: str, table: np.ndarray, code: int,
-                kind: type[Exception], message: str) -> None:
-        """Raise, alike on every rank, for the gathered records ``table``."""
-        where = f"{collective} ({self.name})"
-        bad = np.flatnonzero(table[:, _CODE])
-        if bad.size:
-            who = self.world_ranks[int(bad[0])]
-            if code and who == self.world_rank:
-                raise kind(f"{where}: rank {who}: {message}")
-            raise CollectiveError(f"{where}: rank {who}: "
-                                  f"{_ERRORS[int(table[bad[0], _CODE])]}")
-        for r in range(1, self.size):
-            if not np.array_equal(table[r], table[0]):
-                raise CollectiveError(f"{where}: rank {self.world_ranks[r]}: "
-                                      f"{_describe(table[r], table[0])} but rank "
-                                      f"{self.world_ranks[0]} has "
-                                      f"{_describe(table[0], table[r])}")
-        raise CollectiveError(f"{where}: the ranks' agreement records differ")
+        self._agreement.check(collective, buffer, algorithm, op, out, out_elems, writeable)
 
     # -- the collectives ---------------------------------------------------------------
     def _run(self, collective: str, algorithm: str, flat: np.ndarray, op: str) -> None:
@@ -299,25 +206,3 @@ class ProcessGroup:
     def __repr__(self) -> str:
         return (f"ProcessGroup({self.name!r}, rank {self.rank} of {self.size}, "
                 f"segment_bytes={self.segment_bytes})")
-
-
-def _lookup(index: dict, key: object) -> int:
-    """``index[key]``, or -1 for an unknown or unhashable key (reported, not raised,
-    so that the Allgather still runs and every rank raises alike)."""
-    try:
-        return index.get(key, -1)
-    except TypeError:
-        return -1
-
-
-def _describe(row: np.ndarray, other: np.ndarray) -> str:
-    """Rank ``row`` 's call, naming the collective and in place/``out=`` only where they
-    differ from ``other`` 's."""
-    dtype = SUPPORTED_DTYPES[int(row[_DTYPE])]
-    collective = _COLLECTIVES[int(row[_COLLECTIVE])]
-    what = f"{collective} of " if row[_COLLECTIVE] != other[_COLLECTIVE] else ""
-    where = ("" if row[_OUT] == other[_OUT] else
-             " (with out=)" if row[_OUT] else " (in place)")
-    return (f"{what}{int(row[_COUNT])} elements of {dtype}{where}, op "
-            f"{SUPPORTED_OPS[int(row[_OP])]!r}, algorithm "
-            f"{MPI_ALGORITHMS[collective][int(row[_ALGORITHM])]!r}")
