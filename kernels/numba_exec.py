@@ -31,6 +31,7 @@ from ringpipe.kernels.half import half_sum_bits, half_to_float_table
 from ringpipe.kernels.memory import address_to_pointer, addresses
 from ringpipe.kernels.ops import OPCODES
 from ringpipe.kernels.steps import StepTable, chunk_bounds
+from ringpipe.validation import check_int
 
 
 @dataclass(frozen=True)
@@ -54,10 +55,10 @@ class KernelTuning:
     parallel_min_bytes: int = 1 << 20
 
     def __post_init__(self) -> None:
-        if self.tile_bytes < 64:
-            raise ValueError(f"tile_bytes must be >= 64, got {self.tile_bytes}")
-        if self.parallel_min_bytes < 0:
-            raise ValueError(f"parallel_min_bytes must be >= 0, got {self.parallel_min_bytes}")
+        # ints only (a float or NaN would reach the kernel's index arithmetic), and
+        # bounded so that the tile fits the kernel's int64 element counts
+        check_int("KernelTuning.tile_bytes", self.tile_bytes, 64, 1 << 40)
+        check_int("KernelTuning.parallel_min_bytes", self.parallel_min_bytes, 0, 1 << 62)
 
 
 DEFAULT_TUNING = KernelTuning()

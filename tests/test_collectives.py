@@ -5,6 +5,8 @@ numba executor bitwise equal to the numpy executor, for N in 1..16, sizes 0..~1e
 (primes and sizes below N included), every dtype, op and algorithm.
 """
 
+import re
+
 import numpy as np
 import pytest
 from hypothesis import given
@@ -241,3 +243,17 @@ def test_persistent_all_reduce_checks_once_up_front():
         all_reduce_init(bufs)
     with pytest.raises(ValueError, match="no persistent form"):
         all_reduce_init(integer_inputs(0, 2, 4, np.float32), backend="cupy")
+
+
+@pytest.mark.parametrize("kwargs,error,fragment", [
+    ({"tile_bytes": "x"}, TypeError, "KernelTuning.tile_bytes must be an int"),
+    ({"tile_bytes": None}, TypeError, "KernelTuning.tile_bytes must be an int"),
+    ({"tile_bytes": 100.7}, TypeError, "KernelTuning.tile_bytes must be an int"),
+    ({"tile_bytes": 10**30}, ValueError, "KernelTuning.tile_bytes must be <="),
+    ({"tile_bytes": 32}, ValueError, "KernelTuning.tile_bytes must be >= 64"),
+    ({"parallel_min_bytes": float("inf")}, TypeError, "KernelTuning.parallel_min_bytes"),
+    ({"parallel_min_bytes": -1}, ValueError, "KernelTuning.parallel_min_bytes must be >= 0"),
+])
+def test_kernel_tuning_refuses_bad_fields_when_made(kwargs, error, fragment):
+    with pytest.raises(error, match=re.escape(fragment)):
+        KernelTuning(**kwargs)
