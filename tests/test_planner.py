@@ -128,8 +128,11 @@ def test_no_factorisation_fits_the_gpu_count():
     model = ModelSpec("odd", 7, 70, 7, 64, 100)
     with pytest.raises(ValueError, match="no TP×PP×DP factorisation of 8 GPUs fits odd"):
         plan(model, TrainingSpec(7), cluster_preset("dgx-a100", 1))
-    with pytest.raises(ValueError, match="with tp=3"):
+    with pytest.raises(ValueError, match="tp=3 does not divide the cluster's 32 GPUs"):
         factorisations(GPT_100B, TrainingSpec(32), 32, SearchSpace(tp=3))
+    with pytest.raises(ValueError, match="with tp=16"):  # divides 32, not the heads
+        factorisations(ModelSpec("odd", 7, 70, 7, 64, 100), TrainingSpec(32), 32,
+                       SearchSpace(tp=16))
 
 
 def test_fits_nowhere_gives_the_smallest_memory_needed():

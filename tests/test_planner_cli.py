@@ -128,7 +128,7 @@ def test_cluster_file(tmp_path, capsys):
     ([*SMALL, "--nodes", "0"], "--nodes must be >= 1"),
     (["plan", "--layers", "7", "--hidden", "70", "--heads", "7", "--seq", "64", "--vocab",
       "100", "--cluster", "dgx-a100", "--global-batch", "7"], "no TP×PP×DP factorisation"),
-    ([*SMALL, "--tp", "3"], "with tp=3"),
+    ([*SMALL, "--tp", "3"], "tp=3 does not divide the cluster's 8 GPUs"),
     ([*SMALL, "--top", "0"], "--top must be >= 1"),
 ])
 def test_bad_arguments_exit_2_with_one_line(argv, message, capsys):
@@ -151,3 +151,13 @@ def test_plot_writes_a_png(tmp_path, capsys):
     path = tmp_path / "plan.png"
     code, _, _ = run(capsys, *SMALL, "--plot", str(path), "--top", "4")
     assert code == 0 and path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.parametrize("pin,message", [
+    (["--tp", "16"], "tp=16 needs more GPUs than the cluster's 8"),
+    (["--pp", "3"], "pp=3 does not divide the cluster's 8 GPUs"),
+])
+def test_a_pin_the_cluster_cannot_hold_is_named(pin, message, capsys):
+    assert main(["plan", "--model", "llama2-7b", "--cluster", "dgx-a100",
+                 "--global-batch", "64", *pin]) == 2
+    assert message in capsys.readouterr().err

@@ -146,6 +146,12 @@ def factorisations(model: ModelSpec, training: TrainingSpec, world: int,
     if all(v is not None for v in pinned) and pinned[0] * pinned[1] * pinned[2] != world:
         raise ValueError(f"tp × pp × dp = {pinned[0]} × {pinned[1]} × {pinned[2]} = "
                          f"{pinned[0] * pinned[1] * pinned[2]} GPUs, but the cluster has {world}")
+    for name in ("tp", "pp", "dp"):
+        pin = getattr(space, name)
+        if pin is not None and pin > world:
+            raise ValueError(f"{name}={pin} needs more GPUs than the cluster's {world}")
+        if pin is not None and world % pin:
+            raise ValueError(f"{name}={pin} does not divide the cluster's {world} GPUs")
     out = []
     for tp in _divisors(world):
         if model.heads % tp or model.kv_heads % tp or space.tp not in (None, tp):
