@@ -150,6 +150,6 @@ class MemoryBreakdown:
         return (f"{self.total / GIB:.1f} GiB on pipeline rank {self.peak_rank} = weights "
                 f"{self.weights / GIB:.1f} + gradients {self.gradients / GIB:.1f} + "
                 f"optimizer {self.optimizer / GIB:.1f} + activations "
-                f"{self.activations / GIB:.1f} ({self.peak_in_flight} micro-batches in "
-                f"flight) + comm buffers {self.comm_buffers / GIB:.1f} + reserve "
-                f"{self.reserved / GIB:.1f}")
+                f"{self.activations / GIB:.1f} (at most {self.peak_in_flight} stage "
+                f"activations held, one per (stage, micro-batch)) + comm buffers "
+                f"{self.comm_buffers / GIB:.1f} + reserve {self.reserved / GIB:.1f}")
