@@ -135,13 +135,38 @@ class Schedule:
 
     def __post_init__(self) -> None:
         self._check(len(self.actions))
+        self._check_actions()
+
+    def _check_actions(self) -> None:
+        """Types of a hand-built schedule's actions (O(actions), eager constructor only:
+        the generators' array-backed schedules are correct by construction)."""
+        for r, row in enumerate(self.actions):
+            if isinstance(row, (str, bytes)) or not isinstance(row, Sequence):
+                raise TypeError(f"actions[{r}]: expected a sequence of Action or None, got "
+                                f"{type(row).__name__}")
+            for i, a in enumerate(row):
+                if a is None:
+                    continue
+                where = f"actions[{r}][{i}]"
+                if not isinstance(a, Action):
+                    raise TypeError(f"{where}: expected Action or None, got {a!r} "
+                                    f"({type(a).__name__}); e.g. Action.parse('0F0')")
+                if not isinstance(a.kind, ActionKind):
+                    raise TypeError(f"{where}: kind must be an ActionKind (e.g. F or "
+                                    f"ActionKind.FORWARD), got {a.kind!r}")
+                for field in ("stage", "microbatch"):
+                    check_int(f"{where}: {field}", getattr(a, field), 0)
 
     def _check(self, p: int) -> None:
         if not isinstance(self.name, str):
             raise TypeError(f"name: expected str, got {type(self.name).__name__}")
         check_int("num_microbatches", self.num_microbatches)
         check_int("actions (number of ranks)", p)
-        if not self.placement:
+        if isinstance(self.placement, (str, bytes)) or not isinstance(self.placement,
+                                                                       Sequence):
+            raise TypeError(f"placement: expected a tuple of ranks, one per stage, got "
+                            f"{type(self.placement).__name__}")
+        if len(self.placement) == 0:
             raise ValueError("placement: must name the rank of at least one stage")
         held = [0] * p
         for stage, rank in enumerate(self.placement):

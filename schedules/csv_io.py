@@ -130,10 +130,23 @@ def _assemble(rows: list[tuple[Action | None, ...]], name: str) -> Schedule:
         raise ScheduleError(str(exc), rows) from None
 
 
+def _check_path(path: object) -> str:
+    """``path`` as a str; TypeError for anything but a str or os.PathLike (an int would
+    be taken as a file descriptor by ``open``)."""
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"path: expected a str or os.PathLike, got {type(path).__name__}")
+    return os.fspath(path)
+
+
 def save_csv(schedule: Schedule, path: str | os.PathLike[str]) -> None:
-    """Write ``schedule`` to ``path`` in CSV form."""
-    with open(path, "w", newline="", encoding="utf-8") as handle:
-        handle.write(schedule_to_csv(schedule))
+    """Write ``schedule`` to ``path`` in CSV form (ValueError naming the path when it
+    cannot be written)."""
+    name = _check_path(path)
+    try:
+        with open(name, "w", newline="", encoding="utf-8") as handle:
+            handle.write(schedule_to_csv(schedule))
+    except OSError as exc:
+        raise ValueError(f"{name}: cannot write the CSV: {exc.strerror or exc}") from None
 
 
 def load_csv(path: str | os.PathLike[str]) -> Schedule:
@@ -142,6 +155,7 @@ def load_csv(path: str | os.PathLike[str]) -> Schedule:
     ValueError naming the file when it is not UTF-8 text or does not parse
     (:class:`ScheduleError`, with its grid, when the rows form no schedule).
     """
+    path = _check_path(path)
     try:
         with open(path, newline="", encoding="utf-8-sig") as handle:
             text = handle.read()

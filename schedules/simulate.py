@@ -75,12 +75,12 @@ class CostModel:
             for v in values:
                 if isinstance(v, bool) or not isinstance(v, Real):
                     raise TypeError(f"{name}: expected a real number, got {type(v).__name__}")
-                if v < 0:
-                    raise ValueError(f"{name}: costs must be >= 0, got {v}")
+                if not math.isfinite(v) or v < 0:  # a NaN would silently drop every wait
+                    raise ValueError(f"{name}: costs must be finite and >= 0, got {v}")
         for name in ("p2p_latency", "message_bytes"):
             v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, Real) or v < 0:
-                raise ValueError(f"{name}: must be a real number >= 0, got {v!r}")
+            if isinstance(v, bool) or not isinstance(v, Real) or not math.isfinite(v) or v < 0:
+                raise ValueError(f"{name}: must be a finite real number >= 0, got {v!r}")
         bw = self.p2p_bandwidth
         if bw is not None and (isinstance(bw, bool) or not isinstance(bw, Real) or not bw > 0):
             raise ValueError(f"p2p_bandwidth: must be a real number > 0 or None, got {bw!r}")
@@ -209,6 +209,9 @@ def simulate(
         raise TypeError(f"costs: expected CostModel, got {type(costs).__name__}")
     if execution_order is None:
         execution_order = validate(schedule)
+    elif not isinstance(execution_order, ExecutionOrder):
+        raise TypeError(f"execution_order: expected the ExecutionOrder that validate() "
+                        f"returned, got {type(execution_order).__name__}")
     elif execution_order.schedule is not schedule:
         raise ValueError("execution_order: was computed for a different schedule")
     enc = execution_order.encoded

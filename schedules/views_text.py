@@ -49,10 +49,11 @@ def format_time_grid(result: SimulationResult, slot: object = None) -> str:
         raise ValueError(f"slot: must be > 0, got {slot!r}")
     num_slots = math.ceil(result.makespan / slot) if result.makespan else 0
     if num_slots > MAX_SLOTS or num_slots * len(compute) > MAX_CELLS:
-        raise ValueError(f"slot: the text grid would need {num_slots} columns (makespan "
-                         f"{result.makespan} / slot {slot}) × {len(compute)} ranks; at most "
-                         f"{MAX_SLOTS} columns and {MAX_CELLS} cells are drawn — "
-                         "pass a larger slot, or use --format json/svg/chrome")
+        raise ValueError(f"the text grid would need {num_slots} columns × {len(compute)} "
+                         f"ranks (makespan {float(result.makespan):.6g} in slots of "
+                         f"{float(slot):.6g}); at most {MAX_SLOTS} columns and {MAX_CELLS} "
+                         "cells are drawn: use --format json, svg or chrome (from Python, "
+                         "pass a larger slot=)")
     labels = [[IDLE] * num_slots for _ in compute]
     for r, line in enumerate(compute):
         for t in line:

@@ -20,6 +20,7 @@ import json
 import sys
 from fractions import Fraction
 
+from ringpipe.limits import Limits
 from ringpipe.schedules import (
     SCHEDULES,
     SEND_MODES,
@@ -136,6 +137,18 @@ def _positive(flag: str, value: int | None) -> int:
     return check_int(f"{flag}:", value, 1)
 
 
+def _check_csv_size(path: str, limits: Limits) -> None:
+    """Refuse, before parsing, a CSV with more actions than a schedule within
+    ``max_schedule_cells`` can have (at most 8 per (stage, micro-batch) cell: F, B or I
+    and W, and their sends and receives), so parsing stays bounded (600 000 cells took
+    13 s and 1 GB); the exact size is checked after parsing."""
+    with open(path, "rb") as handle:
+        data = handle.read()
+    fields = data.count(b",") + data.count(b"\n") + 1
+    limits.require("max_schedule_cells", "--from-csv actions / 8 (at most 8 per cell)",
+                   fields // 8)
+
+
 def _build(args: argparse.Namespace) -> Schedule:
     if args.from_csv is not None:
         if args.name is not None:
@@ -153,10 +166,19 @@ def _build(args: argparse.Namespace) -> Schedule:
             raise ValueError(
                 f"{', '.join(given)}: not allowed with --from-csv (read from the file)"
             )
+        limits = Limits.from_env()
         try:
-            return load_csv(args.from_csv)
+            _check_csv_size(args.from_csv, limits)
+            schedule = load_csv(args.from_csv)
         except OSError as exc:
             raise ValueError(f"--from-csv: cannot read {args.from_csv}: {exc.strerror}") from None
+        # the same limits as a generated schedule's (ringpipe.limits)
+        limits.require("max_stages", "--from-csv stages", schedule.num_stages)
+        limits.require("max_microbatches", "--from-csv micro-batches",
+                       schedule.num_microbatches)
+        limits.require("max_schedule_cells", "--from-csv schedule size stages·micro-batches",
+                       schedule.num_stages * schedule.num_microbatches)
+        return schedule
     if args.name is None:
         raise ValueError("NAME or --from-csv is required")
     p = _positive("--stages", args.stages)
