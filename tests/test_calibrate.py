@@ -255,4 +255,10 @@ def test_calibrate_output_is_checked_before_measuring(tmp_path):
     assert list(tmp_path.iterdir()) and not good.exists()  # the probe file is gone
     write_output(good, "a = 1\n")
     assert good.read_text() == "a = 1\n"
+    umask = os.umask(0)
+    os.umask(umask)
+    assert good.stat().st_mode & 0o777 == 0o666 & ~umask  # as a plain write, not 0600
+    good.chmod(0o640)
+    write_output(good, "a = 2\n")  # overwriting keeps the file's mode
+    assert good.read_text() == "a = 2\n" and good.stat().st_mode & 0o777 == 0o640
     assert sorted(p.name for p in tmp_path.iterdir()) == ["dir.toml", "fifo.toml", "ok.toml"]

@@ -63,12 +63,20 @@ def check_output(out: Path) -> None:
 def write_output(out: Path, text: str) -> None:
     """Write ``text`` to ``out`` atomically (a temporary file in the same directory, then
     a rename), so a failure never leaves a truncated cluster file."""
+    umask = os.umask(0)
+    os.umask(umask)
+    mode = out.stat().st_mode & 0o777 if out.is_file() else 0o666 & ~umask
+    temp = None
     try:
         with tempfile.NamedTemporaryFile("w", dir=out.parent, prefix=f".{out.name}.",
                                          suffix=".tmp", delete=False, encoding="utf-8") as f:
+            temp = f.name
             f.write(text)
-        os.replace(f.name, out)
+        os.chmod(temp, mode)  # mkstemp makes 0600; keep the mode a plain write would give
+        os.replace(temp, out)
     except OSError as exc:
+        if temp is not None and os.path.exists(temp):
+            os.unlink(temp)
         raise ValueError(f"--output: cannot write {str(out)!r}: {exc.strerror or exc}") from None
 
 

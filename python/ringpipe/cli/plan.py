@@ -280,11 +280,11 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--top must be >= 1, got {args.top}")
     if args.nodes is not None and args.nodes < 1:
         raise ValueError(f"--nodes must be >= 1, got {args.nodes}")
-    if args.headroom is not None and not args.headroom >= 0:
-        raise ValueError(f"--headroom must be >= 0 GiB, got {args.headroom}")
     if args.inference:
         plan_inference.refuse_training_flags(args)  # before the model: --seq is one
         return plan_inference.run_inference_plan(args, build_model(args), build_cluster(args))
+    if args.headroom is not None and not args.headroom >= 0:
+        raise ValueError(f"--headroom must be >= 0 GiB, got {args.headroom}")
     model, cluster = build_model(args), build_cluster(args)
     headroom = DEFAULT_HEADROOM_GIB if args.headroom is None else args.headroom
     if args.global_batch is None:

@@ -158,8 +158,8 @@ def refuse_training_flags(args: argparse.Namespace) -> None:
 
 def run_inference_plan(args: argparse.Namespace, model: object, cluster: object) -> int:
     """Handler of ``ringpipe plan --inference`` for the model and cluster the shared
-    flags describe; returns the exit status."""
-    refuse_training_flags(args)
+    flags describe (``run`` has refused the training-only flags); returns the exit
+    status."""
     dtype = args.dtype
     if dtype not in ("bf16", "fp8"):
         raise ValueError(f"--dtype {dtype}: --inference supports bf16 and fp8")

@@ -38,8 +38,8 @@ def _refuse_unsupported(args: argparse.Namespace) -> None:
 
 def run_inference(args: argparse.Namespace) -> int:
     """Handler of ``ringpipe verify --inference``; returns the exit status."""
+    _refuse_unsupported(args)  # flags plain verify honours, named before anything else
     plan, params, prompts = build_inference(args)  # bad arguments exit 2 before any run
-    _refuse_unsupported(args)
     if args.backend == "mpi":
         return launch_ranks(args, plan.mesh,
                             ["-m", "ringpipe.mpi", "verify", *inference_argv(args)])

@@ -24,7 +24,7 @@ from ringpipe.cost.cluster import CALIBRATED_FRACTION_OF_PEAK, GB, GIB, TFLOP, C
 from ringpipe.cost.cluster_reader import read_cluster_file
 from ringpipe.cost.file_section import Section
 from ringpipe.cost.gpu import A100, MICROSECOND, GpuKernels
-from ringpipe.cost.measured_table import calibration_from_dict
+from ringpipe.cost.measured_table import calibration_from_dict, read_link
 
 __all__ = ["TOP_KEYS", "cluster_from_dict", "load_cluster", "read_cluster"]
 
@@ -40,8 +40,7 @@ _KERNEL_KEYS = (*_KERNEL_INTS, "flash_fraction", "launch_overhead_us", "saturati
 def _link(top: Section, key: str, extra: tuple[str, ...] = ()) -> Link:
     t = top.table(key, required=True)
     t.only((*_LINK_KEYS, *extra))
-    return Link(t.real("bandwidth_gbs", unit=GB, positive=True),
-                t.real("latency_us", unit=MICROSECOND, minimum=0.0))
+    return read_link(t)
 
 
 def _kernels(top: Section) -> GpuKernels:

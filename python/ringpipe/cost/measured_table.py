@@ -70,13 +70,13 @@ from ringpipe.cost.calibration import RUNTIMES, AllReduceKey, Calibration
 from ringpipe.cost.cluster import GB, Cluster, Link
 from ringpipe.cost.file_section import Section
 from ringpipe.cost.gemm_curve import GemmCurve
+from ringpipe.cost.gpu import MICROSECOND
 from ringpipe.kernels.registry import ALGORITHMS
 from ringpipe.model.config import DTYPES
 from ringpipe.validation import check_int
 
 __all__ = ["MEASURED_KEYS", "calibration_from_dict"]
 
-US = 1e-6
 NS = 1e-9
 #: The keys of ``[measured]`` (module docstring).
 MEASURED_KEYS = ("host", "cores", "blas_threads", "backend", "quick", "seconds_taken",
@@ -115,8 +115,14 @@ def _points(t: Section, first: str) -> None:
 
 def _link(t: Section) -> Link:
     _points(t, "sizes")
+    return read_link(t)
+
+
+def read_link(t: Section) -> Link:
+    """A link's ``bandwidth_gbs`` (> 0) and ``latency_us`` (>= 0) from table ``t``: the
+    one reading of a link, for the headline links and the measured rows alike."""
     return Link(t.real("bandwidth_gbs", unit=GB, positive=True),
-                t.real("latency_us", unit=US, minimum=0.0))
+                t.real("latency_us", unit=MICROSECOND, minimum=0.0))
 
 
 def _gemm(t: Section) -> GemmCurve:
@@ -125,7 +131,7 @@ def _gemm(t: Section) -> GemmCurve:
     _points(t, "shapes")
     return GemmCurve(t.real("peak_gflops", unit=1e9, positive=True),
                      *(t.real(k, 0.0, minimum=0.0) for k in ("m0", "n0", "k0")),
-                     t.real("fixed_us", 0.0, unit=US, minimum=0.0))
+                     t.real("fixed_us", 0.0, unit=MICROSECOND, minimum=0.0))
 
 
 def _allreduce(m: Section) -> dict[AllReduceKey, Link]:
@@ -187,13 +193,13 @@ def calibration_from_dict(measured: Mapping[str, Any], cluster: Cluster,
     m.flag("quick", False)
     m.real("seconds_taken", None, minimum=0.0)
     scalars = dict(
-        call_overhead=m.real("call_overhead_us", cluster.kernels.launch_overhead, unit=US,
+        call_overhead=m.real("call_overhead_us", cluster.kernels.launch_overhead, unit=MICROSECOND,
                              minimum=0.0),
         memory_bandwidth=m.real("memory_bandwidth_gbs", cluster.memory_bandwidth, unit=GB,
                                 positive=True),
         transcendental=m.real("transcendental_ns", 0.0, unit=NS, minimum=0.0),
         fresh_memory=m.real("fresh_memory_ns_per_byte", 0.0, unit=NS, minimum=0.0),
-        action_overhead=m.real("action_overhead_us", None, unit=US, minimum=0.0))
+        action_overhead=m.real("action_overhead_us", None, unit=MICROSECOND, minimum=0.0))
     shares = _shares(m)
     op_bandwidth = _op_bandwidth(m)
     gemm_tables = m.table("gemm")
