@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 
-from ringpipe import perf_probe
+from ringpipe import perf_mpi, perf_probe
 from ringpipe.cli import bench, main
 from ringpipe.perf_probe import MIB, BoundRatio, Row, at_least, at_most
 
@@ -81,7 +81,7 @@ def test_mpi_rows_targets_follow_size_algorithm_and_oversubscription(monkeypatch
     for size in (4096, 16 * MIB):
         for alg in ("ring", "tree", "ring+persistent", "tree+persistent", "ring floor"):
             ratios[size, alg] = 1.1
-    monkeypatch.setattr(perf_probe, "mpi_ratios", lambda n, *a, **k: dict(ratios))
+    monkeypatch.setattr(perf_mpi, "mpi_ratios", lambda n, *a, **k: dict(ratios))
     monkeypatch.setattr(bench.os, "cpu_count", lambda: 2)
     rows = {r.measure: r for r in bench.mpi_rows(TINY)}
     two = {m: r for m, r in rows.items() if m.endswith("2 ranks")}
@@ -114,7 +114,7 @@ def test_bound_target_applies_only_beyond_the_cache(monkeypatch):
 def test_paired_ratios_are_medians_of_same_repetition_ratios():
     samples = {(4096, "mpi"): [10.0, 20.0, 10.0], (4096, "ring"): [12.0, 22.0, 30.0],
                (4096, "ring floor"): [5.0, 10.0, 5.0]}
-    ratios = perf_probe.paired_ratios(samples)
+    ratios = perf_mpi.paired_ratios(samples)
     # per repetition 1.2, 1.1, 3.0: the disturbed third one does not move the median
     assert ratios[4096, "ring"] == pytest.approx(1.2)
     assert ratios[4096, "ring floor"] == pytest.approx(0.5)

@@ -22,7 +22,7 @@ import json
 import os
 from dataclasses import asdict, dataclass
 
-from ringpipe import perf_probe
+from ringpipe import perf_mpi, perf_probe
 from ringpipe.perf_probe import MIB, Row, at_least, at_most
 
 DESCRIPTION = (
@@ -134,7 +134,7 @@ def mpi_rows(s: BenchSettings) -> list[Row]:
     rows = []
     cores = os.cpu_count() or 1
     for nprocs in (2, 4):
-        ratios = perf_probe.mpi_ratios(nprocs, 4096, 16 * MIB, s.mpi_iters, s.mpi_reps)
+        ratios = perf_mpi.mpi_ratios(nprocs, 4096, 16 * MIB, s.mpi_iters, s.mpi_reps)
         for (size, alg), ratio in ratios.items():
             if alg.endswith("floor") and size != 4096:
                 continue  # a latency floor; large messages are bandwidth-bound
@@ -175,7 +175,7 @@ def run(args: argparse.Namespace) -> int:
     notes = []
     if args.skip_mpi:
         notes.append("MPI rows skipped (--skip-mpi)")
-    elif perf_probe.mpi_available():
+    elif perf_mpi.mpi_available():
         rows += mpi_rows(s)
     else:
         notes.append("MPI rows skipped: mpi4py or mpiexec not found (pip install "

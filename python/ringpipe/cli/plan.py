@@ -31,12 +31,11 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import os
 import sys
-from pathlib import Path
 from typing import Any
 
 from ringpipe.cli import plan_inference
+from ringpipe.cli.plan_plot import check_plot_path, write_plot
 from ringpipe.cost.cluster import CLUSTER_PRESETS, GIB, Cluster, cluster_preset
 from ringpipe.cost.cluster_file import load_cluster
 from ringpipe.cost.memory import DEFAULT_HEADROOM_GIB
@@ -220,56 +219,6 @@ def build_training(args: argparse.Namespace) -> TrainingSpec:
                     overlap_grad_reduce=not args.no_overlap_grad_reduce)
     return TrainingSpec(args.global_batch, args.microbatch_size, args.dtype,
                         args.recompute, recipe)
-
-
-def write_plot(report: SearchReport, path: str, top: int) -> None:
-    """Horizontal bars of predicted model TFLOP/s per GPU (model FLOPs: useful work, no
-    recomputation, so the bars rank as the step times do, as the table's model column):
-    the best configuration of each (tp, pp, dp), fitting ones coloured, non-fitting
-    grey."""
-    try:
-        import matplotlib  # noqa: PLC0415 - optional extra, imported only when plotting
-    except ImportError as exc:
-        raise ImportError(f"--plot needs matplotlib: pip install 'ringpipe[plot]' ({exc})"
-                          ) from exc
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt  # noqa: PLC0415
-
-    best: dict[tuple[int, int, int], Prediction] = {}
-    for p in report.candidates:
-        key = (p.config.tp, p.config.pp, p.config.dp)
-        best.setdefault(key, p)
-    shown = sorted(best.values(), key=lambda p: (not p.fits, p.step_time))[:max(top, 1)]
-    fig, ax = plt.subplots(figsize=(8, 0.35 * len(shown) + 1.5))
-    labels = [p.config.label() for p in shown]
-    ax.barh(range(len(shown)), [p.model_tflops_per_gpu for p in shown],
-            color=["tab:blue" if p.fits else "lightgrey" for p in shown])
-    ax.set_yticks(range(len(shown)), labels, fontsize=8)
-    ax.invert_yaxis()
-    c = report.cluster
-    ax.set_xlabel("predicted model TFLOP/s per GPU, recomputation not counted\n"
-                  "(grey: does not fit)")
-    ax.set_title(f"{report.model.name} on {c.nodes} × {c.name}, global batch "
-                 f"{report.training.global_batch}")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120, format="png", bbox_inches="tight")  # exactly `path`
-    plt.close(fig)
-
-
-def check_plot_path(path: str) -> None:
-    """ValueError unless ``path`` names a file that can be written (checked up front)."""
-    if not path:  # Path("") is ".", a directory, and `if args.plot:` skipped it silently
-        raise ValueError("--plot needs a file name, got ''")
-    target = Path(path)
-    if target.is_dir() or path.endswith(("/", os.sep)):
-        raise ValueError(f"--plot: {path} is a directory; give a file name, e.g. "
-                         f"{target / 'plan.png'}")
-    folder = target.parent
-    if not folder.is_dir():
-        raise ValueError(f"--plot: cannot write {path}: no directory {folder}")
-    if not os.access(folder, os.W_OK):
-        raise ValueError(f"--plot: cannot write {path}: {folder} is not writeable")
 
 
 def run(args: argparse.Namespace) -> int:
