@@ -84,3 +84,11 @@ def test_rank_entry_point_checks_arguments_collectively(nprocs, extra, words):
                  capture=True)
     assert job.returncode == 2
     assert words in one_error_line(job.stderr)
+
+
+@pytest.mark.parametrize("flag,value", [("--seq", "16"), ("--schedule", "gpipe")])
+def test_training_only_flags_are_refused_with_inference(flag, value, capsys):
+    from ringpipe.cli import main
+
+    assert main(["verify", "--inference", "--pp", "2", flag, value]) == 2
+    assert f"{flag} does not apply to --inference" in capsys.readouterr().err

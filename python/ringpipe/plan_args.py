@@ -23,13 +23,18 @@ __all__ = ["DEVICES", "add_plan_arguments", "build_plan", "plan_argv"]
 DEVICES = ("cpu", "cupy")
 
 
+#: Defaults that ``verify --inference`` compares with to refuse flags it does not use.
+DEFAULT_SEQ = 8
+DEFAULT_SCHEDULE = "1f1b"
+
+
 def add_plan_arguments(p: argparse.ArgumentParser) -> None:
     """The arguments that describe a plan, its model, batch and output format (shared
     with ``python -m ringpipe.mpi verify``)."""
     p.add_argument("--tp", type=int, default=1, help="tensor-parallel degree (default 1)")
     p.add_argument("--pp", type=int, default=1, help="pipeline ranks p (default 1)")
     p.add_argument("--dp", type=int, default=1, help="data-parallel degree (default 1)")
-    p.add_argument("--schedule", choices=list(SCHEDULES), default="1f1b",
+    p.add_argument("--schedule", choices=list(SCHEDULES), default=DEFAULT_SCHEDULE,
                    help="pipeline schedule (default 1f1b)")
     p.add_argument("--microbatches", type=int, default=None,
                    help="default: the number of pipeline ranks")
@@ -46,7 +51,8 @@ def add_plan_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--layers", type=int, default=None, help="default: 2 per stage")
     p.add_argument("--hidden", type=int, default=32, help="model width h (default 32)")
     p.add_argument("--heads", type=int, default=4, help="attention heads (default 4)")
-    p.add_argument("--seq", type=int, default=8, help="sequence length (default 8)")
+    p.add_argument("--seq", type=int, default=DEFAULT_SEQ,
+                   help=f"sequence length (default {DEFAULT_SEQ})")
     p.add_argument("--vocab", type=int, default=0, help="0: dense inputs, MSE loss")
     p.add_argument("--block", choices=("transformer", "mlp"), default="transformer",
                    help="layer type; mlp: no attention, quicker (default transformer)")

@@ -19,6 +19,7 @@ import argparse
 import json
 
 from ringpipe.cli.mpi_job import launch_ranks, refuse_mpi_only_flags
+from ringpipe.plan_args import DEFAULT_SCHEDULE, DEFAULT_SEQ
 from ringpipe.verify_inference import build_inference, inference_argv, verify_inference
 
 __all__ = ["run_inference"]
@@ -26,7 +27,15 @@ __all__ = ["run_inference"]
 
 def _refuse_unsupported(args: argparse.Namespace) -> None:
     """Flags plain ``verify`` honours but generation does not: refused by name (exit 2)
-    rather than silently ignored."""
+    rather than silently ignored. (``--seq`` and ``--schedule`` are refused when they
+    differ from their defaults, which cannot be told apart from not being given.)"""
+    for flag, given, why in (
+            ("--seq", args.seq != DEFAULT_SEQ,
+             "a generated sequence is --prompt-len prompt tokens plus --new-tokens ones"),
+            ("--schedule", args.schedule != DEFAULT_SCHEDULE,
+             "generation runs the prefill and decode schedules")):
+        if given:
+            raise ValueError(f"{flag} does not apply to --inference: {why}")
     if args.cluster_file is not None:
         raise ValueError("--cluster-file does not apply to --inference (no timed "
                          "prediction of generation)")
