@@ -139,8 +139,9 @@ class Floor:
 
 
 def _exchange(group: ProcessGroup, algorithm: str, count: int,
-              itemsize: int) -> tuple[int, int, Callable[[], object]]:
-    """(rounds, largest message in bytes, one dependent ring-neighbour exchange of it)."""
+              itemsize: int) -> tuple[int, int, Callable[[], object], list]:
+    """(rounds, largest message in bytes, one dependent ring-neighbour exchange of it,
+    its persistent requests, for the caller to free)."""
     mpi = load_mpi()
     prog = group.program("all_reduce", algorithm, count, itemsize)
     rounds = group.comm.allreduce(len(prog.ticks), op=mpi.MAX)
@@ -156,8 +157,7 @@ def _exchange(group: ProcessGroup, algorithm: str, count: int,
     def exchange() -> None:
         start(requests)
         wait_all(requests)
-    exchange.requests = requests  # type: ignore[attr-defined]  # freed by measure()
-    return rounds, nbytes, exchange
+    return rounds, nbytes, exchange, requests
 
 
 def measure(group: ProcessGroup, sizes: list[int], algorithms: list[str], dtype: np.dtype,
@@ -213,10 +213,10 @@ def measure(group: ProcessGroup, sizes: list[int], algorithms: list[str], dtype:
                     samples[size, alg] = [x * 1e6 for x in t]
         for handle in handles:
             handle.free()
-        for _, _, exchange in exchanges.values():
-            for request in exchange.requests:  # type: ignore[attr-defined]
+        for *_, requests in exchanges.values():
+            for request in requests:
                 request.Free()
-        for alg, (rounds, nbytes, _) in exchanges.items():
+        for alg, (rounds, nbytes, _, _) in exchanges.items():
             floors.append(Floor(size, alg, rounds, nbytes,  # type: ignore[union-attr]
                                 best[alg, "floor"] * 1e6))
         for alg, in_place in cases:
