@@ -4,7 +4,7 @@ Run: ``python -m pytest benchmarks/bench_collectives.py --benchmark-only``
 (figures land in the table's extra_info columns; add ``--benchmark-json FILE`` to keep them).
 
 * ``test_large_vs_memory_bound``: 8 ranks x 1, 16 and 64 MiB float32, ring and tree.
-  The bound is the **all-core memory bound** of :mod:`ringpipe.perf_probe`: the
+  The bound is the **all-core memory bound** of :mod:`ringpipe.measure.bench`: the
   all-reduce must move 2·N·S bytes (read every input once, write every output once),
   at the bandwidth of a parallel ``a += b`` over every Numba thread on arrays of N·S
   bytes, timed in alternation with the all-reduce. ``ratio_to_allcore_bound`` is the
@@ -22,8 +22,8 @@ import numpy as np
 import pytest
 
 import ringpipe
-from ringpipe.bandwidth import busbw_factor
-from ringpipe.perf_probe import all_reduce_vs_bound, small_message_speedups, timing_buffers
+from ringpipe.measure.bandwidth import busbw_factor
+from ringpipe.measure.bench import all_reduce_vs_bound, small_message_speedups, timing_buffers
 
 N = 8
 MIB = 1 << 20

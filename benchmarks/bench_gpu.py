@@ -26,7 +26,7 @@ import os
 import pytest
 
 import ringpipe
-from ringpipe.bandwidth import busbw_factor
+from ringpipe.measure.bandwidth import busbw_factor
 
 N = 8
 SIZE = 256 << 20  # bytes per rank
@@ -113,8 +113,8 @@ def test_plan_on_gpu_vs_cpu(benchmark):
 
     from ringpipe.mesh import Mesh
     from ringpipe.model import ModelConfig, init_params
-    from ringpipe.plan import Plan
-    from ringpipe.verify import compare_to_reference, random_batch
+    from ringpipe.plan.training import Plan
+    from ringpipe.verify.training import compare_to_reference, random_batch
 
     cfg = ModelConfig(layers=8, hidden=512, heads=8, seq=128, dtype="float32")
     params, batch = init_params(cfg, 0), random_batch(cfg, 16, 1)

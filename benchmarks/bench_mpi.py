@@ -4,7 +4,7 @@ Run: ``python -m pytest benchmarks/bench_mpi.py --benchmark-only -s`` (``-s`` sh
 nccl-tests tables; add ``--benchmark-json FILE`` to keep the extra_info figures).
 
 Every benchmark starts its own job, ``mpiexec -n N python -m ringpipe.mpi allreduce
---json`` (:mod:`ringpipe.mpi.perf`), on 2 ranks and on 4 ranks (oversubscribed on a
+--json`` (:mod:`ringpipe.measure.mpi_allreduce`), on 2 ranks and on 4 ranks (oversubscribed on a
 2-core machine). Rank 0 times the iterations between MPI barriers -- the slowest rank's
 time, best of several repetitions, the algorithms taking turns in every repetition --
 and prints JSON; those figures go to ``extra_info``. pytest-benchmark's own timing is
@@ -19,7 +19,7 @@ import json
 
 import pytest
 
-from ringpipe.bandwidth import BandwidthRow, format_table
+from ringpipe.measure.bandwidth import BandwidthRow, format_table
 from ringpipe.mpi.launch import launch
 
 MIB = 1 << 20

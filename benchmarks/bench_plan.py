@@ -22,8 +22,8 @@ import pytest
 
 from ringpipe.mesh import Mesh
 from ringpipe.model import ModelConfig, init_params, reference_forward_backward
-from ringpipe.plan import Plan
-from ringpipe.verify import random_batch
+from ringpipe.plan.training import Plan
+from ringpipe.verify.training import random_batch
 
 CONFIG = ModelConfig(layers=8, hidden=512, heads=8, seq=128, dtype="float32")
 ROUNDS = 5

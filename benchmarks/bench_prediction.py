@@ -7,7 +7,7 @@ interleaved-1f1b, 2 to 8 micro-batches, hidden sizes 32 to 256 (8×) — twice:
 * through MPI with 2 processes: ``ringpipe verify --backend mpi --np 2 ...
   --cluster-file FILE --json`` (one mpiexec job per plan; its ``step_time_s`` is the
   best of 3 timed steps after a warm-up, ``predicted_step_time_s`` the cost model's);
-* in-process (:func:`ringpipe.calibrate.timed.timed_prediction`, numba all-reduce),
+* in-process (:func:`ringpipe.verify.timing.timed_prediction`, numba all-reduce),
   also comparing CPU times (the cost model with the machine's load taken out).
 
 Per plan it prints predicted and measured seconds and the error (predicted/measured -
@@ -91,11 +91,11 @@ def run_mpi(cluster_file: str, plan: tuple) -> dict[str, Any]:
 
 def run_inproc(cluster_file: str, plan: tuple) -> dict[str, Any]:
     """One plan in-process (numba all-reduce)."""
-    from ringpipe.calibrate.timed import timed_prediction
-    from ringpipe.cost.calibrated import load_calibrated
+    from ringpipe.cli.plan_args import add_plan_arguments, build_plan
+    from ringpipe.cost.clusterfile.calibrated import load_calibrated
     from ringpipe.model.params import init_params
-    from ringpipe.plan_args import add_plan_arguments, build_plan
-    from ringpipe.verify import random_batch
+    from ringpipe.verify.timing import timed_prediction
+    from ringpipe.verify.training import random_batch
 
     parser = argparse.ArgumentParser()
     add_plan_arguments(parser)
@@ -110,8 +110,8 @@ def run_inproc(cluster_file: str, plan: tuple) -> dict[str, Any]:
 
 def benchmark_prediction(progress: bool = True) -> dict[str, Any]:
     """Calibrate, run every plan both ways; the per-plan rows and the summaries."""
-    from ringpipe.calibrate.run import CalibrateOptions, calibrate
-    from ringpipe.calibrate.toml_out import dumps
+    from ringpipe.cost.clusterfile.writer import dumps
+    from ringpipe.measure.calibrate.run import CalibrateOptions, calibrate
 
     def say(line: str) -> None:
         if progress:

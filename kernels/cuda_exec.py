@@ -268,7 +268,7 @@ def run_table_cuda(table: StepTable, buffers: Sequence[Any], op: str,
     writes every rank of ``buffers``, fusing the out-of-place copy. Arrays are NumPy
     arrays under the CUDA simulator, CuPy (or any ``__cuda_array_interface__``) arrays
     on a GPU with the matching ``io``. The launch is asynchronous on ``io.stream``.
-    Arguments are assumed checked by the caller (:mod:`ringpipe.collectives`).
+    Arguments are assumed checked by the caller (:mod:`ringpipe.collectives.api`).
     """
     n = len(buffers)
     if n > MAX_RANKS:

@@ -64,7 +64,7 @@ def run_table_peer(table: StepTable, buffers: Sequence[Any], op: str, ops: PeerO
 
     With ``inputs`` (one per rank, each on its rank's device) every rank first copies
     its input into its buffer. Arguments are assumed checked by the caller
-    (:mod:`ringpipe.collectives`); see the module docstring for the order of work.
+    (:mod:`ringpipe.collectives.api`); see the module docstring for the order of work.
     """
     flat = [b.reshape(-1) for b in buffers]
     sources = flat if inputs is None else [a.reshape(-1) for a in inputs]

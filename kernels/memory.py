@@ -17,7 +17,7 @@ dtypes and flags against NumPy's Python API, and is ``None`` (the fast check the
 always answers "not plain", so callers take the full checks) wherever the probe does
 not match exactly, e.g. on a Python build with a different object header. The fast
 check only ever says "plain, here are the addresses" or "check properly"; every error
-message still comes from :mod:`ringpipe.checks`.
+message still comes from :mod:`ringpipe.collectives.checks`.
 """
 
 from __future__ import annotations

@@ -260,7 +260,7 @@ def run_table_numba(table: StepTable, buffers: list[np.ndarray], op: str,
     into ``buffers``, fusing the out-of-place copy into the same pass over memory.
     ``buffer_addresses`` / ``input_addresses`` may pass addresses the caller already
     computed (:func:`ringpipe.kernels.memory.addresses`). Arguments are assumed checked
-    by the caller (:mod:`ringpipe.collectives`).
+    by the caller (:mod:`ringpipe.collectives.api`).
     """
     launch = _launch(table, buffers, op, inputs, tuning, buffer_addresses, input_addresses)
     if launch is not None:  # the caller holds the buffers for the duration of the call

@@ -20,7 +20,7 @@ __all__ = ["REDUCE_UFUNCS", "run_table_numpy"]
 def run_table_numpy(table: StepTable, buffers: list[np.ndarray], op: str) -> None:
     """Execute ``table`` in place on ``buffers`` (one flat, equal-length array per rank).
 
-    Arguments are assumed checked by the caller (:mod:`ringpipe.collectives`).
+    Arguments are assumed checked by the caller (:mod:`ringpipe.collectives.api`).
     """
     ufunc = REDUCE_UFUNCS[op]
     bounds = chunk_bounds(buffers[0].size, table.nchunks)

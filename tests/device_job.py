@@ -20,10 +20,10 @@ from emulated_device import DeviceArray
 from emulated_gpu import emulated_gpu
 from mpi4py import MPI
 
-import ringpipe.mpi.verify as mpi_verify
+import ringpipe.cli.ranks.verify as mpi_verify
 import ringpipe.runtime.mpi as runtime_mpi
 import ringpipe.runtime.training as training
-from ringpipe.mpi.__main__ import main
+from ringpipe.cli.ranks.main import main
 from ringpipe.runtime.device import DeviceSetup
 
 WORLD = MPI.COMM_WORLD

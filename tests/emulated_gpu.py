@@ -4,7 +4,7 @@
 "kernel" runs the step table with the NumPy executor on the wrapped memory and counts
 launches, and whose peer-copy operations (:class:`EmulatedPeerOps`) queue work per
 device and run it only at barriers, so ordering mistakes change results. Tests point
-``ringpipe.collectives.gpu_arrays`` (and the plan runtime's) at :func:`emulated_gpu`.
+``ringpipe.collectives.api.gpu_arrays`` (and the plan runtime's) at :func:`emulated_gpu`.
 """
 
 from __future__ import annotations

@@ -15,9 +15,9 @@ from mpi4py import MPI
 from ringpipe.mesh import Mesh
 from ringpipe.model import ModelConfig, init_params
 from ringpipe.mpi.guard import run_guarded
-from ringpipe.plan import Plan
+from ringpipe.plan.training import Plan
 from ringpipe.runtime.mpi import run_plan_mpi
-from ringpipe.verify import compare_runs, random_batch
+from ringpipe.verify.training import compare_runs, random_batch
 
 
 def main() -> None:

@@ -2,7 +2,7 @@
 
 import pytest
 
-from ringpipe.bandwidth import BandwidthRow, format_table, time_all_reduce
+from ringpipe.measure.bandwidth import BandwidthRow, format_table, time_all_reduce
 
 
 def _row(size, in_place, busbw, wrong=0):

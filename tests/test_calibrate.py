@@ -9,17 +9,17 @@ import numpy as np
 import pytest
 import tomllib
 
-from ringpipe.calibrate import compute, links, mpi_probe
-from ringpipe.calibrate.run import CalibrateOptions, calibrate
-from ringpipe.calibrate.summary import summary
-from ringpipe.calibrate.timing import Budget, cpu_time, sustained_time
-from ringpipe.calibrate.toml_out import dumps
 from ringpipe.cli import main
 from ringpipe.cost import cluster_from_dict
-from ringpipe.cost.calibrated import load_calibrated
-from ringpipe.cost.cluster import Link
-from ringpipe.cost.collective_cost import CollectiveModel
-from ringpipe.cost.gemm_curve import GemmCurve, fit_gemm_curve
+from ringpipe.cost.clusterfile.calibrated import load_calibrated
+from ringpipe.cost.clusterfile.writer import dumps
+from ringpipe.cost.hardware.cluster import Link
+from ringpipe.cost.hardware.collectives import CollectiveModel
+from ringpipe.cost.hardware.gemm_curve import GemmCurve, fit_gemm_curve
+from ringpipe.measure.calibrate import compute, links, mpi_probe
+from ringpipe.measure.calibrate.run import CalibrateOptions, calibrate
+from ringpipe.measure.calibrate.summary import summary
+from ringpipe.measure.timer import Budget, cpu_time, sustained_time
 
 GRID = [(m, n, k) for m in (8, 32, 256) for n in (16, 128, 512) for k in (4, 64, 1024)]
 
@@ -196,7 +196,7 @@ def test_link_of_a_step_is_positive():
 
 
 def test_malformed_measured_table_names_the_key(tmp_path):
-    from ringpipe.cost.calibrated import calibration_from_dict
+    from ringpipe.cost.clusterfile.calibrated import calibration_from_dict
 
     base = {"cores": 2}
     path = tmp_path / "base.toml"

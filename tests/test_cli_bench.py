@@ -1,4 +1,4 @@
-"""``ringpipe bench`` and :mod:`ringpipe.perf_probe`: the rows, their targets, the exit
+"""``ringpipe bench`` and :mod:`ringpipe.measure.bench`: the rows, their targets, the exit
 status and the bound's arithmetic. Nothing here asserts on a timing."""
 
 import json
@@ -6,9 +6,10 @@ import json
 import numpy as np
 import pytest
 
-from ringpipe import perf_mpi, perf_probe
 from ringpipe.cli import bench, main
-from ringpipe.perf_probe import MIB, BoundRatio, Row, at_least, at_most
+from ringpipe.measure import bench as perf_probe
+from ringpipe.measure import bench_mpi as perf_mpi
+from ringpipe.measure.bench import MIB, BoundRatio, Row, at_least, at_most
 
 TINY = bench.BenchSettings(1, (1 * MIB,), (4, 32, 8, 4, 4), 1, 1, 1)
 

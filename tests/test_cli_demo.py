@@ -6,8 +6,8 @@ import sys
 
 import pytest
 
-from ringpipe.bandwidth import busbw_factor, exact_inputs, exact_sum, size_sweep
 from ringpipe.cli import main
+from ringpipe.measure.bandwidth import busbw_factor, exact_inputs, exact_sum, size_sweep
 
 
 def test_demo_table_is_exact(capsys):

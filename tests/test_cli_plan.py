@@ -6,8 +6,8 @@ import pytest
 
 from ringpipe.cli import main
 from ringpipe.cli.plan import check_plot_path
-from ringpipe.cost.cluster import cluster_preset
-from ringpipe.cost.cluster_file import load_cluster
+from ringpipe.cost.clusterfile.load import load_cluster
+from ringpipe.cost.hardware.cluster import cluster_preset
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "cluster.toml"
 PLAN = ["plan", "--model", "gpt3-175b", "--cluster", "dgx-a100", "--nodes", "8",

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-import ringpipe.verify as verify_module
+import ringpipe.verify.training as verify_module
 from ringpipe.cli import main
 
 

@@ -11,12 +11,12 @@ from pathlib import Path
 import pytest
 from test_cluster_reader import PLAN, calibrated
 
-from ringpipe.calibrate.toml_out import dumps
 from ringpipe.cli import main
 from ringpipe.cli.calibrate import HEADER
-from ringpipe.cost.calibrated import load_calibrated
-from ringpipe.cost.cluster_file import TOP_KEYS, cluster_from_dict, load_cluster
-from ringpipe.cost.measured_table import MEASURED_KEYS
+from ringpipe.cost.clusterfile.calibrated import load_calibrated
+from ringpipe.cost.clusterfile.load import TOP_KEYS, cluster_from_dict, load_cluster
+from ringpipe.cost.clusterfile.measured import MEASURED_KEYS
+from ringpipe.cost.clusterfile.writer import dumps
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 NAN, INF = float("nan"), float("inf")

@@ -8,12 +8,12 @@ import os
 
 import pytest
 
-from ringpipe.calibrate.toml_out import dumps
 from ringpipe.cli import main
-from ringpipe.cost import cluster_reader
-from ringpipe.cost.calibrated import load_calibrated
-from ringpipe.cost.cluster_file import cluster_from_dict, load_cluster
-from ringpipe.cost.cluster_reader import file_format, read_cluster_file
+from ringpipe.cost.clusterfile import reader as cluster_reader
+from ringpipe.cost.clusterfile.calibrated import load_calibrated
+from ringpipe.cost.clusterfile.load import cluster_from_dict, load_cluster
+from ringpipe.cost.clusterfile.reader import file_format, read_cluster_file
+from ringpipe.cost.clusterfile.writer import dumps
 
 BOM = b"\xef\xbb\xbf"
 PLAN = ["plan", "--layers", "2", "--hidden", "32", "--heads", "4", "--seq", "8",

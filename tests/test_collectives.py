@@ -200,7 +200,7 @@ def test_signed_zeros_infinities_and_nans_match_numpy_bits(dtype, op, algorithm)
 
 
 def test_auto_algorithm_follows_the_cost_model_and_says_why():
-    from ringpipe.collectives import auto_algorithm
+    from ringpipe.collectives.api import auto_algorithm
 
     small, why_small = auto_algorithm("all_reduce", 1024, 8)
     large, why_large = auto_algorithm("all_reduce", 64 << 20, 8)
@@ -219,7 +219,7 @@ def test_auto_algorithm_follows_the_cost_model_and_says_why():
        op=st.sampled_from(list(OPS)), seed=st.integers(0, 2**32 - 1), use_out=st.booleans())
 def test_persistent_all_reduce_matches_one_shot(n, size, dtype, algorithm, backend, op, seed,
                                                 use_out):
-    from ringpipe.persistent import all_reduce_init
+    from ringpipe.collectives.persistent import all_reduce_init
 
     bufs = integer_inputs(seed, n, size, dtype)
     outs = [np.empty_like(b) for b in bufs] if use_out else None
@@ -235,7 +235,7 @@ def test_persistent_all_reduce_matches_one_shot(n, size, dtype, algorithm, backe
 
 
 def test_persistent_all_reduce_checks_once_up_front():
-    from ringpipe.persistent import all_reduce_init
+    from ringpipe.collectives.persistent import all_reduce_init
 
     bufs = integer_inputs(0, 3, 10, np.float32)
     bufs[2] = bufs[2][:5].copy()

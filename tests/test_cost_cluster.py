@@ -5,7 +5,8 @@ import math
 
 import pytest
 
-from ringpipe.cost.cluster import (
+from ringpipe.cost.clusterfile.load import cluster_from_dict, load_cluster
+from ringpipe.cost.hardware.cluster import (
     CLUSTER_PRESETS,
     GB,
     GIB,
@@ -13,7 +14,6 @@ from ringpipe.cost.cluster import (
     Link,
     cluster_preset,
 )
-from ringpipe.cost.cluster_file import cluster_from_dict, load_cluster
 
 TOML = """
 name = "lab"

@@ -7,8 +7,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ringpipe.cost.cluster import GB, Cluster, Link, cluster_preset
-from ringpipe.cost.collective_cost import (
+from ringpipe.cost.hardware.cluster import GB, Cluster, Link, cluster_preset
+from ringpipe.cost.hardware.collectives import (
     CollectiveModel,
     _ring_profile,
     choose_algorithm,

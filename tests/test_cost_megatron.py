@@ -3,10 +3,10 @@
 
 import pytest
 
-from ringpipe.cost.cluster import CALIBRATED_FRACTION_OF_PEAK, cluster_preset
-from ringpipe.cost.gpu import CALIBRATED_SATURATION
-from ringpipe.cost.megatron_table import TABLE_1, compare, format_markdown, loss, with_constants
-from ringpipe.cost.models import executed_flops
+from ringpipe.cost.hardware.cluster import CALIBRATED_FRACTION_OF_PEAK, cluster_preset
+from ringpipe.cost.hardware.gpu import CALIBRATED_SATURATION
+from ringpipe.cost.published.megatron import TABLE_1, compare, format_markdown, loss, with_constants
+from ringpipe.cost.training.spec import executed_flops
 
 
 @pytest.fixture(scope="module")

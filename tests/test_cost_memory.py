@@ -4,18 +4,18 @@ import dataclasses
 
 import pytest
 
-from ringpipe.cost.cluster import GIB, cluster_preset
-from ringpipe.cost.memory import (
+from ringpipe.cost.hardware.cluster import GIB, cluster_preset
+from ringpipe.cost.training.memory import (
     NCCL_BYTES_PER_COMMUNICATOR,
     RESERVED_BYTES,
     activation_bytes,
     comm_buffer_bytes,
     state_bytes_per_param,
 )
-from ringpipe.cost.models import ModelSpec, TrainingSpec, model_preset
-from ringpipe.cost.prediction import Config
-from ringpipe.cost.recipe import MEGATRON, SC21, Recipe
-from ringpipe.cost.step_time import StepModel
+from ringpipe.cost.training.prediction import Config
+from ringpipe.cost.training.recipe import MEGATRON, SC21, Recipe
+from ringpipe.cost.training.spec import ModelSpec, TrainingSpec, model_preset
+from ringpipe.cost.training.step_time import StepModel
 from ringpipe.mesh import Mesh
 
 GPT = ModelSpec("gpt", 24, 2304, 24, 2048, 51200, learned_positions=True)

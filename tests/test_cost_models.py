@@ -2,7 +2,7 @@
 
 import pytest
 
-from ringpipe.cost.models import (
+from ringpipe.cost.training.spec import (
     MODEL_PRESETS,
     ModelSpec,
     TrainingSpec,

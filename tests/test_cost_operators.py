@@ -6,14 +6,14 @@ import math
 
 import pytest
 
-from ringpipe.cost.cluster import cluster_preset
-from ringpipe.cost.collective_cost import CollectiveModel
-from ringpipe.cost.gpu import A100, GpuKernels
-from ringpipe.cost.models import ModelSpec, TrainingSpec
-from ringpipe.cost.operators import LayerCosts
-from ringpipe.cost.prediction import Config
-from ringpipe.cost.recipe import Recipe
-from ringpipe.cost.step_time import BUCKET_PARAMS, StepModel
+from ringpipe.cost.hardware.cluster import cluster_preset
+from ringpipe.cost.hardware.collectives import CollectiveModel
+from ringpipe.cost.hardware.gpu import A100, GpuKernels
+from ringpipe.cost.training.operators import LayerCosts
+from ringpipe.cost.training.prediction import Config
+from ringpipe.cost.training.recipe import Recipe
+from ringpipe.cost.training.spec import ModelSpec, TrainingSpec
+from ringpipe.cost.training.step_time import BUCKET_PARAMS, StepModel
 from ringpipe.mesh import Mesh
 
 GPT = ModelSpec("gpt", 8, 4096, 32, 2048, 51200, learned_positions=True)
@@ -137,7 +137,7 @@ def test_distributed_optimizer_and_overlap_price_the_dp_traffic():
 
 
 def _stage_ops(model, config, layout):
-    from ringpipe.cost.operators import stage_costs
+    from ringpipe.cost.training.operators import stage_costs
 
     lc = LayerCosts(model.model, model.cluster, model.training.recipe,
                     config.mesh.group("tp", 0), model.comms, 2)

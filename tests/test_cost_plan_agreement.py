@@ -1,20 +1,20 @@
 """The planner prices the Plan that runs (issue 11 item 4): the same mesh, the same layer
-split (``ringpipe.layout.split_layers``), the same chunks per rank
+split (``ringpipe.plan.layout.split_layers``), the same chunks per rank
 (``ringpipe.schedules.resolve_chunks``) and the same schedule, so the cost model's peak
 in-flight micro-batches per pipeline rank equal the schedule simulator's and the ones the
 runtime measures."""
 
 import pytest
 
-from ringpipe.cost.cluster import GB, GIB, Cluster, Link
-from ringpipe.cost.models import ModelSpec, TrainingSpec
-from ringpipe.cost.prediction import Config
-from ringpipe.cost.step_time import StepModel
+from ringpipe.cost.hardware.cluster import GB, GIB, Cluster, Link
+from ringpipe.cost.training.prediction import Config
+from ringpipe.cost.training.spec import ModelSpec, TrainingSpec
+from ringpipe.cost.training.step_time import StepModel
 from ringpipe.mesh import Mesh
 from ringpipe.model import ModelConfig, init_params
-from ringpipe.plan import Plan
+from ringpipe.plan.training import Plan
 from ringpipe.schedules import simulate
-from ringpipe.verify import random_batch
+from ringpipe.verify.training import random_batch
 
 
 def one_node(world: int) -> Cluster:
@@ -52,8 +52,8 @@ def test_cost_model_peaks_equal_simulator_and_runtime(schedule, chunks, layers, 
 
 
 def test_the_cost_model_has_no_second_split_or_chunk_resolver():
-    import ringpipe.cost.pipeline as pipeline
-    import ringpipe.cost.step_time as step_time
+    import ringpipe.cost.training.pipeline as pipeline
+    import ringpipe.cost.training.step_time as step_time
 
     for module in (pipeline, step_time):
         assert not hasattr(module, "stage_layers") and not hasattr(module, "chunks_for")

@@ -2,8 +2,8 @@
 
 import pytest
 
-from ringpipe.cost.published import BLOOM_SPLITS, KORTHIKANTI
-from ringpipe.cost.validate import (
+from ringpipe.cost.published.training_runs import BLOOM_SPLITS, KORTHIKANTI
+from ringpipe.cost.published.validate import (
     bloom_rank_correlation,
     check,
     llama3,

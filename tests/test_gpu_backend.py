@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import ringpipe
-from ringpipe.checks import BACKENDS, COLLECTIVE_BACKENDS
+from ringpipe.collectives.checks import BACKENDS, COLLECTIVE_BACKENDS
 from ringpipe.kernels.cuda_tuning import DEFAULT_CUDA_TUNING, SIMULATOR_CUDA_TUNING, CudaTuning
 
 ROOT = Path(__file__).resolve().parents[1]

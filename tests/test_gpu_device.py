@@ -172,8 +172,8 @@ def test_plan_on_the_gpu_matches_the_numpy_reference(monkeypatch, dtype, vocab, 
     import ringpipe.runtime.training as training
     from ringpipe.mesh import Mesh
     from ringpipe.model import ModelConfig
-    from ringpipe.plan import Plan
-    from ringpipe.verify import verify_plan
+    from ringpipe.plan.training import Plan
+    from ringpipe.verify.training import verify_plan
 
     seen = []
     real_forward = training.stage_forward
@@ -201,6 +201,6 @@ def test_plan_on_the_gpu_matches_the_numpy_reference(monkeypatch, dtype, vocab, 
 
 def _params_and_batch(plan, seed):
     from ringpipe.model import init_params
-    from ringpipe.verify import random_batch
+    from ringpipe.verify.training import random_batch
 
     return init_params(plan.config, seed), random_batch(plan.config, 16, seed + 1)

@@ -14,7 +14,7 @@ from emulated_device import DeviceArray, DeviceMismatch, to_device
 from emulated_gpu import emulated_gpu
 
 import ringpipe
-import ringpipe.collectives
+import ringpipe.collectives.api
 from ringpipe.kernels.cuda_peer import pair_table, run_table_peer
 from ringpipe.kernels.cuda_tuning import MAX_RANKS
 from ringpipe.kernels.registry import step_table
@@ -25,7 +25,7 @@ DTYPES = [np.float16, np.float32, np.float64, np.int32, np.int64]
 @pytest.fixture(params=["forward", "reverse"])
 def gpu(request, monkeypatch):
     device = emulated_gpu(request.param)
-    monkeypatch.setattr(ringpipe.collectives, "gpu_arrays", lambda where: device)
+    monkeypatch.setattr(ringpipe.collectives.api, "gpu_arrays", lambda where: device)
     return device
 
 

@@ -6,7 +6,7 @@ import math
 import pytest
 
 from ringpipe.cost import cluster_preset, model_preset
-from ringpipe.cost.inference import (
+from ringpipe.cost.inference.model import (
     CALIBRATED_HBM_EFFICIENCY,
     CALIBRATED_LAYER_OVERHEAD,
     InferenceModel,
@@ -14,7 +14,7 @@ from ringpipe.cost.inference import (
     Workload,
     kv_cache_bytes,
 )
-from ringpipe.cost.inference_tables import (
+from ringpipe.cost.published.inference_tables import (
     NEMO_LLAMA2_7B,
     TRTLLM_FIRST_TOKEN,
     TRTLLM_THROUGHPUT,

@@ -8,14 +8,14 @@ import numpy as np
 import pytest
 
 from ringpipe.cost import cluster_preset, model_preset
-from ringpipe.cost.inference import (
+from ringpipe.cost.inference.model import (
     Calibration,
     InferenceModel,
     Layout,
     Workload,
     kv_cache_bytes,
 )
-from ringpipe.cost.inference_search import search
+from ringpipe.cost.inference.search import search
 from ringpipe.model.kv_cache import KVCache
 from ringpipe.schedules.inference import decode, inference_timing
 

@@ -15,8 +15,8 @@ from ringpipe.model.inference_stage import (
 )
 from ringpipe.model.kv_cache import KVCache
 from ringpipe.model.stage_spec import StageSpec
-from ringpipe.plan import Plan
-from ringpipe.verify import verify_plan
+from ringpipe.plan.training import Plan
+from ringpipe.verify.training import verify_plan
 
 
 def rel(a, b):

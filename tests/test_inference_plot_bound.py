@@ -2,8 +2,8 @@
 
 from ringpipe.cli.plan_inference import PLOT_LAYOUTS
 from ringpipe.cost import cluster_preset, model_preset
-from ringpipe.cost.inference import Layout, Workload
-from ringpipe.cost.inference_search import label, layouts, pareto_curves
+from ringpipe.cost.inference.model import Layout, Workload
+from ringpipe.cost.inference.search import label, layouts, pareto_curves
 
 
 def test_pareto_curves_price_only_the_layouts_asked_for():

@@ -1,17 +1,17 @@
-"""The README's inference accuracy tables (``python -m ringpipe.cost.inference_report``):
+"""The README's inference accuracy tables (``python -m ringpipe.cost.published.inference_report``):
 every printed figure comes from the cost model and the cited tables."""
 
 import re
 
 import pytest
 
-from ringpipe.cost.inference_report import (
+from ringpipe.cost.published.inference_report import (
     calibration_table,
     out_of_sample_table,
     rms,
     worst,
 )
-from ringpipe.cost.inference_tables import (
+from ringpipe.cost.published.inference_tables import (
     NEMO_LLAMA2_7B,
     TRTLLM_FIRST_TOKEN,
     TRTLLM_THROUGHPUT,

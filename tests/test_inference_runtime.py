@@ -105,11 +105,11 @@ def gpu(monkeypatch):
     ``tests/emulated_device.py``) for this test."""
     from emulated_gpu import emulated_gpu
 
-    import ringpipe.collectives
+    import ringpipe.collectives.api
     import ringpipe.runtime.inproc
 
     device = emulated_gpu()
-    monkeypatch.setattr(ringpipe.collectives, "gpu_arrays", lambda where: device)
+    monkeypatch.setattr(ringpipe.collectives.api, "gpu_arrays", lambda where: device)
     monkeypatch.setattr(ringpipe.runtime.inproc, "gpu_arrays", lambda where: device)
     return device
 

@@ -7,7 +7,7 @@ import pytest
 from ringpipe.cli import main
 from ringpipe.mesh import Mesh
 from ringpipe.model import ModelConfig
-from ringpipe.plan import Plan
+from ringpipe.plan.training import Plan
 from ringpipe.schedules import (
     Action,
     Schedule,

@@ -29,7 +29,7 @@ RAISE_IN_RANK = textwrap.dedent("""
     import sys
     from mpi4py import MPI
     import ringpipe.runtime.training as runtime
-    from ringpipe.mpi.__main__ import main
+    from ringpipe.cli.ranks.main import main
 
     real = runtime.{function}
 

@@ -24,7 +24,7 @@ from ringpipe.model import (
     stage_backward_weight,
     stage_forward,
 )
-from ringpipe.verify import random_batch
+from ringpipe.verify.training import random_batch
 
 pytestmark = pytest.mark.mpi
 

@@ -7,9 +7,9 @@ import pytest
 
 from ringpipe.mesh import Mesh
 from ringpipe.model import ModelConfig, init_params, reference_forward_backward
-from ringpipe.plan import Batch, Plan, split_layers
+from ringpipe.plan.training import Batch, Plan, split_layers
 from ringpipe.schedules import simulate
-from ringpipe.verify import random_batch, verify_plan
+from ringpipe.verify.training import random_batch, verify_plan
 
 SCHEDULES = ["gpipe", "1f1b", "zb-h1", "interleaved-1f1b", "zb-v"]
 

@@ -14,22 +14,22 @@ import pytest
 from emulated_device import EMULATED, DeviceArray, HostDeviceMix
 from emulated_gpu import emulated_gpu
 
-import ringpipe.collectives
+import ringpipe.collectives.api
 import ringpipe.runtime.inproc
 from ringpipe.mesh import Mesh
 from ringpipe.model import ModelConfig, init_params
 from ringpipe.model import functional as F
 from ringpipe.model.sharding import shard_params
 from ringpipe.model.stage import StageSpec, stage_forward
-from ringpipe.plan import Plan
-from ringpipe.verify import random_batch, verify_plan
+from ringpipe.plan.training import Plan
+from ringpipe.verify.training import random_batch, verify_plan
 
 
 @pytest.fixture
 def gpu(monkeypatch):
     """backend "cupy" resolves to the emulated device for this test."""
     device = emulated_gpu()
-    monkeypatch.setattr(ringpipe.collectives, "gpu_arrays", lambda where: device)
+    monkeypatch.setattr(ringpipe.collectives.api, "gpu_arrays", lambda where: device)
     monkeypatch.setattr(ringpipe.runtime.inproc, "gpu_arrays", lambda where: device)
     return device
 

@@ -2,11 +2,11 @@
 
 import pytest
 
-from ringpipe.cost.cluster import cluster_preset
-from ringpipe.cost.explain import explain
-from ringpipe.cost.models import ModelSpec, TrainingSpec, model_preset
-from ringpipe.cost.planner import FitsNowhere, SearchSpace, factorisations, plan
-from ringpipe.layout import split_layers
+from ringpipe.cost.hardware.cluster import cluster_preset
+from ringpipe.cost.training.explain import explain
+from ringpipe.cost.training.search import FitsNowhere, SearchSpace, factorisations, plan
+from ringpipe.cost.training.spec import ModelSpec, TrainingSpec, model_preset
+from ringpipe.plan.layout import split_layers
 from ringpipe.schedules import SCHEDULES
 
 # ~101B parameters: 18-byte states (bf16, fp32 grads, Adam) need > 16 A100-80GB without DP

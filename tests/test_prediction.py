@@ -10,16 +10,16 @@ from types import MappingProxyType
 
 import pytest
 
-from ringpipe.calibrate.toml_out import dumps
 from ringpipe.cli import main
-from ringpipe.cost.calibrated import Calibration, load_calibrated
-from ringpipe.cost.cluster import GB, Link
-from ringpipe.cost.executable import fresh_bytes, predict_plan
-from ringpipe.cost.gemm_curve import GemmCurve
-from ringpipe.cost.numpy_ops import held_elements, stage_ops
+from ringpipe.cost.clusterfile.calibrated import Calibration, load_calibrated
+from ringpipe.cost.clusterfile.writer import dumps
+from ringpipe.cost.executable.numpy_ops import held_elements, stage_ops
+from ringpipe.cost.executable.predict import fresh_bytes, predict_plan
+from ringpipe.cost.hardware.cluster import GB, Link
+from ringpipe.cost.hardware.gemm_curve import GemmCurve
 from ringpipe.mesh import Mesh
 from ringpipe.model.config import ModelConfig
-from ringpipe.plan import Plan
+from ringpipe.plan.training import Plan
 
 US = 1e-6
 

@@ -70,7 +70,7 @@ FLIP_ONE_BIT = """
 import sys
 import numpy as np
 import ringpipe.runtime.mpi as runtime
-from ringpipe.mpi.__main__ import main
+from ringpipe.cli.ranks.main import main
 
 real = runtime.run_plan_mpi
 
@@ -109,9 +109,9 @@ from pathlib import Path
 from mpi4py import MPI
 from ringpipe.mesh import Mesh
 from ringpipe.model import ModelConfig, init_params
-from ringpipe.plan import Plan
+from ringpipe.plan.training import Plan
 from ringpipe.runtime.mpi import run_plan_mpi
-from ringpipe.verify import random_batch
+from ringpipe.verify.training import random_batch
 
 rank = MPI.COMM_WORLD.Get_rank()
 cfg = ModelConfig(layers=2, hidden=16, heads=4, seq=4)

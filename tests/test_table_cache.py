@@ -71,7 +71,7 @@ def test_vectorized_check_reports_the_first_conflict_in_table_order():
 
 
 def test_one_op_table_feeds_every_executor():
-    assert ringpipe.checks.SUPPORTED_OPS == ops.SUPPORTED_OPS == tuple(REDUCE_UFUNCS)
+    assert ringpipe.collectives.checks.SUPPORTED_OPS == ops.SUPPORTED_OPS == tuple(REDUCE_UFUNCS)
     from ringpipe.kernels import numba_exec
     assert numba_exec.OPCODES is ops.OPCODES
     assert sorted(ops.OPCODES.values()) == list(range(len(ops.REDUCTION_OPS)))

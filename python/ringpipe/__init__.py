@@ -3,14 +3,14 @@
 Optional pieces (MPI, GPU, plotting) are extras; importing ringpipe never needs them.
 """
 
-from ringpipe.collectives import all_gather, all_reduce, broadcast, reduce, reduce_scatter
+from ringpipe.collectives.api import all_gather, all_reduce, broadcast, reduce, reduce_scatter
+from ringpipe.collectives.persistent import PersistentAllReduce, all_reduce_init
 from ringpipe.kernels.cuda_tuning import CudaTuning
 from ringpipe.kernels.numba_exec import KernelTuning
 from ringpipe.kernels.steps import StepTable, chunk_bounds
 from ringpipe.mesh import Mesh
 from ringpipe.model import ModelConfig, init_params, reference_forward_backward
-from ringpipe.persistent import PersistentAllReduce, all_reduce_init
-from ringpipe.plan import Batch, Plan, PlanResult
+from ringpipe.plan.training import Batch, Plan, PlanResult
 
 __version__ = "0.1.0"
 

@@ -9,8 +9,8 @@ import pytest
 import ringpipe.kernels.cuda_exec as cuda_exec
 from ringpipe.mesh import Mesh
 from ringpipe.model import ModelConfig, init_params
-from ringpipe.plan import Plan
-from ringpipe.verify import random_batch, verify_plan
+from ringpipe.plan.training import Plan
+from ringpipe.verify.training import random_batch, verify_plan
 
 
 @pytest.fixture

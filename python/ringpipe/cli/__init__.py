@@ -25,7 +25,7 @@ import traceback
 from collections.abc import Sequence
 
 from ringpipe import __version__
-from ringpipe.debug import DEBUG_ENV, debug_enabled
+from ringpipe.environment import DEBUG_ENV, debug_enabled
 from ringpipe.limits import ENV_VAR as LIMITS_ENV
 from ringpipe.limits import Limits, check_command
 

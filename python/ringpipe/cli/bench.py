@@ -3,7 +3,7 @@
     ringpipe bench [--quick] [--json] [--skip-plan] [--skip-mpi]
 
 Measures, in one process, every row of the performance table (issue 16) as a ratio
-against a baseline timed in the same run (:mod:`ringpipe.perf_probe`): the all-reduce
+against a baseline timed in the same run (:mod:`ringpipe.measure.bench`): the all-reduce
 against the all-core memory bound (and the old single-threaded ``np.add`` baseline, reported
 only), the small-message speed-ups over the NumPy executor (one-shot and
 persistent), the 1F1B schedule path, the TP2×PP4 plan against the single-device
@@ -22,8 +22,9 @@ import json
 import os
 from dataclasses import asdict, dataclass
 
-from ringpipe import perf_mpi, perf_probe
-from ringpipe.perf_probe import MIB, Row, at_least, at_most
+from ringpipe.measure import bench as perf_probe
+from ringpipe.measure import bench_mpi as perf_mpi
+from ringpipe.measure.bench import MIB, Row, at_least, at_most
 
 DESCRIPTION = (
     "Measure ringpipe's headline performance figures, each as a ratio against a "
@@ -128,7 +129,7 @@ def mpi_rows(s: BenchSettings) -> list[Row]:
     are reported without a target: each call first agrees on its arguments with an
     ``Allgather``, a second collective round that ``MPI_Allreduce`` does not pay
     (``check=False`` or ``all_reduce_init`` skip it). The exchange floors (rounds x one
-    dependent exchange, :mod:`ringpipe.mpi.perf`) are reported beside them. With
+    dependent exchange, :mod:`ringpipe.measure.mpi_allreduce`) are reported beside them. With
     more ranks than cores every row is reported only: busy-polling ranks then share
     cores and the times measure the OS scheduler."""
     rows = []

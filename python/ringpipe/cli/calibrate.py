@@ -17,9 +17,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-from ringpipe.calibrate.run import BACKENDS, CalibrateOptions, calibrate
-from ringpipe.calibrate.summary import summary
-from ringpipe.calibrate.toml_out import dumps
+from ringpipe.cost.clusterfile.writer import dumps
+from ringpipe.measure.calibrate.run import BACKENDS, CalibrateOptions, calibrate
+from ringpipe.measure.calibrate.summary import summary
 
 #: The comment on top of the file written; it cites the README section on the format.
 HEADER = ("written by `ringpipe calibrate`; edit the headline keys for another cluster:\n"

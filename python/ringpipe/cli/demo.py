@@ -19,17 +19,17 @@ from __future__ import annotations
 import argparse
 import json
 
-from ringpipe.bandwidth import BandwidthRow, format_table, size_sweep, time_all_reduce
-from ringpipe.checks import BACKENDS
 from ringpipe.cli.verify import format_report
+from ringpipe.collectives.checks import BACKENDS
 from ringpipe.kernels.numba_exec import DEFAULT_TUNING
 from ringpipe.limits import parse_size
+from ringpipe.measure.bandwidth import BandwidthRow, format_table, size_sweep, time_all_reduce
 from ringpipe.mesh import Mesh
 from ringpipe.model.config import ModelConfig
-from ringpipe.plan import Plan
+from ringpipe.plan.training import Plan
 from ringpipe.schedules import format_time_grid, simulate
 from ringpipe.validation import check_int
-from ringpipe.verify import VerifyReport, verify_plan
+from ringpipe.verify.training import VerifyReport, verify_plan
 
 
 def _size(text: str) -> int:

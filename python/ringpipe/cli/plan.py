@@ -10,7 +10,7 @@ override its fields. The cluster is a preset (``--cluster``) or a TOML/JSON file
 (``--cluster-file``), with ``--nodes`` nodes. ``--tp --pp --dp --schedule --chunks
 --microbatch-size --recompute`` pin dimensions; with tp/pp/dp pinned the output also
 compares the pinned choice with the best unpinned one (predicted slowdown, main reason).
-The recipe defaults to today's Megatron-LM (:mod:`ringpipe.cost.recipe`); ``--no-sp
+The recipe defaults to today's Megatron-LM (:mod:`ringpipe.cost.training.recipe`); ``--no-sp
 --no-flash-attention --no-distributed-optimizer --no-overlap-grad-reduce`` switch parts
 off. ``--headroom GIB`` (default 4): a configuration fits when it leaves that much free.
 These, ``--seq`` and the other training flags are refused with ``--inference``
@@ -36,10 +36,19 @@ from typing import Any
 
 from ringpipe.cli import plan_inference
 from ringpipe.cli.plan_plot import check_plot_path, write_plot
-from ringpipe.cost.cluster import CLUSTER_PRESETS, GIB, Cluster, cluster_preset
-from ringpipe.cost.cluster_file import load_cluster
-from ringpipe.cost.memory import DEFAULT_HEADROOM_GIB
-from ringpipe.cost.models import (
+from ringpipe.cost.clusterfile.load import load_cluster
+from ringpipe.cost.hardware.cluster import CLUSTER_PRESETS, GIB, Cluster, cluster_preset
+from ringpipe.cost.training.memory import DEFAULT_HEADROOM_GIB
+from ringpipe.cost.training.prediction import Prediction
+from ringpipe.cost.training.recipe import Recipe
+from ringpipe.cost.training.search import (
+    DEFAULT_SCHEDULES,
+    FitsNowhere,
+    SearchReport,
+    SearchSpace,
+    search,
+)
+from ringpipe.cost.training.spec import (
     DTYPES,
     MODEL_PRESETS,
     RECOMPUTE,
@@ -47,9 +56,6 @@ from ringpipe.cost.models import (
     TrainingSpec,
     model_preset,
 )
-from ringpipe.cost.planner import DEFAULT_SCHEDULES, FitsNowhere, SearchReport, SearchSpace, search
-from ringpipe.cost.prediction import Prediction
-from ringpipe.cost.recipe import Recipe
 from ringpipe.limits import Limits
 from ringpipe.schedules import SCHEDULES
 
@@ -73,7 +79,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                        help="SwiGLU MLP (3 matrices); default for Llama presets")
     cluster = p.add_argument_group("cluster (a preset or a file)")
     cluster.add_argument("--cluster", choices=list(CLUSTER_PRESETS), default=None,
-                         help="a preset cluster (per-GPU numbers in ringpipe.cost.cluster)")
+                         help="a preset cluster (per-GPU numbers: ringpipe.cost.hardware.cluster)")
     cluster.add_argument("--cluster-file", default=None, help="TOML or JSON cluster file")
     cluster.add_argument("--nodes", type=int, default=None,
                          help="node count (default: the file's, or 1)")

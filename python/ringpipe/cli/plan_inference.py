@@ -11,8 +11,8 @@ reason, not ignored; with explicit model sizes ``--seq`` is not needed.
 
 Each layout gets its time to first token, time per output token, tokens/s per user and
 per GPU, weights and KV-cache memory per GPU, the largest batch that fits, and whether
-it fits (:mod:`ringpipe.cost.inference`); the ranking and the one-sentence explanation
-come from :mod:`ringpipe.cost.inference_search`. ``--plot`` draws each layout's
+it fits (:mod:`ringpipe.cost.inference.model`); the ranking and the one-sentence explanation
+come from :mod:`ringpipe.cost.inference.search`. ``--plot`` draws each layout's
 latency-throughput curve over batch sizes and the Pareto front over all of them.
 
 Exit 0 when a layout fits (and meets the SLOs), 1 when none does, 2 on bad arguments.
@@ -24,8 +24,8 @@ import argparse
 import json
 import sys
 
-from ringpipe.cost.inference import MEMORY_UTILIZATION, Workload
-from ringpipe.cost.inference_search import (
+from ringpipe.cost.inference.model import MEMORY_UTILIZATION, Workload
+from ringpipe.cost.inference.search import (
     OBJECTIVES,
     InferenceSearch,
     label,

@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 
 from ringpipe.cost import SearchReport
-from ringpipe.cost.prediction import Prediction
+from ringpipe.cost.training.prediction import Prediction
 
 __all__ = ["check_plot_path", "write_plot"]
 

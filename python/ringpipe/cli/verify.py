@@ -6,7 +6,7 @@ relative in float64, 1e-4 in float32), 1 on a mismatch, 2 on bad arguments.
 ``--backend numpy|numba`` runs the plan on in-process ranks; ``--backend cupy`` runs
 them on one GPU (shards and activations in GPU memory, results copied back to compare).
 ``--backend mpi`` runs it on real processes: this command starts ``mpiexec -n NP python
--m ringpipe.mpi verify ...`` with the same plan arguments (:mod:`ringpipe.mpi.verify`),
+-m ringpipe.mpi verify ...`` with the same plan arguments (:mod:`ringpipe.cli.ranks.verify`),
 NP defaulting to the mesh's dp·pp·tp; an ``--np`` that does not match the mesh is
 refused (exit 2) before anything starts. The job's exit status is returned.
 """
@@ -16,13 +16,13 @@ from __future__ import annotations
 import argparse
 import json
 
-from ringpipe.calibrate.timed import format_timing, load_cluster_file, timed_prediction
-from ringpipe.checks import COLLECTIVE_BACKENDS
 from ringpipe.cli.mpi_job import launch_ranks, refuse_mpi_only_flags
+from ringpipe.cli.plan_args import add_plan_arguments, build_plan, plan_argv
+from ringpipe.collectives.checks import COLLECTIVE_BACKENDS
 from ringpipe.model.params import init_params
-from ringpipe.plan_args import add_plan_arguments, build_plan, plan_argv
-from ringpipe.verify import format_report, random_batch, verify_plan
-from ringpipe.verify_inference import add_inference_arguments
+from ringpipe.verify.inference import add_inference_arguments
+from ringpipe.verify.timing import format_timing, load_cluster_file, timed_prediction
+from ringpipe.verify.training import format_report, random_batch, verify_plan
 
 __all__ = ["format_report", "register", "run"]
 

@@ -19,8 +19,8 @@ import argparse
 import json
 
 from ringpipe.cli.mpi_job import launch_ranks, refuse_mpi_only_flags
-from ringpipe.plan_args import DEFAULT_SCHEDULE, DEFAULT_SEQ
-from ringpipe.verify_inference import build_inference, inference_argv, verify_inference
+from ringpipe.cli.plan_args import DEFAULT_SCHEDULE, DEFAULT_SEQ
+from ringpipe.verify.inference import build_inference, inference_argv, verify_inference
 
 __all__ = ["run_inference"]
 

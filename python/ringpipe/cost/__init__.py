@@ -21,7 +21,7 @@
 * :mod:`.planner` — enumerate, drop what does not fit, rank; :mod:`.explain` — why;
 * :mod:`.megatron_table` — Megatron-LM SC'21 Table 1 (the calibration data);
 * :mod:`.validate` — out-of-sample published measurements
-  (``python -m ringpipe.cost.validate``).
+  (``python -m ringpipe.cost.published.validate``).
 
 >>> from ringpipe.cost import cluster_preset, model_preset, TrainingSpec, search
 >>> report = search(model_preset("llama2-7b"), TrainingSpec(64), cluster_preset("dgx-a100"))
@@ -29,18 +29,28 @@
 8
 """
 
-from ringpipe.cost.cluster import (
+from ringpipe.cost.clusterfile.load import cluster_from_dict, load_cluster
+from ringpipe.cost.hardware.cluster import (
     CALIBRATED_FRACTION_OF_PEAK,
     CLUSTER_PRESETS,
     Cluster,
     Link,
     cluster_preset,
 )
-from ringpipe.cost.cluster_file import cluster_from_dict, load_cluster
-from ringpipe.cost.collective_cost import CollectiveCost, CollectiveModel, choose_algorithm
-from ringpipe.cost.explain import explain
-from ringpipe.cost.memory import MemoryBreakdown
-from ringpipe.cost.models import (
+from ringpipe.cost.hardware.collectives import CollectiveCost, CollectiveModel, choose_algorithm
+from ringpipe.cost.training.explain import explain
+from ringpipe.cost.training.memory import MemoryBreakdown
+from ringpipe.cost.training.prediction import Config, Prediction
+from ringpipe.cost.training.recipe import MEGATRON, SC21, Recipe
+from ringpipe.cost.training.search import (
+    FitsNowhere,
+    PlanReport,
+    SearchReport,
+    SearchSpace,
+    plan,
+    search,
+)
+from ringpipe.cost.training.spec import (
     MODEL_PRESETS,
     RECOMPUTE,
     ModelSpec,
@@ -48,10 +58,7 @@ from ringpipe.cost.models import (
     executed_flops,
     model_preset,
 )
-from ringpipe.cost.planner import FitsNowhere, PlanReport, SearchReport, SearchSpace, plan, search
-from ringpipe.cost.prediction import Config, Prediction
-from ringpipe.cost.recipe import MEGATRON, SC21, Recipe
-from ringpipe.cost.step_time import StepModel
+from ringpipe.cost.training.step_time import StepModel
 
 __all__ = [
     "CALIBRATED_FRACTION_OF_PEAK",

@@ -11,7 +11,7 @@ One :class:`KVCache` holds, for some layers on one rank, arrays ``(batch, kv_hea
 capacity, d)`` of keys and of values. Sharded, each tensor-parallel rank holds only
 its key/value heads and each pipeline stage only its layers, so the cache of one rank
 is ``2 · layers_here · kv_heads_here · d · bytes`` per token per sequence
-(:attr:`KVCache.nbytes`; :func:`ringpipe.cost.inference.kv_cache_bytes` prices it).
+(:attr:`KVCache.nbytes`; :func:`ringpipe.cost.inference.model.kv_cache_bytes` prices it).
 
 With grouped-query attention (Ainslie et al. 2023) the cache holds ``kv_heads`` heads
 and query head j reads key/value head ``j // r`` (r = heads / kv_heads).

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from ringpipe.checks import SUPPORTED_DTYPES, SUPPORTED_OPS
+from ringpipe.collectives.checks import SUPPORTED_DTYPES, SUPPORTED_OPS
 from ringpipe.kernels.registry import ALGORITHMS
 
 __all__ = ["MPI_ALGORITHMS", "Agreement", "CollectiveError", "local_problem"]

@@ -2,7 +2,7 @@
 
 A :class:`ProcessGroup` wraps a communicator (it ``Dup`` s it, so its messages live in
 their own context and never match the caller's, MPI standard §6.4.2) and offers, per
-process, what :mod:`ringpipe.collectives` offers per list of in-process ranks:
+process, what :mod:`ringpipe.collectives.api` offers per list of in-process ranks:
 
 * ``all_reduce(buf, algorithm="ring"|"tree"|"mpi", op=...)`` -- every rank ends with
   the reduction; ``"mpi"`` is the library's own ``MPI_Allreduce``, the baseline;

@@ -3,14 +3,14 @@
 A rank that dies while its peers wait in a receive or a collective would leave them
 waiting forever. :func:`run_guarded` runs a rank's work and, if it raises, prints
 ``rank R: <Type>: <message>`` to stderr (the traceback too with ``RINGPIPE_DEBUG=1``,
-:mod:`ringpipe.debug`; Ctrl-C prints ``rank R: interrupted``), flushes, and calls
+:mod:`ringpipe.environment`; Ctrl-C prints ``rank R: interrupted``), flushes, and calls
 ``MPI_Abort`` on the world communicator (MPI standard §11.5: the implementation
 terminates every process of the job; Hydra's mpiexec then exits non-zero, within a
 second here). ``SystemExit`` with a non-zero status counts as a failure too: a rank
 that called ``sys.exit(3)`` would otherwise block in ``MPI_Finalize`` while its peers
 wait for it. ``SystemExit(0)`` and ``SystemExit(None)`` are a normal return of status 0.
 Errors that every rank detects alike before the job starts (bad arguments) are handled
-before the guard, collectively, by :mod:`ringpipe.mpi.__main__`.
+before the guard, collectively, by :mod:`ringpipe.cli.ranks.main`.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import traceback
 from collections.abc import Callable
 from typing import Any, NoReturn, TypeVar
 
-from ringpipe.debug import debug_enabled
+from ringpipe.environment import debug_enabled
 from ringpipe.mpi.loader import load_mpi
 
 T = TypeVar("T")

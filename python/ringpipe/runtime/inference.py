@@ -28,15 +28,15 @@ from typing import Any
 import numpy as np
 
 from ringpipe.arrays import to_host
-from ringpipe.collectives import all_reduce
+from ringpipe.collectives.api import all_reduce
 from ringpipe.kernels.steps import chunk_bounds
-from ringpipe.layout import split_layers, stage_bounds
 from ringpipe.mesh import Mesh
 from ringpipe.model.config import ModelConfig
 from ringpipe.model.generate import check_prompts
 from ringpipe.model.inference_stage import InferenceSpec, inference_shards, stage_step
 from ringpipe.model.params import check_params
-from ringpipe.plan import ALLREDUCE_ALGORITHMS
+from ringpipe.plan.layout import split_layers, stage_bounds
+from ringpipe.plan.training import ALLREDUCE_ALGORITHMS
 from ringpipe.runtime.groups import CountedAllReduce, RankTally
 from ringpipe.runtime.inproc import RUNTIME_TUNING, QueueTransport, compute_module, run_replica
 from ringpipe.runtime.interpreter import Key, PipelineInterpreter

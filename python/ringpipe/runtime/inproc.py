@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ringpipe.arrays import array_module, to_host
-from ringpipe.collectives import all_reduce
+from ringpipe.collectives.api import all_reduce
 from ringpipe.kernels.cuda_backend import gpu_arrays
 from ringpipe.kernels.numba_exec import KernelTuning
 from ringpipe.model.params import check_params
@@ -50,7 +50,7 @@ from ringpipe.runtime.result import Batch, PlanResult, RankCounters, RankOutput,
 from ringpipe.runtime.training import TrainingWorker, microbatches, stage_shards
 
 if TYPE_CHECKING:
-    from ringpipe.plan import Plan
+    from ringpipe.plan.training import Plan
 
 #: Kernel tuning for all-reduces issued between matmuls: never wake the thread pool.
 RUNTIME_TUNING = KernelTuning(parallel_min_bytes=1 << 62)

@@ -34,7 +34,7 @@ from ringpipe.arrays import to_host
 from ringpipe.model.params import check_params
 from ringpipe.mpi.loader import load_mpi
 from ringpipe.mpi.mesh_comm import MeshComm
-from ringpipe.plan import Plan
+from ringpipe.plan.training import Plan
 from ringpipe.runtime.device import DeviceSetup, HostStagedTransport, NcclGroup, host_staged_reduce
 from ringpipe.runtime.groups import CountedAllReduce, RankTally
 from ringpipe.runtime.interpreter import Key, PipelineInterpreter, Recv, Send

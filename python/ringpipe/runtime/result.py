@@ -18,7 +18,7 @@ from ringpipe.arrays import to_host
 from ringpipe.model.sharding import gather_grads
 
 if TYPE_CHECKING:
-    from ringpipe.plan import Plan
+    from ringpipe.plan.training import Plan
 
 __all__ = ["Batch", "PlanResult", "RankCounters", "RankOutput", "assemble_result"]
 

@@ -39,7 +39,7 @@ from ringpipe.model.stage import (
 )
 
 if TYPE_CHECKING:
-    from ringpipe.plan import Plan
+    from ringpipe.plan.training import Plan
 
 __all__ = ["TrainingWorker", "microbatches", "stage_shards"]
 

@@ -1,0 +1,109 @@
+"""The command-line description of a plan, shared by ``ringpipe verify`` and the MPI ranks.
+
+``ringpipe verify`` parses these arguments, checks them, and (with ``--backend mpi``)
+hands the same arguments to every rank of ``python -m ringpipe.mpi verify`` through
+:func:`plan_argv`, where :func:`build_plan` rebuilds the identical :class:`Plan`. It
+lives in the library, not in :mod:`ringpipe.cli`, so that :mod:`ringpipe.mpi` never
+imports the CLI.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from ringpipe.mesh import Mesh
+from ringpipe.model.config import ModelConfig
+from ringpipe.plan.training import ALLREDUCE_ALGORITHMS, Plan
+from ringpipe.schedules import SCHEDULES, resolve_chunks
+from ringpipe.validation import check_int
+
+__all__ = ["DEVICES", "add_plan_arguments", "build_plan", "plan_argv"]
+
+#: Where an MPI process computes: the CPU (NumPy) or its local GPU (CuPy).
+DEVICES = ("cpu", "cupy")
+
+
+#: Defaults that ``verify --inference`` compares with to refuse flags it does not use.
+DEFAULT_SEQ = 8
+DEFAULT_SCHEDULE = "1f1b"
+
+
+def add_plan_arguments(p: argparse.ArgumentParser) -> None:
+    """The arguments that describe a plan, its model, batch and output format (shared
+    with ``python -m ringpipe.mpi verify``)."""
+    p.add_argument("--tp", type=int, default=1, help="tensor-parallel degree (default 1)")
+    p.add_argument("--pp", type=int, default=1, help="pipeline ranks p (default 1)")
+    p.add_argument("--dp", type=int, default=1, help="data-parallel degree (default 1)")
+    p.add_argument("--schedule", choices=list(SCHEDULES), default=DEFAULT_SCHEDULE,
+                   help="pipeline schedule (default 1f1b)")
+    p.add_argument("--microbatches", type=int, default=None,
+                   help="default: the number of pipeline ranks")
+    p.add_argument("--stages-per-rank", "--chunks", type=int, default=None, dest="chunks",
+                   help="v, stages per pipeline rank (interleaved-1f1b; zb-v is fixed at 2)")
+    p.add_argument("--allreduce", choices=(*ALLREDUCE_ALGORITHMS, "nccl"), default="ring",
+                   help="TP and DP all-reduce: ringpipe's ring or tree step tables, or nccl "
+                        "(--backend mpi --device cupy only)")
+    p.add_argument("--device", choices=DEVICES, default="cpu",
+                   help="with --backend mpi: where each process computes (cupy: its local "
+                        "GPU, chosen by its rank on the node)")
+    p.add_argument("--allow-cross-node-tp", action="store_true",
+                   help="with --backend mpi: run even if a TP group spans nodes")
+    p.add_argument("--layers", type=int, default=None, help="default: 2 per stage")
+    p.add_argument("--hidden", type=int, default=32, help="model width h (default 32)")
+    p.add_argument("--heads", type=int, default=4, help="attention heads (default 4)")
+    p.add_argument("--seq", type=int, default=DEFAULT_SEQ,
+                   help=f"sequence length (default {DEFAULT_SEQ})")
+    p.add_argument("--vocab", type=int, default=0, help="0: dense inputs, MSE loss")
+    p.add_argument("--block", choices=("transformer", "mlp"), default="transformer",
+                   help="layer type; mlp: no attention, quicker (default transformer)")
+    p.add_argument("--batch", type=int, default=None,
+                   help="global batch (default: 2 × dp × microbatches)")
+    p.add_argument("--dtype", choices=("float64", "float32"), default="float64",
+                   help="parameters and compute (default float64)")
+    p.add_argument("--seed", type=int, default=0,
+                   help="seed of the parameters; the batch uses seed+1 (default 0)")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("--cluster-file", default=None,
+                   help="calibrated cluster file (ringpipe calibrate): also report the "
+                        "measured and predicted step time")
+    p.add_argument("--verbose", action="store_true",
+                   help="list the error of every tensor (default: loss, output and the 8 "
+                        "largest gradient errors)")
+
+
+def plan_argv(args: argparse.Namespace) -> list[str]:
+    """``args``' plan arguments as a command line again (for the MPI ranks)."""
+    parser = argparse.ArgumentParser(add_help=False)
+    add_plan_arguments(parser)
+    argv: list[str] = []
+    for action in parser._actions:
+        value = getattr(args, action.dest, None)
+        if isinstance(action, argparse._StoreTrueAction):
+            argv += [action.option_strings[0]] if value else []
+        elif value is not None:
+            argv += [action.option_strings[0], str(value)]
+    return argv
+
+
+def build_plan(args: argparse.Namespace) -> tuple[Plan, int]:
+    """The plan and global batch size the arguments describe (ValueError if invalid)."""
+    if args.seed < 0:
+        raise ValueError(f"--seed must be >= 0, got {args.seed}")
+    mesh = Mesh(dp=args.dp, pp=args.pp, tp=args.tp)
+    m = args.microbatches if args.microbatches is not None else args.pp
+    check_int("--microbatches", m)
+    if args.chunks is not None:
+        check_int("--stages-per-rank (--chunks)", args.chunks)
+    stages = args.pp * resolve_chunks(args.schedule, args.chunks)
+    layers = args.layers if args.layers is not None else 2 * stages
+    cfg = ModelConfig(layers=layers, hidden=args.hidden, heads=args.heads, seq=args.seq,
+                      vocab=args.vocab, block=args.block, dtype=args.dtype)
+    # NCCL's ring moves the bytes of the ring step table: the plan counts with that table
+    allreduce = "ring" if args.allreduce == "nccl" else args.allreduce
+    plan = Plan(cfg, mesh, schedule=args.schedule, microbatches=m, allreduce=allreduce,
+                chunks=args.chunks)
+    batch = args.batch if args.batch is not None else 2 * args.dp * m
+    plan.check_batch_size(batch)
+    return plan, batch
+
+

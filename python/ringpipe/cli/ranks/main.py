@@ -1,0 +1,169 @@
+"""``python -m ringpipe.mpi {verify,allreduce} ...``: run under ``mpiexec`` (every rank).
+
+* ``verify``: a TP×PP×DP plan on one process per mesh rank, checked on rank 0 against
+  the reference and the in-process runtime (:mod:`ringpipe.cli.ranks.verify`); with
+  ``--inference``, greedy generation (:func:`ringpipe.verify.inference.prepare_inference`);
+* ``allreduce``: an nccl-tests style bandwidth table for ring, tree and MPI_Allreduce
+  (:mod:`ringpipe.measure.mpi_allreduce`).
+
+Exit status: 0 success; 1 a failed check, a rank that raised or a rank past its
+``--timeout`` (it prints ``rank R: <error>`` and the whole job is aborted, see
+:mod:`ringpipe.mpi.guard` and :mod:`ringpipe.mpi.watchdog`); 2 bad arguments.
+
+Before any communication every rank parses its command line, checks it against
+:mod:`ringpipe.limits` and builds the plan, alone; the ranks then agree collectively
+(one ``allgather`` of each rank's outcome and command line), so a failure that only
+one rank sees, or ranks started with different arguments (``mpiexec -n 1 ... --hidden
+32 : -n 3 ... --hidden 16``), still ends every rank with status 2 and rank 0 prints
+``error: python -m ringpipe.mpi: rank R: <error>`` once. Then every rank prepares its
+job (which may communicate, e.g. to find its node) and the ranks agree again.
+``--timeout SECONDS`` (default ``RINGPIPE_TIMEOUT`` or 900; 0 = none) starts the
+watchdog right after parsing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from ringpipe.cli.plan_args import add_plan_arguments, build_plan
+from ringpipe.limits import Limits, check_command
+from ringpipe.measure import mpi_allreduce as perf
+from ringpipe.mpi.guard import run_guarded
+from ringpipe.mpi.loader import load_mpi
+from ringpipe.mpi.mesh_comm import check_world_size
+from ringpipe.mpi.watchdog import (
+    DEFAULT_TIMEOUT,
+    TIMEOUT_ENV,
+    Watchdog,
+    check_timeout,
+    default_timeout,
+)
+from ringpipe.verify.inference import add_inference_arguments, build_inference, prepare_inference
+
+
+class _UsageError(Exception):
+    pass
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise _UsageError(f"{self.prog}: {message}")
+
+
+def _add_timeout(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--timeout", type=float, default=default_timeout(), metavar="SECONDS",
+                   help=f"abort the whole job after SECONDS (default ${TIMEOUT_ENV} or "
+                        f"{DEFAULT_TIMEOUT:g}; 0: no deadline)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The rank-side command line."""
+    parser = _Parser(prog="python -m ringpipe.mpi",
+                     description="ringpipe on MPI ranks (start with mpiexec -n N)")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+    verify = sub.add_parser("verify", help="verify a plan on MPI ranks")
+    add_plan_arguments(verify)
+    add_inference_arguments(verify)  # verify --inference: ringpipe.verify.inference
+    allreduce = sub.add_parser("allreduce", help="all-reduce bandwidth table")
+    perf.add_arguments(allreduce)
+    for p in (verify, allreduce):
+        _add_timeout(p)
+    return parser
+
+
+#: What one rank found before the job: (exit status or None to go on, message).
+Outcome = tuple[int | None, str]
+
+
+def _outcome(exc: BaseException) -> Outcome:
+    """The outcome of a rank whose preparation raised ``exc``."""
+    if isinstance(exc, (_UsageError, TypeError, ValueError, ImportError)):
+        return 2, str(exc)  # ImportError: a missing extra, e.g. --device cupy without CuPy
+    if isinstance(exc, SystemExit):  # --help
+        return (0 if exc.code in (0, None) else 2), ""
+    return 1, f"{type(exc).__name__}: {exc}"
+
+
+def _parse(argv: list[str], rank: int, size: int) -> tuple[Outcome, Any, float]:  # noqa: ANN401
+    """Parse and check on this rank alone, without any communication (phase 1)."""
+    timeout = DEFAULT_TIMEOUT
+    quiet = contextlib.redirect_stdout(io.StringIO()) if rank else contextlib.nullcontext()
+    try:
+        with quiet:
+            args = build_parser().parse_args(argv)
+        timeout = check_timeout("--timeout", args.timeout)
+        check_command(args, Limits.from_env())
+        if args.command == "verify":
+            mesh = build_inference(args)[0].mesh if args.inference else build_plan(args)[0].mesh
+            check_world_size(mesh, size)
+        return (None, ""), args, timeout
+    except BaseException as exc:  # noqa: BLE001 - reported collectively, never a hang
+        return _outcome(exc), None, timeout
+
+
+def _prepare(args: argparse.Namespace) -> tuple[Outcome, Callable[[], int] | None]:
+    """Prepare the job (phase 2: may communicate, e.g. to find each rank's node)."""
+    from ringpipe.cli.ranks.verify import prepare_verify
+
+    try:
+        prepare = prepare_verify if args.command == "verify" else perf.prepare
+        if args.command == "verify" and args.inference:
+            prepare = prepare_inference
+        return (None, ""), prepare(args)
+    except BaseException as exc:  # noqa: BLE001 - reported collectively, never a hang
+        return _outcome(exc), None
+
+
+def _agree(world: Any, outcome: Outcome, argv: list[str]) -> int | None:  # noqa: ANN401
+    """Every rank's outcome and argv (one allgather); the common exit status, or None
+    when every rank may start. Rank 0 prints the first problem."""
+    everyone = world.allgather((outcome, argv))
+    problems = [(r, o) for r, (o, _) in enumerate(everyone) if o[0] is not None]
+    status, message = None, ""
+    if problems:
+        status = max(o[0] for _, o in problems)
+        messages = {o[1] for _, o in problems}
+        rank, (_, text) = next(((r, o) for r, o in problems if o[1]), problems[0])
+        alike = len(problems) == len(everyone) and len(messages) == 1
+        message = text if alike or not text else f"rank {rank}: {text}"
+    else:
+        differ = [r for r, (_, a) in enumerate(everyone) if a != everyone[0][1]]
+        if differ:
+            r = differ[0]
+            status, message = 2, (f"rank {r}: started with different arguments than rank 0 "
+                                  f"({' '.join(everyone[r][1])!r} vs "
+                                  f"{' '.join(everyone[0][1])!r}); every rank needs the "
+                                  "same command line")
+    if message and world.Get_rank() == 0:
+        print(f"error: python -m ringpipe.mpi: {message}", file=sys.stderr)
+    return status
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Check every rank's arguments alone, agree; prepare (collectively), agree; then run
+    the job under the abort guard, all under the watchdog (module docstring)."""
+    world = load_mpi().COMM_WORLD
+    argv = list(sys.argv[1:] if argv is None else argv)
+    outcome, args, timeout = _parse(argv, world.Get_rank(), world.Get_size())
+    watchdog = Watchdog.start(world, timeout)
+    try:
+        status = _agree(world, outcome, argv)
+        if status is not None:
+            return status
+        outcome, job = _prepare(args)
+        status = _agree(world, outcome, argv)
+        if status is not None or job is None:
+            return 0 if status is None else status
+        return int(run_guarded(job))
+    finally:
+        watchdog.stop()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

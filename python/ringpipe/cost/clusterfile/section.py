@@ -1,0 +1,151 @@
+"""Validated access to one table of a cluster file, with messages that name the file and
+the key as it is spelled there.
+
+A :class:`Section` is a table of the parsed document (:mod:`ringpipe.cost.clusterfile.reader`)
+plus where it is: the file (``source``) and its dotted path (``where``, e.g.
+``measured.p2p.mpi``). Each accessor checks one value in the file's own units before any
+conversion, so a message reads ``cluster.toml: measured.p2p.mpi.bandwidth_gbs must be >
+0, got 0`` rather than naming a dataclass attribute or an SI value. Every number must be
+finite (NaN and infinities are refused), and a value that overflows when converted to SI
+units is refused too. :meth:`Section.only` refuses keys the format does not define.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Collection, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from ringpipe.validation import check_int, check_real
+
+__all__ = ["Section"]
+
+_REQUIRED: Any = object()
+
+
+def _kind(value: object) -> str:
+    return "null" if value is None else type(value).__name__
+
+
+@dataclass(frozen=True)
+class Section:
+    """One table of a cluster file: ``data``, the file ``source``, the dotted path
+    ``where`` ("" for the top level)."""
+
+    data: Mapping[str, Any]
+    source: str = "cluster file"
+    where: str = ""
+
+    def name(self, key: str) -> str:
+        """``key``'s full dotted name in the file."""
+        return f"{self.where}.{key}" if self.where else key
+
+    def label(self, key: str) -> str:
+        """``source: dotted.key``, how every message about ``key`` starts."""
+        return f"{self.source}: {self.name(key)}"
+
+    def __contains__(self, key: object) -> bool:
+        return key in self.data
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.data)
+
+    def only(self, allowed: Collection[str]) -> None:
+        """ValueError naming the first key not in ``allowed``, listing the valid ones."""
+        unknown = sorted(str(k) for k in self.data if k not in allowed)
+        if unknown:
+            table = f"[{self.where}]" if self.where else "the top level"
+            raise ValueError(f"{self.source}: unknown key {self.name(unknown[0])!r}; valid "
+                             f"keys in {table}: {', '.join(sorted(allowed))}")
+
+    def get(self, key: str, default: Any = _REQUIRED) -> Any:
+        """The raw value; ``default`` when absent (ValueError 'missing' without one)."""
+        if key in self.data:
+            return self.data[key]
+        if default is _REQUIRED:
+            raise ValueError(f"{self.source}: missing {self.name(key)}")
+        return default
+
+    def real(self, key: str, default: Any = _REQUIRED, *, unit: float = 1.0,
+             minimum: float | None = None, maximum: float | None = None,
+             positive: bool = False) -> Any:
+        """``key`` as a finite number within the bounds (checked in the file's units),
+        times ``unit``; ``default`` (returned as given) when absent."""
+        if key not in self.data and default is not _REQUIRED:
+            return default
+        value = check_real(self.label(key), self.get(key), minimum, maximum,
+                           positive=positive)
+        return self._scaled(key, value, unit)
+
+    def _scaled(self, key: str, value: float, unit: float) -> float:
+        out = value * unit
+        if not math.isfinite(out):
+            raise ValueError(f"{self.label(key)} is too large, got {value:g}")
+        if value > 0 and out == 0:
+            raise ValueError(f"{self.label(key)} is too small, got {value:g}")
+        return out
+
+    def integer(self, key: str, default: Any = _REQUIRED, minimum: int | None = 1,
+                maximum: int | None = None) -> Any:
+        """``key`` as an int within the bounds; ``default`` when absent."""
+        if key not in self.data and default is not _REQUIRED:
+            return default
+        return check_int(self.label(key), self.get(key), minimum, maximum)
+
+    def text(self, key: str, default: Any = _REQUIRED,
+             choices: Collection[str] | None = None) -> Any:
+        """``key`` as a string (one of ``choices`` when given); ``default`` when absent."""
+        if key not in self.data and default is not _REQUIRED:
+            return default
+        value = self.get(key)
+        if not isinstance(value, str):
+            raise TypeError(f"{self.label(key)} must be a string, got {_kind(value)}")
+        if choices is not None and value not in choices:
+            raise ValueError(f"{self.label(key)} must be one of {', '.join(choices)}, "
+                             f"got {value!r}")
+        return value
+
+    def flag(self, key: str, default: bool) -> bool:
+        """``key`` as a boolean; ``default`` when absent."""
+        value = self.get(key, default)
+        if not isinstance(value, bool):
+            raise TypeError(f"{self.label(key)} must be true or false, got {_kind(value)}")
+        return value
+
+    def table(self, key: str, required: bool = False) -> Section:
+        """The sub-table ``key`` (empty when absent and not ``required``)."""
+        value = self.get(key) if required else self.get(key, {})
+        return self.wrap(value, self.name(key))
+
+    def wrap(self, value: object, where: str) -> Section:
+        """``value`` as a sub-table at ``where`` (TypeError if it is not a table)."""
+        if not isinstance(value, Mapping):
+            raise TypeError(f"{self.source}: {where} must be a table, got {_kind(value)}")
+        return Section(value, self.source, where)
+
+    def tables(self, key: str) -> list[Section]:
+        """The array of tables ``key`` (``[[key]]`` in TOML), [] when absent."""
+        rows = self.get(key, [])
+        if not isinstance(rows, list):
+            raise TypeError(f"{self.label(key)} must be an array of tables, got "
+                            f"{_kind(rows)}")
+        return [self.wrap(row, f"{self.name(key)}[{i}]") for i, row in enumerate(rows)]
+
+    def array(self, key: str) -> list[Any]:
+        """``key`` as an array (TypeError naming it otherwise)."""
+        value = self.get(key)
+        if not isinstance(value, list):
+            raise TypeError(f"{self.label(key)} must be an array, got {_kind(value)}")
+        return value
+
+    def reals(self, key: str, *, unit: float = 1.0, minimum: float | None = None,
+              positive: bool = False) -> tuple[float, ...]:
+        """``key`` as an array of finite numbers within the bounds, each times ``unit``;
+        an element is named ``key[i]``."""
+        out = []
+        for i, value in enumerate(self.array(key)):
+            name = f"{key}[{i}]"
+            checked = check_real(self.label(name), value, minimum, positive=positive)
+            out.append(self._scaled(name, checked, unit))
+        return tuple(out)

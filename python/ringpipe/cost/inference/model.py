@@ -1,0 +1,291 @@
+"""Inference cost: time to first token, time per output token and memory of a TP × PP layout.
+
+**Decode** is priced per operator by a roofline (Williams et al. 2009; for transformer
+inference Pope et al. 2022, "Efficiently Scaling Transformer Inference", section 2):
+one decode step of b sequences at context T on one TP rank runs, per layer,
+
+* four matmuls (QKV, attention output, MLP in, MLP out) of P_op/t weights each:
+  max(weight bytes / (η·HBM), 2·b·P_op/t / peak);
+* attention over the KV cache: max(2·b·T·kv_t·d·kv_bytes / (η·HBM), 4·b·T·(a/t)·d / peak);
+* two all-reduces of b·h 16-bit activations over the TP group, latency-bound, priced by
+  the α-β model of the kernels' step tables (:class:`~ringpipe.cost.CollectiveModel`);
+* a fixed overhead τ per layer (kernel launches, norms, residual adds);
+
+and the last stage the logit matmul (V·h/t weights). η (the achieved fraction of HBM
+bandwidth) and τ are the two calibrated constants (:mod:`.inference_tables`).
+
+**Pipeline.** Stages hold :func:`~ringpipe.plan.layout.split_layers` of the layers; the batch
+splits into G = min(p, b) groups kept in flight by the forward-only decode schedule
+(:mod:`ringpipe.schedules.inference`), and the schedule simulator with one α-β message
+per stage boundary (the token hand-back from the last rank included) gives the
+steady-state time per output token and, from the prefill schedule, the time to first
+token. **Prefill** is priced like a training forward (Narayanan et al., SC'21):
+(2·b·L·P_mm + 4·b·L²·h)/t FLOPs per layer at the calibrated training fraction of peak,
+or the weight read if that is longer, plus the two all-reduces of b·L·h activations.
+
+**Throughput** counts every GPU-second a request costs: B·K output tokens over the
+prefill of the B prompts plus K-1 decode steps (static batching, as TensorRT-LLM's
+``gptSessionBenchmark``; in-flight batching interleaves the same work). Long prompts
+make prefill, where TP all-reduces b·L·h activations per layer and PP sends them once
+per stage, a large share; decode with PP re-reads each stage's weights once per group.
+
+**Memory** per GPU: the stage's weights (2 bytes per parameter; fp8: 1 byte, matmuls
+at twice the 16-bit peak as on Hopper, and an fp8 KV cache as TensorRT-LLM's
+``--enable_fp8 --fp8_kv_cache``) plus the KV cache, 2 · layers_s · kv_t · d · bytes per
+token per sequence (kv_t = kv_heads/t, at least 1: replicated beyond), within 90% of
+HBM (vLLM's default ``gpu_memory_utilization``).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from ringpipe.cost.hardware.cluster import GIB, Cluster
+from ringpipe.cost.hardware.collectives import CollectiveModel
+from ringpipe.cost.training.spec import ModelSpec
+from ringpipe.plan.layout import split_layers
+from ringpipe.schedules.inference import decode, inference_timing, prefill
+from ringpipe.validation import check_int, check_real
+
+WEIGHT_BYTES = {"bf16": 2, "fp8": 1}
+ACT_BYTES = 2
+MEMORY_UTILIZATION = 0.9
+#: Calibrated on NeMo's measured Llama-2-7B latencies (:mod:`.inference_tables`).
+CALIBRATED_HBM_EFFICIENCY = 0.88
+CALIBRATED_LAYER_OVERHEAD = 140.0e-6
+
+
+@dataclass(frozen=True)
+class Workload:
+    """``batch`` concurrent sequences (all replicas together), prompts of ``prompt_len``
+    tokens, ``output_len`` generated tokens each, weights in ``dtype``."""
+
+    prompt_len: int
+    output_len: int
+    batch: int = 1
+    dtype: str = "bf16"
+
+    def __post_init__(self) -> None:
+        check_int("Workload.prompt_len", self.prompt_len)
+        check_int("Workload.output_len", self.output_len)
+        check_int("Workload.batch", self.batch)
+        if self.dtype not in WEIGHT_BYTES:
+            raise ValueError(f"Workload.dtype must be one of {tuple(WEIGHT_BYTES)}, "
+                             f"got {self.dtype!r}")
+
+
+@dataclass(frozen=True)
+class Layout:
+    """tp × pp GPUs per model replica, dp replicas."""
+
+    tp: int
+    pp: int
+    dp: int = 1
+
+    def __post_init__(self) -> None:
+        for name in ("tp", "pp", "dp"):
+            check_int(f"Layout.{name}", getattr(self, name))
+
+    @property
+    def gpus(self) -> int:
+        return self.tp * self.pp * self.dp
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """η, the achieved fraction of HBM bandwidth, and τ, seconds of overhead per layer.
+
+    Checked here because every price divides by η: η = 0 would surface as a
+    ZeroDivisionError deep in a prediction, and η < 0 or τ < 0 as negative times.
+    """
+
+    hbm_efficiency: float = CALIBRATED_HBM_EFFICIENCY
+    layer_overhead: float = CALIBRATED_LAYER_OVERHEAD
+
+    def __post_init__(self) -> None:
+        check_real("Calibration.hbm_efficiency", self.hbm_efficiency, maximum=1.0,
+                   positive=True)
+        check_real("Calibration.layer_overhead", self.layer_overhead, 0.0)
+
+
+@dataclass(frozen=True)
+class InferencePrediction:
+    """Predicted latencies (s), rates and memory (GiB per GPU) of one layout."""
+
+    layout: Layout
+    ttft_s: float
+    tpot_s: float
+    tokens_per_s_per_user: float
+    tokens_per_s_per_gpu: float
+    weights_gib: float
+    kv_cache_gib: float
+    memory_gib: float
+    max_batch: int
+    fits: bool
+    decode_breakdown_s: dict[str, float] = field(default_factory=dict)
+    output_len: int = 1
+
+    @property
+    def latency_s(self) -> float:
+        """End-to-end: TTFT + (K - 1) · TPOT."""
+        return self.ttft_s + (self.output_len - 1) * self.tpot_s
+
+
+def kv_cache_bytes(model: ModelSpec, tokens: int, sequences: int, tp: int = 1,
+                   layers: int | None = None, dtype: str = "bf16") -> float:
+    """2 · layers · kv_heads/tp · head_dim · bytes per token per sequence (kv_heads/tp at
+    least 1: heads are replicated past tp = kv_heads), times tokens · sequences.
+
+    TypeError/ValueError naming the argument for a non-model, negative ``tokens``,
+    ``sequences`` or ``layers`` (negative bytes), ``tp < 1`` or an unknown ``dtype``."""
+    if not isinstance(model, ModelSpec):
+        raise TypeError(f"kv_cache_bytes: model must be a ModelSpec, got "
+                        f"{type(model).__name__}")
+    check_int("kv_cache_bytes: tokens", tokens, 0)
+    check_int("kv_cache_bytes: sequences", sequences, 0)
+    check_int("kv_cache_bytes: tp", tp, 1)
+    if dtype not in WEIGHT_BYTES:
+        raise ValueError(f"kv_cache_bytes: dtype must be one of {tuple(WEIGHT_BYTES)}, "
+                         f"got {dtype!r}")
+    layers = model.layers if layers is None else check_int("kv_cache_bytes: layers", layers, 0)
+    kv_here = max(model.kv_heads // tp, 1)
+    d = model.hidden // model.heads
+    return 2.0 * layers * kv_here * d * WEIGHT_BYTES[dtype] * tokens * sequences
+
+
+def _check_layout(model: ModelSpec, cluster: Cluster, layout: Layout) -> None:
+    if model.heads % layout.tp or (model.kv_heads % layout.tp and layout.tp % model.kv_heads):
+        raise ValueError(f"tp={layout.tp} does not split heads={model.heads}, "
+                         f"kv_heads={model.kv_heads}")
+    if layout.pp > model.layers:
+        raise ValueError(f"pp={layout.pp} exceeds the model's {model.layers} layers")
+    if layout.gpus > cluster.world:
+        raise ValueError(f"layout needs {layout.gpus} GPUs, the cluster has {cluster.world}")
+
+
+class InferenceModel:
+    """Prices layouts of ``model`` on ``cluster`` (memoises collective costs)."""
+
+    def __init__(self, model: ModelSpec, cluster: Cluster,
+                 calibration: Calibration | None = None) -> None:
+        self.model, self.cluster = model, cluster
+        self.calibration = Calibration() if calibration is None else calibration
+        self._collectives = CollectiveModel(cluster)
+
+    def recalibrated(self, calibration: Calibration) -> InferenceModel:
+        """The same model and cluster under ``calibration``, sharing the memoised
+        collective costs (they do not depend on η or τ)."""
+        other = InferenceModel(self.model, self.cluster, calibration)
+        other._collectives = self._collectives
+        return other
+
+    def _allreduce(self, nbytes: float, tp: int) -> float:
+        return self._collectives.best("all_reduce", nbytes, tp).time if tp > 1 else 0.0
+
+    def _roofline(self, nbytes: float, flops: float, dtype: str) -> float:
+        c = self.cluster
+        peak = c.achievable_flops * (2 if dtype == "fp8" else 1)
+        return max(nbytes / (self.calibration.hbm_efficiency * c.memory_bandwidth),
+                   flops / peak)
+
+    def _ops(self, tp: int) -> list[float]:
+        m, h = self.model, self.model.hidden
+        kv_width = h * m.kv_heads // m.heads
+        mlp_in = (2 if m.gated_mlp else 1) * h * m.ffn
+        return [h * (h + 2 * kv_width) / tp, h * h / tp, mlp_in / tp, h * m.ffn / tp]
+
+    def decode_stage(self, layers: int, last: bool, batch: int, context: float, tp: int,
+                     dtype: str) -> dict[str, float]:
+        """One decode step of ``batch`` sequences through a stage: seconds per part."""
+        m, wb = self.model, WEIGHT_BYTES[dtype]
+        d = m.hidden // m.heads
+        kv_here = max(m.kv_heads // tp, 1)
+        matmul = sum(self._roofline(p * wb + 2 * batch * ACT_BYTES * m.hidden, 2 * batch * p,
+                                    dtype) for p in self._ops(tp))
+        attn = self._roofline(2 * batch * context * kv_here * d * wb,
+                              4 * batch * context * (m.heads // tp) * d, "bf16")
+        parts = {"matmul": layers * matmul, "attention": layers * attn,
+                 "allreduce": layers * 2 * self._allreduce(batch * m.hidden * ACT_BYTES, tp),
+                 "overhead": layers * self.calibration.layer_overhead}
+        head = m.vocab * m.hidden / tp
+        parts["logits"] = self._roofline(head * wb, 2 * batch * head, dtype) if last else 0.0
+        return parts
+
+    def prefill_stage(self, layers: int, last: bool, batch: int, prompt: int, tp: int,
+                      dtype: str) -> float:
+        """The prompt's forward through a stage: training-forward FLOPs or weight read."""
+        m, c = self.model, self.cluster
+        flops = layers * (2.0 * batch * prompt * m.matmul_params_per_layer
+                          + 4.0 * batch * prompt**2 * m.hidden) / tp
+        peak = c.achievable_flops * (2 if dtype == "fp8" else 1)
+        weights = layers * sum(self._ops(tp)) * WEIGHT_BYTES[dtype]
+        compute = max(flops / peak,
+                      weights / (self.calibration.hbm_efficiency * c.memory_bandwidth))
+        comm = layers * 2 * self._allreduce(batch * prompt * m.hidden * ACT_BYTES, tp)
+        logits = self._roofline(m.vocab * m.hidden / tp * WEIGHT_BYTES[dtype],
+                                2 * batch * m.vocab * m.hidden / tp, dtype) if last else 0.0
+        return compute + comm + layers * self.calibration.layer_overhead + logits
+
+    def _p2p(self, nbytes: float, layout: Layout) -> float:
+        c, tp, pp = self.cluster, layout.tp, layout.pp
+        if pp == 1:
+            return 0.0
+        crossing = any(c.node_of(r * tp) != c.node_of(((r + 1) % pp) * tp) for r in range(pp))
+        return (c.inter if crossing else c.intra).time(nbytes)
+
+    def _prefill(self, per_stage: tuple[int, ...], b: int, work: Workload,
+                 layout: Layout) -> float:
+        """Makespan of the b prompts' prefill, over micro-batch counts G = p·2^k <= b."""
+        pp, tp, best = layout.pp, layout.tp, math.inf
+        counts = sorted({min(b, pp * 2**k) for k in range(8)})
+        for groups in counts:
+            gb = math.ceil(b / groups)
+            cost = [self.prefill_stage(n, r == pp - 1, gb, work.prompt_len, tp, work.dtype)
+                    for r, n in enumerate(per_stage)]
+            hop = self._p2p(gb * work.prompt_len * self.model.hidden * ACT_BYTES, layout)
+            best = min(best, inference_timing(prefill(pp, groups), cost, cost, hop).ttft)
+        return best
+
+    def predict(self, layout: Layout, work: Workload) -> InferencePrediction:
+        """TTFT, TPOT, rates and memory of ``layout`` running ``work`` (TypeError for
+        anything but a :class:`Layout` and a :class:`Workload`, e.g. a bare tuple)."""
+        if not isinstance(layout, Layout):
+            raise TypeError(f"InferenceModel.predict: layout must be a Layout(tp, pp, dp), "
+                            f"got {type(layout).__name__}")
+        if not isinstance(work, Workload):
+            raise TypeError(f"InferenceModel.predict: work must be a Workload, got "
+                            f"{type(work).__name__}")
+        m, c, tp, pp = self.model, self.cluster, layout.tp, layout.pp
+        _check_layout(m, c, layout)
+        per_stage = split_layers(m.layers, pp)
+        b = math.ceil(work.batch / layout.dp)  # the largest replica's share (ceil/floor split)
+        groups = min(pp, b)
+        gb = math.ceil(b / groups)
+        context = work.prompt_len + work.output_len / 2
+        dec = [self.decode_stage(n, r == pp - 1, gb, context, tp, work.dtype)
+               for r, n in enumerate(per_stage)]
+        step = [sum(parts.values()) for parts in dec]
+        hop = self._p2p(gb * m.hidden * ACT_BYTES, layout)
+        steady = inference_timing(decode(pp, groups, 3), step, step, hop)
+        tpot = float(steady.token_latency[:, -1].max())
+        ttft = self._prefill(per_stage, b, work, layout)
+        wb = WEIGHT_BYTES[work.dtype]
+        stage_w = [n * m.params_per_layer / tp for n in per_stage]
+        stage_w[0] += m.embedding_params / tp
+        stage_w[-1] += m.output_params / tp
+        weights = max(stage_w) * wb
+        kv_seq = kv_cache_bytes(m, work.prompt_len + work.output_len, 1, tp, max(per_stage),
+                                work.dtype)
+        usable = MEMORY_UTILIZATION * c.memory_bytes
+        max_batch = max(int((usable - weights) // kv_seq), 0) * layout.dp
+        memory = weights + kv_seq * b
+        busy = ttft + (work.output_len - 1) * tpot
+        breakdown = {k: sum(parts[k] for parts in dec) for k in dec[0]}
+        breakdown["p2p"] = pp * hop
+        return InferencePrediction(
+            layout, ttft, tpot, 1.0 / tpot,
+            # the real B·K tokens: replicas with floor(B/dp) or no sequences still hold GPUs
+            work.batch * work.output_len / (busy * layout.gpus),
+            weights / GIB, kv_seq * b / GIB, memory / GIB, max_batch,
+            memory <= usable, breakdown, work.output_len)

@@ -1,0 +1,1 @@
+"""ringpipe.cost.published.training_runs."""

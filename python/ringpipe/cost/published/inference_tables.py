@@ -1,0 +1,166 @@
+"""Published inference measurements: one table to calibrate on, another to check against.
+
+**Calibration table** (:data:`NEMO_LLAMA2_7B`): NVIDIA NeMo Framework user guide,
+"Llama-2 Results, Inference Performance", configuration 1 (chatbot: 128 input tokens,
+20 output tokens), measured with TensorRT-LLM on 1-8 × A100 80GB SXM4 and H100 80GB
+HBM3, average end-to-end latency in ms, Llama-2-7B rows (TP 1, 2, 4, 8 × batch 1, 2,
+4, 8), https://docs.nvidia.com/nemo-framework/user-guide/latest/performance/llama.html.
+The end-to-end latency is predicted as TTFT + 19 · TPOT, in 16-bit.
+
+Two constants are fitted on it, by least squares on the relative error of all 32 rows
+(:func:`calibrate`): η, the fraction of HBM bandwidth decode achieves, and τ, a fixed
+overhead per layer per forward. Everything else (the training fraction of peak FLOP/s,
+link α and β, HBM bandwidths) comes from :mod:`ringpipe.cost.hardware.cluster`.
+
+**Out-of-sample table** (:data:`TRTLLM_THROUGHPUT`, :data:`TRTLLM_FIRST_TOKEN`):
+TensorRT-LLM ``docs/source/performance.md`` (v0.6.1 peak throughput; v0.5 first-token
+latency at batch 1), commit 138f96d45f90b9667426f7c47297d8c06bafac73 of
+https://github.com/NVIDIA/TensorRT-LLM: H100 in FP8 (weights and KV cache), A100 in
+FP16; LLaMA 7B and 70B (the llama2-7b / llama2-70b shapes). Throughput is output tokens
+per second per GPU under static batching, H100 rows only: the A100 throughput table
+says "out tok/s" without "/GPU", so its TP > 1 rows are ambiguous and left out.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+from ringpipe.cost.hardware.cluster import cluster_preset
+from ringpipe.cost.inference.model import Calibration, InferenceModel, Layout, Workload
+from ringpipe.cost.training.spec import model_preset
+from ringpipe.validation import check_int
+
+
+class LatencyRow(NamedTuple):
+    model: str
+    cluster: str
+    tp: int
+    batch: int
+    prompt: int
+    output: int
+    dtype: str
+    measured: float  # seconds (end-to-end latency or first-token latency)
+
+
+class ThroughputRow(NamedTuple):
+    model: str
+    cluster: str
+    tp: int
+    batch: int
+    prompt: int
+    output: int
+    dtype: str
+    measured: float  # output tokens / s / GPU
+
+
+def _nemo() -> tuple[LatencyRow, ...]:
+    # (tp, batch, A100 ms, H100 ms)
+    cells = [(1, 1, 234.0, 153.8), (1, 2, 249.6, 160.8), (1, 4, 272.6, 174.8),
+             (1, 8, 329.5, 199.2), (2, 1, 171.7, 128.6), (2, 2, 180.3, 132.0),
+             (2, 4, 202.9, 137.9), (2, 8, 237.6, 156.2), (4, 1, 143.7, 107.4),
+             (4, 2, 149.9, 114.0), (4, 4, 165.2, 120.4), (4, 8, 196.4, 134.6),
+             (8, 1, 136.5, 97.6), (8, 2, 143.3, 109.1), (8, 4, 158.6, 116.2),
+             (8, 8, 181.9, 129.1)]
+    rows = []
+    for tp, b, a100, h100 in cells:
+        rows.append(LatencyRow("llama2-7b", "dgx-a100", tp, b, 128, 20, "bf16", a100 / 1e3))
+        rows.append(LatencyRow("llama2-7b", "dgx-h100", tp, b, 128, 20, "bf16", h100 / 1e3))
+    return tuple(rows)
+
+
+NEMO_LLAMA2_7B = _nemo()
+
+TRTLLM_THROUGHPUT = tuple(ThroughputRow(*r) for r in (
+    ("llama2-7b", "dgx-h100", 1, 768, 128, 128, "fp8", 19694),
+    ("llama2-7b", "dgx-h100", 1, 112, 128, 2048, "fp8", 6818),
+    ("llama2-7b", "dgx-h100", 1, 80, 2048, 128, "fp8", 2244),
+    ("llama2-7b", "dgx-h100", 1, 48, 2048, 2048, "fp8", 2740),
+    ("llama2-70b", "dgx-h100", 2, 1024, 128, 128, "fp8", 2657),
+    ("llama2-70b", "dgx-h100", 4, 480, 128, 2048, "fp8", 1486),
+    ("llama2-70b", "dgx-h100", 2, 96, 2048, 128, "fp8", 306),
+    ("llama2-70b", "dgx-h100", 2, 64, 2048, 2048, "fp8", 547),
+))
+
+TRTLLM_FIRST_TOKEN = tuple(LatencyRow(*r) for r in (
+    ("llama2-7b", "dgx-h100", 1, 1, 128, 1, "fp8", 0.007),
+    ("llama2-7b", "dgx-h100", 1, 1, 2048, 1, "fp8", 0.036),
+    ("llama2-70b", "dgx-h100", 4, 1, 128, 1, "fp8", 0.026),
+    ("llama2-70b", "dgx-h100", 4, 1, 2048, 1, "fp8", 0.109),
+    ("llama2-7b", "dgx-a100", 1, 1, 128, 1, "bf16", 0.016),
+    ("llama2-7b", "dgx-a100", 1, 1, 2048, 1, "bf16", 0.133),
+    ("llama2-70b", "dgx-a100", 4, 1, 128, 1, "bf16", 0.047),
+    ("llama2-70b", "dgx-a100", 4, 1, 2048, 1, "bf16", 0.377),
+))
+
+
+def _models(rows: tuple, calibration: Calibration) -> dict[tuple[str, str], InferenceModel]:
+    """One :class:`InferenceModel` per (model, cluster) of ``rows``."""
+    return {(r.model, r.cluster): InferenceModel(model_preset(r.model),
+                                                 cluster_preset(r.cluster), calibration)
+            for r in rows}
+
+
+def _predict(row: LatencyRow | ThroughputRow, im: InferenceModel) -> float:
+    p = im.predict(Layout(row.tp, 1), Workload(row.prompt, row.output, row.batch, row.dtype))
+    if isinstance(row, ThroughputRow):
+        return p.tokens_per_s_per_gpu
+    return p.ttft_s if row.output == 1 else p.latency_s
+
+
+def _predictions(rows: tuple, models: dict[tuple[str, str], InferenceModel]) -> list[float]:
+    return [_predict(r, models[r.model, r.cluster]) for r in rows]
+
+
+def predictions(rows: tuple, calibration: Calibration | None = None) -> list[float]:
+    """The model's value for each row (seconds, or tokens/s/GPU)."""
+    return _predictions(rows, _models(rows, Calibration() if calibration is None
+                                      else calibration))
+
+
+def relative_errors(rows: tuple, calibration: Calibration | None = None) -> list[float]:
+    """(predicted - measured) / measured per row."""
+    return [(p - r.measured) / r.measured for p, r in zip(predictions(rows, calibration), rows,
+                                                         strict=True)]
+
+
+def calibrate(rows: tuple = NEMO_LLAMA2_7B, coarse: int = 5) -> Calibration:
+    """η on a 0.01 grid in [0.40, 1.00] and, for each η, the least-squares τ >= 0.
+
+    With pp = 1 a row's prediction is a + c·τ (τ is paid once per layer per forward),
+    so the τ minimising Σ((a + c·τ)/y - 1)² is Σ (c/y)(1 - a/y) / Σ (c/y)²; the pair
+    with the least RMS relative error wins (ties: the smaller η). τ is rounded to 0.1 µs.
+
+    The grid is searched coarse to fine: every ``coarse``-th point (0.40, 0.45, …), then
+    every point within ``coarse - 1`` of the best of those. That is the whole grid's
+    optimum whenever the RMS error is unimodal in η, as on :data:`NEMO_LLAMA2_7B`
+    (``coarse=1`` searches every point: the same η = 0.88, τ = 140.0 µs). Collective
+    costs, independent of η and τ, are priced once (:meth:`InferenceModel.recalibrated`).
+    """
+    check_int("coarse", coarse, 1, 60)
+    base = _models(rows, Calibration())
+    probe = 1e-4
+    scored: dict[int, tuple[float, Calibration]] = {}
+
+    def score(k: int) -> tuple[float, Calibration]:
+        if k not in scored:
+            eta = k / 100
+            a = _predictions(rows, {key: im.recalibrated(Calibration(eta, 0.0))
+                                    for key, im in base.items()})
+            shifted = _predictions(rows, {key: im.recalibrated(Calibration(eta, probe))
+                                          for key, im in base.items()})
+            c = [(v - a0) / probe for v, a0 in zip(shifted, a, strict=True)]
+            num = sum((ci / r.measured) * (1 - ai / r.measured)
+                      for ai, ci, r in zip(a, c, rows, strict=True))
+            den = sum((ci / r.measured) ** 2 for ci, r in zip(c, rows, strict=True))
+            tau = round(max(num / den, 0.0), 7) if den else 0.0
+            rms = math.sqrt(sum(((ai + ci * tau) / r.measured - 1) ** 2
+                                for ai, ci, r in zip(a, c, rows, strict=True)) / len(rows))
+            scored[k] = (rms, Calibration(eta, tau))
+        return scored[k]
+
+    def best(ks: range) -> int:
+        return min(ks, key=lambda k: (score(k)[0], k))
+
+    k0 = best(range(40, 101, coarse))
+    return score(best(range(max(40, k0 - coarse + 1), min(100, k0 + coarse - 1) + 1)))[1]

@@ -1,0 +1,1 @@
+"""ringpipe.cost.training."""

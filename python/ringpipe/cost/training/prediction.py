@@ -1,0 +1,164 @@
+"""What the cost model is asked about (:class:`Config`) and what it answers
+(:class:`Prediction`).
+
+A :class:`Config` is one point of the search: a :class:`ringpipe.mesh.Mesh` (the same
+mesh type :class:`ringpipe.Plan` runs on), the schedule, its chunks per rank (resolved
+by :func:`ringpipe.schedules.resolve_chunks`, the one resolver), the micro-batch size
+and the activation recomputation.
+
+FLOPs are reported two ways, named as such (Korthikanti et al. 2022, §6.1):
+
+* **model FLOPs**: the FLOPs of one forward and backward of the model, no recomputation
+  (:func:`ringpipe.cost.training.spec.executed_flops` with ``"none"``); model FLOPs per second
+  over peak is the MFU, which ranks configurations of one global batch exactly as the
+  step time does;
+* **hardware FLOPs**: what the GPUs execute, recomputation included (Megatron's
+  SC'21 TFLOP/s count, eq. 3, when recomputation is full); over peak it is the HFU.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from ringpipe.cost.hardware.cluster import GIB
+from ringpipe.cost.training.memory import MemoryBreakdown
+from ringpipe.cost.training.spec import RECOMPUTE
+from ringpipe.mesh import Mesh
+from ringpipe.schedules import resolve_chunks
+from ringpipe.validation import check_int
+
+
+@dataclass(frozen=True)
+class Config:
+    """One point of the search (module docstring). ``chunks`` None: the schedule's."""
+
+    mesh: Mesh
+    schedule: str = "1f1b"
+    microbatch_size: int = 1
+    chunks: int | None = None
+    recompute: str = "none"
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.mesh, Mesh):
+            raise TypeError(f"Config.mesh must be a ringpipe.mesh.Mesh, got "
+                            f"{type(self.mesh).__name__}")
+        check_int("Config.microbatch_size", self.microbatch_size)
+        if self.chunks is not None:
+            check_int("Config.chunks", self.chunks)
+        object.__setattr__(self, "chunks", resolve_chunks(self.schedule, self.chunks))
+        if self.recompute not in RECOMPUTE:
+            raise ValueError(f"Config.recompute must be one of {RECOMPUTE}, "
+                             f"got {self.recompute!r}")
+
+    @property
+    def tp(self) -> int:
+        """Tensor-parallel size."""
+        return self.mesh.tp
+
+    @property
+    def pp(self) -> int:
+        """Pipeline ranks."""
+        return self.mesh.pp
+
+    @property
+    def dp(self) -> int:
+        """Data-parallel replicas."""
+        return self.mesh.dp
+
+    @property
+    def world(self) -> int:
+        """GPUs used, tp · pp · dp."""
+        return self.mesh.world
+
+    def label(self) -> str:
+        """Short human-readable form, e.g. ``tp8 pp4 dp1 interleaved-1f1b v3 mb1 full``."""
+        v = f" v{self.chunks}" if self.chunks > 1 else ""
+        return (f"tp{self.tp} pp{self.pp} dp{self.dp} {self.schedule}{v} "
+                f"mb{self.microbatch_size} {self.recompute}")
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """A configuration's predicted step. Times in seconds; compute, TP communication,
+    bubble, exposed DP communication and the optimizer step add up to ``step_time``
+    (compute, TP and bubble are averages over pipeline ranks)."""
+
+    config: Config
+    num_microbatches: int
+    step_time: float
+    compute_time: float
+    tp_comm_time: float
+    bubble_time: float
+    dp_comm_time: float
+    optimizer_time: float
+    bubble_fraction: float
+    message_time: float
+    hardware_flops_per_step: float
+    model_flops_per_step: float
+    memory: MemoryBreakdown
+    memory_capacity: float
+    peak_flops: float
+    headroom: float = 0.0
+    dp_comm_total: float = 0.0
+    layers_per_stage: tuple[int, ...] = ()
+    peak_in_flight: tuple[int, ...] = ()
+
+    @property
+    def fits(self) -> bool:
+        """Whether the fullest GPU leaves at least ``headroom`` bytes free."""
+        return self.memory.total + self.headroom <= self.memory_capacity
+
+    @property
+    def hardware_tflops_per_gpu(self) -> float:
+        """Hardware FLOPs (recomputation included) per GPU per second, in TFLOP/s."""
+        return self.hardware_flops_per_step / (self.step_time * self.config.world) / 1e12
+
+    @property
+    def tflops_per_gpu(self) -> float:
+        """Alias of :attr:`hardware_tflops_per_gpu` (Megatron's SC'21 count)."""
+        return self.hardware_tflops_per_gpu
+
+    @property
+    def model_tflops_per_gpu(self) -> float:
+        """Model FLOPs (no recomputation) per GPU per second, in TFLOP/s."""
+        return self.model_flops_per_step / (self.step_time * self.config.world) / 1e12
+
+    @property
+    def mfu(self) -> float:
+        """Model FLOPs utilisation: model FLOP/s per GPU over peak."""
+        return self.model_tflops_per_gpu * 1e12 / self.peak_flops
+
+    @property
+    def hfu(self) -> float:
+        """Hardware FLOPs utilisation: hardware FLOP/s per GPU over peak."""
+        return self.hardware_tflops_per_gpu * 1e12 / self.peak_flops
+
+    @property
+    def comm_fraction(self) -> float:
+        """Exposed communication (TP and DP) as a fraction of the step."""
+        return (self.tp_comm_time + self.dp_comm_time) / self.step_time
+
+    def parts(self) -> dict[str, float]:
+        """The five parts of the step time, seconds."""
+        return {"compute": self.compute_time, "tp_comm": self.tp_comm_time,
+                "bubble": self.bubble_time, "dp_comm_exposed": self.dp_comm_time,
+                "optimizer": self.optimizer_time}
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON form the ``plan`` command prints for a candidate."""
+        c = self.config
+        return {"tp": c.tp, "pp": c.pp, "dp": c.dp, "schedule": c.schedule,
+                "chunks": c.chunks, "microbatch_size": c.microbatch_size,
+                "recompute": c.recompute, "num_microbatches": self.num_microbatches,
+                "step_time_s": self.step_time,
+                "model_tflops_per_gpu": self.model_tflops_per_gpu,
+                "hardware_tflops_per_gpu": self.hardware_tflops_per_gpu,
+                "mfu": self.mfu, "hfu": self.hfu,
+                "memory_gib": self.memory.total / GIB, "memory": self.memory.to_dict(),
+                "headroom_gib": self.headroom / GIB,
+                "bubble_fraction": self.bubble_fraction,
+                "comm_fraction": self.comm_fraction, "fits": self.fits,
+                "layers_per_stage": list(self.layers_per_stage),
+                "breakdown_s": {**self.parts(), "dp_comm_total": self.dp_comm_total,
+                                "pp_message": self.message_time}}

@@ -1,0 +1,271 @@
+"""The planner's search: enumerate TP × PP × DP configurations, drop what does not fit, rank.
+
+Search space (each dimension can be pinned):
+
+* every factorisation tp · pp · dp of the cluster's GPUs where tp divides the heads
+  (and KV heads), pp divides the layers (or is pinned, or ``allow_uneven``: then
+  :func:`ringpipe.plan.layout.split_layers` gives the first stages one layer more) and dp
+  divides the global batch; when no even split fits, the search is repeated with
+  uneven splits (e.g. Llama 3 405B's 126 layers on a power-of-two GPU count);
+* every built-in schedule (:data:`ringpipe.schedules.SCHEDULES`: GPipe, 1F1B,
+  interleaved 1F1B with v = 2 .. ``max_chunks`` chunks per rank, ZB-H1, ZB-V); with
+  pp = 1 there is no pipeline and only 1F1B (plain gradient accumulation) is kept;
+* micro-batch sizes 1, 2, 4, 8, 16 that divide the per-replica batch;
+* recomputation none, then selective, then full: a heavier mode only does more work,
+  so it is priced only when the lighter one does not fit.
+
+A configuration fits when its predicted memory per GPU plus ``headroom`` is at most the
+GPU's memory. Each candidate is priced by :class:`ringpipe.cost.training.step_time.StepModel`
+(one instance per search, so schedules, simulator orders and collective profiles are
+built once). Fitting candidates are ranked by predicted step time; the ones that do not
+fit follow, smallest memory first. When tp, pp or dp is pinned, the same search without
+those pins gives the best unpinned configuration to compare with
+(:attr:`SearchReport.unpinned_best`).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+
+from ringpipe.cost.hardware.cluster import GIB, Cluster
+from ringpipe.cost.training.explain import explain, explain_pinned
+from ringpipe.cost.training.memory import DEFAULT_HEADROOM_GIB
+from ringpipe.cost.training.prediction import Config, Prediction
+from ringpipe.cost.training.spec import RECOMPUTE, ModelSpec, TrainingSpec
+from ringpipe.cost.training.step_time import StepModel
+from ringpipe.mesh import Mesh
+from ringpipe.schedules import SCHEDULES, resolve_chunks, schedule_spec
+from ringpipe.validation import check_int, check_real
+
+#: Searched by default: every built-in schedule, 1F1B first (so that a mesh whose
+#: weights alone overflow is represented by its lowest-memory schedule).
+DEFAULT_SCHEDULES = ("1f1b",) + tuple(n for n in SCHEDULES if n != "1f1b")
+DEFAULT_MICROBATCH_SIZES = (1, 2, 4, 8, 16)
+
+
+@dataclass(frozen=True)
+class SearchSpace:
+    """Pins (``None``: search) and the ranges searched. Micro-batch size and
+    recomputation are pinned through :class:`TrainingSpec`."""
+
+    tp: int | None = None
+    pp: int | None = None
+    dp: int | None = None
+    schedule: str | None = None
+    chunks: int | None = None
+    schedules: tuple[str, ...] = DEFAULT_SCHEDULES
+    microbatch_sizes: tuple[int, ...] = DEFAULT_MICROBATCH_SIZES
+    max_chunks: int = 8
+    allow_uneven: bool = False
+
+    def __post_init__(self) -> None:
+        for name in ("tp", "pp", "dp", "chunks"):
+            if getattr(self, name) is not None:
+                check_int(name, getattr(self, name))
+        check_int("max_chunks", self.max_chunks)
+        for name in ((self.schedule,) if self.schedule else ()) + self.schedules:
+            schedule_spec(name)  # ValueError naming the known schedules
+        if self.schedule and self.chunks is not None:
+            resolve_chunks(self.schedule, self.chunks)  # e.g. 1f1b with chunks=2
+
+    @property
+    def pinned(self) -> bool:
+        """Whether any of tp, pp, dp is pinned."""
+        return any(getattr(self, n) is not None for n in ("tp", "pp", "dp"))
+
+
+@dataclass(frozen=True)
+class SearchReport:
+    """The ranked candidates (best first), what they were planned for and, with pins,
+    the best unpinned candidate."""
+
+    model: ModelSpec
+    training: TrainingSpec
+    cluster: Cluster
+    candidates: tuple[Prediction, ...]
+    headroom: float = 0.0
+    unpinned_best: Prediction | None = None
+    pinned: bool = False
+
+    @property
+    def fitting(self) -> tuple[Prediction, ...]:
+        """The candidates that fit in memory, fastest first."""
+        return tuple(p for p in self.candidates if p.fits)
+
+    @property
+    def best(self) -> Prediction | None:
+        """The fastest fitting candidate (None when nothing fits)."""
+        fitting = self.fitting
+        return fitting[0] if fitting else None
+
+    @property
+    def runner_up(self) -> Prediction | None:
+        """The fastest fitting candidate with a different (tp, pp) than the best."""
+        best = self.best
+        if best is None:
+            return None
+        key = (best.config.tp, best.config.pp)
+        return next((p for p in self.fitting if (p.config.tp, p.config.pp) != key), None)
+
+    def explanation(self) -> str:
+        """Why the best wins: against the best unpinned configuration when tp/pp/dp are
+        pinned, else against the runner-up; with the memory breakdown."""
+        best = self.best
+        if best is None:
+            return "No configuration fits."
+        if self.unpinned_best is not None:
+            return explain_pinned(best, self.unpinned_best, self.cluster)
+        return explain(best, self.runner_up, self.cluster, self.pinned)
+
+
+class FitsNowhere(ValueError):
+    """No configuration fits in memory; ``report`` holds every candidate tried."""
+
+    def __init__(self, report: SearchReport) -> None:
+        self.report = report
+        smallest = min(report.candidates, key=lambda p: p.memory.total)
+        c = report.cluster
+        super().__init__(
+            f"{report.model.name} fits nowhere on {c.nodes} × {c.name} ({c.world} GPUs, "
+            f"{c.memory_bytes / GIB:.0f} GiB each, {report.headroom / GIB:g} GiB headroom): "
+            f"the smallest memory per GPU any configuration needs is "
+            f"{smallest.memory.total / GIB:.1f} GiB ({smallest.config.label()})")
+
+
+def _divisors(n: int) -> list[int]:
+    """The divisors of ``n`` in increasing order, by trial division up to sqrt(n)."""
+    small = [d for d in range(1, math.isqrt(n) + 1) if n % d == 0]
+    return small + [n // d for d in reversed(small) if d * d != n]
+
+
+def factorisations(model: ModelSpec, training: TrainingSpec, world: int,
+                   space: SearchSpace = SearchSpace()) -> list[tuple[int, int, int]]:
+    """Every (tp, pp, dp) with tp·pp·dp = ``world`` the model, batch and pins allow."""
+    pinned = [getattr(space, n) for n in ("tp", "pp", "dp")]
+    if all(v is not None for v in pinned) and pinned[0] * pinned[1] * pinned[2] != world:
+        raise ValueError(f"tp × pp × dp = {pinned[0]} × {pinned[1]} × {pinned[2]} = "
+                         f"{pinned[0] * pinned[1] * pinned[2]} GPUs, but the cluster has {world}")
+    for name in ("tp", "pp", "dp"):
+        pin = getattr(space, name)
+        if pin is not None and pin > world:
+            raise ValueError(f"{name}={pin} needs more GPUs than the cluster's {world}")
+        if pin is not None and world % pin:
+            raise ValueError(f"{name}={pin} does not divide the cluster's {world} GPUs")
+    out = []
+    for tp in _divisors(world):
+        if model.heads % tp or model.kv_heads % tp or space.tp not in (None, tp):
+            continue
+        for pp in _divisors(world // tp):
+            dp = world // (tp * pp)
+            uneven = space.allow_uneven or space.pp is not None
+            layers_ok = model.layers % pp == 0 or (uneven and pp <= model.layers)
+            if not layers_ok or training.global_batch % dp or space.pp not in (None, pp) \
+                    or space.dp not in (None, dp):
+                continue
+            out.append((tp, pp, dp))
+    if not out:
+        pins = ", ".join(f"{n}={getattr(space, n)}" for n in ("tp", "pp", "dp")
+                         if getattr(space, n) is not None)
+        raise ValueError(
+            f"no TP×PP×DP factorisation of {world} GPUs fits {model.name}: tp must divide "
+            f"heads ({model.heads}) and kv_heads ({model.kv_heads}), pp must divide layers "
+            f"({model.layers}), dp must divide global_batch ({training.global_batch})"
+            + (f", with {pins}" if pins else ""))
+    return out
+
+
+def _schedule_options(model: ModelSpec, pp: int, space: SearchSpace) -> list[tuple[str, int]]:
+    names = (space.schedule,) if space.schedule else (("1f1b",) if pp == 1 else
+                                                      space.schedules)
+    uneven = space.allow_uneven or space.pp is not None
+    out = []
+    for name in names:
+        spec = SCHEDULES[name]
+        if spec.takes_chunks:
+            vs = [space.chunks] if space.chunks else range(2, space.max_chunks + 1)
+        else:
+            vs = [spec.default_chunks]
+        for v in vs:
+            stages = pp * v
+            if model.layers % stages == 0 or (uneven and stages <= model.layers):
+                out.append((name, v))
+    return out
+
+
+def _recomputes(training: TrainingSpec) -> tuple[str, ...]:
+    return (training.recompute,) if training.recompute else RECOMPUTE
+
+
+def _price(step: StepModel, configs: list[Config]) -> list[Prediction]:
+    """Price ``configs`` (lighter recomputation first) until one fits."""
+    out: list[Prediction] = []
+    for config in configs:
+        try:
+            layout = step.layout(config)
+        except ValueError:  # the schedule generator rejects this (p, m, v)
+            break
+        out.append(step.predict(config, step.memory(config, layout)))
+        if out[-1].fits:
+            break  # heavier recomputation would only add work
+    return out
+
+
+def _search(step: StepModel, space: SearchSpace) -> list[Prediction]:
+    model, training, cluster = step.model, step.training, step.cluster
+    sizes = (training.microbatch_size,) if training.microbatch_size else space.microbatch_sizes
+    found: list[Prediction] = []
+    for tp, pp, dp in factorisations(model, training, cluster.world, space):
+        per_replica = training.global_batch // dp
+        mesh = Mesh(dp=dp, pp=pp, tp=tp)
+        for name, v in _schedule_options(model, pp, space):
+            for mbs in [b for b in sizes if per_replica % b == 0]:
+                priced = _price(step, [Config(mesh, name, mbs, v, r)
+                                       for r in _recomputes(training)])
+                found += priced
+                if not priced or not priced[-1].fits:
+                    break  # a larger micro-batch only needs more memory
+            last = found[-1] if found else None
+            if last is not None and not last.fits and last.memory.states \
+                    + last.memory.reserved + step.headroom > cluster.memory_bytes:
+                break  # weights and optimizer state alone overflow: other schedules too
+    found.sort(key=lambda p: (not p.fits, p.step_time if p.fits else p.memory.total))
+    return found
+
+
+def search(model: ModelSpec, training: TrainingSpec, cluster: Cluster,
+           space: SearchSpace = SearchSpace(), headroom_gib: float = DEFAULT_HEADROOM_GIB,
+           compare_unpinned: bool = True) -> SearchReport:
+    """Search, price and rank (module docstring); raises :class:`FitsNowhere` (a
+    ValueError) when no candidate fits, and ValueError when none can be built.
+    ``compare_unpinned``: with tp/pp/dp pins, also search without them."""
+    check_real("headroom (GiB)", headroom_gib, 0.0)
+    step = StepModel(model, training, cluster, headroom=headroom_gib * GIB)
+    found = _search(step, space)
+    if not space.allow_uneven and not any(p.fits for p in found):
+        uneven = replace(space, allow_uneven=True)
+        retry = _search(step, uneven)
+        if any(p.fits for p in retry):
+            found, space = retry, uneven
+    if not found:
+        raise ValueError(f"no candidate configuration could be built for {model.name} "
+                         f"on {cluster.world} GPUs (check --schedule/--chunks/"
+                         "--microbatch-size against the global batch)")
+    unpinned = None
+    if space.pinned and compare_unpinned:
+        # a pinned pp that does not divide the layers is an uneven split: compare with
+        # the unpinned search on the same terms
+        uneven = space.allow_uneven or (space.pp is not None and model.layers % space.pp != 0)
+        free = _search(step, replace(space, tp=None, pp=None, dp=None, allow_uneven=uneven))
+        unpinned = next((p for p in free if p.fits), None)
+    report = SearchReport(model, training, cluster, tuple(found), step.headroom, unpinned,
+                        space.pinned)
+    if report.best is None:
+        raise FitsNowhere(report)
+    return report
+
+
+#: Earlier names of :func:`search` and :class:`SearchReport`, kept working: a
+#: ``ringpipe.Plan`` is an executable plan, the planner *searches* for one.
+plan = search
+PlanReport = SearchReport

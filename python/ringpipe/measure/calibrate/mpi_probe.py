@@ -1,0 +1,173 @@
+"""MPI rows of ``ringpipe calibrate``: point-to-point and all-reduce between processes.
+
+:func:`measure_mpi` starts ``mpiexec -n N python -m ringpipe.measure.calibrate.mpi_probe ...``
+itself (:func:`ringpipe.mpi.launch.launch`, as ``ringpipe verify --backend mpi`` does)
+and reads one JSON line from rank 0. Under mpiexec, :func:`main` measures
+
+* point-to-point: a ping-pong between ranks 0 and 1 with ``Send``/``Recv`` of NumPy
+  buffers; one transfer is half a round trip;
+* the CPU share: every rank spins at once and reports the share of a core it got
+  (:func:`ringpipe.measure.timer.cpu_share`), which is what P concurrent ranks
+  get on this machine, oversubscription and other load included;
+* all-reduce: for every group size g = 2..N and algorithm (ring, tree), the step-table
+  executor :class:`ringpipe.mpi.group.ProcessGroup` on the first g ranks.
+
+Each is timed *between compute*, as a step meets it: every rank loops over a short
+compute chunk (~0.2 ms of GEMMs) followed by the operation, and the operation's cost is
+the loop's time per iteration minus that of the compute chunks alone (the slowest
+rank's; median of the repeats). On a machine with more runnable processes than cores,
+this includes the wait for a descheduled partner at every synchronisation, which a
+back-to-back loop of the operation alone hides.
+
+Without the ``mpi`` extra (no mpi4py or no mpiexec) :func:`measure_mpi` returns None and
+the reason, and calibration goes on without MPI rows.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from ringpipe.measure.timer import cpu_share
+
+ALGORITHMS = ("ring", "tree")
+
+
+_WORK = np.ones((64, 64))
+
+
+def _work() -> None:
+    """About 0.2 ms of compute: what a rank does between two synchronisations."""
+    for _ in range(16):
+        _WORK @ _WORK
+
+
+def _per_sync(comm: Any, fn: Any, repeats: int, iters: int = 12) -> float:
+    """Seconds ``fn`` adds to a loop of compute chunks on every rank (slowest rank's
+    (compute + fn) minus compute alone, median of ``repeats``)."""
+    fn()
+    samples = []
+    for _ in range(repeats):
+        comm.Barrier()
+        t0 = time.perf_counter()
+        for _ in range(iters):
+            _work()
+            fn()
+        mixed = (time.perf_counter() - t0) / iters
+        comm.Barrier()
+        t0 = time.perf_counter()
+        for _ in range(iters):
+            _work()
+        alone = (time.perf_counter() - t0) / iters
+        samples.append(comm.allreduce(mixed - alone, op=_max_op()))
+    return max(float(np.median(samples)), 1e-7)
+
+
+def _max_op() -> Any:
+    from ringpipe.mpi.loader import load_mpi
+
+    return load_mpi().MAX
+
+
+def _probe(sizes: Sequence[int], repeats: int) -> dict[str, Any] | None:
+    from ringpipe.mpi.group import ProcessGroup
+    from ringpipe.mpi.loader import load_mpi
+
+    world = load_mpi().COMM_WORLD
+    rank, size = world.Get_rank(), world.Get_size()
+    out: dict[str, Any] = {"ranks": size, "p2p": [], "allreduce": []}
+    world.Barrier()
+    shares = world.gather(cpu_share(), root=0)
+    out["cpu_share"] = sum(shares) / size if rank == 0 else None
+    for nbytes in sizes:
+        buf = np.ones(max(1, nbytes // 8))
+
+        def pingpong(buf: np.ndarray = buf) -> None:
+            if rank == 0:
+                world.Send(buf, dest=1, tag=7)
+                world.Recv(buf, source=1, tag=8)
+            elif rank == 1:
+                world.Recv(buf, source=0, tag=7)
+                world.Send(buf, dest=0, tag=8)
+
+        out["p2p"].append([nbytes, _per_sync(world, pingpong, repeats) / 2.0])
+    for g in range(2, size + 1):
+        sub = world.Split(0 if rank < g else 1, rank)
+        group = ProcessGroup(sub, name="calibrate") if rank < g else None
+        for algorithm in ALGORITHMS:
+            rows = []
+            for nbytes in sizes:
+                buf = np.ones(max(g, nbytes // 8))
+
+                def reduce(buf: np.ndarray = buf, algorithm: str = algorithm,
+                           group: Any = group) -> None:
+                    if group is not None:
+                        buf[...] = 1.0
+                        group.all_reduce(buf, algorithm, check=False)
+
+                rows.append([nbytes, _per_sync(world, reduce, repeats)])
+            out["allreduce"].append({"algorithm": algorithm, "ranks": g, "points": rows})
+        if group is not None:
+            group.free()
+        sub.Free()
+    return out if rank == 0 else None
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Rank-side entry point: measure, rank 0 prints one JSON line."""
+    p = argparse.ArgumentParser(prog="python -m ringpipe.measure.calibrate.mpi_probe")
+    p.add_argument("--sizes", type=int, nargs="+", required=True)
+    p.add_argument("--repeats", type=int, default=5)
+    args = p.parse_args(argv)
+    doc = _probe(args.sizes, args.repeats)
+    if doc is not None:
+        print(json.dumps(doc), flush=True)
+    return 0
+
+
+def mpi_unavailable() -> str | None:
+    """Why MPI rows cannot be measured here, or None when they can."""
+    if importlib.util.find_spec("mpi4py") is None:
+        return "mpi4py is not installed (pip install 'ringpipe[mpi]'): MPI rows skipped"
+    from ringpipe.mpi.launch import find_mpiexec
+
+    try:
+        find_mpiexec()
+    except FileNotFoundError as exc:
+        return f"{exc}: MPI rows skipped"
+    return None
+
+
+def measure_mpi(nprocs: int, sizes: Sequence[int], repeats: int,
+                timeout: float = 300.0) -> tuple[dict[str, Any] | None, str | None]:
+    """(rank 0's measurements, None) or (None, why MPI rows were skipped)."""
+    reason = mpi_unavailable()
+    if reason is not None:
+        return None, reason
+    from ringpipe.mpi.launch import launch
+
+    argv = ["-m", "ringpipe.measure.calibrate.mpi_probe", "--sizes", *map(str, sizes),
+            "--repeats", str(repeats)]
+    try:
+        job = launch(nprocs, argv, timeout=timeout, capture=True)
+    except subprocess.TimeoutExpired:
+        return None, f"the MPI probe on {nprocs} processes timed out after {timeout:g} s"
+    except OSError as exc:
+        return None, f"cannot start mpiexec: {exc}"
+    lines = [ln for ln in (job.stdout or "").splitlines() if ln.startswith("{")]
+    if job.returncode != 0 or not lines:
+        tail = (job.stderr or "").strip().splitlines()[-1:] or ["no output"]
+        return None, f"the MPI probe failed (exit {job.returncode}): {tail[0]}"
+    return json.loads(lines[-1]), None
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,230 @@
+"""``ringpipe calibrate``'s phases: measure this machine, fit, and build the cluster file.
+
+Phases (each reports one line of progress on ``progress``):
+
+1. per-call overhead, all-core memory bandwidth, one operation's bandwidth by size,
+   the cost of first-touching fresh memory (host only);
+   after the float64 GEMM curve, the interpreter's cost per action
+   (:mod:`ringpipe.measure.calibrate.probe`);
+2. GEMM curve per dtype (:func:`ringpipe.measure.calibrate.compute.measure_gemm`), net of the
+   bare call;
+3. in-process point-to-point and all-reduce (ring and tree) for each group size
+   2..N (:mod:`ringpipe.measure.calibrate.links`);
+4. with ``nprocs``: the same between MPI processes (:mod:`ringpipe.measure.calibrate.mpi_probe`),
+   skipped with a note when the ``mpi`` extra is missing.
+
+Compute and in-process communication are timed in CPU time; the share of a core a busy
+thread gets (at the start and the end, averaged; and for P concurrent MPI ranks) is
+stored beside them, so predictions can account for the machine's load.
+
+The result is a cluster file (:mod:`ringpipe.cost.hardware.cluster` keys, which ``ringpipe plan
+--cluster-file`` reads, plus ``[measured]``: :mod:`ringpipe.cost.clusterfile.measured`). The
+headline keys are set from the measurements: ``peak_tflops`` is the float64 GEMM
+curve's asymptote (``achievable_fraction = 1``), ``[kernels] saturation`` the mean of
+its half-rate sizes (the planner's one-constant form of the same curve,
+:mod:`ringpipe.cost.hardware.gpu`), ``memory_bandwidth_gbs`` the copy bandwidth,
+``[intra_node]`` the point-to-point α-β (MPI's when measured), ``[kernels]`` one "SM"
+with 1×1 tiles (no GPU wave quantisation) and the per-call overhead as launch overhead.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+
+from ringpipe.measure.calibrate import compute, links
+from ringpipe.measure.calibrate.mpi_probe import measure_mpi
+from ringpipe.measure.calibrate.probe import measure_action_overhead
+from ringpipe.measure.timer import FULL, QUICK, Budget, cpu_share
+from ringpipe.validation import check_int
+
+BACKENDS = ("numpy", "numba", "cupy")
+DTYPES = ("float64", "float32")
+
+
+@dataclass(frozen=True)
+class CalibrateOptions:
+    """What to measure: ``quick`` (coarse grids, short budgets), the collective
+    ``backend`` of in-process ranks, ``nprocs`` MPI processes (None: no MPI rows),
+    ``max_ranks`` the largest in-process group (default: ``nprocs`` or 4); ``progress``
+    receives one line per phase."""
+
+    quick: bool = False
+    backend: str = "numba"
+    nprocs: int | None = None
+    max_ranks: int | None = None
+    progress: Callable[[str], None] = field(default=lambda _: None, compare=False,
+                                            repr=False)
+
+    def __post_init__(self) -> None:
+        if self.backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, "
+                             f"got {self.backend!r}")
+        if self.nprocs is not None:
+            check_int("--np", self.nprocs, 2)
+        if self.max_ranks is not None:
+            check_int("max_ranks", self.max_ranks, 2)
+
+    @property
+    def ranks(self) -> int:
+        """Largest in-process group measured."""
+        return self.max_ranks or self.nprocs or 4
+
+
+def blas_threads() -> int:
+    """BLAS threads this process uses: the first of OPENBLAS/MKL/OMP_NUM_THREADS set,
+    else the core count (OpenBLAS's default)."""
+    for var in ("OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "OMP_NUM_THREADS"):
+        value = os.environ.get(var, "")
+        if value.isdigit() and int(value) > 0:
+            return int(value)
+    return os.cpu_count() or 1
+
+
+def _memory_gib() -> float:
+    try:
+        pages, size = os.sysconf("SC_PHYS_PAGES"), os.sysconf("SC_PAGE_SIZE")
+        return round(pages * size / 2**30, 2)
+    except (ValueError, OSError, AttributeError):
+        return 1.0
+
+
+def _link_dict(fit: links.AlphaBeta) -> dict[str, Any]:
+    return {"latency_us": fit.alpha * 1e6, "bandwidth_gbs": fit.bandwidth / 1e9,
+            "sizes": list(fit.sizes), "seconds": list(fit.seconds)}
+
+
+def _allreduce_row(runtime: str, algorithm: str, ranks: int,
+                   fit: links.AlphaBeta) -> dict[str, Any]:
+    step = links.step_link(fit, algorithm, ranks)
+    return {"runtime": runtime, "algorithm": algorithm, "ranks": ranks,
+            "latency_us": step.latency * 1e6, "bandwidth_gbs": step.bandwidth / 1e9,
+            "fit_alpha_us": fit.alpha * 1e6, "fit_beta_ns_per_byte": fit.beta * 1e9,
+            "sizes": list(fit.sizes), "seconds": list(fit.seconds)}
+
+
+def _array_module(backend: str) -> ModuleType:
+    if backend == "cupy":
+        from ringpipe.kernels.cuda_backend import gpu_arrays
+
+        return gpu_arrays("ringpipe calibrate").xp
+    return np
+
+
+def _device(xp: ModuleType, options: CalibrateOptions, budget: Budget) -> dict[str, Any]:
+    """Phases 1 and 2: call overhead, bandwidths, transcendentals, GEMM curves."""
+    overhead = compute.measure_call_overhead(xp, budget)
+    bandwidth = compute.measure_bandwidth(xp, (64 if options.quick else 256) << 20, budget)
+    op_bw = compute.measure_op_bandwidth(xp, compute.OP_BYTES, budget)
+    transcendental = compute.measure_transcendental(xp, budget)
+    fresh = compute.measure_fresh_memory() if xp is np else 0.0
+    out: dict[str, Any] = {
+        "call_overhead_us": overhead * 1e6, "memory_bandwidth_gbs": bandwidth / 1e9,
+        "transcendental_ns": transcendental * 1e9, "fresh_memory_ns_per_byte": fresh * 1e9,
+        "op_bandwidth": {"bytes": [b for b, _ in op_bw], "gbs": [r / 1e9 for _, r in op_bw]},
+        "gemm": {}}
+    sizes = compute.QUICK_SIZES if options.quick else compute.FULL_SIZES
+    for dtype in DTYPES:
+        options.progress(f"[2/4] GEMM curve, {dtype}: {len(sizes) ** 3} shapes")
+        g = compute.measure_gemm(xp, dtype, sizes, budget)
+        out["gemm"][dtype] = {
+            "peak_gflops": g.curve.peak_flops / 1e9, "m0": g.curve.m0, "n0": g.curve.n0,
+            "k0": g.curve.k0, "fixed_us": g.curve.fixed * 1e6,
+            "best_gflops": g.best_flops / 1e9, "shapes": [list(x) for x in g.shapes],
+            "seconds": list(g.seconds)}
+        if dtype == "float64" and xp is np:
+            out["action_overhead_us"] = 1e6 * measure_action_overhead(
+                g.curve, overhead, bandwidth, tuple(op_bw), transcendental, budget)
+    return out
+
+
+def _links(options: CalibrateOptions, budget: Budget,
+           notes: list[str]) -> tuple[dict[str, Any], list[dict[str, Any]], dict[str, Any]]:
+    """Phases 3 and 4: point-to-point and all-reduce rows, and the MPI CPU share."""
+    nbytes = links.QUICK_BYTES if options.quick else links.FULL_BYTES
+    options.progress(f"[3/4] in-process point-to-point and all-reduce, groups "
+                     f"2..{options.ranks}")
+    fit = links.measure_inproc_p2p(nbytes, budget)
+    _note_degenerate(fit, "in-process point-to-point", notes)
+    p2p = {"inproc": _link_dict(fit)}
+    backend = "numpy" if options.backend == "cupy" else options.backend
+    allreduce = []
+    for ranks in range(2, options.ranks + 1):
+        for algorithm in ("ring", "tree"):
+            fit = links.measure_inproc_allreduce(algorithm, ranks, nbytes, backend, budget)
+            _note_degenerate(fit, f"in-process {algorithm} all-reduce on {ranks} ranks",
+                             notes)
+            allreduce.append(_allreduce_row("inproc", algorithm, ranks, fit))
+    shares: dict[str, Any] = {}
+    if options.nprocs is None:
+        notes.append("no --np: MPI rows not measured")
+        options.progress("[4/4] MPI: skipped (no --np)")
+        return p2p, allreduce, shares
+    options.progress(f"[4/4] MPI point-to-point and all-reduce on {options.nprocs} processes")
+    doc, why = measure_mpi(options.nprocs, nbytes, 3 if options.quick else 10)
+    if doc is None:
+        notes.append(str(why))
+        options.progress(f"      {why}")
+        return p2p, allreduce, shares
+    shares.update(mpi=doc["cpu_share"], mpi_processes=options.nprocs)
+    sz, sec = zip(*doc["p2p"], strict=True)
+    fit = links.fit_alpha_beta(sz, sec)
+    _note_degenerate(fit, "MPI point-to-point", notes)
+    p2p["mpi"] = _link_dict(fit)
+    for row in doc["allreduce"]:
+        sz, sec = zip(*row["points"], strict=True)
+        fit = links.fit_alpha_beta(sz, sec)
+        _note_degenerate(fit, f"MPI {row['algorithm']} all-reduce on {row['ranks']} ranks",
+                         notes)
+        allreduce.append(_allreduce_row("mpi", row["algorithm"], row["ranks"], fit))
+    return p2p, allreduce, shares
+
+
+def _note_degenerate(fit: links.AlphaBeta, what: str, notes: list[str]) -> None:
+    if fit.degenerate:
+        notes.append(f"{what}: times did not grow with message size (noise, or more "
+                     "processes than cores); bandwidth bounded by the largest message")
+
+
+def calibrate(options: CalibrateOptions) -> tuple[dict[str, Any], list[str]]:
+    """Measure (module docstring); returns the cluster-file dict and notes."""
+    start = time.perf_counter()
+    budget = QUICK if options.quick else FULL
+    xp = _array_module(options.backend)
+    notes: list[str] = []
+    options.progress("[1/4] per-call overhead and memory bandwidth")
+    first_share = cpu_share()
+    measured = _device(xp, options, budget)
+    p2p, allreduce, shares = _links(options, budget, notes)
+    shares["inproc"] = (first_share + cpu_share()) / 2
+    main_link = p2p.get("mpi", p2p["inproc"])
+    link = {"bandwidth_gbs": main_link["bandwidth_gbs"], "latency_us": main_link["latency_us"]}
+    f64 = measured["gemm"]["float64"]
+    data = {
+        "name": f"calibrated-{platform.node() or 'host'}",
+        "nodes": 1,
+        "gpus_per_node": options.nprocs or options.ranks,
+        "peak_tflops": f64["peak_gflops"] / 1e3,
+        "memory_gib": _memory_gib(),
+        "memory_bandwidth_gbs": measured["memory_bandwidth_gbs"],
+        "achievable_fraction": 1.0,
+        "intra_node": dict(link),
+        "inter_node": dict(link),
+        "kernels": {"sm_count": 1, "tile_m": 1, "tile_n": 1, "flash_fraction": 1.0,
+                    "launch_overhead_us": measured["call_overhead_us"],
+                    "saturation": (f64["m0"] + f64["n0"] + f64["k0"]) / 3},
+        "measured": {
+            "host": platform.node(), "cores": os.cpu_count() or 1,
+            "blas_threads": blas_threads(), "backend": options.backend,
+            "quick": options.quick, "seconds_taken": round(time.perf_counter() - start, 2),
+            **measured, "cpu_share": shares, "p2p": p2p, "allreduce": allreduce,
+        },
+    }
+    return data, notes

@@ -1,0 +1,1 @@
+"""ringpipe.plan.training."""

@@ -1,0 +1,125 @@
+"""Measured versus predicted step time of one plan: what ``verify --cluster-file`` adds.
+
+``step_time_s`` is the best of ``repeats`` timed steps after one warm-up step (on a
+shared machine noise only adds time; the minimum is the least disturbed run).
+``predicted_step_time_s`` is :func:`ringpipe.cost.executable.predict.predict_plan` for the same
+:class:`ringpipe.Plan`, batch size and runtime, with the calibrated constants of the
+cluster file; ``predicted_over_measured`` is their ratio.
+
+The calibrated costs are CPU time; how much of a core a process gets depends on what
+else the machine runs at that moment. So just before each timed step every process
+spins for :data:`SHARE_SECONDS` (all MPI ranks at once) and the prediction uses the
+best share seen (``cpu_share_now``, paired with the best step;
+:func:`ringpipe.measure.timer.cpu_share`) instead of the share seen while
+calibrating. It is a measurement of the machine, not of the plan.
+
+In-process, the report also gives the step's CPU time (``step_cpu_time_s``, the
+calling thread's, best of the repetitions) next to the prediction at a full core
+(``predicted_cpu_time_s``): the cost model's accuracy with the machine's load taken out.
+
+* In-process (:func:`timed_prediction`): one step is ``plan.run(params, batch,
+  backend)``.
+* MPI (:func:`timed_prediction_mpi`, called on every rank): one step is
+  :func:`ringpipe.runtime.mpi.run_plan_mpi` between two barriers (the mesh
+  communicators are built once, outside the timing), and its time is the slowest rank's.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import numpy as np
+
+from ringpipe.cost.clusterfile.calibrated import Calibration, load_calibrated
+from ringpipe.cost.executable.predict import predict_plan
+from ringpipe.cost.hardware.cluster import Cluster
+from ringpipe.measure.timer import cpu_share
+from ringpipe.plan.training import Plan
+from ringpipe.runtime.result import Batch
+from ringpipe.validation import check_int
+
+REPEATS = 3
+#: Seconds of the spin loop that measures the CPU share before the timed steps.
+SHARE_SECONDS = 0.3
+
+
+def _report(plan: Plan, batch_size: int, cluster: Cluster, calibration: Calibration,
+            runtime: str, samples: list[float], shares: list[float]) -> dict[str, Any]:
+    share = max(shares)
+    pred = predict_plan(plan, batch_size, cluster, calibration, runtime, cpu_share=share)
+    measured = min(samples)
+    return {"step_time_s": measured, "step_time_samples_s": samples,
+            **pred.to_dict(), "predicted_over_measured": pred.step_time / measured,
+            "cpu_share_now": share, "cpu_share_samples": shares,
+            "cluster_file_host": calibration.host}
+
+
+def timed_prediction(plan: Plan, params: dict[str, np.ndarray], batch: Batch,
+                     cluster: Cluster, calibration: Calibration, backend: str = "numba",
+                     repeats: int = REPEATS) -> dict[str, Any]:
+    """Time ``plan.run`` in-process and predict it (module docstring)."""
+    check_int("repeats", repeats)
+    batch_size = int(np.shape(batch[0])[0])
+    plan.check_batch_size(batch_size)
+    plan.run(params, batch, backend=backend)
+    samples, shares, cpu = [], [], []
+    for _ in range(repeats):
+        shares.append(cpu_share(SHARE_SECONDS))
+        t0, c0 = time.perf_counter(), time.thread_time()
+        plan.run(params, batch, backend=backend)
+        samples.append(time.perf_counter() - t0)
+        cpu.append(time.thread_time() - c0)
+    doc = _report(plan, batch_size, cluster, calibration, "inproc", samples, shares)
+    at_full_share = predict_plan(plan, batch_size, cluster, calibration, "inproc",
+                                 cpu_share=1.0).step_time
+    return {**doc, "step_cpu_time_s": min(cpu), "predicted_cpu_time_s": at_full_share}
+
+
+def timed_prediction_mpi(plan: Plan, params: dict[str, np.ndarray], batch: Batch,
+                         cluster: Cluster, calibration: Calibration, comm: Any,
+                         repeats: int = REPEATS, **run_options: Any) -> dict[str, Any] | None:
+    """Time ``run_plan_mpi`` on every rank of ``comm``; rank 0 returns the report.
+    ``run_options`` go to :func:`~ringpipe.runtime.mpi.run_plan_mpi` (device, ...)."""
+    from ringpipe.mpi.loader import load_mpi
+    from ringpipe.mpi.mesh_comm import MeshComm
+    from ringpipe.runtime.mpi import run_plan_mpi
+
+    check_int("repeats", repeats)
+    batch_size = int(np.shape(batch[0])[0])
+    plan.check_batch_size(batch_size)
+    mc = MeshComm(plan.mesh, comm)
+    samples, shares = [], []
+    try:
+        for i in range(repeats + 1):
+            comm.Barrier()
+            if i:
+                shares.append(comm.allreduce(cpu_share(SHARE_SECONDS)) / comm.Get_size())
+                comm.Barrier()
+            t0 = time.perf_counter()
+            run_plan_mpi(plan, params, batch, mesh_comm=mc, **run_options)
+            comm.Barrier()
+            dt = comm.allreduce(time.perf_counter() - t0, op=load_mpi().MAX)
+            if i:
+                samples.append(dt)
+    finally:
+        mc.free()
+    if comm.Get_rank() != 0:
+        return None
+    return _report(plan, batch_size, cluster, calibration, "mpi", samples, shares)
+
+
+def load_cluster_file(path: str | None) -> tuple[Cluster, Calibration] | None:
+    """The calibrated cluster of ``--cluster-file`` (None without one): read by
+    :func:`ringpipe.cost.clusterfile.calibrated.load_calibrated`, through the same reader and checks
+    as ``ringpipe plan --cluster-file``; ValueError or TypeError naming the file and the
+    key when it cannot be used, or when it has no ``[measured]`` table."""
+    return None if path is None else load_calibrated(path)
+
+
+def format_timing(doc: dict[str, Any]) -> str:
+    """One line for the text report."""
+    return (f"# step time: measured {doc['step_time_s'] * 1e3:.2f} ms (best of "
+            f"{len(doc['step_time_samples_s'])}), predicted "
+            f"{doc['predicted_step_time_s'] * 1e3:.2f} ms ({doc['runtime']}), "
+            f"predicted/measured {doc['predicted_over_measured']:.2f}")
