@@ -11,7 +11,8 @@ import pytest
 
 import ringpipe
 import ringpipe.cli.demo as demo_module
-from ringpipe.cli import DEBUG_ENV, EXIT_BROKEN_PIPE, EXIT_INTERRUPTED, main
+from ringpipe.cli import EXIT_BROKEN_PIPE, EXIT_INTERRUPTED, main
+from ringpipe.environment import DEBUG_VAR as DEBUG_ENV
 
 PLAN = ["plan", "--model", "gpt3-175b", "--cluster", "dgx-a100", "--global-batch", "1536"]
 

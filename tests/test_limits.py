@@ -4,22 +4,29 @@ import argparse
 
 import pytest
 
-from ringpipe.limits import ENV_VAR, Limits, check_command, parse_size
+from ringpipe.cli.limits import check_command
+from ringpipe.environment import Environment
+from ringpipe.limits import LIMITS_VAR as ENV_VAR
+from ringpipe.limits import Limits, parse_size
 
 
 def ns(command, **kw):
     return argparse.Namespace(command=command, **kw)
 
 
+def _from_env(environ):
+    return Environment.read(environ).limits
+
+
 def test_defaults_and_override_from_the_environment():
-    assert Limits.from_env({}) == Limits()
-    limits = Limits.from_env({ENV_VAR: "max_ranks=20000, max_memory=16G"})
+    assert _from_env({}) == Limits()
+    limits = _from_env({ENV_VAR: "max_ranks=20000, max_memory=16G"})
     assert limits.max_ranks == 20000 and limits.max_memory == 16 << 30
     assert limits.max_stages == Limits().max_stages
     with pytest.raises(ValueError, match="name=value"):
-        Limits.from_env({ENV_VAR: "max_rank=3"})
+        _from_env({ENV_VAR: "max_rank=3"})
     with pytest.raises(ValueError, match="not a size"):
-        Limits.from_env({ENV_VAR: "max_ranks=lots"})
+        _from_env({ENV_VAR: "max_ranks=lots"})
     with pytest.raises(AttributeError):
         Limits().max_ranks = 3  # frozen
 

@@ -7,7 +7,9 @@ import numpy as np
 import pytest
 
 from ringpipe.cli import main
-from ringpipe.limits import ENV_VAR, Limits, check_command, inference_memory
+from ringpipe.cli.limits import check_command, inference_memory
+from ringpipe.limits import LIMITS_VAR as ENV_VAR
+from ringpipe.limits import Limits
 from ringpipe.model.config import ModelConfig
 from ringpipe.model.generate import generate
 from ringpipe.model.params import init_params

@@ -297,16 +297,15 @@ def test_ctrl_c_on_the_cli_stops_the_job_with_one_line():
 
 
 def test_watchdog_settings():
-    from ringpipe.mpi.watchdog import (
-        DEFAULT_TIMEOUT,
-        LAUNCHER_PID_ENV,
-        _local_launcher,
-        default_timeout,
-        launcher_id,
-    )
+    from ringpipe.environment import DEFAULT_TIMEOUT, LAUNCHER_VAR, Environment
+    from ringpipe.mpi.watchdog import _local_launcher, launcher_id
+
+    def default_timeout(environ):
+        return Environment.read(environ).timeout
 
     here = launcher_id()
-    assert mpiexec_environment(2, {})[LAUNCHER_PID_ENV] == here
+    assert mpiexec_environment(2, {})[LAUNCHER_VAR] == here
+    assert Environment.read({LAUNCHER_VAR: here}).launcher == here
     assert _local_launcher(here) == os.getpid()
     assert _local_launcher(f"{os.getpid()}@not-{here.split('@')[1]}") is None  # other node
     assert _local_launcher("") is None and _local_launcher("1@x") is None

@@ -1,52 +1,35 @@
-"""Upper bounds on the work one command may ask for, checked before anything runs.
+"""Upper bounds on the work one request may ask for: :class:`Limits`, passed explicitly.
 
-A typo such as ``--stages 10000 --microbatches 100000`` or ``demo --min-bytes 1G`` would
-otherwise run for minutes and end in a ``MemoryError``. Each command's arguments are
-turned into an estimate of its work and memory (:func:`check_command`) and compared with
-:class:`Limits`; an estimate over a limit is refused with a ValueError (exit 2 in the
-CLI) that names the limit and how to raise it.
+A typo such as ``--stages 10000 --microbatches 100000`` would otherwise run for minutes
+and end in a ``MemoryError``. Whatever can be asked for absurd work estimates it before
+it starts and calls :meth:`Limits.require`, which refuses an estimate over a limit with
+a ValueError naming the limit and how to raise it. The command line's per-command
+estimates are :mod:`ringpipe.cli.limits`.
 
-Defaults (:class:`Limits`) fit a laptop; raise any of them with the environment
-variable ``RINGPIPE_LIMITS``, a comma-separated list of ``name=value`` (sizes take
-``K``/``M``/``G`` binary suffixes), e.g. ``RINGPIPE_LIMITS=max_ranks=4096,max_memory=16G``.
-MPI ranks inherit the variable from the launcher, so they apply the same limits.
-
-Memory estimates (bytes), deliberately simple upper-bound-ish counts:
-
-* ``demo``: ranks × max-bytes × 3 (the buffers, the expected result, numba scratch);
-* ``verify``: 8 · (6 P + 24 · layers · batch · seq · max(ffn, heads · seq)), with
-  P = layers · (4 h² + 2 h · ffn) + 2 · vocab · h parameters (parameters, gradients and
-  their reference and sharded copies: 6 P; activations kept for the backward: the rest),
-  ffn = 4h;
-* ``verify --inference``: :func:`inference_memory` (KV cache, prefill activations,
-  logits and parameters from ``--prompt-len``, ``--new-tokens`` and ``--batch``); its
-  decode schedule has pp·groups·new-tokens cells (``max_schedule_cells``);
-* ``allreduce`` (MPI, per process): max-bytes × (algorithms + 3), plus 2 × max-bytes per
-  one-shot algorithm with ``--out-of-place`` (measured at 64 MiB: 7 and 13 buffers for 5
-  algorithms, 3 of them one-shot, in place and out of place);
-* ``calibrate``: ``--np`` and ``--max-ranks`` count as ranks;
-* ``bench``: 8 ranks × 64 MiB (16 MiB with ``--quick``) × 2.
+The defaults fit a laptop. ``RINGPIPE_LIMITS``, a comma-separated list of
+``name=value`` (sizes take ``K``/``M``/``G`` binary suffixes), e.g.
+``RINGPIPE_LIMITS=max_ranks=4096,max_memory=16G``, raises them: the command line reads
+it (:mod:`ringpipe.environment`, the one reader of the environment) and hands the
+resulting :class:`Limits` down. MPI ranks inherit the variable, so they apply the same
+limits.
 """
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
-import os
-from collections.abc import Mapping
 from dataclasses import dataclass
 
-__all__ = ["ENV_VAR", "Limits", "check_command", "inference_memory", "parse_size"]
+__all__ = ["DEFAULT_LIMITS", "LIMITS_VAR", "Limits", "parse_size"]
 
-#: Environment variable that overrides the defaults.
-ENV_VAR = "RINGPIPE_LIMITS"
+#: The environment variable that raises the limits (read by :mod:`ringpipe.environment`).
+LIMITS_VAR = "RINGPIPE_LIMITS"
 
 _UNITS = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
 
 
 @dataclass(frozen=True)
 class Limits:
-    """The bounds :func:`check_command` enforces (defaults in the field list)."""
+    """The bounds work is checked against (defaults in the field list)."""
 
     #: ranks of one job: ``demo --ranks``, ``verify`` dp·pp·tp, MPI ``--np``
     max_ranks: int = 1024
@@ -58,15 +41,16 @@ class Limits:
     max_schedule_cells: int = 500_000
     #: model layers of ``verify``
     max_layers: int = 10_000
-    #: estimated bytes one process holds at once (module docstring)
+    #: estimated bytes one process holds at once
     max_memory: int = 4 << 30
     #: ``plan --nodes``, or the ``nodes`` of ``plan --cluster-file`` without it
     max_nodes: int = 1_000_000
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> Limits:
-        """The defaults, overridden by ``RINGPIPE_LIMITS`` (ValueError if malformed)."""
-        text = (os.environ if environ is None else environ).get(ENV_VAR, "").strip()
+    def parse(cls, text: str) -> Limits:
+        """The defaults, overridden by ``text`` in ``RINGPIPE_LIMITS``' form
+        (ValueError naming the variable if malformed)."""
+        text = text.strip()
         if not text:
             return cls()
         names = {f.name for f in dataclasses.fields(cls)}
@@ -75,9 +59,9 @@ class Limits:
             name, sep, value = item.partition("=")
             name = name.strip()
             if not sep or name not in names:
-                raise ValueError(f"{ENV_VAR}: expected name=value with name one of "
+                raise ValueError(f"{LIMITS_VAR}: expected name=value with name one of "
                                  f"{', '.join(sorted(names))}, got {item!r}")
-            changes[name] = parse_size(f"{ENV_VAR} {name}", value)
+            changes[name] = parse_size(f"{LIMITS_VAR} {name}", value)
         return dataclasses.replace(cls(), **changes)
 
     def require(self, name: str, what: str, value: int) -> None:
@@ -85,7 +69,11 @@ class Limits:
         limit = getattr(self, name)
         if value > limit:
             raise ValueError(f"{what} = {value} exceeds the limit {name}={limit}; if you "
-                             f"mean it, raise the limit: {ENV_VAR}={name}={value}")
+                             f"mean it, raise the limit: {LIMITS_VAR}={name}={value}")
+
+
+#: The defaults, for functions that take ``limits`` and are called without them.
+DEFAULT_LIMITS = Limits()
 
 
 def parse_size(name: str, text: str) -> int:
@@ -96,137 +84,3 @@ def parse_size(name: str, text: str) -> int:
     if not digits.isdigit():
         raise ValueError(f"{name}: not a size: {text!r} (e.g. 4096, 64K, 16M, 1G)")
     return int(digits) * mult
-
-
-def _get(args: argparse.Namespace, name: str, default: int = 1) -> int:
-    value = getattr(args, name, None)
-    return default if not isinstance(value, int) or value < 0 else value
-
-
-def _check_ranks(limits: Limits, args: argparse.Namespace) -> None:
-    world = _get(args, "dp") * _get(args, "pp") * _get(args, "tp")
-    limits.require("max_ranks", "ranks dp·pp·tp", world)
-    np_ = getattr(args, "np", None)
-    if isinstance(np_, int):
-        limits.require("max_ranks", "--np", np_)
-
-
-def _verify_memory(args: argparse.Namespace) -> int:
-    pp, dp = _get(args, "pp"), _get(args, "dp")
-    chunks = _get(args, "chunks", 1) or 1
-    layers = _get(args, "layers", 2 * pp * chunks)
-    h, seq, vocab = _get(args, "hidden", 32), _get(args, "seq", 8), _get(args, "vocab", 0)
-    heads = _get(args, "heads", 4)
-    m = getattr(args, "microbatches", None)
-    m = m if isinstance(m, int) and m > 0 else pp
-    batch = _get(args, "batch", 2 * dp * m)
-    ffn = 4 * h
-    params = layers * (4 * h * h + 2 * h * ffn) + 2 * vocab * h
-    activations = 24 * layers * batch * seq * max(ffn, heads * seq)
-    return 8 * (6 * params + activations)
-
-
-def inference_memory(layers: int, hidden: int, heads: int, kv_heads: int, vocab: int,
-                     batch: int, prompt_len: int, new_tokens: int) -> int:
-    """Upper-bound-ish bytes of one greedy generation (float64), held three times over
-    (the reference, the parallel run and, on MPI rank 0, the in-process rerun): the
-    KV cache 2·layers·B·kv_heads·head_dim·(L+K-1), the logits B·K·vocab and the
-    parameters; plus, once, the prefill's transient activations
-    B·L·(3·heads·(L+K-1) + 8h) (attention scores, MLP, projections).
-    Why: ``--prompt-len`` and ``--new-tokens``, not
-    ``--seq``, size an inference run, and the scores grow as L²."""
-    cap = prompt_len + max(new_tokens, 1) - 1
-    head_dim = max(hidden // max(heads, 1), 1)
-    params = layers * (4 * hidden * hidden + 8 * hidden * hidden) + 2 * vocab * hidden
-    cache = 2 * layers * batch * kv_heads * head_dim * cap
-    acts = batch * prompt_len * (3 * heads * cap + 8 * hidden)
-    return 8 * (3 * (params + cache + batch * new_tokens * vocab) + acts)
-
-
-def _check_inference(limits: Limits, args: argparse.Namespace) -> None:
-    pp, dp = _get(args, "pp"), _get(args, "dp")
-    batch = _get(args, "batch", 2 * dp)
-    k = _get(args, "new_tokens", 4)
-    groups = getattr(args, "microbatches", None)
-    groups = groups if isinstance(groups, int) and groups > 0 else min(pp, max(batch // dp, 1))
-    limits.require("max_schedule_cells", "decode schedule size pp·groups·new-tokens",
-                   pp * groups * k)
-    heads = _get(args, "heads", 4)
-    kv = getattr(args, "kv_heads", None)
-    kv = kv if isinstance(kv, int) and kv > 0 else heads
-    memory = inference_memory(_get(args, "layers", 2 * pp), _get(args, "hidden", 32), heads,
-                              kv, _get(args, "vocab", 0) or 64, batch,
-                              _get(args, "prompt_len", 8), k)
-    limits.require("max_memory", "estimated memory of --inference from --prompt-len, "
-                                 "--new-tokens and --batch (bytes)", memory)
-
-
-def _check_verify(limits: Limits, args: argparse.Namespace) -> None:
-    _check_ranks(limits, args)
-    if isinstance(getattr(args, "layers", None), int):
-        limits.require("max_layers", "--layers", args.layers)
-    if getattr(args, "inference", False) is True:  # sized by --prompt-len, not --seq
-        return _check_inference(limits, args)
-    if isinstance(getattr(args, "microbatches", None), int):
-        limits.require("max_microbatches", "--microbatches", args.microbatches)
-    stages = _get(args, "pp") * (_get(args, "chunks", 1) or 1)
-    limits.require("max_stages", "pipeline stages pp·chunks", stages)
-    limits.require("max_memory", "estimated memory (bytes)", _verify_memory(args))
-
-
-def _check_schedule(limits: Limits, args: argparse.Namespace) -> None:
-    p, m, name = _get(args, "stages"), _get(args, "microbatches"), getattr(args, "name", None)
-    chunks = _get(args, "chunks", 2) or 2  # decode: v = token steps
-    v = {"zb-v": 2, "interleaved-1f1b": chunks, "decode": chunks}.get(name or "", 1)
-    limits.require("max_stages", "--stages", p)
-    limits.require("max_microbatches", "--microbatches", m)
-    limits.require("max_stages", "stages p·v", p * v)
-    limits.require("max_schedule_cells", "schedule size p·v·m", p * v * m)
-
-
-def _check_demo(limits: Limits, args: argparse.Namespace) -> None:
-    ranks = _get(args, "ranks")
-    limits.require("max_ranks", "--ranks", ranks)
-    top = max(_get(args, "max_bytes"), _get(args, "min_bytes"))
-    limits.require("max_memory", "estimated memory ranks·max-bytes·3 (bytes)", 3 * ranks * top)
-
-
-def _check_allreduce(limits: Limits, args: argparse.Namespace) -> None:
-    algorithms = [a for a in str(getattr(args, "algorithms", "")).split(",") if a.strip()]
-    one_shot = sum("persistent" not in a for a in algorithms)
-    top = max(_get(args, "max_bytes"), _get(args, "min_bytes"))
-    buffers = len(algorithms) + 3 + (2 * one_shot if getattr(args, "out_of_place", False)
-                                     else 0)
-    limits.require("max_memory", "estimated memory per process max-bytes·(algorithms + 3, "
-                   "+ 2 per one-shot algorithm out of place) (bytes)", top * buffers)
-
-
-def _check_bench(limits: Limits, args: argparse.Namespace) -> None:
-    largest = (16 if getattr(args, "quick", False) else 64) << 20
-    limits.require("max_memory", "estimated memory 8 ranks · largest size · 2 (the "
-                   "all-reduce buffers and the bound's arrays) (bytes)", 8 * largest * 2)
-
-
-def _check_calibrate(limits: Limits, args: argparse.Namespace) -> None:
-    for name in ("np", "max_ranks"):
-        value = getattr(args, name, None)
-        if isinstance(value, int):
-            limits.require("max_ranks", "--" + name.replace("_", "-"), value)
-
-
-def _check_plan(limits: Limits, args: argparse.Namespace) -> None:
-    if isinstance(getattr(args, "nodes", None), int):
-        limits.require("max_nodes", "--nodes", args.nodes)
-
-
-_CHECKS = {"verify": _check_verify, "schedule": _check_schedule, "demo": _check_demo,
-           "allreduce": _check_allreduce, "plan": _check_plan, "calibrate": _check_calibrate,
-           "bench": _check_bench}
-
-
-def check_command(args: argparse.Namespace, limits: Limits) -> None:
-    """Refuse (ValueError) a parsed ``ringpipe`` or ``python -m ringpipe.mpi`` command
-    line whose estimated work or memory exceeds ``limits`` (module docstring)."""
-    check = _CHECKS.get(getattr(args, "command", None) or "")
-    if check is not None:
-        check(limits, args)

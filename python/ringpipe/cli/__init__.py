@@ -6,13 +6,16 @@ function ``(argparse.Namespace) -> int``. Conventions every subcommand follows:
 
 * ``--json`` prints machine-readable output;
 * exit 0 on success, 1 on a failed check;
-* exit 2 on bad arguments (including work over a :mod:`ringpipe.limits` bound), with
-  a one-line error on stderr;
+* exit 2 on bad arguments (including work over a :mod:`ringpipe.limits` bound,
+  :mod:`ringpipe.cli.limits`), with a one-line error on stderr;
 * never a Python traceback: any other exception becomes one line ``error: ringpipe
   COMMAND: internal error: <Type>: <message>`` and exit 1; Ctrl-C prints
   ``interrupted`` and exits 130; a closed stdout (``ringpipe demo | head``) ends quietly
   with 141 (128 + SIGPIPE, as a shell reports it). ``ringpipe --debug COMMAND`` or
   ``RINGPIPE_DEBUG=1`` prints the traceback as well.
+
+:func:`main` reads the environment once (:class:`ringpipe.environment.Environment`) and
+hands it to the subcommand as ``args.env``: nothing below the command line reads it.
 """
 
 from __future__ import annotations
@@ -25,9 +28,8 @@ import traceback
 from collections.abc import Sequence
 
 from ringpipe import __version__
-from ringpipe.environment import DEBUG_ENV, debug_enabled
-from ringpipe.limits import ENV_VAR as LIMITS_ENV
-from ringpipe.limits import Limits, check_command
+from ringpipe.cli.limits import check_command
+from ringpipe.environment import DEBUG_VAR, LIMITS_VAR, TIMEOUT_VAR, Environment
 
 #: Environment variable that turns on ``--debug`` (tracebacks on errors).
 #: Exit statuses besides 0 (ok), 1 (failed check) and 2 (bad arguments).
@@ -56,13 +58,13 @@ def build_parser() -> argparse.ArgumentParser:
         prog="ringpipe",
         description="Tensor- and pipeline-parallel collectives, schedules and plans.",
         epilog="exit status: 0 ok, 1 a failed check, 2 bad arguments. environment: "
-               f"{DEBUG_ENV}=1 prints tracebacks; {LIMITS_ENV}=name=value,... raises the "
-               "work limits (ringpipe.limits); RINGPIPE_TIMEOUT=SECONDS sets the MPI "
+               f"{DEBUG_VAR}=1 prints tracebacks; {LIMITS_VAR}=name=value,... raises the "
+               f"work limits (ringpipe.limits); {TIMEOUT_VAR}=SECONDS sets the MPI "
                "jobs' default --timeout (900).",
     )
     parser.add_argument("--version", action="version", version=f"ringpipe {__version__}")
     parser.add_argument("--debug", action="store_true",
-                        help=f"print Python tracebacks on errors (also {DEBUG_ENV}=1)")
+                        help=f"print Python tracebacks on errors (also {DEBUG_VAR}=1)")
     subparsers = parser.add_subparsers(
         dest="command", metavar="COMMAND", parser_class=_OneLineParser,
         help="run `ringpipe COMMAND --help` for its options"
@@ -71,11 +73,6 @@ def build_parser() -> argparse.ArgumentParser:
     for name in SUBCOMMAND_MODULES:
         importlib.import_module(f"ringpipe.cli.{name}").register(subparsers)
     return parser
-
-
-def _debug(argv: Sequence[str]) -> bool:
-    """``--debug`` before the command, or ``RINGPIPE_DEBUG`` set to a true value."""
-    return debug_enabled() or "--debug" in argv
 
 
 def _quiet_stdout() -> None:
@@ -106,11 +103,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``ringpipe`` console script; returns the exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
     where = "ringpipe"
+    env: Environment | None = None
     try:
+        env = Environment.read()
         parser = build_parser()
         args = parser.parse_args(argv)
         where = f"ringpipe {args.command}"
-        check_command(args, Limits.from_env())
+        args.env = env
+        check_command(args, env.limits)
         status = int(args.handler(args))
         sys.stdout.flush()  # a closed pipe surfaces here, not at interpreter exit
         return status
@@ -121,10 +121,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_BROKEN_PIPE
     except BaseException as exc:  # noqa: BLE001 - the CLI never shows a raw traceback
         message, status = _describe(exc, where)
-        if _debug(argv):
+        if "--debug" in argv or (env is not None and env.debug):
             traceback.print_exception(exc)
         elif status == 1:
-            message += f" (run with --debug or {DEBUG_ENV}=1 for the traceback)"
+            message += f" (run with --debug or {DEBUG_VAR}=1 for the traceback)"
     print(f"error: {message}", file=sys.stderr)
     return status
 

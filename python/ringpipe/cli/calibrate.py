@@ -85,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.output)
     check_output(out)
     options = CalibrateOptions(quick=args.quick, backend=args.backend, nprocs=args.np,
-                               max_ranks=args.max_ranks,
+                               max_ranks=args.max_ranks, blas_threads=args.env.blas_threads,
                                progress=lambda line: print(line, file=sys.stderr, flush=True))
     data, notes = calibrate(options)
     write_output(out, dumps(data, HEADER))

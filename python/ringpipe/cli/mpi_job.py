@@ -19,9 +19,9 @@ def launch_ranks(args: argparse.Namespace, mesh: Mesh, rank_argv: list[str]) -> 
     ``--hostfile`` (placement checked before launch), ``--mpiexec-arg`` and
     ``--timeout`` (passed to the ranks' watchdog); the job's status mapped to the CLI's
     (shared by ``verify`` and ``verify --inference``, so both fail alike)."""
+    from ringpipe.environment import check_timeout
     from ringpipe.mpi.launch import launch
     from ringpipe.mpi.mesh_comm import check_world_size
-    from ringpipe.mpi.watchdog import check_timeout
 
     nprocs = mesh.world if args.np is None else args.np
     if isinstance(nprocs, int) and nprocs < 1:

@@ -56,7 +56,6 @@ from ringpipe.cost.training.spec import (
     TrainingSpec,
     model_preset,
 )
-from ringpipe.limits import Limits
 from ringpipe.schedules import SCHEDULES
 
 _SIZE_FLAGS = ("layers", "hidden", "heads", "seq", "vocab", "ffn", "kv_heads")
@@ -170,7 +169,7 @@ def build_cluster(args: argparse.Namespace) -> Cluster:
     if args.cluster_file is not None:
         cluster = load_cluster(args.cluster_file, args.nodes)
         if args.nodes is None:  # the file's count: the same bound as --nodes
-            Limits.from_env().require("max_nodes", f"{args.cluster_file}: nodes",
+            args.env.limits.require("max_nodes", f"{args.cluster_file}: nodes",
                                       cluster.nodes)
         return cluster
     return cluster_preset(args.cluster, 1 if args.nodes is None else args.nodes)

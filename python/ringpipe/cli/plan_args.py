@@ -2,22 +2,28 @@
 
 ``ringpipe verify`` parses these arguments, checks them, and (with ``--backend mpi``)
 hands the same arguments to every rank of ``python -m ringpipe.mpi verify`` through
-:func:`plan_argv`, where :func:`build_plan` rebuilds the identical :class:`Plan`. It
-lives in the library, not in :mod:`ringpipe.cli`, so that :mod:`ringpipe.mpi` never
-imports the CLI.
+:func:`plan_argv`, where :func:`build_plan` rebuilds the identical :class:`Plan`. With
+``--inference`` (:func:`add_inference_arguments`), :func:`build_inference` builds the
+:class:`~ringpipe.runtime.inference.InferencePlan`, its parameters and prompts, and
+:func:`inference_argv` hands them on. The ranks' program is :mod:`ringpipe.cli.ranks`.
 """
 
 from __future__ import annotations
 
 import argparse
 
+import numpy as np
+
 from ringpipe.mesh import Mesh
 from ringpipe.model.config import ModelConfig
+from ringpipe.model.params import init_params
 from ringpipe.plan.training import ALLREDUCE_ALGORITHMS, Plan
+from ringpipe.runtime.inference import InferencePlan
 from ringpipe.schedules import SCHEDULES, resolve_chunks
 from ringpipe.validation import check_int
 
-__all__ = ["DEVICES", "add_plan_arguments", "build_plan", "plan_argv"]
+__all__ = ["DEVICES", "add_inference_arguments", "add_plan_arguments", "build_inference",
+           "build_plan", "inference_argv", "plan_argv"]
 
 #: Where an MPI process computes: the CPU (NumPy) or its local GPU (CuPy).
 DEVICES = ("cpu", "cupy")
@@ -107,3 +113,44 @@ def build_plan(args: argparse.Namespace) -> tuple[Plan, int]:
     return plan, batch
 
 
+def add_inference_arguments(p: argparse.ArgumentParser) -> None:
+    """``--inference`` and its sizes (the rest of the plan arguments are shared)."""
+    g = p.add_argument_group("inference (with --inference)")
+    g.add_argument("--inference", action="store_true",
+                   help="verify greedy generation with a KV cache instead of training")
+    g.add_argument("--prompt-len", type=int, default=8, help="prompt tokens L (8)")
+    g.add_argument("--new-tokens", type=int, default=4, help="generated tokens K (4)")
+    g.add_argument("--kv-heads", type=int, default=None,
+                   help="key/value heads (grouped-query attention); default: --heads")
+
+
+def build_inference(args: argparse.Namespace) -> tuple[InferencePlan, dict, np.ndarray]:
+    """The plan, parameters (``init_params(config, seed)``) and prompts (ids from
+    ``default_rng(seed + 1)``) the arguments describe. ``--vocab 0`` means 64 here (a
+    language model is needed); ``--microbatches`` is the number of groups in flight."""
+    if args.seed < 0:
+        raise ValueError(f"--seed must be >= 0, got {args.seed}")
+    if args.chunks is not None:
+        raise ValueError("--chunks does not apply to --inference (the decode schedule has "
+                         "one chunk per token step)")
+    check_int("--prompt-len", args.prompt_len)
+    check_int("--new-tokens", args.new_tokens)
+    if args.kv_heads is not None:
+        check_int("--kv-heads", args.kv_heads)
+    mesh = Mesh(dp=args.dp, pp=args.pp, tp=args.tp)
+    vocab = args.vocab or 64
+    cfg = ModelConfig(layers=args.layers if args.layers is not None else 2 * args.pp,
+                      hidden=args.hidden, heads=args.heads, kv_heads=args.kv_heads,
+                      seq=args.prompt_len, vocab=vocab, block=args.block, dtype=args.dtype)
+    batch = args.batch if args.batch is not None else 2 * args.dp
+    plan = InferencePlan(cfg, mesh, batch, args.prompt_len, args.new_tokens,
+                         args.microbatches, args.allreduce)
+    prompts = np.random.default_rng(args.seed + 1).integers(0, vocab, (batch, args.prompt_len))
+    return plan, init_params(cfg, args.seed), prompts
+
+
+def inference_argv(args: argparse.Namespace) -> list[str]:
+    """``args`` as a command line again (for the MPI ranks)."""
+    argv = ["--inference", *plan_argv(args), "--prompt-len", str(args.prompt_len),
+            "--new-tokens", str(args.new_tokens)]
+    return argv + ([] if args.kv_heads is None else ["--kv-heads", str(args.kv_heads)])

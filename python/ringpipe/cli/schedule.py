@@ -166,7 +166,7 @@ def _build(args: argparse.Namespace) -> Schedule:
             raise ValueError(
                 f"{', '.join(given)}: not allowed with --from-csv (read from the file)"
             )
-        limits = Limits.from_env()
+        limits = args.env.limits
         try:
             _check_csv_size(args.from_csv, limits)
             schedule = load_csv(args.from_csv)

@@ -17,10 +17,14 @@ import argparse
 import json
 
 from ringpipe.cli.mpi_job import launch_ranks, refuse_mpi_only_flags
-from ringpipe.cli.plan_args import add_plan_arguments, build_plan, plan_argv
+from ringpipe.cli.plan_args import (
+    add_inference_arguments,
+    add_plan_arguments,
+    build_plan,
+    plan_argv,
+)
 from ringpipe.collectives.checks import COLLECTIVE_BACKENDS
 from ringpipe.model.params import init_params
-from ringpipe.verify.inference import add_inference_arguments
 from ringpipe.verify.timing import format_timing, load_cluster_file, timed_prediction
 from ringpipe.verify.training import format_report, random_batch, verify_plan
 

@@ -19,8 +19,8 @@ import argparse
 import json
 
 from ringpipe.cli.mpi_job import launch_ranks, refuse_mpi_only_flags
-from ringpipe.cli.plan_args import DEFAULT_SCHEDULE, DEFAULT_SEQ
-from ringpipe.verify.inference import build_inference, inference_argv, verify_inference
+from ringpipe.cli.plan_args import DEFAULT_SCHEDULE, DEFAULT_SEQ, build_inference, inference_argv
+from ringpipe.verify.inference import verify_inference
 
 __all__ = ["run_inference"]
 
@@ -53,7 +53,7 @@ def run_inference(args: argparse.Namespace) -> int:
         return launch_ranks(args, plan.mesh,
                             ["-m", "ringpipe.mpi", "verify", *inference_argv(args)])
     refuse_mpi_only_flags(args)
-    report = verify_inference(plan, params, prompts, args.backend)
+    report = verify_inference(plan, params, prompts, args.backend, args.env.limits)
     if args.json:
         print(json.dumps(report.as_json(), indent=2))
     else:

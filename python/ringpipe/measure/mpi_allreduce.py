@@ -1,4 +1,5 @@
-"""``python -m ringpipe.mpi allreduce``: all-reduce bandwidth over MPI, nccl-tests style.
+"""All-reduce bandwidth over MPI, nccl-tests style: what ``python -m ringpipe.mpi allreduce``
+measures (its options and job: :mod:`ringpipe.cli.ranks.allreduce`).
 
 For each size (``--min-bytes`` to ``--max-bytes``, times ``--factor``) and algorithm
 (``ring`` and ``tree`` from ringpipe's step tables, each call agreeing on its
@@ -32,47 +33,16 @@ prints the table (``format_table``) or, with ``--json``, one JSON document.
 
 from __future__ import annotations
 
-import argparse
-import json
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from ringpipe.measure.bandwidth import BandwidthRow, busbw_factor, format_table, size_sweep
-from ringpipe.mpi.group import DEFAULT_SEGMENT_BYTES, MPI_ALGORITHMS, ProcessGroup
+from ringpipe.measure.bandwidth import BandwidthRow, busbw_factor
+from ringpipe.mpi.group import ProcessGroup
 from ringpipe.mpi.loader import load_mpi
-from ringpipe.validation import check_int
-
-
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    """The ``allreduce`` subcommand's options."""
-    p.add_argument("--min-bytes", type=int, default=4 << 10,
-                   help="smallest buffer per rank in bytes (default 4096)")
-    p.add_argument("--max-bytes", type=int, default=64 << 20,
-                   help="largest buffer per rank in bytes (default 64 MiB)")
-    p.add_argument("--factor", type=int, default=4, help="size step factor (default 4)")
-    p.add_argument("--algorithms", default="ring,tree,mpi",
-                   help="comma-separated, from " + ",".join(MPI_ALGORITHMS["all_reduce"])
-                   + " and ring+persistent,tree+persistent (a handle from all_reduce_init)")
-    p.add_argument("--dtype", choices=("float32", "float64", "int32", "int64"),
-                   default="float32", help="element type (default float32)")
-    p.add_argument("--iters", type=int, default=10,
-                   help="back-to-back all-reduces per timing (default 10)")
-    p.add_argument("--reps", type=int, default=3,
-                   help="timings per size and algorithm, best kept (default 3)")
-    p.add_argument("--segment-bytes", type=int, default=DEFAULT_SEGMENT_BYTES,
-                   help="pipelining segment of the step-table algorithms "
-                        f"(default {DEFAULT_SEGMENT_BYTES})")
-    p.add_argument("--out-of-place", action="store_true",
-                   help="also time out-of-place all-reduces (out= a second buffer); the "
-                        "table's out-of-place columns are n/a without it")
-    p.add_argument("--floor", action="store_true",
-                   help="also time each step-table algorithm's exchange floor (rounds x "
-                        "one dependent exchange of its largest message)")
-    p.add_argument("--json", action="store_true", help="one JSON document on rank 0")
 
 
 def _inputs(rank: int, count: int, dtype: np.dtype) -> np.ndarray:
@@ -227,57 +197,3 @@ def measure(group: ProcessGroup, sizes: list[int], algorithms: list[str], dtype:
                                      algbw * busbw_factor("all_reduce", n),
                                      wrong[alg, in_place], in_place))
     return rows
-
-
-def prepare(args: argparse.Namespace) -> Callable[[], int]:
-    """Check the arguments (ValueError, alike on every rank); returns the job, which
-    measures, prints on rank 0 and returns 1 if any result was wrong."""
-    algorithms = [a.strip() for a in args.algorithms.split(",") if a.strip()]
-    known = (*MPI_ALGORITHMS["all_reduce"], *PERSISTENT)
-    if not algorithms:
-        raise ValueError(f"--algorithms: give at least one of {', '.join(known)}")
-    for i, alg in enumerate(algorithms):
-        if alg not in known:
-            raise ValueError(f"--algorithms: unknown algorithm {alg!r}; choose from "
-                             f"{', '.join(known)}")
-        if alg in algorithms[:i]:
-            raise ValueError(f"--algorithms: {alg!r} is listed twice")
-    for name in ("iters", "reps", "segment_bytes"):
-        check_int("--" + name.replace("_", "-"), getattr(args, name), 1)
-    itemsize = np.dtype(args.dtype).itemsize
-    check_int(f"--min-bytes (at least one {args.dtype} element)", args.min_bytes, itemsize)
-    check_int("--max-bytes", args.max_bytes, args.min_bytes)
-    check_int("--factor", args.factor, 2)
-    sizes = size_sweep(args.min_bytes, args.max_bytes, args.factor)
-    return lambda: _run(args, sizes, algorithms)
-
-
-def _run(args: argparse.Namespace, sizes: list[int], algorithms: list[str]) -> int:
-    mpi = load_mpi()
-    group = ProcessGroup(mpi.COMM_WORLD, segment_bytes=args.segment_bytes, name="world")
-    floors: list[Floor] | None = [] if args.floor else None
-    samples: dict[tuple[int, str], list[float]] = {}
-    rows = measure(group, sizes, algorithms, np.dtype(args.dtype), args.iters, args.reps,
-                   args.out_of_place, floors, samples)
-    group.free()
-    if group.rank == 0:
-        if args.json:
-            print(json.dumps({"nranks": group.size, "segment_bytes": args.segment_bytes,
-                              "iters": args.iters, "reps": args.reps,
-                              "rows": [r.as_dict() for r in rows],
-                              "floors": [dict(asdict(f), floor_us=f.floor_us)
-                                         for f in floors or ()],
-                              "samples": [{"size_bytes": size, "algorithm": alg,
-                                           "times_us": t}
-                                          for (size, alg), t in samples.items()]}))
-        else:
-            print(f"# all_reduce over MPI: {group.size} ranks, segment "
-                  f"{args.segment_bytes} B, best of {args.reps} x {args.iters} iterations")
-            for alg in algorithms:
-                print(f"# algorithm {alg}")
-                print(format_table([r for r in rows if r.algorithm == alg]))
-            for f in floors or ():
-                print(f"# floor {f.algorithm} {f.size_bytes} B: {f.rounds} rounds x "
-                      f"{f.exchange_us:.2f} us (exchange of {f.message_bytes} B) = "
-                      f"{f.floor_us:.2f} us")
-    return 1 if any(r.wrong for r in rows) else 0

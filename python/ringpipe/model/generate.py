@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ringpipe.arrays import array_module, is_array, to_host
-from ringpipe.limits import Limits
+from ringpipe.limits import DEFAULT_LIMITS, Limits
 from ringpipe.model import functional as F
 from ringpipe.model.config import ModelConfig
 from ringpipe.model.kv_cache import KVCache, cached_attention
@@ -92,12 +92,14 @@ def _forward(config: ModelConfig, params: dict, ids: np.ndarray, cache: KVCache)
 
 
 def generate(config: ModelConfig, params: dict[str, np.ndarray], prompts: np.ndarray,
-             new_tokens: int) -> GenerateResult:
+             new_tokens: int, *, limits: Limits = DEFAULT_LIMITS) -> GenerateResult:
     """Greedily generate ``new_tokens`` tokens after each of the B prompts.
 
     ``params``: the full model (:func:`~ringpipe.model.params.init_params`), NumPy or
     CuPy arrays of ``config.dtype``; ``prompts``: ``(B, L)`` token ids on the same
     device. One prefill of the L prompt positions, then ``new_tokens - 1`` decode steps.
+    ``limits``: the KV cache and logits are refused by name, before they are allocated,
+    when they would exceed ``limits.max_memory``.
     """
     prompts = check_prompts(config, prompts)
     check_int("new_tokens", new_tokens, 1)
@@ -111,7 +113,7 @@ def generate(config: ModelConfig, params: dict[str, np.ndarray], prompts: np.nda
     # refuse an absurd request by name before allocating (not a MemoryError midway)
     cache_bytes = (2 * layers * b * (config.kv_heads or 1) * config.head_dim
                    * (length + new_tokens - 1) + b * new_tokens * config.vocab)
-    Limits.from_env().require("max_memory", "generate: KV cache and logits bytes for "
+    limits.require("max_memory", "generate: KV cache and logits bytes for "
                               f"new_tokens={new_tokens}", cache_bytes * config.np_dtype.itemsize)
     cache = KVCache.allocate(layers, b, config.kv_heads, config.head_dim,  # type: ignore[arg-type]
                              length + new_tokens - 1, config.np_dtype, xp)

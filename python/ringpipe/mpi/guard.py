@@ -2,9 +2,10 @@
 
 A rank that dies while its peers wait in a receive or a collective would leave them
 waiting forever. :func:`run_guarded` runs a rank's work and, if it raises, prints
-``rank R: <Type>: <message>`` to stderr (the traceback too with ``RINGPIPE_DEBUG=1``,
-:mod:`ringpipe.environment`; Ctrl-C prints ``rank R: interrupted``), flushes, and calls
-``MPI_Abort`` on the world communicator (MPI standard §11.5: the implementation
+``rank R: <Type>: <message>`` to stderr (with ``debug`` the traceback too, which the
+caller reads from ``RINGPIPE_DEBUG``: :mod:`ringpipe.environment`; Ctrl-C prints
+``rank R: interrupted``), flushes, and calls ``MPI_Abort`` on the world communicator
+(MPI standard §11.5: the implementation
 terminates every process of the job; Hydra's mpiexec then exits non-zero, within a
 second here). ``SystemExit`` with a non-zero status counts as a failure too: a rank
 that called ``sys.exit(3)`` would otherwise block in ``MPI_Finalize`` while its peers
@@ -22,7 +23,6 @@ import traceback
 from collections.abc import Callable
 from typing import Any, NoReturn, TypeVar
 
-from ringpipe.environment import debug_enabled
 from ringpipe.mpi.loader import load_mpi
 
 T = TypeVar("T")
@@ -39,9 +39,10 @@ def format_rank_error(rank: int, exc: BaseException) -> str:
     return f"rank {rank}: {type(exc).__name__}: {exc}"
 
 
-def run_guarded(work: Callable[[], T]) -> T | int:
+def run_guarded(work: Callable[[], T], debug: bool = False) -> T | int:
     """Run ``work()``; if it raises (``SystemExit`` with a non-zero status included),
-    report the error with this rank and abort the job."""
+    report the error with this rank (and with ``debug`` its traceback) and abort the
+    job."""
     mpi = load_mpi()
     world = mpi.COMM_WORLD
     try:
@@ -49,15 +50,16 @@ def run_guarded(work: Callable[[], T]) -> T | int:
     except SystemExit as exc:
         if exc.code in (0, None):
             return 0
-        abort(world, exc)
+        abort(world, exc, debug)
     except BaseException as exc:  # noqa: BLE001 - any failure must abort every rank
-        abort(world, exc)
+        abort(world, exc, debug)
 
 
-def abort(world: Any, exc: BaseException) -> NoReturn:  # noqa: ANN401 - a communicator
-    """Print ``rank R: <Type>: <message>`` (and, with ``RINGPIPE_DEBUG``, the
-    traceback), then ``MPI_Abort``."""
-    detail = "".join(traceback.format_exception(exc)) if debug_enabled() else ""
+def abort(world: Any, exc: BaseException,  # noqa: ANN401 - a communicator
+          debug: bool = False) -> NoReturn:
+    """Print ``rank R: <Type>: <message>`` (and, with ``debug``, the traceback), then
+    ``MPI_Abort``."""
+    detail = "".join(traceback.format_exception(exc)) if debug else ""
     try:
         sys.stdout.flush()
         sys.stderr.flush()

@@ -45,7 +45,8 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from types import FrameType
 
-from ringpipe.mpi.watchdog import LAUNCHER_PID_ENV, launcher_id
+from ringpipe.environment import LAUNCHER_VAR, inherited_environment
+from ringpipe.mpi.watchdog import launcher_id
 from ringpipe.validation import check_int
 
 #: Signals that make :func:`launch` end its job and exit (SIGINT raises KeyboardInterrupt).
@@ -74,7 +75,7 @@ def mpiexec_environment(nprocs: int, base: Mapping[str, str] | None = None,
     """The environment for a local job of ``nprocs`` ranks (see the module docstring).
     With ``local=False`` (a hostfile names other machines) Hydra keeps its own launcher
     (ssh, or whatever ``HYDRA_LAUNCHER`` says) instead of forking every rank here."""
-    env = dict(os.environ if base is None else base)
+    env = inherited_environment() if base is None else dict(base)
     cores = os.cpu_count() or 1
     threads = str(max(1, cores // max(1, nprocs)))
     defaults = {
@@ -91,7 +92,7 @@ def mpiexec_environment(nprocs: int, base: Mapping[str, str] | None = None,
         del defaults["HYDRA_LAUNCHER"]
     for key, value in defaults.items():
         env.setdefault(key, value)
-    env[LAUNCHER_PID_ENV] = launcher_id()
+    env[LAUNCHER_VAR] = launcher_id()
     return env
 
 

@@ -12,7 +12,8 @@ Two ways an MPI job outlives its purpose, neither of which the fault guard
   :data:`ABORT_GRACE` seconds later.
 * **a launcher that died** (SIGKILL on ``ringpipe verify --backend mpi``): the launcher
   puts ``<pid>@<host>`` in the environment (``RINGPIPE_LAUNCHER_PID``, see
-  :mod:`ringpipe.mpi.launch`); on that host the same thread polls the pid every
+  :mod:`ringpipe.mpi.launch`; the rank's program reads it, :mod:`ringpipe.environment`,
+  and hands it to :meth:`Watchdog.start`); on that host the same thread polls the pid every
   :data:`POLL_SECONDS` and ``os._exit``\\ s the rank when it is gone, so no rank is left
   reparented to init (ranks on other nodes skip this check; mpiexec's parent-death
   signal ends their proxies' connection instead).
@@ -28,42 +29,17 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-#: Environment variable holding the launcher's pid (set by :mod:`ringpipe.mpi.launch`).
-LAUNCHER_PID_ENV = "RINGPIPE_LAUNCHER_PID"
-#: Environment variable giving the default ``--timeout`` of the MPI commands.
-TIMEOUT_ENV = "RINGPIPE_TIMEOUT"
-#: ``--timeout`` when neither the flag nor ``RINGPIPE_TIMEOUT`` is given: 15 minutes,
-#: far above any default job (verify: seconds; the allreduce sweep: about a minute).
-DEFAULT_TIMEOUT = 900.0
+from ringpipe.environment import check_timeout
+
 #: Seconds between two checks of the deadline and the launcher.
 POLL_SECONDS = 0.5
 #: Seconds ``MPI_Abort`` gets before the rank exits on its own.
 ABORT_GRACE = 10.0
 #: Exit status of a rank the watchdog ends.
 WATCHDOG_STATUS = 1
-
-
-def default_timeout(environ: Mapping[str, str] | None = None) -> float:
-    """``RINGPIPE_TIMEOUT`` (seconds, 0 = no deadline) if set, else :data:`DEFAULT_TIMEOUT`."""
-    text = (os.environ if environ is None else environ).get(TIMEOUT_ENV, "").strip()
-    if not text:
-        return DEFAULT_TIMEOUT
-    try:
-        value = float(text)
-    except ValueError:
-        raise ValueError(f"{TIMEOUT_ENV} must be a number of seconds, got {text!r}") from None
-    return check_timeout(TIMEOUT_ENV, value)
-
-
-def check_timeout(name: str, value: float) -> float:
-    """``value`` if it is a finite number of seconds >= 0 (0: no deadline)."""
-    if not value >= 0 or value == float("inf"):
-        raise ValueError(f"{name} must be a number of seconds >= 0 (0: none), got {value}")
-    return float(value)
 
 
 def launcher_id() -> str:
@@ -107,10 +83,10 @@ class Watchdog:
 
     @classmethod
     def start(cls, comm: Any, timeout: float,  # noqa: ANN401 - an mpi4py communicator
-              environ: Mapping[str, str] | None = None) -> Watchdog:
-        """Start the thread for ``comm``'s rank; ``timeout`` 0 means no deadline."""
-        env = os.environ if environ is None else environ
-        pid = _local_launcher(env.get(LAUNCHER_PID_ENV, ""))
+              launcher: str = "") -> Watchdog:
+        """Start the thread for ``comm``'s rank; ``timeout`` 0 means no deadline;
+        ``launcher``: ``RINGPIPE_LAUNCHER_PID``'s value (``<pid>@<host>``), "" for none."""
+        pid = _local_launcher(launcher)
         dog = cls(comm.Get_rank(), check_timeout("--timeout", timeout), pid, comm)
         dog._thread = threading.Thread(target=dog._watch, name="ringpipe-watchdog",
                                        daemon=True)

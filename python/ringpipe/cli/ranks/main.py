@@ -1,17 +1,20 @@
-"""``python -m ringpipe.mpi {verify,allreduce} ...``: run under ``mpiexec`` (every rank).
+"""``python -m ringpipe.mpi {verify,allreduce,calibrate-probe} ...``: the program every rank
+runs under ``mpiexec``.
 
 * ``verify``: a TP×PP×DP plan on one process per mesh rank, checked on rank 0 against
   the reference and the in-process runtime (:mod:`ringpipe.cli.ranks.verify`); with
-  ``--inference``, greedy generation (:func:`ringpipe.verify.inference.prepare_inference`);
+  ``--inference``, greedy generation (:mod:`ringpipe.cli.ranks.verify_inference`);
 * ``allreduce``: an nccl-tests style bandwidth table for ring, tree and MPI_Allreduce
-  (:mod:`ringpipe.measure.mpi_allreduce`).
+  (:mod:`ringpipe.cli.ranks.allreduce`);
+* ``calibrate-probe``: the MPI rows of ``ringpipe calibrate``, which starts it
+  (:mod:`ringpipe.cli.ranks.calibrate_probe`).
 
 Exit status: 0 success; 1 a failed check, a rank that raised or a rank past its
 ``--timeout`` (it prints ``rank R: <error>`` and the whole job is aborted, see
 :mod:`ringpipe.mpi.guard` and :mod:`ringpipe.mpi.watchdog`); 2 bad arguments.
 
 Before any communication every rank parses its command line, checks it against
-:mod:`ringpipe.limits` and builds the plan, alone; the ranks then agree collectively
+:mod:`ringpipe.cli.limits` and builds the plan, alone; the ranks then agree collectively
 (one ``allgather`` of each rank's outcome and command line), so a failure that only
 one rank sees, or ranks started with different arguments (``mpiexec -n 1 ... --hidden
 32 : -n 3 ... --hidden 16``), still ends every rank with status 2 and rank 0 prints
@@ -30,20 +33,21 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from ringpipe.cli.plan_args import add_plan_arguments, build_plan
-from ringpipe.limits import Limits, check_command
-from ringpipe.measure import mpi_allreduce as perf
+from ringpipe.cli.limits import check_command
+from ringpipe.cli.plan_args import (
+    add_inference_arguments,
+    add_plan_arguments,
+    build_inference,
+    build_plan,
+)
+from ringpipe.cli.ranks import allreduce, calibrate_probe
+from ringpipe.cli.ranks.verify import prepare_verify
+from ringpipe.cli.ranks.verify_inference import prepare_inference
+from ringpipe.environment import DEFAULT_TIMEOUT, TIMEOUT_VAR, Environment, check_timeout
 from ringpipe.mpi.guard import run_guarded
 from ringpipe.mpi.loader import load_mpi
 from ringpipe.mpi.mesh_comm import check_world_size
-from ringpipe.mpi.watchdog import (
-    DEFAULT_TIMEOUT,
-    TIMEOUT_ENV,
-    Watchdog,
-    check_timeout,
-    default_timeout,
-)
-from ringpipe.verify.inference import add_inference_arguments, build_inference, prepare_inference
+from ringpipe.mpi.watchdog import Watchdog
 
 
 class _UsageError(Exception):
@@ -55,25 +59,28 @@ class _Parser(argparse.ArgumentParser):
         raise _UsageError(f"{self.prog}: {message}")
 
 
-def _add_timeout(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--timeout", type=float, default=default_timeout(), metavar="SECONDS",
-                   help=f"abort the whole job after SECONDS (default ${TIMEOUT_ENV} or "
+def _add_timeout(p: argparse.ArgumentParser, default: float) -> None:
+    p.add_argument("--timeout", type=float, default=default, metavar="SECONDS",
+                   help=f"abort the whole job after SECONDS (default ${TIMEOUT_VAR} or "
                         f"{DEFAULT_TIMEOUT:g}; 0: no deadline)")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The rank-side command line."""
+def build_parser(env: Environment) -> argparse.ArgumentParser:
+    """The rank-side command line (``env``: the defaults the environment sets)."""
     parser = _Parser(prog="python -m ringpipe.mpi",
                      description="ringpipe on MPI ranks (start with mpiexec -n N)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
     verify = sub.add_parser("verify", help="verify a plan on MPI ranks")
     add_plan_arguments(verify)
-    add_inference_arguments(verify)  # verify --inference: ringpipe.verify.inference
-    allreduce = sub.add_parser("allreduce", help="all-reduce bandwidth table")
-    perf.add_arguments(allreduce)
-    for p in (verify, allreduce):
-        _add_timeout(p)
+    add_inference_arguments(verify)  # verify --inference
+    bandwidth = sub.add_parser("allreduce", help="all-reduce bandwidth table")
+    allreduce.add_arguments(bandwidth)
+    probe = sub.add_parser("calibrate-probe",
+                           help="the MPI rows of ringpipe calibrate (it starts this itself)")
+    calibrate_probe.add_arguments(probe)
+    for p in (verify, bandwidth, probe):
+        _add_timeout(p, env.timeout)
     return parser
 
 
@@ -90,32 +97,40 @@ def _outcome(exc: BaseException) -> Outcome:
     return 1, f"{type(exc).__name__}: {exc}"
 
 
-def _parse(argv: list[str], rank: int, size: int) -> tuple[Outcome, Any, float]:  # noqa: ANN401
-    """Parse and check on this rank alone, without any communication (phase 1)."""
-    timeout = DEFAULT_TIMEOUT
+def _parse(argv: list[str], rank: int, size: int
+           ) -> tuple[Outcome, Any, float, Environment]:  # noqa: ANN401
+    """Read the environment, parse and check on this rank alone, without any
+    communication (phase 1)."""
+    timeout, env = DEFAULT_TIMEOUT, Environment()
     quiet = contextlib.redirect_stdout(io.StringIO()) if rank else contextlib.nullcontext()
     try:
+        env = Environment.read()
+        timeout = env.timeout
         with quiet:
-            args = build_parser().parse_args(argv)
+            args = build_parser(env).parse_args(argv)
         timeout = check_timeout("--timeout", args.timeout)
-        check_command(args, Limits.from_env())
+        check_command(args, env.limits)
         if args.command == "verify":
             mesh = build_inference(args)[0].mesh if args.inference else build_plan(args)[0].mesh
             check_world_size(mesh, size)
-        return (None, ""), args, timeout
+        return (None, ""), args, timeout, env
     except BaseException as exc:  # noqa: BLE001 - reported collectively, never a hang
-        return _outcome(exc), None, timeout
+        return _outcome(exc), None, timeout, env
 
 
-def _prepare(args: argparse.Namespace) -> tuple[Outcome, Callable[[], int] | None]:
+#: The job of each rank-side command: (arguments, environment) -> the job.
+_PREPARE = {"verify": prepare_verify, "allreduce": allreduce.prepare,
+            "calibrate-probe": calibrate_probe.prepare}
+
+
+def _prepare(args: argparse.Namespace,
+             env: Environment) -> tuple[Outcome, Callable[[], int] | None]:
     """Prepare the job (phase 2: may communicate, e.g. to find each rank's node)."""
-    from ringpipe.cli.ranks.verify import prepare_verify
-
     try:
-        prepare = prepare_verify if args.command == "verify" else perf.prepare
+        prepare = _PREPARE[args.command]
         if args.command == "verify" and args.inference:
             prepare = prepare_inference
-        return (None, ""), prepare(args)
+        return (None, ""), prepare(args, env)
     except BaseException as exc:  # noqa: BLE001 - reported collectively, never a hang
         return _outcome(exc), None
 
@@ -150,17 +165,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     the job under the abort guard, all under the watchdog (module docstring)."""
     world = load_mpi().COMM_WORLD
     argv = list(sys.argv[1:] if argv is None else argv)
-    outcome, args, timeout = _parse(argv, world.Get_rank(), world.Get_size())
-    watchdog = Watchdog.start(world, timeout)
+    outcome, args, timeout, env = _parse(argv, world.Get_rank(), world.Get_size())
+    watchdog = Watchdog.start(world, timeout, env.launcher)
     try:
         status = _agree(world, outcome, argv)
         if status is not None:
             return status
-        outcome, job = _prepare(args)
+        outcome, job = _prepare(args, env)
         status = _agree(world, outcome, argv)
         if status is not None or job is None:
             return 0 if status is None else status
-        return int(run_guarded(job))
+        return int(run_guarded(job, env.debug))
     finally:
         watchdog.stop()
 

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ringpipe.cli.plan_args import build_plan
+from ringpipe.environment import Environment
 from ringpipe.model.params import init_params
 from ringpipe.mpi.loader import load_mpi
 from ringpipe.mpi.mesh_comm import check_world_size
@@ -49,7 +50,7 @@ class _Setup:
     gpu: int | None
 
 
-def prepare_verify(args: argparse.Namespace) -> Callable[[], int]:
+def prepare_verify(args: argparse.Namespace, env: Environment) -> Callable[[], int]:
     """Check the arguments and the placement on this rank (TypeError/ValueError, alike
     on every rank), pick this process's GPU with ``--device cupy``; returns the job,
     which returns the exit status (rank 0's verdict, broadcast)."""

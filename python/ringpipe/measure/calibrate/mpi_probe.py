@@ -1,8 +1,8 @@
 """MPI rows of ``ringpipe calibrate``: point-to-point and all-reduce between processes.
 
-:func:`measure_mpi` starts ``mpiexec -n N python -m ringpipe.measure.calibrate.mpi_probe ...``
+:func:`measure_mpi` starts ``mpiexec -n N python -m ringpipe.mpi calibrate-probe ...``
 itself (:func:`ringpipe.mpi.launch.launch`, as ``ringpipe verify --backend mpi`` does)
-and reads one JSON line from rank 0. Under mpiexec, :func:`main` measures
+and reads one JSON line from rank 0. Under mpiexec, :func:`probe` measures
 
 * point-to-point: a ping-pong between ranks 0 and 1 with ``Send``/``Recv`` of NumPy
   buffers; one transfer is half a round trip;
@@ -25,11 +25,9 @@ the reason, and calibration goes on without MPI rows.
 
 from __future__ import annotations
 
-import argparse
 import importlib.util
 import json
 import subprocess
-import sys
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -77,7 +75,9 @@ def _max_op() -> Any:
     return load_mpi().MAX
 
 
-def _probe(sizes: Sequence[int], repeats: int) -> dict[str, Any] | None:
+def probe(sizes: Sequence[int], repeats: int) -> dict[str, Any] | None:
+    """On every rank of the world (under mpiexec): the measurements of the module
+    docstring, returned on rank 0 (None elsewhere)."""
     from ringpipe.mpi.group import ProcessGroup
     from ringpipe.mpi.loader import load_mpi
 
@@ -121,18 +121,6 @@ def _probe(sizes: Sequence[int], repeats: int) -> dict[str, Any] | None:
     return out if rank == 0 else None
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Rank-side entry point: measure, rank 0 prints one JSON line."""
-    p = argparse.ArgumentParser(prog="python -m ringpipe.measure.calibrate.mpi_probe")
-    p.add_argument("--sizes", type=int, nargs="+", required=True)
-    p.add_argument("--repeats", type=int, default=5)
-    args = p.parse_args(argv)
-    doc = _probe(args.sizes, args.repeats)
-    if doc is not None:
-        print(json.dumps(doc), flush=True)
-    return 0
-
-
 def mpi_unavailable() -> str | None:
     """Why MPI rows cannot be measured here, or None when they can."""
     if importlib.util.find_spec("mpi4py") is None:
@@ -154,8 +142,8 @@ def measure_mpi(nprocs: int, sizes: Sequence[int], repeats: int,
         return None, reason
     from ringpipe.mpi.launch import launch
 
-    argv = ["-m", "ringpipe.measure.calibrate.mpi_probe", "--sizes", *map(str, sizes),
-            "--repeats", str(repeats)]
+    argv = ["-m", "ringpipe.mpi", "calibrate-probe", "--sizes", *map(str, sizes),
+            "--repeats", str(repeats), "--timeout", f"{timeout:g}"]
     try:
         job = launch(nprocs, argv, timeout=timeout, capture=True)
     except subprocess.TimeoutExpired:
@@ -168,6 +156,3 @@ def measure_mpi(nprocs: int, sizes: Sequence[int], repeats: int,
         return None, f"the MPI probe failed (exit {job.returncode}): {tail[0]}"
     return json.loads(lines[-1]), None
 
-
-if __name__ == "__main__":
-    sys.exit(main())

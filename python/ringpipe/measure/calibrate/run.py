@@ -53,13 +53,17 @@ DTYPES = ("float64", "float32")
 class CalibrateOptions:
     """What to measure: ``quick`` (coarse grids, short budgets), the collective
     ``backend`` of in-process ranks, ``nprocs`` MPI processes (None: no MPI rows),
-    ``max_ranks`` the largest in-process group (default: ``nprocs`` or 4); ``progress``
-    receives one line per phase."""
+    ``max_ranks`` the largest in-process group (default: ``nprocs`` or 4);
+    ``blas_threads`` the BLAS threads this process computes with, recorded in the file
+    (the command line passes what ``OPENBLAS_NUM_THREADS`` and friends say,
+    :class:`ringpipe.environment.Environment`; None: one per core, OpenBLAS's default);
+    ``progress`` receives one line per phase."""
 
     quick: bool = False
     backend: str = "numba"
     nprocs: int | None = None
     max_ranks: int | None = None
+    blas_threads: int | None = None
     progress: Callable[[str], None] = field(default=lambda _: None, compare=False,
                                             repr=False)
 
@@ -71,21 +75,13 @@ class CalibrateOptions:
             check_int("--np", self.nprocs, 2)
         if self.max_ranks is not None:
             check_int("max_ranks", self.max_ranks, 2)
+        if self.blas_threads is not None:
+            check_int("blas_threads", self.blas_threads, 1)
 
     @property
     def ranks(self) -> int:
         """Largest in-process group measured."""
         return self.max_ranks or self.nprocs or 4
-
-
-def blas_threads() -> int:
-    """BLAS threads this process uses: the first of OPENBLAS/MKL/OMP_NUM_THREADS set,
-    else the core count (OpenBLAS's default)."""
-    for var in ("OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "OMP_NUM_THREADS"):
-        value = os.environ.get(var, "")
-        if value.isdigit() and int(value) > 0:
-            return int(value)
-    return os.cpu_count() or 1
 
 
 def _memory_gib() -> float:
@@ -222,7 +218,8 @@ def calibrate(options: CalibrateOptions) -> tuple[dict[str, Any], list[str]]:
                     "saturation": (f64["m0"] + f64["n0"] + f64["k0"]) / 3},
         "measured": {
             "host": platform.node(), "cores": os.cpu_count() or 1,
-            "blas_threads": blas_threads(), "backend": options.backend,
+            "blas_threads": options.blas_threads or os.cpu_count() or 1,
+            "backend": options.backend,
             "quick": options.quick, "seconds_taken": round(time.perf_counter() - start, 2),
             **measured, "cpu_share": shares, "p2p": p2p, "allreduce": allreduce,
         },

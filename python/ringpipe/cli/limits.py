@@ -1,0 +1,164 @@
+"""The command line's work estimates: each command's arguments against :class:`Limits`.
+
+:func:`check_command` turns a parsed ``ringpipe`` or ``python -m ringpipe.mpi`` command
+line into an estimate of its work and memory and refuses (ValueError, exit 2) one over a
+limit (:class:`ringpipe.limits.Limits`, from ``RINGPIPE_LIMITS``).
+
+Memory estimates (bytes), deliberately simple upper-bound-ish counts:
+
+* ``demo``: ranks × max-bytes × 3 (the buffers, the expected result, numba scratch);
+* ``verify``: 8 · (6 P + 24 · layers · batch · seq · max(ffn, heads · seq)), with
+  P = layers · (4 h² + 2 h · ffn) + 2 · vocab · h parameters (parameters, gradients and
+  their reference and sharded copies: 6 P; activations kept for the backward: the rest),
+  ffn = 4h;
+* ``verify --inference``: :func:`inference_memory` (KV cache, prefill activations,
+  logits and parameters from ``--prompt-len``, ``--new-tokens`` and ``--batch``); its
+  decode schedule has pp·groups·new-tokens cells (``max_schedule_cells``);
+* ``allreduce`` (MPI, per process): max-bytes × (algorithms + 3), plus 2 × max-bytes per
+  one-shot algorithm with ``--out-of-place`` (measured at 64 MiB: 7 and 13 buffers for 5
+  algorithms, 3 of them one-shot, in place and out of place);
+* ``calibrate``: ``--np`` and ``--max-ranks`` count as ranks;
+* ``bench``: 8 ranks × 64 MiB (16 MiB with ``--quick``) × 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from ringpipe.limits import Limits
+
+__all__ = ["check_command", "inference_memory"]
+
+
+def _get(args: argparse.Namespace, name: str, default: int = 1) -> int:
+    value = getattr(args, name, None)
+    return default if not isinstance(value, int) or value < 0 else value
+
+
+def _check_ranks(limits: Limits, args: argparse.Namespace) -> None:
+    world = _get(args, "dp") * _get(args, "pp") * _get(args, "tp")
+    limits.require("max_ranks", "ranks dp·pp·tp", world)
+    np_ = getattr(args, "np", None)
+    if isinstance(np_, int):
+        limits.require("max_ranks", "--np", np_)
+
+
+def _verify_memory(args: argparse.Namespace) -> int:
+    pp, dp = _get(args, "pp"), _get(args, "dp")
+    chunks = _get(args, "chunks", 1) or 1
+    layers = _get(args, "layers", 2 * pp * chunks)
+    h, seq, vocab = _get(args, "hidden", 32), _get(args, "seq", 8), _get(args, "vocab", 0)
+    heads = _get(args, "heads", 4)
+    m = getattr(args, "microbatches", None)
+    m = m if isinstance(m, int) and m > 0 else pp
+    batch = _get(args, "batch", 2 * dp * m)
+    ffn = 4 * h
+    params = layers * (4 * h * h + 2 * h * ffn) + 2 * vocab * h
+    activations = 24 * layers * batch * seq * max(ffn, heads * seq)
+    return 8 * (6 * params + activations)
+
+
+def inference_memory(layers: int, hidden: int, heads: int, kv_heads: int, vocab: int,
+                     batch: int, prompt_len: int, new_tokens: int) -> int:
+    """Upper-bound-ish bytes of one greedy generation (float64), held three times over
+    (the reference, the parallel run and, on MPI rank 0, the in-process rerun): the
+    KV cache 2·layers·B·kv_heads·head_dim·(L+K-1), the logits B·K·vocab and the
+    parameters; plus, once, the prefill's transient activations
+    B·L·(3·heads·(L+K-1) + 8h) (attention scores, MLP, projections).
+    Why: ``--prompt-len`` and ``--new-tokens``, not
+    ``--seq``, size an inference run, and the scores grow as L²."""
+    cap = prompt_len + max(new_tokens, 1) - 1
+    head_dim = max(hidden // max(heads, 1), 1)
+    params = layers * (4 * hidden * hidden + 8 * hidden * hidden) + 2 * vocab * hidden
+    cache = 2 * layers * batch * kv_heads * head_dim * cap
+    acts = batch * prompt_len * (3 * heads * cap + 8 * hidden)
+    return 8 * (3 * (params + cache + batch * new_tokens * vocab) + acts)
+
+
+def _check_inference(limits: Limits, args: argparse.Namespace) -> None:
+    pp, dp = _get(args, "pp"), _get(args, "dp")
+    batch = _get(args, "batch", 2 * dp)
+    k = _get(args, "new_tokens", 4)
+    groups = getattr(args, "microbatches", None)
+    groups = groups if isinstance(groups, int) and groups > 0 else min(pp, max(batch // dp, 1))
+    limits.require("max_schedule_cells", "decode schedule size pp·groups·new-tokens",
+                   pp * groups * k)
+    heads = _get(args, "heads", 4)
+    kv = getattr(args, "kv_heads", None)
+    kv = kv if isinstance(kv, int) and kv > 0 else heads
+    memory = inference_memory(_get(args, "layers", 2 * pp), _get(args, "hidden", 32), heads,
+                              kv, _get(args, "vocab", 0) or 64, batch,
+                              _get(args, "prompt_len", 8), k)
+    limits.require("max_memory", "estimated memory of --inference from --prompt-len, "
+                                 "--new-tokens and --batch (bytes)", memory)
+
+
+def _check_verify(limits: Limits, args: argparse.Namespace) -> None:
+    _check_ranks(limits, args)
+    if isinstance(getattr(args, "layers", None), int):
+        limits.require("max_layers", "--layers", args.layers)
+    if getattr(args, "inference", False) is True:  # sized by --prompt-len, not --seq
+        return _check_inference(limits, args)
+    if isinstance(getattr(args, "microbatches", None), int):
+        limits.require("max_microbatches", "--microbatches", args.microbatches)
+    stages = _get(args, "pp") * (_get(args, "chunks", 1) or 1)
+    limits.require("max_stages", "pipeline stages pp·chunks", stages)
+    limits.require("max_memory", "estimated memory (bytes)", _verify_memory(args))
+
+
+def _check_schedule(limits: Limits, args: argparse.Namespace) -> None:
+    p, m, name = _get(args, "stages"), _get(args, "microbatches"), getattr(args, "name", None)
+    chunks = _get(args, "chunks", 2) or 2  # decode: v = token steps
+    v = {"zb-v": 2, "interleaved-1f1b": chunks, "decode": chunks}.get(name or "", 1)
+    limits.require("max_stages", "--stages", p)
+    limits.require("max_microbatches", "--microbatches", m)
+    limits.require("max_stages", "stages p·v", p * v)
+    limits.require("max_schedule_cells", "schedule size p·v·m", p * v * m)
+
+
+def _check_demo(limits: Limits, args: argparse.Namespace) -> None:
+    ranks = _get(args, "ranks")
+    limits.require("max_ranks", "--ranks", ranks)
+    top = max(_get(args, "max_bytes"), _get(args, "min_bytes"))
+    limits.require("max_memory", "estimated memory ranks·max-bytes·3 (bytes)", 3 * ranks * top)
+
+
+def _check_allreduce(limits: Limits, args: argparse.Namespace) -> None:
+    algorithms = [a for a in str(getattr(args, "algorithms", "")).split(",") if a.strip()]
+    one_shot = sum("persistent" not in a for a in algorithms)
+    top = max(_get(args, "max_bytes"), _get(args, "min_bytes"))
+    buffers = len(algorithms) + 3 + (2 * one_shot if getattr(args, "out_of_place", False)
+                                     else 0)
+    limits.require("max_memory", "estimated memory per process max-bytes·(algorithms + 3, "
+                   "+ 2 per one-shot algorithm out of place) (bytes)", top * buffers)
+
+
+def _check_bench(limits: Limits, args: argparse.Namespace) -> None:
+    largest = (16 if getattr(args, "quick", False) else 64) << 20
+    limits.require("max_memory", "estimated memory 8 ranks · largest size · 2 (the "
+                   "all-reduce buffers and the bound's arrays) (bytes)", 8 * largest * 2)
+
+
+def _check_calibrate(limits: Limits, args: argparse.Namespace) -> None:
+    for name in ("np", "max_ranks"):
+        value = getattr(args, name, None)
+        if isinstance(value, int):
+            limits.require("max_ranks", "--" + name.replace("_", "-"), value)
+
+
+def _check_plan(limits: Limits, args: argparse.Namespace) -> None:
+    if isinstance(getattr(args, "nodes", None), int):
+        limits.require("max_nodes", "--nodes", args.nodes)
+
+
+_CHECKS = {"verify": _check_verify, "schedule": _check_schedule, "demo": _check_demo,
+           "allreduce": _check_allreduce, "plan": _check_plan, "calibrate": _check_calibrate,
+           "bench": _check_bench}
+
+
+def check_command(args: argparse.Namespace, limits: Limits) -> None:
+    """Refuse (ValueError) a parsed ``ringpipe`` or ``python -m ringpipe.mpi`` command
+    line whose estimated work or memory exceeds ``limits`` (module docstring)."""
+    check = _CHECKS.get(getattr(args, "command", None) or "")
+    if check is not None:
+        check(limits, args)
