@@ -17,7 +17,7 @@ from ringpipe.model import ModelConfig, init_params
 from ringpipe.mpi.guard import run_guarded
 from ringpipe.plan.training import Plan
 from ringpipe.runtime.mpi import run_plan_mpi
-from ringpipe.verify.training import compare_runs, random_batch
+from ringpipe.verify import compare_runs, random_batch
 
 
 def main() -> None:

@@ -12,7 +12,8 @@ from test_gpu_device import _REASON, NGPUS, cp
 
 from ringpipe.mesh import Mesh
 from ringpipe.model import ModelConfig, generate, init_params
-from ringpipe.runtime.inference import InferencePlan, run_inprocess_inference
+from ringpipe.plan.inference import InferencePlan
+from ringpipe.runtime.inference import run_inprocess_inference
 
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(NGPUS == 0, reason=_REASON or "no GPU")]
 

@@ -12,7 +12,8 @@ from ringpipe.mesh import Mesh
 from ringpipe.model import ModelConfig, init_params
 from ringpipe.model.generate import generate
 from ringpipe.mpi.launch import launch
-from ringpipe.runtime.inference import InferencePlan, run_inprocess_inference
+from ringpipe.plan.inference import InferencePlan
+from ringpipe.runtime.inference import run_inprocess_inference
 
 CFG = ModelConfig(layers=4, hidden=16, heads=4, kv_heads=2, vocab=40)
 

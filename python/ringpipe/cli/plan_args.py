@@ -17,8 +17,7 @@ import numpy as np
 from ringpipe.mesh import Mesh
 from ringpipe.model.config import ModelConfig
 from ringpipe.model.params import init_params
-from ringpipe.plan.training import ALLREDUCE_ALGORITHMS, Plan
-from ringpipe.runtime.inference import InferencePlan
+from ringpipe.plan import ALLREDUCE_ALGORITHMS, InferencePlan, Plan
 from ringpipe.schedules import SCHEDULES, resolve_chunks
 from ringpipe.validation import check_int
 

@@ -11,7 +11,7 @@ layers_per_stage=None, chunks=None)`` fixes everything before anything runs:
 * which all-reduce algorithm every TP and DP reduction uses.
 
 ``plan.run(params, batch, backend=...)`` executes it on in-process ranks
-(:mod:`ringpipe.runtime.inproc`; on the CPU, or with ``backend="cupy"`` on one GPU) and
+(:func:`ringpipe.runtime.run`; on the CPU, or with ``backend="cupy"`` on one GPU) and
 returns the loss, the outputs, the full-shape
 gradients and per-rank counters. The micro-batch size is ``B / (dp · m)``: each DP
 replica takes a contiguous slice of the global batch, cut into m micro-batches.
@@ -21,12 +21,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from ringpipe.collectives.checks import COLLECTIVE_BACKENDS
 from ringpipe.mesh import Mesh
 from ringpipe.model.config import ModelConfig
 from ringpipe.model.stage import StageSpec
 from ringpipe.plan.layout import split_layers, stage_bounds
+from ringpipe.runtime.groups import ALLREDUCE_ALGORITHMS
 from ringpipe.runtime.result import Batch, PlanResult, RankCounters
+from ringpipe.runtime.run import run
 from ringpipe.schedules import (
     Schedule,
     add_communication,
@@ -40,14 +41,17 @@ from ringpipe.validation import check_int
 __all__ = ["ALLREDUCE_ALGORITHMS", "PLAN_BACKENDS", "Batch", "Plan", "PlanResult", "RankCounters",
            "split_layers"]
 
-ALLREDUCE_ALGORITHMS = ("ring", "tree")
 #: Where ``Plan.run`` computes: the CPU (numpy / numba all-reduce kernels) or one GPU
 #: (cupy: CuPy arrays and the CUDA all-reduce kernel; see :mod:`ringpipe.runtime.inproc`).
-PLAN_BACKENDS = COLLECTIVE_BACKENDS
+PLAN_BACKENDS = ("numpy", "numba", "cupy")
 
 
 class Plan:
     """A model config × mesh × schedule, checked and lowered; see the module docstring."""
+
+    #: What :func:`ringpipe.runtime.run` runs: a training step (an
+    #: :class:`~ringpipe.plan.inference.InferencePlan` is ``"inference"``).
+    kind = "training"
 
     def __init__(self, model_config: ModelConfig, mesh: Mesh, schedule: str = "1f1b",
                  microbatches: int = 1, allreduce: str = "ring",
@@ -95,13 +99,12 @@ class Plan:
 
     def run(self, params: dict[str, np.ndarray], batch: Batch | tuple[np.ndarray, np.ndarray],
             backend: str = "numba") -> PlanResult:
-        """Execute every rank's action list on in-process ranks; see the module docs."""
-        from ringpipe.runtime.inproc import run_inprocess
-
+        """Execute every rank's action list on in-process ranks; see the module docs
+        (other runtimes: :func:`ringpipe.runtime.run`)."""
         if backend not in PLAN_BACKENDS:
             raise ValueError(f"Plan.run: unknown backend {backend!r}; choose one of "
                              f"{', '.join(PLAN_BACKENDS)}")
-        return run_inprocess(self, params, batch, backend)
+        return run(self, params, batch, backend)
 
     def __repr__(self) -> str:
         return (f"Plan({self.mesh}, schedule={self.schedule_name!r}, microbatches="

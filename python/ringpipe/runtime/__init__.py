@@ -1,1 +1,15 @@
-"""Runtimes that execute a :class:`ringpipe.Plan`: in-process ranks (``inproc``)."""
+"""Runtimes: the one pipeline interpreter, its workers and transports, and :func:`run`.
+
+* :mod:`.interpreter`: :class:`~.interpreter.PipelineInterpreter`, which executes one
+  pipeline rank's action list for every runtime;
+* :mod:`.training`, :mod:`.inference`: the workers (what F, B, I, W compute; prefill
+  and decode with KV caches);
+* :mod:`.inproc`, :mod:`.mpi`, :mod:`.inference_mpi`, :mod:`.device`: transports and
+  group collectives (in-process queues, MPI, GPU staging and NCCL);
+* :mod:`.groups`: counted group reductions; :mod:`.result`: what a run returns;
+* :mod:`.run`: :func:`run`, one entry point for every runtime.
+"""
+
+from ringpipe.runtime.run import BACKENDS, run
+
+__all__ = ["BACKENDS", "run"]

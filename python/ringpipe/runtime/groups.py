@@ -16,7 +16,11 @@ from dataclasses import dataclass, field
 
 from ringpipe.kernels.registry import step_table
 
-__all__ = ["CountedAllReduce", "RankTally"]
+__all__ = ["ALLREDUCE_ALGORITHMS", "CountedAllReduce", "RankTally"]
+
+#: The step-table algorithms the runtimes' TP and DP reductions run (NCCL is a transport
+#: option of the MPI runtime on GPUs, not a plan's algorithm).
+ALLREDUCE_ALGORITHMS = ("ring", "tree")
 
 
 @dataclass

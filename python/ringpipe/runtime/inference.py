@@ -1,8 +1,8 @@
 """Greedy generation on a TP × PP (× DP) mesh, through the one pipeline interpreter.
 
-An :class:`InferencePlan` lowers generation to the forward-only decode schedule of
-:mod:`ringpipe.schedules.inference`: K token steps unrolled into K·p virtual stages,
-step 0 the prompt's prefill, G groups of sequences in flight. Each pipeline rank's
+An :class:`~ringpipe.plan.inference.InferencePlan` lowers generation to the forward-only
+decode schedule of :mod:`ringpipe.schedules.inference`: K token steps unrolled into K·p
+virtual stages, step 0 the prompt's prefill, G groups of sequences in flight. Each pipeline rank's
 action list runs on the same :class:`~ringpipe.runtime.interpreter.PipelineInterpreter`
 as training, with an :class:`InferenceWorker` for compute: its ``forward`` runs the
 rank's layers (:func:`~ringpipe.model.inference_stage.stage_step`) on one group,
@@ -23,79 +23,24 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ringpipe.arrays import to_host
 from ringpipe.collectives.api import all_reduce
-from ringpipe.kernels.steps import chunk_bounds
-from ringpipe.mesh import Mesh
-from ringpipe.model.config import ModelConfig
 from ringpipe.model.generate import check_prompts
-from ringpipe.model.inference_stage import InferenceSpec, inference_shards, stage_step
+from ringpipe.model.inference_stage import inference_shards, stage_step
 from ringpipe.model.params import check_params
-from ringpipe.plan.layout import split_layers, stage_bounds
-from ringpipe.plan.training import ALLREDUCE_ALGORITHMS
 from ringpipe.runtime.groups import CountedAllReduce, RankTally
 from ringpipe.runtime.inproc import RUNTIME_TUNING, QueueTransport, compute_module, run_replica
 from ringpipe.runtime.interpreter import Key, PipelineInterpreter
-from ringpipe.schedules import Schedule, add_communication, validate
-from ringpipe.schedules.inference import decode
-from ringpipe.validation import check_int
 
-__all__ = ["InferencePlan", "InferenceResult", "InferenceWorker", "RankInferenceCounters",
+if TYPE_CHECKING:
+    from ringpipe.plan.inference import InferencePlan
+
+__all__ = ["InferenceResult", "InferenceWorker", "RankInferenceCounters",
            "run_inprocess_inference"]
-
-
-class InferencePlan:
-    """``config`` × ``mesh``: generate ``new_tokens`` after each of ``batch`` prompts of
-    ``prompt_len`` tokens, ``groups`` groups per replica in flight (default: pp, or
-    fewer when a replica has fewer sequences)."""
-
-    def __init__(self, config: ModelConfig, mesh: Mesh, batch: int, prompt_len: int,
-                 new_tokens: int, groups: int | None = None, allreduce: str = "ring") -> None:
-        if not isinstance(config, ModelConfig):
-            raise TypeError(f"InferencePlan: config must be a ModelConfig, "
-                            f"got {type(config).__name__}")
-        if not isinstance(mesh, Mesh):
-            raise TypeError(f"InferencePlan: mesh must be a Mesh, got {type(mesh).__name__}")
-        if allreduce not in ALLREDUCE_ALGORITHMS:
-            raise ValueError(f"InferencePlan: unknown allreduce {allreduce!r}; choose one of "
-                             f"{', '.join(ALLREDUCE_ALGORITHMS)}")
-        self.config, self.mesh, self.allreduce = config, mesh, allreduce
-        self.prompt_len = check_int("InferencePlan: prompt_len", prompt_len)
-        self.new_tokens = check_int("InferencePlan: new_tokens", new_tokens)
-        self.batch = check_int("InferencePlan: batch", batch, mesh.dp)
-        smallest = batch // mesh.dp
-        self.groups = check_int("InferencePlan: groups",
-                                min(mesh.pp, smallest) if groups is None else groups,
-                                1, smallest)
-        bounds = stage_bounds(split_layers(config.layers, mesh.pp))
-        self.specs = tuple(InferenceSpec(config, bounds[p], bounds[p + 1], mesh.tp)
-                           for p in range(mesh.pp))
-        self.schedule: Schedule = add_communication(decode(mesh.pp, self.groups, new_tokens))
-        validate(self.schedule)
-
-    @property
-    def capacity(self) -> int:
-        """KV-cache positions per sequence: L + K - 1."""
-        return self.prompt_len + self.new_tokens - 1
-
-    def replica_rows(self, d: int) -> tuple[int, int]:
-        """Rows ``[start, stop)`` of the B prompts that replica d serves."""
-        b = chunk_bounds(self.batch, self.mesh.dp)
-        return int(b[d]), int(b[d + 1])
-
-    def group_rows(self, replica_batch: int) -> list[tuple[int, int]]:
-        """Each group's rows ``[start, stop)`` within a replica's prompts."""
-        b = chunk_bounds(replica_batch, self.groups)
-        return [(int(b[g]), int(b[g + 1])) for g in range(self.groups)]
-
-    def __repr__(self) -> str:
-        return (f"InferencePlan({self.mesh}, batch={self.batch}, prompt_len="
-                f"{self.prompt_len}, new_tokens="
-                f"{self.new_tokens}, groups={self.groups}, allreduce={self.allreduce!r})")
 
 
 @dataclass(frozen=True)
@@ -188,7 +133,7 @@ def replica_prompts(plan: InferencePlan, prompts: np.ndarray, d: int,
 
 def check_inputs(plan: InferencePlan, params: dict, prompts: object) -> np.ndarray:
     """Check parameters and prompts (before any rank starts)."""
-    if not isinstance(plan, InferencePlan):
+    if getattr(plan, "kind", None) != "inference":
         raise TypeError(f"plan must be an InferencePlan, got {type(plan).__name__}")
     check_params(plan.config, params)
     prompts = check_prompts(plan.config, prompts)

@@ -16,7 +16,7 @@ is bitwise the in-process runtime's.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -25,7 +25,6 @@ from ringpipe.mpi.loader import load_mpi
 from ringpipe.mpi.mesh_comm import MeshComm
 from ringpipe.runtime.groups import CountedAllReduce, RankTally
 from ringpipe.runtime.inference import (
-    InferencePlan,
     InferenceResult,
     InferenceWorker,
     RankInferenceCounters,
@@ -35,6 +34,9 @@ from ringpipe.runtime.inference import (
 )
 from ringpipe.runtime.interpreter import PipelineInterpreter
 from ringpipe.runtime.mpi import MpiTransport, communicator_reduce
+
+if TYPE_CHECKING:
+    from ringpipe.plan.inference import InferencePlan
 
 __all__ = ["run_inference_mpi"]
 

@@ -18,8 +18,9 @@ import numpy as np
 
 from ringpipe.limits import DEFAULT_LIMITS, Limits
 from ringpipe.model.generate import generate
-from ringpipe.runtime.inference import InferencePlan, InferenceResult, run_inprocess_inference
-from ringpipe.verify.training import TOLERANCES, relative_error
+from ringpipe.plan.inference import InferencePlan
+from ringpipe.runtime.inference import InferenceResult, run_inprocess_inference
+from ringpipe.verify.compare import TOLERANCES, relative_error
 
 __all__ = ["InferenceReport", "compare", "verify_inference"]
 

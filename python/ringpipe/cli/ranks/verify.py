@@ -34,8 +34,8 @@ from ringpipe.mpi.placement import NodeLayout, check_placement, detect_nodes, fo
 from ringpipe.plan.training import Plan
 from ringpipe.runtime.device import DeviceSetup, select_device
 from ringpipe.runtime.device import cupy_device_setup as device_setup
+from ringpipe.verify import compare_runs, compare_to_reference, format_report, random_batch
 from ringpipe.verify.timing import format_timing, load_cluster_file, timed_prediction_mpi
-from ringpipe.verify.training import compare_runs, compare_to_reference, format_report, random_batch
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,76 @@
+"""One entry point for every runtime: ``run(plan, params, inputs, backend=...)``.
+
+A plan (training :class:`~ringpipe.plan.training.Plan` or
+:class:`~ringpipe.plan.inference.InferencePlan`) lowers to one action list per pipeline
+rank; every runtime executes those lists on the one
+:class:`~ringpipe.runtime.interpreter.PipelineInterpreter` and differs only in its
+transport and group collective:
+
+==========================  ==================================================  ==========
+``backend``                 ranks                                               training /
+                                                                                inference
+==========================  ==================================================  ==========
+``"numpy"``, ``"numba"``    in this process, queues between pipeline ranks      both
+``"cupy"``                  in this process, shards and activations on a GPU    training
+``"mpi"``                   one process per mesh rank (give ``comm``), MPI      both
+==========================  ==================================================  ==========
+
+Training takes a :class:`~ringpipe.runtime.result.Batch` (inputs, targets) and returns a
+:class:`~ringpipe.runtime.result.PlanResult`; inference takes ``(B, L)`` prompt ids and
+returns an :class:`~ringpipe.runtime.inference.InferenceResult`. Under MPI every process
+calls ``run`` with the same arguments and its communicator; rank 0 gets the result,
+the others None. ``options`` go to the runtime (MPI training: ``device``,
+``collectives``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ringpipe.runtime.inference import InferenceResult, run_inprocess_inference
+from ringpipe.runtime.inference_mpi import run_inference_mpi
+from ringpipe.runtime.inproc import run_inprocess
+from ringpipe.runtime.result import PlanResult
+
+__all__ = ["BACKENDS", "run"]
+
+#: Where :func:`run` executes a plan.
+BACKENDS = ("numpy", "numba", "cupy", "mpi")
+
+
+def run(plan: Any, params: dict[str, np.ndarray], inputs: Any,  # noqa: ANN401
+        backend: str = "numba", *, comm: Any = None,
+        **options: Any) -> PlanResult | InferenceResult | None:
+    """Execute ``plan`` on ``backend`` (module docstring); TypeError/ValueError naming
+    the argument for a plan, backend or communicator that does not fit."""
+    kind = getattr(plan, "kind", None)
+    if kind not in ("training", "inference"):
+        raise TypeError(f"run: plan must be a Plan or an InferencePlan, got "
+                        f"{type(plan).__name__}")
+    if backend not in BACKENDS:
+        raise ValueError(f"run: unknown backend {backend!r}; choose one of "
+                         f"{', '.join(BACKENDS)}")
+    if (backend == "mpi") != (comm is not None):
+        raise ValueError("run: backend 'mpi' needs comm (an MPI communicator with one "
+                         "process per mesh rank), and only it takes one")
+    if kind == "training":
+        if backend == "mpi":
+            from ringpipe.runtime.mpi import run_plan_mpi
+
+            return run_plan_mpi(plan, params, inputs, comm, **options)
+        _no_options(options)
+        return run_inprocess(plan, params, inputs, backend)
+    if backend == "mpi":
+        _no_options(options)
+        return run_inference_mpi(plan, params, inputs, comm)
+    if backend == "cupy":
+        raise ValueError("run: inference runs on the CPU backends (numpy, numba) or mpi")
+    _no_options(options)
+    return run_inprocess_inference(plan, params, inputs, backend)
+
+
+def _no_options(options: dict[str, Any]) -> None:
+    if options:
+        raise TypeError(f"run: this runtime takes no options, got {', '.join(options)}")
