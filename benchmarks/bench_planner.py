@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from ringpipe.cost import Config, StepModel, TrainingSpec, cluster_preset, model_preset, plan
+from ringpipe.cost import Config, StepModel, TrainingSpec, cluster_preset, model_preset, search
 
 GPT3 = model_preset("gpt3-175b")
 BATCH = TrainingSpec(1536)
@@ -22,8 +22,8 @@ NODES = 64
 TARGET_SECONDS = 10.0
 
 
-def search():
-    return plan(GPT3, BATCH, cluster_preset("dgx-a100", NODES))
+def search_gpt3():
+    return search(GPT3, BATCH, cluster_preset("dgx-a100", NODES))
 
 
 def price_one(config: Config):
@@ -33,9 +33,9 @@ def price_one(config: Config):
 
 
 def measure() -> dict:
-    plan(model_preset("llama2-7b"), TrainingSpec(16), cluster_preset("dgx-a100"))  # warm up
+    search(model_preset("llama2-7b"), TrainingSpec(16), cluster_preset("dgx-a100"))  # warm up
     wall, cpu = time.perf_counter(), time.process_time()
-    report = search()
+    report = search_gpt3()
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
     one = float("inf")
     for _ in range(3):
@@ -52,11 +52,11 @@ def measure() -> dict:
 
 @pytest.fixture(scope="module", autouse=True)
 def _compile_once():
-    plan(model_preset("llama2-7b"), TrainingSpec(16), cluster_preset("dgx-a100"))
+    search(model_preset("llama2-7b"), TrainingSpec(16), cluster_preset("dgx-a100"))
 
 
 def test_search_gpt3_175b_on_64_nodes(benchmark):
-    report = benchmark.pedantic(search, rounds=2, iterations=1)
+    report = benchmark.pedantic(search_gpt3, rounds=2, iterations=1)
     mean = benchmark.stats.stats.mean
     start = time.perf_counter()
     price_one(report.best.config)

@@ -14,11 +14,12 @@ from ringpipe.cost.training.memory import (
 )
 from ringpipe.cost.training.prediction import Config
 from ringpipe.cost.training.recipe import MEGATRON, SC21, Recipe
-from ringpipe.cost.training.spec import ModelSpec, TrainingSpec, model_preset
+from ringpipe.cost.training.spec import TrainingSpec
 from ringpipe.cost.training.step_time import StepModel
 from ringpipe.mesh import Mesh
+from ringpipe.model.presets import gpt_like, model_preset
 
-GPT = ModelSpec("gpt", 24, 2304, 24, 2048, 51200, learned_positions=True)
+GPT = gpt_like("gpt", 24, 2304, 24, 2048, 51200, learned_positions=True)
 NO_SP = Recipe(sequence_parallel=False, flash_attention=False)
 SP = Recipe(sequence_parallel=True, flash_attention=False)
 FLASH_SP = Recipe(sequence_parallel=True, flash_attention=True)

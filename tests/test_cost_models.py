@@ -2,13 +2,8 @@
 
 import pytest
 
-from ringpipe.cost.training.spec import (
-    MODEL_PRESETS,
-    ModelSpec,
-    TrainingSpec,
-    executed_flops,
-    model_preset,
-)
+from ringpipe.cost.training.spec import TrainingSpec, executed_flops
+from ringpipe.model.presets import MODEL_PRESETS, gpt_like, model_preset
 
 # Published parameter counts (billions).
 PUBLISHED = {"gpt3-175b": 175.0, "llama2-7b": 6.74, "llama2-13b": 13.0, "llama2-70b": 69.0,
@@ -25,7 +20,7 @@ def test_every_preset_is_covered():
 
 
 def gpt(layers=24, hidden=2304, heads=24, seq=2048, vocab=51200):
-    return ModelSpec("gpt", layers, hidden, heads, seq, vocab, learned_positions=True)
+    return gpt_like("gpt", layers, hidden, heads, seq, vocab, learned_positions=True)
 
 
 def test_executed_flops_is_megatrons_formula_with_full_recompute():
@@ -41,14 +36,14 @@ def test_executed_flops_is_megatrons_formula_with_full_recompute():
 def test_bad_model_and_training_input():
     with pytest.raises(ValueError, match="unknown preset 'gpt5'.*llama2-7b"):
         model_preset("gpt5")
-    with pytest.raises(ValueError, match="ModelSpec.layers must be >= 1"):
-        ModelSpec("x", 0, 64, 4, 16, 100)
-    with pytest.raises(ValueError, match="heads .* must divide"):
-        ModelSpec("x", 2, 64, 5, 16, 100)
-    with pytest.raises(TypeError, match="ModelSpec.hidden must be an int"):
-        ModelSpec("x", 2, 64.0, 4, 16, 100)
+    with pytest.raises(ValueError, match="ModelConfig.layers must be >= 1"):
+        gpt_like("x", 0, 64, 4, 16, 100)
+    with pytest.raises(ValueError, match="hidden=64 is not divisible by ModelConfig.heads=5"):
+        gpt_like("x", 2, 64, 5, 16, 100)
+    with pytest.raises(TypeError, match="ModelConfig.hidden must be an int"):
+        gpt_like("x", 2, 64.0, 4, 16, 100)
     with pytest.raises(ValueError, match="kv_heads"):
-        ModelSpec("x", 2, 64, 4, 16, 100, kv_heads=3)
+        gpt_like("x", 2, 64, 4, 16, 100, kv_heads=3)
     with pytest.raises(ValueError, match="TrainingSpec.global_batch must be >= 1"):
         TrainingSpec(0)
     with pytest.raises(ValueError, match="microbatch_size .* must divide"):

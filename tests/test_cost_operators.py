@@ -12,11 +12,12 @@ from ringpipe.cost.hardware.gpu import A100, GpuKernels
 from ringpipe.cost.training.operators import LayerCosts
 from ringpipe.cost.training.prediction import Config
 from ringpipe.cost.training.recipe import Recipe
-from ringpipe.cost.training.spec import ModelSpec, TrainingSpec
+from ringpipe.cost.training.spec import TrainingSpec
 from ringpipe.cost.training.step_time import BUCKET_PARAMS, StepModel
 from ringpipe.mesh import Mesh
+from ringpipe.model.presets import gpt_like, llama_like
 
-GPT = ModelSpec("gpt", 8, 4096, 32, 2048, 51200, learned_positions=True)
+GPT = gpt_like("gpt", 8, 4096, 32, 2048, 51200, learned_positions=True)
 C = cluster_preset("dgx-a100", 1)
 RATE, HBM = C.achievable_flops, C.memory_bandwidth
 
@@ -164,8 +165,7 @@ def test_pp_messages_cross_nodes_at_the_nic_share():
 
 def test_gqa_and_swiglu_gemm_shapes():
     """Llama-style layer: QKV N = (h + 2·g·d)/t, fc1 N = 2f/t (gate and up)."""
-    llama = ModelSpec("l", 4, 4096, 32, 2048, 32000, ffn=11008, kv_heads=8, gated_mlp=True,
-                      tied_embeddings=False, dropout=False)
+    llama = llama_like("l", 4, 4096, 32, 8, 11008, 2048, 32000)
     c = costs(Recipe(), tp=4, model=llama)
     h, f, t, m, kv = 4096, 11008, 4, 2048, 4096 * 8 // 32
     shapes = [(m, (h + 2 * kv) / t, h), (m, h, h / t), (m, 2 * f / t, h), (m, h, f / t)]

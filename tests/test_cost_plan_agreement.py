@@ -8,10 +8,11 @@ import pytest
 
 from ringpipe.cost.hardware.cluster import GB, GIB, Cluster, Link
 from ringpipe.cost.training.prediction import Config
-from ringpipe.cost.training.spec import ModelSpec, TrainingSpec
+from ringpipe.cost.training.spec import TrainingSpec
 from ringpipe.cost.training.step_time import StepModel
 from ringpipe.mesh import Mesh
 from ringpipe.model import ModelConfig, init_params
+from ringpipe.model.presets import gpt_like
 from ringpipe.plan.training import Plan
 from ringpipe.schedules import simulate
 from ringpipe.verify.training import random_batch
@@ -39,7 +40,7 @@ def test_cost_model_peaks_equal_simulator_and_runtime(schedule, chunks, layers, 
     runtime = [c.peak_activations for c in measured if c.dp == 0 and c.tp == 0]
     simulated = list(simulate(plan.schedule).peak_activations)
 
-    spec = ModelSpec("tiny", layers, 8, 2, 3, 7)
+    spec = gpt_like("tiny", layers, 8, 2, 3, 7)
     step = StepModel(spec, TrainingSpec(batch_size, 1), one_node(mesh.world))
     config = Config(mesh, schedule, 1, chunks, "none")
     layout = step.layout(config)

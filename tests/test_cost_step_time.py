@@ -7,12 +7,13 @@ import pytest
 from ringpipe.cost.hardware.cluster import cluster_preset
 from ringpipe.cost.training.prediction import Config
 from ringpipe.cost.training.recipe import SC21, Recipe
-from ringpipe.cost.training.spec import ModelSpec, TrainingSpec, executed_flops
+from ringpipe.cost.training.spec import TrainingSpec, executed_flops
 from ringpipe.cost.training.step_time import StepModel
 from ringpipe.mesh import Mesh
+from ringpipe.model.presets import gpt_like
 from ringpipe.plan.layout import split_layers
 
-GPT = ModelSpec("gpt-20b", 48, 6144, 48, 2048, 51200, learned_positions=True)
+GPT = gpt_like("gpt-20b", 48, 6144, 48, 2048, 51200, learned_positions=True)
 
 
 DEFAULT = Recipe()

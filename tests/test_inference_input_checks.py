@@ -69,7 +69,7 @@ def test_kv_cache_bytes_values_unchanged():
     assert kv_cache_bytes(MODEL, 16, 2, tp=2) == 2 * MODEL.layers * (MODEL.kv_heads // 2) \
         * d * 2 * 16 * 2
     assert kv_cache_bytes(MODEL, 0, 2) == 0
-    with pytest.raises(TypeError, match="model must be a ModelSpec"):
+    with pytest.raises(TypeError, match="model must be a ModelConfig"):
         kv_cache_bytes("llama3-70b", 1, 1)
 
 

@@ -161,3 +161,43 @@ def test_shard_params_validates():
     params["extra"] = np.zeros(1)
     with pytest.raises(ValueError, match="extra"):
         shard_params(cfg, params, 2)
+
+
+# Exact parameter counts of the released checkpoints (the safetensors totals Hugging Face
+# lists for meta-llama/Llama-2-{7,13,70}b-hf and Meta-Llama-3{,.1}-{8,70,405}B): one
+# RMSNorm of h weights before the head, no biases, untied output layer.
+RELEASED = {"llama2-7b": 6_738_415_616, "llama2-13b": 13_015_864_320,
+            "llama2-70b": 68_976_648_192, "llama3-8b": 8_030_261_248,
+            "llama3-70b": 70_553_706_496, "llama3-405b": 405_853_388_800}
+
+
+@pytest.mark.parametrize("name", sorted(RELEASED))
+def test_llama_presets_count_the_released_checkpoints_exactly(name):
+    from ringpipe.model.presets import model_preset
+
+    assert model_preset(name).total_params == RELEASED[name]
+
+
+def test_one_description_prices_and_builds():
+    """The NumPy model's tensors sum to the same count the cost model prices, and a
+    priced-only architecture is refused by the NumPy model, by name."""
+    from ringpipe.model.presets import gpt_like
+
+    for cfg in (ModelConfig(), ModelConfig(vocab=50, norm="layernorm", kv_heads=2),
+                ModelConfig(block="mlp", layers=3)):
+        assert cfg.total_params == sum(int(np.prod(s)) for s in param_shapes(cfg).values())
+    gpt = gpt_like("g", 2, 64, 4, 16, 100)
+    with pytest.raises(ValueError, match="param_shapes: the NumPy model does not build "
+                                         "tied_embeddings=True, dropout=True"):
+        param_shapes(gpt)
+
+
+def test_the_former_model_spec_warns_and_gives_the_same_model():
+    import ringpipe.cost as cost
+    from ringpipe.model.presets import gpt_like
+
+    with pytest.warns(FutureWarning, match="ringpipe.cost.ModelSpec is deprecated"):
+        spec = cost.ModelSpec("g", 2, 64, 4, 16, 100)
+    assert spec == gpt_like("g", 2, 64, 4, 16, 100)
+    with pytest.warns(FutureWarning, match="ringpipe.cost.plan is deprecated"):
+        assert cost.plan is cost.search

@@ -4,18 +4,19 @@ import pytest
 
 from ringpipe.cost.hardware.cluster import cluster_preset
 from ringpipe.cost.training.explain import explain
-from ringpipe.cost.training.search import FitsNowhere, SearchSpace, factorisations, plan
-from ringpipe.cost.training.spec import ModelSpec, TrainingSpec, model_preset
+from ringpipe.cost.training.search import FitsNowhere, SearchSpace, factorisations, search
+from ringpipe.cost.training.spec import TrainingSpec
+from ringpipe.model.presets import gpt_like, model_preset
 from ringpipe.plan.layout import split_layers
 from ringpipe.schedules import SCHEDULES
 
 # ~101B parameters: 18-byte states (bf16, fp32 grads, Adam) need > 16 A100-80GB without DP
-GPT_100B = ModelSpec("gpt-100b", 80, 10240, 80, 2048, 51200, learned_positions=True)
+GPT_100B = gpt_like("gpt-100b", 80, 10240, 80, 2048, 51200, learned_positions=True)
 
 
 @pytest.fixture(scope="module")
 def big_on_four_nodes():
-    return plan(GPT_100B, TrainingSpec(32), cluster_preset("dgx-a100", 4))
+    return search(GPT_100B, TrainingSpec(32), cluster_preset("dgx-a100", 4))
 
 
 def test_a_model_needing_32_gpus_uses_all_of_them_for_model_parallelism(big_on_four_nodes):
@@ -35,8 +36,8 @@ def test_tp_stays_in_the_node_and_pp_spans_nodes(big_on_four_nodes):
 
 def test_pcie_prefers_smaller_tp_than_nvlink():
     model, training = model_preset("llama2-13b"), TrainingSpec(256)
-    nvlink = plan(model, training, cluster_preset("dgx-a100", 1))
-    pcie = plan(model, training, cluster_preset("pcie-a100", 1))
+    nvlink = search(model, training, cluster_preset("dgx-a100", 1))
+    pcie = search(model, training, cluster_preset("pcie-a100", 1))
     assert pcie.best.config.tp <= nvlink.best.config.tp
 
     def tp8_penalty(report):
@@ -73,7 +74,7 @@ def test_explanation_names_the_runner_up_and_the_reasons(big_on_four_nodes):
 def test_all_pins_give_the_single_configuration_and_the_best_unpinned():
     training = TrainingSpec(32, microbatch_size=1, recompute="selective")
     space = SearchSpace(tp=8, pp=4, dp=1, schedule="interleaved-1f1b", chunks=2)
-    report = plan(GPT_100B, training, cluster_preset("dgx-a100", 4), space)
+    report = search(GPT_100B, training, cluster_preset("dgx-a100", 4), space)
     assert len(report.candidates) == 1
     c = report.best.config
     assert (c.tp, c.pp, c.dp, c.schedule, c.chunks, c.microbatch_size, c.recompute) == \
@@ -89,7 +90,7 @@ def test_all_pins_give_the_single_configuration_and_the_best_unpinned():
 
 def test_pinning_tp_and_pp_compares_with_the_best_unpinned():
     """The issue's complaint: pinning --tp 8 --pp 4 must say how much slower it is."""
-    report = plan(GPT_100B, TrainingSpec(32), cluster_preset("dgx-a100", 4),
+    report = search(GPT_100B, TrainingSpec(32), cluster_preset("dgx-a100", 4),
                   SearchSpace(tp=8, pp=4))
     assert {(p.config.tp, p.config.pp) for p in report.candidates} == {(8, 4)}
     assert report.unpinned_best is not None
@@ -101,22 +102,22 @@ def test_headroom_decides_what_fits():
     """A configuration fits when memory + headroom <= capacity: raising the headroom past
     the best's free memory pushes the search to another configuration (or none)."""
     cluster = cluster_preset("dgx-a100", 4)
-    report = plan(GPT_100B, TrainingSpec(32), cluster, headroom_gib=0)
+    report = search(GPT_100B, TrainingSpec(32), cluster, headroom_gib=0)
     best = report.best
     free_gib = (best.memory_capacity - best.memory.total) / 2**30
     assert best.fits and best.headroom == 0
     try:
-        tighter = plan(GPT_100B, TrainingSpec(32), cluster, headroom_gib=free_gib + 0.5)
+        tighter = search(GPT_100B, TrainingSpec(32), cluster, headroom_gib=free_gib + 0.5)
     except FitsNowhere:
         return
     assert tighter.best.config != best.config
     assert tighter.best.memory.total + (free_gib + 0.5) * 2**30 <= tighter.best.memory_capacity
     with pytest.raises(ValueError, match=r"headroom \(GiB\) must be >= 0"):
-        plan(GPT_100B, TrainingSpec(32), cluster, headroom_gib=-1)
+        search(GPT_100B, TrainingSpec(32), cluster, headroom_gib=-1)
 
 
 def test_factorisations_respect_heads_layers_and_batch():
-    model = ModelSpec("m", 12, 768, 12, 1024, 50000)
+    model = gpt_like("m", 12, 768, 12, 1024, 50000)
     got = factorisations(model, TrainingSpec(16), 16)
     assert (4, 4, 1) in got and (16, 1, 1) not in got  # 16 does not divide 12 heads
     assert all(12 % pp == 0 and 16 % dp == 0 for _, pp, dp in got)
@@ -125,19 +126,19 @@ def test_factorisations_respect_heads_layers_and_batch():
 
 
 def test_no_factorisation_fits_the_gpu_count():
-    model = ModelSpec("odd", 7, 70, 7, 64, 100)
+    model = gpt_like("odd", 7, 70, 7, 64, 100)
     with pytest.raises(ValueError, match="no TP×PP×DP factorisation of 8 GPUs fits odd"):
-        plan(model, TrainingSpec(7), cluster_preset("dgx-a100", 1))
+        search(model, TrainingSpec(7), cluster_preset("dgx-a100", 1))
     with pytest.raises(ValueError, match="tp=3 does not divide the cluster's 32 GPUs"):
         factorisations(GPT_100B, TrainingSpec(32), 32, SearchSpace(tp=3))
     with pytest.raises(ValueError, match="with tp=16"):  # divides 32, not the heads
-        factorisations(ModelSpec("odd", 7, 70, 7, 64, 100), TrainingSpec(32), 32,
+        factorisations(gpt_like("odd", 7, 70, 7, 64, 100), TrainingSpec(32), 32,
                        SearchSpace(tp=16))
 
 
 def test_fits_nowhere_gives_the_smallest_memory_needed():
     with pytest.raises(FitsNowhere, match=r"smallest memory per GPU .* is \d+\.\d GiB") as err:
-        plan(GPT_100B, TrainingSpec(64), cluster_preset("dgx-a100", 2))
+        search(GPT_100B, TrainingSpec(64), cluster_preset("dgx-a100", 2))
     assert isinstance(err.value, ValueError)
     report = err.value.report
     assert report.best is None and not report.fitting and report.candidates
@@ -160,7 +161,7 @@ def test_uneven_splits_are_searched_when_no_even_split_fits():
     """Llama 3 405B (126 layers) on 1024 × dgx-h100: pp must be a power of two, and no
     power of two divides 126 beyond 2, where nothing fits; the uneven search finds the
     published production layout, TP8 × PP16 × DP64."""
-    report = plan(model_preset("llama3-405b"), TrainingSpec(2048, 1),
+    report = search(model_preset("llama3-405b"), TrainingSpec(2048, 1),
                   cluster_preset("dgx-h100", 1024))
     best = report.best.config
     assert (best.tp, best.pp, best.dp) == (8, 16, 64)

@@ -48,14 +48,9 @@ from ringpipe.cost.training.search import (
     SearchSpace,
     search,
 )
-from ringpipe.cost.training.spec import (
-    DTYPES,
-    MODEL_PRESETS,
-    RECOMPUTE,
-    ModelSpec,
-    TrainingSpec,
-    model_preset,
-)
+from ringpipe.cost.training.spec import DTYPES, RECOMPUTE, TrainingSpec
+from ringpipe.model.config import ModelConfig
+from ringpipe.model.presets import MODEL_PRESETS, gpt_like, model_preset
 from ringpipe.schedules import SCHEDULES
 
 _SIZE_FLAGS = ("layers", "hidden", "heads", "seq", "vocab", "ffn", "kv_heads")
@@ -128,17 +123,25 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=run)
 
 
-def build_model(args: argparse.Namespace) -> ModelSpec:
+#: The model's fields in ``plan --json``.
+MODEL_JSON_FIELDS = ("name", "layers", "hidden", "heads", "seq", "vocab", "ffn", "kv_heads",
+                     "gated_mlp", "tied_embeddings", "learned_positions", "dropout", "norm",
+                     "biases")
+
+
+def build_model(args: argparse.Namespace) -> ModelConfig:
     """The model the arguments describe (ValueError when under-specified)."""
     given = {f: getattr(args, f) for f in _SIZE_FLAGS if getattr(args, f) is not None}
-    for f, v in given.items():  # ModelSpec reads ffn/kv_heads 0 as "default": not so here
+    for f, v in given.items():
         if v < 1:
             default = {"ffn": " (leave it out for the default, 4 × hidden)",
                        "kv_heads": " (leave it out for the default, heads)"}.get(f, "")
             raise ValueError(f"--{f.replace('_', '-')} must be >= 1, got {v}{default}")
     inference = getattr(args, "inference", False) is True  # --seq: refused up front
-    if inference and args.model is None:  # the cost of serving never reads ModelSpec.seq
+    if inference and args.model is None:  # the cost of serving never reads ModelConfig.seq
         given["seq"] = max(args.prompt_len + args.output_len, 1)
+    # --gated-mlp: the Llama-style layer (SwiGLU, RMSNorm, no biases)
+    llama_style = {"norm": "rmsnorm", "biases": False} if args.gated_mlp else {}
     if args.gated_mlp:
         given["gated_mlp"] = True
     if args.model is not None:
@@ -149,7 +152,7 @@ def build_model(args: argparse.Namespace) -> ModelSpec:
         changes = ",".join(f"{f.replace('_', '-')}={v}" for f, v in sorted(given.items())
                            if getattr(base, f) != v)
         name = f"{base.name}+{changes}" if changes else base.name
-        return dataclasses.replace(base, name=name, **given)
+        return dataclasses.replace(base, name=name, **given, **llama_style)
     needed = [f"--{f}" for f in ("layers", "hidden", "heads", "seq", "vocab")
               if not (inference and f == "seq")]
     missing = [f for f in needed if f[2:] not in given]
@@ -157,7 +160,7 @@ def build_model(args: argparse.Namespace) -> ModelSpec:
         raise ValueError(f"give --model or all of {' '.join(needed)} "
                          f"(missing {' '.join(missing)})")
     name = f"custom-l{given['layers']}-h{given['hidden']}"
-    return ModelSpec(name, **given)
+    return gpt_like(name, **given, **llama_style)
 
 
 def build_cluster(args: argparse.Namespace) -> Cluster:
@@ -199,7 +202,7 @@ def as_json(report: SearchReport, top: int | None = None) -> dict[str, Any]:
     the first ``top`` candidates, best first (non-fitting last), each with its memory
     breakdown; ``pinned`` compares a pinned choice with the best unpinned one."""
     m, t = report.model, report.training
-    model = {**dataclasses.asdict(m), "params": m.total_params}
+    model = {**{f: getattr(m, f) for f in MODEL_JSON_FIELDS}, "params": m.total_params}
     training = {"global_batch": t.global_batch, "microbatch_size": t.microbatch_size,
                 "dtype": t.dtype, "recompute": t.recompute, "recipe": t.recipe.to_dict(),
                 "headroom_gib": report.headroom / GIB}

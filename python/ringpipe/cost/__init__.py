@@ -29,6 +29,8 @@
 8
 """
 
+import warnings
+
 from ringpipe.cost.clusterfile.load import cluster_from_dict, load_cluster
 from ringpipe.cost.hardware.cluster import (
     CALIBRATED_FRACTION_OF_PEAK,
@@ -42,23 +44,11 @@ from ringpipe.cost.training.explain import explain
 from ringpipe.cost.training.memory import MemoryBreakdown
 from ringpipe.cost.training.prediction import Config, Prediction
 from ringpipe.cost.training.recipe import MEGATRON, SC21, Recipe
-from ringpipe.cost.training.search import (
-    FitsNowhere,
-    PlanReport,
-    SearchReport,
-    SearchSpace,
-    plan,
-    search,
-)
-from ringpipe.cost.training.spec import (
-    MODEL_PRESETS,
-    RECOMPUTE,
-    ModelSpec,
-    TrainingSpec,
-    executed_flops,
-    model_preset,
-)
+from ringpipe.cost.training.search import FitsNowhere, SearchReport, SearchSpace, search
+from ringpipe.cost.training.spec import RECOMPUTE, TrainingSpec, executed_flops
 from ringpipe.cost.training.step_time import StepModel
+from ringpipe.model.config import ModelConfig
+from ringpipe.model.presets import MODEL_PRESETS, model_preset
 
 __all__ = [
     "CALIBRATED_FRACTION_OF_PEAK",
@@ -73,7 +63,6 @@ __all__ = [
     "Link",
     "MEGATRON",
     "MemoryBreakdown",
-    "ModelSpec",
     "SearchReport",
     "Prediction",
     "Recipe",
@@ -88,8 +77,38 @@ __all__ = [
     "explain",
     "load_cluster",
     "model_preset",
-    "PlanReport",
     "SearchReport",
-    "plan",
     "search",
 ]
+
+
+def _model_spec(name: str, layers: int, hidden: int, heads: int, seq: int, vocab: int,
+                ffn: int = 0, kv_heads: int = 0, gated_mlp: bool = False,
+                tied_embeddings: bool = True, learned_positions: bool = False,
+                dropout: bool = True) -> ModelConfig:
+    """The former ``ModelSpec(...)``: the same model as a :class:`ModelConfig` (GPT-style
+    LayerNorm and biases, or with ``gated_mlp`` Llama-style RMSNorm without biases)."""
+    return ModelConfig(name=name, layers=layers, hidden=hidden, heads=heads, seq=seq,
+                       vocab=vocab, ffn=ffn or None, kv_heads=kv_heads or None,
+                       norm="rmsnorm" if gated_mlp else "layernorm", biases=not gated_mlp,
+                       gated_mlp=gated_mlp, tied_embeddings=tied_embeddings,
+                       learned_positions=learned_positions, dropout=dropout)
+
+
+#: Earlier public names, kept working with a warning: name -> (object, what to use).
+_RENAMED = {"ModelSpec": (_model_spec, "ringpipe.model.ModelConfig (presets: "
+                                       "ringpipe.model.presets)"),
+            "plan": (search, "ringpipe.cost.search (a Plan is what runs; the planner "
+                             "searches for one)"),
+            "PlanReport": (SearchReport, "ringpipe.cost.SearchReport")}
+
+
+def __getattr__(name: str) -> object:
+    """``ringpipe.cost.ModelSpec``, ``.plan`` and ``.PlanReport`` still work, with a
+    FutureWarning naming what replaced them (shown once per calling line)."""
+    if name in _RENAMED:
+        value, instead = _RENAMED[name]
+        warnings.warn(f"ringpipe.cost.{name} is deprecated; use {instead}", FutureWarning,
+                      stacklevel=2)
+        return value
+    raise AttributeError(f"module 'ringpipe.cost' has no attribute {name!r}")

@@ -1,6 +1,8 @@
-"""The model maths: a NumPy reference model and its tensor-parallel stage computations.
+"""The model: one description, a NumPy reference model and its tensor-parallel stages.
 
-- :mod:`.config`: :class:`ModelConfig` (shape, block kind, norm, dtype);
+- :mod:`.config`: :class:`ModelConfig`, the one description of a model (shape,
+  architecture details, parameter counts, FLOPs), built here and priced by
+  :mod:`ringpipe.cost`; :mod:`.presets`: published shapes (:func:`model_preset`);
 - :mod:`.params`: parameter names / shapes / layout and :func:`init_params`;
 - :mod:`.functional`: rank-local maths (norms, GeLU, causal attention, losses);
 - :mod:`.reference`: :func:`reference_forward_backward`, the single-device model;
@@ -16,6 +18,7 @@ from ringpipe.model.config import ModelConfig
 from ringpipe.model.generate import GenerateResult, generate
 from ringpipe.model.layers import AllReduce
 from ringpipe.model.params import init_params, param_shapes
+from ringpipe.model.presets import MODEL_PRESETS, gpt_like, llama_like, model_preset
 from ringpipe.model.reference import ReferenceResult, reference_forward_backward
 from ringpipe.model.sharding import gather_grads, shard_param_shapes, shard_params, split_axis
 from ringpipe.model.stage import (
@@ -29,6 +32,7 @@ from ringpipe.model.stage import (
 )
 
 __all__ = [
+    "MODEL_PRESETS",
     "AllReduce",
     "GenerateResult",
     "ModelConfig",
@@ -38,7 +42,10 @@ __all__ = [
     "WeightCache",
     "gather_grads",
     "generate",
+    "gpt_like",
     "init_params",
+    "llama_like",
+    "model_preset",
     "param_shapes",
     "reference_forward_backward",
     "shard_param_shapes",

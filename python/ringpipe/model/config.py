@@ -1,4 +1,4 @@
-"""The model's shape: one frozen, validated dataclass, plus input checks.
+"""The model: one frozen, validated description (:class:`ModelConfig`), plus input checks.
 
 Naming rule used throughout :mod:`ringpipe.model`: ``hidden`` is the model width h,
 ``heads`` the attention head count a, ``kv_heads`` the key/value head count
@@ -17,6 +17,9 @@ from ringpipe.arrays import array_module, is_array
 from ringpipe.validation import check_int
 
 BLOCKS = ("transformer", "mlp")
+#: The boolean architecture fields of :class:`ModelConfig`.
+ARCHITECTURE_FLAGS = ("biases", "gated_mlp", "tied_embeddings", "learned_positions",
+                      "dropout")
 NORMS = ("rmsnorm", "layernorm")
 DTYPES = ("float64", "float32")
 
@@ -32,7 +35,12 @@ def _check_choice(name: str, value: object, choices: tuple[str, ...]) -> None:
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """A stack of ``layers`` pre-norm blocks between an input layer and an output head.
+    """A decoder-only transformer: ``layers`` pre-norm blocks between an input layer and an
+    output head. One description, used both to build the executable NumPy model
+    (:mod:`ringpipe.model.params`, :mod:`ringpipe.model.reference`) and to price it
+    (:mod:`ringpipe.cost`); the presets are :mod:`ringpipe.model.presets`.
+
+    Shape:
 
     - ``vocab == 0``: the input is a dense ``(batch, seq, hidden)`` array, projected by
       ``in_proj`` (hidden x hidden); the head projects to ``hidden`` and the loss is the
@@ -42,13 +50,25 @@ class ModelConfig:
       cross-entropy over all batch*seq positions.
     - ``block``: ``"transformer"`` (x += attn(norm1(x)); x += mlp(norm2(x))) or
       ``"mlp"`` (x += mlp(norm2(x)) only: the quick-run block without attention).
-    - ``ffn`` defaults to ``4 * hidden``. ``dtype`` is the parameter and compute dtype.
+    - ``ffn`` defaults to ``4 * hidden``. ``dtype`` is the dtype the NumPy model computes
+      in (the priced training dtype is :class:`ringpipe.cost.TrainingSpec`'s).
     - ``kv_heads`` defaults to ``heads`` (multi-head attention); fewer, dividing
       ``heads``, gives grouped-query attention (Ainslie et al. 2023, GQA): query head
       j attends with key/value head ``j // (heads / kv_heads)``.
 
-    There is no positional embedding: causal attention already breaks the permutation
-    symmetry, and the model exists to verify parallel execution, not to train well.
+    Architecture details (defaults: what the NumPy model builds):
+
+    - ``name``: a label for reports ("" for none);
+    - ``norm``: ``"rmsnorm"`` or ``"layernorm"``; ``biases``: the linears carry biases;
+    - ``gated_mlp``: SwiGLU (three h×f matrices) instead of GeLU (two);
+    - ``tied_embeddings``: the output layer shares the embedding matrix;
+    - ``learned_positions``: a learned s×h position table (GPT) rather than rotary;
+    - ``dropout``: dropout masks are stored for the backward.
+
+    The NumPy model builds the defaults of the last four (:meth:`check_executable`); the
+    cost model prices all of them. There is no positional embedding in the NumPy model:
+    causal attention already breaks the permutation symmetry, and the model exists to
+    verify parallel execution, not to train well.
     """
 
     layers: int = 2
@@ -62,6 +82,12 @@ class ModelConfig:
     eps: float = 1e-5
     dtype: str = "float64"
     kv_heads: int | None = None
+    name: str = ""
+    biases: bool = True
+    gated_mlp: bool = False
+    tied_embeddings: bool = False
+    learned_positions: bool = False
+    dropout: bool = False
 
     def __post_init__(self) -> None:
         _check_int("layers", self.layers, 1)
@@ -90,6 +116,12 @@ class ModelConfig:
             raise ValueError(f"ModelConfig.eps must be finite and > 0, got {self.eps}")
         # A plain float: np.float64 (a float subclass) would widen float32 activations.
         object.__setattr__(self, "eps", float(self.eps))
+        if not isinstance(self.name, str):
+            raise TypeError(f"ModelConfig.name must be a str, got {type(self.name).__name__}")
+        for flag in ARCHITECTURE_FLAGS:
+            if not isinstance(getattr(self, flag), bool):
+                raise TypeError(f"ModelConfig.{flag} must be a bool, got "
+                                f"{type(getattr(self, flag)).__name__}")
 
     @property
     def head_dim(self) -> int:
@@ -107,6 +139,11 @@ class ModelConfig:
         return (self.heads + 2 * self.kv_heads) * self.head_dim  # type: ignore[operator]
 
     @property
+    def kv_ratio(self) -> float:
+        """kv_heads / heads: the size of K (and of V) relative to Q."""
+        return self.kv_heads / self.heads  # type: ignore[operator]
+
+    @property
     def np_dtype(self) -> np.dtype:
         """The NumPy dtype of parameters and activations."""
         return np.dtype(self.dtype)
@@ -121,18 +158,75 @@ class ModelConfig:
         tensor-parallel sub-block, so 2 for a transformer block and 1 for an MLP block."""
         return 2 if self.has_attention else 1
 
-    def num_params(self) -> int:
-        """Total parameter count (equals the sum of sizes in ``param_shapes``)."""
+    # -- parameter counts: one accounting for the NumPy model and the cost model --------
+
+    @property
+    def norm_params(self) -> int:
+        """Parameters of one norm: h (RMSNorm weight) or 2h (LayerNorm weight, bias)."""
+        return 2 * self.hidden if self.norm == "layernorm" else self.hidden
+
+    @property
+    def matmul_params_per_layer(self) -> int:
+        """Weights of one layer's matmuls: Q, K, V, output projection and the MLP
+        (attention only with ``block == "transformer"``)."""
         h, f = self.hidden, self.ffn
         assert f is not None
-        norm = 2 * h if self.norm == "layernorm" else h
-        mlp = norm + (h * f + f) + (f * h + h)
-        qkv = self.qkv_width
-        attn = norm + (h * qkv + qkv) + (h * h + h) if self.has_attention else 0
-        inp = self.vocab * h if self.vocab else h * h + h
-        out_dim = self.vocab if self.vocab else h
-        head = norm + h * out_dim + out_dim
-        return inp + self.layers * (attn + mlp) + head
+        attention = h * self.qkv_width + h * h if self.has_attention else 0
+        return attention + (3 if self.gated_mlp else 2) * h * f
+
+    @property
+    def params_per_layer(self) -> int:
+        """All of one layer's parameters: matmuls, their biases and the norms."""
+        h, f = self.hidden, self.ffn
+        assert f is not None
+        biases = ((self.qkv_width + h if self.has_attention else 0)
+                  + (2 if self.gated_mlp else 1) * f + h) if self.biases else 0
+        norms = (2 if self.has_attention else 1) * self.norm_params
+        return self.matmul_params_per_layer + biases + norms
+
+    @property
+    def embedding_params(self) -> int:
+        """The input layer: the token embedding (plus learned positions), or with
+        ``vocab == 0`` the dense input projection ``in_proj``."""
+        h = self.hidden
+        if not self.vocab:
+            return h * h + (h if self.biases else 0)
+        return self.vocab * h + (self.seq * h if self.learned_positions else 0)
+
+    @property
+    def output_params(self) -> int:
+        """The output layer: V·h weights (h·h with ``vocab == 0``), plus a bias when the
+        linears have biases and the layer is not tied to the embedding (a tied output
+        layer is the embedding matrix alone, as Megatron-LM's). With tied embeddings the
+        last pipeline stage still holds a copy of the weights."""
+        out = self.vocab or self.hidden
+        return self.hidden * out + (out if self.biases and not self.tied_embeddings else 0)
+
+    @property
+    def total_params(self) -> int:
+        """Parameter count of the whole model: input layer, layers, final norm, head (the
+        NumPy model's tensors sum to it: :func:`ringpipe.model.params.param_shapes`)."""
+        head = 0 if self.tied_embeddings else self.output_params
+        return (self.layers * self.params_per_layer + self.embedding_params
+                + self.norm_params + head)
+
+    def num_params(self) -> int:
+        """:attr:`total_params` (the name the NumPy model's callers use)."""
+        return self.total_params
+
+    # -- FLOPs (Narayanan et al., SC'21, appendix) ----------------------------------------
+
+    def layer_matmul_flops(self, batch: int) -> float:
+        """Forward FLOPs of one layer's weight matmuls on ``batch`` sequences: 2·b·s·P_mm."""
+        return 2.0 * batch * self.seq * self.matmul_params_per_layer
+
+    def layer_attention_flops(self, batch: int) -> float:
+        """Forward FLOPs of QKᵀ and attention × V: 4·b·s²·h."""
+        return 4.0 * batch * self.seq**2 * self.hidden if self.has_attention else 0.0
+
+    def logits_flops(self, batch: int) -> float:
+        """Forward FLOPs of the logit layer: 2·b·s·h·V."""
+        return 2.0 * batch * self.seq * self.hidden * self.vocab
 
     def check_tp(self, tp: int, *, replicate_kv: bool = False) -> None:
         """Raise unless the model can be split over ``tp`` tensor-parallel ranks.
@@ -153,6 +247,16 @@ class ModelConfig:
         if self.ffn % tp:  # type: ignore[operator]
             raise ValueError(f"ffn={self.ffn} is not divisible by tp={tp}")
 
+    def check_executable(self, where: str) -> None:
+        """ValueError naming ``where`` unless the NumPy model builds this architecture
+        (it prices everything, but builds GeLU MLPs with biases, untied, no learned
+        positions and no dropout)."""
+        built = {"gated_mlp": False, "tied_embeddings": False, "learned_positions": False,
+                 "dropout": False, "biases": True}
+        wrong = [f"{k}={getattr(self, k)}" for k, v in built.items() if getattr(self, k) != v]
+        if wrong:
+            raise ValueError(f"{where}: the NumPy model does not build {', '.join(wrong)} "
+                             "(the cost model prices it; ringpipe.model.ModelConfig)")
 
 def check_batch(config: ModelConfig, batch: object, name: str = "batch", *,
                 device_ok: bool = False) -> np.ndarray:

@@ -87,7 +87,9 @@ def output_param_shapes(config: ModelConfig) -> dict[str, tuple[int, ...]]:
 
 
 def param_shapes(config: ModelConfig) -> dict[str, tuple[int, ...]]:
-    """All parameters' full (unsharded) shapes, in forward order."""
+    """All parameters' full (unsharded) shapes, in forward order (ValueError for an
+    architecture the NumPy model does not build: :meth:`ModelConfig.check_executable`)."""
+    config.check_executable("param_shapes")
     shapes = input_param_shapes(config)
     for i in range(config.layers):
         shapes.update(layer_param_shapes(config, i))

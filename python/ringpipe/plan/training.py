@@ -66,6 +66,7 @@ class Plan:
         if allreduce not in ALLREDUCE_ALGORITHMS:
             raise ValueError(f"Plan: unknown allreduce {allreduce!r}; choose one of "
                              f"{', '.join(ALLREDUCE_ALGORITHMS)}")
+        model_config.check_executable("Plan")
         model_config.check_tp(mesh.tp)
         schedule_spec(schedule)  # unknown names fail here, listing the known ones
         v = resolve_chunks(schedule, chunks)

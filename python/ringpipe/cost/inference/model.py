@@ -43,7 +43,7 @@ from dataclasses import dataclass, field
 
 from ringpipe.cost.hardware.cluster import GIB, Cluster
 from ringpipe.cost.hardware.collectives import CollectiveModel
-from ringpipe.cost.training.spec import ModelSpec
+from ringpipe.model.config import ModelConfig
 from ringpipe.plan.layout import split_layers
 from ringpipe.schedules.inference import decode, inference_timing, prefill
 from ringpipe.validation import check_int, check_real
@@ -132,15 +132,15 @@ class InferencePrediction:
         return self.ttft_s + (self.output_len - 1) * self.tpot_s
 
 
-def kv_cache_bytes(model: ModelSpec, tokens: int, sequences: int, tp: int = 1,
+def kv_cache_bytes(model: ModelConfig, tokens: int, sequences: int, tp: int = 1,
                    layers: int | None = None, dtype: str = "bf16") -> float:
     """2 · layers · kv_heads/tp · head_dim · bytes per token per sequence (kv_heads/tp at
     least 1: heads are replicated past tp = kv_heads), times tokens · sequences.
 
     TypeError/ValueError naming the argument for a non-model, negative ``tokens``,
     ``sequences`` or ``layers`` (negative bytes), ``tp < 1`` or an unknown ``dtype``."""
-    if not isinstance(model, ModelSpec):
-        raise TypeError(f"kv_cache_bytes: model must be a ModelSpec, got "
+    if not isinstance(model, ModelConfig):
+        raise TypeError(f"kv_cache_bytes: model must be a ModelConfig, got "
                         f"{type(model).__name__}")
     check_int("kv_cache_bytes: tokens", tokens, 0)
     check_int("kv_cache_bytes: sequences", sequences, 0)
@@ -154,7 +154,7 @@ def kv_cache_bytes(model: ModelSpec, tokens: int, sequences: int, tp: int = 1,
     return 2.0 * layers * kv_here * d * WEIGHT_BYTES[dtype] * tokens * sequences
 
 
-def _check_layout(model: ModelSpec, cluster: Cluster, layout: Layout) -> None:
+def _check_layout(model: ModelConfig, cluster: Cluster, layout: Layout) -> None:
     if model.heads % layout.tp or (model.kv_heads % layout.tp and layout.tp % model.kv_heads):
         raise ValueError(f"tp={layout.tp} does not split heads={model.heads}, "
                          f"kv_heads={model.kv_heads}")
@@ -167,7 +167,7 @@ def _check_layout(model: ModelSpec, cluster: Cluster, layout: Layout) -> None:
 class InferenceModel:
     """Prices layouts of ``model`` on ``cluster`` (memoises collective costs)."""
 
-    def __init__(self, model: ModelSpec, cluster: Cluster,
+    def __init__(self, model: ModelConfig, cluster: Cluster,
                  calibration: Calibration | None = None) -> None:
         self.model, self.cluster = model, cluster
         self.calibration = Calibration() if calibration is None else calibration

@@ -24,13 +24,13 @@ from dataclasses import dataclass
 
 from ringpipe.cost.hardware.cluster import Cluster
 from ringpipe.cost.inference.model import InferenceModel, InferencePrediction, Layout, Workload
-from ringpipe.cost.training.spec import ModelSpec
+from ringpipe.model.config import ModelConfig
 from ringpipe.validation import check_int
 
 OBJECTIVES = ("latency", "throughput")
 
 
-def layouts(model: ModelSpec, gpus: int) -> list[Layout]:
+def layouts(model: ModelConfig, gpus: int) -> list[Layout]:
     """Every tp × pp × dp = ``gpus`` the model can be split into."""
     out = []
     for tp in range(1, gpus + 1):
@@ -77,7 +77,7 @@ class Candidate:
 class InferenceSearch:
     """Candidates best first (those that fit and meet the SLOs), then the rest."""
 
-    model: ModelSpec
+    model: ModelConfig
     cluster: Cluster
     workload: Workload
     objective: str
@@ -170,7 +170,7 @@ def batch_sweep(max_batch: int, dp: int) -> list[int]:
 PIN_KEYS = ("tp", "pp", "dp")
 
 
-def search(model: ModelSpec, cluster: Cluster, work: Workload, objective: str = "latency",
+def search(model: ModelConfig, cluster: Cluster, work: Workload, objective: str = "latency",
            ttft_slo: float | None = None, tpot_slo: float | None = None,
            pins: dict[str, int] | None = None) -> InferenceSearch:
     """Price and rank every layout of the cluster's GPUs (module docstring); ``pins``
@@ -221,7 +221,7 @@ def search(model: ModelSpec, cluster: Cluster, work: Workload, objective: str = 
     return InferenceSearch(model, cluster, work, objective, tuple(sorted(found, key=order)))
 
 
-def pareto_curves(model: ModelSpec, cluster: Cluster, work: Workload,
+def pareto_curves(model: ModelConfig, cluster: Cluster, work: Workload,
                   only: list[Layout] | None = None) -> dict[str, list[tuple[float, float]]]:
     """Per layout (every one, or those in ``only``: pricing a sweep of every layout of
     a large cluster takes minutes), (time per output token, output tokens/s per GPU)

@@ -36,7 +36,7 @@ from ringpipe.cost.published.inference_tables import (
     LatencyRow,
     predictions,
 )
-from ringpipe.cost.training.spec import model_preset
+from ringpipe.model.presets import model_preset
 
 #: (model, dtype, cluster) rows of the directions table.
 DIRECTIONS = (("llama3-70b", "bf16", "dgx-h100"), ("llama3-405b", "fp8", "dgx-h200"),

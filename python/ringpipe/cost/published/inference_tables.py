@@ -28,7 +28,7 @@ from typing import NamedTuple
 
 from ringpipe.cost.hardware.cluster import cluster_preset
 from ringpipe.cost.inference.model import Calibration, InferenceModel, Layout, Workload
-from ringpipe.cost.training.spec import model_preset
+from ringpipe.model.presets import model_preset
 from ringpipe.validation import check_int
 
 

@@ -33,9 +33,11 @@ from dataclasses import dataclass, replace
 from ringpipe.cost.hardware.cluster import Cluster, cluster_preset
 from ringpipe.cost.training.prediction import Config, Prediction
 from ringpipe.cost.training.recipe import SC21
-from ringpipe.cost.training.spec import ModelSpec, TrainingSpec
+from ringpipe.cost.training.spec import TrainingSpec
 from ringpipe.cost.training.step_time import StepModel
 from ringpipe.mesh import Mesh
+from ringpipe.model.config import ModelConfig
+from ringpipe.model.presets import gpt_like
 
 SEQ = 2048
 VOCAB = 51200
@@ -67,9 +69,9 @@ class MegatronRow:
         """The schedule the row ran (interleaved when chunks > 1)."""
         return "interleaved-1f1b" if self.chunks > 1 else "1f1b"
 
-    def model(self) -> ModelSpec:
+    def model(self) -> ModelConfig:
         """The GPT model of this row (4h FFN, tied embeddings, learned positions)."""
-        return ModelSpec(f"gpt-{self.name}", self.layers, self.hidden, self.heads, SEQ,
+        return gpt_like(f"gpt-{self.name}", self.layers, self.hidden, self.heads, SEQ,
                          VOCAB, learned_positions=True)
 
     def config(self) -> Config:

@@ -35,7 +35,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ringpipe.cost.training.recipe import MEGATRON, SC21, Recipe
-from ringpipe.cost.training.spec import ModelSpec, model_preset
+from ringpipe.model.config import ModelConfig
+from ringpipe.model.presets import gpt_like, model_preset
 
 BLOOM_SOURCE = ("BigScience tr11-176B-ml chronicles-prequel.md, 'GBS Variations' and "
                 "'Tweaking TP' (2022-02-25, 48 × 8 A100 80GB)")
@@ -51,12 +52,12 @@ KORTHIKANTI_RECIPE = Recipe(sequence_parallel=True, flash_attention=False,
                             distributed_optimizer=False, overlap_grad_reduce=False,
                             fp32_grads=False)
 
-BLOOM_181B = ModelSpec("bloom-181b-l72-h14336", 72, 14336, 64, 2048, 250880,
+BLOOM_181B = gpt_like("bloom-181b-l72-h14336", 72, 14336, 64, 2048, 250880,
                        learned_positions=True)
 
 
-def _gpt(name: str, layers: int, hidden: int, heads: int) -> ModelSpec:
-    return ModelSpec(name, layers, hidden, heads, 2048, 51200, learned_positions=True)
+def _gpt(name: str, layers: int, hidden: int, heads: int) -> ModelConfig:
+    return gpt_like(name, layers, hidden, heads, 2048, 51200, learned_positions=True)
 
 
 @dataclass(frozen=True)
@@ -64,7 +65,7 @@ class PublishedRun:
     """One published measurement; ``step_s`` None means it ran out of memory."""
 
     source: str
-    model: ModelSpec
+    model: ModelConfig
     cluster: str
     nodes: int
     tp: int
@@ -120,7 +121,7 @@ BLOOM_SPLITS = (
 )
 
 
-def _kort(model: ModelSpec, gpus: int, pp: int, batch: int, mbs: int, full_s: float,
+def _kort(model: ModelConfig, gpus: int, pp: int, batch: int, mbs: int, full_s: float,
           present_s: float) -> tuple[PublishedRun, PublishedRun]:
     nodes, dp = gpus // 8, gpus // (8 * pp)
     base = PublishedRun(KORTHIKANTI_SOURCE, model, "dgx-a100", nodes, 8, pp, dp, mbs, batch,

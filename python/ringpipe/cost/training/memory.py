@@ -57,7 +57,8 @@ from typing import Any
 
 from ringpipe.cost.hardware.cluster import GIB
 from ringpipe.cost.training.recipe import Recipe
-from ringpipe.cost.training.spec import RECOMPUTE, ModelSpec
+from ringpipe.cost.training.spec import RECOMPUTE
+from ringpipe.model.config import ModelConfig
 
 #: CUDA context + cuBLAS workspace per GPU (module docstring).
 RESERVED_BYTES = 1.5 * GIB
@@ -78,7 +79,7 @@ def state_bytes_per_param(dtype: str, recipe: Recipe, dp: int) -> tuple[float, f
     return 2.0, grads, optimizer
 
 
-def activation_bytes(model: ModelSpec, batch: int, tp: int, recompute: str,
+def activation_bytes(model: ModelConfig, batch: int, tp: int, recompute: str,
                      recipe: Recipe) -> float:
     """Activation bytes one layer keeps for the backward (module docstring)."""
     if recompute not in RECOMPUTE:
@@ -104,7 +105,7 @@ def activation_bytes(model: ModelSpec, batch: int, tp: int, recompute: str,
     return total
 
 
-def comm_buffer_bytes(model: ModelSpec, batch: int, tp: int, recipe: Recipe,
+def comm_buffer_bytes(model: ModelConfig, batch: int, tp: int, recipe: Recipe,
                       nbytes: int) -> float:
     """NCCL buffers of the TP, PP and DP communicators plus the SP gather buffer."""
     gather = model.seq * batch * model.hidden * nbytes if recipe.sequence_parallel \

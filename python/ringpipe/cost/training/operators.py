@@ -49,7 +49,7 @@ from dataclasses import dataclass
 from ringpipe.cost.hardware.cluster import Cluster
 from ringpipe.cost.hardware.collectives import CollectiveModel
 from ringpipe.cost.training.recipe import Recipe
-from ringpipe.cost.training.spec import ModelSpec
+from ringpipe.model.config import ModelConfig
 
 
 @dataclass(frozen=True)
@@ -73,7 +73,7 @@ class OpTimes:
 class LayerCosts:
     """Operator costs of one configuration's layers on one TP rank (module docstring)."""
 
-    model: ModelSpec
+    model: ModelConfig
     cluster: Cluster
     recipe: Recipe
     tp_group: tuple[int, ...]

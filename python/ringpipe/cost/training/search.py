@@ -32,9 +32,10 @@ from ringpipe.cost.hardware.cluster import GIB, Cluster
 from ringpipe.cost.training.explain import explain, explain_pinned
 from ringpipe.cost.training.memory import DEFAULT_HEADROOM_GIB
 from ringpipe.cost.training.prediction import Config, Prediction
-from ringpipe.cost.training.spec import RECOMPUTE, ModelSpec, TrainingSpec
+from ringpipe.cost.training.spec import RECOMPUTE, TrainingSpec
 from ringpipe.cost.training.step_time import StepModel
 from ringpipe.mesh import Mesh
+from ringpipe.model.config import ModelConfig
 from ringpipe.schedules import SCHEDULES, resolve_chunks, schedule_spec
 from ringpipe.validation import check_int, check_real
 
@@ -80,7 +81,7 @@ class SearchReport:
     """The ranked candidates (best first), what they were planned for and, with pins,
     the best unpinned candidate."""
 
-    model: ModelSpec
+    model: ModelConfig
     training: TrainingSpec
     cluster: Cluster
     candidates: tuple[Prediction, ...]
@@ -139,7 +140,7 @@ def _divisors(n: int) -> list[int]:
     return small + [n // d for d in reversed(small) if d * d != n]
 
 
-def factorisations(model: ModelSpec, training: TrainingSpec, world: int,
+def factorisations(model: ModelConfig, training: TrainingSpec, world: int,
                    space: SearchSpace = SearchSpace()) -> list[tuple[int, int, int]]:
     """Every (tp, pp, dp) with tp·pp·dp = ``world`` the model, batch and pins allow."""
     pinned = [getattr(space, n) for n in ("tp", "pp", "dp")]
@@ -175,7 +176,7 @@ def factorisations(model: ModelSpec, training: TrainingSpec, world: int,
     return out
 
 
-def _schedule_options(model: ModelSpec, pp: int, space: SearchSpace) -> list[tuple[str, int]]:
+def _schedule_options(model: ModelConfig, pp: int, space: SearchSpace) -> list[tuple[str, int]]:
     names = (space.schedule,) if space.schedule else (("1f1b",) if pp == 1 else
                                                       space.schedules)
     uneven = space.allow_uneven or space.pp is not None
@@ -233,7 +234,7 @@ def _search(step: StepModel, space: SearchSpace) -> list[Prediction]:
     return found
 
 
-def search(model: ModelSpec, training: TrainingSpec, cluster: Cluster,
+def search(model: ModelConfig, training: TrainingSpec, cluster: Cluster,
            space: SearchSpace = SearchSpace(), headroom_gib: float = DEFAULT_HEADROOM_GIB,
            compare_unpinned: bool = True) -> SearchReport:
     """Search, price and rank (module docstring); raises :class:`FitsNowhere` (a
@@ -263,9 +264,3 @@ def search(model: ModelSpec, training: TrainingSpec, cluster: Cluster,
     if report.best is None:
         raise FitsNowhere(report)
     return report
-
-
-#: Earlier names of :func:`search` and :class:`SearchReport`, kept working: a
-#: ``ringpipe.Plan`` is an executable plan, the planner *searches* for one.
-plan = search
-PlanReport = SearchReport

@@ -51,7 +51,8 @@ from ringpipe.cost.training.memory import (
 from ringpipe.cost.training.operators import LayerCosts, stage_costs
 from ringpipe.cost.training.pipeline import PipelineSimulator, StageCosts
 from ringpipe.cost.training.prediction import Config, Prediction
-from ringpipe.cost.training.spec import ModelSpec, TrainingSpec, executed_flops
+from ringpipe.cost.training.spec import TrainingSpec, executed_flops
+from ringpipe.model.config import ModelConfig
 from ringpipe.plan.layout import split_layers
 from ringpipe.validation import check_real
 
@@ -89,7 +90,7 @@ class StepModel:
     (it memoises schedules and collective profiles). ``headroom``: bytes a fitting
     configuration must leave free."""
 
-    model: ModelSpec
+    model: ModelConfig
     training: TrainingSpec
     cluster: Cluster
     headroom: float = 0.0
@@ -98,7 +99,7 @@ class StepModel:
     _memo: dict = field(default_factory=dict, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        for name, kind in (("model", ModelSpec), ("training", TrainingSpec),
+        for name, kind in (("model", ModelConfig), ("training", TrainingSpec),
                            ("cluster", Cluster)):
             if not isinstance(getattr(self, name), kind):
                 raise TypeError(f"StepModel.{name} must be a {kind.__name__}, "
@@ -132,7 +133,7 @@ class StepModel:
             params += mdl.embedding_params if 0 in mine else 0
             if last in mine and (not mdl.tied_embeddings or 0 not in mine):
                 params += mdl.output_params
-            params += 2 * mdl.hidden if last in mine else 0  # final norm
+            params += mdl.norm_params if last in mine else 0  # final norm
             out.append(params / config.tp)
         return out
 
