@@ -10,7 +10,6 @@ from ringpipe.cost.inference.model import (
     CALIBRATED_HBM_EFFICIENCY,
     CALIBRATED_LAYER_OVERHEAD,
     InferenceModel,
-    Layout,
     Workload,
     kv_cache_bytes,
 )
@@ -21,13 +20,14 @@ from ringpipe.cost.published.inference_tables import (
     calibrate,
     relative_errors,
 )
+from ringpipe.mesh import Mesh
 
 LLAMA70 = model_preset("llama3-70b")
 
 
 def predict(cluster, tp, pp, batch=1, model=LLAMA70, dtype="bf16", prompt=2048, out=128):
     im = InferenceModel(model, cluster_preset(cluster))
-    return im.predict(Layout(tp, pp), Workload(prompt, out, batch, dtype))
+    return im.predict(Mesh(tp=tp, pp=pp), Workload(prompt, out, batch, dtype))
 
 
 def test_kv_cache_formula_and_sharding():

@@ -9,13 +9,13 @@ import pytest
 
 from ringpipe.cost import cluster_preset, model_preset
 from ringpipe.cost.inference.model import (
-    Calibration,
+    InferenceCalibration,
     InferenceModel,
-    Layout,
     Workload,
     kv_cache_bytes,
 )
 from ringpipe.cost.inference.search import search
+from ringpipe.mesh import Mesh
 from ringpipe.model.kv_cache import KVCache
 from ringpipe.schedules.inference import decode, inference_timing
 
@@ -74,22 +74,22 @@ def test_kv_cache_bytes_values_unchanged():
 
 
 @pytest.mark.parametrize("args, words", [
-    ((0, 0), "Calibration.hbm_efficiency must be > 0"),
-    ((-0.5, 1e-4), "Calibration.hbm_efficiency must be > 0"),
-    ((1.5, 1e-4), "Calibration.hbm_efficiency must be <= 1"),
-    ((NAN, 1e-4), "Calibration.hbm_efficiency must be finite"),
-    ((0.9, -1e-6), "Calibration.layer_overhead must be >= 0"),
-    ((0.9, INF), "Calibration.layer_overhead must be finite"),
+    ((0, 0), "InferenceCalibration.hbm_efficiency must be > 0"),
+    ((-0.5, 1e-4), "InferenceCalibration.hbm_efficiency must be > 0"),
+    ((1.5, 1e-4), "InferenceCalibration.hbm_efficiency must be <= 1"),
+    ((NAN, 1e-4), "InferenceCalibration.hbm_efficiency must be finite"),
+    ((0.9, -1e-6), "InferenceCalibration.layer_overhead must be >= 0"),
+    ((0.9, INF), "InferenceCalibration.layer_overhead must be finite"),
 ])
 def test_calibration_refuses_out_of_range_constants(args, words):
     with pytest.raises(ValueError) as info:
-        Calibration(*args)
+        InferenceCalibration(*args)
     assert words in str(info.value)
 
 
 def test_calibration_accepts_its_bounds():
-    assert Calibration(1.0, 0.0).hbm_efficiency == 1.0
-    assert Calibration().layer_overhead > 0
+    assert InferenceCalibration(1.0, 0.0).hbm_efficiency == 1.0
+    assert InferenceCalibration().layer_overhead > 0
 
 
 CLUSTER = cluster_preset("dgx-h100", 1)
@@ -97,10 +97,10 @@ CLUSTER = cluster_preset("dgx-h100", 1)
 
 def test_predict_names_a_tuple_layout():
     im = InferenceModel(MODEL, CLUSTER)
-    with pytest.raises(TypeError, match=r"layout must be a Layout\(tp, pp, dp\), got tuple"):
+    with pytest.raises(TypeError, match=r"layout must be a ringpipe.Mesh, got tuple"):
         im.predict((8, 1, 1), Workload(128, 8))
     with pytest.raises(TypeError, match="work must be a Workload, got dict"):
-        im.predict(Layout(8, 1), {"prompt_len": 128})
+        im.predict(Mesh(tp=8, pp=1), {"prompt_len": 128})
 
 
 def test_search_names_unknown_and_bad_pins():

@@ -70,7 +70,7 @@ def test_training_plan_still_requires_global_batch(capsys):
 def test_pins_and_layouts():
     m = model_preset("llama3-70b")
     found = layouts(m, 8)
-    assert len(found) == 10 and all(lay.gpus == 8 for lay in found)
+    assert len(found) == 10 and all(lay.world == 8 for lay in found)
     report = search(m, cluster_preset("dgx-h100"), Workload(128, 16, 4), pins={"pp": 2})
     assert {c.prediction.layout.pp for c in report.candidates} == {2}
     assert batch_sweep(100, 2) == [2, 4, 8, 16, 32, 64, 100]

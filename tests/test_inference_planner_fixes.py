@@ -4,14 +4,15 @@ whatever --batch says, explanations worded for the layouts compared."""
 import pytest
 
 from ringpipe.cost import cluster_preset, model_preset
-from ringpipe.cost.inference.model import InferenceModel, Layout, Workload
+from ringpipe.cost.inference.model import InferenceModel, Workload
 from ringpipe.cost.inference.search import batch_sweep, kind, search
+from ringpipe.mesh import Mesh
 
 MODEL, CLUSTER = model_preset("llama3-8b"), cluster_preset("dgx-h100")
 
 
 def rate(batch):
-    return InferenceModel(MODEL, CLUSTER).predict(Layout(1, 1, 8), Workload(128, 128, batch))
+    return InferenceModel(MODEL, CLUSTER).predict(Mesh(tp=1, pp=1, dp=8), Workload(128, 128, batch))
 
 
 def test_uneven_batches_are_not_priced_as_full_replicas():
@@ -24,7 +25,7 @@ def test_uneven_batches_are_not_priced_as_full_replicas():
 def test_throughput_search_does_not_depend_on_the_requested_batch():
     one = search(MODEL, CLUSTER, Workload(128, 128, 1), "throughput")
     eight = search(MODEL, CLUSTER, Workload(128, 128, 8), "throughput")
-    assert one.best.prediction.layout == eight.best.prediction.layout == Layout(1, 1, 8)
+    assert one.best.prediction.layout == eight.best.prediction.layout == Mesh(tp=1, pp=1, dp=8)
     assert one.best.prediction.tokens_per_s_per_gpu == pytest.approx(
         eight.best.prediction.tokens_per_s_per_gpu)
     assert one.best.batch > 8
@@ -36,9 +37,9 @@ def test_latency_search_prices_the_requested_batch():
 
 
 def test_explanation_words_layouts_by_what_they_are():
-    assert kind(Layout(1, 1, 8)) == "data-parallel"
-    assert kind(Layout(2, 2, 2)) == "balanced"
-    assert kind(Layout(2, 1, 4)) == "TP-heavy" and kind(Layout(1, 2, 4)) == "PP-heavy"
+    assert kind(Mesh(tp=1, pp=1, dp=8)) == "data-parallel"
+    assert kind(Mesh(tp=2, pp=2, dp=2)) == "balanced"
+    assert kind(Mesh(tp=2, pp=1, dp=4)) == "TP-heavy" and kind(Mesh(tp=1, pp=2, dp=4)) == "PP-heavy"
     text = search(MODEL, CLUSTER, Workload(128, 128, 8), "throughput").explanation()
     assert "pays 64 all-reduces (0.00 ms)" not in text
     assert "tp1×pp1×dp8 (data-parallel)" in text and "no all-reduce" in text

@@ -2,14 +2,15 @@
 
 from ringpipe.cli.plan_inference import PLOT_LAYOUTS
 from ringpipe.cost import cluster_preset, model_preset
-from ringpipe.cost.inference.model import Layout, Workload
+from ringpipe.cost.inference.model import Workload
 from ringpipe.cost.inference.search import label, layouts, pareto_curves
+from ringpipe.mesh import Mesh
 
 
 def test_pareto_curves_price_only_the_layouts_asked_for():
     model, cluster = model_preset("llama3-8b"), cluster_preset("dgx-h100")
     assert len(layouts(model, cluster.world)) > 2
-    only = [Layout(1, 1, 8), Layout(8, 1, 1)]
+    only = [Mesh(tp=1, pp=1, dp=8), Mesh(tp=8, pp=1, dp=1)]
     curves = pareto_curves(model, cluster, Workload(128, 128, 1), only)
     assert set(curves) == {label(lay) for lay in only}
     assert PLOT_LAYOUTS <= 12

@@ -43,6 +43,7 @@ from dataclasses import dataclass, field
 
 from ringpipe.cost.hardware.cluster import GIB, Cluster
 from ringpipe.cost.hardware.collectives import CollectiveModel
+from ringpipe.mesh import Mesh
 from ringpipe.model.config import ModelConfig
 from ringpipe.plan.layout import split_layers
 from ringpipe.schedules.inference import decode, inference_timing, prefill
@@ -76,24 +77,7 @@ class Workload:
 
 
 @dataclass(frozen=True)
-class Layout:
-    """tp × pp GPUs per model replica, dp replicas."""
-
-    tp: int
-    pp: int
-    dp: int = 1
-
-    def __post_init__(self) -> None:
-        for name in ("tp", "pp", "dp"):
-            check_int(f"Layout.{name}", getattr(self, name))
-
-    @property
-    def gpus(self) -> int:
-        return self.tp * self.pp * self.dp
-
-
-@dataclass(frozen=True)
-class Calibration:
+class InferenceCalibration:
     """η, the achieved fraction of HBM bandwidth, and τ, seconds of overhead per layer.
 
     Checked here because every price divides by η: η = 0 would surface as a
@@ -104,16 +88,16 @@ class Calibration:
     layer_overhead: float = CALIBRATED_LAYER_OVERHEAD
 
     def __post_init__(self) -> None:
-        check_real("Calibration.hbm_efficiency", self.hbm_efficiency, maximum=1.0,
+        check_real("InferenceCalibration.hbm_efficiency", self.hbm_efficiency, maximum=1.0,
                    positive=True)
-        check_real("Calibration.layer_overhead", self.layer_overhead, 0.0)
+        check_real("InferenceCalibration.layer_overhead", self.layer_overhead, 0.0)
 
 
 @dataclass(frozen=True)
 class InferencePrediction:
     """Predicted latencies (s), rates and memory (GiB per GPU) of one layout."""
 
-    layout: Layout
+    layout: Mesh
     ttft_s: float
     tpot_s: float
     tokens_per_s_per_user: float
@@ -154,26 +138,26 @@ def kv_cache_bytes(model: ModelConfig, tokens: int, sequences: int, tp: int = 1,
     return 2.0 * layers * kv_here * d * WEIGHT_BYTES[dtype] * tokens * sequences
 
 
-def _check_layout(model: ModelConfig, cluster: Cluster, layout: Layout) -> None:
+def _check_layout(model: ModelConfig, cluster: Cluster, layout: Mesh) -> None:
     if model.heads % layout.tp or (model.kv_heads % layout.tp and layout.tp % model.kv_heads):
         raise ValueError(f"tp={layout.tp} does not split heads={model.heads}, "
                          f"kv_heads={model.kv_heads}")
     if layout.pp > model.layers:
         raise ValueError(f"pp={layout.pp} exceeds the model's {model.layers} layers")
-    if layout.gpus > cluster.world:
-        raise ValueError(f"layout needs {layout.gpus} GPUs, the cluster has {cluster.world}")
+    if layout.world > cluster.world:
+        raise ValueError(f"layout needs {layout.world} GPUs, the cluster has {cluster.world}")
 
 
 class InferenceModel:
     """Prices layouts of ``model`` on ``cluster`` (memoises collective costs)."""
 
     def __init__(self, model: ModelConfig, cluster: Cluster,
-                 calibration: Calibration | None = None) -> None:
+                 calibration: InferenceCalibration | None = None) -> None:
         self.model, self.cluster = model, cluster
-        self.calibration = Calibration() if calibration is None else calibration
+        self.calibration = InferenceCalibration() if calibration is None else calibration
         self._collectives = CollectiveModel(cluster)
 
-    def recalibrated(self, calibration: Calibration) -> InferenceModel:
+    def recalibrated(self, calibration: InferenceCalibration) -> InferenceModel:
         """The same model and cluster under ``calibration``, sharing the memoised
         collective costs (they do not depend on η or τ)."""
         other = InferenceModel(self.model, self.cluster, calibration)
@@ -227,7 +211,7 @@ class InferenceModel:
                                 2 * batch * m.vocab * m.hidden / tp, dtype) if last else 0.0
         return compute + comm + layers * self.calibration.layer_overhead + logits
 
-    def _p2p(self, nbytes: float, layout: Layout) -> float:
+    def _p2p(self, nbytes: float, layout: Mesh) -> float:
         c, tp, pp = self.cluster, layout.tp, layout.pp
         if pp == 1:
             return 0.0
@@ -235,7 +219,7 @@ class InferenceModel:
         return (c.inter if crossing else c.intra).time(nbytes)
 
     def _prefill(self, per_stage: tuple[int, ...], b: int, work: Workload,
-                 layout: Layout) -> float:
+                 layout: Mesh) -> float:
         """Makespan of the b prompts' prefill, over micro-batch counts G = p·2^k <= b."""
         pp, tp, best = layout.pp, layout.tp, math.inf
         counts = sorted({min(b, pp * 2**k) for k in range(8)})
@@ -247,11 +231,11 @@ class InferenceModel:
             best = min(best, inference_timing(prefill(pp, groups), cost, cost, hop).ttft)
         return best
 
-    def predict(self, layout: Layout, work: Workload) -> InferencePrediction:
+    def predict(self, layout: Mesh, work: Workload) -> InferencePrediction:
         """TTFT, TPOT, rates and memory of ``layout`` running ``work`` (TypeError for
-        anything but a :class:`Layout` and a :class:`Workload`, e.g. a bare tuple)."""
-        if not isinstance(layout, Layout):
-            raise TypeError(f"InferenceModel.predict: layout must be a Layout(tp, pp, dp), "
+        anything but a :class:`Mesh` and a :class:`Workload`, e.g. a bare tuple)."""
+        if not isinstance(layout, Mesh):
+            raise TypeError(f"InferenceModel.predict: layout must be a ringpipe.Mesh, "
                             f"got {type(layout).__name__}")
         if not isinstance(work, Workload):
             raise TypeError(f"InferenceModel.predict: work must be a Workload, got "
@@ -286,6 +270,6 @@ class InferenceModel:
         return InferencePrediction(
             layout, ttft, tpot, 1.0 / tpot,
             # the real B·K tokens: replicas with floor(B/dp) or no sequences still hold GPUs
-            work.batch * work.output_len / (busy * layout.gpus),
+            work.batch * work.output_len / (busy * layout.world),
             weights / GIB, kv_seq * b / GIB, memory / GIB, max_batch,
             memory <= usable, breakdown, work.output_len)

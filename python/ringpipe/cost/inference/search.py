@@ -23,14 +23,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from ringpipe.cost.hardware.cluster import Cluster
-from ringpipe.cost.inference.model import InferenceModel, InferencePrediction, Layout, Workload
+from ringpipe.cost.inference.model import InferenceModel, InferencePrediction, Workload
+from ringpipe.mesh import Mesh
 from ringpipe.model.config import ModelConfig
 from ringpipe.validation import check_int
 
 OBJECTIVES = ("latency", "throughput")
 
 
-def layouts(model: ModelConfig, gpus: int) -> list[Layout]:
+def layouts(model: ModelConfig, gpus: int) -> list[Mesh]:
     """Every tp × pp × dp = ``gpus`` the model can be split into."""
     out = []
     for tp in range(1, gpus + 1):
@@ -38,11 +39,11 @@ def layouts(model: ModelConfig, gpus: int) -> list[Layout]:
             continue
         for pp in range(1, gpus // tp + 1):
             if (gpus // tp) % pp == 0 and pp <= model.layers:
-                out.append(Layout(tp, pp, gpus // (tp * pp)))
+                out.append(Mesh(dp=gpus // (tp * pp), pp=pp, tp=tp))
     return out
 
 
-def kind(layout: Layout) -> str:
+def kind(layout: Mesh) -> str:
     """"TP-heavy" (tp > pp), "PP-heavy" (pp > tp), "balanced" (tp = pp > 1) or
     "data-parallel" (tp = pp = 1): only a layout that splits a replica is called heavy."""
     if layout.tp == layout.pp:
@@ -50,7 +51,7 @@ def kind(layout: Layout) -> str:
     return "TP-heavy" if layout.tp > layout.pp else "PP-heavy"
 
 
-def label(layout: Layout) -> str:
+def label(layout: Mesh) -> str:
     return f"tp{layout.tp}×pp{layout.pp}×dp{layout.dp}"
 
 
@@ -114,7 +115,7 @@ class InferenceSearch:
                     f"({kind(r.layout)}) at {w.tpot_s * 1e3:.2f} vs {r.tpot_s * 1e3:.2f} ms "
                     f"per output token: {why}.")
         def gpu_ms(seconds: float, p: InferencePrediction, batch: int) -> float:
-            return seconds * p.layout.gpus / batch * 1e3
+            return seconds * p.layout.world / batch * 1e3
 
         return (f"{label(w.layout)} ({kind(w.layout)}) beats {label(r.layout)} "
                 f"({kind(r.layout)}) at {w.tokens_per_s_per_gpu:.1f} vs "
@@ -222,7 +223,7 @@ def search(model: ModelConfig, cluster: Cluster, work: Workload, objective: str 
 
 
 def pareto_curves(model: ModelConfig, cluster: Cluster, work: Workload,
-                  only: list[Layout] | None = None) -> dict[str, list[tuple[float, float]]]:
+                  only: list[Mesh] | None = None) -> dict[str, list[tuple[float, float]]]:
     """Per layout (every one, or those in ``only``: pricing a sweep of every layout of
     a large cluster takes minutes), (time per output token, output tokens/s per GPU)
     over the batch sweep up to the largest batch that fits: the trade-off curves."""

@@ -26,7 +26,6 @@ from ringpipe.cost.inference.model import (
     CALIBRATED_HBM_EFFICIENCY,
     CALIBRATED_LAYER_OVERHEAD,
     InferenceModel,
-    Layout,
     Workload,
 )
 from ringpipe.cost.published.inference_tables import (
@@ -36,6 +35,7 @@ from ringpipe.cost.published.inference_tables import (
     LatencyRow,
     predictions,
 )
+from ringpipe.mesh import Mesh
 from ringpipe.model.presets import model_preset
 
 #: (model, dtype, cluster) rows of the directions table.
@@ -118,9 +118,9 @@ def directions_table(prompt: int = 2048, output: int = 128) -> str:
              "| --- | --- | --- | --- | --- | --- | --- | --- |"]
     for model, dtype, cluster in DIRECTIONS:
         im = InferenceModel(model_preset(model), cluster_preset(cluster))
-        one = {s: im.predict(Layout(*s), Workload(prompt, output, 1, dtype))
+        one = {s: im.predict(Mesh(tp=s[0], pp=s[1]), Workload(prompt, output, 1, dtype))
                for s in ((8, 1), (1, 8))}
-        most = {s: im.predict(Layout(*s), Workload(prompt, output, p.max_batch, dtype))
+        most = {s: im.predict(Mesh(tp=s[0], pp=s[1]), Workload(prompt, output, p.max_batch, dtype))
                 for s, p in one.items()}
         tp8, pp8 = (8, 1), (1, 8)
         lines.append(

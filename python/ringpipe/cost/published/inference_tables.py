@@ -27,7 +27,8 @@ import math
 from typing import NamedTuple
 
 from ringpipe.cost.hardware.cluster import cluster_preset
-from ringpipe.cost.inference.model import Calibration, InferenceModel, Layout, Workload
+from ringpipe.cost.inference.model import InferenceCalibration, InferenceModel, Workload
+from ringpipe.mesh import Mesh
 from ringpipe.model.presets import model_preset
 from ringpipe.validation import check_int
 
@@ -94,7 +95,8 @@ TRTLLM_FIRST_TOKEN = tuple(LatencyRow(*r) for r in (
 ))
 
 
-def _models(rows: tuple, calibration: Calibration) -> dict[tuple[str, str], InferenceModel]:
+def _models(rows: tuple,
+            calibration: InferenceCalibration) -> dict[tuple[str, str], InferenceModel]:
     """One :class:`InferenceModel` per (model, cluster) of ``rows``."""
     return {(r.model, r.cluster): InferenceModel(model_preset(r.model),
                                                  cluster_preset(r.cluster), calibration)
@@ -102,7 +104,7 @@ def _models(rows: tuple, calibration: Calibration) -> dict[tuple[str, str], Infe
 
 
 def _predict(row: LatencyRow | ThroughputRow, im: InferenceModel) -> float:
-    p = im.predict(Layout(row.tp, 1), Workload(row.prompt, row.output, row.batch, row.dtype))
+    p = im.predict(Mesh(tp=row.tp, pp=1), Workload(row.prompt, row.output, row.batch, row.dtype))
     if isinstance(row, ThroughputRow):
         return p.tokens_per_s_per_gpu
     return p.ttft_s if row.output == 1 else p.latency_s
@@ -112,19 +114,19 @@ def _predictions(rows: tuple, models: dict[tuple[str, str], InferenceModel]) -> 
     return [_predict(r, models[r.model, r.cluster]) for r in rows]
 
 
-def predictions(rows: tuple, calibration: Calibration | None = None) -> list[float]:
+def predictions(rows: tuple, calibration: InferenceCalibration | None = None) -> list[float]:
     """The model's value for each row (seconds, or tokens/s/GPU)."""
-    return _predictions(rows, _models(rows, Calibration() if calibration is None
+    return _predictions(rows, _models(rows, InferenceCalibration() if calibration is None
                                       else calibration))
 
 
-def relative_errors(rows: tuple, calibration: Calibration | None = None) -> list[float]:
+def relative_errors(rows: tuple, calibration: InferenceCalibration | None = None) -> list[float]:
     """(predicted - measured) / measured per row."""
     return [(p - r.measured) / r.measured for p, r in zip(predictions(rows, calibration), rows,
                                                          strict=True)]
 
 
-def calibrate(rows: tuple = NEMO_LLAMA2_7B, coarse: int = 5) -> Calibration:
+def calibrate(rows: tuple = NEMO_LLAMA2_7B, coarse: int = 5) -> InferenceCalibration:
     """η on a 0.01 grid in [0.40, 1.00] and, for each η, the least-squares τ >= 0.
 
     With pp = 1 a row's prediction is a + c·τ (τ is paid once per layer per forward),
@@ -138,16 +140,16 @@ def calibrate(rows: tuple = NEMO_LLAMA2_7B, coarse: int = 5) -> Calibration:
     costs, independent of η and τ, are priced once (:meth:`InferenceModel.recalibrated`).
     """
     check_int("coarse", coarse, 1, 60)
-    base = _models(rows, Calibration())
+    base = _models(rows, InferenceCalibration())
     probe = 1e-4
-    scored: dict[int, tuple[float, Calibration]] = {}
+    scored: dict[int, tuple[float, InferenceCalibration]] = {}
 
-    def score(k: int) -> tuple[float, Calibration]:
+    def score(k: int) -> tuple[float, InferenceCalibration]:
         if k not in scored:
             eta = k / 100
-            a = _predictions(rows, {key: im.recalibrated(Calibration(eta, 0.0))
+            a = _predictions(rows, {key: im.recalibrated(InferenceCalibration(eta, 0.0))
                                     for key, im in base.items()})
-            shifted = _predictions(rows, {key: im.recalibrated(Calibration(eta, probe))
+            shifted = _predictions(rows, {key: im.recalibrated(InferenceCalibration(eta, probe))
                                           for key, im in base.items()})
             c = [(v - a0) / probe for v, a0 in zip(shifted, a, strict=True)]
             num = sum((ci / r.measured) * (1 - ai / r.measured)
@@ -156,7 +158,7 @@ def calibrate(rows: tuple = NEMO_LLAMA2_7B, coarse: int = 5) -> Calibration:
             tau = round(max(num / den, 0.0), 7) if den else 0.0
             rms = math.sqrt(sum(((ai + ci * tau) / r.measured - 1) ** 2
                                 for ai, ci, r in zip(a, c, rows, strict=True)) / len(rows))
-            scored[k] = (rms, Calibration(eta, tau))
+            scored[k] = (rms, InferenceCalibration(eta, tau))
         return scored[k]
 
     def best(ks: range) -> int:

@@ -72,7 +72,7 @@ def _check_fits_cluster(config: Config, cluster: Cluster, training: TrainingSpec
 
 
 @dataclass(frozen=True)
-class Layout:
+class StageLayout:
     """Micro-batches, layers per stage and the rank of each stage of one config."""
 
     microbatches: int
@@ -110,13 +110,13 @@ class StepModel:
         if self.comms is None:
             object.__setattr__(self, "comms", CollectiveModel(self.cluster))
 
-    def layout(self, config: Config) -> Layout:
+    def layout(self, config: Config) -> StageLayout:
         """The stage layout ``Plan`` would run for ``config``."""
         m = _check_fits_cluster(config, self.cluster, self.training)
         placement = self.sim.placement(config.schedule, config.pp, m, config.chunks)
-        return Layout(m, split_layers(self.model.layers, len(placement)), placement)
+        return StageLayout(m, split_layers(self.model.layers, len(placement)), placement)
 
-    def rank_params(self, config: Config, layout: Layout) -> list[float]:
+    def rank_params(self, config: Config, layout: StageLayout) -> list[float]:
         """Parameters each pipeline rank's GPUs hold (its layers, the embedding with
         stage 0, the output layer with the last stage unless tied on the same rank)."""
         key = ("params", config.tp, config.pp, layout.layers, layout.placement)
@@ -124,7 +124,7 @@ class StepModel:
             self._memo[key] = self._rank_params(config, layout)
         return self._memo[key]
 
-    def _rank_params(self, config: Config, layout: Layout) -> list[float]:
+    def _rank_params(self, config: Config, layout: StageLayout) -> list[float]:
         mdl, last = self.model, len(layout.layers) - 1
         out = []
         for rank in range(config.pp):
@@ -137,12 +137,12 @@ class StepModel:
             out.append(params / config.tp)
         return out
 
-    def peak_in_flight(self, config: Config, layout: Layout) -> tuple[int, ...]:
+    def peak_in_flight(self, config: Config, layout: StageLayout) -> tuple[int, ...]:
         """Most (stage, micro-batch) activations each pipeline rank holds at once."""
         return self.sim.peak_in_flight(config.schedule, config.pp, layout.microbatches,
                                        config.chunks)
 
-    def memory(self, config: Config, layout: Layout | None = None) -> MemoryBreakdown:
+    def memory(self, config: Config, layout: StageLayout | None = None) -> MemoryBreakdown:
         """Memory per GPU of ``config`` on its fullest pipeline rank."""
         mdl, tr, t, b = self.model, self.training, config.tp, config.microbatch_size
         layout = self.layout(config) if layout is None else layout
