@@ -1,6 +1,6 @@
 """Cluster-file keys: every value checked in the file's units, messages that name the
 file and the key as spelled there, unknown keys refused everywhere, ``nodes`` under the
-``max_nodes`` limit, and the calibrate header citing a README section that exists."""
+``max_nodes`` limit, and the calibrate header citing a docs page and sections that exist."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from ringpipe.cost.clusterfile.load import TOP_KEYS, cluster_from_dict, load_clu
 from ringpipe.cost.clusterfile.measured import MEASURED_KEYS
 from ringpipe.cost.clusterfile.writer import dumps
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+ROOT = Path(__file__).resolve().parents[1]
 NAN, INF = float("nan"), float("inf")
 
 
@@ -196,9 +196,14 @@ def test_the_files_nodes_obey_max_nodes(tmp_path, capsys, monkeypatch):
     assert json.loads(capsys.readouterr().out)["cluster"]["nodes"] == 2
 
 
-def test_the_calibrate_header_cites_readme_sections_that_exist():
-    assert "README-calibrate" not in HEADER and "README.md" in HEADER
-    headings = {line.lstrip("#").strip() for line in README.read_text().splitlines()
+def test_the_calibrate_header_cites_a_docs_page_and_sections_that_exist():
+    assert "README" not in HEADER
+    pages = re.findall(r"docs/[\w/.-]+\.md", HEADER)
+    assert pages == ["docs/calibration.md"], pages
+    page = ROOT / pages[0]
+    assert page.is_file(), page
+    text = re.sub(r"^```.*?^```", "", page.read_text(), flags=re.M | re.S)  # not code
+    headings = {line.lstrip("#").strip() for line in text.splitlines()
                 if line.startswith("#")}
     cited = re.findall(r'"([^"]+)"', HEADER)
     assert len(cited) == 3 and all(title in headings for title in cited), cited

@@ -1,4 +1,4 @@
-"""Held-out published measurements: the numbers the README reports, reproduced."""
+"""Held-out published measurements: the numbers docs/planner.md reports, reproduced."""
 
 import pytest
 
@@ -28,7 +28,7 @@ def bloom():
 def test_bloom_memory_verdicts_and_errors(bloom):
     assert all(c.memory_agrees for c in bloom)  # the three OOM splits predicted not to fit
     assert sum(c.run.step_s is None for c in bloom) == 3
-    assert mae(bloom) < 0.15  # 10.6% when written (README)
+    assert mae(bloom) < 0.15  # 10.6% when written (docs/planner.md)
     assert -1 <= bloom_rank_correlation(bloom) <= 1
 
 

@@ -1,4 +1,5 @@
-"""The README's inference accuracy tables (``python -m ringpipe.cost.published.inference_report``):
+"""The inference accuracy tables of docs/inference.md
+(``python -m ringpipe.cost.published.inference_report``):
 every printed figure comes from the cost model and the cited tables."""
 
 import re

@@ -21,10 +21,10 @@ from ringpipe.cost.clusterfile.writer import dumps
 from ringpipe.measure.calibrate.run import BACKENDS, CalibrateOptions, calibrate
 from ringpipe.measure.calibrate.summary import summary
 
-#: The comment on top of the file written; it cites the README section on the format.
+#: The comment on top of the file written; it cites the docs page on the format.
 HEADER = ("written by `ringpipe calibrate`; edit the headline keys for another cluster:\n"
-          "README.md, section \"Plan for your own cluster\" (\"What the file contains\",\n"
-          "\"Editing it for a cluster you cannot run on\")")
+          "docs/calibration.md, sections \"Plan for your own cluster\",\n"
+          "\"What the file contains\" and \"Editing it for a cluster you cannot run on\"")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
