@@ -92,7 +92,7 @@ def run_mpi(cluster_file: str, plan: tuple) -> dict[str, Any]:
 def run_inproc(cluster_file: str, plan: tuple) -> dict[str, Any]:
     """One plan in-process (numba all-reduce)."""
     from ringpipe.cli.plan_args import add_plan_arguments, build_plan
-    from ringpipe.cost.clusterfile.calibrated import load_calibrated
+    from ringpipe.cost.clusterfile.load import load_cluster_file
     from ringpipe.model.params import init_params
     from ringpipe.verify.timing import timed_prediction
     from ringpipe.verify.training import random_batch
@@ -102,7 +102,7 @@ def run_inproc(cluster_file: str, plan: tuple) -> dict[str, Any]:
     args = parser.parse_args(plan_argv(*plan))
     p, batch_size = build_plan(args)
     doc = timed_prediction(p, init_params(p.config, 0), random_batch(p.config, batch_size, 1),
-                           *load_calibrated(cluster_file), backend="numba")
+                           *load_cluster_file(cluster_file).calibrated(), backend="numba")
     return {"measured_s": doc["step_time_s"], "predicted_s": doc["predicted_step_time_s"],
             "measured_cpu_s": doc["step_cpu_time_s"],
             "predicted_cpu_s": doc["predicted_cpu_time_s"]}

@@ -10,8 +10,8 @@ import pytest
 import tomllib
 
 from ringpipe.cli import main
-from ringpipe.cost import cluster_from_dict
-from ringpipe.cost.clusterfile.calibrated import load_calibrated
+from ringpipe.cost import read_cluster
+from ringpipe.cost.clusterfile.load import load_cluster_file
 from ringpipe.cost.clusterfile.writer import dumps
 from ringpipe.cost.hardware.cluster import Link
 from ringpipe.cost.hardware.collectives import CollectiveModel
@@ -141,7 +141,7 @@ def quick_file(tmp_path_factory):
 def test_quick_calibration_file_round_trips(quick_file):
     path, data, notes = quick_file
     assert any("MPI rows not measured" in n for n in notes)
-    cluster, cal = load_calibrated(path)
+    cluster, cal = load_cluster_file(path).calibrated()
     m = data["measured"]
     assert cluster.peak_flops == pytest.approx(data["peak_tflops"] * 1e12)
     assert cluster.memory_bandwidth == pytest.approx(data["memory_bandwidth_gbs"] * 1e9)
@@ -155,7 +155,7 @@ def test_quick_calibration_file_round_trips(quick_file):
     assert cal.action_overhead == pytest.approx(m["action_overhead_us"] * 1e-6)
     assert cal.action_overhead >= 0 and cal.transcendental > 0
     assert cal.fresh_memory == pytest.approx(m["fresh_memory_ns_per_byte"] * 1e-9)
-    assert cluster_from_dict(tomllib.loads(path.read_text())) == cluster
+    assert read_cluster(tomllib.loads(path.read_text())).cluster == cluster
     text = summary(data, notes)
     assert "GEMM float64" in text and "all-reduce inproc ring N=3" in text
     assert "fresh memory" in text
@@ -186,9 +186,9 @@ def test_plain_cluster_file_is_refused_for_prediction(tmp_path):
                            "intra_node": {"bandwidth_gbs": 1.0, "latency_us": 1.0},
                            "inter_node": {"bandwidth_gbs": 1.0, "latency_us": 1.0}}))
     with pytest.raises(ValueError, match=r"no \[measured\] table"):
-        load_calibrated(path)
+        load_cluster_file(path).calibrated()
     with pytest.raises(ValueError, match="cannot read"):
-        load_calibrated(tmp_path / "missing.toml")
+        load_cluster_file(tmp_path / "missing.toml").calibrated()
 
 
 def test_link_of_a_step_is_positive():
@@ -196,7 +196,7 @@ def test_link_of_a_step_is_positive():
 
 
 def test_malformed_measured_table_names_the_key(tmp_path):
-    from ringpipe.cost.clusterfile.calibrated import calibration_from_dict
+    from ringpipe.cost.clusterfile.measured import calibration_from_dict
 
     base = {"cores": 2}
     path = tmp_path / "base.toml"
@@ -205,7 +205,7 @@ def test_malformed_measured_table_names_the_key(tmp_path):
                            "intra_node": {"bandwidth_gbs": 1.0, "latency_us": 1.0},
                            "inter_node": {"bandwidth_gbs": 1.0, "latency_us": 1.0},
                            "measured": base}))
-    cluster, cal = load_calibrated(path)
+    cluster, cal = load_cluster_file(path).calibrated()
     assert cal.cores == 2 and cal.p2p_link("mpi", cluster) == cluster.intra
     with pytest.raises(ValueError, match="missing measured.gemm.float64.peak_gflops"):
         calibration_from_dict({**base, "gemm": {"float64": {"m0": 1.0}}}, cluster)

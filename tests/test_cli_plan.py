@@ -6,7 +6,7 @@ import pytest
 
 from ringpipe.cli import main
 from ringpipe.cli.plan import check_plot_path
-from ringpipe.cost.clusterfile.load import load_cluster
+from ringpipe.cost.clusterfile.load import load_cluster_file
 from ringpipe.cost.hardware.cluster import cluster_preset
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "cluster.toml"
@@ -45,7 +45,7 @@ def test_plot_writes_exactly_the_path_given(tmp_path, capsys):
 
 
 def test_shipped_example_cluster_file_is_the_dgx_a100_preset():
-    cluster = load_cluster(EXAMPLE)
+    cluster = load_cluster_file(EXAMPLE).cluster
     preset = cluster_preset("dgx-a100", 4)
     assert cluster.nodes == 4 and cluster.gpus_per_node == 8
     for field in ("peak_flops", "memory_bytes", "memory_bandwidth", "intra", "inter"):

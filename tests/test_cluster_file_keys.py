@@ -13,8 +13,7 @@ from test_cluster_reader import PLAN, calibrated
 
 from ringpipe.cli import main
 from ringpipe.cli.calibrate import HEADER
-from ringpipe.cost.clusterfile.calibrated import load_calibrated
-from ringpipe.cost.clusterfile.load import TOP_KEYS, cluster_from_dict, load_cluster
+from ringpipe.cost.clusterfile.load import TOP_KEYS, load_cluster_file, read_cluster
 from ringpipe.cost.clusterfile.measured import MEASURED_KEYS
 from ringpipe.cost.clusterfile.writer import dumps
 
@@ -129,18 +128,18 @@ def test_a_bad_value_names_the_file_and_the_key(key, value, message, tmp_path):
     path = tmp_path / "cluster.json"
     path.write_text(json.dumps(data))  # JSON: NaN and Infinity survive the round trip
     expected = f"{path}: {message}"
-    for load in (load_cluster, load_calibrated):
+    for load in (load_cluster_file, lambda p: load_cluster_file(p).calibrated()):
         with pytest.raises((TypeError, ValueError)) as info:
             load(path)
         assert str(info.value).startswith(expected), str(info.value)
     with pytest.raises((TypeError, ValueError), match="^cluster file: " + re.escape(message)):
-        cluster_from_dict(data)
+        read_cluster(data)
 
 
 def test_the_base_document_is_valid_and_every_key_is_known():
     data = calibrated()
     assert set(data) == set(TOP_KEYS) and set(data["measured"]) == set(MEASURED_KEYS)
-    cluster_from_dict(data)
+    read_cluster(data)
 
 
 @pytest.mark.parametrize("key, value, message", [CASES[7], CASES[8], CASES[10]])
@@ -163,7 +162,7 @@ def test_verify_needs_a_calibrated_file(tmp_path, capsys):
     del data["measured"]
     path = tmp_path / "plain.toml"
     path.write_text(dumps(data))
-    assert load_cluster(path) == cluster_from_dict(calibrated())
+    assert load_cluster_file(path).cluster == read_cluster(calibrated()).cluster
     assert main(["verify", "--backend", "numpy", "--cluster-file", str(path)]) == 2
     err = capsys.readouterr().err
     assert f"{path}: the cluster file has no [measured] table" in err

@@ -10,9 +10,8 @@ import pytest
 
 from ringpipe.cli import main
 from ringpipe.cost.clusterfile import reader as cluster_reader
-from ringpipe.cost.clusterfile.calibrated import load_calibrated
-from ringpipe.cost.clusterfile.load import cluster_from_dict, load_cluster
-from ringpipe.cost.clusterfile.reader import file_format, read_cluster_file
+from ringpipe.cost.clusterfile.load import load_cluster_file, read_cluster
+from ringpipe.cost.clusterfile.reader import file_format, read_document
 from ringpipe.cost.clusterfile.writer import dumps
 
 BOM = b"\xef\xbb\xbf"
@@ -69,13 +68,14 @@ def test_one_content_one_cluster_in_plan_and_verify(spelling, tmp_path):
     name, encode = SPELLINGS[spelling]
     data = calibrated()
     path = write(tmp_path / name, encode(data))
-    assert read_cluster_file(path) == data
-    cluster = load_cluster(path)
-    assert cluster == cluster_from_dict(data) and cluster.nodes == 2
+    assert read_document(path) == data
+    cluster = load_cluster_file(path).cluster
+    assert cluster == read_cluster(data).cluster and cluster.nodes == 2
     assert cluster.nic_bandwidth == pytest.approx(2e9)
-    verify_cluster, cal = load_calibrated(path)
+    verify_cluster, cal = load_cluster_file(path).calibrated()
     assert verify_cluster == cluster
-    reference = load_calibrated(write(tmp_path / "ref.toml", dumps(data).encode()))[1]
+    reference = load_cluster_file(write(tmp_path / "ref.toml", dumps(data).encode()))
+    reference = reference.calibration
     assert cal == reference
     assert cal.share_mpi == (2, 0.8) and cal.p2p["mpi"].bandwidth == pytest.approx(2.5e9)
 
@@ -140,21 +140,21 @@ REFUSED = [  # (make the path, message fragment after "<path>: ")
 def test_unusable_files_are_refused_naming_the_path(make, fragment, tmp_path):
     path = make(tmp_path)
     with pytest.raises(ValueError) as info:
-        read_cluster_file(path)
+        read_document(path)
     assert str(info.value).startswith(f"{path}: ") and fragment in str(info.value)
-    for load in (load_cluster, load_calibrated):
+    for load in (load_cluster_file, lambda p: load_cluster_file(p).calibrated()):
         with pytest.raises(ValueError, match="^" + str(path).replace("\\", "\\\\")):
             load(path)
 
 
 def test_a_device_and_an_unreadable_or_huge_file_are_refused(tmp_path, monkeypatch):
     with pytest.raises(ValueError, match="it is a character device, not a regular file"):
-        read_cluster_file(os.devnull)
+        read_document(os.devnull)
     path = write(tmp_path / "big.toml", b"name = 'x'\n" * 20)
     monkeypatch.setattr(cluster_reader, "MAX_BYTES", 100)
     with pytest.raises(ValueError, match=r"big.toml: the cluster file is 220 bytes; a "
                                          r"cluster file is at most 100 bytes"):
-        read_cluster_file(path)
+        read_document(path)
     monkeypatch.undo()
 
     def denied(*args, **kwargs):
@@ -162,11 +162,11 @@ def test_a_device_and_an_unreadable_or_huge_file_are_refused(tmp_path, monkeypat
 
     monkeypatch.setattr(cluster_reader.os, "open", denied)
     with pytest.raises(ValueError) as info:
-        read_cluster_file(path)
+        read_document(path)
     monkeypatch.undo()
     assert str(info.value) == f"{path}: cannot read the cluster file: permission denied"
     with pytest.raises(TypeError, match="expected a path, got int"):
-        read_cluster_file(3)
+        read_document(3)
 
 
 @pytest.mark.parametrize("make, fragment", [REFUSED[1], REFUSED[2], REFUSED[7], REFUSED[10]])

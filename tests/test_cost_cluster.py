@@ -5,7 +5,7 @@ import math
 
 import pytest
 
-from ringpipe.cost.clusterfile.load import cluster_from_dict, load_cluster
+from ringpipe.cost.clusterfile.load import load_cluster_file, read_cluster
 from ringpipe.cost.hardware.cluster import (
     CLUSTER_PRESETS,
     GB,
@@ -48,14 +48,14 @@ def test_presets_hold_the_issue_numbers():
 def test_toml_file_round_trips(tmp_path):
     path = tmp_path / "lab.toml"
     path.write_text(TOML)
-    cluster = load_cluster(path)
+    cluster = load_cluster_file(path).cluster
     assert (cluster.name, cluster.nodes, cluster.gpus_per_node) == ("lab", 3, 4)
     assert cluster.peak_flops == 100e12 and cluster.memory_bytes == 40 * GIB
     assert cluster.inter == Link(12.5 * GB, 7e-6)
-    assert load_cluster(path, nodes=5).nodes == 5
+    assert load_cluster_file(path, nodes=5).cluster.nodes == 5
     again = tmp_path / "lab.json"
     again.write_text(json.dumps(cluster.to_dict()))
-    assert load_cluster(again) == cluster
+    assert load_cluster_file(again).cluster == cluster
 
 
 def test_node_of_and_link_time():
@@ -109,29 +109,29 @@ def test_bad_files_name_the_key(edit, match):
     data = cluster_preset("dgx-a100").to_dict()
     edit(data)
     with pytest.raises((ValueError, TypeError), match=match):
-        cluster_from_dict(data)
+        read_cluster(data)
 
 
 def test_unreadable_or_unparsable_file(tmp_path):
     with pytest.raises(ValueError, match="cannot read"):
-        load_cluster(tmp_path / "missing.toml")
+        load_cluster_file(tmp_path / "missing.toml")
     bad = tmp_path / "bad.toml"
     bad.write_text("gpus_per_node = = 8")
     with pytest.raises(ValueError, match="does not parse"):
-        load_cluster(bad)
+        load_cluster_file(bad)
 
 
 def test_kernels_table_overrides_the_gemm_model(tmp_path):
     path = tmp_path / "k.toml"
     path.write_text(TOML + "[kernels]\nsm_count = 132\nsaturation = 0\n"
                     "launch_overhead_us = 5\n")
-    cluster = load_cluster(path)
+    cluster = load_cluster_file(path).cluster
     assert (cluster.kernels.sm_count, cluster.kernels.saturation) == (132, 0)
     assert cluster.kernels.launch_overhead == pytest.approx(5e-6)
     again = tmp_path / "k.json"
     again.write_text(json.dumps(cluster.to_dict()))
-    assert load_cluster(again) == cluster
+    assert load_cluster_file(again).cluster == cluster
     path.write_text(TOML + "[kernels]\nwarp_size = 32\n")
     with pytest.raises(ValueError,
                        match=r"k.toml: unknown key 'kernels.warp_size'; valid keys in \[kernels\]"):
-        load_cluster(path)
+        load_cluster_file(path)

@@ -11,10 +11,11 @@ from types import MappingProxyType
 import pytest
 
 from ringpipe.cli import main
-from ringpipe.cost.clusterfile.calibrated import Calibration, load_calibrated
+from ringpipe.cost.clusterfile.load import load_cluster_file
 from ringpipe.cost.clusterfile.writer import dumps
 from ringpipe.cost.executable.numpy_ops import held_elements, stage_ops
 from ringpipe.cost.executable.predict import fresh_bytes, predict_plan
+from ringpipe.cost.hardware.calibration import Calibration
 from ringpipe.cost.hardware.cluster import GB, Link
 from ringpipe.cost.hardware.gemm_curve import GemmCurve
 from ringpipe.mesh import Mesh
@@ -22,6 +23,10 @@ from ringpipe.model.config import ModelConfig
 from ringpipe.plan.training import Plan
 
 US = 1e-6
+
+
+def calibrated(path):
+    return load_cluster_file(path).calibrated()
 
 
 def file_dict(bandwidth_gbs: float, latency_us: float = 0.0, overhead_us: float = 2.0,
@@ -68,8 +73,8 @@ def comm(pred) -> float:
 @pytest.mark.parametrize("mesh", [(2, 1, 1), (1, 1, 2), (1, 2, 1)])
 def test_doubled_bandwidth_halves_communication(write, runtime, mesh):
     plan = plan_of(*mesh)
-    slow = load_calibrated(write("slow.toml", file_dict(1.0, overhead_us=0.0)))
-    fast = load_calibrated(write("fast.toml", file_dict(2.0, overhead_us=0.0)))
+    slow = calibrated(write("slow.toml", file_dict(1.0, overhead_us=0.0)))
+    fast = calibrated(write("fast.toml", file_dict(2.0, overhead_us=0.0)))
     a = predict_plan(plan, 16, *slow, runtime)
     b = predict_plan(plan, 16, *fast, runtime)
     if runtime == "mpi" and mesh[1] == 2:  # PP messages hide under the pipeline
@@ -81,7 +86,7 @@ def test_doubled_bandwidth_halves_communication(write, runtime, mesh):
 
 
 def test_in_process_runs_ranks_one_after_another(write):
-    cluster, cal = load_calibrated(write("c.toml", file_dict(5.0)))
+    cluster, cal = calibrated(write("c.toml", file_dict(5.0)))
     one = predict_plan(plan_of(1, 1, 1), 8, cluster, cal, "inproc")
     two = predict_plan(plan_of(1, 1, 2), 16, cluster, cal, "inproc")
     assert two.compute_time == pytest.approx(2 * one.compute_time, rel=1e-12)
@@ -91,8 +96,8 @@ def test_in_process_runs_ranks_one_after_another(write):
 
 
 def test_cpu_share_stretches_compute(write):
-    full = load_calibrated(write("a.toml", file_dict(5.0, share=1.0)))
-    half = load_calibrated(write("b.toml", file_dict(5.0, share=0.5)))
+    full = calibrated(write("a.toml", file_dict(5.0, share=1.0)))
+    half = calibrated(write("b.toml", file_dict(5.0, share=0.5)))
     plan = plan_of(1, 1, 1)
     a, b = (predict_plan(plan, 8, *c, "inproc") for c in (full, half))
     assert b.step_time == pytest.approx(2 * a.step_time, rel=1e-12)
@@ -108,7 +113,7 @@ def test_unmeasured_process_count_is_bounded_by_the_cores():
 
 
 def test_allreduce_link_falls_back_to_nearest_measured_group(write):
-    cluster, cal = load_calibrated(write("c.toml", file_dict(5.0)))
+    cluster, cal = calibrated(write("c.toml", file_dict(5.0)))
     cal = replace(cal, allreduce=MappingProxyType({
         ("mpi", "ring", 2): Link(1 * GB, 1e-6), ("mpi", "ring", 4): Link(4 * GB, 1e-6)}))
     assert cal.allreduce_link("mpi", "ring", 3, cluster).bandwidth == 1 * GB
@@ -131,7 +136,7 @@ def test_block_gemm_flops_follow_megatron():
 
 
 def test_mpi_pipeline_bounded_by_its_stages(write):
-    cluster, cal = load_calibrated(write("c.toml", file_dict(1000.0, overhead_us=1.0)))
+    cluster, cal = calibrated(write("c.toml", file_dict(1000.0, overhead_us=1.0)))
     for schedule in ("gpipe", "1f1b", "zb-h1", "interleaved-1f1b"):
         plan = plan_of(1, 2, 1, schedule, m=4)
         one = predict_plan(plan_of(1, 1, 1, "1f1b", m=4), 8, cluster, cal, "mpi")
@@ -141,7 +146,7 @@ def test_mpi_pipeline_bounded_by_its_stages(write):
 
 
 def test_bad_runtime_is_refused(write):
-    cluster, cal = load_calibrated(write("c.toml", file_dict(5.0)))
+    cluster, cal = calibrated(write("c.toml", file_dict(5.0)))
     with pytest.raises(ValueError, match="runtime"):
         predict_plan(plan_of(1, 1, 1), 8, cluster, cal, "gpu")
     with pytest.raises(ValueError, match="divisible|smaller"):
@@ -219,9 +224,9 @@ def test_fresh_bytes_follow_the_schedule():
 def test_fresh_memory_cost_in_the_prediction(write):
     plan = plan_of(1, 1, 1, "gpipe", m=4)
     data = file_dict(5.0)
-    base = predict_plan(plan, 8, *load_calibrated(write("a.toml", data)), "inproc")
+    base = predict_plan(plan, 8, *calibrated(write("a.toml", data)), "inproc")
     data["measured"]["fresh_memory_ns_per_byte"] = 2.0
-    cluster, cal = load_calibrated(write("b.toml", data))
+    cluster, cal = calibrated(write("b.toml", data))
     assert cal.fresh_memory == pytest.approx(2e-9)
     with_faults = predict_plan(plan, 8, cluster, cal, "inproc")
     held = stage_ops(plan.config, 1, 4, True, True, 2).held
@@ -230,7 +235,7 @@ def test_fresh_memory_cost_in_the_prediction(write):
     assert with_faults.fresh_memory_time == pytest.approx(expected, rel=1e-12)
     assert with_faults.step_time - base.step_time == pytest.approx(expected, rel=1e-9)
     mpi = predict_plan(plan, 8, cluster, cal, "mpi")
-    mpi0 = predict_plan(plan, 8, *load_calibrated(write("a.toml", file_dict(5.0))), "mpi")
+    mpi0 = predict_plan(plan, 8, *calibrated(write("a.toml", file_dict(5.0))), "mpi")
     # rank 0 also receives and assembles every gradient
     assert mpi.step_time - mpi0.step_time == pytest.approx(expected + 2e-9 * 8 * 2 * params,
                                                            rel=1e-9)

@@ -36,7 +36,7 @@ from typing import Any
 
 from ringpipe.cli import plan_inference
 from ringpipe.cli.plan_plot import check_plot_path, write_plot
-from ringpipe.cost.clusterfile.load import load_cluster
+from ringpipe.cost.clusterfile.load import load_cluster_file
 from ringpipe.cost.hardware.cluster import CLUSTER_PRESETS, GIB, Cluster, cluster_preset
 from ringpipe.cost.training.memory import DEFAULT_HEADROOM_GIB
 from ringpipe.cost.training.prediction import Prediction
@@ -170,7 +170,7 @@ def build_cluster(args: argparse.Namespace) -> Cluster:
     if (args.cluster is None) == (args.cluster_file is None):
         raise ValueError("give exactly one of --cluster and --cluster-file")
     if args.cluster_file is not None:
-        cluster = load_cluster(args.cluster_file, args.nodes)
+        cluster = load_cluster_file(args.cluster_file, args.nodes).cluster
         if args.nodes is None:  # the file's count: the same bound as --nodes
             args.env.limits.require("max_nodes", f"{args.cluster_file}: nodes",
                                       cluster.nodes)

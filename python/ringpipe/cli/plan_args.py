@@ -14,6 +14,9 @@ import argparse
 
 import numpy as np
 
+from ringpipe.cost.clusterfile.load import load_cluster_file
+from ringpipe.cost.hardware.calibration import Calibration
+from ringpipe.cost.hardware.cluster import Cluster
 from ringpipe.mesh import Mesh
 from ringpipe.model.config import ModelConfig
 from ringpipe.model.params import init_params
@@ -22,7 +25,7 @@ from ringpipe.schedules import SCHEDULES, resolve_chunks
 from ringpipe.validation import check_int
 
 __all__ = ["DEVICES", "add_inference_arguments", "add_plan_arguments", "build_inference",
-           "build_plan", "inference_argv", "plan_argv"]
+           "build_plan", "calibrated_cluster", "inference_argv", "plan_argv"]
 
 #: Where an MPI process computes: the CPU (NumPy) or its local GPU (CuPy).
 DEVICES = ("cpu", "cupy")
@@ -153,3 +156,11 @@ def inference_argv(args: argparse.Namespace) -> list[str]:
     argv = ["--inference", *plan_argv(args), "--prompt-len", str(args.prompt_len),
             "--new-tokens", str(args.new_tokens)]
     return argv + ([] if args.kv_heads is None else ["--kv-heads", str(args.kv_heads)])
+
+
+def calibrated_cluster(path: str | None) -> tuple[Cluster, Calibration] | None:
+    """The calibrated cluster of ``--cluster-file`` (None without one), read as ``ringpipe
+    plan --cluster-file`` reads it (:func:`~ringpipe.cost.clusterfile.load_cluster_file`);
+    ValueError or TypeError naming the file and the key when it cannot be used, or when
+    it has no ``[measured]`` table."""
+    return None if path is None else load_cluster_file(path).calibrated()

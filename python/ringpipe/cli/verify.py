@@ -21,11 +21,12 @@ from ringpipe.cli.plan_args import (
     add_inference_arguments,
     add_plan_arguments,
     build_plan,
+    calibrated_cluster,
     plan_argv,
 )
 from ringpipe.collectives.checks import COLLECTIVE_BACKENDS
 from ringpipe.model.params import init_params
-from ringpipe.verify.timing import format_timing, load_cluster_file, timed_prediction
+from ringpipe.verify.timing import format_timing, timed_prediction
 from ringpipe.verify.training import format_report, random_batch, verify_plan
 
 __all__ = ["format_report", "register", "run"]
@@ -62,7 +63,7 @@ def run_mpi(args: argparse.Namespace) -> int:
     plan, _ = build_plan(args)  # bad plan arguments exit 2 here, before mpiexec starts
     if args.allreduce == "nccl" and args.device == "cpu":
         raise ValueError("--allreduce nccl needs --device cupy")
-    load_cluster_file(args.cluster_file)  # so does an unusable --cluster-file
+    calibrated_cluster(args.cluster_file)  # so does an unusable --cluster-file
     return launch_ranks(args, plan.mesh, ["-m", "ringpipe.mpi", "verify", *plan_argv(args)])
 
 
@@ -75,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
         return run_mpi(args)
     refuse_mpi_only_flags(args)
     plan, batch_size = build_plan(args)
-    calibrated = load_cluster_file(args.cluster_file)
+    calibrated = calibrated_cluster(args.cluster_file)
     batch = random_batch(plan.config, batch_size, args.seed + 1)
     report = verify_plan(plan, batch=batch, backend=args.backend, seed=args.seed)
     timing = None if calibrated is None else timed_prediction(

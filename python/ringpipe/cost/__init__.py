@@ -31,7 +31,7 @@
 
 import warnings
 
-from ringpipe.cost.clusterfile.load import cluster_from_dict, load_cluster
+from ringpipe.cost.clusterfile.load import ClusterFile, load_cluster_file, read_cluster
 from ringpipe.cost.hardware.cluster import (
     CALIBRATED_FRACTION_OF_PEAK,
     CLUSTER_PRESETS,
@@ -58,6 +58,7 @@ __all__ = [
     "Cluster",
     "CollectiveCost",
     "CollectiveModel",
+    "ClusterFile",
     "Config",
     "FitsNowhere",
     "Link",
@@ -71,11 +72,11 @@ __all__ = [
     "StepModel",
     "TrainingSpec",
     "choose_algorithm",
-    "cluster_from_dict",
     "cluster_preset",
     "executed_flops",
     "explain",
-    "load_cluster",
+    "load_cluster_file",
+    "read_cluster",
     "model_preset",
     "SearchReport",
     "search",
@@ -100,12 +101,18 @@ _RENAMED = {"ModelSpec": (_model_spec, "ringpipe.model.ModelConfig (presets: "
                                        "ringpipe.model.presets)"),
             "plan": (search, "ringpipe.cost.search (a Plan is what runs; the planner "
                              "searches for one)"),
-            "PlanReport": (SearchReport, "ringpipe.cost.SearchReport")}
+            "PlanReport": (SearchReport, "ringpipe.cost.SearchReport"),
+            "load_cluster": (lambda path, nodes=None: load_cluster_file(path, nodes).cluster,
+                             "ringpipe.cost.load_cluster_file(path, nodes).cluster"),
+            "cluster_from_dict": (lambda data, nodes=None, source="cluster file":
+                                  read_cluster(data, nodes, source).cluster,
+                                  "ringpipe.cost.read_cluster(data, nodes).cluster")}
 
 
 def __getattr__(name: str) -> object:
-    """``ringpipe.cost.ModelSpec``, ``.plan`` and ``.PlanReport`` still work, with a
-    FutureWarning naming what replaced them (shown once per calling line)."""
+    """Earlier names (``ModelSpec``, ``plan``, ``PlanReport``, ``load_cluster``,
+    ``cluster_from_dict``) still work, with a FutureWarning naming what replaced them
+    (shown once per calling line)."""
     if name in _RENAMED:
         value, instead = _RENAMED[name]
         warnings.warn(f"ringpipe.cost.{name} is deprecated; use {instead}", FutureWarning,

@@ -31,8 +31,8 @@ from typing import Any
 
 import numpy as np
 
-from ringpipe.cost.clusterfile.calibrated import Calibration, load_calibrated
 from ringpipe.cost.executable.predict import predict_plan
+from ringpipe.cost.hardware.calibration import Calibration
 from ringpipe.cost.hardware.cluster import Cluster
 from ringpipe.measure.timer import cpu_share
 from ringpipe.plan.training import Plan
@@ -107,14 +107,6 @@ def timed_prediction_mpi(plan: Plan, params: dict[str, np.ndarray], batch: Batch
     if comm.Get_rank() != 0:
         return None
     return _report(plan, batch_size, cluster, calibration, "mpi", samples, shares)
-
-
-def load_cluster_file(path: str | None) -> tuple[Cluster, Calibration] | None:
-    """The calibrated cluster of ``--cluster-file`` (None without one): read by
-    :func:`ringpipe.cost.clusterfile.calibrated.load_calibrated`, through the same reader and checks
-    as ``ringpipe plan --cluster-file``; ValueError or TypeError naming the file and the
-    key when it cannot be used, or when it has no ``[measured]`` table."""
-    return None if path is None else load_calibrated(path)
 
 
 def format_timing(doc: dict[str, Any]) -> str:

@@ -25,7 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from ringpipe.cli.plan_args import build_plan
+from ringpipe.cli.plan_args import build_plan, calibrated_cluster
 from ringpipe.environment import Environment
 from ringpipe.model.params import init_params
 from ringpipe.mpi.loader import load_mpi
@@ -35,7 +35,7 @@ from ringpipe.plan.training import Plan
 from ringpipe.runtime.device import DeviceSetup, select_device
 from ringpipe.runtime.device import cupy_device_setup as device_setup
 from ringpipe.verify import compare_runs, compare_to_reference, format_report, random_batch
-from ringpipe.verify.timing import format_timing, load_cluster_file, timed_prediction_mpi
+from ringpipe.verify.timing import format_timing, timed_prediction_mpi
 
 
 @dataclass(frozen=True)
@@ -82,7 +82,7 @@ def _verify(args: argparse.Namespace, setup: _Setup, world: Any) -> int:  # noqa
     batch = random_batch(plan.config, setup.batch_size, args.seed + 1)
     result = run_plan_mpi(plan, params, batch, world, device=setup.device,
                           collectives="nccl" if args.allreduce == "nccl" else "steps")
-    calibrated = load_cluster_file(args.cluster_file)
+    calibrated = calibrated_cluster(args.cluster_file)
     timing = None if calibrated is None else timed_prediction_mpi(
         plan, params, batch, *calibrated, world, device=setup.device,
         collectives="nccl" if args.allreduce == "nccl" else "steps")

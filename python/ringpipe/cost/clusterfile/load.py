@@ -2,12 +2,13 @@
 calibrated file, a :class:`~ringpipe.cost.hardware.calibration.Calibration`).
 
 The headline keys are documented in :mod:`ringpipe.cost.hardware.cluster`, the ``[measured]``
-table in :mod:`ringpipe.cost.clusterfile.measured`. Every file goes through the one reader,
-:func:`ringpipe.cost.clusterfile.reader.read_cluster_file` (format by suffix or content, BOM,
-binary and unreadable files), and then through :func:`read_cluster` here, which checks
-the whole document, ``[measured]`` included. ``ringpipe plan`` (:func:`load_cluster`)
-and ``ringpipe verify`` (:func:`ringpipe.cost.clusterfile.calibrated.load_calibrated`) therefore
-accept and refuse the same files and build the same :class:`Cluster` from them.
+table in :mod:`ringpipe.cost.clusterfile.measured`. :func:`load_cluster_file` is the one
+name for reading one: the file goes through the one reader,
+:func:`ringpipe.cost.clusterfile.reader.read_document` (format by suffix or content,
+BOM, binary and unreadable files), and then through :func:`read_cluster`, which checks
+the whole document, ``[measured]`` included, into a :class:`ClusterFile`. ``ringpipe
+plan`` and ``ringpipe verify`` therefore accept and refuse the same files and build the
+same :class:`Cluster` from them.
 Unknown keys, missing keys, wrong types, non-finite and out-of-range numbers raise
 ValueError or TypeError naming the file and the key as it is spelled in the file.
 """
@@ -16,11 +17,11 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 from ringpipe.cost.clusterfile.measured import calibration_from_dict, read_link
-from ringpipe.cost.clusterfile.reader import read_cluster_file
+from ringpipe.cost.clusterfile.reader import read_document
 from ringpipe.cost.clusterfile.section import Section
 from ringpipe.cost.hardware.calibration import Calibration
 from ringpipe.cost.hardware.cluster import (
@@ -33,7 +34,7 @@ from ringpipe.cost.hardware.cluster import (
 )
 from ringpipe.cost.hardware.gpu import A100, MICROSECOND, GpuKernels
 
-__all__ = ["TOP_KEYS", "cluster_from_dict", "load_cluster", "read_cluster"]
+__all__ = ["TOP_KEYS", "ClusterFile", "load_cluster_file", "read_cluster"]
 
 #: The top-level keys (``measured``: ``ringpipe calibrate``'s data, cost.measured_table).
 TOP_KEYS = ("name", "nodes", "gpus_per_node", "peak_tflops", "memory_gib",
@@ -91,10 +92,31 @@ def _cluster(top: Section, nodes: int | None) -> Cluster:
                    achievable_fraction=fraction, kernels=_kernels(top), nic_bandwidth=nic)
 
 
+@dataclass(frozen=True)
+class ClusterFile:
+    """A cluster file, read and checked: its :class:`Cluster` and, when the file has a
+    ``[measured]`` table (``ringpipe calibrate`` writes one), the measured constants
+    (:class:`Calibration`, else None). ``source`` names the file in messages."""
+
+    cluster: Cluster
+    calibration: Calibration | None
+    source: str = "cluster file"
+
+    def calibrated(self) -> tuple[Cluster, Calibration]:
+        """(cluster, calibration), or ValueError naming the file when it has no
+        ``[measured]`` table (a plain cluster file, which ``ringpipe calibrate --output
+        FILE`` turns into a calibrated one)."""
+        if self.calibration is None:
+            raise ValueError(f"{self.source}: the cluster file has no [measured] table; "
+                             "verify --cluster-file needs a calibrated cluster file, as "
+                             "`ringpipe calibrate --output FILE` writes")
+        return self.cluster, self.calibration
+
+
 def read_cluster(data: Mapping[str, Any], nodes: int | None = None,
-                 source: str = "cluster file") -> tuple[Cluster, Calibration | None]:
-    """The whole document ``data`` checked: its :class:`Cluster` and, when it has a
-    ``[measured]`` table, its :class:`Calibration` (else None).
+                 source: str = "cluster file") -> ClusterFile:
+    """The whole document ``data`` (a cluster file's parsed form) checked: its
+    :class:`Cluster` and, when it has a ``[measured]`` table, its :class:`Calibration`.
 
     ``nodes`` overrides the file's ``nodes`` (which is optional, default 1; it is still
     checked). ``source`` (the file's name) starts every error message.
@@ -105,19 +127,14 @@ def read_cluster(data: Mapping[str, Any], nodes: int | None = None,
     top = Section(data, source)
     cluster = _cluster(top, nodes)
     if "measured" not in top:
-        return cluster, None
-    return cluster, calibration_from_dict(top.get("measured"), cluster, source)
+        return ClusterFile(cluster, None, source)
+    return ClusterFile(cluster, calibration_from_dict(top.get("measured"), cluster, source),
+                       source)
 
 
-def cluster_from_dict(data: Mapping[str, Any], nodes: int | None = None,
-                      source: str = "cluster file") -> Cluster:
-    """The :class:`Cluster` of the file form ``data`` (:func:`read_cluster`; a
-    ``[measured]`` table is checked too, then left out)."""
-    return read_cluster(data, nodes, source)[0]
-
-
-def load_cluster(path: str | os.PathLike[str], nodes: int | None = None) -> Cluster:
-    """Read the cluster file at ``path`` (TOML or JSON: :mod:`ringpipe.cost.clusterfile.reader`);
-    ``nodes`` overrides the file's node count. What ``ringpipe plan --cluster-file``
-    reads."""
-    return read_cluster(read_cluster_file(path), nodes, os.fspath(path))[0]
+def load_cluster_file(path: str | os.PathLike[str], nodes: int | None = None) -> ClusterFile:
+    """Read and check the cluster file at ``path`` (TOML or JSON, through the one reader
+    :func:`~ringpipe.cost.clusterfile.reader.read_document`); ``nodes`` overrides the
+    file's node count. What ``ringpipe plan --cluster-file`` and ``ringpipe verify
+    --cluster-file`` read (the latter needs :meth:`ClusterFile.calibrated`)."""
+    return read_cluster(read_document(path), nodes, os.fspath(path))

@@ -2,7 +2,7 @@
 
 Every command that takes ``--cluster-file`` (``plan``, ``verify`` in-process and under
 MPI) and every loader in :mod:`ringpipe.cost.clusterfile.load` reads the file through
-:func:`read_cluster_file`, so a file is accepted or refused the same way everywhere.
+:func:`read_document`, so a file is accepted or refused the same way everywhere.
 
 The format is decided by the suffix: ``.toml`` is TOML, ``.json`` is JSON; any other
 name is JSON when its first non-blank character is ``{`` (a TOML document cannot start
@@ -25,7 +25,7 @@ from typing import Any
 
 import tomllib
 
-__all__ = ["MAX_BYTES", "file_format", "read_cluster_file"]
+__all__ = ["MAX_BYTES", "file_format", "read_document"]
 
 #: Largest file read: a calibrated file with full measurement grids is a few hundred KB.
 MAX_BYTES = 16 << 20
@@ -125,10 +125,10 @@ def _parse(name: str, fmt: str, text: str, guessed: bool) -> object:
                          "nested too deeply") from None
 
 
-def read_cluster_file(path: str | os.PathLike[str]) -> dict[str, Any]:
+def read_document(path: str | os.PathLike[str]) -> dict[str, Any]:
     """The parsed cluster file at ``path`` (module docstring); ValueError naming the
     path when it cannot be read or parsed. The document is not validated here:
-    :func:`ringpipe.cost.clusterfile.load.cluster_from_dict` does that."""
+    :func:`ringpipe.cost.clusterfile.load.read_cluster` does that."""
     if not isinstance(path, (str, os.PathLike)):
         raise TypeError(f"cluster file: expected a path, got {type(path).__name__}")
     name = os.fspath(path)
