@@ -1,4 +1,5 @@
-"""What a collective costs on THIS machine, for in-process ranks (one host, shared memory).
+"""Choosing a collective's algorithm: the one rule (:func:`choose`), and what a collective
+costs on THIS machine, for in-process ranks (one host, shared memory).
 
 :func:`ringpipe.all_reduce` with ``algorithm="auto"`` runs its ranks as arrays in one
 process, so the GPU-cluster α-β model of :mod:`ringpipe.cost` does not apply: there is
@@ -28,6 +29,7 @@ prediction within ``tie_tolerance`` of the default algorithm keeps the default (
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
@@ -35,7 +37,8 @@ from typing import Any
 from ringpipe.kernels.registry import ALGORITHMS, step_table
 from ringpipe.validation import check_int, check_real
 
-__all__ = ["DEFAULT_HOST", "HostCost", "HostModel", "choose_host_algorithm",
+__all__ = ["DEFAULT_HOST", "HostCost", "HostModel", "PricedAlgorithm", "choose",
+           "choose_host_algorithm",
            "host_collective_time"]
 
 
@@ -89,37 +92,76 @@ def host_collective_time(collective: str, algorithm: str, nbytes: int, nranks: i
     return HostCost(algorithm, fixed + moved, fixed, transfers, int(table.nsteps))
 
 
+@dataclass(frozen=True)
+class PricedAlgorithm:
+    """One algorithm priced by some cost model: ``time`` seconds in all, of which
+    ``fixed_time`` does not grow with the message (latency); ``detail`` is what the
+    model adds to the reason (e.g. ``"14 steps, K=4"``)."""
+
+    algorithm: str
+    time: float
+    fixed_time: float
+    detail: str = ""
+
+
+def choose(collective: str, priced: Sequence[PricedAlgorithm], what: str,
+           model: str = "", default: str | None = None,
+           tie_tolerance: float = 0.0) -> tuple[str, str]:
+    """The one rule that picks an algorithm from priced candidates, and says why.
+
+    The cheapest wins; with ``default`` given, the default is kept when within
+    ``tie_tolerance`` of the cheapest (both algorithms move the same bytes on a host, so
+    a 2% difference is noise). ``what`` describes the message and the ranks (e.g. ``"1.0
+    MiB on 8 ranks inside one node"``); ``model`` names the cost model. Used for
+    in-process ranks (:func:`choose_host_algorithm`) and for a cluster's links
+    (:func:`ringpipe.cost.hardware.collectives.choose_algorithm`).
+    """
+    if not priced:
+        raise ValueError(f"no algorithm can run {collective}")
+    best = min(priced, key=lambda c: c.time)
+    kept = False
+    if default is not None:
+        fallback = next((c for c in priced if c.algorithm == default), None)
+        if fallback is not None and fallback.time <= best.time * (1 + tie_tolerance):
+            kept, best = best is not fallback, fallback
+    model = f" {model}" if model else ""
+    if len(priced) == 1:
+        return best.algorithm, (f"{best.algorithm}: the only {collective} algorithm "
+                                f"({best.time * 1e6:.1f} µs for {what}{model})")
+    others = ", ".join(f"{c.algorithm} {c.time * 1e6:.1f} µs" for c in priced if c is not best)
+    bound = "latency" if best.fixed_time >= best.time / 2 else "bandwidth"
+    detail = f"; {best.detail}" if best.detail else ""
+    why = (f"{best.algorithm}: {best.time * 1e6:.1f} µs vs {others} for {what} "
+           f"({bound}-bound{detail}){model}")
+    if kept:
+        why += f"; within {tie_tolerance:.0%} of the fastest, so the default is kept"
+    return best.algorithm, why
+
+
 def choose_host_algorithm(collective: str, nbytes: int, nranks: int,
                           host: HostModel = DEFAULT_HOST) -> tuple[str, str]:
-    """The cheapest algorithm for in-process ranks on ``host``, and a one-line reason."""
+    """The cheapest algorithm for in-process ranks on ``host``, and a one-line reason
+    (:func:`choose` with the host model's costs)."""
     if collective not in ALGORITHMS:
         raise ValueError(f"unknown collective {collective!r}; choose one of "
                          f"{', '.join(map(repr, ALGORITHMS))}")
-    costs, refused = [], []
+    priced, refused = [], []
     for algorithm in ALGORITHMS[collective]:
         try:  # a table too large to build (a ring over thousands of ranks) is no candidate
-            costs.append(host_collective_time(collective, algorithm, nbytes, nranks, host))
+            cost = host_collective_time(collective, algorithm, nbytes, nranks, host)
         except ValueError as exc:
             refused.append(str(exc))
-    if not costs:
+            continue
+        priced.append(PricedAlgorithm(algorithm, cost.time, cost.fixed_time))
+    if not priced:
         raise ValueError(f"no algorithm can run {collective} over {nranks} ranks: "
                          + "; ".join(refused))
-    best = min(costs, key=lambda c: c.time)
-    default = next((c for c in costs if c.algorithm == host.default_algorithm), None)
-    kept = default is not None and default.time <= best.time * (1 + host.tie_tolerance)
-    if kept:
-        best = default
-    bound = "latency" if best.fixed_time >= best.time / 2 else "bandwidth"
-    others = ", ".join(f"{c.algorithm} {c.time * 1e6:.1f} µs" for c in costs if c is not best)
-    why = (f"{best.algorithm}: {best.time * 1e6:.1f} µs"
-           + (f" vs {others}" if others else "")
-           + f" for {nbytes} B on {nranks} in-process ranks ({bound}-bound) by the host "
-           f"model of this machine ({host.memory_bandwidth / 1e9:g} GB/s memory, "
-           f"{host.call_overhead * 1e6:g} µs per call, {host.transfer_overhead * 1e9:g} ns "
-           "per table transfer; ringpipe.collectives.choice)")
-    if kept and len(costs) > 1 and best.time > min(c.time for c in costs):
-        why += f"; within {host.tie_tolerance:.0%} of the fastest, so the default is kept"
-    return best.algorithm, why
+    model = (f"by the host model of this machine ({host.memory_bandwidth / 1e9:g} GB/s "
+             f"memory, {host.call_overhead * 1e6:g} µs per call, "
+             f"{host.transfer_overhead * 1e9:g} ns per table transfer; "
+             "ringpipe.collectives.choice)")
+    return choose(collective, priced, f"{nbytes} B on {nranks} in-process ranks", model,
+                  host.default_algorithm, host.tie_tolerance)
 
 
 @lru_cache(maxsize=1024)

@@ -40,6 +40,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ringpipe.collectives.choice import PricedAlgorithm, choose
 from ringpipe.cost.hardware.cluster import Cluster, Link
 from ringpipe.kernels.registry import ALGORITHMS, step_table
 from ringpipe.kernels.steps import StepTable
@@ -247,11 +248,12 @@ def _fmt_bytes(nbytes: float) -> str:
 
 def choose_algorithm(collective: str, nbytes: float, group: int | Sequence[int],
                      cluster: Cluster) -> tuple[str, str]:
-    """The cheapest algorithm for ``collective`` on ``cluster``, and a one-line reason.
+    """The cheapest algorithm for ``collective`` on ``cluster``, and a one-line reason
+    (:func:`ringpipe.collectives.choice.choose`, the one rule, with this α-β model).
 
     ``group`` is the rank count (ranks on GPUs 0..N-1) or the global GPU indices. The
-    cluster is explicit: in-process ranks are priced by :mod:`ringpipe.collectives.choice`
-    instead (``ringpipe.collectives.api.auto_algorithm``).
+    cluster is explicit: in-process ranks are priced by the host model of
+    :mod:`ringpipe.collectives.choice` instead (``algorithm="auto"``).
     """
     if not isinstance(cluster, Cluster):
         raise TypeError(f"cluster must be a Cluster, got {type(cluster).__name__}")
@@ -259,15 +261,10 @@ def choose_algorithm(collective: str, nbytes: float, group: int | Sequence[int],
     names = tuple(ALGORITHMS.get(collective, ()))
     costs = [model.cost(collective, a, nbytes, group) for a in names] if names else \
         [model.cost(collective, "ring", nbytes, group)]  # raises the unknown-collective error
-    best = min(costs, key=lambda c: c.time)
-    where = "across nodes" if best.spans_nodes else "inside one node"
-    if len(costs) == 1:
-        return best.algorithm, (f"{best.algorithm}: the only {collective} algorithm "
-                                f"({best.time * 1e6:.1f} µs for {_fmt_bytes(nbytes)} on "
-                                f"{best.nranks} ranks {where})")
-    others = ", ".join(f"{c.algorithm} {c.time * 1e6:.1f} µs" for c in costs if c is not best)
-    bound = "latency" if best.latency_time >= best.time / 2 else "bandwidth"
-    return best.algorithm, (
-        f"{best.algorithm}: {best.time * 1e6:.1f} µs vs {others} for {_fmt_bytes(nbytes)} "
-        f"on {best.nranks} ranks {where} ({bound}-bound; {best.nsteps} steps"
-        + (f", K={best.pipeline_chunks}" if best.pipeline_chunks > 1 else "") + ")")
+    where = "across nodes" if any(c.spans_nodes for c in costs) else "inside one node"
+    priced = [PricedAlgorithm(c.algorithm, c.time, c.latency_time,
+                              f"{c.nsteps} steps"
+                              + (f", K={c.pipeline_chunks}" if c.pipeline_chunks > 1 else ""))
+              for c in costs]
+    return choose(collective, priced, f"{_fmt_bytes(nbytes)} on {costs[0].nranks} ranks "
+                  f"{where}")
