@@ -14,7 +14,8 @@ from ringpipe.cli import main
 from ringpipe.cost.clusterfile.load import load_cluster_file
 from ringpipe.cost.clusterfile.writer import dumps
 from ringpipe.cost.executable.numpy_ops import held_elements, stage_ops
-from ringpipe.cost.executable.predict import fresh_bytes, predict_plan
+from ringpipe.cost.executable.predict import PlanModel
+from ringpipe.cost.executable.pricer import fresh_bytes
 from ringpipe.cost.hardware.calibration import Calibration
 from ringpipe.cost.hardware.cluster import GB, Link
 from ringpipe.cost.hardware.gemm_curve import GemmCurve
@@ -23,6 +24,10 @@ from ringpipe.model.config import ModelConfig
 from ringpipe.plan.training import Plan
 
 US = 1e-6
+
+
+def predict_plan(plan, batch_size, cluster, calibration, runtime, **kw):
+    return PlanModel(cluster, calibration).predict(plan, batch_size, runtime, **kw)
 
 
 def calibrated(path):

@@ -39,7 +39,7 @@ from ringpipe.cli.plan_plot import check_plot_path, write_plot
 from ringpipe.cost.clusterfile.load import load_cluster_file
 from ringpipe.cost.hardware.cluster import CLUSTER_PRESETS, GIB, Cluster, cluster_preset
 from ringpipe.cost.training.memory import DEFAULT_HEADROOM_GIB
-from ringpipe.cost.training.prediction import Prediction
+from ringpipe.cost.training.prediction import StepPrediction
 from ringpipe.cost.training.recipe import Recipe
 from ringpipe.cost.training.search import (
     DEFAULT_SCHEDULES,
@@ -178,7 +178,7 @@ def build_cluster(args: argparse.Namespace) -> Cluster:
     return cluster_preset(args.cluster, 1 if args.nodes is None else args.nodes)
 
 
-def _row(rank: int | str, p: Prediction) -> str:
+def _row(rank: int | str, p: StepPrediction) -> str:
     c = p.config
     fits = "" if p.fits else "  (does not fit)"
     return (f"{rank:>4} {c.tp:>3} {c.pp:>3} {c.dp:>4}  {c.schedule:<17}{c.chunks:>2} "
@@ -188,7 +188,7 @@ def _row(rank: int | str, p: Prediction) -> str:
             f"{p.comm_fraction:>6.1%}{fits}")
 
 
-def format_table(report: SearchReport, rows: list[Prediction], title: str) -> str:
+def format_table(report: SearchReport, rows: list[StepPrediction], title: str) -> str:
     """The ranked table, with a header naming which FLOPs each column counts."""
     lines = [title, "                                                         model FLOPs  "
              "hardware", "rank  tp  pp   dp  schedule          v  mb  recompute  step (s) "

@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 
 from ringpipe.cost import SearchReport
-from ringpipe.cost.training.prediction import Prediction
+from ringpipe.cost.training.prediction import StepPrediction
 
 __all__ = ["check_plot_path", "write_plot"]
 
@@ -26,7 +26,7 @@ def write_plot(report: SearchReport, path: str, top: int) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt  # noqa: PLC0415
 
-    best: dict[tuple[int, int, int], Prediction] = {}
+    best: dict[tuple[int, int, int], StepPrediction] = {}
     for p in report.candidates:
         key = (p.config.tp, p.config.pp, p.config.dp)
         best.setdefault(key, p)

@@ -40,9 +40,10 @@ from ringpipe.cost.hardware.cluster import (
     cluster_preset,
 )
 from ringpipe.cost.hardware.collectives import CollectiveCost, CollectiveModel, choose_algorithm
+from ringpipe.cost.prediction import Prediction, Predictor
 from ringpipe.cost.training.explain import explain
 from ringpipe.cost.training.memory import MemoryBreakdown
-from ringpipe.cost.training.prediction import Config, Prediction
+from ringpipe.cost.training.prediction import Config, StepPrediction
 from ringpipe.cost.training.recipe import MEGATRON, SC21, Recipe
 from ringpipe.cost.training.search import FitsNowhere, SearchReport, SearchSpace, search
 from ringpipe.cost.training.spec import RECOMPUTE, TrainingSpec, executed_flops
@@ -66,10 +67,12 @@ __all__ = [
     "MemoryBreakdown",
     "SearchReport",
     "Prediction",
+    "Predictor",
     "Recipe",
     "SC21",
     "SearchSpace",
     "StepModel",
+    "StepPrediction",
     "TrainingSpec",
     "choose_algorithm",
     "cluster_preset",

@@ -2,7 +2,7 @@
 
 ``step_time_s`` is the best of ``repeats`` timed steps after one warm-up step (on a
 shared machine noise only adds time; the minimum is the least disturbed run).
-``predicted_step_time_s`` is :func:`ringpipe.cost.executable.predict.predict_plan` for the same
+``predicted_step_time_s`` is :meth:`ringpipe.cost.executable.predict.PlanModel.predict` for the same
 :class:`ringpipe.Plan`, batch size and runtime, with the calibrated constants of the
 cluster file; ``predicted_over_measured`` is their ratio.
 
@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from ringpipe.cost.executable.predict import predict_plan
+from ringpipe.cost.executable.predict import PlanModel
 from ringpipe.cost.hardware.calibration import Calibration
 from ringpipe.cost.hardware.cluster import Cluster
 from ringpipe.measure.timer import cpu_share
@@ -47,7 +47,7 @@ SHARE_SECONDS = 0.3
 def _report(plan: Plan, batch_size: int, cluster: Cluster, calibration: Calibration,
             runtime: str, samples: list[float], shares: list[float]) -> dict[str, Any]:
     share = max(shares)
-    pred = predict_plan(plan, batch_size, cluster, calibration, runtime, cpu_share=share)
+    pred = PlanModel(cluster, calibration).predict(plan, batch_size, runtime, cpu_share=share)
     measured = min(samples)
     return {"step_time_s": measured, "step_time_samples_s": samples,
             **pred.to_dict(), "predicted_over_measured": pred.step_time / measured,
@@ -71,8 +71,8 @@ def timed_prediction(plan: Plan, params: dict[str, np.ndarray], batch: Batch,
         samples.append(time.perf_counter() - t0)
         cpu.append(time.thread_time() - c0)
     doc = _report(plan, batch_size, cluster, calibration, "inproc", samples, shares)
-    at_full_share = predict_plan(plan, batch_size, cluster, calibration, "inproc",
-                                 cpu_share=1.0).step_time
+    at_full_share = PlanModel(cluster, calibration).predict(plan, batch_size, "inproc",
+                                                            cpu_share=1.0).step_time
     return {**doc, "step_cpu_time_s": min(cpu), "predicted_cpu_time_s": at_full_share}
 
 

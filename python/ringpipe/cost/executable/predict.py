@@ -56,36 +56,37 @@ measured ``action_overhead`` (:mod:`ringpipe.measure.calibrate.probe`), or when 
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass, replace
+import warnings
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from ringpipe.cost.executable.numpy_ops import OpList, stage_ops
+from ringpipe.cost.executable.numpy_ops import stage_ops
+from ringpipe.cost.executable.pricer import (
+    ACTION_CALLS,
+    Pricer,
+    assemble_time,
+    fresh_bytes,
+    gather_time,
+    largest_bucket,
+)
 from ringpipe.cost.hardware.calibration import Calibration
-from ringpipe.cost.hardware.cluster import Cluster, Link
-from ringpipe.cost.hardware.collectives import CollectiveModel
-from ringpipe.cost.hardware.gpu import GpuKernels
+from ringpipe.cost.hardware.cluster import Cluster
 from ringpipe.cost.training.pipeline import PipelineSimulator, StageCosts
-from ringpipe.schedules import ActionKind
 from ringpipe.validation import check_real
 
 if TYPE_CHECKING:
     from ringpipe.plan.training import Plan
 
-ACTION_CALLS = 20
 RUNTIMES = ("inproc", "mpi")
-#: CPU kernels: no tile/wave quantisation (one "SM", 1×1 tiles), no launch floor, no
-#: saturation term (the measured GEMM curve gives each shape's rate).
-HOST_KERNELS = GpuKernels(sm_count=1, tile_m=1, tile_n=1, flash_fraction=1.0,
-                          launch_overhead=0.0, saturation=0.0)
-
 
 @dataclass(frozen=True)
-class ExecutablePrediction:
+class PlanPrediction:
     """A predicted step (seconds) and its parts. ``fresh_memory_time`` (first touch of
     the step's new memory) is one more addend in-process; under MPI it is already inside
     ``compute_time`` (the F actions of the busiest pipeline rank) and ``gather_time``
-    (rank 0's received gradients), reported for information."""
+    (rank 0's received gradients), reported for information. ``fresh_bytes``: per
+    pipeline rank, the bytes one TP rank first-touches (:func:`fresh_bytes`)."""
 
     runtime: str
     step_time: float
@@ -96,79 +97,86 @@ class ExecutablePrediction:
     gather_time: float
     oversubscription: float
     fresh_memory_time: float = 0.0
+    fresh_bytes: tuple[float, ...] = ()
+    assumptions: Mapping[str, object] = field(default_factory=dict, compare=False)
+
+    @property
+    def total_s(self) -> float:
+        """The step time, seconds."""
+        return self.step_time
+
+    @property
+    def breakdown_s(self) -> dict[str, float]:
+        """The parts (``predicted_parts_s`` of the JSON form)."""
+        return {"compute": self.compute_time, "tp_comm": self.tp_comm_time,
+                "pp_comm": self.pp_comm_time, "dp_comm": self.dp_comm_time,
+                "gather": self.gather_time, "fresh_memory": self.fresh_memory_time}
+
+    @property
+    def memory_bytes(self) -> dict[str, float]:
+        """What the fullest pipeline rank's processes first-touch per step (activations
+        held at the peak, parameter shards, gradients): ``total``."""
+        return {"total": max(self.fresh_bytes, default=0.0)}
 
     def to_dict(self) -> dict[str, Any]:
         """JSON form."""
         return {"runtime": self.runtime, "predicted_step_time_s": self.step_time,
-                "predicted_parts_s": {"compute": self.compute_time,
-                                      "tp_comm": self.tp_comm_time,
-                                      "pp_comm": self.pp_comm_time,
-                                      "dp_comm": self.dp_comm_time,
-                                      "gather": self.gather_time,
-                                      "fresh_memory": self.fresh_memory_time},
+                "predicted_parts_s": self.breakdown_s,
                 "oversubscription": self.oversubscription}
-
-
-@dataclass(frozen=True)
-class Pricer:
-    """Prices operations on one runtime of a calibrated machine."""
-
-    cluster: Cluster
-    calibration: Calibration
-    runtime: str
-    dtype: str
-    gemm_scale: float = 1.0
-
-    @property
-    def itemsize(self) -> int:
-        """Bytes per element."""
-        return 8 if self.dtype == "float64" else 4
-
-    def compute(self, ops: OpList) -> float:
-        """Seconds of ``ops``' GEMMs and memory-bound calls (no communication)."""
-        cal, e = self.calibration, self.itemsize
-        curve = cal.curve(self.dtype, self.cluster)
-        bw, over = cal.memory_bandwidth, cal.call_overhead
-        total = 0.0
-        for m, n, k, batch in ops.gemms:
-            rate = curve.rate(m, n, k) * self.gemm_scale
-            total += HOST_KERNELS.gemm_time(m, n, k, rate, bw, batch, e) + over
-        for calls, elements in ops.mem:
-            per_call = elements * e / calls
-            total += calls * (HOST_KERNELS.memory_time(per_call, cal.bandwidth_for(per_call))
-                              + over)
-        return total + ops.transcendental * cal.transcendental
-
-    def allreduce(self, algorithm: str, elements: float, ranks: int) -> float:
-        """One all-reduce of ``elements`` over ``ranks`` (step table, measured link)."""
-        if ranks == 1:
-            return 0.0
-        link = self.calibration.allreduce_link(self.runtime, algorithm, ranks, self.cluster)
-        host = replace(self.cluster, nodes=1, gpus_per_node=ranks, intra=link, inter=link)
-        cost = CollectiveModel(host).cost("all_reduce", algorithm, elements * self.itemsize,
-                                          ranks, pipeline_chunks=1)
-        return cost.time + 3 * self.calibration.call_overhead
-
-    def message(self, elements: float, copies: int = 1) -> float:
-        """``copies`` point-to-point messages of ``elements`` each."""
-        link: Link = self.calibration.p2p_link(self.runtime, self.cluster)
-        return copies * link.time(elements * self.itemsize)
 
 
 def _blas_threads_mpi(world: int, cores: int) -> int:
     return max(1, cores // max(1, world))  # ringpipe.mpi.launch's default
 
 
+@dataclass(frozen=True)
+class PlanModel:
+    """Prices executable plans on one calibrated machine: ``cluster`` and its measured
+    ``calibration`` (a calibrated cluster file: :meth:`ClusterFile.calibrated
+    <ringpipe.cost.clusterfile.load.ClusterFile.calibrated>`)."""
+
+    cluster: Cluster
+    calibration: Calibration
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.cluster, Cluster):
+            raise TypeError(f"PlanModel.cluster must be a Cluster, got "
+                            f"{type(self.cluster).__name__}")
+        if not isinstance(self.calibration, Calibration):
+            raise TypeError(f"PlanModel.calibration must be a Calibration, got "
+                            f"{type(self.calibration).__name__}")
+
+    def predict(self, plan: Plan, batch_size: int, runtime: str = "inproc",
+                blas_threads: int | None = None,
+                cpu_share: float | None = None) -> PlanPrediction:
+        """Predicted step of ``plan`` on ``batch_size`` sequences (module docstring).
+
+        ``runtime``: ``"inproc"`` or ``"mpi"``. ``blas_threads``: BLAS threads per
+        process of the run (default: the calibration's in-process,
+        ``ringpipe.mpi.launch``'s cores/P under MPI). ``cpu_share``: the share σ of a
+        core each process gets, when known for the moment of the run (default: the
+        calibration's).
+        """
+        return _predict(plan, batch_size, self.cluster, self.calibration, runtime,
+                        blas_threads, cpu_share)
+
+
 def predict_plan(plan: Plan, batch_size: int, cluster: Cluster, calibration: Calibration,
                  runtime: str, blas_threads: int | None = None,
-                 cpu_share: float | None = None) -> ExecutablePrediction:
-    """Predicted step of ``plan`` on ``batch_size`` sequences (module docstring).
+                 cpu_share: float | None = None) -> PlanPrediction:
+    """Deprecated: ``PlanModel(cluster, calibration).predict(plan, batch_size, runtime,
+    ...)`` (one predictor interface); warns once per calling line."""
+    warnings.warn("ringpipe.cost.executable.predict.predict_plan is deprecated; use "
+                  "PlanModel(cluster, calibration).predict(plan, batch_size, runtime)",
+                  FutureWarning, stacklevel=2)
+    return PlanModel(cluster, calibration).predict(plan, batch_size, runtime, blas_threads,
+                                                   cpu_share)
 
-    ``blas_threads``: BLAS threads per process of the run (default: the calibration's
-    in-process, ``ringpipe.mpi.launch``'s cores/P under MPI). ``cpu_share``: the share
-    σ of a core each process gets, when known for the moment of the run (default: the
-    calibration's).
-    """
+
+def _predict(plan: Plan, batch_size: int, cluster: Cluster, calibration: Calibration,
+             runtime: str, blas_threads: int | None,
+             cpu_share: float | None) -> PlanPrediction:
+    """:meth:`PlanModel.predict`."""
     if cpu_share is not None:
         check_real("cpu_share", cpu_share, maximum=1.0, positive=True)
     if runtime not in RUNTIMES:
@@ -199,8 +207,13 @@ def predict_plan(plan: Plan, batch_size: int, cluster: Cluster, calibration: Cal
     act_elems = b * plan.config.seq * plan.config.hidden
     placement = plan.schedule.placement
     hops = sum(placement[s] != placement[s + 1] for s in range(nstages - 1))
-    bucket = _largest_bucket(plan)
+    bucket = largest_bucket(plan)
     fresh = fresh_bytes(plan, held, pricer.itemsize)
+    held_bytes = tuple(sum(rank) for rank in fresh)
+    assumptions = {"runtime": runtime, "blas_threads": blas_threads,
+                   "cpu_share": 1.0 / rho, "cores": cal.cores,
+                   "calibrated_blas_threads": cal.blas_threads,
+                   "batch_size": batch_size, "microbatch_size": b}
     if runtime == "inproc":
         fresh_time = rho * cal.fresh_memory * tp * sum(
             peak + shards + mesh.dp * grads for peak, shards, grads in fresh)
@@ -208,12 +221,12 @@ def predict_plan(plan: Plan, batch_size: int, cluster: Cluster, calibration: Cal
         tp_comm = mesh.dp * m * (sum(comm_f) + sum(comm_i))
         pp_comm = mesh.dp * m * hops * 2 * (pricer.message(act_elems, tp) + act)
         dp_comm = mesh.pp * tp * pricer.allreduce(plan.allreduce, bucket, mesh.dp)
-        gather = _assemble_time(plan, pricer)
+        gather = assemble_time(plan, pricer)
         compute, tp_comm, pp_comm, dp_comm, gather = (
             rho * x for x in (compute, tp_comm, pp_comm, dp_comm, gather))
         total = compute + tp_comm + pp_comm + dp_comm + gather + fresh_time
-        return ExecutablePrediction(runtime, total, compute, tp_comm, pp_comm, dp_comm,
-                                    gather, rho, fresh_time)
+        return PlanPrediction(runtime, total, compute, tp_comm, pp_comm, dp_comm, gather,
+                              rho, fresh_time, held_bytes, assumptions)
     message = pricer.message(act_elems) + act if hops else 0.0
     per_f = [0.0] * nstages
     for p, (peak, shards, grads) in enumerate(fresh):
@@ -229,63 +242,10 @@ def predict_plan(plan: Plan, batch_size: int, cluster: Cluster, calibration: Cal
                       for p in range(mesh.pp))
     dp_comm = pricer.allreduce(plan.allreduce, bucket, mesh.dp)
     received = rho * cal.fresh_memory * 2 * plan.config.num_params() * pricer.itemsize
-    gather = _gather_time(plan, pricer) + rho * _assemble_time(plan, pricer) + received
+    gather = gather_time(plan, pricer) + rho * assemble_time(plan, pricer) + received
     total = timing.makespan + dp_comm + gather
     fresh_time = rho * m * max(sum(per_f[s] for s in plan.schedule.stages_of(p))
                                for p in range(mesh.pp)) + received
-    return ExecutablePrediction(runtime, total, timing.makespan - tp_comm, tp_comm,
-                                timing.makespan * timing.bubble_fraction, dp_comm, gather,
-                                rho, fresh_time)
-
-
-def fresh_bytes(plan: Plan, held: list[float],
-                itemsize: int) -> list[tuple[float, float, float]]:
-    """Per pipeline rank p, for one TP rank: (peak bytes of held activations, bytes of
-    its parameter shards, bytes of its gradients) — what a step first-touches (module
-    docstring). ``held[s]``: elements one forward of stage s keeps."""
-    out = []
-    for p in range(plan.mesh.pp):
-        cur = peak = 0.0
-        for a in plan.schedule.actions[p]:
-            if a is None:
-                continue
-            if a.kind is ActionKind.FORWARD:
-                cur += held[a.stage]
-                peak = max(peak, cur)
-            elif a.kind in (ActionKind.FULL_BACKWARD, ActionKind.BACKWARD_WEIGHT):
-                cur -= held[a.stage]
-        shards = sum(_stage_elements(plan, s) for s in plan.schedule.stages_of(p))
-        out.append((peak * itemsize, shards * itemsize, shards * itemsize))
-    return out
-
-
-def _stage_elements(plan: Plan, stage: int) -> int:
-    """Elements of one TP rank's shard of ``stage``'s parameters (the stage's
-    ``param_shapes`` are its TP rank's)."""
-    return sum(math.prod(shape) for shape in plan.stages[stage].param_shapes().values())
-
-
-def _largest_bucket(plan: Plan) -> int:
-    """Elements of the largest DP gradient bucket: one (pp, tp) position's stages."""
-    return max(sum(_stage_elements(plan, s) for s in plan.schedule.stages_of(p))
-               for p in range(plan.mesh.pp))
-
-
-def _gather_time(plan: Plan, pricer: Pricer) -> float:
-    """Rank 0 receives every other rank of replica 0's gradients (its share of the
-    parameters), pickled: a message plus two memory passes each."""
-    world0 = plan.mesh.pp * plan.mesh.tp
-    share = plan.config.num_params() / world0
-    per = pricer.message(share) + HOST_KERNELS.memory_time(
-        2 * share * pricer.itemsize, pricer.calibration.memory_bandwidth)
-    return (world0 - 1) * per + math.log2(max(1, plan.mesh.world)) * pricer.message(1)
-
-
-def _assemble_time(plan: Plan, pricer: Pricer) -> float:
-    """Full-shape gradients built from the shards: two memory passes over all
-    parameters, one call per parameter tensor and rank."""
-    n = plan.config.num_params()
-    calls = plan.mesh.world * 8 * plan.config.layers
-    return HOST_KERNELS.memory_time(3 * n * pricer.itemsize,
-                                    pricer.calibration.memory_bandwidth) \
-        + calls * pricer.calibration.call_overhead
+    return PlanPrediction(runtime, total, timing.makespan - tp_comm, tp_comm,
+                          timing.makespan * timing.bubble_fraction, dp_comm, gather, rho,
+                          fresh_time, held_bytes, assumptions)

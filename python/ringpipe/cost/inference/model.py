@@ -39,6 +39,7 @@ HBM (vLLM's default ``gpu_memory_utilization``).
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from ringpipe.cost.hardware.cluster import GIB, Cluster
@@ -109,11 +110,29 @@ class InferencePrediction:
     fits: bool
     decode_breakdown_s: dict[str, float] = field(default_factory=dict)
     output_len: int = 1
+    assumptions: Mapping[str, object] = field(default_factory=dict, compare=False)
 
     @property
     def latency_s(self) -> float:
         """End-to-end: TTFT + (K - 1) · TPOT."""
         return self.ttft_s + (self.output_len - 1) * self.tpot_s
+
+    @property
+    def total_s(self) -> float:
+        """A request's end-to-end latency, :attr:`latency_s`."""
+        return self.latency_s
+
+    @property
+    def breakdown_s(self) -> dict[str, float]:
+        """``ttft`` and ``tpot``, then one decode step's parts (``decode_*``)."""
+        return {"ttft": self.ttft_s, "tpot": self.tpot_s,
+                **{f"decode_{k}": v for k, v in self.decode_breakdown_s.items()}}
+
+    @property
+    def memory_bytes(self) -> dict[str, float]:
+        """Weights, KV cache and their total on the fullest GPU, bytes."""
+        return {"weights": self.weights_gib * GIB, "kv_cache": self.kv_cache_gib * GIB,
+                "total": self.memory_gib * GIB}
 
 
 def kv_cache_bytes(model: ModelConfig, tokens: int, sequences: int, tp: int = 1,
@@ -211,12 +230,16 @@ class InferenceModel:
                                 2 * batch * m.vocab * m.hidden / tp, dtype) if last else 0.0
         return compute + comm + layers * self.calibration.layer_overhead + logits
 
-    def _p2p(self, nbytes: float, layout: Mesh) -> float:
+    def _crosses_nodes(self, layout: Mesh) -> bool:
+        """Whether a stage-to-stage hop (the token hand-back included) leaves a node."""
         c, tp, pp = self.cluster, layout.tp, layout.pp
-        if pp == 1:
+        return any(c.node_of(r * tp) != c.node_of(((r + 1) % pp) * tp) for r in range(pp))
+
+    def _p2p(self, nbytes: float, layout: Mesh) -> float:
+        if layout.pp == 1:
             return 0.0
-        crossing = any(c.node_of(r * tp) != c.node_of(((r + 1) % pp) * tp) for r in range(pp))
-        return (c.inter if crossing else c.intra).time(nbytes)
+        link = self.cluster.inter if self._crosses_nodes(layout) else self.cluster.intra
+        return link.time(nbytes)
 
     def _prefill(self, per_stage: tuple[int, ...], b: int, work: Workload,
                  layout: Mesh) -> float:
@@ -272,4 +295,11 @@ class InferenceModel:
             # the real B·K tokens: replicas with floor(B/dp) or no sequences still hold GPUs
             work.batch * work.output_len / (busy * layout.world),
             weights / GIB, kv_seq * b / GIB, memory / GIB, max_batch,
-            memory <= usable, breakdown, work.output_len)
+            memory <= usable, breakdown, work.output_len,
+            {"prompt_len": work.prompt_len, "output_len": work.output_len,
+             "batch": work.batch, "dtype": work.dtype, "groups_in_flight": groups,
+             "tp_link": "inter-node" if tp > c.gpus_per_node else "intra-node",
+             "pp_link": "inter-node" if self._crosses_nodes(layout) else "intra-node",
+             "hbm_efficiency": self.calibration.hbm_efficiency,
+             "layer_overhead_s": self.calibration.layer_overhead,
+             "memory_utilization": MEMORY_UTILIZATION})

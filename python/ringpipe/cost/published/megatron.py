@@ -31,7 +31,7 @@ import math
 from dataclasses import dataclass, replace
 
 from ringpipe.cost.hardware.cluster import Cluster, cluster_preset
-from ringpipe.cost.training.prediction import Config, Prediction
+from ringpipe.cost.training.prediction import Config, StepPrediction
 from ringpipe.cost.training.recipe import SC21
 from ringpipe.cost.training.spec import TrainingSpec
 from ringpipe.cost.training.step_time import StepModel
@@ -104,7 +104,7 @@ class Comparison:
     """A row, ringpipe's prediction for it and the relative error."""
 
     row: MegatronRow
-    prediction: Prediction
+    prediction: StepPrediction
     predicted_tflops: float
 
     @property

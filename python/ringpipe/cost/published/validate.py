@@ -32,7 +32,7 @@ from ringpipe.cost.published.training_runs import (
     llama3_runs,
 )
 from ringpipe.cost.training.memory import DEFAULT_HEADROOM_GIB
-from ringpipe.cost.training.prediction import Config, Prediction
+from ringpipe.cost.training.prediction import Config, StepPrediction
 from ringpipe.cost.training.search import SearchSpace, search
 from ringpipe.cost.training.spec import TrainingSpec
 from ringpipe.cost.training.step_time import StepModel
@@ -44,7 +44,7 @@ class Checked:
     """A published run and ringpipe's prediction for it."""
 
     run: PublishedRun
-    prediction: Prediction
+    prediction: StepPrediction
 
     @property
     def error(self) -> float | None:
@@ -69,7 +69,7 @@ def cluster_for(run: PublishedRun) -> Cluster:
 
 
 def predict_run(run: PublishedRun, recompute: str | None = None,
-                headroom_gib: float = DEFAULT_HEADROOM_GIB) -> Prediction:
+                headroom_gib: float = DEFAULT_HEADROOM_GIB) -> StepPrediction:
     """ringpipe's prediction of ``run`` (``recompute`` overrides the run's)."""
     training = TrainingSpec(run.global_batch, run.microbatch, run.dtype,
                             recompute or run.recompute, run.recipe)
@@ -114,7 +114,7 @@ def bloom_rank_correlation(checked: list[Checked], source: str | None = None) ->
                     [c.run.global_batch / c.run.step_s for c in ran])
 
 
-def llama3() -> list[tuple[PublishedRun, Prediction, float]]:
+def llama3() -> list[tuple[PublishedRun, StepPrediction, float]]:
     """Llama 3 405B's layout (tp, pp, dp and micro-batch 1 pinned) as ``ringpipe plan``
     completes it under the default recipe and headroom: the best schedule, and the
     lightest recomputation that fits; with the published TFLOP/s."""

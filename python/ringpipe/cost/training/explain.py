@@ -4,12 +4,12 @@ most, the FLOPs both ways (model and hardware), and the memory breakdown."""
 from __future__ import annotations
 
 from ringpipe.cost.hardware.cluster import Cluster
-from ringpipe.cost.training.prediction import Prediction
+from ringpipe.cost.training.prediction import StepPrediction
 
 PARTS = ("compute_time", "tp_comm_time", "bubble_time", "dp_comm_time", "optimizer_time")
 
 
-def _part(name: str, a: Prediction, b: Prediction, cluster: Cluster) -> str:
+def _part(name: str, a: StepPrediction, b: StepPrediction, cluster: Cluster) -> str:
     ca, cb = a.config, b.config
     if name == "tp_comm_time":
         def where(tp: int) -> str:
@@ -32,7 +32,7 @@ def _part(name: str, a: Prediction, b: Prediction, cluster: Cluster) -> str:
     return f"optimizer step {a.optimizer_time:.2f} s vs {b.optimizer_time:.2f} s"
 
 
-def headline(p: Prediction) -> str:
+def headline(p: StepPrediction) -> str:
     """One sentence: step time, model and hardware TFLOP/s, MFU, memory breakdown."""
     return (f"{p.config.label()} is predicted at {p.step_time:.3g} s per step: "
             f"{p.model_tflops_per_gpu:.0f} model TFLOP/s per GPU (MFU {p.mfu:.1%}; "
@@ -42,7 +42,7 @@ def headline(p: Prediction) -> str:
             f"(headroom {p.headroom / 2**30:g} GiB).")
 
 
-def explain(best: Prediction, other: Prediction | None, cluster: Cluster,
+def explain(best: StepPrediction, other: StepPrediction | None, cluster: Cluster,
             pinned: bool = False) -> str:
     """Why ``best`` wins against ``other`` (the next-best with a different (tp, pp)),
     by the parts of the step time that differ most. ``pinned``: tp/pp/dp were pinned
@@ -67,13 +67,13 @@ def explain(best: Prediction, other: Prediction | None, cluster: Cluster,
     return text + "."
 
 
-def main_reason(slow: Prediction, fast: Prediction, cluster: Cluster) -> str:
+def main_reason(slow: StepPrediction, fast: StepPrediction, cluster: Cluster) -> str:
     """The part of the step time that costs ``slow`` the most against ``fast``."""
     name = max(PARTS, key=lambda n: getattr(slow, n) - getattr(fast, n))
     return _part(name, slow, fast, cluster)
 
 
-def explain_pinned(pinned: Prediction, best: Prediction, cluster: Cluster) -> str:
+def explain_pinned(pinned: StepPrediction, best: StepPrediction, cluster: Cluster) -> str:
     """The pinned choice against the best unpinned one: predicted slowdown, main reason."""
     head = headline(pinned)
     if best.step_time >= pinned.step_time:

@@ -1,5 +1,5 @@
-"""What the cost model is asked about (:class:`Config`) and what it answers
-(:class:`Prediction`).
+"""What the training cost model is asked about (:class:`Config`) and what it answers
+(:class:`StepPrediction`, a :class:`ringpipe.cost.prediction.Prediction`).
 
 A :class:`Config` is one point of the search: a :class:`ringpipe.mesh.Mesh` (the same
 mesh type :class:`ringpipe.Plan` runs on), the schedule, its chunks per rank (resolved
@@ -18,7 +18,8 @@ FLOPs are reported two ways, named as such (Korthikanti et al. 2022, §6.1):
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from ringpipe.cost.hardware.cluster import GIB
@@ -79,10 +80,11 @@ class Config:
 
 
 @dataclass(frozen=True)
-class Prediction:
+class StepPrediction:
     """A configuration's predicted step. Times in seconds; compute, TP communication,
     bubble, exposed DP communication and the optimizer step add up to ``step_time``
-    (compute, TP and bubble are averages over pipeline ranks)."""
+    (compute, TP and bubble are averages over pipeline ranks). ``assumptions``: what
+    decided it (:meth:`~ringpipe.cost.training.step_time.StepModel.assumptions`)."""
 
     config: Config
     num_microbatches: int
@@ -103,6 +105,28 @@ class Prediction:
     dp_comm_total: float = 0.0
     layers_per_stage: tuple[int, ...] = ()
     peak_in_flight: tuple[int, ...] = ()
+    assumptions: Mapping[str, object] = field(default_factory=dict, compare=False)
+
+    @property
+    def total_s(self) -> float:
+        """The step time, seconds."""
+        return self.step_time
+
+    @property
+    def breakdown_s(self) -> dict[str, float]:
+        """The five parts of the step (:meth:`parts`), then the whole DP communication
+        (``dp_comm_total``, of which ``dp_comm_exposed`` is in the step) and one
+        stage-to-stage message (``pp_message``)."""
+        return {**self.parts(), "dp_comm_total": self.dp_comm_total,
+                "pp_message": self.message_time}
+
+    @property
+    def memory_bytes(self) -> dict[str, float]:
+        """Bytes on the fullest GPU by kind, and ``total``."""
+        m = self.memory
+        return {"weights": m.weights, "gradients": m.gradients, "optimizer": m.optimizer,
+                "activations": m.activations, "comm_buffers": m.comm_buffers,
+                "reserved": m.reserved, "total": m.total}
 
     @property
     def fits(self) -> bool:
@@ -160,5 +184,4 @@ class Prediction:
                 "bubble_fraction": self.bubble_fraction,
                 "comm_fraction": self.comm_fraction, "fits": self.fits,
                 "layers_per_stage": list(self.layers_per_stage),
-                "breakdown_s": {**self.parts(), "dp_comm_total": self.dp_comm_total,
-                                "pp_message": self.message_time}}
+                "breakdown_s": self.breakdown_s}

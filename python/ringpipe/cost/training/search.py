@@ -31,7 +31,7 @@ from dataclasses import dataclass, replace
 from ringpipe.cost.hardware.cluster import GIB, Cluster
 from ringpipe.cost.training.explain import explain, explain_pinned
 from ringpipe.cost.training.memory import DEFAULT_HEADROOM_GIB
-from ringpipe.cost.training.prediction import Config, Prediction
+from ringpipe.cost.training.prediction import Config, StepPrediction
 from ringpipe.cost.training.spec import RECOMPUTE, TrainingSpec
 from ringpipe.cost.training.step_time import StepModel
 from ringpipe.mesh import Mesh
@@ -84,24 +84,24 @@ class SearchReport:
     model: ModelConfig
     training: TrainingSpec
     cluster: Cluster
-    candidates: tuple[Prediction, ...]
+    candidates: tuple[StepPrediction, ...]
     headroom: float = 0.0
-    unpinned_best: Prediction | None = None
+    unpinned_best: StepPrediction | None = None
     pinned: bool = False
 
     @property
-    def fitting(self) -> tuple[Prediction, ...]:
+    def fitting(self) -> tuple[StepPrediction, ...]:
         """The candidates that fit in memory, fastest first."""
         return tuple(p for p in self.candidates if p.fits)
 
     @property
-    def best(self) -> Prediction | None:
+    def best(self) -> StepPrediction | None:
         """The fastest fitting candidate (None when nothing fits)."""
         fitting = self.fitting
         return fitting[0] if fitting else None
 
     @property
-    def runner_up(self) -> Prediction | None:
+    def runner_up(self) -> StepPrediction | None:
         """The fastest fitting candidate with a different (tp, pp) than the best."""
         best = self.best
         if best is None:
@@ -198,9 +198,9 @@ def _recomputes(training: TrainingSpec) -> tuple[str, ...]:
     return (training.recompute,) if training.recompute else RECOMPUTE
 
 
-def _price(step: StepModel, configs: list[Config]) -> list[Prediction]:
+def _price(step: StepModel, configs: list[Config]) -> list[StepPrediction]:
     """Price ``configs`` (lighter recomputation first) until one fits."""
-    out: list[Prediction] = []
+    out: list[StepPrediction] = []
     for config in configs:
         try:
             layout = step.layout(config)
@@ -212,10 +212,10 @@ def _price(step: StepModel, configs: list[Config]) -> list[Prediction]:
     return out
 
 
-def _search(step: StepModel, space: SearchSpace) -> list[Prediction]:
+def _search(step: StepModel, space: SearchSpace) -> list[StepPrediction]:
     model, training, cluster = step.model, step.training, step.cluster
     sizes = (training.microbatch_size,) if training.microbatch_size else space.microbatch_sizes
-    found: list[Prediction] = []
+    found: list[StepPrediction] = []
     for tp, pp, dp in factorisations(model, training, cluster.world, space):
         per_replica = training.global_batch // dp
         mesh = Mesh(dp=dp, pp=pp, tp=tp)

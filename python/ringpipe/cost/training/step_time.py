@@ -50,7 +50,7 @@ from ringpipe.cost.training.memory import (
 )
 from ringpipe.cost.training.operators import LayerCosts, stage_costs
 from ringpipe.cost.training.pipeline import PipelineSimulator, StageCosts
-from ringpipe.cost.training.prediction import Config, Prediction
+from ringpipe.cost.training.prediction import Config, StepPrediction
 from ringpipe.cost.training.spec import TrainingSpec, executed_flops
 from ringpipe.model.config import ModelConfig
 from ringpipe.plan.layout import split_layers
@@ -182,6 +182,27 @@ class StepModel:
             if crossing.any() else 0
         return self._memo[key]
 
+    def assumptions(self, config: Config) -> dict[str, object]:
+        """What decides ``config``'s prediction beyond the model's shape: the sequence,
+        batch, dtype and recipe, and for TP, PP and DP the link their messages cross
+        (``"intra-node"``: the GPUs' NVLink-class ``intra_node_gbs``; ``"inter-node"``:
+        the NIC share ``inter_node_gbs``, per GPU, each way)."""
+        c, tr = self.cluster, self.training
+
+        def link(crosses: bool) -> str:
+            return "inter-node" if crosses else "intra-node"
+
+        return {"seq": self.model.seq, "global_batch": tr.global_batch,
+                "microbatch_size": config.microbatch_size, "dtype": tr.dtype,
+                "recompute": config.recompute, "recipe": tr.recipe.to_dict(),
+                "gpus_per_node": c.gpus_per_node,
+                "tp_link": link(config.tp > c.gpus_per_node),
+                "pp_link": link(self._crossers(config, "pp") > 0),
+                "dp_link": link(self._crossers(config, "dp") > 0),
+                "intra_node_gbs": c.intra.bandwidth / 1e9,
+                "inter_node_gbs": c.inter.bandwidth / 1e9,
+                "peak_tflops": c.peak_flops / 1e12}
+
     def message_time(self, config: Config) -> float:
         """One stage-to-stage message (module docstring); 0 without pipelining."""
         if config.pp == 1:
@@ -213,7 +234,7 @@ class StepModel:
         ag = self.comms.best("all_gather", params * 2.0, group, concurrent).time
         return rs, ag
 
-    def predict(self, config: Config, memory: MemoryBreakdown | None = None) -> Prediction:
+    def predict(self, config: Config, memory: MemoryBreakdown | None = None) -> StepPrediction:
         """The predicted step of ``config`` (module docstring)."""
         mdl, c, tr = self.model, self.cluster, self.training
         layout = self.layout(config)
@@ -243,7 +264,7 @@ class StepModel:
         shard = config.dp if tr.recipe.distributed_optimizer else 1
         optimizer = params / shard * (26.0 + grad_bytes) / c.memory_bandwidth
         busy = timing.makespan * (1 - timing.bubble_fraction)
-        return Prediction(
+        return StepPrediction(
             config=config, num_microbatches=m,
             step_time=timing.makespan + dp + optimizer,
             compute_time=busy - tp_total, tp_comm_time=tp_total,
@@ -255,7 +276,8 @@ class StepModel:
             memory=self.memory(config, layout) if memory is None else memory,
             memory_capacity=c.memory_bytes, peak_flops=c.peak_flops,
             headroom=self.headroom, dp_comm_total=reduce + gather,
-            layers_per_stage=layout.layers, peak_in_flight=timing.peak_in_flight)
+            layers_per_stage=layout.layers, peak_in_flight=timing.peak_in_flight,
+            assumptions=self.assumptions(config))
 
 
 def headroom_bytes(gib: float) -> float:

@@ -29,7 +29,7 @@ from functools import partial
 import numpy as np
 
 from ringpipe.collectives.api import all_reduce
-from ringpipe.cost.executable.predict import HOST_KERNELS
+from ringpipe.cost.executable.pricer import HOST_KERNELS
 from ringpipe.cost.hardware.cluster import Cluster, Link
 from ringpipe.cost.hardware.collectives import CollectiveModel
 from ringpipe.measure.timer import Budget, cpu_time

@@ -18,7 +18,7 @@ from types import MappingProxyType
 import numpy as np
 
 from ringpipe.cost.executable.numpy_ops import stage_ops
-from ringpipe.cost.executable.predict import Pricer
+from ringpipe.cost.executable.pricer import Pricer
 from ringpipe.cost.hardware.calibration import Calibration
 from ringpipe.cost.hardware.cluster import Link
 from ringpipe.cost.hardware.gemm_curve import GemmCurve
