@@ -109,8 +109,7 @@ def test_plan_on_gpu_vs_cpu(benchmark):
     plan (TP=2 × PP=4, 1F1B, 8 micro-batches, float32): ``speedup_vs_cpu`` is the CPU
     time over the GPU time, each the best of its rounds in this run. Both include the
     host work of a run (sharding, uploads, copying results back)."""
-    from timing import best_time
-
+    from ringpipe.measure.timer import best_of as best_time
     from ringpipe.mesh import Mesh
     from ringpipe.model import ModelConfig, init_params
     from ringpipe.plan.training import Plan

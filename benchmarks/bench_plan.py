@@ -16,10 +16,10 @@ ratio is the work ratio, which the runtime's overhead decides.
 """
 
 import statistics
-import time
 
 import pytest
 
+from ringpipe.measure.timer import wall_and_cpu
 from ringpipe.mesh import Mesh
 from ringpipe.model import ModelConfig, init_params, reference_forward_backward
 from ringpipe.plan.training import Plan
@@ -38,19 +38,13 @@ def setup():
     return plan, params, batch
 
 
-def _timed(fn):
-    wall, cpu = time.perf_counter(), time.process_time()
-    fn()
-    return time.perf_counter() - wall, time.process_time() - cpu
-
-
 @pytest.mark.slow  # minutes on 2 cores (hidden 512, seq 128, several runs of each side)
 def test_plan_vs_reference(benchmark, setup):
     plan, params, batch = setup
     ref, run = [], []
     for _ in range(ROUNDS):  # alternate, so drifting machine load hits both alike
-        ref.append(_timed(lambda: reference_forward_backward(CONFIG, params, *batch)))
-        run.append(_timed(lambda: plan.run(params, batch)))
+        ref.append(wall_and_cpu(lambda: reference_forward_backward(CONFIG, params, *batch)))
+        run.append(wall_and_cpu(lambda: plan.run(params, batch)))
     benchmark.pedantic(plan.run, args=(params, batch), rounds=1, warmup_rounds=0)
     result = plan.run(params, batch)
 

@@ -10,11 +10,11 @@ Run: ``.venv/bin/python -m pytest benchmarks/bench_planner.py --benchmark-only``
 or ``python benchmarks/bench_planner.py`` for a one-line summary.
 """
 
-import time
 
 import pytest
 
 from ringpipe.cost import Config, StepModel, TrainingSpec, cluster_preset, model_preset, search
+from ringpipe.measure.timer import best_of, per_call, wall_and_cpu
 
 GPT3 = model_preset("gpt3-175b")
 BATCH = TrainingSpec(1536)
@@ -34,14 +34,10 @@ def price_one(config: Config):
 
 def measure() -> dict:
     search(model_preset("llama2-7b"), TrainingSpec(16), cluster_preset("dgx-a100"))  # warm up
-    wall, cpu = time.perf_counter(), time.process_time()
-    report = search_gpt3()
-    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
-    one = float("inf")
-    for _ in range(3):
-        start = time.perf_counter()
-        price_one(report.best.config)
-        one = min(one, time.perf_counter() - start)
+    reports = []
+    wall, cpu = wall_and_cpu(lambda: reports.append(search_gpt3()))
+    report = reports[0]
+    one = best_of(lambda: price_one(report.best.config), 3)
     return {"nodes": NODES, "seconds": wall, "cpu_seconds": cpu,
             "target_seconds": TARGET_SECONDS, "candidates": len(report.candidates),
             "fitting": len(report.fitting), "one_config_seconds": one,
@@ -58,9 +54,7 @@ def _compile_once():
 def test_search_gpt3_175b_on_64_nodes(benchmark):
     report = benchmark.pedantic(search_gpt3, rounds=2, iterations=1)
     mean = benchmark.stats.stats.mean
-    start = time.perf_counter()
-    price_one(report.best.config)
-    one = time.perf_counter() - start
+    one = per_call(lambda: price_one(report.best.config))
     benchmark.extra_info.update(nodes=NODES, candidates=len(report.candidates),
                                 fitting=len(report.fitting), seconds=mean,
                                 target_seconds=TARGET_SECONDS, one_config_seconds=one,

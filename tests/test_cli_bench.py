@@ -10,6 +10,7 @@ from ringpipe.cli import bench, main
 from ringpipe.measure import bench as perf_probe
 from ringpipe.measure import bench_mpi as perf_mpi
 from ringpipe.measure.bench import MIB, BoundRatio, Row, at_least, at_most
+from ringpipe.measure.timer import best_of_each
 
 TINY = bench.BenchSettings(1, (1 * MIB,), (4, 32, 8, 4, 4), 1, 1, 1)
 
@@ -36,9 +37,9 @@ def test_timing_buffers_stay_exact_under_repeated_sums():
     assert a.nbytes + b.nbytes == 1 << 16 and a is not b
 
 
-def test_best_times_alternates_and_keeps_the_minimum():
+def test_best_of_each_alternates_and_keeps_the_minimum():
     calls = []
-    best = perf_probe.best_times([lambda: calls.append("a"), lambda: calls.append("b")], 3, 2)
+    best = best_of_each([lambda: calls.append("a"), lambda: calls.append("b")], 3, 2)
     assert calls == ["a", "a", "b", "b"] * 3
     assert len(best) == 2 and all(t >= 0 for t in best)
 

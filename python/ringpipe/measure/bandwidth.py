@@ -20,7 +20,6 @@ measurement in the table). Types use NCCL's names (float, double, half, int32, i
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
@@ -28,6 +27,7 @@ import numpy as np
 
 from ringpipe.collectives.api import all_reduce
 from ringpipe.kernels.numba_exec import DEFAULT_TUNING, KernelTuning
+from ringpipe.measure.timer import best_of
 
 
 def busbw_factor(collective: str, nranks: int) -> float:
@@ -130,11 +130,8 @@ def time_all_reduce(nranks: int, size_bytes: int, algorithm: str, backend: str =
     all_reduce(bufs, algorithm=algorithm, backend=backend, tuning=tuning, out=out)
     want = exact_sum(nranks, count, dt)
     wrong = sum(int(np.count_nonzero(b != want)) for b in (bufs if out is None else out))
-    best = float("inf")
-    for _ in range(iters):
-        start = time.perf_counter()
-        all_reduce(bufs, algorithm=algorithm, backend=backend, tuning=tuning, out=out)
-        best = min(best, time.perf_counter() - start)
+    best = best_of(lambda: all_reduce(bufs, algorithm=algorithm, backend=backend,
+                                      tuning=tuning, out=out), iters)
     nbytes = count * dt.itemsize
     algbw = nbytes / best / 1e9
     return BandwidthRow(nbytes, count, dt.name, "sum", algorithm, best * 1e6, algbw,

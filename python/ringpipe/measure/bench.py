@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import os
 import statistics
-import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -31,6 +30,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 import ringpipe
+from ringpipe.measure.timer import best_of_each, wall_and_cpu
 
 MIB = 1 << 20
 
@@ -58,19 +58,6 @@ def at_most(measure: str, value: float, limit: float, unit: str = "x", **detail:
 def at_least(measure: str, value: float, limit: float, unit: str = "x", **detail: float) -> Row:
     """A row whose target is ``value >= limit``."""
     return Row(measure, value, unit, f">= {limit:g}{unit}", value >= limit, detail)
-
-
-def best_times(fns: list[Callable[[], object]], rounds: int, inner: int = 1) -> list[float]:
-    """Best time of each ``fn`` (seconds per call, ``inner`` calls a sample), the
-    functions taking turns in every round so that they see the same machine state."""
-    best = [float("inf")] * len(fns)
-    for _ in range(rounds):
-        for i, fn in enumerate(fns):
-            start = time.perf_counter()
-            for _ in range(inner):
-                fn()
-            best[i] = min(best[i], (time.perf_counter() - start) / inner)
-    return best
 
 
 def parallel_add(a: np.ndarray, b: np.ndarray, pool: ThreadPoolExecutor,
@@ -171,7 +158,7 @@ def all_reduce_vs_bound(algorithm: str, ranks: int, bytes_per_rank: int,
     parallel, single = add_timers(a, b)
     run = lambda: ringpipe.all_reduce(bufs, algorithm, "numba")  # noqa: E731
     run()
-    t_run, t_par, t_one = best_times([run, parallel, single], rounds,
+    t_run, t_par, t_one = best_of_each([run, parallel, single], rounds,
                                      back_to_back_calls(ranks * bytes_per_rank))
     moved = 3 * a.nbytes
     # the bound is the fastest way seen to move those bytes: never below one thread's
@@ -186,7 +173,7 @@ def small_message_speedups(algorithm: str, ranks: int = 8, bytes_per_rank: int =
     handle = ringpipe.all_reduce_init(bufs, algorithm, "numba")
     handle()
     ringpipe.all_reduce(bufs, algorithm, "numba")
-    numpy_t, numba_t, persistent_t = best_times([
+    numpy_t, numba_t, persistent_t = best_of_each([
         lambda: ringpipe.all_reduce(bufs, algorithm, "numpy"),
         lambda: ringpipe.all_reduce(bufs, algorithm, "numba"),
         handle], rounds, inner)
@@ -203,7 +190,7 @@ def schedule_path_seconds(p: int, m: int, rounds: int = 3) -> float:
 
     path_small = lambda: add_communication(one_f_one_b(2, 2))  # noqa: E731
     path_small()  # compile / load the kernels' cache
-    return best_times([path], rounds)[0]
+    return best_of_each([path], rounds)[0]
 
 
 @dataclass(frozen=True)
@@ -214,12 +201,6 @@ class PlanRatios:
     wall_median: float
     cpu_min: float
     cpu_median: float
-
-
-def _timed(fn: Callable[[], object]) -> tuple[float, float]:
-    wall, cpu = time.perf_counter(), time.process_time()
-    fn()
-    return time.perf_counter() - wall, time.process_time() - cpu
 
 
 def plan_vs_reference(layers: int, hidden: int, seq: int, batch: int, microbatches: int,
@@ -240,8 +221,8 @@ def plan_vs_reference(layers: int, hidden: int, seq: int, batch: int, microbatch
     reference_forward_backward(config, params, *data)
     ref, run = [], []
     for _ in range(rounds):
-        ref.append(_timed(lambda: reference_forward_backward(config, params, *data)))
-        run.append(_timed(lambda: plan.run(params, data)))
+        ref.append(wall_and_cpu(lambda: reference_forward_backward(config, params, *data)))
+        run.append(wall_and_cpu(lambda: plan.run(params, data)))
 
     def ratios(i: int) -> tuple[float, float]:
         mine, base = [t[i] for t in run], [t[i] for t in ref]

@@ -33,7 +33,6 @@ prints the table (``format_table``) or, with ``--json``, one JSON document.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -41,6 +40,7 @@ from typing import Any
 import numpy as np
 
 from ringpipe.measure.bandwidth import BandwidthRow, busbw_factor
+from ringpipe.measure.timer import per_call
 from ringpipe.mpi.group import ProcessGroup
 from ringpipe.mpi.loader import load_mpi
 
@@ -66,13 +66,9 @@ PERSISTENT = ("ring+persistent", "tree+persistent")
 def _time(group: ProcessGroup, run: Callable[[], object], iters: int,
           mpi: Any) -> float:  # noqa: ANN401 - the mpi4py module
     comm = group.comm
-    comm.Barrier()
-    start = time.perf_counter()
     with np.errstate(over="ignore", invalid="ignore"):  # repeated sums overflow; timing
-        for _ in range(iters):                           # is unaffected
-            run()
-    comm.Barrier()
-    return comm.allreduce((time.perf_counter() - start) / iters, op=mpi.MAX)
+        seconds = per_call(run, iters, sync=comm.Barrier)  # is unaffected
+    return comm.allreduce(seconds, op=mpi.MAX)
 
 
 def _raw_allreduce(comm: Any, buf: np.ndarray, in_place: bool,  # noqa: ANN401

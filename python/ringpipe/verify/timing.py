@@ -34,7 +34,7 @@ import numpy as np
 from ringpipe.cost.executable.predict import PlanModel
 from ringpipe.cost.hardware.calibration import Calibration
 from ringpipe.cost.hardware.cluster import Cluster
-from ringpipe.measure.timer import cpu_share
+from ringpipe.measure.timer import cpu_share, per_call, wall_and_cpu
 from ringpipe.plan.training import Plan
 from ringpipe.runtime.result import Batch
 from ringpipe.validation import check_int
@@ -66,10 +66,10 @@ def timed_prediction(plan: Plan, params: dict[str, np.ndarray], batch: Batch,
     samples, shares, cpu = [], [], []
     for _ in range(repeats):
         shares.append(cpu_share(SHARE_SECONDS))
-        t0, c0 = time.perf_counter(), time.thread_time()
-        plan.run(params, batch, backend=backend)
-        samples.append(time.perf_counter() - t0)
-        cpu.append(time.thread_time() - c0)
+        wall, thread = wall_and_cpu(lambda: plan.run(params, batch, backend=backend),
+                                    time.thread_time)
+        samples.append(wall)
+        cpu.append(thread)
     doc = _report(plan, batch_size, cluster, calibration, "inproc", samples, shares)
     at_full_share = PlanModel(cluster, calibration).predict(plan, batch_size, "inproc",
                                                             cpu_share=1.0).step_time
@@ -92,14 +92,12 @@ def timed_prediction_mpi(plan: Plan, params: dict[str, np.ndarray], batch: Batch
     samples, shares = [], []
     try:
         for i in range(repeats + 1):
-            comm.Barrier()
             if i:
-                shares.append(comm.allreduce(cpu_share(SHARE_SECONDS)) / comm.Get_size())
                 comm.Barrier()
-            t0 = time.perf_counter()
-            run_plan_mpi(plan, params, batch, mesh_comm=mc, **run_options)
-            comm.Barrier()
-            dt = comm.allreduce(time.perf_counter() - t0, op=load_mpi().MAX)
+                shares.append(comm.allreduce(cpu_share(SHARE_SECONDS)) / comm.Get_size())
+            step = per_call(lambda: run_plan_mpi(plan, params, batch, mesh_comm=mc,
+                                                 **run_options), sync=comm.Barrier)
+            dt = comm.allreduce(step, op=load_mpi().MAX)
             if i:
                 samples.append(dt)
     finally:

@@ -48,7 +48,7 @@ import numpy as np
 
 from ringpipe.cost.executable.numpy_ops import ops_calls, stage_ops
 from ringpipe.cost.hardware.gemm_curve import GemmCurve, fit_gemm_curve
-from ringpipe.measure.timer import Budget, cpu_time, sustained_time
+from ringpipe.measure.timer import Budget, cpu_time, per_call, sustained_time
 from ringpipe.model import blocks as B
 from ringpipe.model.config import ModelConfig
 from ringpipe.model.params import init_params
@@ -188,13 +188,10 @@ def measure_fresh_memory(nbytes: int = FRESH_BYTES, repeats: int = FRESH_REPEATS
     for _ in range(repeats):
         with mmap.mmap(-1, nbytes) as region:
             a = np.frombuffer(region, dtype=np.float64)
-            t0 = time.thread_time()
-            a.fill(1.0)
-            t1 = time.thread_time()
-            a.fill(2.0)
-            t2 = time.thread_time()
+            faulting = per_call(lambda a=a: a.fill(1.0), clock=time.thread_time)
+            resident = per_call(lambda a=a: a.fill(2.0), clock=time.thread_time)
             del a
-        out.append(((t1 - t0) - (t2 - t1)) / nbytes)
+        out.append((faulting - resident) / nbytes)
     return max(0.0, statistics.median(out))
 
 

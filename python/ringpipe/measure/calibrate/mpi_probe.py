@@ -28,13 +28,12 @@ from __future__ import annotations
 import importlib.util
 import json
 import subprocess
-import time
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
-from ringpipe.measure.timer import cpu_share
+from ringpipe.measure.timer import cpu_share, per_call
 
 ALGORITHMS = ("ring", "tree")
 
@@ -55,16 +54,9 @@ def _per_sync(comm: Any, fn: Any, repeats: int, iters: int = 12) -> float:
     samples = []
     for _ in range(repeats):
         comm.Barrier()
-        t0 = time.perf_counter()
-        for _ in range(iters):
-            _work()
-            fn()
-        mixed = (time.perf_counter() - t0) / iters
+        mixed = per_call(lambda: (_work(), fn()), iters)
         comm.Barrier()
-        t0 = time.perf_counter()
-        for _ in range(iters):
-            _work()
-        alone = (time.perf_counter() - t0) / iters
+        alone = per_call(_work, iters)
         samples.append(comm.allreduce(mixed - alone, op=_max_op()))
     return max(float(np.median(samples)), 1e-7)
 
