@@ -1,6 +1,12 @@
-"""Shared test settings: hypothesis profiles sized for a 2-core CI machine."""
+"""Shared test settings: hypothesis profiles sized for a 2-core CI machine, and the shared
+helpers (``tests/helpers``: emulated devices, MPI jobs) importable by name."""
+
+import sys
+from pathlib import Path
 
 from hypothesis import HealthCheck, settings
+
+sys.path.insert(0, str(Path(__file__).resolve().parent / "helpers"))
 
 settings.register_profile(
     "ringpipe",

@@ -30,7 +30,7 @@ min(NIC, node injection / c); by default c = k, the group alone.
 
 Ring tables hold N·(N-1) rows; above :data:`MAX_TABLE_RANKS` ranks the ring profile
 is written down directly (every step, every rank sends one chunk to its successor),
-which ``tests/test_cost_collectives.py`` checks equals the table-derived profile.
+which ``tests/cost/test_collective_costs.py`` checks equals the table-derived profile.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """One process per GPU, without a GPU: ``--device cupy`` on the emulated device.
 
 Each MPI rank runs ``python -m ringpipe.mpi verify --device cupy`` with the emulated
-CuPy of :mod:`emulated_device` and a fake NCCL (``tests/device_job.py``). The emulated
+CuPy of :mod:`emulated_device` and a fake NCCL (``tests/helpers/device_job.py``). The emulated
 device computes with NumPy, so the host-staged step-table path must equal the
 in-process NumPy run bit for bit; the NCCL path must be bootstrapped as NCCL documents
 for MPI (one unique id per group, broadcast, one communicator per member).
@@ -19,7 +19,7 @@ from ringpipe.mpi.launch import launch
 
 pytestmark = pytest.mark.mpi
 
-HERE = Path(__file__).parent
+HERE = Path(__file__).resolve().parents[1] / "helpers"
 PLAN = ["verify", "--device", "cupy", "--tp", "2", "--pp", "2", "--dp", "2",
         "--microbatches", "2", "--layers", "4", "--hidden", "16", "--heads", "4", "--seq",
         "4", "--vocab", "11", "--json"]

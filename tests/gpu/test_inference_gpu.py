@@ -3,7 +3,7 @@ arrays and the in-process runtime with ``backend="cupy"`` against the NumPy refe
 
 cuBLAS sums matmuls in its own order, so logits match to rounding (1e-10 relative in
 float64), not bitwise; the greedy tokens must be identical. Run on a GPU machine:
-``python -m pytest tests/test_inference_gpu.py -m gpu``.
+``python -m pytest tests/gpu/test_inference_gpu.py -m gpu``.
 """
 
 import numpy as np

@@ -1,7 +1,7 @@
 """Every runtime runs the same program: MPI == in-process, bit for bit, for every schedule.
 
 One ``mpiexec`` job (6 ranks, oversubscribed) runs the whole matrix through
-``tests/parity_job.py``: each built-in schedule at least once with dp = 3 and at least
+``tests/helpers/parity_job.py``: each built-in schedule at least once with dp = 3 and at least
 once with tp = 2, ring and tree, dense and token inputs. For each plan rank 0 compares
 loss, outputs, every gradient and every rank's counters with ``plan.run(...,
 backend="numpy")``. A single differing bit or counter fails the test.
@@ -46,7 +46,7 @@ CASES = [
 
 @pytest.fixture(scope="module")
 def parity() -> dict:
-    job = Path(__file__).with_name("parity_job.py")
+    job = Path(__file__).resolve().parents[1] / "helpers" / "parity_job.py"
     run = launch(6, [str(job), json.dumps(CASES)], timeout=240, capture=True)
     assert run.returncode == 0, run.stdout + run.stderr
     return {row["case"]: row for row in json.loads(run.stdout)}

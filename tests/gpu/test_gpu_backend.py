@@ -13,7 +13,7 @@ import ringpipe
 from ringpipe.collectives.checks import BACKENDS, COLLECTIVE_BACKENDS
 from ringpipe.kernels.cuda_tuning import DEFAULT_CUDA_TUNING, SIMULATOR_CUDA_TUNING, CudaTuning
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_backend_lists():

@@ -103,7 +103,7 @@ def test_mpi_is_bitwise_the_inprocess_run():
 @pytest.fixture
 def gpu(monkeypatch):
     """backend "cupy" resolves to the emulated device (as strict as CuPy; see
-    ``tests/emulated_device.py``) for this test."""
+    ``tests/helpers/emulated_device.py``) for this test."""
     from emulated_gpu import emulated_gpu
 
     import ringpipe.collectives.api

@@ -2,9 +2,9 @@
 
 These files are named ``sim_*.py`` so the main test run does not collect them: the
 simulator must be chosen before ``numba.cuda`` is first imported, so they run in a
-process of their own, started by ``tests/test_gpu_sim.py`` as::
+process of their own, started by ``tests/gpu/test_gpu_sim.py`` as::
 
-    NUMBA_ENABLE_CUDASIM=1 python -m pytest tests/gpu_sim -o python_files='sim_*.py'
+    NUMBA_ENABLE_CUDASIM=1 python -m pytest tests/gpu/sim -o python_files='sim_*.py'
 
 (that command also runs them by hand). Nothing here imports ``numba.cuda`` at import
 time, because the main run loads this conftest while it walks the folder.
@@ -19,4 +19,4 @@ def _require_simulator():
 
     if "simulator" not in cuda.jit.__module__:
         pytest.skip("needs NUMBA_ENABLE_CUDASIM=1 set before numba.cuda is imported "
-                    "(run through tests/test_gpu_sim.py)")
+                    "(run through tests/gpu/test_gpu_sim.py)")

@@ -1,4 +1,4 @@
-"""Runs the CUDA-simulator tests (tests/gpu_sim) in a process of their own.
+"""Runs the CUDA-simulator tests (tests/gpu/sim) in a process of their own.
 
 ``NUMBA_ENABLE_CUDASIM`` only takes effect if it is set before ``numba.cuda`` is first
 imported, and this process may already have imported it; so the simulated kernel tests
@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def run_python(args, env_updates, timeout):
@@ -25,7 +25,7 @@ def run_python(args, env_updates, timeout):
 
 @pytest.mark.slow  # ~40 s on 2 cores
 def test_kernel_logic_under_the_cuda_simulator():
-    proc = run_python(["-m", "pytest", "tests/gpu_sim", "-o", "python_files=sim_*.py", "-q",
+    proc = run_python(["-m", "pytest", "tests/gpu/sim", "-o", "python_files=sim_*.py", "-q",
                        "-p", "no:cacheprovider", "-rs"],
                       {"NUMBA_ENABLE_CUDASIM": "1"}, timeout=600)
     tail = (proc.stdout + proc.stderr)[-6000:]

@@ -1,6 +1,6 @@
 """backend="cupy" and algorithm="nccl" on real GPUs (marked ``gpu``; skipped without one).
 
-Run on a GPU machine: ``python -m pytest tests/test_gpu_device.py -m gpu``. Each test
+Run on a GPU machine: ``python -m pytest tests/gpu/test_gpu_device.py -m gpu``. Each test
 compares with the NumPy reference executor on the same inputs copied to the host.
 """
 

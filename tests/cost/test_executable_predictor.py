@@ -193,7 +193,14 @@ def test_verify_mpi_reports_both_step_times(write):
     assert job.returncode == 0, job.stderr
     doc = json.loads(job.stdout[job.stdout.index("{"):])
     assert doc["runtime"] == "mpi" and doc["bitwise_inproc"]
-    assert doc["step_time_s"] > 0 and doc["predicted_step_time_s"] > 0
+    assert doc["step_time_s"] == min(doc["step_time_samples_s"])
+    # the prediction is the predictor's, at the CPU share measured during the run
+    plan = plan_of(1, 2, 1, "1f1b", m=2)
+    cluster, cal = calibrated(path)
+    again = predict_plan(plan, 4, cluster, cal, "mpi", cpu_share=doc["cpu_share_now"])
+    assert doc["predicted_step_time_s"] == pytest.approx(again.step_time, rel=1e-12)
+    assert doc["predicted_over_measured"] == pytest.approx(
+        doc["predicted_step_time_s"] / doc["step_time_s"])
 
 
 def test_held_activations_counted_by_hand():

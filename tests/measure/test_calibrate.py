@@ -105,10 +105,21 @@ def test_toml_writer_round_trip():
         dumps({"x": object()})
 
 
-def test_timing_primitives_return_positive_times():
-    budget = Budget(0.003, 20)
-    assert sustained_time(lambda: sum(range(100)), budget) > 0
-    assert cpu_time(lambda: sum(range(100)), budget) > 0
+def test_sustained_time_is_the_median_of_three_block_means():
+    """A fake clock that each call advances by its own cost: the warm-up call sizes the
+    blocks (0.03 s budget / 3 blocks / 1 ms = 10 calls), and one block disturbed by a
+    slow call moves its own mean, not the median."""
+    now = [0.0]
+    costs = iter([1e-3] + [1e-3] * 10 + [1e-3] * 9 + [0.5] + [2e-3] * 10)
+
+    def fn():
+        now[0] += next(costs)
+
+    budget = Budget(0.03, 100)
+    assert sustained_time(fn, budget, clock=lambda: now[0]) == pytest.approx(2e-3)
+    with pytest.raises(StopIteration):  # exactly 1 + 3·10 calls were made
+        fn()
+    assert cpu_time(lambda: sum(range(10_000)), Budget(0.003, 20)) < 0.1
     with pytest.raises(ValueError, match="seconds"):
         Budget(0.0)
 

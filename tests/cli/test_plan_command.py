@@ -9,7 +9,7 @@ from ringpipe.cli.plan import check_plot_path
 from ringpipe.cost.clusterfile.load import load_cluster_file
 from ringpipe.cost.hardware.cluster import cluster_preset
 
-EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "cluster.toml"
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "cluster.toml"
 PLAN = ["plan", "--model", "gpt3-175b", "--cluster", "dgx-a100", "--nodes", "8",
         "--global-batch", "1536", "--top", "2"]
 

@@ -1,4 +1,4 @@
-"""MPI side of tests/test_runtime_parity.py: run every plan of a matrix on MPI ranks and
+"""MPI side of tests/runtime/test_runtime_parity.py: run every plan of a matrix on MPI ranks and
 compare it, bit for bit and counter for counter, with the in-process run on rank 0.
 
 Run as ``mpiexec -n N python parity_job.py CASES_JSON``; each case uses the first

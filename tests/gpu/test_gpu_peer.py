@@ -5,7 +5,7 @@ carry a device id, one operation never mixes devices, and the peer operations qu
 work per device and run it only at barriers, device by device, in either order. The
 schedule in :mod:`ringpipe.kernels.cuda_peer` must still give results bitwise equal to
 ``backend="numpy"``. The CuPy glue (``_CupyPeerOps``) needs two real GPUs:
-``tests/test_gpu_device.py``.
+``tests/gpu/test_gpu_device.py``.
 """
 
 import numpy as np

@@ -1,4 +1,4 @@
-"""MPI side of tests/test_mpi_device.py: ``python -m ringpipe.mpi verify --device cupy`` on
+"""MPI side of tests/runtime/test_mpi_device.py: ``python -m ringpipe.mpi verify --device cupy`` on
 the emulated device (:mod:`emulated_gpu`), with a fake NCCL that records every call.
 
 The fake NCCL keeps NCCL's contract: ``get_unique_id`` on one rank, the id broadcast by

@@ -9,7 +9,7 @@ import re
 from pathlib import Path
 
 import pytest
-from test_cluster_reader import PLAN, calibrated
+from test_cluster_file_reader import PLAN, calibrated
 
 from ringpipe.cli import main
 from ringpipe.cli.calibrate import HEADER
@@ -17,7 +17,7 @@ from ringpipe.cost.clusterfile.load import TOP_KEYS, load_cluster_file, read_clu
 from ringpipe.cost.clusterfile.measured import MEASURED_KEYS
 from ringpipe.cost.clusterfile.writer import dumps
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 NAN, INF = float("nan"), float("inf")
 
 

@@ -141,9 +141,13 @@ def test_latency_lengthens_the_pipeline():
 
 def test_per_stage_costs_and_floats():
     result = simulate(one_f_one_b(3, 6), CostModel(forward=[1.0, 2.0, 1.0]))
-    assert isinstance(result.bubble_fraction, float)
-    # the slowest stage sets the pace: 6 * (2 + 2) on rank 1
-    assert result.busy[1] == pytest.approx(6 * 4.0)
+    # the slowest stage sets the pace: 6 * (2 + 2) on rank 1, 6 * (1 + 2) elsewhere
+    assert result.busy == pytest.approx((18.0, 24.0, 18.0))
+    # rank 1 cannot start before rank 0's first forward nor end before it gets the last
+    # backward through, and rank 0 still owes that micro-batch's backward
+    assert result.makespan >= 1 + 24 + 2
+    assert result.bubble_fraction == pytest.approx(1 - sum(result.busy)
+                                                   / (3 * result.makespan))
     with pytest.raises(ValueError, match="forward: got 2 per-stage costs for 3 stages"):
         simulate(one_f_one_b(3, 6), CostModel(forward=[1, 2]))
 

@@ -87,9 +87,26 @@ def test_calibration_refuses_out_of_range_constants(args, words):
     assert words in str(info.value)
 
 
-def test_calibration_accepts_its_bounds():
-    assert InferenceCalibration(1.0, 0.0).hbm_efficiency == 1.0
-    assert InferenceCalibration().layer_overhead > 0
+def test_calibration_accepts_its_bounds_and_they_move_the_prediction():
+    from ringpipe.cost.inference.model import (
+        CALIBRATED_HBM_EFFICIENCY,
+        CALIBRATED_LAYER_OVERHEAD,
+        InferenceModel,
+        Workload,
+    )
+    from ringpipe.mesh import Mesh
+
+    assert InferenceCalibration() == InferenceCalibration(CALIBRATED_HBM_EFFICIENCY,
+                                                          CALIBRATED_LAYER_OVERHEAD)
+    model = InferenceModel(model_preset("llama2-7b"), cluster_preset("dgx-a100"))
+    work = Workload(128, 8)
+    ideal = model.recalibrated(InferenceCalibration(1.0, 0.0)).predict(Mesh(), work)
+    slower = model.recalibrated(InferenceCalibration(0.5, 0.0)).predict(Mesh(), work)
+    overhead = model.recalibrated(InferenceCalibration(1.0, 1e-3)).predict(Mesh(), work)
+    # decode of one sequence reads the weights: half the bandwidth, at least ~2x the time
+    assert slower.tpot_s > 1.8 * ideal.tpot_s
+    # τ is paid once per layer per step: 32 layers of 1 ms
+    assert overhead.tpot_s == pytest.approx(ideal.tpot_s + 32e-3, rel=1e-6)
 
 
 CLUSTER = cluster_preset("dgx-h100", 1)

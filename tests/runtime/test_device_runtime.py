@@ -6,7 +6,7 @@ a device array to NumPy implicitly, raises TypeError), and its "kernel" runs the
 table with the NumPy executor. A plan that runs there keeps everything on the device
 and copies back only explicitly; since the emulated device computes with NumPy, the
 result must equal ``backend="numpy"`` bit for bit. The real CUDA kernel is covered by
-``tests/gpu_sim/sim_plan.py`` (CUDA simulator) and ``tests/test_gpu_device.py`` (GPU).
+``tests/gpu/sim/sim_plan.py`` (CUDA simulator) and ``tests/gpu/test_gpu_device.py`` (GPU).
 """
 
 import numpy as np
