@@ -7,7 +7,7 @@ interleaved-1f1b, 2 to 8 micro-batches, hidden sizes 32 to 256 (8×) — twice:
 * through MPI with 2 processes: ``ringpipe verify --backend mpi --np 2 ...
   --cluster-file FILE --json`` (one mpiexec job per plan; its ``step_time_s`` is the
   best of 3 timed steps after a warm-up, ``predicted_step_time_s`` the cost model's);
-* in-process (:func:`ringpipe.verify.timing.timed_prediction`, numba all-reduce),
+* in-process (:func:`ringpipe.measure.step_time.timed_prediction`, numba all-reduce),
   also comparing CPU times (the cost model with the machine's load taken out).
 
 Per plan it prints predicted and measured seconds and the error (predicted/measured -
@@ -94,7 +94,7 @@ def run_inproc(cluster_file: str, plan: tuple) -> dict[str, Any]:
     from ringpipe.cli.plan_args import add_plan_arguments, build_plan
     from ringpipe.cost.clusterfile.load import load_cluster_file
     from ringpipe.model.params import init_params
-    from ringpipe.verify.timing import timed_prediction
+    from ringpipe.measure.step_time import timed_prediction
     from ringpipe.verify.training import random_batch
 
     parser = argparse.ArgumentParser()

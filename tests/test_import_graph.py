@@ -121,11 +121,43 @@ def _reaches(graph: dict[str, set[str]], start: str, prefix: str) -> list[str]:
     return sorted(m for m in seen if m == prefix or m.startswith(prefix + "."))
 
 
+#: The layers, lowest first: a module may import its own layer and the layers below it,
+#: never one above (docs/architecture.md). The package's ``__init__`` (the public
+#: facade) and the ``__main__`` programs sit on top with the command line.
+LAYERS: tuple[tuple[str, ...], ...] = (
+    ("ringpipe.validation", "ringpipe.arrays", "ringpipe.limits", "ringpipe.environment",
+     "ringpipe.mesh"),
+    ("ringpipe.kernels", "ringpipe.schedules"),
+    ("ringpipe.collectives",),
+    ("ringpipe.mpi",),
+    ("ringpipe.model",),
+    ("ringpipe.runtime",),
+    ("ringpipe.plan",),
+    ("ringpipe.cost",),
+    ("ringpipe.verify",),
+    ("ringpipe.measure",),
+    ("ringpipe.cli", "ringpipe"),
+)
+
+
+def layer_of(module: str) -> int:
+    """The layer of ``module``: its longest matching prefix; ``__main__`` programs top."""
+    if module.endswith(".__main__"):
+        return len(LAYERS) - 1
+    best, found = -1, None
+    for i, prefixes in enumerate(LAYERS):
+        for prefix in prefixes:
+            if (module == prefix or module.startswith(prefix + ".")) and len(prefix) > best:
+                best, found = len(prefix), i
+    assert found is not None, f"{module} is in no layer: add it to LAYERS"
+    return found
+
+
 def test_the_graph_is_read():
     graph = import_graph()
     assert "ringpipe.runtime.interpreter" in graph
     assert "ringpipe.runtime.training" in graph["ringpipe.runtime.inproc"]
-    assert "ringpipe.plan.training" not in graph["ringpipe.runtime.inproc"]  # TYPE_CHECKING only
+    assert "ringpipe.plan.training" not in graph["ringpipe.runtime.inproc"]  # annotations
 
 
 def test_no_import_cycles():
@@ -136,22 +168,53 @@ def test_cycle_detection_finds_a_planted_cycle():
     assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
 
 
-def test_mpi_never_imports_the_cli():
+def test_every_module_is_in_a_layer_and_imports_point_down():
+    graph = import_graph()
+    upward = sorted((module, target) for module, targets in graph.items()
+                    for target in targets if layer_of(target) > layer_of(module))
+    assert upward == []
+
+
+def test_layer_rules_catch_a_planted_upward_import():
+    assert layer_of("ringpipe.mpi.group") < layer_of("ringpipe.runtime.mpi")
+    assert layer_of("ringpipe.cost.hardware.cluster") > layer_of("ringpipe.plan.layout")
+    assert layer_of("ringpipe.mpi.__main__") == layer_of("ringpipe.cli.ranks.main")
+    assert layer_of("ringpipe.mesh") == 0 and layer_of("ringpipe") == len(LAYERS) - 1
+
+
+def test_mpi_is_a_transport():
     graph = import_graph()
     for module in graph:
-        if module.startswith("ringpipe.mpi") and module != "ringpipe.mpi.__main__":
-            assert _reaches(graph, module, "ringpipe.cli") == [], module
+        if module.startswith("ringpipe.mpi.") and module != "ringpipe.mpi.__main__":
+            for upper in ("ringpipe.runtime", "ringpipe.cost", "ringpipe.verify",
+                          "ringpipe.cli"):
+                assert _reaches(graph, module, upper) == [], (module, upper)
 
 
-def test_collectives_do_not_import_the_planner():
-    assert _reaches(import_graph(), "ringpipe.collectives.api", "ringpipe.cost") == []
+def _source_files() -> dict[str, Path]:
+    return {name: path for name, path in _modules().items()}
 
 
-def test_lower_layers_do_not_import_upper_ones():
-    graph = import_graph()
-    for low in ("ringpipe.kernels", "ringpipe.schedules"):
-        for module in graph:
-            if module.startswith(low):
-                for upper in ("ringpipe.runtime", "ringpipe.cost", "ringpipe.cli",
-                              "ringpipe.plan.training"):
-                    assert _reaches(graph, module, upper) == [], (module, upper)
+def test_argparse_only_under_cli():
+    offenders = []
+    for name, path in _source_files().items():
+        for node in _imports(ast.parse(path.read_text(), str(path))):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                [node.module or ""]
+            if any(n == "argparse" for n in names) and not name.startswith("ringpipe.cli"):
+                offenders.append(name)
+    assert offenders == []
+
+
+def test_only_the_environment_module_reads_the_environment():
+    """No ``os.environ`` / ``os.getenv`` outside ringpipe.environment (and the command
+    line, which reads nothing either: it calls Environment.read)."""
+    offenders = []
+    for name, path in _source_files().items():
+        if name == "ringpipe.environment":
+            continue
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Attribute) and node.attr in ("environ", "getenv") \
+                    and isinstance(node.value, ast.Name) and node.value.id == "os":
+                offenders.append(name)
+    assert offenders == []

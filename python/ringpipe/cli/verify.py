@@ -25,8 +25,8 @@ from ringpipe.cli.plan_args import (
     plan_argv,
 )
 from ringpipe.collectives.checks import COLLECTIVE_BACKENDS
+from ringpipe.measure.step_time import format_timing, timed_prediction
 from ringpipe.model.params import init_params
-from ringpipe.verify.timing import format_timing, timed_prediction
 from ringpipe.verify.training import format_report, random_batch, verify_plan
 
 __all__ = ["format_report", "register", "run"]

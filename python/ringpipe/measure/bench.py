@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-import ringpipe
+from ringpipe.collectives import all_reduce, all_reduce_init
 from ringpipe.measure.timer import best_of_each, wall_and_cpu
 
 MIB = 1 << 20
@@ -156,7 +156,7 @@ def all_reduce_vs_bound(algorithm: str, ranks: int, bytes_per_rank: int,
     bufs = timing_buffers(ranks, bytes_per_rank)
     a, b = add_arrays(ranks * bytes_per_rank)
     parallel, single = add_timers(a, b)
-    run = lambda: ringpipe.all_reduce(bufs, algorithm, "numba")  # noqa: E731
+    run = lambda: all_reduce(bufs, algorithm, "numba")  # noqa: E731
     run()
     t_run, t_par, t_one = best_of_each([run, parallel, single], rounds,
                                      back_to_back_calls(ranks * bytes_per_rank))
@@ -170,12 +170,12 @@ def small_message_speedups(algorithm: str, ranks: int = 8, bytes_per_rank: int =
                            rounds: int = 5, inner: int = 200) -> tuple[float, float, float]:
     """(numpy one-shot time, numba one-shot speed-up, persistent handle speed-up)."""
     bufs = timing_buffers(ranks, bytes_per_rank)
-    handle = ringpipe.all_reduce_init(bufs, algorithm, "numba")
+    handle = all_reduce_init(bufs, algorithm, "numba")
     handle()
-    ringpipe.all_reduce(bufs, algorithm, "numba")
+    all_reduce(bufs, algorithm, "numba")
     numpy_t, numba_t, persistent_t = best_of_each([
-        lambda: ringpipe.all_reduce(bufs, algorithm, "numpy"),
-        lambda: ringpipe.all_reduce(bufs, algorithm, "numba"),
+        lambda: all_reduce(bufs, algorithm, "numpy"),
+        lambda: all_reduce(bufs, algorithm, "numba"),
         handle], rounds, inner)
     return numpy_t, numpy_t / numba_t, numpy_t / persistent_t
 

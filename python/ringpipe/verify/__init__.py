@@ -4,9 +4,10 @@
   reference (loss, outputs, every gradient);
 * :mod:`.inference`: :func:`verify_inference`, greedy generation against the reference
   (tokens equal, logits close);
-* :mod:`.compare`: normwise errors and the bitwise comparison of two runs;
-* :mod:`.timing`: the measured against the predicted step time of a plan
-  (``ringpipe verify --cluster-file``).
+* :mod:`.compare`: normwise errors and the bitwise comparison of two runs.
+
+The measured against the predicted step time of a plan (``ringpipe verify
+--cluster-file``) is a measurement: :mod:`ringpipe.measure.step_time`.
 """
 
 from ringpipe.verify.compare import TOLERANCES, RunDiff, compare_runs, relative_error

@@ -27,6 +27,7 @@ from typing import Any
 
 from ringpipe.cli.plan_args import build_plan, calibrated_cluster
 from ringpipe.environment import Environment
+from ringpipe.measure.step_time import format_timing, timed_prediction_mpi
 from ringpipe.model.params import init_params
 from ringpipe.mpi.loader import load_mpi
 from ringpipe.mpi.mesh_comm import check_world_size
@@ -35,7 +36,6 @@ from ringpipe.plan.training import Plan
 from ringpipe.runtime.device import DeviceSetup, select_device
 from ringpipe.runtime.device import cupy_device_setup as device_setup
 from ringpipe.verify import compare_runs, compare_to_reference, format_report, random_batch
-from ringpipe.verify.timing import format_timing, timed_prediction_mpi
 
 
 @dataclass(frozen=True)
