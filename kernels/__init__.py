@@ -9,9 +9,9 @@
 * :mod:`ringpipe.kernels.numba_exec` — the tile-fused, parallel Numba executor;
 * :mod:`ringpipe.kernels.half` — NumPy-exact float16 arithmetic for Numba on the CPU;
 * :mod:`ringpipe.kernels.memory` — cheap buffer addresses;
-* :mod:`ringpipe.kernels.cuda_exec` — the same tile-fused execution as a CUDA kernel
+* :mod:`ringpipe.kernels.cuda.executor` — the same tile-fused execution as a CUDA kernel
   (``backend="cupy"``; runs under ``NUMBA_ENABLE_CUDASIM=1`` without a GPU), with
-  :mod:`~ringpipe.kernels.cuda_half`, :mod:`~ringpipe.kernels.cuda_tuning`,
-  :mod:`~ringpipe.kernels.cuda_backend` and :mod:`~ringpipe.kernels.cuda_nccl` (the NCCL
+  :mod:`~ringpipe.kernels.cuda.half`, :mod:`~ringpipe.kernels.cuda.tuning`,
+  :mod:`~ringpipe.kernels.cuda.backend` and :mod:`~ringpipe.kernels.cuda.nccl` (the NCCL
   baseline, ``algorithm="nccl"``).
 """

@@ -12,7 +12,7 @@ times them; the views draw them.
 Fraction(7, 39)
 """
 
-from .actions import (
+from ringpipe.schedules.actions import (
     COMM_KINDS,
     COMPUTE_KINDS,
     Action,
@@ -23,16 +23,24 @@ from .actions import (
     one_chunk_placement,
     v_shape_placement,
 )
-from .comms import add_communication
-from .csv_io import load_csv, save_csv, schedule_from_csv, schedule_to_csv
-from .errors import ScheduleError
-from .gpipe import gpipe
-from .interleaved import interleaved_one_f_one_b
-from .one_f_one_b import one_f_one_b
-from .registry import SCHEDULES, ScheduleSpec, generate, resolve_chunks, schedule_spec
-from .simulate import CostModel, SimulationResult, TimedAction, simulate
-from .step_grid import format_step_grid
-from .validate import (
+from ringpipe.schedules.comms import add_communication
+from ringpipe.schedules.csv_io import load_csv, save_csv, schedule_from_csv, schedule_to_csv
+from ringpipe.schedules.errors import ScheduleError
+from ringpipe.schedules.generators.decode import InferenceTiming, decode, inference_timing, prefill
+from ringpipe.schedules.generators.gpipe import gpipe
+from ringpipe.schedules.generators.interleaved import interleaved_one_f_one_b
+from ringpipe.schedules.generators.one_f_one_b import one_f_one_b
+from ringpipe.schedules.generators.zero_bubble import zb_h1
+from ringpipe.schedules.generators.zero_bubble_v import zb_v
+from ringpipe.schedules.registry import (
+    SCHEDULES,
+    ScheduleSpec,
+    generate,
+    resolve_chunks,
+    schedule_spec,
+)
+from ringpipe.schedules.simulate import CostModel, SimulationResult, TimedAction, simulate
+from ringpipe.schedules.validate import (
     SEND_MODES,
     ExecutionOrder,
     check_complete,
@@ -40,12 +48,11 @@ from .validate import (
     execution_order,
     validate,
 )
-from .views_chrome import chrome_trace, chrome_trace_json
-from .views_json import summary
-from .views_svg import render_svg
-from .views_text import format_time_grid
-from .zero_bubble import zb_h1
-from .zero_bubble_v import zb_v
+from ringpipe.schedules.views.chrome import chrome_trace, chrome_trace_json
+from ringpipe.schedules.views.step_grid import format_step_grid
+from ringpipe.schedules.views.summary import summary
+from ringpipe.schedules.views.svg import render_svg
+from ringpipe.schedules.views.text import format_time_grid
 
 __all__ = [
     "COMM_KINDS",
@@ -57,6 +64,7 @@ __all__ = [
     "CostModel",
     "ExecutionOrder",
     "Schedule",
+    "InferenceTiming",
     "ScheduleError",
     "ScheduleSpec",
     "SimulationResult",
@@ -65,6 +73,7 @@ __all__ = [
     "check_complete",
     "chrome_trace",
     "chrome_trace_json",
+    "decode",
     "dry_run",
     "execution_order",
     "format_step_grid",
@@ -72,11 +81,13 @@ __all__ = [
     "generate",
     "gpipe",
     "infer_placement",
+    "inference_timing",
     "interleaved_one_f_one_b",
     "interleaved_placement",
     "load_csv",
     "one_chunk_placement",
     "one_f_one_b",
+    "prefill",
     "render_svg",
     "resolve_chunks",
     "save_csv",

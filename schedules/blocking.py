@@ -35,10 +35,16 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from .actions import Schedule
-from .encoded import EncodedSchedule
-from .errors import ScheduleError
-from .kernels import KIND_RECV_B, KIND_RECV_F, KIND_SEND_B, KIND_SEND_F, message_channel
+from ringpipe.schedules.actions import Schedule
+from ringpipe.schedules.encoded import EncodedSchedule
+from ringpipe.schedules.errors import ScheduleError
+from ringpipe.schedules.kernels import (
+    KIND_RECV_B,
+    KIND_RECV_F,
+    KIND_SEND_B,
+    KIND_SEND_F,
+    message_channel,
+)
 
 Array = np.ndarray
 

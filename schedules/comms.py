@@ -43,10 +43,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import kernels, sim_kernels
-from .actions import ActionKind, Schedule
-from .encoded import encode, encoded_arrays
-from .validate import ExecutionOrder, execution_order
+from ringpipe.schedules import kernels, sim_kernels
+from ringpipe.schedules.actions import ActionKind, Schedule
+from ringpipe.schedules.encoded import encode, encoded_arrays
+from ringpipe.schedules.validate import ExecutionOrder, execution_order
 
 _SEND_F, _RECV_F = ActionKind.SEND_F.code, ActionKind.RECV_F.code
 _SEND_B, _RECV_B = ActionKind.SEND_B.code, ActionKind.RECV_B.code

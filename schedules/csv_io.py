@@ -24,8 +24,8 @@ import io
 import os
 from collections.abc import Iterator
 
-from .actions import Action, Schedule, infer_placement
-from .errors import ScheduleError
+from ringpipe.schedules.actions import Action, Schedule, infer_placement
+from ringpipe.schedules.errors import ScheduleError
 
 
 def schedule_to_csv(schedule: Schedule) -> str:

@@ -19,7 +19,7 @@ from itertools import chain
 
 import numpy as np
 
-from .actions import KIND_CODES, Action, ActionKind, Schedule
+from ringpipe.schedules.actions import KIND_CODES, Action, ActionKind, Schedule
 
 IDLE_CODE = -1
 

@@ -1,7 +1,7 @@
 """:class:`ScheduleError`, the one error every schedule check raises.
 
 It is a ValueError whose message is the reason followed by the rank x step grid
-(:func:`~ringpipe.schedules.step_grid.format_step_grid`) with the failing steps
+(:func:`~ringpipe.schedules.views.step_grid.format_step_grid`) with the failing steps
 bracketed, like PyTorch pipelining's dry-run report. A CSV whose rows parse but
 do not form a :class:`~ringpipe.schedules.actions.Schedule` (a stage on two ranks,
 gaps in the stage or micro-batch indices, a rank with no stage) fails the same
@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from .actions import Schedule
-from .step_grid import Rows, format_step_grid
+from ringpipe.schedules.actions import Schedule
+from ringpipe.schedules.views.step_grid import Rows, format_step_grid
 
 
 class ScheduleError(ValueError):

@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from .actions import COMPUTE_KINDS, KIND_CODES, ActionKind
+from ringpipe.schedules.actions import COMPUTE_KINDS, KIND_CODES, ActionKind
 
 Array = np.ndarray  # Numba ignores annotations; they document the array arguments
 

@@ -10,13 +10,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from types import MappingProxyType
 
-from .actions import Schedule
-from .gpipe import gpipe
-from .inference import decode, prefill
-from .interleaved import interleaved_one_f_one_b
-from .one_f_one_b import one_f_one_b
-from .zero_bubble import zb_h1
-from .zero_bubble_v import zb_v
+from ringpipe.schedules.actions import Schedule
+from ringpipe.schedules.generators.decode import decode, prefill
+from ringpipe.schedules.generators.gpipe import gpipe
+from ringpipe.schedules.generators.interleaved import interleaved_one_f_one_b
+from ringpipe.schedules.generators.one_f_one_b import one_f_one_b
+from ringpipe.schedules.generators.zero_bubble import zb_h1
+from ringpipe.schedules.generators.zero_bubble_v import zb_v
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from .kernels import (
+from ringpipe.schedules.kernels import (
     KIND_B,
     KIND_F,
     KIND_I,

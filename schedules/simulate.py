@@ -36,9 +36,9 @@ from typing import NamedTuple
 
 import numpy as np
 
-from . import sim_kernels
-from .actions import Action, Schedule
-from .validate import ExecutionOrder, validate
+from ringpipe.schedules import sim_kernels
+from ringpipe.schedules.actions import Action, Schedule
+from ringpipe.schedules.validate import ExecutionOrder, validate
 
 Cost = Real | Sequence[Real]
 _EXACT_LIMIT = 2**62  # beyond this, the exact path runs the loop on Python ints

@@ -50,11 +50,11 @@ from typing import Literal
 
 import numpy as np
 
-from . import kernels
-from .actions import Schedule
-from .blocking import check_batched_sends
-from .encoded import EncodedSchedule, encode
-from .errors import ScheduleError
+from ringpipe.schedules import kernels
+from ringpipe.schedules.actions import Schedule
+from ringpipe.schedules.blocking import check_batched_sends
+from ringpipe.schedules.encoded import EncodedSchedule, encode
+from ringpipe.schedules.errors import ScheduleError
 
 SendMode = Literal["isend", "batched"]
 SEND_MODES: tuple[str, ...] = ("isend", "batched")

@@ -5,7 +5,7 @@ Optional pieces (MPI, GPU, plotting) are extras; importing ringpipe never needs 
 
 from ringpipe.collectives.api import all_gather, all_reduce, broadcast, reduce, reduce_scatter
 from ringpipe.collectives.persistent import PersistentAllReduce, all_reduce_init
-from ringpipe.kernels.cuda_tuning import CudaTuning
+from ringpipe.kernels.cuda.tuning import CudaTuning
 from ringpipe.kernels.numba_exec import KernelTuning
 from ringpipe.kernels.steps import StepTable, chunk_bounds
 from ringpipe.mesh import Mesh

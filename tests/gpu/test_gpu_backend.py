@@ -11,7 +11,7 @@ import pytest
 
 import ringpipe
 from ringpipe.collectives.checks import BACKENDS, COLLECTIVE_BACKENDS
-from ringpipe.kernels.cuda_tuning import DEFAULT_CUDA_TUNING, SIMULATOR_CUDA_TUNING, CudaTuning
+from ringpipe.kernels.cuda.tuning import DEFAULT_CUDA_TUNING, SIMULATOR_CUDA_TUNING, CudaTuning
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import ringpipe
-from ringpipe.kernels.cuda_tuning import CudaTuning
+from ringpipe.kernels.cuda.tuning import CudaTuning
 
 
 def _gpus():
@@ -130,7 +130,7 @@ def test_nccl_all_reduce_one_rank_per_device(dtype):
 @pytest.mark.parametrize("algorithm", ["ring", "tree"])
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_peer_copy_all_reduce_one_rank_per_device(algorithm, dtype):
-    """Ranks on several GPUs run by peer copies (kernels/cuda_peer.py), bitwise numpy."""
+    """Ranks on several GPUs run by peer copies (kernels/cuda/peer.py), bitwise numpy."""
     n = min(NGPUS, 4)
     rng = np.random.default_rng(1)
     for size in (1, 2 * n + 1, 1 << 16):

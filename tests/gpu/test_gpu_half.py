@@ -1,4 +1,4 @@
-"""The GPU kernel's float16 helpers (kernels/cuda_half.py) against NumPy, bit for bit.
+"""The GPU kernel's float16 helpers (kernels/cuda/half.py) against NumPy, bit for bit.
 
 The kernel compiles these functions with ``numba.cuda.jit``; here the same source is
 compiled with ``numba.njit`` (and run as plain Python, as the simulator does) and
@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from numba import njit
 
-from ringpipe.kernels.cuda_half import half_ops
+from ringpipe.kernels.cuda.half import half_ops
 
 CPU = half_ops(njit(cache=False))
 PY = half_ops(lambda f: f)

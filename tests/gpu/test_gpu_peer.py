@@ -3,7 +3,7 @@
 No machine here has two GPUs, so the devices are emulated (``emulated_device``): arrays
 carry a device id, one operation never mixes devices, and the peer operations queue
 work per device and run it only at barriers, device by device, in either order. The
-schedule in :mod:`ringpipe.kernels.cuda_peer` must still give results bitwise equal to
+schedule in :mod:`ringpipe.kernels.cuda.peer` must still give results bitwise equal to
 ``backend="numpy"``. The CuPy glue (``_CupyPeerOps``) needs two real GPUs:
 ``tests/gpu/test_gpu_device.py``.
 """
@@ -15,8 +15,8 @@ from emulated_gpu import emulated_gpu
 
 import ringpipe
 import ringpipe.collectives.api
-from ringpipe.kernels.cuda_peer import pair_table, run_table_peer
-from ringpipe.kernels.cuda_tuning import MAX_RANKS
+from ringpipe.kernels.cuda.peer import pair_table, run_table_peer
+from ringpipe.kernels.cuda.tuning import MAX_RANKS
 from ringpipe.kernels.registry import step_table
 
 DTYPES = [np.float16, np.float32, np.float64, np.int32, np.int64]

@@ -25,7 +25,7 @@ def compile_kernel(n, dtype):
     import numba
     from numba import cuda, types
 
-    from ringpipe.kernels.cuda_exec import _kernel
+    from ringpipe.kernels.cuda.executor import _kernel
 
     array = types.Array(numba.from_dtype(np.dtype(dtype)), 1, "C")
     ranks = types.UniTuple(array, n)

@@ -1,6 +1,6 @@
 """``backend="cupy"`` on the emulated device of :mod:`emulated_device`.
 
-``EmulatedGpu`` is a :class:`~ringpipe.kernels.cuda_backend.GpuArrays` whose fused
+``EmulatedGpu`` is a :class:`~ringpipe.kernels.cuda.backend.GpuArrays` whose fused
 "kernel" runs the step table with the NumPy executor on the wrapped memory and counts
 launches, and whose peer-copy operations (:class:`EmulatedPeerOps`) queue work per
 device and run it only at barriers, so ordering mistakes change results. Tests point
@@ -14,14 +14,14 @@ from dataclasses import dataclass, field
 import numpy as np
 from emulated_device import EMULATED, DeviceArray, DeviceMismatch
 
-from ringpipe.kernels.cuda_backend import GpuArrays
-from ringpipe.kernels.cuda_peer import pair_table
+from ringpipe.kernels.cuda.backend import GpuArrays
+from ringpipe.kernels.cuda.peer import pair_table
 from ringpipe.kernels.memory import addresses as host_addresses
 from ringpipe.kernels.numpy_exec import run_table_numpy
 
 
 class EmulatedPeerOps:
-    """:class:`ringpipe.kernels.cuda_peer.PeerOps` with CUDA's ordering, made visible.
+    """:class:`ringpipe.kernels.cuda.peer.PeerOps` with CUDA's ordering, made visible.
 
     Work is queued per device (a stream each) and runs only at ``barrier``, device by
     device in ``order`` ("forward" or "reverse"). A copy reads its source when it runs,

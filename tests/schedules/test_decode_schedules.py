@@ -17,7 +17,7 @@ from ringpipe.schedules import (
     simulate,
     validate,
 )
-from ringpipe.schedules.inference import decode, inference_timing, prefill, token_step
+from ringpipe.schedules.generators.decode import decode, inference_timing, prefill, token_step
 
 
 @pytest.mark.parametrize("p", [1, 2, 3, 5])

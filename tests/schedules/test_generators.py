@@ -14,8 +14,8 @@ from ringpipe.schedules import (
     zb_h1,
     zb_v,
 )
-from ringpipe.schedules.interleaved import interleaved_warmup
-from ringpipe.schedules.zero_bubble_v import zb_v_pattern
+from ringpipe.schedules.generators.interleaved import interleaved_warmup
+from ringpipe.schedules.generators.zero_bubble_v import zb_v_pattern
 
 P_RANGE = range(1, 17)
 M_RANGE = range(1, 49)

@@ -26,10 +26,10 @@ from ringpipe.schedules.actions import (
     v_shape_placement,
 )
 from ringpipe.schedules.encoded import encode, encoded_arrays
-from ringpipe.schedules.interleaved import _interleaved_row
-from ringpipe.schedules.one_f_one_b import one_f_one_b_row
-from ringpipe.schedules.zero_bubble import _zb_h1_row
-from ringpipe.schedules.zero_bubble_v import _zb_v_row
+from ringpipe.schedules.generators.interleaved import _interleaved_row
+from ringpipe.schedules.generators.one_f_one_b import one_f_one_b_row
+from ringpipe.schedules.generators.zero_bubble import _zb_h1_row
+from ringpipe.schedules.generators.zero_bubble_v import _zb_v_row
 
 F, B = ActionKind.FORWARD, ActionKind.FULL_BACKWARD
 

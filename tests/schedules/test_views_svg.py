@@ -5,7 +5,7 @@ import xml.etree.ElementTree as ET
 import pytest
 
 from ringpipe.schedules import generate, render_svg, simulate
-from ringpipe.schedules.views_svg import CHAR_WIDTH, FONT_SIZE, _text_colour
+from ringpipe.schedules.views.svg import CHAR_WIDTH, FONT_SIZE, _text_colour
 
 SVG = "{http://www.w3.org/2000/svg}"
 

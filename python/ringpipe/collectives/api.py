@@ -12,14 +12,14 @@ chosen executor:
   ring/tree ``all_reduce`` on plain ndarrays first tries the one-shot path
   (:mod:`ringpipe.kernels.numba_oneshot`: checks and kernel in one compiled call),
   which falls back to the full checks below for anything else;
-* ``backend="cupy"``: :func:`ringpipe.kernels.cuda_exec.run_table_cuda`, the
+* ``backend="cupy"``: :func:`ringpipe.kernels.cuda.executor.run_table_cuda`, the
   same tile-fused schedule as a CUDA kernel, bitwise equal too. Ranks are CuPy arrays on
   one GPU, or on several (then transfer by transfer, with peer copies); under Numba's CUDA
   simulator (``NUMBA_ENABLE_CUDASIM=1``) they are NumPy arrays and the kernel runs on
-  the CPU (see :mod:`ringpipe.kernels.cuda_backend`). Its ``tuning`` is a
-  :class:`~ringpipe.kernels.cuda_tuning.CudaTuning` (a ``KernelTuning``, the default,
+  the CPU (see :mod:`ringpipe.kernels.cuda.backend`). Its ``tuning`` is a
+  :class:`~ringpipe.kernels.cuda.tuning.CudaTuning` (a ``KernelTuning``, the default,
   selects the backend's default launch). ``all_reduce(..., algorithm="nccl")`` calls
-  NCCL instead, one rank per GPU (:mod:`ringpipe.kernels.cuda_nccl`). CuPy and
+  NCCL instead, one rank per GPU (:mod:`ringpipe.kernels.cuda.nccl`). CuPy and
   ``numba.cuda`` are imported only when this backend is used.
 
 They work in place by default and return the result arrays; ``out=`` takes one output
@@ -44,9 +44,9 @@ from ringpipe.collectives.checks import (
     check_root,
 )
 from ringpipe.collectives.choice import auto_algorithm
-from ringpipe.kernels.cuda_backend import GpuArrays, gpu_arrays
-from ringpipe.kernels.cuda_nccl import nccl_all_reduce
-from ringpipe.kernels.cuda_tuning import CudaTuning
+from ringpipe.kernels.cuda.backend import GpuArrays, gpu_arrays
+from ringpipe.kernels.cuda.nccl import nccl_all_reduce
+from ringpipe.kernels.cuda.tuning import CudaTuning
 from ringpipe.kernels.memory import addresses
 from ringpipe.kernels.numba_exec import DEFAULT_TUNING, KernelTuning, run_table_numba
 from ringpipe.kernels.numba_oneshot import run_plain_in_place

@@ -19,7 +19,7 @@ SUPPORTED_DTYPES = tuple(np.dtype(t) for t in
 #: Host backends: every API that takes a backend (collectives, plans, CLI) offers these.
 BACKENDS = ("numpy", "numba")
 #: The collectives also run on the GPU (CuPy arrays; NumPy arrays under Numba's CUDA
-#: simulator): see :mod:`ringpipe.kernels.cuda_backend`.
+#: simulator): see :mod:`ringpipe.kernels.cuda.backend`.
 COLLECTIVE_BACKENDS = (*BACKENDS, "cupy")
 
 

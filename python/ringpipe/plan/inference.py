@@ -4,7 +4,7 @@
 contiguous layer slices of :func:`~ringpipe.plan.layout.split_layers`, as training's),
 each stage's inference shard shapes (:class:`~ringpipe.model.inference_stage.InferenceSpec`,
 GQA key/value heads split or replicated over TP), and the forward-only decode schedule of
-:mod:`ringpipe.schedules.inference` (K token steps unrolled into K·p virtual stages,
+:mod:`ringpipe.schedules.generators.decode` (K token steps unrolled into K·p virtual stages,
 step 0 the prompt's prefill, ``groups`` groups of sequences in flight), lowered with
 SEND/RECV and validated. DP replicas take contiguous, near-equal slices of the B
 prompts, each replica's groups contiguous slices of its own.
@@ -25,7 +25,7 @@ from ringpipe.runtime.groups import ALLREDUCE_ALGORITHMS
 from ringpipe.runtime.inference import InferenceResult
 from ringpipe.runtime.run import run
 from ringpipe.schedules import Schedule, add_communication, validate
-from ringpipe.schedules.inference import decode
+from ringpipe.schedules.generators.decode import decode
 from ringpipe.validation import check_int
 
 __all__ = ["InferencePlan"]

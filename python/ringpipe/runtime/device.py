@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 
 from ringpipe.arrays import to_host
-from ringpipe.kernels.cuda_backend import GpuArrays, gpu_arrays
+from ringpipe.kernels.cuda.backend import GpuArrays, gpu_arrays
 from ringpipe.runtime.interpreter import Send
 
 __all__ = ["DeviceSetup", "HostStagedTransport", "NcclGroup", "cupy_device_setup",

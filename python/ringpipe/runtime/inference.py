@@ -1,7 +1,7 @@
 """Greedy generation on a TP × PP (× DP) mesh, through the one pipeline interpreter.
 
 An :class:`~ringpipe.plan.inference.InferencePlan` lowers generation to the forward-only
-decode schedule of :mod:`ringpipe.schedules.inference`: K token steps unrolled into K·p
+decode schedule of :mod:`ringpipe.schedules.generators.decode`: K token steps unrolled into K·p
 virtual stages, step 0 the prompt's prefill, G groups of sequences in flight. Each pipeline rank's
 action list runs on the same :class:`~ringpipe.runtime.interpreter.PipelineInterpreter`
 as training, with an :class:`InferenceWorker` for compute: its ``forward`` runs the

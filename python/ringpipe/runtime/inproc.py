@@ -21,7 +21,7 @@ activations, messages, gradients and all-reduces (the CUDA step-table kernel) st
 GPU memory; the model maths runs on CuPy through :mod:`ringpipe.arrays`. Only the
 reduced gradient buckets, the head outputs and the losses come back to the host, so
 :class:`~ringpipe.runtime.result.PlanResult` always holds NumPy arrays. Under Numba's
-CUDA simulator the "device" is the host (:mod:`ringpipe.kernels.cuda_backend`) and only
+CUDA simulator the "device" is the host (:mod:`ringpipe.kernels.cuda.backend`) and only
 the all-reduces change, to the simulated CUDA kernel.
 
 The layers' all-reduces run between BLAS matmuls, whose worker threads keep spinning
@@ -41,7 +41,7 @@ import numpy as np
 
 from ringpipe.arrays import array_module, to_host
 from ringpipe.collectives.api import all_reduce
-from ringpipe.kernels.cuda_backend import gpu_arrays
+from ringpipe.kernels.cuda.backend import gpu_arrays
 from ringpipe.kernels.numba_exec import KernelTuning
 from ringpipe.model.params import check_params
 from ringpipe.runtime.groups import CountedAllReduce, RankTally

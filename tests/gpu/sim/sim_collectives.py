@@ -10,8 +10,8 @@ import pytest
 
 import ringpipe
 from ringpipe import KernelTuning
-from ringpipe.kernels.cuda_exec import MAX_RANKS
-from ringpipe.kernels.cuda_tuning import CudaTuning
+from ringpipe.kernels.cuda.executor import MAX_RANKS
+from ringpipe.kernels.cuda.tuning import CudaTuning
 
 DTYPES = [np.float16, np.float32, np.float64, np.int32, np.int64]
 SMALL = CudaTuning(threads_per_block=4, elems_per_thread=2, tile_elems=8, max_blocks=2)

@@ -11,8 +11,8 @@ import warnings
 import numpy as np
 import pytest
 
-from ringpipe.kernels.cuda_exec import MAX_RANKS, launch_shape, run_table_cuda
-from ringpipe.kernels.cuda_tuning import CudaTuning
+from ringpipe.kernels.cuda.executor import MAX_RANKS, launch_shape, run_table_cuda
+from ringpipe.kernels.cuda.tuning import CudaTuning
 from ringpipe.kernels.numpy_exec import run_table_numpy
 from ringpipe.kernels.registry import ALGORITHMS, ROOTED, step_table
 

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 import ringpipe
-from ringpipe.kernels.cuda_exec import run_table_cuda
-from ringpipe.kernels.cuda_peer import pair_table, run_table_peer
-from ringpipe.kernels.cuda_tuning import CudaTuning
+from ringpipe.kernels.cuda.executor import run_table_cuda
+from ringpipe.kernels.cuda.peer import pair_table, run_table_peer
+from ringpipe.kernels.cuda.tuning import CudaTuning
 from ringpipe.kernels.registry import step_table
 
 SMALL = CudaTuning(threads_per_block=4, elems_per_thread=2, tile_elems=8, max_blocks=2)

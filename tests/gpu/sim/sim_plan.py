@@ -6,7 +6,7 @@ bit for bit (the kernel is bitwise equal to the NumPy executor; the simulator's
 import numpy as np
 import pytest
 
-import ringpipe.kernels.cuda_exec as cuda_exec
+import ringpipe.kernels.cuda.executor as cuda_exec
 from ringpipe.mesh import Mesh
 from ringpipe.model import ModelConfig, init_params
 from ringpipe.plan.training import Plan

@@ -62,7 +62,7 @@ TFLOP = 1e12
 #: (:data:`ringpipe.cost.hardware.gpu.CALIBRATED_SATURATION`), by least squares on the relative
 #: error over all ten rows of Megatron-LM's SC'21 Table 1
 #: (:func:`ringpipe.cost.published.megatron.calibrate_saturation`);
-#: ``tests/cost/test_megatron_table.py`` checks the stored pair is still that optimum.
+#: ``tests/cost/training/test_megatron_table.py`` checks the stored pair is still that optimum.
 CALIBRATED_FRACTION_OF_PEAK = 0.762
 #: H100 SXM: NOT fitted (no H100 data is used for fitting). The A100 value scaled by
 #: 0.8, the ratio of the fractions of peak large bf16 cuBLAS GEMMs are commonly measured

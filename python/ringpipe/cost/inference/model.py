@@ -16,7 +16,7 @@ bandwidth) and τ are the two calibrated constants (:mod:`.inference_tables`).
 
 **Pipeline.** Stages hold :func:`~ringpipe.plan.layout.split_layers` of the layers; the batch
 splits into G = min(p, b) groups kept in flight by the forward-only decode schedule
-(:mod:`ringpipe.schedules.inference`), and the schedule simulator with one α-β message
+(:mod:`ringpipe.schedules.generators.decode`), and the schedule simulator with one α-β message
 per stage boundary (the token hand-back from the last rank included) gives the
 steady-state time per output token and, from the prefill schedule, the time to first
 token. **Prefill** is priced like a training forward (Narayanan et al., SC'21):
@@ -47,7 +47,7 @@ from ringpipe.cost.hardware.collectives import CollectiveModel
 from ringpipe.mesh import Mesh
 from ringpipe.model.config import ModelConfig
 from ringpipe.plan.layout import split_layers
-from ringpipe.schedules.inference import decode, inference_timing, prefill
+from ringpipe.schedules.generators.decode import decode, inference_timing, prefill
 from ringpipe.validation import check_int, check_real
 
 WEIGHT_BYTES = {"bf16": 2, "fp8": 1}

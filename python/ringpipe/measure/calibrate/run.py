@@ -108,7 +108,7 @@ def _allreduce_row(runtime: str, algorithm: str, ranks: int,
 
 def _array_module(backend: str) -> ModuleType:
     if backend == "cupy":
-        from ringpipe.kernels.cuda_backend import gpu_arrays
+        from ringpipe.kernels.cuda.backend import gpu_arrays
 
         return gpu_arrays("ringpipe calibrate").xp
     return np

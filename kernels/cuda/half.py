@@ -1,6 +1,6 @@
 """float16 arithmetic on ``uint16`` bit patterns, written once for three targets.
 
-The GPU kernel (:mod:`ringpipe.kernels.cuda_exec`) must reproduce NumPy's float16
+The GPU kernel (:mod:`ringpipe.kernels.cuda.executor`) must reproduce NumPy's float16
 reduction bit for bit. NumPy adds two halves by widening both to float32, adding in
 float32 (one rounding) and narrowing the sum to float16 with round-to-nearest-even (a
 second rounding): ``npy_half_to_float`` / ``npy_float_to_half`` in NumPy's

@@ -36,10 +36,9 @@ from numbers import Real
 
 import numpy as np
 
+from ringpipe.schedules.actions import Action, ActionKind, Schedule, interleaved_placement
+from ringpipe.schedules.simulate import CostModel, simulate
 from ringpipe.validation import check_int, check_real
-
-from .actions import Action, ActionKind, Schedule, interleaved_placement
-from .simulate import CostModel, simulate
 
 __all__ = ["InferenceTiming", "decode", "inference_timing", "prefill", "token_step"]
 

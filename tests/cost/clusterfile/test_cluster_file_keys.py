@@ -17,7 +17,7 @@ from ringpipe.cost.clusterfile.load import TOP_KEYS, load_cluster_file, read_clu
 from ringpipe.cost.clusterfile.measured import MEASURED_KEYS
 from ringpipe.cost.clusterfile.writer import dumps
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 NAN, INF = float("nan"), float("inf")
 
 

@@ -12,8 +12,8 @@ from collections.abc import Iterable
 from fractions import Fraction
 from numbers import Rational
 
-from .simulate import SimulationResult
-from .step_grid import IDLE
+from ringpipe.schedules.simulate import SimulationResult
+from ringpipe.schedules.views.step_grid import IDLE
 
 #: Largest text grid drawn, in columns and in cells (ranks × columns): a tiny slot or a
 #: very deep pipeline would otherwise allocate without bound.

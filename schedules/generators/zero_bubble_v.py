@@ -59,10 +59,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from ringpipe.schedules.actions import KIND_CODES, Action, F, I, Schedule, W, v_shape_placement
+from ringpipe.schedules.encoded import encoded_arrays
 from ringpipe.validation import check_int
-
-from .actions import KIND_CODES, Action, F, I, Schedule, W, v_shape_placement
-from .encoded import encoded_arrays
 
 _FA, _IA, _WA, _FB, _IB, _WB = range(6)
 _SYMBOL = ((0, F), (0, I), (0, W), (1, F), (1, I), (1, W))  # (chunk, kind)

@@ -27,12 +27,12 @@ input and stored to its output, fusing the copy into the same pass.
 
 Rank buffers reach the kernel as a tuple of N one-dimensional arrays (the tuple is
 indexed with a rank number in device code): real CuPy arrays are wrapped zero-copy
-through ``__cuda_array_interface__`` by the caller (:mod:`ringpipe.kernels.cuda_backend`),
+through ``__cuda_array_interface__`` by the caller (:mod:`ringpipe.kernels.cuda.backend`),
 while under Numba's CUDA simulator they are the NumPy arrays themselves. One kernel is
 compiled per (N, dtype, elems_per_thread). The tuple costs 56 bytes of kernel parameters
 per array, which keeps N ≤ :data:`MAX_RANKS` within CUDA's 4 KiB parameter limit.
 
-float16 runs as ``uint16`` bit patterns through :mod:`ringpipe.kernels.cuda_half`, which
+float16 runs as ``uint16`` bit patterns through :mod:`ringpipe.kernels.cuda.half`, which
 emulates NumPy's widen-to-float32, add, round-to-nearest-even arithmetic in integers.
 
 Bitwise equality covers every value NumPy fixes on x86-64, signed zeros of max/min and
@@ -51,8 +51,8 @@ import numba
 import numpy as np
 from numba import cuda
 
-from ringpipe.kernels.cuda_half import half_ops
-from ringpipe.kernels.cuda_tuning import DEFAULT_CUDA_TUNING, MAX_RANKS, CudaTuning
+from ringpipe.kernels.cuda.half import half_ops
+from ringpipe.kernels.cuda.tuning import DEFAULT_CUDA_TUNING, MAX_RANKS, CudaTuning
 from ringpipe.kernels.ops import OPCODES
 from ringpipe.kernels.steps import StepTable
 
@@ -227,7 +227,7 @@ class KernelIO(NamedTuple):
     ``wrap`` turns a flat rank array into a kernel argument, ``table_meta`` gives a
     table's metadata (:func:`table_meta`) on the device, and ``stream`` is the stream to
     launch on. Under the simulator all three are trivial (:data:`SIMULATOR_IO`); for CuPy
-    see :func:`ringpipe.kernels.cuda_backend._cupy_io`, which uploads each table's
+    see :func:`ringpipe.kernels.cuda.backend._cupy_io`, which uploads each table's
     metadata once per device, so a launch copies nothing from the host (a pageable
     host-to-device copy would wait for the stream to drain).
     """

@@ -4,7 +4,7 @@ The rule, decided when the backend is first asked for (never at ``import ringpip
 
 * **Simulator.** When ``numba.cuda`` is Numba's CUDA simulator (``NUMBA_ENABLE_CUDASIM=1``
   was set before ``numba.cuda`` was first imported), rank buffers are **NumPy arrays** and
-  the very same kernel (:mod:`ringpipe.kernels.cuda_exec`) runs on the CPU, one Python
+  the very same kernel (:mod:`ringpipe.kernels.cuda.executor`) runs on the CPU, one Python
   thread per CUDA thread. CuPy is neither needed nor used. This is how CI, which has no
   GPU, tests the kernel logic, and it is slow: keep sizes tiny.
 * **GPU.** Otherwise rank buffers are **CuPy arrays**: all on one device ("simulated
@@ -16,8 +16,8 @@ The rule, decided when the backend is first asked for (never at ``import ringpip
   synchronising. (The several-device path below synchronises at every step.)
 
 Ranks on several devices (one rank per GPU) run the same tables transfer by transfer
-with peer copies (:mod:`ringpipe.kernels.cuda_peer`); ``algorithm="nccl"`` hands such
-ranks to NCCL instead (:mod:`ringpipe.kernels.cuda_nccl`).
+with peer copies (:mod:`ringpipe.kernels.cuda.peer`); ``algorithm="nccl"`` hands such
+ranks to NCCL instead (:mod:`ringpipe.kernels.cuda.nccl`).
 """
 
 from __future__ import annotations
@@ -30,8 +30,8 @@ from typing import Any
 
 import numpy as np
 
-from ringpipe.kernels.cuda_peer import PeerOps, pair_table, run_table_peer
-from ringpipe.kernels.cuda_tuning import (
+from ringpipe.kernels.cuda.peer import PeerOps, pair_table, run_table_peer
+from ringpipe.kernels.cuda.tuning import (
     DEFAULT_CUDA_TUNING,
     MAX_RANKS,
     SIMULATOR_CUDA_TUNING,
@@ -81,7 +81,7 @@ class GpuArrays:
     def check_placement(self, where: str, name: str, arrays: Sequence[Any],
                         like: Sequence[Any] | None = None) -> None:
         """Ranks on one device: at most MAX_RANKS (one kernel launch takes them all).
-        Ranks on several devices run by peer copies (:mod:`ringpipe.kernels.cuda_peer`),
+        Ranks on several devices run by peer copies (:mod:`ringpipe.kernels.cuda.peer`),
         any number. With ``like`` (the buffers, when checking ``out``), ``arrays[r]`` must
         be on ``like[r]``'s device: a rank's result stays on its own device."""
         if like is not None:
@@ -128,7 +128,7 @@ class GpuArrays:
                   inputs: Sequence[Any] | None = None) -> None:
         """All ranks on one device: the tile-fused step-table kernel, one launch, on
         that device (for CuPy and for Numba), whichever device is current."""
-        from ringpipe.kernels.cuda_exec import SIMULATOR_IO, run_table_cuda
+        from ringpipe.kernels.cuda.executor import SIMULATOR_IO, run_table_cuda
 
         if self.simulated:
             run_table_cuda(table, outs, op, inputs=inputs, tuning=tuning, io=SIMULATOR_IO)
@@ -180,7 +180,7 @@ def _cupy_io(cupy: ModuleType) -> Any:  # noqa: ANN401 - a cuda_exec.KernelIO
     """Zero-copy views, table metadata resident per device, the current CuPy stream."""
     from numba import cuda
 
-    from ringpipe.kernels.cuda_exec import KernelIO
+    from ringpipe.kernels.cuda.executor import KernelIO
 
     def wrap(a: Any) -> Any:  # noqa: ANN401 - a numba device array
         # No sync on the array's stream: the kernel is queued behind it on that stream.
@@ -198,7 +198,7 @@ def _cupy_io(cupy: ModuleType) -> Any:  # noqa: ANN401 - a cuda_exec.KernelIO
 def _resident_table_meta(cupy: ModuleType, table: StepTable, device: int) -> Any:  # noqa: ANN401
     """``table``'s kernel metadata in ``device``'s memory, uploaded once and then reused
     (read-only; tables are immutable and cached by their generators)."""
-    from ringpipe.kernels.cuda_exec import table_meta
+    from ringpipe.kernels.cuda.executor import table_meta
 
     with cupy.cuda.Device(device):
         meta = cupy.asarray(table_meta(table))
@@ -207,7 +207,7 @@ def _resident_table_meta(cupy: ModuleType, table: StepTable, device: int) -> Any
 
 
 class _CupyPeerOps:
-    """:class:`~ringpipe.kernels.cuda_peer.PeerOps` on CuPy arrays, one rank per device.
+    """:class:`~ringpipe.kernels.cuda.peer.PeerOps` on CuPy arrays, one rank per device.
 
     Work is queued on each device's current CuPy stream. Copies go through
     ``MemoryPointer.copy_from_device_async`` (a peer copy, enabling peer access, when
@@ -229,7 +229,7 @@ class _CupyPeerOps:
     def combine(self, dst: Any, src: Any, op: str) -> None:  # noqa: ANN401
         from numba import cuda
 
-        from ringpipe.kernels.cuda_exec import run_table_cuda
+        from ringpipe.kernels.cuda.executor import run_table_cuda
 
         device = dst.device.id
         with self.cupy.cuda.Device(device), cuda.gpus[device]:

@@ -1,6 +1,6 @@
 """Launch geometry of the CUDA step-table kernel, as one frozen value.
 
-Kept apart from :mod:`ringpipe.kernels.cuda_exec` so that :mod:`ringpipe.collectives.api`
+Kept apart from :mod:`ringpipe.kernels.cuda.executor` so that :mod:`ringpipe.collectives.api`
 can name it without importing ``numba.cuda`` (which must stay unimported until a GPU
 backend is asked for: ``NUMBA_ENABLE_CUDASIM`` is read when it is first imported).
 Tests patch the sizes small (as stumpy does) to force many blocks, many tiles per chunk

@@ -11,10 +11,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from ringpipe.schedules.actions import KIND_CODES, B, F, Schedule, one_chunk_placement
+from ringpipe.schedules.encoded import encoded_arrays
 from ringpipe.validation import check_int
-
-from .actions import KIND_CODES, B, F, Schedule, one_chunk_placement
-from .encoded import encoded_arrays
 
 
 def gpipe(num_ranks: int, num_microbatches: int) -> Schedule:

@@ -12,7 +12,7 @@ from __future__ import annotations
 from fractions import Fraction
 from numbers import Real
 
-from .simulate import SimulationResult
+from ringpipe.schedules.simulate import SimulationResult
 
 
 def _number(value: Real) -> int | float:

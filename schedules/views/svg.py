@@ -22,8 +22,8 @@ from __future__ import annotations
 import math
 from xml.sax.saxutils import escape
 
-from .actions import ActionKind, Schedule
-from .simulate import SimulationResult
+from ringpipe.schedules.actions import ActionKind, Schedule
+from ringpipe.schedules.simulate import SimulationResult
 
 KIND_COLOURS = {
     ActionKind.FORWARD: "#4c78a8",

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 
-from .simulate import SimulationResult
+from ringpipe.schedules.simulate import SimulationResult
 
 
 def chrome_trace(result: SimulationResult, *, us_per_unit: float = 1000.0) -> dict:

@@ -17,7 +17,7 @@ from ringpipe.cost.inference.model import (
 from ringpipe.cost.inference.search import search
 from ringpipe.mesh import Mesh
 from ringpipe.model.kv_cache import KVCache
-from ringpipe.schedules.inference import decode, inference_timing
+from ringpipe.schedules.generators.decode import decode, inference_timing
 
 NAN, INF = float("nan"), float("inf")
 

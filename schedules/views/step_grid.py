@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
-from .actions import Action, Schedule
+from ringpipe.schedules.actions import Action, Schedule
 
 IDLE = "."
 #: Per-rank action lists (``None`` = idle slot), as in :attr:`Schedule.actions`.

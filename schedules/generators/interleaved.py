@@ -19,11 +19,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from ringpipe.schedules.actions import KIND_CODES, Action, B, F, Schedule, interleaved_placement
+from ringpipe.schedules.encoded import encoded_arrays
+from ringpipe.schedules.generators.one_f_one_b import steady_state_pattern
 from ringpipe.validation import check_int
-
-from .actions import KIND_CODES, Action, B, F, Schedule, interleaved_placement
-from .encoded import encoded_arrays
-from .one_f_one_b import steady_state_pattern
 
 
 def interleaved_warmup(num_ranks: int, num_microbatches: int, chunks: int, rank: int) -> int:
@@ -57,7 +56,7 @@ def interleaved_one_f_one_b(
 
     Constraints (Megatron's): v >= 2 (v = 1 is plain 1F1B) and m a multiple of p.
     Built as arrays (the 1F1B pattern of
-    :func:`~ringpipe.schedules.one_f_one_b.steady_state_pattern` over m·v forwards,
+    :func:`~ringpipe.schedules.generators.one_f_one_b.steady_state_pattern` over m·v forwards,
     mapped to (stage, micro-batch) as :func:`_interleaved_row` does).
     """
     p = check_int("num_ranks", num_ranks)

@@ -23,7 +23,7 @@ order on that receiver's stream, which orders their shared scratch buffer. Scrat
 one largest-chunk buffer per receiving rank, allocated on its device.
 
 The device work is behind :class:`PeerOps` (CuPy's implementation is in
-:mod:`ringpipe.kernels.cuda_backend`), so the schedule itself is tested on a CPU.
+:mod:`ringpipe.kernels.cuda.backend`), so the schedule itself is tested on a CPU.
 """
 
 from __future__ import annotations
