@@ -6,8 +6,8 @@ import pytest
 
 from ringpipe.cli import main
 from ringpipe.cost import cluster_preset, model_preset
-from ringpipe.cost.inference.model import Workload
 from ringpipe.cost.inference.search import batch_sweep, layouts, search
+from ringpipe.cost.inference.workload import Workload
 
 BASE = ["plan", "--inference", "--model", "llama3-70b", "--cluster", "dgx-h100",
         "--prompt-len", "2048", "--output-len", "128"]

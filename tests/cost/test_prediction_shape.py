@@ -6,7 +6,8 @@ import pytest
 from ringpipe.cost import Config, Prediction, StepModel, TrainingSpec, cluster_preset
 from ringpipe.cost.clusterfile.load import read_cluster
 from ringpipe.cost.executable.predict import PlanModel
-from ringpipe.cost.inference.model import InferenceModel, Workload
+from ringpipe.cost.inference.model import InferenceModel
+from ringpipe.cost.inference.workload import Workload
 from ringpipe.mesh import Mesh
 from ringpipe.model import ModelConfig, model_preset
 from ringpipe.plan import Plan

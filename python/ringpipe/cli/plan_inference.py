@@ -24,7 +24,7 @@ import argparse
 import json
 import sys
 
-from ringpipe.cost.inference.model import MEMORY_UTILIZATION, Workload
+from ringpipe.cost.inference.model import MEMORY_UTILIZATION
 from ringpipe.cost.inference.search import (
     OBJECTIVES,
     InferenceSearch,
@@ -32,6 +32,7 @@ from ringpipe.cost.inference.search import (
     pareto_curves,
     search,
 )
+from ringpipe.cost.inference.workload import Workload
 
 __all__ = ["add_arguments", "run_inference_plan"]
 

@@ -27,7 +27,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from ringpipe.model import functional as F
-from ringpipe.model.config import ModelConfig, check_batch, check_targets
+from ringpipe.model.config import ModelConfig
+from ringpipe.model.inputs import check_batch, check_targets
 from ringpipe.model.params import check_params
 
 

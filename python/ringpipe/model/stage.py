@@ -50,7 +50,7 @@ import numpy as np
 
 from ringpipe.arrays import array_kind, array_module, is_array
 from ringpipe.model import blocks as B
-from ringpipe.model.config import check_batch, check_targets
+from ringpipe.model.inputs import check_batch, check_targets
 from ringpipe.model.layers import AllReduce, check_all_reduce
 from ringpipe.model.params import check_arrays
 from ringpipe.model.stage_spec import StageSpec

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ringpipe.model.config import check_batch, check_targets
+from ringpipe.model.inputs import check_batch, check_targets
 from ringpipe.model.sharding import shard_param
 from ringpipe.model.stage import (
     StageSpec,

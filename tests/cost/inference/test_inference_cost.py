@@ -10,9 +10,8 @@ from ringpipe.cost.inference.model import (
     CALIBRATED_HBM_EFFICIENCY,
     CALIBRATED_LAYER_OVERHEAD,
     InferenceModel,
-    Workload,
-    kv_cache_bytes,
 )
+from ringpipe.cost.inference.workload import Workload, kv_cache_bytes
 from ringpipe.cost.published.inference_tables import (
     NEMO_LLAMA2_7B,
     TRTLLM_FIRST_TOKEN,

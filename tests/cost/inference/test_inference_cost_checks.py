@@ -8,13 +8,9 @@ import numpy as np
 import pytest
 
 from ringpipe.cost import cluster_preset, model_preset
-from ringpipe.cost.inference.model import (
-    InferenceCalibration,
-    InferenceModel,
-    Workload,
-    kv_cache_bytes,
-)
+from ringpipe.cost.inference.model import InferenceCalibration, InferenceModel
 from ringpipe.cost.inference.search import search
+from ringpipe.cost.inference.workload import Workload, kv_cache_bytes
 from ringpipe.mesh import Mesh
 from ringpipe.model.kv_cache import KVCache
 from ringpipe.schedules.generators.decode import decode, inference_timing
@@ -92,8 +88,8 @@ def test_calibration_accepts_its_bounds_and_they_move_the_prediction():
         CALIBRATED_HBM_EFFICIENCY,
         CALIBRATED_LAYER_OVERHEAD,
         InferenceModel,
-        Workload,
     )
+    from ringpipe.cost.inference.workload import Workload
     from ringpipe.mesh import Mesh
 
     assert InferenceCalibration() == InferenceCalibration(CALIBRATED_HBM_EFFICIENCY,

@@ -2,8 +2,8 @@
 
 from ringpipe.cli.plan_inference import PLOT_LAYOUTS
 from ringpipe.cost import cluster_preset, model_preset
-from ringpipe.cost.inference.model import Workload
 from ringpipe.cost.inference.search import label, layouts, pareto_curves
+from ringpipe.cost.inference.workload import Workload
 from ringpipe.mesh import Mesh
 
 

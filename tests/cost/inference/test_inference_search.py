@@ -4,8 +4,9 @@ whatever --batch says, explanations worded for the layouts compared."""
 import pytest
 
 from ringpipe.cost import cluster_preset, model_preset
-from ringpipe.cost.inference.model import InferenceModel, Workload
+from ringpipe.cost.inference.model import InferenceModel
 from ringpipe.cost.inference.search import batch_sweep, kind, search
+from ringpipe.cost.inference.workload import Workload
 from ringpipe.mesh import Mesh
 
 MODEL, CLUSTER = model_preset("llama3-8b"), cluster_preset("dgx-h100")

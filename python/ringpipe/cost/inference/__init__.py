@@ -1,1 +1,14 @@
-"""ringpipe.cost.inference.model."""
+"""The inference cost model: time to first token, time per output token and memory of a
+TP × PP (× DP) serving layout, and the search over layouts.
+
+* :mod:`.workload`: what is served (:class:`Workload`) and its KV cache;
+* :mod:`.model`: :class:`InferenceModel` (``predict(mesh, workload) ->
+  InferencePrediction``), its two calibrated constants (:class:`InferenceCalibration`);
+* :mod:`.search`: rank layouts for latency or throughput, and explain the winner.
+"""
+
+from ringpipe.cost.inference.model import InferenceCalibration, InferenceModel, InferencePrediction
+from ringpipe.cost.inference.workload import Workload, kv_cache_bytes
+
+__all__ = ["InferenceCalibration", "InferenceModel", "InferencePrediction", "Workload",
+           "kv_cache_bytes"]

@@ -44,37 +44,18 @@ from dataclasses import dataclass, field
 
 from ringpipe.cost.hardware.cluster import GIB, Cluster
 from ringpipe.cost.hardware.collectives import CollectiveModel
+from ringpipe.cost.inference.workload import WEIGHT_BYTES, Workload, kv_cache_bytes
 from ringpipe.mesh import Mesh
 from ringpipe.model.config import ModelConfig
 from ringpipe.plan.layout import split_layers
 from ringpipe.schedules.generators.decode import decode, inference_timing, prefill
-from ringpipe.validation import check_int, check_real
+from ringpipe.validation import check_real
 
-WEIGHT_BYTES = {"bf16": 2, "fp8": 1}
 ACT_BYTES = 2
 MEMORY_UTILIZATION = 0.9
 #: Calibrated on NeMo's measured Llama-2-7B latencies (:mod:`.inference_tables`).
 CALIBRATED_HBM_EFFICIENCY = 0.88
 CALIBRATED_LAYER_OVERHEAD = 140.0e-6
-
-
-@dataclass(frozen=True)
-class Workload:
-    """``batch`` concurrent sequences (all replicas together), prompts of ``prompt_len``
-    tokens, ``output_len`` generated tokens each, weights in ``dtype``."""
-
-    prompt_len: int
-    output_len: int
-    batch: int = 1
-    dtype: str = "bf16"
-
-    def __post_init__(self) -> None:
-        check_int("Workload.prompt_len", self.prompt_len)
-        check_int("Workload.output_len", self.output_len)
-        check_int("Workload.batch", self.batch)
-        if self.dtype not in WEIGHT_BYTES:
-            raise ValueError(f"Workload.dtype must be one of {tuple(WEIGHT_BYTES)}, "
-                             f"got {self.dtype!r}")
 
 
 @dataclass(frozen=True)
@@ -133,28 +114,6 @@ class InferencePrediction:
         """Weights, KV cache and their total on the fullest GPU, bytes."""
         return {"weights": self.weights_gib * GIB, "kv_cache": self.kv_cache_gib * GIB,
                 "total": self.memory_gib * GIB}
-
-
-def kv_cache_bytes(model: ModelConfig, tokens: int, sequences: int, tp: int = 1,
-                   layers: int | None = None, dtype: str = "bf16") -> float:
-    """2 · layers · kv_heads/tp · head_dim · bytes per token per sequence (kv_heads/tp at
-    least 1: heads are replicated past tp = kv_heads), times tokens · sequences.
-
-    TypeError/ValueError naming the argument for a non-model, negative ``tokens``,
-    ``sequences`` or ``layers`` (negative bytes), ``tp < 1`` or an unknown ``dtype``."""
-    if not isinstance(model, ModelConfig):
-        raise TypeError(f"kv_cache_bytes: model must be a ModelConfig, got "
-                        f"{type(model).__name__}")
-    check_int("kv_cache_bytes: tokens", tokens, 0)
-    check_int("kv_cache_bytes: sequences", sequences, 0)
-    check_int("kv_cache_bytes: tp", tp, 1)
-    if dtype not in WEIGHT_BYTES:
-        raise ValueError(f"kv_cache_bytes: dtype must be one of {tuple(WEIGHT_BYTES)}, "
-                         f"got {dtype!r}")
-    layers = model.layers if layers is None else check_int("kv_cache_bytes: layers", layers, 0)
-    kv_here = max(model.kv_heads // tp, 1)
-    d = model.hidden // model.heads
-    return 2.0 * layers * kv_here * d * WEIGHT_BYTES[dtype] * tokens * sequences
 
 
 def _check_layout(model: ModelConfig, cluster: Cluster, layout: Mesh) -> None:

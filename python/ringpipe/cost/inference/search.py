@@ -23,7 +23,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from ringpipe.cost.hardware.cluster import Cluster
-from ringpipe.cost.inference.model import InferenceModel, InferencePrediction, Workload
+from ringpipe.cost.inference.model import InferenceModel, InferencePrediction
+from ringpipe.cost.inference.workload import Workload
 from ringpipe.mesh import Mesh
 from ringpipe.model.config import ModelConfig
 from ringpipe.validation import check_int

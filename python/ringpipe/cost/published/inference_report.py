@@ -26,8 +26,8 @@ from ringpipe.cost.inference.model import (
     CALIBRATED_HBM_EFFICIENCY,
     CALIBRATED_LAYER_OVERHEAD,
     InferenceModel,
-    Workload,
 )
+from ringpipe.cost.inference.workload import Workload
 from ringpipe.cost.published.inference_tables import (
     NEMO_LLAMA2_7B,
     TRTLLM_FIRST_TOKEN,

@@ -27,7 +27,8 @@ import math
 from typing import NamedTuple
 
 from ringpipe.cost.hardware.cluster import cluster_preset
-from ringpipe.cost.inference.model import InferenceCalibration, InferenceModel, Workload
+from ringpipe.cost.inference.model import InferenceCalibration, InferenceModel
+from ringpipe.cost.inference.workload import Workload
 from ringpipe.mesh import Mesh
 from ringpipe.model.presets import model_preset
 from ringpipe.validation import check_int

@@ -1,1 +1,20 @@
-"""ringpipe.cost.training."""
+"""The training cost model: price one TP × PP × DP configuration, search them all.
+
+* :mod:`.spec`: :class:`TrainingSpec` (global batch, micro-batch, dtype, recompute) and
+  the FLOPs one step executes;
+* :mod:`.recipe`: the recipe (sequence parallelism, flash attention, distributed
+  optimizer, overlap), today's Megatron-LM by default;
+* :mod:`.operators`: one layer as its operators on one TP rank;
+* :mod:`.memory`: model states and activations per GPU;
+* :mod:`.pipeline`: the pipeline's timing from the schedule simulator;
+* :mod:`.prediction`: :class:`Config` (one search point) and :class:`StepPrediction`;
+* :mod:`.step_time`: :class:`StepModel`, ``predict(config) -> StepPrediction``;
+* :mod:`.search`: enumerate, drop what does not fit, rank; :mod:`.explain`: why.
+"""
+
+from ringpipe.cost.training.prediction import Config, StepPrediction
+from ringpipe.cost.training.search import SearchReport, search
+from ringpipe.cost.training.spec import TrainingSpec
+from ringpipe.cost.training.step_time import StepModel
+
+__all__ = ["Config", "SearchReport", "StepModel", "StepPrediction", "TrainingSpec", "search"]
