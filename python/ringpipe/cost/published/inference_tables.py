@@ -1,5 +1,11 @@
 """Published inference measurements: one table to calibrate on, another to check against.
 
+The measured rows are ``data/nemo_llama2_7b.csv``, ``data/trtllm_throughput.csv`` and
+``data/trtllm_first_token.csv`` (each with its full citation and its columns' meanings
+and units), read by :func:`ringpipe.cost.published.loader.load_table` and turned into
+the :class:`LatencyRow` and :class:`ThroughputRow` tuples below (milliseconds become
+seconds; a first-token row is one output token).
+
 **Calibration table** (:data:`NEMO_LLAMA2_7B`): NVIDIA NeMo Framework user guide,
 "Llama-2 Results, Inference Performance", configuration 1 (chatbot: 128 input tokens,
 20 output tokens), measured with TensorRT-LLM on 1-8 × A100 80GB SXM4 and H100 80GB
@@ -24,17 +30,21 @@ says "out tok/s" without "/GPU", so its TP > 1 rows are ambiguous and left out.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import NamedTuple
 
 from ringpipe.cost.hardware.cluster import cluster_preset
 from ringpipe.cost.inference.model import InferenceCalibration, InferenceModel
 from ringpipe.cost.inference.workload import Workload
+from ringpipe.cost.published.loader import load_table
 from ringpipe.mesh import Mesh
 from ringpipe.model.presets import model_preset
 from ringpipe.validation import check_int
 
 
 class LatencyRow(NamedTuple):
+    """A latency measurement, in seconds (end-to-end, or first token when output is 1)."""
+
     model: str
     cluster: str
     tp: int
@@ -46,6 +56,8 @@ class LatencyRow(NamedTuple):
 
 
 class ThroughputRow(NamedTuple):
+    """A throughput measurement, in output tokens per second per GPU."""
+
     model: str
     cluster: str
     tp: int
@@ -56,44 +68,61 @@ class ThroughputRow(NamedTuple):
     measured: float  # output tokens / s / GPU
 
 
-def _nemo() -> tuple[LatencyRow, ...]:
-    # (tp, batch, A100 ms, H100 ms)
-    cells = [(1, 1, 234.0, 153.8), (1, 2, 249.6, 160.8), (1, 4, 272.6, 174.8),
-             (1, 8, 329.5, 199.2), (2, 1, 171.7, 128.6), (2, 2, 180.3, 132.0),
-             (2, 4, 202.9, 137.9), (2, 8, 237.6, 156.2), (4, 1, 143.7, 107.4),
-             (4, 2, 149.9, 114.0), (4, 4, 165.2, 120.4), (4, 8, 196.4, 134.6),
-             (8, 1, 136.5, 97.6), (8, 2, 143.3, 109.1), (8, 4, 158.6, 116.2),
-             (8, 8, 181.9, 129.1)]
-    rows = []
-    for tp, b, a100, h100 in cells:
-        rows.append(LatencyRow("llama2-7b", "dgx-a100", tp, b, 128, 20, "bf16", a100 / 1e3))
-        rows.append(LatencyRow("llama2-7b", "dgx-h100", tp, b, 128, 20, "bf16", h100 / 1e3))
-    return tuple(rows)
+@dataclass(frozen=True)
+class NemoLatency:
+    """A row of ``nemo_llama2_7b.csv``."""
+
+    model: str
+    cluster: str
+    tp: int
+    batch: int
+    prompt: int
+    output: int
+    dtype: str
+    latency_ms: float
 
 
-NEMO_LLAMA2_7B = _nemo()
+@dataclass(frozen=True)
+class TrtllmThroughput:
+    """A row of ``trtllm_throughput.csv``."""
 
-TRTLLM_THROUGHPUT = tuple(ThroughputRow(*r) for r in (
-    ("llama2-7b", "dgx-h100", 1, 768, 128, 128, "fp8", 19694),
-    ("llama2-7b", "dgx-h100", 1, 112, 128, 2048, "fp8", 6818),
-    ("llama2-7b", "dgx-h100", 1, 80, 2048, 128, "fp8", 2244),
-    ("llama2-7b", "dgx-h100", 1, 48, 2048, 2048, "fp8", 2740),
-    ("llama2-70b", "dgx-h100", 2, 1024, 128, 128, "fp8", 2657),
-    ("llama2-70b", "dgx-h100", 4, 480, 128, 2048, "fp8", 1486),
-    ("llama2-70b", "dgx-h100", 2, 96, 2048, 128, "fp8", 306),
-    ("llama2-70b", "dgx-h100", 2, 64, 2048, 2048, "fp8", 547),
-))
+    model: str
+    cluster: str
+    tp: int
+    batch: int
+    prompt: int
+    output: int
+    dtype: str
+    tokens_per_s_per_gpu: float
 
-TRTLLM_FIRST_TOKEN = tuple(LatencyRow(*r) for r in (
-    ("llama2-7b", "dgx-h100", 1, 1, 128, 1, "fp8", 0.007),
-    ("llama2-7b", "dgx-h100", 1, 1, 2048, 1, "fp8", 0.036),
-    ("llama2-70b", "dgx-h100", 4, 1, 128, 1, "fp8", 0.026),
-    ("llama2-70b", "dgx-h100", 4, 1, 2048, 1, "fp8", 0.109),
-    ("llama2-7b", "dgx-a100", 1, 1, 128, 1, "bf16", 0.016),
-    ("llama2-7b", "dgx-a100", 1, 1, 2048, 1, "bf16", 0.133),
-    ("llama2-70b", "dgx-a100", 4, 1, 128, 1, "bf16", 0.047),
-    ("llama2-70b", "dgx-a100", 4, 1, 2048, 1, "bf16", 0.377),
-))
+
+@dataclass(frozen=True)
+class TrtllmFirstToken:
+    """A row of ``trtllm_first_token.csv``."""
+
+    model: str
+    cluster: str
+    tp: int
+    batch: int
+    prompt: int
+    dtype: str
+    first_token_ms: float
+
+
+NEMO_LLAMA2_7B = tuple(
+    LatencyRow(r.model, r.cluster, r.tp, r.batch, r.prompt, r.output, r.dtype,
+               r.latency_ms / 1e3)
+    for r in load_table("nemo_llama2_7b.csv", NemoLatency).rows)
+
+TRTLLM_THROUGHPUT = tuple(
+    ThroughputRow(r.model, r.cluster, r.tp, r.batch, r.prompt, r.output, r.dtype,
+                  r.tokens_per_s_per_gpu)
+    for r in load_table("trtllm_throughput.csv", TrtllmThroughput).rows)
+
+#: First-token latency: one output token (how the source measures it), predicted as TTFT.
+TRTLLM_FIRST_TOKEN = tuple(
+    LatencyRow(r.model, r.cluster, r.tp, r.batch, r.prompt, 1, r.dtype, r.first_token_ms / 1e3)
+    for r in load_table("trtllm_first_token.csv", TrtllmFirstToken).rows)
 
 
 def _models(rows: tuple,

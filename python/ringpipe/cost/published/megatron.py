@@ -1,5 +1,9 @@
 """Megatron-LM's SC'21 Table 1, and ringpipe's prediction for every row.
 
+The rows are ``data/megatron_sc21_table1.csv`` (read by
+:func:`ringpipe.cost.published.loader.load_table` into :class:`MegatronRow`; the file
+carries the citation and each column's meaning and unit).
+
 Narayanan et al., "Efficient Large-Scale Language Model Training on GPU Clusters Using
 Megatron-LM", SC'21 (arXiv 2104.04473), Table 1: GPT models from 1.7B to 1T
 parameters on 80 GB A100s (DGX A100 nodes: NVLink inside, 8 × HDR InfiniBand across),
@@ -31,6 +35,7 @@ import math
 from dataclasses import dataclass, replace
 
 from ringpipe.cost.hardware.cluster import Cluster, cluster_preset
+from ringpipe.cost.published.loader import load_table
 from ringpipe.cost.training.prediction import Config, StepPrediction
 from ringpipe.cost.training.recipe import SC21
 from ringpipe.cost.training.spec import TrainingSpec
@@ -85,18 +90,8 @@ class MegatronRow:
         return 96.0 * b * s * n * h * h * (1 + s / (6 * h) + v / (16 * n * h))
 
 
-TABLE_1 = (
-    MegatronRow("1.7B", 24, 2304, 24, 1, 1, 32, 512, 16, 1, 137),
-    MegatronRow("3.6B", 32, 3072, 30, 2, 1, 64, 512, 16, 1, 138),
-    MegatronRow("7.5B", 32, 4096, 36, 4, 1, 128, 512, 16, 1, 142),
-    MegatronRow("18.4B", 48, 6144, 40, 8, 1, 256, 1024, 8, 1, 135),
-    MegatronRow("39.1B", 64, 8192, 48, 8, 2, 512, 1536, 4, 1, 138),
-    MegatronRow("76.1B", 80, 10240, 60, 8, 4, 1024, 1792, 2, 3, 140),
-    MegatronRow("145.6B", 96, 12288, 80, 8, 8, 1536, 2304, 2, 2, 148),
-    MegatronRow("310.1B", 128, 16384, 96, 8, 16, 1920, 2160, 1, 2, 155),
-    MegatronRow("529.6B", 128, 20480, 105, 8, 35, 2520, 2520, 1, 3, 163),
-    MegatronRow("1008.0B", 160, 25600, 128, 8, 64, 3072, 3072, 1, 1, 163),
-)
+#: Table 1, read from ``data/megatron_sc21_table1.csv`` (its citation and columns there).
+TABLE_1 = load_table("megatron_sc21_table1.csv", MegatronRow).rows
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,8 @@
 
     python -m ringpipe.cost.published.validate          # Markdown tables and the summary
 
-For each table of :mod:`ringpipe.cost.published.training_runs`:
+For each table of :mod:`ringpipe.cost.published.training_runs` (the rows are data
+files in ``ringpipe/cost/published/data/``, each naming its source):
 
 * **step-time error**: (predicted − measured) / measured seconds per iteration, and its
   mean absolute value (MAE);
