@@ -218,3 +218,13 @@ def test_only_the_environment_module_reads_the_environment():
                     and isinstance(node.value, ast.Name) and node.value.id == "os":
                 offenders.append(name)
     assert offenders == []
+
+
+def test_no_two_public_classes_share_a_name():
+    """Each concept has one name: a public class name appears once in the package."""
+    where: dict[str, list[str]] = {}
+    for name, path in _modules().items():
+        for node in ast.parse(path.read_text(), str(path)).body:
+            if isinstance(node, ast.ClassDef) and not node.name.startswith("_"):
+                where.setdefault(node.name, []).append(name)
+    assert {k: v for k, v in where.items() if len(v) > 1} == {}

@@ -45,7 +45,7 @@ from ringpipe.kernels.steps import chunk_bounds
 from ringpipe.mpi.agreement import MPI_ALGORITHMS, Agreement, CollectiveError
 from ringpipe.mpi.engine import RankProgram, compile_table, run_program
 from ringpipe.mpi.loader import load_mpi
-from ringpipe.mpi.persistent import PersistentAllReduce, StagedHandles
+from ringpipe.mpi.persistent import PersistentGroupAllReduce, StagedHandles
 from ringpipe.validation import check_int
 
 __all__ = ["DEFAULT_SEGMENT_BYTES", "MPI_ALGORITHMS", "SMALL_MESSAGE_BYTES", "STAGED_HANDLES",
@@ -142,14 +142,14 @@ class ProcessGroup:
             self._run("all_reduce", algorithm, flat, op)
         return target
 
-    def _bind(self, flat: np.ndarray, algorithm: str, op: str) -> PersistentAllReduce:
+    def _bind(self, flat: np.ndarray, algorithm: str, op: str) -> PersistentGroupAllReduce:
         prog = self.program("all_reduce", algorithm, flat.size, flat.itemsize)
         scratch = np.empty(prog.scratch_elems, dtype=flat.dtype)  # the handle's own
-        return PersistentAllReduce(self.comm, prog, flat, scratch, REDUCE_UFUNCS[op],
+        return PersistentGroupAllReduce(self.comm, prog, flat, scratch, REDUCE_UFUNCS[op],
                                    self._mpi)
 
     def all_reduce_init(self, buffer: np.ndarray, algorithm: str = "ring",
-                        op: str = "sum") -> PersistentAllReduce:
+                        op: str = "sum") -> PersistentGroupAllReduce:
         """Agree on and bind ``buffer`` once; the handle runs the in-place all-reduce on
         its current contents at every call (:mod:`ringpipe.mpi.persistent`). Collective:
         every rank of the group calls it with its own buffer."""

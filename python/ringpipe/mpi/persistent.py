@@ -5,7 +5,7 @@ agree on size, dtype, op and algorithm (so a disagreement raises on all ranks in
 of hanging), plus the creation of one MPI request per message. For small messages those
 costs dominate: at 4 KiB on 2 ranks the agreement alone is an extra collective round.
 
-:class:`PersistentAllReduce` (from :meth:`ProcessGroup.all_reduce_init
+:class:`PersistentGroupAllReduce` (from :meth:`ProcessGroup.all_reduce_init
 <ringpipe.mpi.group.ProcessGroup.all_reduce_init>`) does the agreement once, binds the
 buffer, compiles this rank's program (:func:`~ringpipe.mpi.engine.compile_table`) and
 creates persistent requests for every message (``MPI_Recv_init``/``MPI_Send_init``, MPI
@@ -16,7 +16,7 @@ to the one-shot path and to the in-process executors. It is the MPI counterpart 
 :func:`ringpipe.all_reduce_init` (and of MPI-4's ``MPI_Allreduce_init``).
 
 The handle reads the buffer's *current contents* at every call; the buffer must not be
-reallocated or resized. :meth:`PersistentAllReduce.free` releases the requests.
+reallocated or resized. :meth:`PersistentGroupAllReduce.free` releases the requests.
 
 A tick with at most one reception and no two sends to one peer with one tag (every tick
 of an unsegmented ring, and of a tree on 2 or 3 ranks) starts all its requests with one
@@ -40,10 +40,10 @@ import numpy as np
 
 from ringpipe.mpi.engine import RankProgram
 
-__all__ = ["PersistentAllReduce", "StagedHandles"]
+__all__ = ["PersistentGroupAllReduce", "StagedHandles"]
 
 
-class PersistentAllReduce:
+class PersistentGroupAllReduce:
     """An all-reduce bound to one buffer; call it to run (see the module docstring)."""
 
     def __init__(self, comm: Any, program: RankProgram, buffer: np.ndarray,  # noqa: ANN401
@@ -73,7 +73,7 @@ class PersistentAllReduce:
     def __call__(self) -> np.ndarray:
         """Run the all-reduce on the buffer's current contents; returns the buffer."""
         if self.ticks is None:
-            raise ValueError("PersistentAllReduce: the handle was freed; make a new one "
+            raise ValueError("PersistentGroupAllReduce: the handle was freed; make a new one "
                              "with ProcessGroup.all_reduce_init")
         start, wait_all = self.mpi.Prequest.Startall, self.mpi.Request.Waitall
         # the fast path: at most one reception, and sends with distinct (peer, tag), so
@@ -120,10 +120,10 @@ class StagedHandles:
     docstring). ``bind(buffer, algorithm, op)`` makes a handle on ``buffer``; it must
     not communicate (the caller's ranks have agreed already)."""
 
-    def __init__(self, bind: Callable[[np.ndarray, str, str], PersistentAllReduce],
+    def __init__(self, bind: Callable[[np.ndarray, str, str], PersistentGroupAllReduce],
                  limit: int) -> None:
         self._bind, self.limit = bind, limit
-        self._entries: dict[tuple, tuple[np.ndarray, PersistentAllReduce]] = {}
+        self._entries: dict[tuple, tuple[np.ndarray, PersistentGroupAllReduce]] = {}
 
     def run(self, flat: np.ndarray, algorithm: str, op: str) -> None:
         """All-reduce the flat array ``flat`` in place through a staged handle."""
