@@ -52,8 +52,21 @@ class _OneLineParser(argparse.ArgumentParser):
         raise UsageError(f"{self.prog}: {message}")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The full parser, with every subcommand registered."""
+def _wanted(argv: Sequence[str] | None) -> tuple[str, ...]:
+    """The subcommand modules to import for ``argv``: only the one it names (start-up
+    stays fast: ``ringpipe schedule`` never imports the cost model), none for a bare
+    ``--version``, every one otherwise (``--help``, a mistyped command)."""
+    if argv is None:
+        return SUBCOMMAND_MODULES
+    words = [a for a in argv if a not in ("--debug",)]
+    if words[:1] and words[0] in SUBCOMMAND_MODULES:
+        return (words[0],)
+    return () if words == ["--version"] else SUBCOMMAND_MODULES
+
+
+def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """The parser, with every subcommand registered (with ``argv``: only those
+    :func:`_wanted` names)."""
     parser = _OneLineParser(
         prog="ringpipe",
         description="Tensor- and pipeline-parallel collectives, schedules and plans.",
@@ -70,7 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="run `ringpipe COMMAND --help` for its options"
     )
     subparsers.required = True
-    for name in SUBCOMMAND_MODULES:
+    for name in _wanted(argv):
         importlib.import_module(f"ringpipe.cli.{name}").register(subparsers)
     return parser
 
@@ -106,7 +119,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     env: Environment | None = None
     try:
         env = Environment.read()
-        parser = build_parser()
+        parser = build_parser(argv)
         args = parser.parse_args(argv)
         where = f"ringpipe {args.command}"
         args.env = env
