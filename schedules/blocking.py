@@ -33,11 +33,11 @@ posts, so the run is O(actions).
 from __future__ import annotations
 
 import numpy as np
-from ringpipe.schedules.jit import lazy_njit
 
 from ringpipe.schedules.actions import Schedule
 from ringpipe.schedules.encoded import EncodedSchedule
 from ringpipe.schedules.errors import ScheduleError
+from ringpipe.schedules.jit import lazy_njit
 from ringpipe.schedules.kernels import (
     KIND_RECV_B,
     KIND_RECV_F,

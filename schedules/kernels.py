@@ -13,9 +13,9 @@ simulator's loop lives in :mod:`.sim_kernels`.
 from __future__ import annotations
 
 import numpy as np
-from ringpipe.schedules.jit import lazy_njit
 
 from ringpipe.schedules.actions import COMPUTE_KINDS, KIND_CODES, ActionKind
+from ringpipe.schedules.jit import lazy_njit
 
 Array = np.ndarray  # Numba ignores annotations; they document the array arguments
 

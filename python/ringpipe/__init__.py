@@ -37,7 +37,12 @@ _EXPORTS: dict[str, str] = {
     "reference_forward_backward": "ringpipe.model",
 }
 
-__all__ = sorted(_EXPORTS)
+__all__ = [  # the keys of _EXPORTS, spelled out for linters and star imports
+    "Batch", "CudaTuning", "KernelTuning", "Mesh", "ModelConfig", "PersistentAllReduce",
+    "Plan", "PlanResult", "StepTable", "all_gather", "all_reduce", "all_reduce_init",
+    "broadcast", "chunk_bounds", "init_params", "reduce", "reduce_scatter",
+    "reference_forward_backward",
+]
 
 if TYPE_CHECKING:  # what the names are, for type checkers and IDEs
     from ringpipe.collectives.api import (

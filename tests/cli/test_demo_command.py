@@ -21,6 +21,15 @@ def test_demo_table_is_exact(capsys):
     assert out.count("# Out of bounds values : 0 OK") == 2
     assert "KernelTuning.parallel_min_bytes" in out  # the thread-pool step is explained
     assert "all results exact" in out
+    # "rank" means one thing per line: the timeline's rows are pipeline ranks, the
+    # counters' rows mesh ranks, each labelled as such
+    lines = out.splitlines()
+    timeline = [line for line in lines if " | " in line]
+    assert [line.split(" | ")[0].strip() for line in timeline] == ["pipeline rank 0",
+                                                                   "pipeline rank 1"]
+    counters = lines.index(next(line for line in lines if line.lstrip().startswith("mesh rank")))
+    assert lines[counters].split()[:5] == ["mesh", "rank", "dp", "pp", "tp"]
+    assert not any(line.startswith("rank ") for line in lines)
 
 
 def test_demo_json(capsys):

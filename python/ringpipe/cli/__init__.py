@@ -29,6 +29,7 @@ from collections.abc import Sequence
 
 from ringpipe import __version__
 from ringpipe.cli.limits import check_command
+from ringpipe.cli.names.suggest import did_you_mean, plain_message, unknown_flags_message
 from ringpipe.environment import DEBUG_VAR, LIMITS_VAR, TIMEOUT_VAR, Environment
 
 #: Environment variable that turns on ``--debug`` (tracebacks on errors).
@@ -50,6 +51,14 @@ class _OneLineParser(argparse.ArgumentParser):
 
     def error(self, message: str) -> None:  # type: ignore[override]
         raise UsageError(f"{self.prog}: {message}")
+
+    def _check_value(self, action: argparse.Action, value: object) -> None:
+        """argparse's choice check, with the closest choice suggested."""
+        if action.choices is not None and value not in action.choices:
+            guess = did_you_mean(str(value), action.choices)
+            hint = f"; did you mean {guess!r}?" if guess else ""
+            raise argparse.ArgumentError(action, f"invalid choice: {value!r} (choose from "
+                                         f"{', '.join(map(str, action.choices))}){hint}")
 
 
 def _wanted(argv: Sequence[str] | None) -> tuple[str, ...]:
@@ -88,6 +97,12 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     return parser
 
 
+def _subparser(parser: argparse.ArgumentParser, command: str) -> argparse.ArgumentParser:
+    """The parser of subcommand ``command``."""
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return sub.choices[command]
+
+
 def _quiet_stdout() -> None:
     """Point fd 1 at /dev/null so the interpreter's final flush cannot raise again."""
     try:
@@ -104,9 +119,9 @@ def _describe(exc: BaseException, where: str) -> tuple[str, int]:
     if isinstance(exc, KeyboardInterrupt):
         return "interrupted", EXIT_INTERRUPTED
     if isinstance(exc, (TypeError, ValueError, OSError)):  # argument checks, named files
-        return f"{where}: {exc}", 2
+        return f"{where}: {plain_message(str(exc), where)}", 2
     if isinstance(exc, ImportError) and "ringpipe[" in str(exc):  # a missing extra
-        return f"{where}: {exc}", 2
+        return f"{where}: {plain_message(str(exc), where)}", 2
     if isinstance(exc, MemoryError):
         return f"{where}: out of memory; ask for less work (see ringpipe.limits)", 2
     return f"{where}: internal error: {type(exc).__name__}: {exc}", 1
@@ -120,8 +135,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         env = Environment.read()
         parser = build_parser(argv)
-        args = parser.parse_args(argv)
+        args, extras = parser.parse_known_args(argv)
         where = f"ringpipe {args.command}"
+        if extras:  # named with the subcommand, and the closest flag suggested
+            raise UsageError(f"{where}: " + unknown_flags_message(
+                extras, _subparser(parser, args.command)._option_string_actions))
         args.env = env
         check_command(args, env.limits)
         status = int(args.handler(args))

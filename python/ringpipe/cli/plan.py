@@ -35,7 +35,10 @@ import sys
 from typing import Any
 
 from ringpipe.cli import plan_inference
+from ringpipe.cli.emit import EMIT_TOOLS, check_emit, emit_training
+from ringpipe.cli.names.aliases import PLAN_ALIASES, add_aliases, schedule_name
 from ringpipe.cli.plan_plot import check_plot_path, write_plot
+from ringpipe.cli.planview.verdict import bubble_note, verdict
 from ringpipe.cost.clusterfile.load import load_cluster_file
 from ringpipe.cost.hardware.cluster import CLUSTER_PRESETS, GIB, Cluster, cluster_preset
 from ringpipe.cost.training.memory import DEFAULT_HEADROOM_GIB
@@ -107,8 +110,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     for axis in ("tp", "pp", "dp"):
         pins.add_argument(f"--{axis}", type=int, default=None,
                           help=f"pin the {axis.upper()} degree (default: search)")
-    pins.add_argument("--schedule", choices=list(SCHEDULES), default=None,
-                      help=f"default: search {', '.join(DEFAULT_SCHEDULES)}")
+    pins.add_argument("--schedule", choices=list(SCHEDULES), default=None, type=schedule_name,
+                      help=f"default: search {', '.join(DEFAULT_SCHEDULES)} (PyTorch's "
+                           "class names such as ScheduleZBVZeroBubble are accepted)")
     pins.add_argument("--stages-per-rank", "--chunks", dest="chunks", type=int, default=None,
                       help="v, stages per pipeline rank (interleaved-1f1b; --chunks is the "
                            "older name)")
@@ -118,8 +122,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     out.add_argument("--top", type=int, default=10, help="rows of the table (default 10)")
     out.add_argument("--json", action="store_true", help="machine-readable output")
     out.add_argument("--plot", default=None, metavar="FILE",
-                     help="write a PNG of predicted throughput (needs matplotlib)")
+                     help="draw where the step time goes (stacked bars: the winner, the best "
+                          "TP-heavy and PP-heavy plans) as .png, .svg or .pdf (needs "
+                          "matplotlib)")
+    out.add_argument("--emit", choices=EMIT_TOOLS, default=None, metavar="TOOL",
+                     help="print the winner as TOOL's flags or config: "
+                          f"{', '.join(EMIT_TOOLS)} (ringpipe.cli.emit)")
     plan_inference.add_arguments(p)
+    add_aliases(p, PLAN_ALIASES)  # Megatron-LM's names (ringpipe.cli.names.aliases)
     p.set_defaults(handler=run)
 
 
@@ -208,7 +218,8 @@ def as_json(report: SearchReport, top: int | None = None) -> dict[str, Any]:
                 "headroom_gib": report.headroom / GIB}
     rows = report.candidates if top is None else report.candidates[:top]
     out: dict[str, Any] = {"cluster": report.cluster.to_dict(), "model": model,
-                           "training": training, "explanation": report.explanation(),
+                           "training": training, "verdict": verdict(report).to_dict(),
+                           "explanation": report.explanation(),
                            "candidates": [p.to_dict() for p in rows]}
     best, free = report.best, report.unpinned_best
     if free is not None and best is not None:
@@ -237,6 +248,7 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--top must be >= 1, got {args.top}")
     if args.nodes is not None and args.nodes < 1:
         raise ValueError(f"--nodes must be >= 1, got {args.nodes}")
+    check_emit(args.emit, args.inference)
     if args.inference:
         plan_inference.refuse_training_flags(args)  # before the model: --seq is one
         return plan_inference.run_inference_plan(args, build_model(args), build_cluster(args))
@@ -259,11 +271,15 @@ def run(args: argparse.Namespace) -> int:
     title = (f"# {model.name} ({model.total_params / 1e9:.1f}B params) on {cluster.nodes} × "
              f"{cluster.name} ({cluster.world} GPUs), global batch {training.global_batch}: "
              f"{len(report.candidates)} candidates, {len(report.fitting)} fit")
+    emitted = emit_training(report, args.emit) if args.emit and failure is None else None
     if args.json:
-        print(json.dumps(as_json(report, args.top), indent=2))
+        print(json.dumps({**as_json(report, args.top), "emit": emitted}, indent=2))
+    elif emitted is not None:  # the winner as the tool's settings
+        print(f"# {verdict(report).lines()[0]}\n{emitted}")
     elif failure is None:
+        print("\n".join(verdict(report).lines()) + "\n")
         print(format_table(report, list(report.fitting[:args.top]), title))
-        print()
+        print("\n".join(filter(None, ["", bubble_note(report.best, model.vocab)])))
         print(report.explanation())
     else:
         closest = sorted(report.candidates, key=lambda p: p.memory.total)[:args.top]

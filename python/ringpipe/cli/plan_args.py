@@ -14,6 +14,12 @@ import argparse
 
 import numpy as np
 
+from ringpipe.cli.names.aliases import (
+    VERIFY_ALIASES,
+    add_aliases,
+    resolve_micro_batch_size,
+    schedule_name,
+)
 from ringpipe.cost.clusterfile.load import load_cluster_file
 from ringpipe.cost.hardware.calibration import Calibration
 from ringpipe.cost.hardware.cluster import Cluster
@@ -43,7 +49,8 @@ def add_plan_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--pp", type=int, default=1, help="pipeline ranks p (default 1)")
     p.add_argument("--dp", type=int, default=1, help="data-parallel degree (default 1)")
     p.add_argument("--schedule", choices=list(SCHEDULES), default=DEFAULT_SCHEDULE,
-                   help="pipeline schedule (default 1f1b)")
+                   type=schedule_name, help="pipeline schedule (default 1f1b; PyTorch's "
+                   "class names such as Schedule1F1B are accepted)")
     p.add_argument("--microbatches", type=int, default=None,
                    help="default: the number of pipeline ranks")
     p.add_argument("--stages-per-rank", "--chunks", type=int, default=None, dest="chunks",
@@ -77,6 +84,10 @@ def add_plan_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--verbose", action="store_true",
                    help="list the error of every tensor (default: loss, output and the 8 "
                         "largest gradient errors)")
+    p.add_argument("--micro-batch-size", type=int, default=None,
+                   help="sequences per micro-batch (Megatron's flag): sets --microbatches "
+                        "to batch / (dp × this)")
+    add_aliases(p, VERIFY_ALIASES)  # Megatron-LM's names (ringpipe.cli.names.aliases)
 
 
 def plan_argv(args: argparse.Namespace) -> list[str]:
@@ -97,6 +108,7 @@ def build_plan(args: argparse.Namespace) -> tuple[Plan, int]:
     """The plan and global batch size the arguments describe (ValueError if invalid)."""
     if args.seed < 0:
         raise ValueError(f"--seed must be >= 0, got {args.seed}")
+    resolve_micro_batch_size(args)
     mesh = Mesh(dp=args.dp, pp=args.pp, tp=args.tp)
     m = args.microbatches if args.microbatches is not None else args.pp
     check_int("--microbatches", m)
@@ -124,6 +136,7 @@ def add_inference_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--new-tokens", type=int, default=4, help="generated tokens K (4)")
     g.add_argument("--kv-heads", type=int, default=None,
                    help="key/value heads (grouped-query attention); default: --heads")
+    add_aliases(p, {"--kv-heads": VERIFY_ALIASES["--kv-heads"]})
 
 
 def build_inference(args: argparse.Namespace) -> tuple[InferencePlan, dict, np.ndarray]:
@@ -135,6 +148,9 @@ def build_inference(args: argparse.Namespace) -> tuple[InferencePlan, dict, np.n
     if args.chunks is not None:
         raise ValueError("--chunks does not apply to --inference (the decode schedule has "
                          "one chunk per token step)")
+    if getattr(args, "micro_batch_size", None) is not None:
+        raise ValueError("--micro-batch-size does not apply to --inference (--microbatches "
+                         "is the number of groups in flight)")
     check_int("--prompt-len", args.prompt_len)
     check_int("--new-tokens", args.new_tokens)
     if args.kv_heads is not None:

@@ -24,6 +24,8 @@ import argparse
 import json
 import sys
 
+from ringpipe.cli.emit import emit_serving
+from ringpipe.cli.plan_plot import save_figure
 from ringpipe.cost.inference.model import MEMORY_UTILIZATION
 from ringpipe.cost.inference.search import (
     OBJECTIVES,
@@ -117,7 +119,7 @@ def write_plot(report: InferenceSearch, path: str, top: int = PLOT_LAYOUTS) -> N
                  f"output {w.output_len}, {w.dtype}")
     ax.legend(fontsize=7, ncol=2)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    save_figure(fig, path)  # the format its suffix names (.png, .svg, .pdf)
     plt.close(fig)
 
 
@@ -170,14 +172,19 @@ def run_inference_plan(args: argparse.Namespace, model: object, cluster: object)
                     {"tp": args.tp, "pp": args.pp, "dp": args.dp})
     if args.plot is not None:  # "" was refused up front (plan.check_plot_path)
         write_plot(report, args.plot, args.top)
+    emitted = None if args.emit is None or report.best is None else \
+        emit_serving(report, args.emit)
     if args.json:
         best = report.best
         print(json.dumps({"model": report.model.name, "cluster": report.cluster.to_dict(),
+                          "emit": emitted,
                           "workload": vars(work), "objective": report.objective,
                           "best": None if best is None else best.to_dict(),
                           "explanation": report.explanation(),
                           "candidates": [c.to_dict()
                                          for c in report.candidates[:args.top]]}, indent=2))
+    elif emitted is not None:  # the best layout as the server's flags
+        print(f"# {report.explanation()}\n{emitted}")
     else:
         print(format_table(report, args.top))
         print()

@@ -20,6 +20,7 @@ import json
 import sys
 from fractions import Fraction
 
+from ringpipe.cli.names.aliases import schedule_name
 from ringpipe.limits import Limits
 from ringpipe.schedules import (
     SCHEDULES,
@@ -67,6 +68,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "name",
         nargs="?",
         choices=[*SCHEDULES, *INFERENCE_SCHEDULES],
+        type=schedule_name,  # PyTorch's class names too (ringpipe.cli.names.aliases)
         metavar="NAME",
         help="schedule: " + ", ".join([*SCHEDULES, *INFERENCE_SCHEDULES]),
     )

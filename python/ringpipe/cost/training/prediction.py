@@ -106,6 +106,16 @@ class StepPrediction:
     layers_per_stage: tuple[int, ...] = ()
     peak_in_flight: tuple[int, ...] = ()
     assumptions: Mapping[str, object] = field(default_factory=dict, compare=False)
+    rank_busy: tuple[float, ...] = ()
+
+    @property
+    def imbalance_fraction(self) -> float:
+        """The part of ``bubble_fraction`` that uneven work per pipeline rank causes:
+        1 − mean/max of the ranks' busy seconds (the idle time the other ranks would
+        have even with no fill, drain or message delay)."""
+        if not self.rank_busy or max(self.rank_busy) <= 0:
+            return 0.0
+        return 1 - sum(self.rank_busy) / (len(self.rank_busy) * max(self.rank_busy))
 
     @property
     def total_s(self) -> float:
@@ -182,6 +192,7 @@ class StepPrediction:
                 "memory_gib": self.memory.total / GIB, "memory": self.memory.to_dict(),
                 "headroom_gib": self.headroom / GIB,
                 "bubble_fraction": self.bubble_fraction,
+                "bubble_from_imbalance": self.imbalance_fraction,
                 "comm_fraction": self.comm_fraction, "fits": self.fits,
                 "layers_per_stage": list(self.layers_per_stage),
-                "breakdown_s": self.breakdown_s}
+                "breakdown_s": self.breakdown_s, "assumptions": dict(self.assumptions)}

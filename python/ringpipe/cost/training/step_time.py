@@ -186,19 +186,26 @@ class StepModel:
         """What decides ``config``'s prediction beyond the model's shape: the sequence,
         batch, dtype and recipe, and for TP, PP and DP the link their messages cross
         (``"intra-node"``: the GPUs' NVLink-class ``intra_node_gbs``; ``"inter-node"``:
-        the NIC share ``inter_node_gbs``, per GPU, each way)."""
+        the NIC share ``inter_node_gbs``, per GPU, each way), and the per-GPU bandwidth
+        each kind of message gets there (``tp_gbs``, ``pp_gbs``, ``dp_gbs``: across
+        nodes, the NIC share when that many GPUs of a node cross at once)."""
         c, tr = self.cluster, self.training
+        pp_cross, dp_cross = self._crossers(config, "pp"), self._crossers(config, "dp")
 
         def link(crosses: bool) -> str:
             return "inter-node" if crosses else "intra-node"
+
+        def gbs(crossers: int) -> float:
+            return (c.crossing_bandwidth(crossers) if crossers else c.intra.bandwidth) / 1e9
 
         return {"seq": self.model.seq, "global_batch": tr.global_batch,
                 "microbatch_size": config.microbatch_size, "dtype": tr.dtype,
                 "recompute": config.recompute, "recipe": tr.recipe.to_dict(),
                 "gpus_per_node": c.gpus_per_node,
                 "tp_link": link(config.tp > c.gpus_per_node),
-                "pp_link": link(self._crossers(config, "pp") > 0),
-                "dp_link": link(self._crossers(config, "dp") > 0),
+                "pp_link": link(pp_cross > 0), "dp_link": link(dp_cross > 0),
+                "tp_gbs": (c.inter if config.tp > c.gpus_per_node else c.intra).bandwidth / 1e9,
+                "pp_gbs": gbs(pp_cross), "dp_gbs": gbs(c.gpus_per_node if dp_cross else 0),
                 "intra_node_gbs": c.intra.bandwidth / 1e9,
                 "inter_node_gbs": c.inter.bandwidth / 1e9,
                 "peak_tflops": c.peak_flops / 1e12}
@@ -277,7 +284,7 @@ class StepModel:
             memory_capacity=c.memory_bytes, peak_flops=c.peak_flops,
             headroom=self.headroom, dp_comm_total=reduce + gather,
             layers_per_stage=layout.layers, peak_in_flight=timing.peak_in_flight,
-            assumptions=self.assumptions(config))
+            assumptions=self.assumptions(config), rank_busy=timing.busy)
 
 
 def headroom_bytes(gib: float) -> float:
