@@ -65,7 +65,7 @@ def shown(report: SearchReport) -> list[tuple[str, StepPrediction]]:
     if report.best is None:
         closest = sorted(report.candidates, key=lambda p: p.memory.total)[:3]
         return [("does not fit", p) for p in closest]
-    out = [("winner", report.best)]
+    out = [(f"winner ({kind(report.best.config.mesh)})", report.best)]
     for wanted in ("TP-heavy", "PP-heavy"):
         p = next((q for q in report.fitting if kind(q.config.mesh) == wanted), None)
         if p is not None and all(p is not q for _, q in out):

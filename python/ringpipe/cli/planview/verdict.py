@@ -1,9 +1,11 @@
 """The verdict ``ringpipe plan`` opens with: the decision in one line, the runner-up of
 the other kind and why it loses, the assumptions that decided it, and an honest tie.
 
-* **Kind.** A configuration is *PP-heavy* when it has more pipeline ranks than
-  tensor-parallel ones (pp > tp), else *TP-heavy*; the verdict compares the winner with
-  the best fitting configuration of the other kind (the TP-or-PP question).
+* **Kind.** A configuration is *TP-heavy* (tp > pp), *PP-heavy* (pp > tp), *balanced*
+  or *data-parallel* (:func:`ringpipe.cost.inference.search.kind`, the one definition,
+  shared with ``plan --inference``); the verdict compares the winner with the best
+  fitting configuration of the opposite kind (the TP-or-PP question), or of any other
+  kind when the winner is balanced or data-parallel.
 * **Tie.** When the two predicted step times differ by less than the planner's
   measured out-of-sample error
   (:data:`ringpipe.cost.published.accuracy.OUT_OF_SAMPLE_STEP_ERROR`, from ``python -m
@@ -20,12 +22,13 @@ from __future__ import annotations
 from typing import Any
 
 from ringpipe.cost.hardware.cluster import Cluster
+from ringpipe.cost.inference.search import kind as mesh_kind
 from ringpipe.cost.published.accuracy import OUT_OF_SAMPLE_STEP_ERROR, VALIDATE_COMMAND
 from ringpipe.cost.training.explain import PARTS, main_reason
 from ringpipe.cost.training.prediction import StepPrediction
 from ringpipe.cost.training.search import SearchReport
 
-__all__ = ["MEASURE", "Verdict", "kind", "verdict"]
+__all__ = ["MEASURE", "Verdict", "bubble_note", "kind", "other_kind", "verdict"]
 
 #: Schedule names as people write them.
 SCHEDULE_TITLES = {"gpipe": "GPipe", "1f1b": "1F1B", "interleaved-1f1b": "interleaved 1F1B",
@@ -48,8 +51,12 @@ MEASURE = {
 
 
 def kind(p: StepPrediction) -> str:
-    """``"PP-heavy"`` when pp > tp, else ``"TP-heavy"``."""
-    return "PP-heavy" if p.config.pp > p.config.tp else "TP-heavy"
+    """The kind of ``p``'s mesh (module docstring)."""
+    return mesh_kind(p.config.mesh)
+
+
+#: The kind a TP-or-PP verdict compares with.
+OPPOSITE = {"TP-heavy": "PP-heavy", "PP-heavy": "TP-heavy"}
 
 
 def best_of_each_kind(report: SearchReport) -> dict[str, StepPrediction]:
@@ -58,6 +65,15 @@ def best_of_each_kind(report: SearchReport) -> dict[str, StepPrediction]:
     for p in report.fitting:
         out.setdefault(kind(p), p)
     return out
+
+
+def other_kind(report: SearchReport) -> StepPrediction | None:
+    """The best fitting candidate of the winner's opposite kind, else of any other kind."""
+    if report.best is None:
+        return None
+    kinds, mine = best_of_each_kind(report), kind(report.best)
+    opposite = kinds.get(OPPOSITE.get(mine, ""))
+    return opposite or next((p for k, p in kinds.items() if k != mine), None)
 
 
 def _where(link: object) -> str:
@@ -94,10 +110,7 @@ class Verdict:
     def __init__(self, report: SearchReport, tolerance: float = OUT_OF_SAMPLE_STEP_ERROR
                  ) -> None:
         self.report, self.tolerance = report, tolerance
-        self.best = report.best
-        kinds = best_of_each_kind(report)
-        self.other = None if self.best is None else next(
-            (p for k, p in kinds.items() if k != kind(self.best)), None)
+        self.best, self.other = report.best, other_kind(report)
 
     @property
     def margin(self) -> float | None:
@@ -137,9 +150,10 @@ class Verdict:
             out.append("tp/pp/dp are pinned: the best configuration without the pins is "
                        "compared below.")
         elif other is None:
-            out.append(f"No {_other_kind(best)} configuration fits to compare with.")
+            out.append(f"No fitting configuration of another kind than {kind(best)} to "
+                       "compare with.")
         else:
-            out.append(f"Runner-up of the other kind ({kind(other)}): {layout(other)}; "
+            out.append(f"Runner-up of another kind ({kind(other)}): {layout(other)}; "
                        f"{other.step_time:.3g} s/step, the winner is {self.margin:.1%} "
                        f"faster, mainly through {_reason(other, best, cluster)}.")
         out.append(assumptions_line(best))
@@ -160,10 +174,6 @@ class Verdict:
                 "margin": self.margin, "tie": self.tie, "tie_tolerance": self.tolerance,
                 "tie_breakers": self.tie_breakers() if self.tie else [],
                 "text": self.lines()}
-
-
-def _other_kind(p: StepPrediction) -> str:
-    return "TP-heavy" if kind(p) == "PP-heavy" else "PP-heavy"
 
 
 def _reason(slow: StepPrediction, fast: StepPrediction, cluster: Cluster) -> str:
