@@ -3,9 +3,9 @@
 is said to be so."""
 
 import json
-import tomllib
 
 import pytest
+import tomllib
 
 from ringpipe.cli import main
 from ringpipe.cli.emit import EMIT_TOOLS, emit_serving, emit_training
@@ -69,6 +69,8 @@ def test_training_emissions_use_documented_names_only(tool, seed_report):
 def test_seed_example_emits_megatron_flags(capsys):
     assert main([*SEED, "--emit", "megatron"]) == 0
     out = capsys.readouterr().out
+    assert max(len(line) for line in out.splitlines() if "https://" not in line) <= 100
+    out = out.replace("\n#   ", " ")  # comments wrap at 100 columns
     assert out.startswith("# Verdict: TP=4 inside each node, PP=8 across nodes")
     # ZB-V is not a Megatron-LM schedule: said so, and the best plan it can run emitted
     assert "Megatron-LM cannot run the winner (tp4 pp8 dp1 zb-v v2 mb1 selective)" in out

@@ -24,7 +24,9 @@ def _report(model, cluster, nodes, batch):
 
 def test_seed_example_is_a_tie_and_says_what_to_measure(capsys):
     assert main([*SEED, "--top", "3"]) == 0
-    lines = capsys.readouterr().out.splitlines()
+    out = capsys.readouterr().out
+    assert max(len(line) for line in out.split("\n\n")[0].splitlines()) <= 100  # wrapped
+    lines = out.split("\n\n")[0].replace("\n  ", " ").splitlines()
     assert lines[0] == ("Verdict: TP=4 inside each node, PP=8 across nodes (ZB-V, 2 stages "
                         "per rank); 134 s/step, 47.7% MFU (micro-batch 1, recomputation "
                         "selective).")

@@ -35,7 +35,7 @@ import sys
 from typing import Any
 
 from ringpipe.cli import plan_inference
-from ringpipe.cli.emit import EMIT_TOOLS, check_emit, emit_training
+from ringpipe.cli.emit import EMIT_TOOLS, check_emit, comment, emit_training
 from ringpipe.cli.names.aliases import PLAN_ALIASES, add_aliases, schedule_name
 from ringpipe.cli.plan_plot import check_plot_path, write_plot
 from ringpipe.cli.planview.verdict import bubble_note, verdict
@@ -275,9 +275,9 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps({**as_json(report, args.top), "emit": emitted}, indent=2))
     elif emitted is not None:  # the winner as the tool's settings
-        print(f"# {verdict(report).lines()[0]}\n{emitted}")
+        print(f"{comment(verdict(report).lines()[0])}\n{emitted}")
     elif failure is None:
-        print("\n".join(verdict(report).lines()) + "\n")
+        print(verdict(report).text() + "\n")
         print(format_table(report, list(report.fitting[:args.top]), title))
         print("\n".join(filter(None, ["", bubble_note(report.best, model.vocab)])))
         print(report.explanation())

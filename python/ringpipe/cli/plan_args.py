@@ -64,8 +64,10 @@ def add_plan_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--allow-cross-node-tp", action="store_true",
                    help="with --backend mpi: run even if a TP group spans nodes")
     p.add_argument("--layers", type=int, default=None, help="default: 2 per stage")
-    p.add_argument("--hidden", type=int, default=32, help="model width h (default 32)")
-    p.add_argument("--heads", type=int, default=4, help="attention heads (default 4)")
+    p.add_argument("--hidden", type=int, default=None,
+                   help="model width h (default 32, or 8 × heads when 32 does not divide)")
+    p.add_argument("--heads", type=int, default=None,
+                   help="attention heads (default 4, or the next multiple of --tp)")
     p.add_argument("--seq", type=int, default=DEFAULT_SEQ,
                    help=f"sequence length (default {DEFAULT_SEQ})")
     p.add_argument("--vocab", type=int, default=0, help="0: dense inputs, MSE loss")
@@ -88,6 +90,19 @@ def add_plan_arguments(p: argparse.ArgumentParser) -> None:
                    help="sequences per micro-batch (Megatron's flag): sets --microbatches "
                         "to batch / (dp × this)")
     add_aliases(p, VERIFY_ALIASES)  # Megatron-LM's names (ringpipe.cli.names.aliases)
+
+
+def heads_and_hidden(args: argparse.Namespace) -> tuple[int, int]:
+    """``--heads`` and ``--hidden``, defaulting to a model every ``--tp`` splits: 4 heads
+    (the next multiple of tp when tp does not divide 4) and width 32 (8 per head when
+    the heads do not divide 32)."""
+    heads = args.heads
+    if heads is None:
+        heads = args.tp * -(-4 // args.tp) if isinstance(args.tp, int) and args.tp > 0 else 4
+    hidden = args.hidden
+    if hidden is None:
+        hidden = 32 if heads > 0 and 32 % heads == 0 else 8 * max(heads, 1)
+    return heads, hidden
 
 
 def plan_argv(args: argparse.Namespace) -> list[str]:
@@ -116,7 +131,8 @@ def build_plan(args: argparse.Namespace) -> tuple[Plan, int]:
         check_int("--stages-per-rank (--chunks)", args.chunks)
     stages = args.pp * resolve_chunks(args.schedule, args.chunks)
     layers = args.layers if args.layers is not None else 2 * stages
-    cfg = ModelConfig(layers=layers, hidden=args.hidden, heads=args.heads, seq=args.seq,
+    heads, hidden = heads_and_hidden(args)
+    cfg = ModelConfig(layers=layers, hidden=hidden, heads=heads, seq=args.seq,
                       vocab=args.vocab, block=args.block, dtype=args.dtype)
     # NCCL's ring moves the bytes of the ring step table: the plan counts with that table
     allreduce = "ring" if args.allreduce == "nccl" else args.allreduce
@@ -158,7 +174,8 @@ def build_inference(args: argparse.Namespace) -> tuple[InferencePlan, dict, np.n
     mesh = Mesh(dp=args.dp, pp=args.pp, tp=args.tp)
     vocab = args.vocab or 64
     cfg = ModelConfig(layers=args.layers if args.layers is not None else 2 * args.pp,
-                      hidden=args.hidden, heads=args.heads, kv_heads=args.kv_heads,
+                      hidden=heads_and_hidden(args)[1], heads=heads_and_hidden(args)[0],
+                      kv_heads=args.kv_heads,
                       seq=args.prompt_len, vocab=vocab, block=args.block, dtype=args.dtype)
     batch = args.batch if args.batch is not None else 2 * args.dp
     plan = InferencePlan(cfg, mesh, batch, args.prompt_len, args.new_tokens,

@@ -24,7 +24,7 @@ import argparse
 import json
 import sys
 
-from ringpipe.cli.emit import emit_serving
+from ringpipe.cli.emit import comment, emit_serving
 from ringpipe.cli.plan_plot import save_figure
 from ringpipe.cost.inference.model import MEMORY_UTILIZATION
 from ringpipe.cost.inference.search import (
@@ -184,7 +184,7 @@ def run_inference_plan(args: argparse.Namespace, model: object, cluster: object)
                           "candidates": [c.to_dict()
                                          for c in report.candidates[:args.top]]}, indent=2))
     elif emitted is not None:  # the best layout as the server's flags
-        print(f"# {report.explanation()}\n{emitted}")
+        print(f"{comment(report.explanation())}\n{emitted}")
     else:
         print(format_table(report, args.top))
         print()

@@ -15,13 +15,13 @@ predicted; when it can run none, :func:`emit_training` raises ValueError.
 
 from __future__ import annotations
 
-from ringpipe.cli.emit.flags import render, tool_data
+from ringpipe.cli.emit.flags import comment, render, tool_data
 from ringpipe.cli.emit.serving import SERVING_EMITTERS
 from ringpipe.cli.emit.training import TRAINING_EMITTERS
 from ringpipe.cost.inference.search import InferenceSearch
 from ringpipe.cost.training.search import SearchReport
 
-__all__ = ["EMIT_TOOLS", "check_emit", "emit_serving", "emit_training"]
+__all__ = ["EMIT_TOOLS", "check_emit", "comment", "emit_serving", "emit_training"]
 
 #: Every ``--emit`` choice, training tools first.
 EMIT_TOOLS = (*TRAINING_EMITTERS, *SERVING_EMITTERS)
@@ -55,8 +55,8 @@ def emit_training(report: SearchReport, tool: str) -> str:
         note = (f"{name} cannot run the winner ({best.config.label()}) as planned: "
                 f"{refusals[0]}. Emitting the best plan it can run instead, #{rank} "
                 f"{p.config.label()}, predicted {p.step_time:.3g} s/step "
-                f"({p.step_time / best.step_time - 1:.1%} slower).")
-        return "\n".join([f"# {note}", render(result)])
+                f"({p.step_time / best.step_time - 1:.2%} slower).")
+        return "\n".join([comment(note), render(result)])
     first = refusals[0] if refusals else "no configuration fits"
     raise ValueError(f"--emit {tool}: {name} can run none of the {len(fitting)} fitting "
                      f"configurations (the winner: {first})")

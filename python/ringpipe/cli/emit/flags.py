@@ -16,13 +16,14 @@ from __future__ import annotations
 
 import functools
 import json
+import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import tomllib
 
-__all__ = ["Emission", "ToolData", "check", "render", "tool_data"]
+__all__ = ["Emission", "ToolData", "check", "comment", "render", "tool_data"]
 
 DATA = Path(__file__).with_name("data")
 
@@ -82,6 +83,12 @@ def check(emission: Emission) -> None:
                              f"{data.tool} accepts ({data.flags[name]})")
 
 
+def comment(text: str, width: int = 100) -> str:
+    """``text`` as ``#`` comment lines of at most ``width`` columns (a URL stays whole)."""
+    return textwrap.fill(text, width, initial_indent="# ", subsequent_indent="#   ",
+                         break_long_words=False, break_on_hyphens=False)
+
+
 def _value(value: Any) -> str:  # noqa: ANN401
     return "None" if value is None else str(value)
 
@@ -90,8 +97,8 @@ def render(emission: Emission) -> str:
     """The emission as the tool reads it (after :func:`check`), with its source cited."""
     check(emission)
     data = tool_data(emission.tool)
-    head = [f"# {data.tool} {data.version}: settings as documented in {data.source}",
-            *(f"# {note}" for note in emission.notes)]
+    head = [comment(f"{data.tool} {data.version}: settings as documented in {data.source}"),
+            *(comment(note) for note in emission.notes)]
     launcher = data.launcher.format(**emission.fields)
     body = [(n, v) for n, v in emission.settings if not n.startswith("PipelineModule.")]
     if data.style == "flags":

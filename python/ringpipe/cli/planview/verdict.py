@@ -19,6 +19,7 @@ the other kind and why it loses, the assumptions that decided it, and an honest 
 
 from __future__ import annotations
 
+import textwrap
 from typing import Any
 
 from ringpipe.cost.hardware.cluster import Cluster
@@ -48,6 +49,14 @@ MEASURE = {
                     "-e 1G -f 2 -g 8 across the nodes)",
     "optimizer_time": "HBM bandwidth (ringpipe calibrate --backend cupy)",
 }
+
+
+def wrap(text: str, width: int = 100) -> str:
+    """``text`` wrapped at ``width``, continuation lines indented, a number never parted
+    from its unit."""
+    glued = text.replace(" GB/s", "\u00a0GB/s").replace(" s/step", "\u00a0s/step")
+    return textwrap.fill(glued, width, subsequent_indent="  ",
+                         break_on_hyphens=False).replace("\u00a0", " ")
 
 
 def kind(p: StepPrediction) -> str:
@@ -166,6 +175,10 @@ class Verdict:
                        "few steps (--emit with --tp/--pp pins prints each one's flags).")
         return out
 
+    def text(self, width: int = 100) -> str:
+        """:meth:`lines` wrapped at ``width`` columns, continuation lines indented."""
+        return "\n".join(wrap(line, width) for line in self.lines())
+
     def to_dict(self) -> dict[str, Any]:
         """The verdict for ``--json``."""
         return {"summary": self.lines()[0], "kind": None if self.best is None
@@ -205,7 +218,8 @@ def bubble_note(p: StepPrediction | None, vocab: int) -> str | None:
     extra = max(p.rank_busy) / (sum(p.rank_busy) / len(p.rank_busy)) - 1
     why = (f"pipeline rank {busiest} holds {' and '.join(held)} and" if held
            else f"pipeline rank {busiest}")
-    return (f"bubble: the winner's {p.bubble_fraction:.1%} is {p.imbalance_fraction:.1%} "
+    return wrap(
+        f"bubble: the winner's {p.bubble_fraction:.1%} is {p.imbalance_fraction:.1%} "
             f"uneven work ({why} works {extra:.1%} more than the mean rank, so the others "
             f"wait) plus {max(0.0, p.bubble_fraction - p.imbalance_fraction):.1%} pipeline "
             f"fill and drain ({p.num_microbatches} micro-batches), the part the "
