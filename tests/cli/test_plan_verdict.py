@@ -74,7 +74,7 @@ def test_bubble_is_explained_as_uneven_work_plus_fill_and_drain():
     for batch in (128, 2048):
         best = _report("llama3-70b", "dgx-h100", 4, batch).best
         notes[batch] = best
-        text = bubble_note(best, 128256)
+        text = bubble_note(best, 128256).replace("\n  ", " ")
         assert "holds" in text and "the logit layer (vocabulary 128256)" in text
         assert best.imbalance_fraction > 0.9 * best.bubble_fraction
     fill = {b: p.bubble_fraction - p.imbalance_fraction for b, p in notes.items()}

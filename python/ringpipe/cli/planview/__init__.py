@@ -1,2 +1,3 @@
-"""How ``ringpipe plan`` presents its answer: the verdict that opens the output
-(:mod:`.verdict`) and the stacked step-time bars of ``--plot`` (:mod:`.bars`)."""
+"""How ``ringpipe plan`` presents its answer: the verdict that opens the output and the
+note on what the bubble is made of (:mod:`.verdict`). The ``--plot`` bars are
+:mod:`ringpipe.cli.plan_plot`."""
