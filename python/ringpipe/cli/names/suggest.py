@@ -24,7 +24,6 @@ FLAG_FOR: dict[str, dict[str | None, str]] = {
     "num_ranks": {"schedule": "--pipeline-ranks", None: "--pp"},
     "microbatch_size": {None: "--microbatch-size"},
     "global_batch": {"verify": "--batch", None: "--global-batch"},
-    "max_ranks": {None: "--max-ranks"},
 }
 
 
