@@ -80,7 +80,8 @@ def test_one_request_at_a_time_costs_prefill_then_one_iteration_per_token():
     # prefill through 3 ranks with 2 hops; each next token 3 stages + 3 hops later
     assert rec.token_s == (2.0 + 3 + 1.0, 2.0 + 3 + 1.0 + 4.5, 2.0 + 3 + 1.0 + 9.0,
                            2.0 + 3 + 1.0 + 13.5)
-    assert rec.ttft_s == 4.0 and rec.itl_s == (4.5, 4.5, 4.5) and rec.e2e_s == 17.5
+    assert rec.ttft_s == 4.0 and rec.gaps_s == (4.5, 4.5, 4.5) and rec.e2e_s == 17.5
+    assert rec.itl_s == 4.5
 
 
 def test_lanes_keep_the_pipeline_full_and_rank_order_is_start_order():

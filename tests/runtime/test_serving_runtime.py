@@ -40,7 +40,7 @@ def _check(plan, params, prompts, result):
 
 @pytest.mark.parametrize("dp,pp,tp", [(1, 1, 1), (1, 2, 2), (1, 4, 1), (2, 2, 1), (1, 1, 4)])
 def test_random_arrivals_and_lengths_give_the_reference_tokens(dp, pp, tp):
-    reqs, prompts = _traffic(14, seed=dp * 100 + pp * 10 + tp)
+    reqs, prompts = _traffic(14, seed=dp * 100 + pp * 10 + tp, rate=3.0)
     params = init_params(CFG, 1)
     policy = BatchingPolicy(num_blocks=8, block_size=2, max_batch=4, token_budget=6)
     plan = ServingPlan(CFG, Mesh(dp=dp, pp=pp, tp=tp), reqs, policy, _price(pp))

@@ -136,6 +136,7 @@ class BlockPool:
         self.num_blocks = check_int("BlockPool: num_blocks", num_blocks)
         self.block_size = check_int("BlockPool: block_size", block_size)
         self._free = list(range(num_blocks - 1, -1, -1))
+        self._held = bytearray(num_blocks)  # 1 where a block is allocated
 
     @property
     def num_free(self) -> int:
@@ -154,14 +155,17 @@ class BlockPool:
                              f"{self.num_blocks} free")
         taken = self._free[len(self._free) - n:][::-1]
         del self._free[len(self._free) - n:]
+        for b in taken:
+            self._held[b] = 1
         return taken
 
     def free(self, blocks: list[int]) -> None:
         """Return ``blocks`` to the free list (ValueError for a block already free)."""
-        held = set(self._free)
         for b in blocks:
-            if b in held or not 0 <= b < self.num_blocks:
+            if not 0 <= b < self.num_blocks or not self._held[b]:
                 raise ValueError(f"BlockPool.free: block {b} is not an allocated block")
+        for b in blocks:
+            self._held[b] = 0
         self._free.extend(reversed(blocks))
 
 

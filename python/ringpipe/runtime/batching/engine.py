@@ -9,7 +9,7 @@ which then executes exactly the iterations the loop formed (:mod:`.worker`).
 **Pipeline timing.** With p ranks, an iteration of lane g starts on rank 0 when rank 0 is
 free and lane g's previous tokens are back; rank r starts it when it is free and rank r-1
 has finished it plus one hop; its tokens exist when the last rank ends, and they are back
-on rank 0 one hop later (the hand-back). This is the forward-only decode schedule's
+on rank 0 one hand-back later. This is the forward-only decode schedule's
 recurrence (:mod:`ringpipe.schedules.generators.decode`), with the batch of every
 iteration decided only when it starts. Iterations start on rank 0 in the order they are
 formed, and every rank runs them in that order.
@@ -41,11 +41,12 @@ __all__ = ["ClosedLoop", "OpenLoop", "RequestRecord", "ServingTrace", "StagePric
 
 
 class StagePrice(NamedTuple):
-    """Seconds of one iteration on each pipeline rank, and of one message between ranks
-    (the hand-back from the last rank to the first included)."""
+    """Seconds of one iteration on each pipeline rank, of one message between ranks, and
+    of the hand-back of its tokens from the last rank to the first (default: a hop)."""
 
     stages_s: tuple[float, ...]
     hop_s: float
+    handback_s: float | None = None
 
 
 #: Prices an iteration.
@@ -148,9 +149,16 @@ class RequestRecord:
         return self.token_s[0] - self.request.arrival_s
 
     @property
-    def itl_s(self) -> tuple[float, ...]:
-        """Inter-token latencies: the K - 1 gaps between consecutive tokens."""
+    def gaps_s(self) -> tuple[float, ...]:
+        """The K - 1 gaps between consecutive tokens."""
         return tuple(b - a for a, b in zip(self.token_s[:-1], self.token_s[1:], strict=True))
+
+    @property
+    def itl_s(self) -> float | None:
+        """Inter-token latency: (E2E - TTFT) / (K - 1), the mean gap (AIPerf's and
+        genai-perf's ITL, vLLM's TPOT); None for a one-token request."""
+        k = len(self.token_s)
+        return (self.token_s[-1] - self.token_s[0]) / (k - 1) if k > 1 else None
 
     @property
     def e2e_s(self) -> float:
@@ -197,9 +205,9 @@ def serve(policy: BatchingPolicy, source: ArrivalSource, price: Price, pp: int =
         changed = False
         while pending and pending[0][0] <= t:
             at, _, it = heapq.heappop(pending)
-            for rid in sched.complete(it):
+            for rid in sched.complete(it):  # a seat and blocks are free: lanes may go on
                 source.finished(rid, at)
-            changed = True
+                changed = True
         for r in source.take(t):
             if r.id in arrived:
                 raise ValueError(f"serve: request id {r.id} arrives twice")
@@ -209,15 +217,17 @@ def serve(policy: BatchingPolicy, source: ArrivalSource, price: Price, pp: int =
         return changed
 
     while True:
-        free = [g for g in range(lanes) if g not in parked]
-        if not free:  # every lane waits for an event
-            clock = max(clock, min(source.next_time(), pending[0][0] if pending else math.inf))
-            if math.isinf(clock):
-                break
-            events(clock)
-            parked.clear()
-            continue
-        t, g = min((max(rank_free[0], lane_ready[g], clock), g) for g in free)
+        t, g = min(((max(rank_free[0], lane_ready[j], clock), j) for j in range(lanes)
+                    if j not in parked), default=(math.inf, -1))
+        if parked:  # a waiting lane moves at the next arrival or completion, if sooner
+            due = min(source.next_time(), pending[0][0] if pending else math.inf)
+            if due < t:
+                clock = max(clock, due)
+                if events(clock):
+                    parked.clear()
+                continue
+        if math.isinf(t):
+            break
         clock = t
         if events(t):
             parked.clear()
@@ -234,7 +244,7 @@ def serve(policy: BatchingPolicy, source: ArrivalSource, price: Price, pp: int =
         for r in range(1, pp):
             end = max(rank_free[r], end + cost.hop_s) + cost.stages_s[r]
             rank_free[r] = end
-        lane_ready[g] = end + cost.hop_s
+        lane_ready[g] = end + (cost.hop_s if cost.handback_s is None else cost.handback_s)
         heapq.heappush(pending, (end, len(done), it))
         done.append(TimedIteration(it, t, end))
         for s in it.segments:

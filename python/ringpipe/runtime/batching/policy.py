@@ -80,10 +80,12 @@ class Segment(NamedTuple):
 
 @dataclass(frozen=True)
 class Iteration:
-    """The work of one iteration of ``lane``: its segments, decodes first."""
+    """The work of one iteration of ``lane``: its segments, decodes first, and the
+    requests whose last token it emits (they leave when it completes)."""
 
     lane: int
     segments: tuple[Segment, ...]
+    finishing: tuple[int, ...] = ()
 
     @property
     def tokens(self) -> int:
@@ -156,6 +158,7 @@ class Scheduler:
         self.promised = 0  # blocks promised to running requests, not yet taken
         self.tables: dict[int, list[int]] = {}  # request id -> its block table
         self.lane_of: dict[int, int] = {}
+        self._finishing: list[int] = []
         self.blocked: set[int] = set()  # requests that waited for KV blocks
         self.peak_batch = 0
 
@@ -170,24 +173,30 @@ class Scheduler:
         self.waiting.append(request)
 
     def _grow(self, seq: _Running, positions: int) -> None:
-        more = self.pool.blocks_for(positions) - len(seq.blocks)
-        if more > 0:
+        size = self.policy.block_size
+        if positions > len(seq.blocks) * size:  # the hot path: no new block
+            more = -(-positions // size) - len(seq.blocks)
             seq.blocks.extend(self.pool.allocate(more))
             self.promised -= more
 
     def _segment(self, seq: _Running, n: int) -> Segment:
-        start, prompt = seq.computed, seq.request.prompt_len
-        self._grow(seq, start + n)
-        seq.computed += n
+        start, request = seq.computed, seq.request
+        if start + n > len(seq.blocks) * self.policy.block_size:
+            self._grow(seq, start + n)
+        seq.computed = start + n
         emits = -1
-        if seq.computed >= prompt:
-            emits, seq.generated = seq.generated, seq.generated + 1
-        return Segment(seq.request.id, start, n, emits, start >= prompt)
+        if seq.computed >= request.prompt_len:
+            emits = seq.generated
+            seq.generated = emits + 1
+            if seq.generated == request.output_len:
+                self._finishing.append(request.id)
+        return Segment(request.id, start, n, emits, start >= request.prompt_len)
 
     def form(self, lane: int) -> Iteration | None:
         """The next iteration of ``lane`` (module docstring), or None when it has nothing
         to run. Updates the state as if the iteration ran."""
         pol, seqs = self.policy, self.running[lane]
+        self._finishing: list[int] = []
         segments = [self._segment(s, 1) for s in seqs if s.computed >= s.request.prompt_len]
         budget = pol.token_budget - len(segments)
         for s in seqs:
@@ -212,15 +221,16 @@ class Scheduler:
             segments.append(self._segment(seq, min(request.prompt_len, budget)))
             budget -= segments[-1].tokens
         self.peak_batch = max(self.peak_batch, len(seqs))
-        return Iteration(lane, tuple(segments)) if segments else None
+        return Iteration(lane, tuple(segments), tuple(self._finishing)) if segments else None
 
     def complete(self, iteration: Iteration) -> list[int]:
         """``iteration``'s tokens are out: the requests it finished leave their lane and
         free their blocks; returns their ids."""
+        if not iteration.finishing:
+            return []
         seqs = self.running[iteration.lane]
-        mine = {g.request for g in iteration.segments}
-        done = [s for s in seqs if s.generated == s.request.output_len
-                and s.request.id in mine]
+        leaving = set(iteration.finishing)
+        done = [s for s in seqs if s.request.id in leaving]
         for s in done:
             seqs.remove(s)
             self.pool.free(s.blocks)
