@@ -6,8 +6,10 @@ rate of the load's requests (a trace is stretched or squeezed in time to it) and
 targets hold when the chosen percentile of TTFT and of ITL meet them (:class:`~ringpipe.
 cost.inference.serving.Slo`). :func:`goodput` finds it by doubling then halving the
 interval, in log space, with the simulator (:func:`~ringpipe.cost.inference.serving.
-simulate`); without targets every request is good and the goodput is the requests per
-second achieved at the operating point.
+simulate`), up to the layout's capacity (:func:`capacity`: with finitely many requests a
+huge rate is one burst, which a loose target may survive, but no rate above what the layout
+serves is sustained); without targets every request is good and the goodput is the requests
+per second achieved at the operating point.
 
 :func:`rank` simulates every tp × pp × dp layout of the cluster's GPUs
 (:func:`~ringpipe.cost.inference.search.layouts`) at the operating point (the load as
@@ -37,16 +39,25 @@ from ringpipe.cost.inference.serving import (
 from ringpipe.mesh import Mesh
 from ringpipe.model.config import ModelConfig
 
-__all__ = ["ServingCandidate", "ServingSearch", "goodput", "rank"]
+__all__ = ["ServingCandidate", "ServingSearch", "capacity", "goodput", "rank"]
 
 #: The bisection stops once the bracket [lo, hi] is this narrow (hi / lo).
 RESOLUTION = 1.04
 
 
+def capacity(im: InferenceModel, layout: Mesh, load: Load, knobs: Knobs = DEFAULT_KNOBS,
+             dtype: str = "bf16") -> float:
+    """Requests per second ``layout`` serves when the load's requests all arrive at once
+    (0 when it does not fit): no rate above it is sustained."""
+    stats = simulate(im, layout, load.at_rate(1e9), knobs, dtype)
+    return 0.0 if stats is None else stats.requests_per_s
+
+
 def goodput(im: InferenceModel, layout: Mesh, load: Load, slo: Slo, knobs: Knobs = DEFAULT_KNOBS,
             dtype: str = "bf16", start: float = 1.0) -> float:
-    """The largest Poisson rate (requests/s) at which ``layout`` meets ``slo`` (module
-    docstring), searched from ``start``; 0 when even 1/1024 of it misses."""
+    """The largest Poisson rate (requests/s), at most the layout's :func:`capacity`, at which
+    ``layout`` meets ``slo`` (module docstring), searched from ``start``; 0 when it misses
+    even one request alone."""
     def meets(rate: float) -> bool:
         stats = simulate(im, layout, load.at_rate(rate), knobs, dtype)
         return stats is not None and slo.meets(stats)
@@ -55,15 +66,18 @@ def goodput(im: InferenceModel, layout: Mesh, load: Load, slo: Slo, knobs: Knobs
                      dtype)
     if alone is None or not slo.meets(alone):  # missed even with nothing else running
         return 0.0
-    lo = hi = start
-    if meets(start):
-        for _ in range(30):
-            hi *= 2
+    cap = capacity(im, layout, load, knobs, dtype)
+    lo = hi = min(start, cap)
+    if meets(lo):
+        if lo == cap:
+            return cap
+        while True:
+            hi = min(2 * hi, cap)
             if not meets(hi):
                 break
+            if hi == cap:
+                return cap
             lo = hi
-        else:
-            return lo
     else:
         for _ in range(10):
             lo /= 2
@@ -161,8 +175,9 @@ def _pace(c: ServingCandidate) -> str:
     s = c.stats
     assert s is not None
     n = c.layout.dp
-    return (f"{label(c.layout)}'s {n} replica{'s' if n > 1 else ''} each decode "
-            f"{s.mean_batch:.1f} requests per {s.pct('itl', 50) * 1e3:.1f} ms step")
+    who = f"{label(c.layout)}'s {n} replicas each decode" if n > 1 else \
+        f"{label(c.layout)} decodes"
+    return f"{who} {s.mean_batch:.1f} requests per {s.pct('itl', 50) * 1e3:.1f} ms step"
 
 
 def rank(model: ModelConfig, cluster: Cluster, load: Load, slo: Slo = NO_SLO,
