@@ -73,7 +73,7 @@ def test_nothing_meets_an_impossible_slo(capsys):
     (["--rate", "2", "--batch", "4"], "--batch does not apply with --rate"),
     (["--concurrency", "4", "--objective", "throughput"], "--objective does not apply"),
     (["--rate", "-1"], "--rate must be > 0"),
-    (["--concurrency", "41"], "--concurrency must be in 1 .. --requests (40)"),
+    (["--concurrency", "40"], "--concurrency must be in 1 .. --requests - 1 (39"),
     (["--percentile", "99"], "--percentile needs --rate, --concurrency or --trace"),
     (["--trace", "/nonexistent.csv"], "cannot read the trace"),
     (["--trace", "t.csv", "--requests", "3"], "--requests does not apply with --trace"),

@@ -9,7 +9,8 @@
 Every tp × pp × dp layout serves the load with continuous batching in the simulator
 (:mod:`ringpipe.cost.inference.serving`: the runtime's scheduler, priced per iteration):
 ``--rate`` Poisson arrivals per second, ``--concurrency`` C closed-loop clients (each
-sends its next request when the last one ends, as AIPerf and genai-perf do), or a trace
+sends its next request when the last one ends, as AIPerf and genai-perf do; each client's
+first request is a warm-up, left out of the statistics), or a trace
 (``arrival_s,input_tokens,output_tokens``). Each layout gets p50/p90/p99 (and the chosen
 percentile) of TTFT, ITL and end-to-end latency, requests/s and output tokens/s, and its
 goodput: the largest Poisson rate at which the chosen percentile of TTFT and ITL meets
@@ -83,9 +84,9 @@ def _load(args: argparse.Namespace) -> Load:
         if not args.rate > 0:
             raise ValueError(f"--rate must be > 0 requests/s, got {args.rate}")
         return Load(args.prompt_len, args.output_len, n, rate=args.rate)
-    if args.concurrency < 1 or args.concurrency > n:
-        raise ValueError(f"--concurrency must be in 1 .. --requests ({n}), got "
-                         f"{args.concurrency}")
+    if args.concurrency < 1 or args.concurrency >= n:
+        raise ValueError(f"--concurrency must be in 1 .. --requests - 1 ({n - 1}: each "
+                         f"client's first request is a warm-up), got {args.concurrency}")
     return Load(args.prompt_len, args.output_len, n, concurrency=args.concurrency)
 
 

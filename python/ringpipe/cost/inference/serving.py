@@ -66,8 +66,9 @@ DEFAULT_KNOBS = Knobs()
 @dataclass(frozen=True)
 class Load:
     """The traffic: ``requests`` requests of ``isl`` prompt and ``osl`` output tokens,
-    arriving at a Poisson ``rate`` per second, or from ``concurrency`` closed-loop clients,
-    or as listed in ``trace`` (exactly one of the three)."""
+    arriving at a Poisson ``rate`` per second, or from ``concurrency`` closed-loop clients
+    (``requests`` counts their first, warm-up, requests too), or as listed in ``trace``
+    (exactly one of the three)."""
 
     isl: int
     osl: int
@@ -88,7 +89,14 @@ class Load:
         if self.rate is not None:
             check_real("Load.rate", self.rate, positive=True)
         if self.concurrency is not None:
-            check_int("Load.concurrency", self.concurrency, 1, self.requests)
+            check_int("Load.concurrency", self.concurrency, 1, self.requests - 1)
+
+    @property
+    def warmup(self) -> int:
+        """Requests left out of the statistics: with C closed-loop clients, each client's
+        first one (they all start at once, a herd no steady state has; AIPerf's and
+        genai-perf's warm-up requests), so request ids below C; none in an open loop."""
+        return self.concurrency or 0
 
     def at_rate(self, rate: float) -> Load:
         """The same requests at a mean ``rate`` per second: Poisson arrivals, or the trace's
@@ -163,6 +171,11 @@ class ServingStats:
         values = getattr(self, f"{metric}_s")
         return float(np.percentile(values, q)) if values else 0.0
 
+    def mean(self, metric: str) -> float:
+        """The mean of ``metric`` (one of :data:`METRICS`), seconds (AIPerf's "avg")."""
+        values = getattr(self, f"{metric}_s")
+        return float(np.mean(values)) if values else 0.0
+
     @property
     def throughput_tokens_per_s(self) -> float:
         """Output tokens per second over the makespan."""
@@ -198,7 +211,7 @@ def simulate(im: InferenceModel, layout: Mesh, load: Load, knobs: Knobs = DEFAUL
     policy = knobs.policy(blocks)
     pricer = IterationPricer(im, layout, dtype)
     traces = tuple(serve(policy, source, pricer, layout.pp) for source in load.sources(layout.dp))
-    records = [r for t in traces for r in t.requests]
+    records = [r for t in traces for r in t.requests if r.request.id >= load.warmup]
     first = min(r.request.arrival_s for r in records)
     last = max(r.token_s[-1] for r in records)
     return ServingStats(layout, load, blocks, tuple(r.ttft_s for r in records),
