@@ -128,3 +128,26 @@ def test_rank_orders_layouts_by_goodput_and_explains_the_winner():
                 "itl_p99_s", "e2e_p50_s", "e2e_p90_s", "e2e_p99_s",
                 "throughput_tokens_per_s", "requests_per_s", "goodput_requests_per_s"):
         assert np.isfinite(best[key])
+
+
+def test_disaggregated_pools_reduce_to_static_prefill_and_decode():
+    from ringpipe.cost.inference.disagg import kv_transfer_s, simulate_disaggregated
+
+    prefill, decode = Mesh(tp=4), Mesh(tp=2)
+    alone = simulate_disaggregated(IM, prefill, decode, Load(1024, 33, requests=3, rate=1e-4))
+    ttft = IM.predict(prefill, Workload(1024, 33, 1)).ttft_s
+    tpot = IM.predict(decode, Workload(1024, 33, 1)).tpot_s
+    hop = kv_transfer_s(IM, prefill, decode, 1024)
+    # 2 · 80 layers · 8 kv heads · 128 · 2 bytes · 1024 positions over 4 NVLink senders
+    assert hop == pytest.approx(2e-6 + 2 * 80 * 8 * 128 * 2 * 1024 / 4 / 450e9)
+    assert alone.pct("ttft", 50) == pytest.approx(ttft, rel=1e-9)
+    # the first gap adds the transfer to the decode pool's first step (the static context's
+    # mean is L + K/2 over K - 1 steps, as colocated)
+    assert alone.pct("itl", 50) == pytest.approx(tpot + hop / 32, rel=1e-6)
+    # under load the decode pool's ITL stays flat while colocated prefills stall decodes
+    load = Load(2048, 64, requests=80, rate=6.0)
+    split = simulate_disaggregated(IM, prefill, Mesh(tp=4), load)
+    together = simulate(IM, Mesh(tp=4, dp=2), load)
+    assert split.pct("itl", 99) < 0.8 * together.pct("itl", 99)
+    with pytest.raises(ValueError, match="closed loop"):
+        simulate_disaggregated(IM, prefill, decode, Load(64, 4, requests=8, concurrency=2))

@@ -47,18 +47,23 @@ __all__ = ["BatchingPolicy", "Iteration", "Request", "Scheduler", "Segment"]
 @dataclass(frozen=True)
 class Request:
     """A request: ``prompt_len`` prompt tokens, ``output_len`` tokens to generate, sent
-    at ``arrival_s`` seconds."""
+    at ``arrival_s`` seconds. ``prefilled``: its prompt's KV cache and first token were
+    made elsewhere (a disaggregated prefill pool) and arrive with it, so it only decodes
+    tokens 1 .. K-1."""
 
     id: int
     arrival_s: float
     prompt_len: int
     output_len: int
+    prefilled: bool = False
 
     def __post_init__(self) -> None:
         check_int("Request.id", self.id, 0)
         check_real(f"request {self.id}: arrival_s", self.arrival_s, 0.0)
         check_int(f"request {self.id}: prompt_len", self.prompt_len)
-        check_int(f"request {self.id}: output_len", self.output_len)
+        check_int(f"request {self.id}: output_len", self.output_len, 2 if self.prefilled else 1)
+        if not isinstance(self.prefilled, bool):
+            raise TypeError(f"request {self.id}: prefilled must be a bool")
 
     @property
     def positions(self) -> int:
@@ -129,7 +134,8 @@ class BatchingPolicy:
             raise ValueError(f"request {request.id}: {request.positions} KV positions need "
                              f"{self.blocks_for(request)} blocks of {self.block_size}, the "
                              f"pool has {self.num_blocks}")
-        if not self.chunked_prefill and request.prompt_len > self.token_budget:
+        if not (self.chunked_prefill or request.prefilled) and \
+                request.prompt_len > self.token_budget:
             raise ValueError(f"request {request.id}: a {request.prompt_len}-token prompt "
                              f"exceeds token_budget={self.token_budget} without chunked "
                              "prefill")
@@ -218,7 +224,11 @@ class Scheduler:
             self.promised += need
             self.tables[request.id] = seq.blocks
             self.lane_of[request.id] = lane
-            segments.append(self._segment(seq, min(request.prompt_len, budget)))
+            if request.prefilled:  # its prompt's KV arrived: it decodes at once
+                self._grow(seq, request.prompt_len)
+                seq.computed, seq.generated = request.prompt_len, 1
+            segments.append(self._segment(seq, 1 if request.prefilled
+                                          else min(request.prompt_len, budget)))
             budget -= segments[-1].tokens
         self.peak_batch = max(self.peak_batch, len(seqs))
         return Iteration(lane, tuple(segments), tuple(self._finishing)) if segments else None
