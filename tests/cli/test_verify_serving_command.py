@@ -54,3 +54,9 @@ def test_mpi_ranks_serve_bitwise_like_the_in_process_run():
     doc = json.loads(done.stdout)
     assert doc["tokens_equal"] and doc["bitwise_inproc"] and doc["counters_equal_inproc"]
     assert doc["processes"] == 4 and doc["backend"] == "mpi"
+
+
+def test_absurd_request_counts_are_refused_before_anything_runs(capsys):
+    assert main(["verify", "--inference", "--requests", "10000000", "--new-tokens", "8"]) == 2
+    err = capsys.readouterr().err
+    assert "continuous-batching schedule size" in err and "max_schedule_cells" in err

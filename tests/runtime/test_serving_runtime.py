@@ -59,8 +59,9 @@ def test_random_arrivals_and_lengths_give_the_reference_tokens(dp, pp, tp):
 
 @settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(seed=st.integers(0, 10_000), rate=st.sampled_from([0.3, 3.0, 30.0]),
-       blocks=st.integers(5, 12), budget=st.integers(4, 9), chunked=st.booleans())
+       blocks=st.integers(7, 12), budget=st.integers(4, 9), chunked=st.booleans())
 def test_any_traffic_and_policy_give_the_reference_tokens(seed, rate, blocks, budget, chunked):
+    # prompts of at most 8 and outputs of at most 6 tokens: 13 positions, 7 blocks of 2
     reqs, prompts = _traffic(8, seed, rate, max_prompt=budget if not chunked else 9)
     params = init_params(CFG, 2)
     policy = BatchingPolicy(num_blocks=blocks, block_size=2, max_batch=3,

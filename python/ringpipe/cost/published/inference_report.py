@@ -39,7 +39,7 @@ from ringpipe.cost.published.inference_tables import (
     LatencyRow,
     predictions,
 )
-from ringpipe.cost.published.serving_check import nim_rows
+from ringpipe.cost.published.serving_check import ServingCheck, nim_rows
 from ringpipe.mesh import Mesh
 from ringpipe.model.presets import model_preset
 
@@ -86,9 +86,10 @@ def calibration_table() -> str:
     return "\n".join(lines)
 
 
-def serving_table() -> str:
-    """NIM's Llama-3.3-70B latency against concurrency, measured and simulated."""
-    checks = nim_rows()
+def serving_table(checks: list[ServingCheck] | None = None) -> str:
+    """NIM's Llama-3.3-70B latency against concurrency, measured and simulated
+    (``checks``: :func:`~ringpipe.cost.published.serving_check.nim_rows`, run here if None)."""
+    checks = nim_rows() if checks is None else checks
     lines = ["| concurrency | TTFT measured | simulated | error | ITL measured | simulated "
              "| error | tok/s measured | simulated | error |",
              "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
