@@ -4,7 +4,8 @@ hostfile of two localhost "nodes" with the emulated GPU and a fake NCCL
 (``tests/helpers/device_job.py``: there is no GPU here).
 
 Printed output is compared line by line: a README block is the output's first lines,
-``...`` standing for lines left out; floating-point error figures (which depend on the
+``...`` standing for lines left out (or, ending a line, for the rest of that line), a
+long line may be wrapped; floating-point error figures (which depend on the
 BLAS) are compared as numbers of the same form, and so which gradients fill the rows of
 the error table; everything else exactly.
 """
@@ -56,16 +57,31 @@ def _commands(block: str) -> list[tuple[str, list[str]]]:
     return out
 
 
+def _norm(line: str) -> str:
+    return TENSOR.sub("<tensor>", FLOAT.sub("<float>", line))
+
+
 def _same(shown: list[str], printed: list[str]) -> None:
-    """``shown`` is ``printed``'s first lines, ``...`` skipping any number of them."""
-    j = 0
-    for line in shown:
+    """``shown`` is ``printed``'s first lines: ``...`` alone skips the rest, a line ending
+    in `` ...`` is the start of the printed line, and consecutive shown lines may be one
+    printed line wrapped."""
+    i = j = 0
+    while i < len(shown):
+        line = shown[i]
         if line == "...":
             return
         assert j < len(printed), f"the README shows more than was printed: {line!r}"
-        want, got = (TENSOR.sub("<tensor>", FLOAT.sub("<float>", x)) for x in (line, printed[j]))
-        assert want == got, f"README: {line!r}\nprinted: {printed[j]!r}"
-        j += 1
+        got = _norm(printed[j])
+        if line.endswith(" ..."):
+            assert got.startswith(_norm(line[:-4])), f"README: {line!r}\nprinted: {got!r}"
+        elif _norm(line) != got:  # a printed line the README wraps over several
+            k, joined = i, _norm(line)
+            while got.startswith(joined) and joined != got and k + 1 < len(shown):
+                k += 1
+                joined += " " + _norm(shown[k].strip())
+            assert joined == got, f"README: {line!r}\nprinted: {printed[j]!r}"
+            i = k
+        i, j = i + 1, j + 1
 
 
 def _run(argv: list[str]) -> tuple[int, list[str]]:
