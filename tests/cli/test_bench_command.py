@@ -133,7 +133,7 @@ def _fake_proc(tmp_path, total_busy, idle, steal, load):
 
 
 def test_machine_load_counts_other_processes_and_steal(tmp_path):
-    from ringpipe.measure.machine_load import Load, between, sample
+    from ringpipe.measure.machine_load import MachineLoad, between, sample
 
     a = sample(_fake_proc(tmp_path, 1000, 1000, 0, 0.5))
     b = sample(_fake_proc(tmp_path, 1800, 1100, 100, 6.0))
@@ -141,35 +141,35 @@ def test_machine_load_counts_other_processes_and_steal(tmp_path):
     assert load.steal == pytest.approx(0.1) and load.load1 == 6.0 and load.busy
     assert 0.7 < load.others <= 0.8  # 800 busy jiffies, minus this test's own CPU time
     assert "load average 6.0 on 2 cores" in load.describe() and "steal 10%" in load.describe()
-    assert not Load(0.05, 0.0, 0.3, 2).busy
+    assert not MachineLoad(0.05, 0.0, 0.3, 2).busy
     assert sample(tmp_path / "no-proc") is None and between(None, b, 2) is None
 
 
 def test_a_miss_on_a_busy_machine_is_not_a_failure(monkeypatch, capsys):
-    from ringpipe.measure.machine_load import Load
+    from ringpipe.measure.machine_load import MachineLoad
 
     monkeypatch.setattr(bench, "PHASES", (("fake", "a figure", lambda s: [
         at_most("slow figure", 2.0, 1.2), at_most("fast figure", 1.0, 1.2)]),))
-    monkeypatch.setattr(bench, "between", lambda a, b, cores: Load(0.8, 0.02, 11.0, 2))
+    monkeypatch.setattr(bench, "between", lambda a, b, cores: MachineLoad(0.8, 0.02, 11.0, 2))
     status = main(["bench", "--quick", "--skip-mpi"])
     out, err = capsys.readouterr()
     assert status == 0
     assert out.splitlines()[1].split()[-1] == "busy" and out.splitlines()[2].split()[-1] == "yes"
     assert "load average 11.0 on 2 cores, other processes used 80% of the CPU" in out
     assert "bench [1/1] fake: a figure ..." in err and "machine busy" in err  # progress
-    monkeypatch.setattr(bench, "between", lambda a, b, cores: Load(0.01, 0.0, 0.2, 2))
+    monkeypatch.setattr(bench, "between", lambda a, b, cores: MachineLoad(0.01, 0.0, 0.2, 2))
     assert main(["bench", "--quick", "--skip-mpi"]) == 1  # quiet: the miss counts
     assert capsys.readouterr().out.splitlines()[1].split()[-1] == "NO"
 
 
 def test_quick_leaves_the_plan_out_once_the_machine_is_busy(monkeypatch, capsys):
-    from ringpipe.measure.machine_load import Load
+    from ringpipe.measure.machine_load import MachineLoad
 
     ran = []
     monkeypatch.setattr(bench, "PHASES", (
         ("collectives", "first", lambda s: ran.append("collectives") or [at_most("a", 1, 2)]),
         ("plan", "second", lambda s: ran.append("plan") or [at_most("b", 1, 2)])))
-    monkeypatch.setattr(bench, "between", lambda a, b, cores: Load(0.5, 0.0, 4.0, 2))
+    monkeypatch.setattr(bench, "between", lambda a, b, cores: MachineLoad(0.5, 0.0, 4.0, 2))
     assert main(["bench", "--quick", "--skip-mpi"]) == 0
     out, err = capsys.readouterr()
     assert ran == ["collectives"] and "plan: skipped, the machine is busy" in err

@@ -26,6 +26,7 @@ from ringpipe.cost.hardware.cluster import Cluster
 from ringpipe.mesh import Mesh
 from ringpipe.model.config import ModelConfig
 from ringpipe.model.params import init_params
+from ringpipe.model.presets import small_shape
 from ringpipe.plan import ALLREDUCE_ALGORITHMS, InferencePlan, Plan
 from ringpipe.schedules import SCHEDULES, resolve_chunks
 from ringpipe.validation import check_int
@@ -93,16 +94,9 @@ def add_plan_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def heads_and_hidden(args: argparse.Namespace) -> tuple[int, int]:
-    """``--heads`` and ``--hidden``, defaulting to a model every ``--tp`` splits: 4 heads
-    (the next multiple of tp when tp does not divide 4) and width 32 (8 per head when
-    the heads do not divide 32)."""
-    heads = args.heads
-    if heads is None:
-        heads = args.tp * -(-4 // args.tp) if isinstance(args.tp, int) and args.tp > 0 else 4
-    hidden = args.hidden
-    if hidden is None:
-        hidden = 32 if heads > 0 and 32 % heads == 0 else 8 * max(heads, 1)
-    return heads, hidden
+    """``--heads`` and ``--hidden``, defaulting to a model every ``--tp`` splits
+    (:func:`ringpipe.model.presets.small_shape`)."""
+    return small_shape(args.tp, args.heads, args.hidden)
 
 
 def plan_argv(args: argparse.Namespace) -> list[str]:

@@ -9,7 +9,7 @@ scheduler, not ringpipe. Linux reports what happened (``proc(5)``):
 * ``/proc/loadavg``: the 1-minute load average (runnable and waiting tasks);
 * ``os.times()``: this process's CPU time and its waited-for children's (the MPI jobs).
 
-:func:`sample` reads them; :func:`between` turns two samples into a :class:`Load`:
+:func:`sample` reads them; :func:`between` turns two samples into a :class:`MachineLoad`:
 the fraction of the machine's CPU capacity used by *other* processes (busy jiffies
 minus our own), the steal fraction, and the load average. It is **busy** when others
 used more than :data:`OTHERS_LIMIT` of the capacity or steal exceeded
@@ -23,7 +23,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["OTHERS_LIMIT", "STEAL_LIMIT", "Load", "Sample", "between", "sample"]
+__all__ = ["OTHERS_LIMIT", "STEAL_LIMIT", "MachineLoad", "CpuSample", "between", "sample"]
 
 #: Other processes' share of the CPU capacity above which the machine counts as busy.
 OTHERS_LIMIT = 0.15
@@ -32,7 +32,7 @@ STEAL_LIMIT = 0.05
 
 
 @dataclass(frozen=True)
-class Sample:
+class CpuSample:
     """Jiffies since boot (all cores): total, busy (not idle, iowait or steal), steal;
     our CPU seconds (with waited-for children); the 1-minute load average."""
 
@@ -44,7 +44,7 @@ class Sample:
 
 
 @dataclass(frozen=True)
-class Load:
+class MachineLoad:
     """What other work did between two samples (module docstring)."""
 
     others: float
@@ -63,7 +63,7 @@ class Load:
                 f"{self.others:.0%} of the CPU, steal {self.steal:.0%}")
 
 
-def sample(proc: Path = Path("/proc")) -> Sample | None:
+def sample(proc: Path = Path("/proc")) -> CpuSample | None:
     """Read the counters now (None without ``/proc/stat``)."""
     try:
         fields = (proc / "stat").read_text().splitlines()[0].split()
@@ -77,14 +77,14 @@ def sample(proc: Path = Path("/proc")) -> Sample | None:
     t = os.times()
     own = t.user + t.system + t.children_user + t.children_system
     total = user + nice + system + idle + iowait + irq + softirq + steal
-    return Sample(total, user + nice + system + irq + softirq, steal, own, load1)
+    return CpuSample(total, user + nice + system + irq + softirq, steal, own, load1)
 
 
-def between(start: Sample | None, end: Sample | None, cores: int) -> Load | None:
+def between(start: CpuSample | None, end: CpuSample | None, cores: int) -> MachineLoad | None:
     """The load from ``start`` to ``end`` (None when either is unknown or no time passed)."""
     if start is None or end is None or end.total <= start.total:
         return None
     capacity = end.total - start.total
     own = (end.own_s - start.own_s) * os.sysconf("SC_CLK_TCK")
     others = max(0.0, (end.busy - start.busy) - own) / capacity
-    return Load(min(others, 1.0), (end.steal - start.steal) / capacity, end.load1, cores)
+    return MachineLoad(min(others, 1.0), (end.steal - start.steal) / capacity, end.load1, cores)
