@@ -15,9 +15,11 @@ import json
 import os
 import sys
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 
 from ringpipe.cost.clusterfile.writer import dumps
+from ringpipe.kernels.threads import ThreadPolicy
 from ringpipe.measure.calibrate.run import BACKENDS, CalibrateOptions, calibrate
 from ringpipe.measure.calibrate.summary import summary
 
@@ -85,8 +87,10 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.output)
     check_output(out)
     options = CalibrateOptions(quick=args.quick, backend=args.backend, nprocs=args.np,
-                               max_ranks=args.max_ranks, blas_threads=args.env.blas_threads,
+                               max_ranks=args.max_ranks,
                                progress=lambda line: print(line, file=sys.stderr, flush=True))
+    options = replace(options, threads=ThreadPolicy.fair_share(
+        options.ranks, requested=args.env.blas_threads))
     data, notes = calibrate(options)
     write_output(out, dumps(data, HEADER))
     if args.json:
