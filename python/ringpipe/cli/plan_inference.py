@@ -24,6 +24,7 @@ import argparse
 import json
 import sys
 
+from ringpipe.cost.hardware.wording import wording
 from ringpipe.cost.inference.model import MEMORY_UTILIZATION
 from ringpipe.cost.inference.search import (
     OBJECTIVES,
@@ -64,7 +65,7 @@ def _slo(name: str, value: float | None) -> float | None:
 def format_table(report: InferenceSearch, top: int) -> str:
     w, c, m = report.workload, report.cluster, report.model
     lines = [f"# {m.name} ({m.total_params / 1e9:.1f}B) on {c.nodes} × {c.name} "
-             f"({c.world} GPUs), prompt {w.prompt_len}, output {w.output_len}, batch "
+             f"({wording(c).count(c.world)}), prompt {w.prompt_len}, output {w.output_len}, batch "
              f"{w.batch}, {w.dtype}, objective {report.objective}",
              "rank  layout           batch  ttft ms  tpot ms  tok/s/user  tok/s/GPU  "
              "weights GiB  kv GiB  max batch"]

@@ -65,7 +65,7 @@ CASES = [  # (key as spelled in the file, value, message after "<file>: ")
     ("memory_bandwidth_gbs", NAN, "memory_bandwidth_gbs must be finite, got nan"),
     ("achievable_fraction", 1.5, "achievable_fraction must be <= 1, got 1.5"),
     ("peak_tlops", 3, "unknown key 'peak_tlops'; valid keys in the top level: "
-                      "achievable_fraction, gpus_per_node"),
+                      "achievable_fraction, collectives, device, gpus_per_node"),
     ("intra_node", 3, "intra_node must be a table, got int"),
     ("intra_node.latency_us", DELETE, "missing intra_node.latency_us"),
     ("intra_node.latency_us", None, "intra_node.latency_us must be a number"),

@@ -25,7 +25,7 @@ from typing import Any
 
 import tomllib
 
-__all__ = ["MAX_BYTES", "file_format", "read_document"]
+__all__ = ["MAX_BYTES", "file_format", "parse_document", "read_document"]
 
 #: Largest file read: a calibrated file with full measurement grids is a few hundred KB.
 MAX_BYTES = 16 << 20
@@ -132,7 +132,18 @@ def read_document(path: str | os.PathLike[str]) -> dict[str, Any]:
     if not isinstance(path, (str, os.PathLike)):
         raise TypeError(f"cluster file: expected a path, got {type(path).__name__}")
     name = os.fspath(path)
-    text = _decode(name, _read_bytes(name, path))
+    return parse_document(name, _read_bytes(name, path), path)
+
+
+def parse_document(name: str, raw: bytes,
+                   path: str | os.PathLike[str] = "") -> dict[str, Any]:
+    """The cluster file whose bytes are ``raw`` parsed, with the checks of
+    :func:`read_document` (for bytes read elsewhere, e.g. standard input, at most
+    :data:`MAX_BYTES`); ``name`` starts every message, ``path``'s suffix (if any) picks
+    the format."""
+    if len(raw) > MAX_BYTES:
+        raise ValueError(f"{name}: the cluster file is over {MAX_BYTES} bytes")
+    text = _decode(name, raw)
     fmt = file_format(path, text)
     guessed = Path(path).suffix.lower() not in (".toml", ".json")
     data = _parse(name, fmt, text, guessed)

@@ -152,6 +152,8 @@ class StepModel:
         w, g, o = state_bytes_per_param(tr.dtype, tr.recipe, config.dp)
         buffers = comm_buffer_bytes(mdl, b, t, tr.recipe, tr.dtype_bytes)
         worst: MemoryBreakdown | None = None
+        # a CPU process has no CUDA context nor cuBLAS workspace to reserve
+        reserved = 0.0 if self.cluster.device == "cpu" else RESERVED_BYTES
         for rank, params in enumerate(self.rank_params(config, layout)):
             mine = layout.stages_of(rank)
             acts = peaks[rank] * max(layout.layers[s] for s in mine) * per_layer
@@ -160,7 +162,7 @@ class StepModel:
             if last in mine:
                 acts += 4.0 * b * mdl.seq * mdl.vocab / t  # fp32 logits
             mem = MemoryBreakdown(params * w, params * g, params * o, acts, buffers,
-                                  RESERVED_BYTES, rank, peaks[rank])
+                                  reserved, rank, peaks[rank])
             if worst is None or mem.total > worst.total:
                 worst = mem
         assert worst is not None

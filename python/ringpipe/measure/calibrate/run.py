@@ -220,6 +220,7 @@ def _calibrate(options: CalibrateOptions) -> tuple[dict[str, Any], list[str]]:
     f64 = measured["gemm"]["float64"]
     data = {
         "name": f"calibrated-{platform.node() or 'host'}",
+        "device": "gpu" if options.backend == "cupy" else "cpu",
         "nodes": 1,
         "gpus_per_node": options.nprocs or options.ranks,
         "peak_tflops": f64["peak_gflops"] / 1e3,
