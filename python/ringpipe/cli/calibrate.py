@@ -1,6 +1,7 @@
 """``ringpipe calibrate``: measure this machine and write a cluster file.
 
 ``ringpipe calibrate --output FILE [--np N] [--backend numpy|numba|cupy] [--quick]``
+(or ``--from-nccl-tests LOG...``: :mod:`ringpipe.cli.calibrate_nccl`)
 measures the GEMM curve, memory bandwidth, per-call overhead and the α-β of
 point-to-point transfers and all-reduces (in-process groups up to N; MPI processes when
 ``--np`` is given), writes them as a TOML cluster file that ``ringpipe plan
@@ -18,6 +19,7 @@ import tempfile
 from dataclasses import replace
 from pathlib import Path
 
+from ringpipe.cli import calibrate_nccl
 from ringpipe.cost.clusterfile.writer import dumps
 from ringpipe.kernels.threads import ThreadPolicy
 from ringpipe.measure.calibrate.run import BACKENDS, CalibrateOptions, calibrate
@@ -41,6 +43,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="numpy/numba: CPU (NumPy BLAS); cupy: one GPU (cuBLAS)")
     p.add_argument("--quick", action="store_true", help="coarse grids (< 60 s on 2 cores)")
     p.add_argument("--json", action="store_true", help="print the file's content as JSON")
+    calibrate_nccl.add_arguments(p)
     p.set_defaults(handler=run)
 
 
@@ -85,7 +88,10 @@ def write_output(out: Path, text: str) -> None:
 def run(args: argparse.Namespace) -> int:
     """Calibrate and write ``--output``; 0 on success."""
     out = Path(args.output)
+    calibrate_nccl.refuse_mixed(args)
     check_output(out)
+    if args.from_nccl_tests is not None:  # ringpipe.cli.calibrate_nccl
+        return calibrate_nccl.run(args, out, write_output)
     options = CalibrateOptions(quick=args.quick, backend=args.backend, nprocs=args.np,
                                max_ranks=args.max_ranks,
                                progress=lambda line: print(line, file=sys.stderr, flush=True))
