@@ -40,7 +40,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--max-ranks", type=int, default=None,
                    help="largest in-process group measured (default: --np or 4)")
     p.add_argument("--backend", choices=BACKENDS, default="numba",
-                   help="numpy/numba: CPU (NumPy BLAS); cupy: one GPU (cuBLAS)")
+                   help="numpy/numba: CPU (NumPy BLAS); cupy: the GPU (cuBLAS GEMM curves "
+                        "per dtype, HBM, launch overhead; with --np, NCCL between GPUs)")
+    p.add_argument("--hostfile", default=None,
+                   help="with --backend cupy --np: Hydra hostfile, to measure NCCL across "
+                        "nodes")
     p.add_argument("--quick", action="store_true", help="coarse grids (< 60 s on 2 cores)")
     p.add_argument("--json", action="store_true", help="print the file's content as JSON")
     calibrate_nccl.add_arguments(p)
@@ -92,8 +96,10 @@ def run(args: argparse.Namespace) -> int:
     check_output(out)
     if args.from_nccl_tests is not None:  # ringpipe.cli.calibrate_nccl
         return calibrate_nccl.run(args, out, write_output)
+    if args.hostfile is not None and (args.np is None or args.backend != "cupy"):
+        raise ValueError("--hostfile goes with --backend cupy --np N")
     options = CalibrateOptions(quick=args.quick, backend=args.backend, nprocs=args.np,
-                               max_ranks=args.max_ranks,
+                               max_ranks=args.max_ranks, hostfile=args.hostfile,
                                progress=lambda line: print(line, file=sys.stderr, flush=True))
     options = replace(options, threads=ThreadPolicy.fair_share(
         options.ranks, requested=args.env.blas_threads))

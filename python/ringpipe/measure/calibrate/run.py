@@ -44,6 +44,7 @@ import numpy as np
 
 from ringpipe.kernels.threads import ThreadPolicy, limit_threads
 from ringpipe.measure.calibrate import compute, links
+from ringpipe.measure.calibrate.gpu_run import calibrate_gpu
 from ringpipe.measure.calibrate.mpi_probe import measure_mpi
 from ringpipe.measure.calibrate.probe import measure_action_overhead
 from ringpipe.measure.timer import FULL, QUICK, Budget, cpu_share
@@ -61,13 +62,15 @@ class CalibrateOptions:
     ``threads`` the BLAS and Numba threads one rank computes with while measuring,
     recorded in the file as ``blas_threads`` (None: :meth:`policy`, the fair share of
     the cores among :attr:`ranks` ranks, what a plan of that many ranks runs with);
-    ``progress`` receives one line per phase."""
+    ``hostfile`` (with ``backend="cupy"`` and ``nprocs``) spreads the NCCL probe over
+    nodes; ``progress`` receives one line per phase."""
 
     quick: bool = False
     backend: str = "numba"
     nprocs: int | None = None
     max_ranks: int | None = None
     threads: ThreadPolicy | None = None
+    hostfile: str | None = None
     progress: Callable[[str], None] = field(default=lambda _: None, compare=False,
                                             repr=False)
 
@@ -115,14 +118,6 @@ def _allreduce_row(runtime: str, algorithm: str, ranks: int,
             "sizes": list(fit.sizes), "seconds": list(fit.seconds)}
 
 
-def _array_module(backend: str) -> ModuleType:
-    if backend == "cupy":
-        from ringpipe.kernels.cuda.backend import gpu_arrays
-
-        return gpu_arrays("ringpipe calibrate").xp
-    return np
-
-
 def _device(xp: ModuleType, options: CalibrateOptions, budget: Budget) -> dict[str, Any]:
     """Phases 1 and 2: call overhead, bandwidths, transcendentals, GEMM curves."""
     overhead = compute.measure_call_overhead(xp, budget)
@@ -159,7 +154,7 @@ def _links(options: CalibrateOptions, budget: Budget,
     fit = links.measure_inproc_p2p(nbytes, budget)
     _note_degenerate(fit, "in-process point-to-point", notes)
     p2p = {"inproc": _link_dict(fit)}
-    backend = "numpy" if options.backend == "cupy" else options.backend
+    backend = options.backend
     allreduce = []
     for ranks in range(2, options.ranks + 1):
         for algorithm in ("ring", "tree"):
@@ -200,7 +195,10 @@ def _note_degenerate(fit: links.AlphaBeta, what: str, notes: list[str]) -> None:
 
 def calibrate(options: CalibrateOptions) -> tuple[dict[str, Any], list[str]]:
     """Measure (module docstring) under ``options.policy``'s thread counts; returns the
-    cluster-file dict and notes."""
+    cluster-file dict and notes. ``backend="cupy"`` measures the GPU instead
+    (:mod:`ringpipe.measure.calibrate.gpu_run`; ValueError when there is none)."""
+    if options.backend == "cupy":
+        return calibrate_gpu(options)
     with limit_threads(options.policy):
         return _calibrate(options)
 
@@ -208,7 +206,7 @@ def calibrate(options: CalibrateOptions) -> tuple[dict[str, Any], list[str]]:
 def _calibrate(options: CalibrateOptions) -> tuple[dict[str, Any], list[str]]:
     start = time.perf_counter()
     budget = QUICK if options.quick else FULL
-    xp = _array_module(options.backend)
+    xp = np
     notes: list[str] = []
     options.progress("[1/4] per-call overhead and memory bandwidth")
     first_share = cpu_share()
@@ -220,7 +218,7 @@ def _calibrate(options: CalibrateOptions) -> tuple[dict[str, Any], list[str]]:
     f64 = measured["gemm"]["float64"]
     data = {
         "name": f"calibrated-{platform.node() or 'host'}",
-        "device": "gpu" if options.backend == "cupy" else "cpu",
+        "device": "cpu",
         "nodes": 1,
         "gpus_per_node": options.nprocs or options.ranks,
         "peak_tflops": f64["peak_gflops"] / 1e3,

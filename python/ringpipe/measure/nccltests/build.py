@@ -33,7 +33,7 @@ from ringpipe.cost.hardware.measured import MeasuredCollective
 from ringpipe.measure.nccltests.fit import LATENCY_BOUND_BYTES, RunFit, fit_run
 from ringpipe.measure.nccltests.parse import NcclTestsRun
 
-__all__ = ["NcclTestsCluster", "cluster_from_runs"]
+__all__ = ["NcclTestsCluster", "cluster_from_runs", "preset_for_gpu"]
 
 _PREFERENCE = ("all_reduce", "reduce_scatter", "all_gather", "send_recv", "all_to_all")
 
@@ -54,14 +54,16 @@ class NcclTestsCluster:
                 "nodes": d["nodes"], "name": d["name"], "notes": list(self.notes)}
 
 
-def _base_name(runs: Sequence[NcclTestsRun], base: str | None) -> str:
-    if base is not None:
-        return base
-    names = " ".join(r.gpu for r in runs)
+def preset_for_gpu(name: str) -> str:
+    """The preset whose GPU ``name`` names (H200, H100, else A100: ``dgx-a100``)."""
     for mark, preset in (("H200", "dgx-h200"), ("H100", "dgx-h100"), ("A100", "dgx-a100")):
-        if mark in names:
+        if mark in name:
             return preset
     return "dgx-a100"
+
+
+def _base_name(runs: Sequence[NcclTestsRun], base: str | None) -> str:
+    return base if base is not None else preset_for_gpu(" ".join(r.gpu for r in runs))
 
 
 def _chosen(fits: Sequence[RunFit], tier: str) -> RunFit | None:
