@@ -95,8 +95,9 @@ CASES = [  # (key as spelled in the file, value, message after "<file>: ")
                                      "must be non-empty arrays of equal length, got 2 and 1"),
     (f"{M}.op_bandwidth.bytes", [0, 1], f"{M}.op_bandwidth.bytes[0] must be > 0, got 0"),
     (f"{M}.op_bandwidth.peak", 1, f"unknown key '{M}.op_bandwidth.peak'"),
-    (f"{M}.gemm.float16", {"peak_gflops": 1.0},
-     f"unknown key '{M}.gemm.float16'; valid keys in [{M}.gemm]: float32, float64"),
+    (f"{M}.gemm.int8", {"peak_gflops": 1.0},
+     f"unknown key '{M}.gemm.int8'; valid keys in [{M}.gemm]: bfloat16, float16, float32, "
+     "float64"),
     (f"{M}.gemm.float64.peak_gflops", DELETE, f"missing {M}.gemm.float64.peak_gflops"),
     (f"{M}.gemm.float64.m0", -1, f"{M}.gemm.float64.m0 must be >= 0, got -1"),
     (f"{M}.gemm.float64.peak_gflop", 1, f"unknown key '{M}.gemm.float64.peak_gflop'"),
