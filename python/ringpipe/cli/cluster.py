@@ -34,7 +34,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``cluster`` subcommand (``show``, ``check``)."""
     p = subparsers.add_parser("cluster", help="print a preset as an editable cluster file; "
                                               "check a cluster file")
-    actions = p.add_subparsers(dest="action", metavar="ACTION", parser_class=type(p))
+    actions = p.add_subparsers(dest="action", metavar="ACTION", parser_class=type(p),
+                               help="show: a preset as a file; check: validate a file")
     actions.required = True
     show = actions.add_parser("show", help="print a preset as a cluster file")
     show.add_argument("preset", choices=list(CLUSTER_PRESETS), metavar="PRESET",
