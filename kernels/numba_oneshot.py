@@ -21,6 +21,7 @@ as the generic path does: there a few microseconds do not matter.
 
 from __future__ import annotations
 
+import numba
 import numpy as np
 from numba import njit
 
@@ -82,7 +83,7 @@ def run_plain_in_place(table: StepTable, buffers: list[np.ndarray] | tuple[np.nd
     nitems, tiles_per_chunk, tile, bounds, parallel = launch_geometry(
         table, n, like.itemsize, copy_in, tuning)
     ptr, srcs, dsts, reds = table.by_chunk
-    if parallel:  # large: the latency saved is negligible; launch from Python
+    if parallel and numba.get_num_threads() > 1:  # large: launch from Python
         addr = plain_addresses(arrays, like.itemsize)
         if addr is None:
             return False

@@ -114,3 +114,22 @@ def test_calibrate_measures_under_its_policy(monkeypatch):
     assert default.policy == ThreadPolicy.fair_share(2)
     with pytest.raises(TypeError, match="ThreadPolicy"):
         calibrate_run.CalibrateOptions(threads=2)
+
+
+def test_a_one_thread_policy_runs_large_collectives_serially(monkeypatch):
+    import ringpipe
+    import ringpipe.kernels.numba_exec as numba_exec
+    import ringpipe.kernels.numba_oneshot as oneshot
+
+    def pool(*args, **kwargs):
+        raise AssertionError("the thread pool was used under a one-thread policy")
+
+    bufs = [np.full(1 << 16, float(r), np.float32) for r in range(8)]  # 8 x 256 KiB
+    monkeypatch.setattr(numba_exec, "_run_parallel", pool)
+    monkeypatch.setattr(oneshot, "_run_parallel", pool)
+    with limit_threads(ThreadPolicy(1, 1)):
+        ringpipe.all_reduce(bufs, "ring", "numba")
+        outs = [np.empty_like(b) for b in bufs]
+        ringpipe.all_reduce(bufs, "tree", "numba", out=outs)
+        ringpipe.all_reduce(tuple(bufs), "ring", "numba", out=tuple(outs))
+    assert all((b == 28.0).all() for b in bufs) and all((o == 224.0).all() for o in outs)
