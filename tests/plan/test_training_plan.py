@@ -135,8 +135,9 @@ def test_bad_input():
 def test_split_layers():
     assert split_layers(7, 3) == (3, 2, 2)
     assert split_layers(4, 4) == (1, 1, 1, 1)
-    with pytest.raises(ValueError, match="at least one layer"):
-        split_layers(4, 2, [4, 0])
+    assert split_layers(4, 2, [4, 0]) == (4, 0)  # the last stage holds the head alone
+    with pytest.raises(ValueError, match="hold no layer"):
+        split_layers(4, 3, [2, 0, 2])
     with pytest.raises(TypeError):
         split_layers(4, 2, "22")
 
