@@ -41,6 +41,13 @@ CASES = [
     *[_case(s, (1, 2, 2), 4, "tree" if i % 2 else "ring", vocab=0 if i % 2 else 13)
       for i, s in enumerate(SCHEDULES)],
     _case("zb-h1", (2, 1, 2), 2, "ring", vocab=7, layers=3),
+    # stages holding only the embedding or only the head, and the balanced split
+    {**_case("1f1b", (1, 4, 1), 4, "ring", vocab=9, layers=4), "layout": "E|t*2|t*2|L",
+     "name": "1f1b-E-alone-L-alone-tp1"},
+    {**_case("interleaved-1f1b", (1, 2, 2), 2, "tree", layers=2), "layout": "E|t|t|L",
+     "chunks": None, "name": "interleaved-E-alone-L-alone-tp2"},
+    {**_case("zb-h1", (3, 2, 1), 4, "ring", vocab=11, layers=5), "split": "balanced",
+     "name": "zb-h1-balanced-dp3-tp1"},
 ]
 
 

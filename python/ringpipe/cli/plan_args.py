@@ -14,6 +14,7 @@ import argparse
 
 import numpy as np
 
+from ringpipe.cli.layout_args import add_layout_arguments, parse_layout
 from ringpipe.cost.clusterfile.load import load_cluster_file
 from ringpipe.cost.hardware.calibration import Calibration
 from ringpipe.cost.hardware.cluster import Cluster
@@ -48,6 +49,7 @@ def add_plan_arguments(p: argparse.ArgumentParser) -> None:
                    help="default: the number of pipeline ranks")
     p.add_argument("--stages-per-rank", "--chunks", type=int, default=None, dest="chunks",
                    help="v, stages per pipeline rank (interleaved-1f1b; zb-v is fixed at 2)")
+    add_layout_arguments(p, "even")
     p.add_argument("--allreduce", choices=(*ALLREDUCE_ALGORITHMS, "nccl"), default="ring",
                    help="TP and DP all-reduce: ringpipe's ring or tree step tables, or nccl "
                         "(--backend mpi --device cupy only)")
@@ -102,14 +104,19 @@ def build_plan(args: argparse.Namespace) -> tuple[Plan, int]:
     check_int("--microbatches", m)
     if args.chunks is not None:
         check_int("--stages-per-rank (--chunks)", args.chunks)
-    stages = args.pp * resolve_chunks(args.schedule, args.chunks)
-    layers = args.layers if args.layers is not None else 2 * stages
+    layout = parse_layout(args)
+    if layout is not None:
+        default_layers = layout.num_layers
+    else:
+        default_layers = 2 * args.pp * resolve_chunks(args.schedule, args.chunks)
+    layers = args.layers if args.layers is not None else default_layers
     cfg = ModelConfig(layers=layers, hidden=args.hidden, heads=args.heads, seq=args.seq,
                       vocab=args.vocab, block=args.block, dtype=args.dtype)
     # NCCL's ring moves the bytes of the ring step table: the plan counts with that table
     allreduce = "ring" if args.allreduce == "nccl" else args.allreduce
     plan = Plan(cfg, mesh, schedule=args.schedule, microbatches=m, allreduce=allreduce,
-                chunks=args.chunks)
+                chunks=args.chunks, layout=layout,
+                split="even" if layout is not None else args.split)
     batch = args.batch if args.batch is not None else 2 * args.dp * m
     plan.check_batch_size(batch)
     return plan, batch
