@@ -10,13 +10,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from types import MappingProxyType
 
-from ringpipe.schedules.actions import Schedule
 from ringpipe.schedules.generators.decode import decode, prefill
+from ringpipe.schedules.generators.dualpipev import dualpipev
 from ringpipe.schedules.generators.gpipe import gpipe
 from ringpipe.schedules.generators.interleaved import interleaved_one_f_one_b
 from ringpipe.schedules.generators.one_f_one_b import one_f_one_b
 from ringpipe.schedules.generators.zero_bubble import zb_h1
 from ringpipe.schedules.generators.zero_bubble_v import zb_v
+from ringpipe.schedules.schedule import Schedule
 
 
 @dataclass(frozen=True)
@@ -74,6 +75,15 @@ SCHEDULES = MappingProxyType(
                 "p >= 1, m >= 1, v fixed at 2 (V-shape); minimal bubble once m >= 3p/2",
                 "Qi et al., Zero Bubble Pipeline Parallelism, ICLR 2024, section 6; "
                 "PyTorch ScheduleZBVZeroBubble",
+            ),
+            ScheduleSpec(
+                "dualpipev",
+                dualpipev,
+                False,
+                2,
+                "p >= 1, m >= 2p, v fixed at 2 (V-shape); overlapped F/B pairs",
+                "DeepSeek-AI, DeepSeek-V3 technical report (arXiv 2412.19437), DualPipe; "
+                "PyTorch ScheduleDualPipeV",
             ),
         )
     }

@@ -19,14 +19,15 @@ from ringpipe.mpi.launch import launch
 pytestmark = pytest.mark.mpi
 
 SMALL = {"hidden": 16, "heads": 4, "seq": 4}
-SCHEDULES = ("gpipe", "1f1b", "interleaved-1f1b", "zb-h1", "zb-v")
+SCHEDULES = ("gpipe", "1f1b", "interleaved-1f1b", "zb-h1", "zb-v", "dualpipev")
 
 
 def _case(schedule: str, mesh: tuple[int, int, int], m: int, allreduce: str,
           **model: object) -> dict:
-    chunks = 2 if schedule in ("interleaved-1f1b", "zb-v") else 1
+    chunks = 2 if schedule in ("interleaved-1f1b", "zb-v", "dualpipev") else 1
     dp, pp, tp = mesh
-    layers = model.pop("layers", 2 * pp * chunks + 1 if schedule != "zb-v" else 2 * pp * chunks)
+    layers = model.pop("layers", 2 * pp * chunks + (1 if chunks == 1 or
+                                                    schedule == "interleaved-1f1b" else 0))
     return {"name": f"{schedule}-dp{dp}pp{pp}tp{tp}-{allreduce}", "schedule": schedule,
             "mesh": list(mesh), "m": m, "b": 2, "allreduce": allreduce,
             "chunks": 2 if schedule == "interleaved-1f1b" else None,
