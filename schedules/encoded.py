@@ -167,7 +167,14 @@ def encode(schedule: Schedule) -> EncodedSchedule:
 
 
 def _encode(schedule: Schedule) -> EncodedSchedule:
-    rows = schedule.actions
+    return encode_rows(schedule.actions, schedule.placement, schedule.num_microbatches)
+
+
+def encode_rows(rows: tuple[tuple[Action | None, ...], ...], placement: tuple[int, ...],
+                num_microbatches: int) -> EncodedSchedule:
+    """The encoding of per-rank action ``rows`` (for generators that build Action rows
+    and then :meth:`Schedule.from_arrays <ringpipe.schedules.schedule.Schedule.from_arrays>`
+    without the eager constructor's per-action checks)."""
     idle = (-1, None, -1)
     flat, pair = [], []
     for a in chain.from_iterable(rows):
@@ -190,7 +197,7 @@ def _encode(schedule: Schedule) -> EncodedSchedule:
             if a is not None
             and not (
                 isinstance(a, tuple)
-                and len(a) == 3
+                and len(a) in (3, 4)
                 and a[1] in KIND_CODES
                 and all(isinstance(x, int) for x in (a[0], a[2]))
             )
@@ -201,5 +208,5 @@ def _encode(schedule: Schedule) -> EncodedSchedule:
     row_start = np.zeros(len(rows) + 1, dtype=np.int64)
     np.cumsum([sum(len(a.parts) if a is not None else 1 for a in row) for row in rows],
               out=row_start[1:])
-    return encoded_arrays(stage, kind, microbatch, row_start, schedule.placement,
-                          schedule.num_microbatches, pair)
+    return encoded_arrays(stage, kind, microbatch, row_start, placement, num_microbatches,
+                          pair)

@@ -34,6 +34,7 @@ from __future__ import annotations
 from collections import deque
 
 from ringpipe.schedules.actions import Action, B, F, I, W, overlap_f_b, v_shape_placement
+from ringpipe.schedules.encoded import encode_rows
 from ringpipe.schedules.schedule import Schedule
 from ringpipe.validation import check_int
 
@@ -115,4 +116,5 @@ def dualpipev(num_ranks: int, num_microbatches: int) -> Schedule:
         raise ValueError(f"num_microbatches: DualPipeV needs at least as many micro-batches as "
                          f"stages, m >= 2p = {2 * p}, got m = {m} (PyTorch's constraint)")
     rows = tuple(dualpipev_row(p, m, r) for r in range(p))
-    return Schedule("dualpipev", v_shape_placement(p), rows, m)
+    placement = v_shape_placement(p)
+    return Schedule.from_arrays("dualpipev", placement, encode_rows(rows, placement, m), m)

@@ -16,6 +16,9 @@ Cost: generating and dry-running a schedule dominates, so :class:`PipelineSimula
 memoises the schedule and its execution order per (name, p, m, v) and the peak
 in-flight micro-batches per rank, which depend only on each rank's action order (a
 forward adds one, a backward or input-gradient pass removes one), not on the costs.
+:meth:`PipelineSimulator.peak_bytes` walks the same order with each stage's own bytes
+(:mod:`.stages`): F adds what the stage holds per micro-batch, B removes it, I trades
+it for what the weight pass needs and W frees that.
 
 Long pipelines (more than :data:`STEADY_AFTER` · p micro-batches, e.g. 1536
 micro-batches on 8 stages) are not simulated whole. Once a schedule reaches its
@@ -34,7 +37,10 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from ringpipe.schedules import CostModel, Schedule, simulate
+from ringpipe.schedules.kernels import KIND_B, KIND_F, KIND_I, KIND_W
 from ringpipe.schedules.registry import generate, schedule_spec
 from ringpipe.schedules.validate import ExecutionOrder, execution_order
 
@@ -106,23 +112,38 @@ class PipelineSimulator:
         points = sample_points(p, m)
         return self.order(name, p, m if points is None else points[2], v).schedule.placement
 
-    def _peaks_exact(self, name: str, p: int, m: int, v: int) -> tuple[int, ...]:
+    def _peaks_exact(self, name: str, p: int, m: int, v: int,
+                     per_stage: bool = False) -> tuple[int, ...]:
         key = (name, p, m, v)
         if key not in self._peaks:
             order = self.order(name, p, m, v)
-            self._peaks[key] = simulate(order.schedule, execution_order=order).peak_activations
-        return self._peaks[key]
+            result = simulate(order.schedule, execution_order=order)
+            self._peaks[key] = result.peak_activations
+            self._peaks[("stage", *key)] = result.peak_activations_per_stage
+        return self._peaks[("stage", *key)] if per_stage else self._peaks[key]
 
     def peak_in_flight(self, name: str, p: int, m: int, v: int) -> tuple[int, ...]:
         """Most (stage, micro-batch) activations each rank holds at once."""
-        points = sample_points(p, m)
-        if points is not None:
-            m0, m1, m2 = points
-            a, b, c = (self._peaks_exact(name, p, x, v) for x in points)
-            if all(c[r] - b[r] == b[r] - a[r] for r in range(p)):
-                steps = (m - m2) // (m2 - m1)
-                return tuple(c[r] + steps * (c[r] - b[r]) for r in range(p))
-        return self._peaks_exact(name, p, m, v)
+        return _extrapolated(lambda mm: self._peaks_exact(name, p, mm, v), p, m)
+
+    def peak_per_stage(self, name: str, p: int, m: int, v: int) -> tuple[int, ...]:
+        """Most micro-batches each stage holds at once (F to B or I)."""
+        return _extrapolated(lambda mm: self._peaks_exact(name, p, mm, v, True), p, m)
+
+    def peak_bytes(self, name: str, p: int, m: int, v: int, held: tuple[float, ...],
+                   pending: tuple[float, ...], transient: tuple[float, ...]) -> tuple[float, ...]:
+        """Peak bytes of activations each rank holds (module docstring): the walk of its
+        actions with per-stage ``held``/``pending`` bytes, plus a stage's ``transient``
+        bytes during its backward."""
+        def exact(mm: int) -> tuple[float, ...]:
+            key = ("bytes", name, p, mm, v, held, pending, transient)
+            if key not in self._peaks:
+                prep = ("walk", name, p, mm, v)
+                if prep not in self._peaks:
+                    self._peaks[prep] = _walk_plan(self.order(name, p, mm, v))
+                self._peaks[key] = _walk(self._peaks[prep], held, pending, transient)
+            return self._peaks[key]
+        return _extrapolated(exact, p, m)
 
     def _makespan(self, name: str, p: int, m: int, v: int, model: CostModel) -> float:
         order = self.order(name, p, m, v)
@@ -150,6 +171,49 @@ class PipelineSimulator:
         busy = tuple(m * c for c in per_mb)
         bubble = max(0.0, 1.0 - sum(busy) / (p * makespan)) if makespan > 0 else 0.0
         return PipelineTiming(makespan, bubble, busy, self.peak_in_flight(name, p, m, v))
+
+
+def _extrapolated(exact, p: int, m: int) -> tuple:  # noqa: ANN001 - a memoised callable
+    """``exact(m)``, or for long pipelines its linear extrapolation from three sampled
+    counts when their differences agree (module docstring)."""
+    points = sample_points(p, m)
+    if points is not None:
+        a, b, c = (exact(x) for x in points)
+        if all(_agree(z - y, y - x) for x, y, z in zip(a, b, c, strict=True)):
+            steps = (m - points[2]) // (points[2] - points[1])
+            return tuple(type(z)(z + steps * (z - y)) for y, z in zip(b, c, strict=True))
+    return exact(m)
+
+
+def _walk_plan(order: ExecutionOrder) -> tuple[np.ndarray, ...]:
+    """What :func:`_walk` needs of an order, computed once: each slot's stage, the slots
+    of each kind, the row of each slot and the rows' first slots."""
+    enc = order.encoded
+    kind = enc.kind
+    rows = np.repeat(np.arange(len(enc.row_start) - 1), np.diff(enc.row_start))
+    return (np.maximum(enc.stage, 0), *(np.flatnonzero(kind == k) for k in
+                                       (KIND_F, KIND_B, KIND_I, KIND_W)),
+            rows, enc.row_start[:-1])
+
+
+def _walk(plan: tuple[np.ndarray, ...], held: tuple[float, ...], pending: tuple[float, ...],
+          transient: tuple[float, ...]) -> tuple[float, ...]:
+    """Per rank, the peak of held + pending bytes over its action order, and of the value
+    just before a backward plus that stage's transient bytes (``plan``: :func:`_walk_plan`)."""
+    stage, f, b, i, w, rows, starts = plan
+    h, p, t = (np.asarray(x, dtype=np.float64) for x in (held, pending, transient))
+    delta = np.zeros(stage.size)
+    delta[f] = h[stage[f]]
+    delta[b] = -h[stage[b]]
+    delta[i] = p[stage[i]] - h[stage[i]]
+    delta[w] = -p[stage[w]]
+    total = np.cumsum(delta)
+    before_row = np.where(starts > 0, total[np.maximum(starts - 1, 0)], 0.0)
+    after = total - before_row[rows]
+    peak = after.copy()
+    for idx in (b, i):
+        peak[idx] = np.maximum(after[idx], after[idx] - delta[idx] + t[stage[idx]])
+    return tuple(max(0.0, float(x)) for x in np.maximum.reduceat(peak, starts))
 
 
 def _cost_model(costs: StageCosts) -> CostModel:
