@@ -42,6 +42,7 @@ from ringpipe.schedules.registry import (
 )
 from ringpipe.schedules.schedule import Schedule
 from ringpipe.schedules.simulate import CostModel, SimulationResult, TimedAction, simulate
+from ringpipe.schedules.synthesis import SynthesisReport, synthesis_report, synthesize
 from ringpipe.schedules.validate import (
     SEND_MODES,
     ExecutionOrder,
@@ -70,6 +71,7 @@ __all__ = [
     "ScheduleError",
     "ScheduleSpec",
     "SimulationResult",
+    "SynthesisReport",
     "TimedAction",
     "add_communication",
     "check_complete",
@@ -100,6 +102,8 @@ __all__ = [
     "schedule_to_csv",
     "simulate",
     "summary",
+    "synthesis_report",
+    "synthesize",
     "v_shape_placement",
     "validate",
     "zb_h1",

@@ -55,6 +55,7 @@ from ringpipe.cost.training.spec import DTYPES, RECOMPUTE, TrainingSpec
 from ringpipe.model.config import ModelConfig
 from ringpipe.model.presets import MODEL_PRESETS, gpt_like, model_preset
 from ringpipe.schedules import SCHEDULES
+from ringpipe.schedules.registry import SYNTH, SYNTH_ALIAS
 
 _SIZE_FLAGS = ("layers", "hidden", "heads", "seq", "vocab", "ffn", "kv_heads")
 _SIZE_HELP = {"layers": "transformer layers", "hidden": "model width h",
@@ -110,8 +111,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     for axis in ("tp", "pp", "dp"):
         pins.add_argument(f"--{axis}", type=int, default=None,
                           help=f"pin the {axis.upper()} degree (default: search)")
-    pins.add_argument("--schedule", choices=list(SCHEDULES), default=None,
-                      help=f"default: search {', '.join(DEFAULT_SCHEDULES)}")
+    pins.add_argument("--schedule", choices=[*SCHEDULES, SYNTH_ALIAS, SYNTH], default=None,
+                      help=f"default: search {', '.join(DEFAULT_SCHEDULES)}; auto: the "
+                           "schedule synthesised for each configuration's stage costs")
     pins.add_argument("--stages-per-rank", "--chunks", dest="chunks", type=int, default=None,
                       help="v, stages per pipeline rank (interleaved-1f1b; --chunks is the "
                            "older name)")

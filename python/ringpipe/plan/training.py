@@ -13,7 +13,10 @@ anything runs:
   (:mod:`ringpipe.plan.balance`, weighing the embedding and the head by their FLOPs),
   explicit counts ``layers_per_stage``, or a Megatron-style ``layout`` such as
   ``"E|t*2|t*2|t,L"`` (a stage may hold the embedding or the head alone; with a layout
-  and a schedule that takes chunks, v follows from its stage count);
+  and a schedule that takes chunks, v follows from its stage count); ``schedule="synth"``
+  (or ``"auto"``) synthesises the schedule for these stages' FLOPs
+  (:func:`ringpipe.schedules.synthesize`); a :class:`~ringpipe.schedules.Schedule`
+  object (synthesised for other costs, read from CSV) runs as given;
 * which all-reduce algorithm every TP and DP reduction uses.
 
 ``plan.run(params, batch, backend=...)`` executes it on in-process ranks
@@ -35,13 +38,16 @@ from ringpipe.runtime.groups import ALLREDUCE_ALGORITHMS
 from ringpipe.runtime.result import Batch, PlanResult, RankCounters
 from ringpipe.runtime.run import run
 from ringpipe.schedules import (
+    CostModel,
     Schedule,
     add_communication,
     generate,
     resolve_chunks,
     schedule_spec,
+    synthesize,
     validate,
 )
+from ringpipe.schedules.registry import SYNTH
 from ringpipe.validation import check_int
 
 __all__ = ["ALLREDUCE_ALGORITHMS", "PLAN_BACKENDS", "Batch", "Plan", "PlanResult", "RankCounters",
@@ -59,7 +65,7 @@ class Plan:
     #: :class:`~ringpipe.plan.inference.InferencePlan` is ``"inference"``).
     kind = "training"
 
-    def __init__(self, model_config: ModelConfig, mesh: Mesh, schedule: str = "1f1b",
+    def __init__(self, model_config: ModelConfig, mesh: Mesh, schedule: str | Schedule = "1f1b",
                  microbatches: int = 1, allreduce: str = "ring",
                  layers_per_stage: list[int] | tuple[int, ...] | None = None,
                  chunks: int | None = None, layout: str | PipelineLayout | None = None,
@@ -75,6 +81,10 @@ class Plan:
                              f"{', '.join(ALLREDUCE_ALGORITHMS)}")
         model_config.check_executable("Plan")
         model_config.check_tp(mesh.tp)
+        given = schedule if isinstance(schedule, Schedule) else None
+        if given is not None:
+            given, chunks = _check_given(given, mesh, microbatches, chunks)
+            schedule = SYNTH  # a spec that takes any v
         spec = schedule_spec(schedule)  # unknown names fail here, listing the known ones
         if isinstance(layout, str):
             layout = PipelineLayout.parse(layout)
@@ -91,15 +101,25 @@ class Plan:
                                  f"stages, not a multiple of pp = {mesh.pp}")
             chunks = layout.num_stages // mesh.pp
         v = resolve_chunks(schedule, chunks)
-        compute = generate(schedule, mesh.pp, microbatches, v)
+        if given is not None:
+            compute = given
+            self.layout = _stage_layout(model_config, compute.num_stages, compute.placement,
+                                        layout, layers_per_stage, split)
+        elif spec.name == SYNTH:  # built for this plan's own stage costs (FLOPs)
+            self.layout: PipelineLayout = _stage_layout(model_config, mesh.pp * v, None, layout,
+                                                        layers_per_stage, split)
+            compute = synthesize(_flop_costs(model_config, self.layout), None, mesh.pp,
+                                 microbatches, v)
+        else:
+            compute = generate(schedule, mesh.pp, microbatches, v)
+            self.layout = _stage_layout(model_config, compute.num_stages, compute.placement,
+                                        layout, layers_per_stage, split)
         self.config = model_config
         self.mesh = mesh
-        self.schedule_name = schedule
+        self.schedule_name = spec.name if given is None else given.name
         self.microbatches = microbatches
         self.allreduce = allreduce
         self.chunks = v
-        self.layout: PipelineLayout = _stage_layout(model_config, compute, layout,
-                                                    layers_per_stage, split)
         self.layers_per_stage = self.layout.layers_per_stage
         self.schedule: Schedule = add_communication(compute)
         validate(self.schedule)
@@ -147,14 +167,43 @@ def executable_costs(config: ModelConfig) -> dict[str, float]:
             "head_cost": 3.0 * (config.logits_flops(1) if config.vocab else dense)}
 
 
-def _stage_layout(config: ModelConfig, compute: Schedule, layout: PipelineLayout | None,
+def _check_given(schedule: Schedule, mesh: Mesh, microbatches: int,
+                 chunks: int | None) -> tuple[Schedule, int]:
+    """A schedule passed as such (e.g. synthesised, or read from CSV): it must fit the mesh
+    and m and be valid; its messages are dropped (the plan adds its own). Returns it
+    compute-only, and its v."""
+    if schedule.num_ranks != mesh.pp:
+        raise ValueError(f"Plan: the schedule has {schedule.num_ranks} pipeline ranks, the "
+                         f"mesh pp = {mesh.pp}")
+    if schedule.num_microbatches != microbatches:
+        raise ValueError(f"Plan: the schedule has {schedule.num_microbatches} micro-batches, "
+                         f"microbatches = {microbatches}")
+    if schedule.has_comms:
+        schedule = schedule.without_comms()
+    v = schedule.chunks_per_rank
+    if chunks is not None and chunks != v:
+        raise ValueError(f"Plan: the schedule has {v} stages per rank, chunks = {chunks}")
+    validate(schedule)
+    return schedule, v
+
+
+def _flop_costs(config: ModelConfig, layout: PipelineLayout) -> CostModel:
+    """Per-stage F, I and W in FLOPs (each a third of :func:`executable_costs`), for the
+    synthesised schedule of an executable plan."""
+    c = executable_costs(config)
+    per = [(stage.layers * c["layer_cost"] + stage.embedding * c["embedding_cost"]
+            + stage.head * c["head_cost"]) / 3 for stage in layout.stages]
+    return CostModel(forward=per, backward_input=per, backward_weight=per)
+
+
+def _stage_layout(config: ModelConfig, stages: int, placement: tuple[int, ...] | None,
+                  layout: PipelineLayout | None,
                   layers_per_stage: list[int] | tuple[int, ...] | None,
                   split: str) -> PipelineLayout:
     """The plan's layout (module docstring); ValueError when it does not fit."""
-    stages = compute.num_stages
     if layout is not None:
         return layout.check(config.layers, stages)
     if split == "balanced":
-        return PipelineLayout.balanced(config.layers, stages, placement=compute.placement,
+        return PipelineLayout.balanced(config.layers, stages, placement=placement,
                                        **executable_costs(config))
     return PipelineLayout.from_counts(split_layers(config.layers, stages, layers_per_stage))

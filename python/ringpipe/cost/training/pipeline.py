@@ -37,10 +37,8 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-import numpy as np
-
 from ringpipe.schedules import CostModel, Schedule, simulate
-from ringpipe.schedules.kernels import KIND_B, KIND_F, KIND_I, KIND_W
+from ringpipe.schedules.memory import peak_memory, walk_plan
 from ringpipe.schedules.registry import generate, schedule_spec
 from ringpipe.schedules.validate import ExecutionOrder, execution_order
 
@@ -106,10 +104,18 @@ class PipelineSimulator:
             self._orders[key] = execution_order(sched)
         return self._orders[key]
 
+    def adopt(self, schedule: Schedule) -> tuple[str, int]:
+        """Register a schedule built elsewhere (a synthesised one); returns the name to
+        use for it in the other methods (which then never extrapolate)."""
+        key = ("synth", len(self._orders))
+        self._orders[(key, schedule.num_ranks, schedule.num_microbatches,
+                      schedule.chunks_per_rank)] = execution_order(schedule)
+        return key
+
     def placement(self, name: str, p: int, m: int, v: int) -> tuple[int, ...]:
         """The rank holding each stage; ValueError when the generator rejects
         (p, m, v) (checked on the count actually simulated)."""
-        points = sample_points(p, m)
+        points = None if isinstance(name, tuple) else sample_points(p, m)
         return self.order(name, p, m if points is None else points[2], v).schedule.placement
 
     def _peaks_exact(self, name: str, p: int, m: int, v: int,
@@ -124,11 +130,11 @@ class PipelineSimulator:
 
     def peak_in_flight(self, name: str, p: int, m: int, v: int) -> tuple[int, ...]:
         """Most (stage, micro-batch) activations each rank holds at once."""
-        return _extrapolated(lambda mm: self._peaks_exact(name, p, mm, v), p, m)
+        return _extrapolated(lambda mm: self._peaks_exact(name, p, mm, v), p, m, name)
 
     def peak_per_stage(self, name: str, p: int, m: int, v: int) -> tuple[int, ...]:
         """Most micro-batches each stage holds at once (F to B or I)."""
-        return _extrapolated(lambda mm: self._peaks_exact(name, p, mm, v, True), p, m)
+        return _extrapolated(lambda mm: self._peaks_exact(name, p, mm, v, True), p, m, name)
 
     def peak_bytes(self, name: str, p: int, m: int, v: int, held: tuple[float, ...],
                    pending: tuple[float, ...], transient: tuple[float, ...]) -> tuple[float, ...]:
@@ -140,10 +146,10 @@ class PipelineSimulator:
             if key not in self._peaks:
                 prep = ("walk", name, p, mm, v)
                 if prep not in self._peaks:
-                    self._peaks[prep] = _walk_plan(self.order(name, p, mm, v))
-                self._peaks[key] = _walk(self._peaks[prep], held, pending, transient)
+                    self._peaks[prep] = walk_plan(self.order(name, p, mm, v).encoded)
+                self._peaks[key] = peak_memory(self._peaks[prep], held, pending, transient)
             return self._peaks[key]
-        return _extrapolated(exact, p, m)
+        return _extrapolated(exact, p, m, name)
 
     def _makespan(self, name: str, p: int, m: int, v: int, model: CostModel) -> float:
         order = self.order(name, p, m, v)
@@ -160,7 +166,7 @@ class PipelineSimulator:
         for stage, rank in enumerate(placement):
             per_mb[rank] += (costs.forward[stage] + costs.backward_input[stage]
                              + costs.backward_weight[stage])
-        points = sample_points(p, m)
+        points = None if isinstance(name, tuple) else sample_points(p, m)
         makespan = None
         if points is not None:
             t0, t1, t2 = (self._makespan(name, p, x, v, model) for x in points)
@@ -173,47 +179,17 @@ class PipelineSimulator:
         return PipelineTiming(makespan, bubble, busy, self.peak_in_flight(name, p, m, v))
 
 
-def _extrapolated(exact, p: int, m: int) -> tuple:  # noqa: ANN001 - a memoised callable
+def _extrapolated(exact, p: int, m: int, name: object) -> tuple:  # noqa: ANN001 - memoised
     """``exact(m)``, or for long pipelines its linear extrapolation from three sampled
-    counts when their differences agree (module docstring)."""
-    points = sample_points(p, m)
+    counts when their differences agree (module docstring); never for an adopted
+    schedule, which exists for its own m only."""
+    points = None if isinstance(name, tuple) else sample_points(p, m)
     if points is not None:
         a, b, c = (exact(x) for x in points)
         if all(_agree(z - y, y - x) for x, y, z in zip(a, b, c, strict=True)):
             steps = (m - points[2]) // (points[2] - points[1])
             return tuple(type(z)(z + steps * (z - y)) for y, z in zip(b, c, strict=True))
     return exact(m)
-
-
-def _walk_plan(order: ExecutionOrder) -> tuple[np.ndarray, ...]:
-    """What :func:`_walk` needs of an order, computed once: each slot's stage, the slots
-    of each kind, the row of each slot and the rows' first slots."""
-    enc = order.encoded
-    kind = enc.kind
-    rows = np.repeat(np.arange(len(enc.row_start) - 1), np.diff(enc.row_start))
-    return (np.maximum(enc.stage, 0), *(np.flatnonzero(kind == k) for k in
-                                       (KIND_F, KIND_B, KIND_I, KIND_W)),
-            rows, enc.row_start[:-1])
-
-
-def _walk(plan: tuple[np.ndarray, ...], held: tuple[float, ...], pending: tuple[float, ...],
-          transient: tuple[float, ...]) -> tuple[float, ...]:
-    """Per rank, the peak of held + pending bytes over its action order, and of the value
-    just before a backward plus that stage's transient bytes (``plan``: :func:`_walk_plan`)."""
-    stage, f, b, i, w, rows, starts = plan
-    h, p, t = (np.asarray(x, dtype=np.float64) for x in (held, pending, transient))
-    delta = np.zeros(stage.size)
-    delta[f] = h[stage[f]]
-    delta[b] = -h[stage[b]]
-    delta[i] = p[stage[i]] - h[stage[i]]
-    delta[w] = -p[stage[w]]
-    total = np.cumsum(delta)
-    before_row = np.where(starts > 0, total[np.maximum(starts - 1, 0)], 0.0)
-    after = total - before_row[rows]
-    peak = after.copy()
-    for idx in (b, i):
-        peak[idx] = np.maximum(after[idx], after[idx] - delta[idx] + t[stage[idx]])
-    return tuple(max(0.0, float(x)) for x in np.maximum.reduceat(peak, starts))
 
 
 def _cost_model(costs: StageCosts) -> CostModel:

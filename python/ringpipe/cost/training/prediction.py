@@ -29,7 +29,7 @@ from ringpipe.cost.training.memory import MemoryBreakdown
 from ringpipe.cost.training.spec import RECOMPUTE
 from ringpipe.mesh import Mesh
 from ringpipe.plan.layout import SPLITS, PipelineLayout
-from ringpipe.schedules import resolve_chunks
+from ringpipe.schedules import resolve_chunks, schedule_spec
 from ringpipe.validation import check_int
 
 
@@ -53,6 +53,7 @@ class Config:
         if self.chunks is not None:
             check_int("Config.chunks", self.chunks)
         object.__setattr__(self, "chunks", resolve_chunks(self.schedule, self.chunks))
+        object.__setattr__(self, "schedule", schedule_spec(self.schedule).name)  # auto: synth
         if self.recompute not in RECOMPUTE:
             raise ValueError(f"Config.recompute must be one of {RECOMPUTE}, "
                              f"got {self.recompute!r}")

@@ -44,6 +44,7 @@ from ringpipe.mesh import Mesh
 from ringpipe.model.config import ModelConfig
 from ringpipe.plan.layout import SPLITS, PipelineLayout
 from ringpipe.schedules import SCHEDULES, resolve_chunks, schedule_spec
+from ringpipe.schedules.registry import SYNTH
 from ringpipe.validation import check_int, check_real
 
 #: Searched by default: every built-in schedule, 1F1B first (so that a mesh whose
@@ -204,7 +205,9 @@ def _schedule_options(model: ModelConfig, pp: int,
     out = []
     for name in names:
         spec = schedule_spec(name)
-        if spec.takes_chunks:
+        if spec.name == SYNTH:
+            vs = [space.chunks] if space.chunks else [1, 2]
+        elif spec.takes_chunks:
             vs = [space.chunks] if space.chunks else range(2, space.max_chunks + 1)
         else:
             vs = [spec.default_chunks]

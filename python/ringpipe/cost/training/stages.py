@@ -51,6 +51,9 @@ class StageLayout:
     microbatches: int
     stages: PipelineLayout
     placement: tuple[int, ...]
+    #: What the pipeline simulator knows the schedule by: its registered name, or the
+    #: key of a synthesised schedule (:meth:`~.pipeline.PipelineSimulator.adopt`).
+    key: object = None
 
     @property
     def layers(self) -> tuple[int, ...]:

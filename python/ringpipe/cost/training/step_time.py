@@ -56,8 +56,10 @@ from ringpipe.cost.training.prediction import Config, StepPrediction
 from ringpipe.cost.training.spec import TrainingSpec, executed_flops
 from ringpipe.cost.training.split import balanced_layout, buffer_bytes
 from ringpipe.cost.training.stages import StageLayout, rank_params, stage_bytes
+from ringpipe.cost.training.synth import synth_layout
 from ringpipe.model.config import ModelConfig
 from ringpipe.plan.layout import PipelineLayout
+from ringpipe.schedules.registry import SYNTH
 from ringpipe.validation import check_real
 
 #: Megatron's DDP bucket: max(40M, 1M · dp) parameters (``DistributedDataParallelConfig``).
@@ -105,9 +107,11 @@ class StepModel:
         """The stage layout ``Plan`` would run for ``config``: its explicit layout, or the
         even or balanced split (:meth:`balanced`)."""
         m = _check_fits_cluster(config, self.cluster, self.training)
-        placement = self.sim.placement(config.schedule, config.pp, m, config.chunks)
         key = ("layout", config, m)
+        if key not in self._memo and config.schedule == SYNTH:
+            self._memo[key] = synth_layout(self, config, m)
         if key not in self._memo:
+            placement = self.sim.placement(config.schedule, config.pp, m, config.chunks)
             layers, stages = self.model.layers, len(placement)
             if config.layout is not None:
                 chosen = config.layout.check(layers, stages)
@@ -115,7 +119,7 @@ class StepModel:
                 chosen = self.balanced(config, m, placement)
             else:
                 chosen = PipelineLayout.even(layers, stages)
-            self._memo[key] = StageLayout(m, chosen, placement)
+            self._memo[key] = StageLayout(m, chosen, placement, config.schedule)
         return self._memo[key]
 
     def _layer_costs(self, config: Config) -> LayerCosts:
@@ -136,7 +140,7 @@ class StepModel:
 
     def peak_in_flight(self, config: Config, layout: StageLayout) -> tuple[int, ...]:
         """Most (stage, micro-batch) activations each pipeline rank holds at once."""
-        return self.sim.peak_in_flight(config.schedule, config.pp, layout.microbatches,
+        return self.sim.peak_in_flight(layout.key, config.pp, layout.microbatches,
                                        config.chunks)
 
     def _buffers(self, config: Config) -> float:
@@ -149,7 +153,7 @@ class StepModel:
         peaks = self.peak_in_flight(config, layout)
         per = stage_bytes(mdl, b, t, config.recompute, tr.recipe, layout.stages,
                           tr.dtype_bytes)
-        acts = self.sim.peak_bytes(config.schedule, config.pp, layout.microbatches,
+        acts = self.sim.peak_bytes(layout.key, config.pp, layout.microbatches,
                                    config.chunks, per.held, per.pending, per.transient)
         w, g, o = state_bytes_per_param(tr.dtype, tr.recipe, config.dp)
         buffers = self._buffers(config)
@@ -242,7 +246,7 @@ class StepModel:
                                 config.recompute, layout.stages)
         message = self.message_time(config)
         m = layout.microbatches
-        timing = self.sim.time(config.schedule, config.pp, m, config.chunks,
+        timing = self.sim.time(layout.key, config.pp, m, config.chunks,
                                StageCosts(tuple(s.forward for s in stages),
                                           tuple(s.backward_input for s in stages),
                                           tuple(s.backward_weight for s in stages),
