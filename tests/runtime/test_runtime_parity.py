@@ -49,6 +49,9 @@ CASES = [
      "chunks": None, "name": "interleaved-E-alone-L-alone-tp2"},
     {**_case("zb-h1", (3, 2, 1), 4, "ring", vocab=11, layers=5), "split": "balanced",
      "name": "zb-h1-balanced-dp3-tp1"},
+    # the synthesised schedule, one and two stages per rank
+    {**_case("synth", (3, 2, 1), 4, "tree", vocab=9), "name": "synth-dp3-tp1"},
+    {**_case("synth", (1, 2, 2), 4, "ring", layers=4), "chunks": 2, "name": "synth-v2-tp2"},
 ]
 
 
