@@ -44,6 +44,10 @@ class Config:
     recompute: str = "none"
     split: str = "even"
     layout: PipelineLayout | None = None
+    #: ``synth`` only: the activation memory per rank the synthesised schedule may use, in
+    #: micro-batches of the fullest stage (Qi et al.'s M_limit in units of M_B: 2p for
+    #: their ZB-2p); None: whatever the GPU memory leaves.
+    activation_cap: int | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.mesh, Mesh):
@@ -64,6 +68,11 @@ class Config:
         if self.layout is not None and not isinstance(self.layout, PipelineLayout):
             raise TypeError(f"Config.layout must be a PipelineLayout or its text, got "
                             f"{type(self.layout).__name__}")
+        if self.activation_cap is not None:
+            check_int("Config.activation_cap", self.activation_cap)
+            if self.schedule != "synth":
+                raise ValueError("Config.activation_cap applies to the synthesised schedule "
+                                 "(schedule 'synth' or 'auto') only")
 
     @property
     def split_name(self) -> str:
@@ -205,4 +214,5 @@ class StepPrediction:
                 "comm_fraction": self.comm_fraction, "fits": self.fits,
                 "layers_per_stage": list(self.layers_per_stage),
                 "split": c.split_name, "layout": self.layout,
+                "activation_cap": c.activation_cap,
                 "breakdown_s": self.breakdown_s}

@@ -13,7 +13,8 @@ For a configuration with p ranks, v stages per rank and m micro-batches:
    the buffers and the fullest rank's weights, gradients and optimizer state under a
    one-stage-per-rank or interleaved placement (the synthesiser may choose the V, whose
    ranks are fuller at the ends and emptier in the middle: the memory check that follows
-   uses the placement it chose);
+   uses the placement it chose), or less: ``Config.activation_cap`` micro-batches of the
+   fullest stage's activations (the zero-bubble paper's M_limit);
 4. :func:`ringpipe.schedules.synthesis_report` searches :data:`BUDGET` list schedules
    (not the fixed schedules: the planner prices those anyway, next to it); the result is
    registered with the pipeline simulator, which then times it and walks its memory like
@@ -71,6 +72,8 @@ def synth_layout(step: StepModel, config: Config, m: int) -> StageLayout:
     states = max(rank_params(mdl, provisional, p, t)) * (w + g + o)
     cap = step.cluster.memory_bytes - step.headroom - RESERVED_BYTES - states \
         - buffer_bytes(mdl, tr, config) - max(per.transient)
+    if config.activation_cap is not None:
+        cap = min(cap, config.activation_cap * max(per.held))
     kw = dict(activation=per.held, pending=per.pending, budget=BUDGET, compare=False)
     try:
         report = synthesis_report(model, max(cap, 0.0), p, m, v, **kw)
