@@ -7,7 +7,7 @@ from ringpipe.cost.hardware.cluster import cluster_preset
 from ringpipe.cost.training.memory import activation_bytes
 from ringpipe.cost.training.operators import LayerCosts, stage_costs
 from ringpipe.cost.training.prediction import Config
-from ringpipe.cost.training.recipe import Recipe
+from ringpipe.cost.training.recipe import MEGATRON, Recipe
 from ringpipe.cost.training.spec import TrainingSpec
 from ringpipe.cost.training.stages import rank_params, stage_bytes, weight_pass_bytes
 from ringpipe.cost.training.step_time import StepModel
@@ -20,7 +20,7 @@ BIG_VOCAB = gpt_like("v256k", 8, 2048, 16, 2048, 256000)
 PLAIN = Recipe(sequence_parallel=False, flash_attention=False, distributed_optimizer=False)
 
 
-def step(model=BIG_VOCAB, batch=64, nodes=1, recipe=Recipe(), headroom=0.0):
+def step(model=BIG_VOCAB, batch=64, nodes=1, recipe=MEGATRON, headroom=0.0):
     return StepModel(model, TrainingSpec(batch, 1, "bf16", "none", recipe),
                      cluster_preset("dgx-a100", nodes), headroom=headroom)
 
