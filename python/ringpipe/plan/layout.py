@@ -9,11 +9,10 @@ order (stage s on rank ``placement[s]``); each is a :class:`LayoutStage`:
 * k >= 0 transformer layers (``t``), a contiguous slice in stage order;
 * the output layer and loss (``L``) or not: only the last stage.
 
-A stage with no layer must hold the embedding or the head (a stage that does nothing
-is refused). Real pipelines are uneven: with 128k–256k vocabularies the embedding and
-the logit layer cost several transformer layers, so Megatron-LM lets them be placed on
-stages of their own (``--pipeline-model-parallel-layout``) and the zero-bubble paper's
-runs give the first and last stages one layer fewer (Qi et al., ICLR 2024, §5.1).
+A stage with no layer must hold the embedding or the head. Real pipelines are uneven:
+with 128k–256k vocabularies the embedding and the logit layer cost several layers, so
+Megatron-LM places them on stages of their own (``--pipeline-model-parallel-layout``)
+and the zero-bubble runs give the first and last stages a layer fewer (Qi et al., §5.1).
 
 **Text form**, Megatron-core's ``--pipeline-model-parallel-layout`` (``E`` embedding,
 ``t`` transformer layer, ``L`` loss, ``|`` between stages in stage order, ``x*N`` and

@@ -12,7 +12,8 @@
 * :mod:`.pipeline`: the pipeline's timing and per-rank memory from the schedule simulator;
 * :mod:`.prediction`: :class:`Config` (one search point) and :class:`StepPrediction`;
 * :mod:`.step_time`: :class:`StepModel`, ``predict(config) -> StepPrediction``;
-* :mod:`.search`: enumerate, drop what does not fit, rank; :mod:`.explain`: why.
+* :mod:`.search`: enumerate (:mod:`.options`: schedules, v and splits per pp), drop what
+  does not fit, rank; :mod:`.explain`: why.
 """
 
 from ringpipe.cost.training.prediction import Config, StepPrediction

@@ -37,6 +37,7 @@ from dataclasses import dataclass, replace
 from ringpipe.cost.hardware.cluster import GIB, Cluster
 from ringpipe.cost.training.explain import explain, explain_pinned
 from ringpipe.cost.training.memory import DEFAULT_HEADROOM_GIB
+from ringpipe.cost.training.options import schedule_options
 from ringpipe.cost.training.prediction import Config, StepPrediction
 from ringpipe.cost.training.spec import RECOMPUTE, TrainingSpec
 from ringpipe.cost.training.step_time import StepModel
@@ -44,7 +45,6 @@ from ringpipe.mesh import Mesh
 from ringpipe.model.config import ModelConfig
 from ringpipe.plan.layout import SPLITS, PipelineLayout
 from ringpipe.schedules import SCHEDULES, resolve_chunks, schedule_spec
-from ringpipe.schedules.registry import SYNTH
 from ringpipe.validation import check_int, check_real
 
 #: Searched by default: every built-in schedule, 1F1B first (so that a mesh whose
@@ -196,35 +196,6 @@ def factorisations(model: ModelConfig, training: TrainingSpec, world: int,
     return out
 
 
-def _schedule_options(model: ModelConfig, pp: int,
-                      space: SearchSpace) -> list[tuple[str, int, str]]:
-    """(schedule, v, split) triples: every schedule, v and split the space allows."""
-    names = (space.schedule,) if space.schedule else (("1f1b",) if pp == 1 else
-                                                      space.schedules)
-    uneven = space.allow_uneven or space.pp is not None
-    out = []
-    for name in names:
-        spec = schedule_spec(name)
-        if spec.name == SYNTH:
-            vs = [space.chunks] if space.chunks else [1, 2]
-        elif spec.takes_chunks:
-            vs = [space.chunks] if space.chunks else range(2, space.max_chunks + 1)
-        else:
-            vs = [spec.default_chunks]
-        for v in vs:
-            stages = pp * v
-            if space.layout is not None:
-                if space.layout.num_stages == stages:
-                    out.append((name, v, "even"))
-                continue
-            for split in space.splits:
-                even_ok = model.layers % stages == 0 or (uneven and stages <= model.layers)
-                if (split == "even" and even_ok) or (split == "balanced"
-                                                     and stages <= model.layers + 2):
-                    out.append((name, v, split))
-    return out
-
-
 def _recomputes(training: TrainingSpec) -> tuple[str, ...]:
     return (training.recompute,) if training.recompute else RECOMPUTE
 
@@ -257,7 +228,7 @@ def _search(step: StepModel, space: SearchSpace) -> list[StepPrediction]:
     for tp, pp, dp in factorisations(model, training, cluster.world, space):
         per_replica = training.global_batch // dp
         mesh = Mesh(dp=dp, pp=pp, tp=tp)
-        options = _schedule_options(model, pp, space)
+        options = schedule_options(model, pp, space)
         for name, v, split in options:
             even = (name, v, "even") in options and split == "balanced"
             for mbs in [b for b in sizes if per_replica % b == 0]:
