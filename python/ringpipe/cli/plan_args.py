@@ -156,6 +156,9 @@ def add_inference_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--new-tokens", type=int, default=4, help="generated tokens K (4)")
     g.add_argument("--kv-heads", type=int, default=None,
                    help="key/value heads (grouped-query attention); default: --heads")
+    from ringpipe.cli.serving_args import add_serving_arguments  # noqa: PLC0415 - cost layer
+
+    add_serving_arguments(g)  # --requests: continuous batching (ringpipe.cli.serving_args)
 
 
 def build_inference(args: argparse.Namespace) -> tuple[InferencePlan, dict, np.ndarray]:
@@ -185,8 +188,10 @@ def build_inference(args: argparse.Namespace) -> tuple[InferencePlan, dict, np.n
 
 def inference_argv(args: argparse.Namespace) -> list[str]:
     """``args`` as a command line again (for the MPI ranks)."""
+    from ringpipe.cli.serving_args import serving_argv  # noqa: PLC0415
+
     argv = ["--inference", *plan_argv(args), "--prompt-len", str(args.prompt_len),
-            "--new-tokens", str(args.new_tokens)]
+            "--new-tokens", str(args.new_tokens), *serving_argv(args)]
     return argv + ([] if args.kv_heads is None else ["--kv-heads", str(args.kv_heads)])
 
 

@@ -2,6 +2,8 @@
 
     ringpipe verify --inference --tp T --pp P [--dp D] --prompt-len L --new-tokens K \\
         --batch B [--kv-heads KV] [--backend numpy|numba|mpi --np N] [--json]
+    ringpipe verify --inference --requests N --rate R ...   (continuous batching:
+        ringpipe.cli.verify_serving)
 
 Prints ``ok``, ``tokens_equal``, ``max_rel_error`` and, per mesh rank, the KV-cache bytes
 and the TP all-reduce count. Exit 0 when the tokens are identical and the logits agree
@@ -52,6 +54,10 @@ def _refuse_unsupported(args: argparse.Namespace) -> None:
 def run_inference(args: argparse.Namespace) -> int:
     """Handler of ``ringpipe verify --inference``; returns the exit status."""
     _refuse_unsupported(args)  # flags plain verify honours, named before anything else
+    if args.requests is not None:  # continuous batching
+        from ringpipe.cli.verify_serving import run_serving
+
+        return run_serving(args)
     plan, params, prompts = build_inference(args)  # bad arguments exit 2 before any run
     if args.backend == "mpi":
         return launch_ranks(args, plan.mesh,
