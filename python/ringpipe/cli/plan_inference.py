@@ -165,7 +165,7 @@ def refuse_training_flags(args: argparse.Namespace) -> None:
     for."""
     if args.global_batch is not None:
         raise ValueError("--global-batch is for training plans; --inference takes --batch")
-    for flag in ("microbatch_size", "recompute", "schedule", "chunks"):
+    for flag in ("microbatch_size", "recompute", "schedule", "chunks", "split", "layout"):
         if getattr(args, flag) is not None:
             raise ValueError(f"--{flag.replace('_', '-')} is for training plans, not "
                              "--inference")
