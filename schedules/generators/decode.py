@@ -42,7 +42,8 @@ from numbers import Real
 
 import numpy as np
 
-from ringpipe.schedules.actions import Action, ActionKind, Schedule, interleaved_placement
+from ringpipe.schedules.actions import Action, ActionKind, interleaved_placement
+from ringpipe.schedules.schedule import Schedule
 from ringpipe.schedules.simulate import CostModel, simulate
 from ringpipe.validation import check_int, check_real
 

@@ -22,7 +22,8 @@ from __future__ import annotations
 import math
 from html import escape  # xml.sax.saxutils would import urllib.request (~50 ms)
 
-from ringpipe.schedules.actions import ActionKind, Schedule
+from ringpipe.schedules.actions import ActionKind
+from ringpipe.schedules.schedule import Schedule
 from ringpipe.schedules.simulate import SimulationResult
 
 KIND_COLOURS = {

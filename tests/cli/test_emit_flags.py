@@ -71,16 +71,18 @@ def test_seed_example_emits_megatron_flags(capsys):
     out = capsys.readouterr().out
     assert max(len(line) for line in out.splitlines() if "https://" not in line) <= 100
     out = out.replace("\n#   ", " ")  # comments wrap at 100 columns
-    assert out.startswith("# Verdict: TP=4 inside each node, PP=8 across nodes")
-    # ZB-V is not a Megatron-LM schedule: said so, and the best plan it can run emitted
-    assert "Megatron-LM cannot run the winner (tp4 pp8 dp1 zb-v v2 mb1 selective)" in out
-    assert "#2 tp4 pp8 dp1 interleaved-1f1b v5 mb1 selective" in out
+    assert out.startswith("# Verdict: TP=4 inside each node, PP=4 across nodes, DP=2 across "
+                          "nodes (1F1B, balanced split 18/21/21/20 layers)")
+    # the balanced split is Megatron-core's layout, quoted for the shell
+    assert "cannot run" not in out
+    assert "--pipeline-model-parallel-layout 'E,t*18|t*21|t*21|t*20,L' \\" in out
+    assert "--num-layers-per-virtual-pipeline-stage" not in out
     for flag, value in (("--tensor-model-parallel-size", "4"),
-                        ("--pipeline-model-parallel-size", "8"),
-                        ("--num-layers-per-virtual-pipeline-stage", "2"),
+                        ("--pipeline-model-parallel-size", "4"),
                         ("--recompute-granularity", "selective"), ("--micro-batch-size", "1"),
-                        ("--global-batch-size", "512"), ("--seq-length", "8192")):
-        assert f"{flag} {value}" in out
+                        ("--global-batch-size", "512"), ("--seq-length", "8192"),
+                        ("--num-layers", "80")):
+        assert f"{flag} {value} \\" in out
     for switch in ("--sequence-parallel", "--use-distributed-optimizer",
                    "--overlap-grad-reduce"):
         assert f"{switch} \\" in out or out.rstrip().endswith(switch)
@@ -88,10 +90,44 @@ def test_seed_example_emits_megatron_flags(capsys):
     assert set(flags) <= set(tool_data("megatron").flags)
 
 
+def test_even_split_emits_virtual_stages(capsys):
+    assert main([*SEED, "--split", "even", "--emit", "megatron"]) == 0
+    out = capsys.readouterr().out.replace("\n#   ", " ")
+    assert "PP=8 across nodes (interleaved 1F1B, 5 stages per rank); 134 s/step" in out
+    assert "--num-layers-per-virtual-pipeline-stage 2 \\" in out
+    assert "--pipeline-model-parallel-layout" not in out
+
+
+def test_a_split_the_tool_cannot_express_falls_back(seed_report):
+    text = emit_training(seed_report, "nemo").replace("\n#   ", " ")
+    assert ("NeMo cannot run the winner (tp4 pp4 dp2 1f1b mb1 selective balanced) as "
+            "planned: NeMo splits the 80 layers evenly over the pp·v = 4 stages and cannot "
+            "express this plan's balanced split (E,t*18|t*21|t*21|t*20,L)") in text
+    assert "#2 tp4 pp8 dp1 interleaved-1f1b v5 mb1 selective" in text
+    assert "trainer.strategy.pipeline_model_parallel_size=8" in text
+
+
+def test_zbv_is_not_a_megatron_schedule(seed_report):
+    report = seed_report
+    zbv = [p for p in report.fitting if p.config.schedule == "zb-v"]
+    rest = [p for p in report.fitting if p.config.schedule != "zb-v"]
+    ordered = type(report)(report.model, report.training, report.cluster,
+                           (zbv[0], *rest), report.headroom)
+    text = emit_training(ordered, "megatron").replace("\n#   ", " ")
+    assert (f"Megatron-LM cannot run the winner ({zbv[0].config.label()}) as planned: "
+            "Megatron-LM has no zb-v schedule (it runs 1f1b, interleaved-1f1b)") in text
+    assert f"#2 {rest[0].config.label()}" in text
+
+
 def test_torchtitan_runs_zbv_itself(seed_report):
-    text = emit_training(seed_report, "torchtitan")
+    report = seed_report
+    zbv = [p for p in report.fitting
+           if p.config.schedule == "zb-v" and p.config.split_name == "even"]
+    only = type(report)(report.model, report.training, report.cluster, tuple(zbv),
+                        report.headroom)
+    text = emit_training(only, "torchtitan")
     assert "cannot run" not in text and 'pipeline_parallel_schedule = "ZBVZeroBubble"' in text
-    assert "[parallelism]" in text and "tensor_parallel_degree = 4" in text
+    assert "[parallelism]" in text and f"tensor_parallel_degree = {zbv[0].config.tp}" in text
 
 
 def test_a_tool_that_can_run_nothing_fitting_is_an_error(seed_report):
@@ -128,7 +164,10 @@ def test_inference_emit_vllm_prints_vllm_flags(capsys):
                  "--nodes", "4", "--emit", "vllm"]) == 0
     out = capsys.readouterr().out
     assert "vllm serve meta-llama/Meta-Llama-3-70B" in out
-    assert "--tensor-parallel-size 8" in out and "--pipeline-parallel-size 1" in out
+    assert out.startswith("# tp16×pp1×dp2 (TP-heavy) beats tp4×pp8×dp1 (PP-heavy)")
+    for flag, value in (("--tensor-parallel-size", 16), ("--pipeline-parallel-size", 1),
+                        ("--data-parallel-size", 2)):
+        assert f"{flag} {value} \\" in out
     assert set(_emitted_names(out, "vllm")) <= set(tool_data("vllm").flags)
 
 

@@ -33,6 +33,7 @@ import sys
 from ringpipe.cli import plan_serving
 from ringpipe.cli.emit import comment, emit_serving
 from ringpipe.cli.plan_plot import save_figure
+from ringpipe.cost.hardware.wording import wording
 from ringpipe.cost.inference.model import MEMORY_UTILIZATION
 from ringpipe.cost.inference.search import (
     OBJECTIVES,
@@ -82,8 +83,8 @@ def format_table(report: InferenceSearch, top: int) -> str:
     batch = (f"batch {w.batch}" if report.objective == "latency" else
              "batch chosen per layout (the batch column: most tok/s/GPU within the SLOs)")
     lines = [f"# {m.name} ({m.total_params / 1e9:.1f}B) on {c.nodes} × {c.name} "
-             f"({c.world} GPUs), prompt {w.prompt_len}, output {w.output_len}, {batch}, "
-             f"{w.dtype}, objective {report.objective}",
+             f"({wording(c).count(c.world)}), prompt {w.prompt_len}, output {w.output_len}, "
+             f"{batch}, {w.dtype}, objective {report.objective}",
              "rank  layout           batch  ttft ms   itl ms   e2e ms   req/s  tok/s/user  "
              "tok/s/GPU  weights GiB  kv GiB  max batch"]
     for i, cand in enumerate(report.candidates[:top]):
@@ -166,7 +167,7 @@ def refuse_training_flags(args: argparse.Namespace) -> None:
     for."""
     if args.global_batch is not None:
         raise ValueError("--global-batch is for training plans; --inference takes --batch")
-    for flag in ("microbatch_size", "recompute", "schedule", "chunks"):
+    for flag in ("microbatch_size", "recompute", "schedule", "chunks", "split", "layout"):
         if getattr(args, flag) is not None:
             raise ValueError(f"--{flag.replace('_', '-')} is for training plans, not "
                              "--inference")

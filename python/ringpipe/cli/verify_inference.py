@@ -35,7 +35,11 @@ def _refuse_unsupported(args: argparse.Namespace) -> None:
             ("--seq", args.seq != DEFAULT_SEQ,
              "a generated sequence is --prompt-len prompt tokens plus --new-tokens ones"),
             ("--schedule", args.schedule != DEFAULT_SCHEDULE,
-             "generation runs the prefill and decode schedules")):
+             "generation runs the prefill and decode schedules"),
+            ("--layout", args.layout is not None, "generation splits the layers evenly"),
+            ("--schedule-csv", args.schedule_csv is not None,
+             "generation runs the prefill and decode schedules"),
+            ("--split", args.split != "even", "generation splits the layers evenly")):
         if given:
             raise ValueError(f"{flag} does not apply to --inference: {why}")
     if args.cluster_file is not None:

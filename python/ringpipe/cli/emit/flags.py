@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import functools
 import json
+import shlex
 import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -84,13 +85,16 @@ def check(emission: Emission) -> None:
 
 
 def comment(text: str, width: int = 100) -> str:
-    """``text`` as ``#`` comment lines of at most ``width`` columns (a URL stays whole)."""
-    return textwrap.fill(text, width, initial_indent="# ", subsequent_indent="#   ",
-                         break_long_words=False, break_on_hyphens=False)
+    """``text`` as ``#`` comment lines of at most ``width`` columns (a URL stays whole,
+    a number stays with its unit)."""
+    glued = text.replace(" s/step", "\u00a0s/step").replace(" GB/s", "\u00a0GB/s")
+    return textwrap.fill(glued, width, initial_indent="# ", subsequent_indent="#   ",
+                         break_long_words=False, break_on_hyphens=False).replace("\u00a0", " ")
 
 
 def _value(value: Any) -> str:  # noqa: ANN401
-    return "None" if value is None else str(value)
+    """A value as one shell word (quoted when it holds ``|``, ``*``, blanks, ...)."""
+    return shlex.quote("None" if value is None else str(value))
 
 
 def render(emission: Emission) -> str:

@@ -23,15 +23,25 @@ __all__ = ["TRAINING_EMITTERS"]
 Result = Emission | str
 
 
-def _cannot(tool: str, p: StepPrediction, report: SearchReport) -> str | None:
-    """Why ``tool`` cannot run ``p``'s pipeline as planned (None when it can)."""
+def _uniform(p: StepPrediction, report: SearchReport) -> bool:
+    """Whether ``p`` puts the same number of layers on every stage, the embedding on the
+    first and the head on the last (the split every tool's defaults give)."""
+    c = p.config
+    return c.split_name == "even" and report.model.layers % (c.pp * c.chunks) == 0
+
+
+def _cannot(tool: str, p: StepPrediction, report: SearchReport,
+            any_layout: bool = False) -> str | None:
+    """Why ``tool`` cannot run ``p``'s pipeline as planned (None when it can);
+    ``any_layout``: the tool takes an explicit stage layout (Megatron-LM)."""
     c, data = p.config, tool_data(tool)
     if c.pp > 1 and c.schedule not in data.schedules:
         return (f"{data.tool} has no {c.schedule} schedule (it runs "
                 f"{', '.join(data.schedules)})")
-    if report.model.layers % (c.pp * c.chunks):
-        return (f"the layers ({report.model.layers}) do not split evenly over pp·v = "
-                f"{c.pp * c.chunks} stages")
+    if not any_layout and not _uniform(p, report):
+        return (f"{data.tool} splits the {report.model.layers} layers evenly over the "
+                f"pp·v = {c.pp * c.chunks} stages and cannot express this plan's "
+                f"{c.split_name} split ({p.layout})")
     return None
 
 
@@ -42,13 +52,17 @@ def _fields(report: SearchReport) -> dict[str, Any]:
 
 def megatron(p: StepPrediction, report: SearchReport) -> Result:
     """Megatron-LM's ``pretrain_gpt.py`` flags."""
-    if (why := _cannot("megatron", p, report)) is not None:
+    if (why := _cannot("megatron", p, report, any_layout=True)) is not None:
         return why
     c, m, t = p.config, report.model, report.training
     r = t.recipe
     s: list[tuple[str, Any]] = [("--tensor-model-parallel-size", c.tp),
                                 ("--pipeline-model-parallel-size", c.pp)]
-    if c.chunks > 1:
+    if c.pp > 1 and not _uniform(p, report):
+        # Megatron-core's layout syntax is ringpipe's (ringpipe.plan.layout); it also
+        # fixes the virtual stages per rank (stages / pp)
+        s.append(("--pipeline-model-parallel-layout", p.layout))
+    elif c.chunks > 1:
         s.append(("--num-layers-per-virtual-pipeline-stage", m.layers // (c.pp * c.chunks)))
     s += [(f, True) for f, on in (("--sequence-parallel", r.sequence_parallel and c.tp > 1),
                                   ("--use-distributed-optimizer", r.distributed_optimizer),

@@ -90,13 +90,18 @@ def _where(link: object) -> str:
 
 
 def layout(p: StepPrediction) -> str:
-    """``TP=4 inside each node, PP=8 across nodes (ZB-V, 2 stages per rank)``."""
+    """``TP=4 inside each node, PP=8 across nodes (ZB-V, 2 stages per rank)``; an
+    uneven split adds its layers per stage (``1F1B, balanced split 18/21/21/20 layers``)."""
     c, a = p.config, p.assumptions
     axes = [f"{axis.upper()}={n} {_where(a.get(f'{axis}_link'))}"
             for axis, n in (("tp", c.tp), ("pp", c.pp), ("dp", c.dp)) if n > 1]
     schedule = SCHEDULE_TITLES.get(c.schedule, c.schedule)
     if c.chunks > 1:
         schedule += f", {c.chunks} stages per rank"
+    if c.split_name != "even":  # the layers per stage, when few enough to read
+        counts = p.layers_per_stage
+        schedule += f", {c.split_name} split" + (
+            f" {'/'.join(map(str, counts))} layers" if 1 < len(counts) <= 8 else "")
     text = ", ".join(axes) if axes else "one GPU"
     return text + (f" ({schedule})" if c.pp > 1 else "")
 
