@@ -34,9 +34,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from ringpipe.kernels.jit import lazy_njit
 from ringpipe.schedules.encoded import EncodedSchedule
 from ringpipe.schedules.errors import ScheduleError
-from ringpipe.schedules.jit import lazy_njit
 from ringpipe.schedules.kernels import (
     KIND_RECV_B,
     KIND_RECV_F,

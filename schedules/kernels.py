@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ringpipe.kernels.jit import lazy_njit
 from ringpipe.schedules.actions import KIND_CODES, ActionKind
-from ringpipe.schedules.jit import lazy_njit
 
 Array = np.ndarray  # Numba ignores annotations; they document the array arguments
 

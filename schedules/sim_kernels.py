@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ringpipe.schedules.jit import lazy_njit
+from ringpipe.kernels.jit import lazy_njit
 from ringpipe.schedules.kernels import (
     KIND_B,
     KIND_F,

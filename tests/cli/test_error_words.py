@@ -35,10 +35,17 @@ def test_the_command_name_is_not_repeated(monkeypatch, tmp_path, capsys):
     (["verify", "--tpp", "2"], "error: ringpipe verify: unrecognized arguments: --tpp 2 "
                                "(did you mean --tp?)"),
     (["plan", "--globl-batch", "4"], "(did you mean --global-batch?)"),
+    (["plan", "--tensor-parallel-size", "4"], "(did you mean --tensor-model-parallel-size?)"),
 ])
 def test_unknown_flags_keep_the_subcommand(argv, expected, capsys):
     status, err = _error(capsys, argv)
     assert status == 2 and expected in err
+
+
+def test_a_flag_like_no_other_gets_no_guess(capsys):
+    """The leading dashes every flag shares do not make ``--bogus`` look like ``--osl``."""
+    status, err = _error(capsys, ["plan", "--bogus"])
+    assert status == 2 and "did you mean" not in err
 
 
 @pytest.mark.parametrize("argv,flag,internal", [

@@ -14,7 +14,7 @@ from ringpipe.cli.ranks import allreduce
 from ringpipe.environment import Environment
 from ringpipe.mpi.launch import launch
 from ringpipe.schedules import SCHEDULES
-from ringpipe.schedules.aliases import (
+from ringpipe.schedules.registry import (
     PYTORCH_SCHEDULE_CLASSES,
     canonical_schedule,
     schedule_aliases,

@@ -1,5 +1,5 @@
 """The validator's and simulator's loops give the same answers as plain Python (small
-schedules, before anything compiled) and compiled with Numba (``ringpipe.schedules.jit``)."""
+schedules, before anything compiled) and compiled with Numba (``ringpipe.kernels.jit``)."""
 
 from __future__ import annotations
 
@@ -10,13 +10,13 @@ import sys
 import numpy as np
 import pytest
 
-from ringpipe.schedules import jit
+from ringpipe.kernels import jit
 
 # Every built-in training schedule at a size whose arrays exceed jit.SMALL_WORK when
 # compiled, validated and simulated with uneven float costs and a message latency.
 PROGRAM = r"""
 import json, sys
-from ringpipe.schedules import jit
+from ringpipe.kernels import jit
 jit.SMALL_WORK = int(sys.argv[1])
 from ringpipe.schedules import SCHEDULES, CostModel, add_communication, generate, simulate
 out = {}

@@ -16,7 +16,7 @@ from typing import Any
 from ringpipe.cli.emit.flags import Emission, tool_data
 from ringpipe.cost.training.prediction import StepPrediction
 from ringpipe.cost.training.search import SearchReport
-from ringpipe.schedules.aliases import PYTORCH_SCHEDULE_CLASSES
+from ringpipe.schedules.registry import PYTORCH_SCHEDULE_CLASSES
 
 __all__ = ["TRAINING_EMITTERS"]
 

@@ -8,7 +8,7 @@
   a count with :func:`resolve_micro_batch_size`.
 * PyTorch's schedule class names wherever a schedule name is taken
   (:func:`schedule_name`, through the one table
-  :data:`ringpipe.schedules.aliases.PYTORCH_SCHEDULE_CLASSES`).
+  :data:`ringpipe.schedules.registry.PYTORCH_SCHEDULE_CLASSES`).
 * nccl-tests' short options in ``python -m ringpipe.mpi allreduce`` are declared there
   (:mod:`ringpipe.cli.ranks.allreduce`).
 
@@ -21,7 +21,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Mapping
 
-from ringpipe.schedules.aliases import canonical_schedule
+from ringpipe.schedules.registry import canonical_schedule
 
 __all__ = ["PLAN_ALIASES", "VERIFY_ALIASES", "add_aliases", "resolve_micro_batch_size",
            "schedule_name"]

@@ -45,9 +45,10 @@ def unknown_flags_message(extras: list[str], known_flags: Iterable[str]) -> str:
     """``unrecognized arguments: ...``, with a suggestion for the first unknown flag."""
     message = f"unrecognized arguments: {' '.join(extras)}"
     flag = next((e.split("=", 1)[0] for e in extras if e.startswith("-")), None)
-    guess = did_you_mean(flag, [f for f in known_flags if f.startswith("--")]) \
-        if flag and flag.startswith("--") else None
-    return message + (f" (did you mean {guess}?)" if guess else "")
+    guess = None
+    if flag and flag.startswith("--"):  # compared without the dashes every flag shares
+        guess = did_you_mean(flag[2:], [f[2:] for f in known_flags if f.startswith("--")])
+    return message + (f" (did you mean --{guess}?)" if guess else "")
 
 
 def plain_message(message: str, where: str) -> str:

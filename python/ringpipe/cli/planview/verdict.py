@@ -23,6 +23,7 @@ import textwrap
 from typing import Any
 
 from ringpipe.cost.hardware.cluster import Cluster
+from ringpipe.cost.hardware.wording import GPU_WORDS, Wording, wording
 from ringpipe.cost.inference.search import kind as mesh_kind
 from ringpipe.cost.published.accuracy import OUT_OF_SAMPLE_STEP_ERROR, VALIDATE_COMMAND
 from ringpipe.cost.training.explain import PARTS, main_reason
@@ -48,6 +49,17 @@ MEASURE = {
     "dp_comm_time": "the inter-node all-reduce bandwidth (nccl-tests all_reduce_perf -b 1M "
                     "-e 1G -f 2 -g 8 across the nodes)",
     "optimizer_time": "HBM bandwidth (ringpipe calibrate --backend cupy)",
+}
+#: The same for a cluster file measured on CPUs (processes, not GPUs): ringpipe measures
+#: it all itself.
+MEASURE_CPU = {
+    "tp_comm_time": "the all-reduce bandwidth {tp_where} at the two TP sizes (ringpipe "
+                    "calibrate)",
+    "bubble_time": "the time of one layer's forward and backward in one process and the "
+                   "point-to-point bandwidth between nodes (ringpipe calibrate)",
+    "compute_time": "GEMM throughput at both shapes (ringpipe calibrate)",
+    "dp_comm_time": "the all-reduce bandwidth across the nodes (ringpipe calibrate)",
+    "optimizer_time": "memory bandwidth (ringpipe calibrate)",
 }
 
 
@@ -89,7 +101,7 @@ def _where(link: object) -> str:
     return "across nodes" if link == "inter-node" else "inside each node"
 
 
-def layout(p: StepPrediction) -> str:
+def layout(p: StepPrediction, words: Wording = GPU_WORDS) -> str:
     """``TP=4 inside each node, PP=8 across nodes (ZB-V, 2 stages per rank)``; an
     uneven split adds its layers per stage (``1F1B, balanced split 18/21/21/20 layers``)."""
     c, a = p.config, p.assumptions
@@ -102,19 +114,21 @@ def layout(p: StepPrediction) -> str:
         counts = p.layers_per_stage
         schedule += f", {c.split_name} split" + (
             f" {'/'.join(map(str, counts))} layers" if 1 < len(counts) <= 8 else "")
-    text = ", ".join(axes) if axes else "one GPU"
+    text = ", ".join(axes) if axes else f"one {words.rank}"
     return text + (f" ({schedule})" if c.pp > 1 else "")
 
 
-def assumptions_line(p: StepPrediction) -> str:
-    """The assumptions that decided ``p``, in one sentence."""
+def assumptions_line(p: StepPrediction, words: Wording = GPU_WORDS) -> str:
+    """The assumptions that decided ``p``, in one sentence (``words``: GPUs or
+    processes)."""
     a: dict[str, Any] = dict(p.assumptions)
     c = p.config
     links = [f"{axis.upper()} crosses {a[f'{axis}_link']} links at {a[f'{axis}_gbs']:.3g} GB/s"
              for axis, n in (("tp", c.tp), ("pp", c.pp), ("dp", c.dp)) if n > 1]
     return (f"Assumed: sequence {a['seq']}, {a['dtype']}, global batch {a['global_batch']}; "
-            f"per GPU, each way, {a['intra_node_gbs']:g} GB/s inside a node and "
-            f"{a['inter_node_gbs']:g} GB/s across nodes ({a['gpus_per_node']} GPUs per node)"
+            f"per {words.rank}, each way, {a['intra_node_gbs']:g} GB/s inside a node and "
+            f"{a['inter_node_gbs']:g} GB/s across nodes ({a['gpus_per_node']} "
+            f"{words.ranks} per node)"
             + ("; " + ", ".join(links) if links else "") + ".")
 
 
@@ -125,6 +139,7 @@ class Verdict:
                  ) -> None:
         self.report, self.tolerance = report, tolerance
         self.best, self.other = report.best, other_kind(report)
+        self.words = wording(report.cluster)
 
     @property
     def margin(self) -> float | None:
@@ -147,7 +162,8 @@ class Verdict:
         tp_where = ("across nodes" if "inter-node" in (b.assumptions.get("tp_link"),
                                                         o.assumptions.get("tp_link"))
                     else "inside a node")
-        return [MEASURE[n].format(tp_where=tp_where) for n in order[:2]
+        measure = MEASURE if self.words == GPU_WORDS else MEASURE_CPU
+        return [measure[n].format(tp_where=tp_where) for n in order[:2]
                 if abs(getattr(b, n) - getattr(o, n)) > 0]
 
     def lines(self) -> list[str]:
@@ -155,7 +171,9 @@ class Verdict:
         best, cluster = self.best, self.report.cluster
         if best is None:
             return ["Verdict: no configuration fits."]
-        head = (f"Verdict: {layout(best)}; {best.step_time:.3g} s/step, {best.mfu:.1%} MFU "
+        words = self.words
+        head = (f"Verdict: {layout(best, words)}; {best.step_time:.3g} s/step, "
+                f"{best.mfu:.1%} MFU "
                 f"(micro-batch {best.config.microbatch_size}, recomputation "
                 f"{best.config.recompute}).")
         out = [head]
@@ -167,10 +185,10 @@ class Verdict:
             out.append(f"No fitting configuration of another kind than {kind(best)} to "
                        "compare with.")
         else:
-            out.append(f"Runner-up of another kind ({kind(other)}): {layout(other)}; "
+            out.append(f"Runner-up of another kind ({kind(other)}): {layout(other, words)}; "
                        f"{other.step_time:.3g} s/step, the winner is {self.margin:.1%} "
                        f"faster, mainly through {_reason(other, best, cluster)}.")
-        out.append(assumptions_line(best))
+        out.append(assumptions_line(best, words))
         if self.tie:
             steps = "; ".join(f"({i}) {m}" for i, m in enumerate(self.tie_breakers(), 1))
             out.append(f"A tie: {self.margin:.1%} is less than the planner's "
