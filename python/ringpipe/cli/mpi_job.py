@@ -7,6 +7,7 @@ flags alike for in-process runs.
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 
 from ringpipe.mesh import Mesh
@@ -43,6 +44,8 @@ def launch_ranks(args: argparse.Namespace, mesh: Mesh, rank_argv: list[str]) -> 
         raise ValueError(f"cannot start mpiexec: {exc}") from None
     if job.returncode in (0, 1, 2, 130, 141):  # ours: ok, failed check, bad arguments, ^C
         return job.returncode
+    if job.returncode == -signal.SIGPIPE:  # mpiexec wrote to our closed stdout (| head)
+        return 141  # as the in-process run reports it (ringpipe.cli.EXIT_BROKEN_PIPE)
     # mpiexec's own failure (Hydra exits 255 on a bad --mpiexec-arg) or a rank killed by
     # a signal: one line, and the CLI's status for a run that failed
     print(f"error: ringpipe verify: the MPI job ended with status {job.returncode} "
