@@ -46,3 +46,15 @@ def test_bars_are_the_winner_and_the_best_of_each_kind():
     assert kind(roles["best PP-heavy"].config.mesh) == "PP-heavy"
     assert len(bars) == 3
     assert all(sum(p.parts().values()) == pytest.approx(p.step_time) for _, p in bars)
+
+
+def test_the_serving_plot_draws_the_itl_slo(tmp_path, capsys):
+    """``plan --inference --plot``: the ITL SLO given is drawn (matplotlib's SVG keeps each
+    text as a comment), and not drawn without one."""
+    base = ["plan", "--inference", "--model", "llama3-8b", "--cluster", "dgx-h100",
+            "--nodes", "1", "--top", "2"]
+    with_slo, without = tmp_path / "slo.svg", tmp_path / "none.svg"
+    assert main([*base, "--itl-slo-ms", "30", "--plot", str(with_slo)]) == 0
+    assert main([*base, "--plot", str(without)]) == 0
+    assert "ITL SLO 30 ms" in with_slo.read_text()
+    assert "ITL SLO" not in without.read_text()

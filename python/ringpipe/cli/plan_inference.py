@@ -111,9 +111,11 @@ def candidate_json(cand: object) -> dict[str, object]:
 PLOT_LAYOUTS = 12
 
 
-def write_plot(report: InferenceSearch, path: str, top: int = PLOT_LAYOUTS) -> None:
+def write_plot(report: InferenceSearch, path: str, top: int = PLOT_LAYOUTS,
+               itl_slo_s: float | None = None) -> None:
     """Per layout (the ``min(top, PLOT_LAYOUTS)`` best ranked), tokens/s per GPU against
-    time per output token over batch sizes; their Pareto front in black."""
+    time per output token over batch sizes; their Pareto front in black; the ITL SLO as
+    a vertical line (what lies right of it misses it)."""
     try:
         import matplotlib  # noqa: PLC0415 - optional extra, imported only when plotting
     except ImportError as exc:
@@ -136,6 +138,9 @@ def write_plot(report: InferenceSearch, path: str, top: int = PLOT_LAYOUTS) -> N
             best = r
     ax.plot([t * 1e3 for t, _ in front], [r for _, r in front], "k--", lw=1.5,
             label="Pareto front")
+    if itl_slo_s is not None:
+        ax.axvline(itl_slo_s * 1e3, color="r", ls=":", lw=1.5,
+                   label=f"ITL SLO {itl_slo_s * 1e3:g} ms")
     ax.set_xscale("log")
     ax.set_xlabel("time per output token (ms)")
     ax.set_ylabel("output tokens/s per GPU")
@@ -207,7 +212,7 @@ def run_inference_plan(args: argparse.Namespace, model: object, cluster: object)
     report = search(model, cluster, work, objective,  # type: ignore[arg-type]
                     ttft, itl, {"tp": args.tp, "pp": args.pp, "dp": args.dp})
     if args.plot is not None:  # "" was refused up front (plan.check_plot_path)
-        write_plot(report, args.plot, args.top)
+        write_plot(report, args.plot, args.top, itl)
     emitted = None if args.emit is None or report.best is None else \
         emit_serving(report, args.emit)
     if args.json:
