@@ -117,8 +117,9 @@ def check_placement(mesh: Mesh, node_of_rank: Sequence[int],
     for r in range(0, mesh.world, mesh.tp):
         nodes = sorted({node_of_rank[m] for m in mesh.group("tp", r)})
         if len(nodes) > 1:
-            d, p, _ = mesh.coord(r)
-            text = (f"the TP group of (dp {d}, pp {p}) spans nodes {nodes}: TP all-reduces "
+            d, p, _, c = mesh.coord(r)
+            where = f"(dp {d}, pp {p}, cp {c})" if mesh.cp > 1 else f"(dp {d}, pp {p})"
+            text = (f"the TP group of {where} spans nodes {nodes}: TP all-reduces "
                     "every layer and needs NVLink-class bandwidth inside one node")
             if not allow_cross_node_tp:
                 raise ValueError(f"{text}; use a --tp that divides the ranks per node "
@@ -126,8 +127,8 @@ def check_placement(mesh: Mesh, node_of_rank: Sequence[int],
             warnings.append(text)
     smallest = min(per_node.values())
     for r in range(mesh.world):
-        d, p, t = mesh.coord(r)
-        if t or p + 1 >= mesh.pp:
+        d, p, t, c = mesh.coord(r)
+        if t or c or p + 1 >= mesh.pp:
             continue
         here, there = node_of_rank[r], node_of_rank[mesh.rank(d, p + 1, 0)]
         if here != there and mesh.tp < smallest:
@@ -142,7 +143,7 @@ def check_placement(mesh: Mesh, node_of_rank: Sequence[int],
 def format_placement(mesh: Mesh, layout: NodeLayout, devices: Sequence[int | None]) -> str:
     """The placement map: one line per rank with its node, local GPU and coordinate."""
     lines = [f"# placement: {mesh.world} ranks on {layout.nodes} node(s)",
-             f"{'rank':>5} {'node':>5} {'gpu':>4}  (dp, pp, tp)"]
+             f"{'rank':>5} {'node':>5} {'gpu':>4}  (dp, pp, tp, cp)"]
     for r in range(mesh.world):
         gpu = "-" if devices[r] is None else str(devices[r])
         lines.append(f"{r:>5} {layout.node_of_rank[r]:>5} {gpu:>4}  {tuple(mesh.coord(r))}")
