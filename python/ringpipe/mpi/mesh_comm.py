@@ -22,7 +22,8 @@ edp      the ranks holding the same experts: expert gradients are reduced over i
 
 Each is a :class:`~ringpipe.mpi.group.ProcessGroup` (collectives); ``pp_comm`` and
 ``cp_comm`` are the raw PP and CP communicators, for the pipeline's tagged messages and
-the K/V ring's point-to-point messages.
+the K/V ring's point-to-point messages (``tp_comm``, ``dp_comm``, ``dp_cp_comm`` and
+``edp_comm`` the others, for NCCL communicators built over them).
 """
 
 from __future__ import annotations
@@ -68,6 +69,7 @@ class MeshComm:
         self.ep, self.edp = self.groups["ep"], self.groups["edp"]
         self.tp_comm, self.pp_comm = self._subs["tp"], self._subs["pp"]
         self.dp_comm, self.cp_comm = self._subs["dp"], self._subs["cp"]
+        self.dp_cp_comm, self.edp_comm = self._subs["dp_cp"], self._subs["edp"]
 
     def free(self) -> None:
         """Release every sub-communicator (collective over the world)."""

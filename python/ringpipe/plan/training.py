@@ -1,4 +1,4 @@
-"""A plan: a model on a dp × pp × tp mesh, driven by a pipeline schedule.
+"""A plan: a model on a dp × pp × cp × tp mesh (with ep for MoE), driven by a schedule.
 
 ``Plan(model_config, mesh, schedule="1f1b", microbatches=m, allreduce="ring",
 layers_per_stage=None, chunks=None)`` fixes everything before anything runs:
@@ -25,6 +25,7 @@ from ringpipe.mesh import Mesh
 from ringpipe.model.config import ModelConfig
 from ringpipe.model.stage import StageSpec
 from ringpipe.plan.layout import split_layers, stage_bounds
+from ringpipe.plan.parallel import check_parallel_model
 from ringpipe.runtime.groups import ALLREDUCE_ALGORITHMS
 from ringpipe.runtime.result import Batch, PlanResult, RankCounters
 from ringpipe.runtime.run import run
@@ -68,6 +69,7 @@ class Plan:
                              f"{', '.join(ALLREDUCE_ALGORITHMS)}")
         model_config.check_executable("Plan")
         model_config.check_tp(mesh.tp)
+        check_parallel_model(model_config, mesh)
         schedule_spec(schedule)  # unknown names fail here, listing the known ones
         v = resolve_chunks(schedule, chunks)
         compute = generate(schedule, mesh.pp, microbatches, v)
@@ -83,7 +85,7 @@ class Plan:
         validate(self.schedule)
         bounds = stage_bounds(self.layers_per_stage)
         self.stages: tuple[StageSpec, ...] = tuple(
-            StageSpec(model_config, bounds[s], bounds[s + 1], mesh.tp)
+            StageSpec(model_config, bounds[s], bounds[s + 1], mesh.tp, cp=mesh.cp, ep=mesh.ep)
             for s in range(compute.num_stages))
 
     def check_batch_size(self, batch_size: int) -> int:
