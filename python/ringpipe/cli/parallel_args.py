@@ -5,7 +5,8 @@
 * the mixture-of-experts shape: ``--experts`` (0: dense), ``--top-k``, ``--moe-ffn``
   (expert width, default the FFN's), ``--shared-experts``, ``--dense-layers`` (the first
   layers keep a dense MLP) and ``--aux-loss-coeff`` (the load-balancing loss α);
-* for ``verify``, ``--gated-mlp`` (SwiGLU MLPs; ``plan`` has its own).
+* for ``verify``, ``--gated-mlp`` (SwiGLU MLPs; ``plan`` has its own); for ``plan``,
+  ``--moe-imbalance`` (the MoE load-imbalance factor the cost model charges).
 
 ``verify`` defaults every degree to 1 and the model to dense; ``plan`` leaves ``--cp``
 and ``--ep`` to the search and the shape to the preset (:func:`moe_overrides`).
@@ -17,8 +18,8 @@ import argparse
 
 from ringpipe.validation import check_int
 
-__all__ = ["add_parallelism_arguments", "mesh_degrees", "moe_overrides",
-           "refuse_for_inference"]
+__all__ = ["add_parallelism_arguments", "mesh_degrees", "moe_imbalance", "moe_overrides",
+           "planner_pins", "refuse_for_inference", "refuse_for_serving"]
 
 _MOE_FLAGS = ("experts", "top_k", "moe_ffn", "shared_experts", "dense_layers")
 
@@ -45,6 +46,10 @@ def add_parallelism_arguments(p: argparse.ArgumentParser, *, planner: bool = Fal
     if not planner:
         g.add_argument("--gated-mlp", action="store_true",
                        help="SwiGLU MLPs (three matrices) instead of GeLU")
+        return
+    g.add_argument("--moe-imbalance", type=float, default=None,
+                   help="MoE load-imbalance factor: the busiest expert-parallel rank's rows "
+                        "over the mean (default 1)")
 
 
 def mesh_degrees(args: argparse.Namespace) -> dict[str, int]:
@@ -69,6 +74,26 @@ def moe_overrides(args: argparse.Namespace) -> dict[str, object]:
             raise ValueError(f"--aux-loss-coeff must be >= 0, got {args.aux_loss_coeff}")
         out["aux_loss_coeff"] = float(args.aux_loss_coeff)
     return out
+
+
+def moe_imbalance(args: argparse.Namespace) -> float:
+    """``--moe-imbalance`` (default 1.0; TrainingSpec checks it)."""
+    return 1.0 if args.moe_imbalance is None else float(args.moe_imbalance)
+
+
+def planner_pins(args: argparse.Namespace) -> dict[str, int | None]:
+    """The ``--cp`` / ``--ep`` pins of ``ringpipe plan`` (None: search)."""
+    return {axis: None if getattr(args, axis) is None else
+            check_int(f"--{axis}", getattr(args, axis)) for axis in ("cp", "ep")}
+
+
+def refuse_for_serving(args: argparse.Namespace) -> None:
+    """ValueError naming the first training-only parallelism flag given to
+    ``plan --inference``."""
+    for flag in ("cp", "ep", "moe_imbalance"):
+        if getattr(args, flag) is not None:
+            raise ValueError(f"--{flag.replace('_', '-')} is for training plans, not "
+                             "--inference")
 
 
 def refuse_for_inference(args: argparse.Namespace) -> None:

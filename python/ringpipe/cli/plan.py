@@ -35,6 +35,13 @@ import sys
 from typing import Any
 
 from ringpipe.cli import plan_inference
+from ringpipe.cli.parallel_args import (
+    add_parallelism_arguments,
+    moe_imbalance,
+    moe_overrides,
+    planner_pins,
+    refuse_for_serving,
+)
 from ringpipe.cli.plan_plot import check_plot_path, write_plot
 from ringpipe.cost.clusterfile.load import load_cluster_file
 from ringpipe.cost.hardware.cluster import CLUSTER_PRESETS, GIB, Cluster, cluster_preset
@@ -86,9 +93,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                        help="activation recomputation (default: for each configuration "
                             "try none, then selective, then full, keeping the first that "
                             "fits)")
-    train.add_argument("--dtype", choices=[*DTYPES, "fp8"], default="bf16",
-                       help="parameter and activation dtype (default bf16; fp8: --inference "
-                            "only)")
+    train.add_argument("--dtype", choices=list(DTYPES), default="bf16",
+                       help="training dtype (default bf16; fp8: Transformer Engine's FP8 "
+                            "recipe, on GPUs with FP8 tensor cores)")
     recipe = p.add_argument_group("recipe (default: today's Megatron-LM)")
     recipe.add_argument("--shard-optimizer", action="store_true",
                         help="distributed optimizer (ZeRO-1); on by default, kept as an alias")
@@ -119,6 +126,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     out.add_argument("--json", action="store_true", help="machine-readable output")
     out.add_argument("--plot", default=None, metavar="FILE",
                      help="write a PNG of predicted throughput (needs matplotlib)")
+    add_parallelism_arguments(p, planner=True)
     plan_inference.add_arguments(p)
     p.set_defaults(handler=run)
 
@@ -126,7 +134,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 #: The model's fields in ``plan --json``.
 MODEL_JSON_FIELDS = ("name", "layers", "hidden", "heads", "seq", "vocab", "ffn", "kv_heads",
                      "gated_mlp", "tied_embeddings", "learned_positions", "dropout", "norm",
-                     "biases")
+                     "biases", "head_dim", "experts", "top_k", "moe_ffn", "shared_experts",
+                     "dense_layers")
 
 
 def build_model(args: argparse.Namespace) -> ModelConfig:
@@ -144,6 +153,7 @@ def build_model(args: argparse.Namespace) -> ModelConfig:
     llama_style = {"norm": "rmsnorm", "biases": False} if args.gated_mlp else {}
     if args.gated_mlp:
         given["gated_mlp"] = True
+    given.update(moe_overrides(args))
     if args.model is not None:
         base = model_preset(args.model)
         if not given:
@@ -181,7 +191,9 @@ def build_cluster(args: argparse.Namespace) -> Cluster:
 def _row(rank: int | str, p: StepPrediction) -> str:
     c = p.config
     fits = "" if p.fits else "  (does not fit)"
-    return (f"{rank:>4} {c.tp:>3} {c.pp:>3} {c.dp:>4}  {c.schedule:<17}{c.chunks:>2} "
+    ep = f"{c.ep}" + ("" if c.etp == c.tp else f"/{c.etp}")
+    return (f"{rank:>4} {c.tp:>3} {c.pp:>3} {c.dp:>4} {c.cp:>3} {ep:>5}  "
+            f"{c.schedule:<17}{c.chunks:>2} "
             f"{c.microbatch_size:>3}  {c.recompute:<9} {p.step_time:>9.3f} "
             f"{p.model_tflops_per_gpu:>7.1f} {p.mfu:>6.1%} {p.hardware_tflops_per_gpu:>7.1f} "
             f"{p.memory.total / GIB:>8.1f} {p.bubble_fraction:>7.1%} "
@@ -190,9 +202,9 @@ def _row(rank: int | str, p: StepPrediction) -> str:
 
 def format_table(report: SearchReport, rows: list[StepPrediction], title: str) -> str:
     """The ranked table, with a header naming which FLOPs each column counts."""
-    lines = [title, "                                                         model FLOPs  "
-             "hardware", "rank  tp  pp   dp  schedule          v  mb  recompute  step (s) "
-             "TFLOP/s    MFU TFLOP/s  mem GiB  bubble   comm"]
+    lines = [title, "                                                                   "
+             "model FLOPs  hardware", "rank  tp  pp   dp  cp ep/etp  schedule          v  mb"
+             "  recompute  step (s) TFLOP/s    MFU TFLOP/s  mem GiB  bubble   comm"]
     lines += [_row(i + 1, p) for i, p in enumerate(rows)]
     return "\n".join(lines)
 
@@ -205,7 +217,7 @@ def as_json(report: SearchReport, top: int | None = None) -> dict[str, Any]:
     model = {**{f: getattr(m, f) for f in MODEL_JSON_FIELDS}, "params": m.total_params}
     training = {"global_batch": t.global_batch, "microbatch_size": t.microbatch_size,
                 "dtype": t.dtype, "recompute": t.recompute, "recipe": t.recipe.to_dict(),
-                "headroom_gib": report.headroom / GIB}
+                "moe_imbalance": t.moe_imbalance, "headroom_gib": report.headroom / GIB}
     rows = report.candidates if top is None else report.candidates[:top]
     out: dict[str, Any] = {"cluster": report.cluster.to_dict(), "model": model,
                            "training": training, "explanation": report.explanation(),
@@ -226,7 +238,7 @@ def build_training(args: argparse.Namespace) -> TrainingSpec:
                     distributed_optimizer=not args.no_distributed_optimizer,
                     overlap_grad_reduce=not args.no_overlap_grad_reduce)
     return TrainingSpec(args.global_batch, args.microbatch_size, args.dtype,
-                        args.recompute, recipe)
+                        args.recompute, recipe, moe_imbalance(args))
 
 
 def run(args: argparse.Namespace) -> int:
@@ -239,7 +251,12 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--nodes must be >= 1, got {args.nodes}")
     if args.inference:
         plan_inference.refuse_training_flags(args)  # before the model: --seq is one
-        return plan_inference.run_inference_plan(args, build_model(args), build_cluster(args))
+        refuse_for_serving(args)
+        model = build_model(args)
+        if model.is_moe:
+            raise ValueError(f"--inference: {model.name} is a mixture-of-experts model; the "
+                             "serving cost model prices dense models only")
+        return plan_inference.run_inference_plan(args, model, build_cluster(args))
     if args.headroom is not None and not args.headroom >= 0:
         raise ValueError(f"--headroom must be >= 0 GiB, got {args.headroom}")
     model, cluster = build_model(args), build_cluster(args)
@@ -248,7 +265,8 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError("--global-batch is required (or --inference)")
     training = build_training(args)
     space = SearchSpace(tp=args.tp, pp=args.pp, dp=args.dp, schedule=args.schedule,
-                        chunks=args.chunks, allow_uneven=args.allow_uneven)
+                        chunks=args.chunks, allow_uneven=args.allow_uneven,
+                        **planner_pins(args))
     failure: FitsNowhere | None = None
     try:
         report = search(model, training, cluster, space, headroom)

@@ -37,6 +37,8 @@ A cluster file (TOML or JSON, read by :mod:`ringpipe.cost.clusterfile.load`) loo
     flash_fraction = 0.6
     launch_overhead_us = 3
     saturation = 144               # d0 of the GEMM saturation term
+    fp8_ratio = 2                  # FP8 dense peak / 16-bit dense peak (0: no FP8)
+    grouped_gemm_efficiency = 1.0  # MoE grouped GEMMs' rate / a dense GEMM's
 
 **NIC sharing.** The node's injection bandwidth is ``inter.bandwidth × gpus_per_node``;
 one GPU alone reaches at most ``nic_bandwidth`` (its own NIC on a rail-optimised DGX,
@@ -187,7 +189,9 @@ class Cluster:
                         "tile_n": self.kernels.tile_n,
                         "flash_fraction": self.kernels.flash_fraction,
                         "saturation": self.kernels.saturation,
-                        "launch_overhead_us": self.kernels.launch_overhead / MICROSECOND},
+                        "launch_overhead_us": self.kernels.launch_overhead / MICROSECOND,
+                        "fp8_ratio": self.kernels.fp8_ratio,
+                        "grouped_gemm_efficiency": self.kernels.grouped_gemm_efficiency},
         }
 
 

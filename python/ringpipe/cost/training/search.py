@@ -1,8 +1,11 @@
-"""The planner's search: enumerate TP × PP × DP configurations, drop what does not fit, rank.
+"""The planner's search: enumerate TP × CP × PP × DP (× EP) configurations, drop what does
+not fit, rank.
 
 Search space (each dimension can be pinned):
 
-* every factorisation tp · pp · dp of the cluster's GPUs where tp divides the heads
+* context parallelism cp, and for MoE models the expert grid (ep, etp)
+  (:mod:`ringpipe.cost.training.parallel_space`);
+* every factorisation tp · pp · dp of the cluster's GPUs / cp where tp divides the heads
   (and KV heads), pp divides the layers (or is pinned, or ``allow_uneven``: then
   :func:`ringpipe.plan.layout.split_layers` gives the first stages one layer more) and dp
   divides the global batch; when no even split fits, the search is repeated with
@@ -30,7 +33,9 @@ from dataclasses import dataclass, replace
 
 from ringpipe.cost.hardware.cluster import GIB, Cluster
 from ringpipe.cost.training.explain import explain, explain_pinned
+from ringpipe.cost.training.explain_parallel import parallelism_note
 from ringpipe.cost.training.memory import DEFAULT_HEADROOM_GIB
+from ringpipe.cost.training.parallel_space import cp_options, expert_options, mesh_of
 from ringpipe.cost.training.prediction import Config, StepPrediction
 from ringpipe.cost.training.spec import RECOMPUTE, TrainingSpec
 from ringpipe.cost.training.step_time import StepModel
@@ -54,6 +59,8 @@ class SearchSpace:
     pp: int | None = None
     dp: int | None = None
     schedule: str | None = None
+    cp: int | None = None
+    ep: int | None = None
     chunks: int | None = None
     schedules: tuple[str, ...] = DEFAULT_SCHEDULES
     microbatch_sizes: tuple[int, ...] = DEFAULT_MICROBATCH_SIZES
@@ -61,7 +68,7 @@ class SearchSpace:
     allow_uneven: bool = False
 
     def __post_init__(self) -> None:
-        for name in ("tp", "pp", "dp", "chunks"):
+        for name in ("tp", "pp", "dp", "chunks", "cp", "ep"):
             if getattr(self, name) is not None:
                 check_int(name, getattr(self, name))
         check_int("max_chunks", self.max_chunks)
@@ -72,8 +79,8 @@ class SearchSpace:
 
     @property
     def pinned(self) -> bool:
-        """Whether any of tp, pp, dp is pinned."""
-        return any(getattr(self, n) is not None for n in ("tp", "pp", "dp"))
+        """Whether any of tp, pp, dp, cp, ep is pinned."""
+        return any(getattr(self, n) is not None for n in ("tp", "pp", "dp", "cp", "ep"))
 
 
 @dataclass(frozen=True)
@@ -116,8 +123,11 @@ class SearchReport:
         if best is None:
             return "No configuration fits."
         if self.unpinned_best is not None:
-            return explain_pinned(best, self.unpinned_best, self.cluster)
-        return explain(best, self.runner_up, self.cluster, self.pinned)
+            text = explain_pinned(best, self.unpinned_best, self.cluster)
+        else:
+            text = explain(best, self.runner_up, self.cluster, self.pinned)
+        note = parallelism_note(best, self.candidates, self.cluster, self.model.is_moe)
+        return f"{text} {note}" if note else text
 
 
 class FitsNowhere(ValueError):
@@ -212,13 +222,31 @@ def _price(step: StepModel, configs: list[Config]) -> list[StepPrediction]:
     return out
 
 
+def _meshes(model: ModelConfig, training: TrainingSpec, world: int,
+            space: SearchSpace) -> list[Mesh]:
+    """Every mesh the search prices: (tp, pp, dp) factorisations of world / cp for each
+    cp, with each (ep, etp) of a MoE model (:mod:`.parallel_space`)."""
+    out, failure = [], None
+    for cp in cp_options(model, world, space):
+        try:
+            triples = factorisations(model, training, world // cp, space)
+        except ValueError as exc:  # the pins do not fit world / cp
+            failure = failure or exc
+            continue
+        for tp, pp, dp in triples:
+            out += [mesh_of(dp, pp, tp, cp, ep, etp)
+                    for ep, etp in expert_options(model, tp, cp, dp, space)]
+    if not out and failure is not None:
+        raise failure
+    return out
+
+
 def _search(step: StepModel, space: SearchSpace) -> list[StepPrediction]:
     model, training, cluster = step.model, step.training, step.cluster
     sizes = (training.microbatch_size,) if training.microbatch_size else space.microbatch_sizes
     found: list[StepPrediction] = []
-    for tp, pp, dp in factorisations(model, training, cluster.world, space):
-        per_replica = training.global_batch // dp
-        mesh = Mesh(dp=dp, pp=pp, tp=tp)
+    for mesh in _meshes(model, training, cluster.world, space):
+        per_replica, pp = training.global_batch // mesh.dp, mesh.pp
         for name, v in _schedule_options(model, pp, space):
             for mbs in [b for b in sizes if per_replica % b == 0]:
                 priced = _price(step, [Config(mesh, name, mbs, v, r)
@@ -257,7 +285,8 @@ def search(model: ModelConfig, training: TrainingSpec, cluster: Cluster,
         # a pinned pp that does not divide the layers is an uneven split: compare with
         # the unpinned search on the same terms
         uneven = space.allow_uneven or (space.pp is not None and model.layers % space.pp != 0)
-        free = _search(step, replace(space, tp=None, pp=None, dp=None, allow_uneven=uneven))
+        free = _search(step, replace(space, tp=None, pp=None, dp=None, cp=None, ep=None,
+                                     allow_uneven=uneven))
         unpinned = next((p for p in free if p.fits), None)
     report = SearchReport(model, training, cluster, tuple(found), step.headroom, unpinned,
                         space.pinned)
