@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from ringpipe.cost.published import inference_tables, megatron, training_runs
+from ringpipe.cost.published import inference_tables, megatron, parallel_runs, training_runs
 from ringpipe.cost.published.loader import absent_as, data_files, load_table
 
 ROW_TYPES = {
@@ -22,6 +22,10 @@ ROW_TYPES = {
     "nemo_llama2_7b.csv": inference_tables.NemoLatency,
     "trtllm_first_token.csv": inference_tables.TrtllmFirstToken,
     "trtllm_throughput.csv": inference_tables.TrtllmThroughput,
+    "llama3_405b_long_context.csv": parallel_runs.LongContextRow,
+    "nemo_long_sequence.csv": parallel_runs.NemoLongSequenceRow,
+    "megatron_bridge_h100.csv": parallel_runs.BridgeRow,
+    "deepseek_v3_report.csv": parallel_runs.DeepSeekReportRow,
 }
 
 

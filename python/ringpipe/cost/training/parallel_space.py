@@ -12,7 +12,8 @@ A mesh is dp × pp × cp × tp GPUs (:mod:`ringpipe.mesh`); MoE models add the e
 * **ep, etp** (MoE models only) — etp = tp (Megatron-core's default
   ``expert_tensor_parallel_size``) and, with tp > 1, etp = 1 (the layout Megatron-core
   recommends for fine-grained experts), each with every ep that divides both the
-  experts and dp · cp · tp / etp; ``--ep`` pins ep. A dense model has ep = 1.
+  experts and dp · cp · tp / etp; ``--ep`` pins ep (``SearchSpace.etp`` pins etp). A
+  dense model has ep = 1.
 """
 
 from __future__ import annotations
@@ -58,7 +59,7 @@ def expert_options(model: ModelConfig, tp: int, cp: int, dp: int,
             raise ValueError(f"ep={space.ep} needs a mixture-of-experts model (--experts)")
         return [(1, tp)]
     out = []
-    for etp in sorted({tp, 1}, reverse=True):
+    for etp in sorted({tp, 1} if space.etp is None else {space.etp}, reverse=True):
         ranks = dp * cp * tp // etp
         for ep in _divisors(ranks):
             if model.experts % ep or space.ep not in (None, ep):

@@ -61,6 +61,7 @@ class SearchSpace:
     schedule: str | None = None
     cp: int | None = None
     ep: int | None = None
+    etp: int | None = None
     chunks: int | None = None
     schedules: tuple[str, ...] = DEFAULT_SCHEDULES
     microbatch_sizes: tuple[int, ...] = DEFAULT_MICROBATCH_SIZES
@@ -68,7 +69,7 @@ class SearchSpace:
     allow_uneven: bool = False
 
     def __post_init__(self) -> None:
-        for name in ("tp", "pp", "dp", "chunks", "cp", "ep"):
+        for name in ("tp", "pp", "dp", "chunks", "cp", "ep", "etp"):
             if getattr(self, name) is not None:
                 check_int(name, getattr(self, name))
         check_int("max_chunks", self.max_chunks)
@@ -264,12 +265,14 @@ def _search(step: StepModel, space: SearchSpace) -> list[StepPrediction]:
 
 def search(model: ModelConfig, training: TrainingSpec, cluster: Cluster,
            space: SearchSpace = SearchSpace(), headroom_gib: float = DEFAULT_HEADROOM_GIB,
-           compare_unpinned: bool = True) -> SearchReport:
+           compare_unpinned: bool = True, placement: str = "ringpipe") -> SearchReport:
     """Search, price and rank (module docstring); raises :class:`FitsNowhere` (a
     ValueError) when no candidate fits, and ValueError when none can be built.
-    ``compare_unpinned``: with tp/pp/dp pins, also search without them."""
+    ``compare_unpinned``: with tp/pp/dp pins, also search without them; ``placement``:
+    which GPU each mesh rank runs on (:mod:`ringpipe.cost.training.groups`)."""
     check_real("headroom (GiB)", headroom_gib, 0.0)
-    step = StepModel(model, training, cluster, headroom=headroom_gib * GIB)
+    step = StepModel(model, training, cluster, headroom=headroom_gib * GIB,
+                     placement=placement)
     found = _search(step, space)
     if not space.allow_uneven and not any(p.fits for p in found):
         uneven = replace(space, allow_uneven=True)
