@@ -22,12 +22,6 @@ LLAMA = dataclasses.replace(model_preset("llama3-70b"), seq=65536)
 MIXTRAL = model_preset("mixtral-8x7b")
 
 
-def _predict(model, mesh, training=TrainingSpec(64, 1), placement="ringpipe",
-             schedule="1f1b", recompute="full"):
-    step = StepModel(model, training, H100, placement=placement)
-    return step, step.predict(Config(mesh, schedule, 1, None, recompute))
-
-
 def test_groups_place_cp_next_to_tp_and_megatron_puts_pp_outermost():
     mesh = Mesh(dp=4, pp=2, tp=4, cp=2, ep=4)
     ours = mesh_groups(mesh, 8)
