@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 
 from ringpipe.model import functional as F
-from ringpipe.model.comm import LayerComm
-from ringpipe.model.context_parallel import (
+from ringpipe.model.blocks.comm import LayerComm
+from ringpipe.model.blocks.ring_attention import (
     cp_positions,
     ring_attention_backward,
     ring_attention_forward,

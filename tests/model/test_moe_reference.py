@@ -6,7 +6,7 @@ import pytest
 from stage_helpers import make_data
 
 from ringpipe.model import ModelConfig, init_params, param_shapes, reference_forward_backward
-from ringpipe.model.moe import route, route_backward
+from ringpipe.model.moe.maths import route, route_backward
 
 CONFIGS = [
     dict(gated_mlp=True),

@@ -50,7 +50,7 @@ class ModelConfig:
     - ``learned_positions``: a learned s×h position table (GPT) rather than rotary;
     - ``dropout``: dropout masks are stored for the backward;
     - ``head_dim``: the width of one head (default hidden / heads; Qwen3 uses wider);
-    - mixture of experts (:mod:`ringpipe.model.moe_shape`): ``experts`` (0: dense),
+    - mixture of experts (:mod:`ringpipe.model.moe.shape`): ``experts`` (0: dense),
       ``top_k``, ``moe_ffn`` (default ``ffn``), ``shared_experts``, ``dense_layers``
       (the first layers keep a dense MLP), ``moe_norm_topk`` and ``aux_loss_coeff``.
 

@@ -1,14 +1,14 @@
 """The field checks of :class:`~ringpipe.model.config.ModelConfig` (``__post_init__``):
 types, ranges and the defaults that depend on other fields (``ffn`` = 4h, ``kv_heads``
 = heads, ``head_dim`` = hidden / heads, the MoE fields of
-:mod:`ringpipe.model.moe_shape`)."""
+:mod:`ringpipe.model.moe.shape`)."""
 
 from __future__ import annotations
 
 import math
 from typing import TYPE_CHECKING
 
-from ringpipe.model.moe_shape import check_moe_fields
+from ringpipe.model.moe.shape import check_moe_fields
 from ringpipe.validation import check_int
 
 if TYPE_CHECKING:

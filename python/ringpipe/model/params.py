@@ -16,7 +16,7 @@ Names (``{i}`` is the layer index; ``norm*`` has ``.bias`` only for layernorm)::
     layers.{i}.mlp.fc1.weight/.bias (hidden, ffn), (ffn,)   (the "up" projection if gated)
     layers.{i}.mlp.fc2.weight/.bias (ffn, hidden), (hidden,)
 
-A MoE layer (``config.is_moe_layer(i)``, :mod:`ringpipe.model.moe_shape`) has instead of
+A MoE layer (``config.is_moe_layer(i)``, :mod:`ringpipe.model.moe.shape`) has instead of
 ``mlp.*`` (E experts of width f_e = moe_ffn, S shared experts; no biases)::
 
     layers.{i}.moe.router.weight          (hidden, E)

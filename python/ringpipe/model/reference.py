@@ -9,7 +9,7 @@ reverse order. The model (pre-norm, as GPT-2)::
         x = x + (attention(norm1(x) @ W_qkv + b_qkv) @ W_out + b_out)   # transformer only
         x = x + (gelu(norm2(x) @ W_fc1 + b_fc1) @ W_fc2 + b_fc2)
               (SwiGLU with gated_mlp: silu(h W_gate + b_gate) ⊙ (h W_fc1 + b_fc1);
-               a MoE layer: x + moe(norm2(x)), :mod:`ringpipe.model.moe`)
+               a MoE layer: x + moe(norm2(x)), :mod:`ringpipe.model.moe.maths`)
     output = final_norm(x) @ W_head + b_head
     loss = mean cross-entropy over batch*seq positions   (vocab > 0)
          = mean of (output - targets)^2 over batch*seq*hidden elements   (vocab == 0)
@@ -17,7 +17,7 @@ reverse order. The model (pre-norm, as GPT-2)::
 Attention is multi-head causal scaled dot-product attention (Vaswani et al. 2017) and
 GeLU is the tanh approximation; see :mod:`ringpipe.model.functional` for the formulas.
 A MoE model's objective adds the auxiliary load-balancing loss, averaged over the
-sequences (:func:`ringpipe.model.moe.aux_loss`); ``loss`` reports the language-model
+sequences (:func:`ringpipe.model.moe.maths.aux_loss`); ``loss`` reports the language-model
 loss alone and ``aux_loss`` the auxiliary one, as Megatron-LM logs them.
 Activations are 2-D ``(batch*seq, width)``; the linear layers are written inline as
 ``x @ W + b`` (and backward ``dx = dy @ W.T``, ``dW = x.T @ dy``, ``db = sum_rows(dy)``)
@@ -34,7 +34,7 @@ import numpy as np
 from ringpipe.model import functional as F
 from ringpipe.model.config import ModelConfig
 from ringpipe.model.inputs import check_batch, check_targets
-from ringpipe.model.moe import moe_reference_backward, moe_reference_forward
+from ringpipe.model.moe.maths import moe_reference_backward, moe_reference_forward
 from ringpipe.model.params import check_params
 
 

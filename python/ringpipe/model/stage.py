@@ -50,7 +50,7 @@ import numpy as np
 
 from ringpipe.arrays import array_kind, array_module, is_array
 from ringpipe.model import blocks as B
-from ringpipe.model.comm import LayerComm, as_layer_comm
+from ringpipe.model.blocks.comm import LayerComm, as_layer_comm
 from ringpipe.model.config import ModelConfig
 from ringpipe.model.inputs import check_batch, check_targets
 from ringpipe.model.layers import AllReduce

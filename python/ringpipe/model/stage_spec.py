@@ -15,8 +15,8 @@ from typing import ClassVar
 
 import numpy as np
 
+from ringpipe.model.blocks.ring_attention import check_cp
 from ringpipe.model.config import ModelConfig
-from ringpipe.model.context_parallel import check_cp
 from ringpipe.model.params import input_param_shapes, layer_param_shapes, output_param_shapes
 from ringpipe.model.sharding import shard_shape
 from ringpipe.validation import check_int

@@ -1,6 +1,6 @@
 """What context and expert parallelism ask of a model before a plan is built.
 
-* **CP**: the sequence is cut into 2·cp equal chunks (:mod:`ringpipe.model.context_parallel`),
+* **CP**: the sequence is cut into 2·cp equal chunks (:mod:`ringpipe.model.blocks.ring_attention`),
   so 2·cp must divide it;
 * **EP**: experts are split over the ep ranks, so the model must be a MoE model and ep
   must divide its experts; the NumPy model runs a MoE layer's experts TP-split over the
@@ -11,8 +11,8 @@
 from __future__ import annotations
 
 from ringpipe.mesh import Mesh
+from ringpipe.model.blocks.ring_attention import check_cp
 from ringpipe.model.config import ModelConfig
-from ringpipe.model.context_parallel import check_cp
 
 __all__ = ["check_parallel_model"]
 

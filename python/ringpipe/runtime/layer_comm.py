@@ -1,4 +1,4 @@
-"""The layers' communication on each runtime: :class:`~ringpipe.model.comm.LayerComm` s.
+"""The layers' communication on each runtime: :class:`~ringpipe.model.blocks.comm.LayerComm` s.
 
 * :class:`InprocLayerComm` — a pipeline position's ranks in this process: every list
   holds them all, in mesh-rank order, and each collective runs group by group on the
@@ -27,7 +27,7 @@ from ringpipe.collectives.api import all_gather
 from ringpipe.kernels.registry import step_table
 from ringpipe.kernels.steps import StepTable
 from ringpipe.mesh import Mesh
-from ringpipe.model.comm import LayerComm
+from ringpipe.model.blocks.comm import LayerComm
 from ringpipe.runtime.groups import CountedAllReduce, RankTally
 
 __all__ = ["InprocLayerComm", "MpiLayerComm", "count_table"]

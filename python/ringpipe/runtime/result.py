@@ -16,7 +16,7 @@ import numpy as np
 
 from ringpipe.arrays import to_host
 from ringpipe.mesh import Mesh
-from ringpipe.model.context_parallel import cp_positions
+from ringpipe.model.blocks.ring_attention import cp_positions
 from ringpipe.model.sharding import expert_axis, gather_grads, join_expert_shards
 
 if TYPE_CHECKING:

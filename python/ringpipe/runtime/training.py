@@ -33,8 +33,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ringpipe.model.comm import LayerComm
-from ringpipe.model.context_parallel import cp_positions
+from ringpipe.model.blocks.comm import LayerComm
+from ringpipe.model.blocks.ring_attention import cp_positions
 from ringpipe.model.inputs import check_batch, check_targets
 from ringpipe.model.sharding import expert_axis, shard_param
 from ringpipe.model.stage import (
@@ -111,7 +111,7 @@ def rank_microbatches(plan: Plan, batch: object, ranks: Sequence[int],
                       ) -> tuple[list[list], list[list], float]:
     """Per mesh rank in ``ranks``, its micro-batches ``[mb]`` (inputs, targets) and the
     loss scale b / B: its replica's (:func:`microbatches`), cut to the sequence positions
-    of its CP rank (:func:`~ringpipe.model.context_parallel.cp_positions`); ranks of one
+    of its CP rank (:func:`~ringpipe.model.blocks.ring_attention.cp_positions`); ranks of one
     (replica, CP rank) share the arrays."""
     inputs, targets, b, total = _checked_batch(plan, batch)
     mesh, m = plan.mesh, plan.microbatches
@@ -133,7 +133,7 @@ class TrainingWorker:
     """Forward and backward of pipeline rank p's stages for the mesh ranks ``ranks``; see
     the module docstring. ``shards`` come from :func:`stage_shards`, ``inputs`` and
     ``targets`` from :func:`rank_microbatches`, and ``comm`` is the layers'
-    :class:`~ringpipe.model.comm.LayerComm` for those ranks."""
+    :class:`~ringpipe.model.blocks.comm.LayerComm` for those ranks."""
 
     def __init__(self, plan: Plan, p: int, ranks: Sequence[int], shards: dict[int, list[dict]],
                  comm: LayerComm, inputs: list[list], targets: list[list],

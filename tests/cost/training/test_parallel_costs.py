@@ -5,10 +5,10 @@ import dataclasses
 import pytest
 
 from ringpipe.cost.hardware.cluster import GIB, cluster_preset
-from ringpipe.cost.training.context import kv_block_bytes, ring_step_time
-from ringpipe.cost.training.groups import mesh_groups
 from ringpipe.cost.training.memory import activation_bytes
 from ringpipe.cost.training.operators import LayerCosts
+from ringpipe.cost.training.parallel.context import kv_block_bytes, ring_step_time
+from ringpipe.cost.training.parallel.groups import mesh_groups
 from ringpipe.cost.training.prediction import Config
 from ringpipe.cost.training.recipe import MEGATRON
 from ringpipe.cost.training.search import SearchSpace, search

@@ -56,7 +56,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ringpipe.cost.hardware.cluster import GIB
-from ringpipe.cost.training.experts import MoeShape
+from ringpipe.cost.training.parallel.experts import MoeShape
 from ringpipe.cost.training.recipe import Recipe
 from ringpipe.cost.training.spec import RECOMPUTE
 from ringpipe.model.config import ModelConfig

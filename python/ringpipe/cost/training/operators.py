@@ -44,10 +44,10 @@ recomputation repeats the forward, communication included.
 **Context parallelism** (cp > 1): every operator above sees T = b·s/cp tokens and the
 causal attention core 1/cp of the sequence's work (the load-balanced chunks), and the
 ring attention's K/V exchange is overlapped with each block's attention; what stays
-exposed is priced by :mod:`ringpipe.cost.training.context`. **MoE layers** replace the
-MLP by the routed experts of :mod:`ringpipe.cost.training.experts` (its TP
+exposed is priced by :mod:`ringpipe.cost.training.parallel.context`. **MoE layers** replace the
+MLP by the routed experts of :mod:`ringpipe.cost.training.parallel.experts` (its TP
 communication too, unless shared experts keep a TP-split MLP). **FP8**
-(:mod:`ringpipe.cost.training.fp8`): the linear GEMMs run at the FP8 rate on 1-byte
+(:mod:`ringpipe.cost.training.parallel.fp8`): the linear GEMMs run at the FP8 rate on 1-byte
 operands, and each pays the casts of its inputs.
 """
 
@@ -58,11 +58,11 @@ from dataclasses import dataclass
 
 from ringpipe.cost.hardware.cluster import Cluster
 from ringpipe.cost.hardware.collectives import CollectiveModel
-from ringpipe.cost.training.context import cp_exposed
-from ringpipe.cost.training.experts import moe_layer
-from ringpipe.cost.training.fp8 import CAST_BYTES, gemm_rate
-from ringpipe.cost.training.groups import MeshGroups
 from ringpipe.cost.training.optimes import OpTimes
+from ringpipe.cost.training.parallel.context import cp_exposed
+from ringpipe.cost.training.parallel.experts import moe_layer
+from ringpipe.cost.training.parallel.fp8 import CAST_BYTES, gemm_rate
+from ringpipe.cost.training.parallel.groups import MeshGroups
 from ringpipe.cost.training.recipe import Recipe
 from ringpipe.model.config import ModelConfig
 
@@ -73,7 +73,7 @@ __all__ = ["LayerCosts", "OpTimes", "stage_costs"]
 class LayerCosts:
     """Operator costs of one configuration's layers on one TP rank (module docstring).
     ``cp``: context-parallel size; ``groups``: where the configuration's groups sit
-    (:class:`~ringpipe.cost.training.groups.MeshGroups`; needed for cp > 1 and MoE);
+    (:class:`~ringpipe.cost.training.parallel.groups.MeshGroups`; needed for cp > 1 and MoE);
     ``fp8``: the FP8 recipe; ``imbalance``: the MoE load-imbalance factor."""
 
     model: ModelConfig

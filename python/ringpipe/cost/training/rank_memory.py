@@ -10,7 +10,7 @@ the dense, EDP for the expert weights (Megatron-core's ``expt_dp`` group).
 
 Memory per GPU (:class:`~ringpipe.cost.training.memory.MemoryBreakdown`) on the fullest
 pipeline rank: weights, gradients and optimizer state of both kinds (FP8 adds the FP8
-weight copies and transposes, :mod:`ringpipe.cost.training.fp8`), activations — the
+weight copies and transposes, :mod:`ringpipe.cost.training.parallel.fp8`), activations — the
 most (stage, micro-batch) pairs it holds at once (the schedule simulator's peak) times
 its largest stage's per-micro-batch bytes, each layer dense or MoE, divided by cp —,
 the communication buffers (one more NCCL communicator for the CP ring, two for EP and
@@ -21,8 +21,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ringpipe.cost.training.experts import MoeShape
-from ringpipe.cost.training.fp8 import FP8_WEIGHT_COPY_BYTES
 from ringpipe.cost.training.memory import (
     NCCL_BYTES_PER_COMMUNICATOR,
     RESERVED_BYTES,
@@ -31,6 +29,8 @@ from ringpipe.cost.training.memory import (
     comm_buffer_bytes,
     state_bytes_per_param,
 )
+from ringpipe.cost.training.parallel.experts import MoeShape
+from ringpipe.cost.training.parallel.fp8 import FP8_WEIGHT_COPY_BYTES
 from ringpipe.plan.layout import stage_bounds
 
 if TYPE_CHECKING:

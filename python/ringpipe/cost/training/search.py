@@ -4,7 +4,7 @@ not fit, rank.
 Search space (each dimension can be pinned):
 
 * context parallelism cp, and for MoE models the expert grid (ep, etp)
-  (:mod:`ringpipe.cost.training.parallel_space`);
+  (:mod:`ringpipe.cost.training.parallel.space`);
 * every factorisation tp · pp · dp of the cluster's GPUs / cp where tp divides the heads
   (and KV heads), pp divides the layers (or is pinned, or ``allow_uneven``: then
   :func:`ringpipe.plan.layout.split_layers` gives the first stages one layer more) and dp
@@ -33,9 +33,9 @@ from dataclasses import dataclass, replace
 
 from ringpipe.cost.hardware.cluster import GIB, Cluster
 from ringpipe.cost.training.explain import explain, explain_pinned
-from ringpipe.cost.training.explain_parallel import parallelism_note
 from ringpipe.cost.training.memory import DEFAULT_HEADROOM_GIB
-from ringpipe.cost.training.parallel_space import cp_options, expert_options, mesh_of
+from ringpipe.cost.training.parallel.explain import parallelism_note
+from ringpipe.cost.training.parallel.space import cp_options, expert_options, mesh_of
 from ringpipe.cost.training.prediction import Config, StepPrediction
 from ringpipe.cost.training.spec import RECOMPUTE, TrainingSpec
 from ringpipe.cost.training.step_time import StepModel
@@ -269,7 +269,7 @@ def search(model: ModelConfig, training: TrainingSpec, cluster: Cluster,
     """Search, price and rank (module docstring); raises :class:`FitsNowhere` (a
     ValueError) when no candidate fits, and ValueError when none can be built.
     ``compare_unpinned``: with tp/pp/dp pins, also search without them; ``placement``:
-    which GPU each mesh rank runs on (:mod:`ringpipe.cost.training.groups`)."""
+    which GPU each mesh rank runs on (:mod:`ringpipe.cost.training.parallel.groups`)."""
     check_real("headroom (GiB)", headroom_gib, 0.0)
     step = StepModel(model, training, cluster, headroom=headroom_gib * GIB,
                      placement=placement)

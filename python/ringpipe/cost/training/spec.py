@@ -32,7 +32,7 @@ from ringpipe.validation import check_int, check_real
 RECOMPUTE = ("none", "selective", "full")
 #: Training dtypes and the bytes of an activation, gradient or message element: FP8
 #: keeps those 16-bit (only GEMM operands and the saved GEMM inputs are FP8:
-#: :mod:`ringpipe.cost.training.fp8`).
+#: :mod:`ringpipe.cost.training.parallel.fp8`).
 DTYPES = MappingProxyType({"bf16": 2, "fp16": 2, "fp8": 2})
 
 
@@ -47,9 +47,9 @@ class TrainingSpec:
     ``recipe``: sequence parallelism, flash attention, distributed optimizer, overlap
     (:class:`ringpipe.cost.training.recipe.Recipe`; default: today's Megatron-LM recipe).
     ``dtype`` "fp8": Transformer Engine's FP8 recipe with bf16 master weights
-    (:mod:`ringpipe.cost.training.fp8`). ``moe_imbalance`` (λ ≥ 1): for MoE models, the
+    (:mod:`ringpipe.cost.training.parallel.fp8`). ``moe_imbalance`` (λ ≥ 1): for MoE models, the
     rows the most loaded expert-parallel rank receives over the mean (1: a perfectly
-    balanced router; :mod:`ringpipe.cost.training.experts`).
+    balanced router; :mod:`ringpipe.cost.training.parallel.experts`).
     """
 
     global_batch: int

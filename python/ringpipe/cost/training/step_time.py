@@ -39,10 +39,10 @@ from dataclasses import dataclass, field
 
 from ringpipe.cost.hardware.cluster import GIB, Cluster
 from ringpipe.cost.hardware.collectives import CollectiveModel
-from ringpipe.cost.training.fp8 import WEIGHT_CAST_BYTES, check_fp8
-from ringpipe.cost.training.groups import MeshGroups, mesh_groups
 from ringpipe.cost.training.memory import MemoryBreakdown, state_bytes_per_param
 from ringpipe.cost.training.operators import LayerCosts, stage_costs
+from ringpipe.cost.training.parallel.fp8 import WEIGHT_CAST_BYTES, check_fp8
+from ringpipe.cost.training.parallel.groups import MeshGroups, mesh_groups
 from ringpipe.cost.training.pipeline import PipelineSimulator, StageCosts
 from ringpipe.cost.training.prediction import Config, StepPrediction
 from ringpipe.cost.training.rank_memory import rank_memory, rank_param_split
@@ -84,7 +84,7 @@ class StepModel:
     """Prices configurations of one (model, training, cluster); reuse it across a search
     (it memoises schedules and collective profiles). ``headroom``: bytes a fitting
     configuration must leave free; ``placement``: which GPU each mesh rank runs on
-    (:mod:`ringpipe.cost.training.groups`: ringpipe's order, or Megatron-core's)."""
+    (:mod:`ringpipe.cost.training.parallel.groups`: ringpipe's order, or Megatron-core's)."""
 
     model: ModelConfig
     training: TrainingSpec
@@ -146,7 +146,7 @@ class StepModel:
 
     def _crossers(self, config: Config, axis: str) -> int:
         """Most GPUs of one node whose next rank along ``axis`` ("pp" or "dp") is on
-        another node (:mod:`ringpipe.cost.training.groups`)."""
+        another node (:mod:`ringpipe.cost.training.parallel.groups`)."""
         return self.groups(config).next_crossers[axis]
 
     def gpus(self, config: Config, axis: str) -> tuple[int, ...]:

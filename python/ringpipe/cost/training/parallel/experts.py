@@ -1,7 +1,7 @@
 """A MoE layer's experts on one rank, priced: router, dispatch and combine, grouped GEMMs.
 
 Megatron-core's MoE layer with the all-to-all token dispatcher (Megatron-core MoE
-documentation; the executable form is :mod:`ringpipe.model.moe_block`), for a micro-batch
+documentation; the executable form is :mod:`ringpipe.model.moe.block`), for a micro-batch
 of T = b·s/cp tokens per TP group, top-k routing over E experts, expert width f_e,
 EP size ep and expert-TP size etp (:mod:`ringpipe.mesh`), per rank:
 
@@ -39,8 +39,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from ringpipe.cost.training.fp8 import CAST_BYTES
 from ringpipe.cost.training.optimes import OpTimes
+from ringpipe.cost.training.parallel.fp8 import CAST_BYTES
 from ringpipe.cost.training.recipe import Recipe
 from ringpipe.model.config import ModelConfig
 

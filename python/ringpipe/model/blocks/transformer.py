@@ -15,14 +15,14 @@ Per transformer block (Megatron-LM, Shoeybi et al. 2019, arXiv:1909.08053, fig. 
 
 so forward makes exactly 2 all-reduces (the two g's) and the input-gradient pass
 exactly 2 (the two f's); the MLP-only block makes 1 and 1. SwiGLU (``gated_mlp``) adds a
-column-parallel gate beside fc1 (:mod:`ringpipe.model.mlp_block`); a MoE layer replaces
-the MLP by the expert-parallel block of :mod:`ringpipe.model.moe_block` (forward: the
+column-parallel gate beside fc1 (:mod:`ringpipe.model.blocks.mlp`); a MoE layer replaces
+the MLP by the expert-parallel block of :mod:`ringpipe.model.moe.block` (forward: the
 expert outputs' and, with shared experts, their g all-reduce; backward: one f).
 
-**Context parallelism** (a :class:`~ringpipe.model.comm.LayerComm` with cp > 1): each
+**Context parallelism** (a :class:`~ringpipe.model.blocks.comm.LayerComm` with cp > 1): each
 rank holds seq / cp positions (``config.seq`` is that local length here) and the
 attention runs as ring attention over the CP group
-(:mod:`ringpipe.model.context_parallel`); everything else is per token and unchanged.
+(:mod:`ringpipe.model.blocks.ring_attention`); everything else is per token and unchanged.
 Norms, the embedding / input projection and the head are computed redundantly on every
 rank (replicated).
 
@@ -38,12 +38,12 @@ import numpy as np
 
 from ringpipe.model import functional as F
 from ringpipe.model import layers as L
-from ringpipe.model.comm import LayerComm, as_layer_comm
+from ringpipe.model.blocks.comm import LayerComm, as_layer_comm
+from ringpipe.model.blocks.mlp import mlp_backward_input, mlp_forward
+from ringpipe.model.blocks.ring_attention import ring_attention_backward, ring_attention_forward
+from ringpipe.model.blocks.weight_jobs import WeightJob, run_weight_jobs
 from ringpipe.model.config import ModelConfig
-from ringpipe.model.context_parallel import ring_attention_backward, ring_attention_forward
-from ringpipe.model.mlp_block import mlp_backward_input, mlp_forward
-from ringpipe.model.moe_block import moe_block_backward, moe_block_forward
-from ringpipe.model.weight_jobs import WeightJob, run_weight_jobs
+from ringpipe.model.moe.block import moe_block_backward, moe_block_forward
 
 __all__ = ["Shards", "WeightJob", "block_backward_input", "block_forward", "head_backward_input",
            "head_forward", "input_backward", "input_forward", "run_weight_jobs"]
@@ -126,7 +126,7 @@ def block_forward(config: ModelConfig, layer: int, shards: Shards, xs: list[np.n
                   aux_weight: float = 0.0) -> tuple[list[np.ndarray], list[dict]]:
     """One block on all ranks; returns the outputs and per-rank caches for backward.
 
-    ``all_reduce`` is the TP reduction or a :class:`~ringpipe.model.comm.LayerComm`
+    ``all_reduce`` is the TP reduction or a :class:`~ringpipe.model.blocks.comm.LayerComm`
     (context and expert parallelism); ``config.seq`` is the length each rank holds
     (seq / cp); ``aux_weight`` the weight of each sequence in the objective (1 / global
     batch), which scales a MoE layer's auxiliary loss."""

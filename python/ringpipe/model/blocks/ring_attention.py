@@ -43,7 +43,7 @@ import numpy as np
 from ringpipe.arrays import array_module
 from ringpipe.kernels.exchange import ring_pass, ring_pass_block
 from ringpipe.model import functional as F
-from ringpipe.model.comm import LayerComm
+from ringpipe.model.blocks.comm import LayerComm
 
 __all__ = ["RingCache", "check_cp", "cp_positions", "ring_attention_backward",
            "ring_attention_forward"]

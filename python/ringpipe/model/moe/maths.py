@@ -1,6 +1,6 @@
 """Mixture-of-experts maths on one rank: router, SwiGLU experts, combine, auxiliary loss.
 
-The layer (:mod:`ringpipe.model.moe_shape` has the fields; Shazeer et al. 2017; Jiang et
+The layer (:mod:`ringpipe.model.moe.shape` has the fields; Shazeer et al. 2017; Jiang et
 al. 2024, Mixtral; DeepSeek-AI 2024, DeepSeek-V3), for n tokens x (n × h):
 
 * **router** (:func:`route`): z = x W_r, p = softmax(z); each token's ``top_k`` experts
@@ -24,7 +24,7 @@ al. 2024, Mixtral; DeepSeek-AI 2024, DeepSeek-V3), for n tokens x (n × h):
 
 :func:`moe_reference_forward` / :func:`moe_reference_backward` are the single-device layer
 the reference model (:mod:`ringpipe.model.reference`) runs; the parallel block
-(:mod:`ringpipe.model.moe_block`) calls the same functions around its all-to-alls.
+(:mod:`ringpipe.model.moe.block`) calls the same functions around its all-to-alls.
 """
 
 from __future__ import annotations

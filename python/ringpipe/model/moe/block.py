@@ -1,23 +1,23 @@
 """The expert-parallel MoE block over a stage's ranks: dispatch, experts, combine.
 
 Every rank of an EP group (:mod:`ringpipe.mesh`: ``ep``) routes its own tokens
-(:func:`ringpipe.model.moe.route`) and holds E / ep experts (EP rank e: experts
+(:func:`ringpipe.model.moe.maths.route`) and holds E / ep experts (EP rank e: experts
 ``e·E/ep .. (e+1)·E/ep - 1``, :mod:`ringpipe.model.sharding`). Per MoE block:
 
 1. **counts**: each rank sorts its n·k assignments by expert (token order within an
    expert) and all-gathers its per-expert counts over the EP group, so every rank knows
-   C[src][e], the rows rank src sends to expert e;
+   ``C[src, e]``, the rows rank src sends to expert e;
 2. **dispatch** (dropless): rank src's rows for EP rank dst (dst's experts, in expert
    order) fill block dst of an ep × pad × h buffer, pad = max over (src, dst) of the
    rows sent, the rest zeros; one all-to-all (:func:`ringpipe.all_to_all`'s pairwise
-   table, :meth:`~ringpipe.model.comm.LayerComm.ep_all_to_all`) delivers them; no token
+   table, :meth:`~ringpipe.model.blocks.comm.LayerComm.ep_all_to_all`) delivers them; no token
    is dropped, padding only rounds each message up to the largest;
 3. **experts**: EP rank dst runs expert e on its rows from every source, in source
    order; under TP each rank holds f_e / tp of every expert (gate and up by columns,
    down by rows) and the expert outputs are all-reduced over the TP group (Megatron's
    row-parallel reduction, before the combine);
 4. **combine**: a second all-to-all returns every row to its source, which adds its
-   k expert outputs weighted by the router (:func:`ringpipe.model.moe.combine`);
+   k expert outputs weighted by the router (:func:`ringpipe.model.moe.maths.combine`);
    shared experts run on every token as a TP-split SwiGLU MLP (one g all-reduce).
 
 Backward runs the same two all-to-alls in reverse with the output gradients (the
@@ -27,7 +27,7 @@ is replicated over TP and added after that all-reduce. The auxiliary loss's per-
 counts are summed over the CP ring first (:meth:`LayerComm.cp_all_reduce`).
 
 With ep = tp = cp = 1 the block performs the reference's operations in the reference's
-order (:func:`ringpipe.model.moe.moe_reference_forward`), bit for bit.
+order (:func:`ringpipe.model.moe.maths.moe_reference_forward`), bit for bit.
 """
 
 from __future__ import annotations
@@ -38,9 +38,9 @@ import numpy as np
 
 from ringpipe.arrays import array_module, to_host
 from ringpipe.model import layers as L
-from ringpipe.model import moe as M
-from ringpipe.model.comm import LayerComm
+from ringpipe.model.blocks.comm import LayerComm
 from ringpipe.model.config import ModelConfig
+from ringpipe.model.moe import maths as M
 
 __all__ = ["MoeCache", "moe_block_backward", "moe_block_forward"]
 

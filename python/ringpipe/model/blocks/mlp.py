@@ -17,8 +17,8 @@ import numpy as np
 
 from ringpipe.model import functional as F
 from ringpipe.model import layers as L
+from ringpipe.model.blocks.weight_jobs import WeightJob
 from ringpipe.model.config import ModelConfig
-from ringpipe.model.weight_jobs import WeightJob
 
 __all__ = ["mlp_backward_input", "mlp_forward"]
 
@@ -54,7 +54,7 @@ def mlp_backward_input(config: ModelConfig, p: str, shards: list[dict[str, np.nd
                        caches: list[dict], dys: list[np.ndarray], all_reduce: L.AllReduce,
                        jobs: list[list]) -> list[np.ndarray]:
     """dL/d(norm2 output) on every rank (after its f all-reduce); appends weight jobs
-    (:class:`~ringpipe.model.weight_jobs.WeightJob`)."""
+    (:class:`~ringpipe.model.blocks.weight_jobs.WeightJob`)."""
     dact = L.row_parallel_backward_input(dys, _weights(shards, f"{p}.mlp.fc2.weight"))
     partial = []
     for t, c in enumerate(caches):

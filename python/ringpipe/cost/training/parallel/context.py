@@ -1,7 +1,7 @@
 """Context parallelism's ring exchange, priced: what the attention does not hide.
 
 Ring attention (Liu et al. 2023; Megatron-core / Transformer Engine CP, the executable
-form is :mod:`ringpipe.model.context_parallel`) runs cp steps per attention layer. At
+form is :mod:`ringpipe.model.blocks.ring_attention`) runs cp steps per attention layer. At
 each step a rank computes its queries against the K/V block it holds (1/cp of its
 causal attention work: the load-balanced chunks make every block cost the same) while
 the next block travels to it from its ring neighbour — TE double-buffers the
@@ -18,7 +18,7 @@ max(compute, transfer); the part of the transfer the compute does not cover is e
 
 A step's transfer t_kv is one step of the ring on the CP group's GPUs, α + S/β at the
 link the ring crosses — inside a node when tp · cp fits in it, else at the NIC share of
-the GPUs of a node that cross at once (:mod:`ringpipe.cost.training.groups`): the
+the GPUs of a node that cross at once (:mod:`ringpipe.cost.training.parallel.groups`): the
 ring all-gather's α-β time over cp steps' worth of blocks, divided by its cp-1 steps
 (:class:`~ringpipe.cost.hardware.collectives.CollectiveModel`, the same step tables the
 runtime executes).

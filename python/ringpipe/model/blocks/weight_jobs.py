@@ -14,7 +14,7 @@ import numpy as np
 from ringpipe.model import functional as F
 from ringpipe.model import layers as L
 from ringpipe.model.config import ModelConfig
-from ringpipe.model.moe import expert_weight_grads
+from ringpipe.model.moe.maths import expert_weight_grads
 
 __all__ = ["WeightJob", "run_weight_jobs"]
 
