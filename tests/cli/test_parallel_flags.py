@@ -46,6 +46,7 @@ def test_verify_moe_with_ep_reports_the_aux_loss(capsys):
     (["--cp", "2", "--block", "mlp"], "cp=2 needs attention layers"),
     (["--experts", "1"], "experts must be 0"),
     (["--inference", "--cp", "2"], "--cp does not apply to --inference"),
+    (["--cp", "2", "--cluster-file", "x.toml"], "--cp is not priced there"),
 ])
 def test_verify_refuses_what_cannot_run(capsys, argv, message):
     code, _, err = run(capsys, "verify", *argv, *SMALL)

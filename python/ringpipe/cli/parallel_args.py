@@ -19,7 +19,8 @@ import argparse
 from ringpipe.validation import check_int
 
 __all__ = ["add_parallelism_arguments", "mesh_degrees", "moe_imbalance", "moe_overrides",
-           "planner_pins", "refuse_for_inference", "refuse_for_serving"]
+           "planner_pins", "refuse_for_inference", "refuse_for_serving",
+           "refuse_with_cluster_file"]
 
 _MOE_FLAGS = ("experts", "top_k", "moe_ffn", "shared_experts", "dense_layers")
 
@@ -94,6 +95,18 @@ def refuse_for_serving(args: argparse.Namespace) -> None:
         if getattr(args, flag) is not None:
             raise ValueError(f"--{flag.replace('_', '-')} is for training plans, not "
                              "--inference")
+
+
+def refuse_with_cluster_file(args: argparse.Namespace) -> None:
+    """ValueError when ``verify --cluster-file`` (the executable-plan predictor, which
+    prices dense dp × pp × tp plans) meets a CP, EP or MoE plan."""
+    if getattr(args, "cluster_file", None) is None:
+        return
+    for flag, given in (("--cp", args.cp not in (None, 1)), ("--ep", args.ep not in (None, 1)),
+                        ("--experts", bool(args.experts))):
+        if given:
+            raise ValueError(f"--cluster-file times and predicts dense dp × pp × tp plans; "
+                             f"{flag} is not priced there (ringpipe plan prices it)")
 
 
 def refuse_for_inference(args: argparse.Namespace) -> None:

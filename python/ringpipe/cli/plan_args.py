@@ -19,6 +19,7 @@ from ringpipe.cli.parallel_args import (
     mesh_degrees,
     moe_overrides,
     refuse_for_inference,
+    refuse_with_cluster_file,
 )
 from ringpipe.cost.clusterfile.load import load_cluster_file
 from ringpipe.cost.hardware.calibration import Calibration
@@ -104,6 +105,7 @@ def build_plan(args: argparse.Namespace) -> tuple[Plan, int]:
     """The plan and global batch size the arguments describe (ValueError if invalid)."""
     if args.seed < 0:
         raise ValueError(f"--seed must be >= 0, got {args.seed}")
+    refuse_with_cluster_file(args)
     mesh = Mesh(dp=args.dp, pp=args.pp, tp=args.tp, **mesh_degrees(args))
     m = args.microbatches if args.microbatches is not None else args.pp
     check_int("--microbatches", m)
