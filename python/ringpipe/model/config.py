@@ -268,6 +268,16 @@ class ModelConfig:
         if self.experts and self.moe_ffn % tp:  # type: ignore[operator]
             raise ValueError(f"moe_ffn={self.moe_ffn} is not divisible by tp={tp}")
 
+    def check_generates(self, where: str) -> None:
+        """ValueError naming ``where`` unless greedy generation builds this model: the
+        inference path (:mod:`ringpipe.model.generate`, :mod:`ringpipe.model.inference_stage`)
+        builds dense GeLU MLPs only (training builds SwiGLU and MoE layers too)."""
+        self.check_executable(where)
+        if self.gated_mlp or self.experts:
+            raise ValueError(f"{where}: generation builds dense GeLU MLPs; gated_mlp="
+                             f"{self.gated_mlp}, experts={self.experts} are built for "
+                             "training plans only")
+
     def check_executable(self, where: str) -> None:
         """ValueError naming ``where`` unless the NumPy model builds this architecture
         (it prices everything, but builds linears with biases, untied, no learned

@@ -54,7 +54,7 @@ class InferencePlan:
         if allreduce not in ALLREDUCE_ALGORITHMS:
             raise ValueError(f"InferencePlan: unknown allreduce {allreduce!r}; choose one of "
                              f"{', '.join(ALLREDUCE_ALGORITHMS)}")
-        config.check_executable("InferencePlan")
+        config.check_generates("InferencePlan")
         self.config, self.mesh, self.allreduce = config, mesh, allreduce
         self.prompt_len = check_int("InferencePlan: prompt_len", prompt_len)
         self.new_tokens = check_int("InferencePlan: new_tokens", new_tokens)
