@@ -32,7 +32,8 @@ def main() -> None:
         cfg = ModelConfig(**case["model"])
         plan = Plan(cfg, mesh, schedule=case["schedule"],
                     microbatches=case["m"], allreduce=case["allreduce"],
-                    chunks=case.get("chunks"))
+                    chunks=case.get("chunks"), layout=case.get("layout"),
+                    split=case.get("split", "even"))
         params = init_params(cfg, 7)
         batch = random_batch(cfg, dp * case["m"] * case["b"], 8)
         inside = world.Get_rank() < plan.mesh.world

@@ -6,7 +6,9 @@ on a cluster, from ringpipe's cost model (:mod:`ringpipe.cost`).
 
 The model is a preset (``--model``) or explicit sizes (``--layers --hidden --heads
 --seq --vocab`` [``--ffn --kv-heads --gated-mlp``]); explicit sizes given with a preset
-override its fields. The cluster is a preset (``--cluster``) or a TOML/JSON file
+override its fields. ``--split even|balanced`` pins how the layers are split over the
+stages (default: search both) and ``--layout`` gives the stages explicitly
+(:mod:`ringpipe.cli.layout_args`). The cluster is a preset (``--cluster``) or a TOML/JSON file
 (``--cluster-file``), with ``--nodes`` nodes. ``--tp --pp --dp --schedule --chunks
 --microbatch-size --recompute`` pin dimensions; with tp/pp/dp pinned the output also
 compares the pinned choice with the best unpinned one (predicted slowdown, main reason).
@@ -35,6 +37,7 @@ import sys
 from typing import Any
 
 from ringpipe.cli import plan_inference
+from ringpipe.cli.layout_args import add_layout_arguments, parse_layout
 from ringpipe.cli.parallel_args import (
     add_parallelism_arguments,
     moe_imbalance,
@@ -59,6 +62,7 @@ from ringpipe.cost.training.spec import DTYPES, RECOMPUTE, TrainingSpec
 from ringpipe.model.config import ModelConfig
 from ringpipe.model.presets import MODEL_PRESETS, gpt_like, model_preset
 from ringpipe.schedules import SCHEDULES
+from ringpipe.schedules.registry import SYNTH, SYNTH_ALIAS
 
 _SIZE_FLAGS = ("layers", "hidden", "heads", "seq", "vocab", "ffn", "kv_heads")
 _SIZE_HELP = {"layers": "transformer layers", "hidden": "model width h",
@@ -114,13 +118,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     for axis in ("tp", "pp", "dp"):
         pins.add_argument(f"--{axis}", type=int, default=None,
                           help=f"pin the {axis.upper()} degree (default: search)")
-    pins.add_argument("--schedule", choices=list(SCHEDULES), default=None,
-                      help=f"default: search {', '.join(DEFAULT_SCHEDULES)}")
+    pins.add_argument("--schedule", choices=[*SCHEDULES, SYNTH_ALIAS, SYNTH], default=None,
+                      help=f"default: search {', '.join(DEFAULT_SCHEDULES)}; auto: the "
+                           "schedule synthesised for each configuration's stage costs")
     pins.add_argument("--stages-per-rank", "--chunks", dest="chunks", type=int, default=None,
                       help="v, stages per pipeline rank (interleaved-1f1b; --chunks is the "
                            "older name)")
     pins.add_argument("--allow-uneven", action="store_true",
                       help="allow pp (· chunks) that does not divide the layers")
+    add_layout_arguments(pins, None)
     out = p.add_argument_group("output")
     out.add_argument("--top", type=int, default=10, help="rows of the table (default 10)")
     out.add_argument("--json", action="store_true", help="machine-readable output")
@@ -192,9 +198,9 @@ def _row(rank: int | str, p: StepPrediction) -> str:
     c = p.config
     fits = "" if p.fits else "  (does not fit)"
     ep = f"{c.ep}" + ("" if c.etp == c.tp else f"/{c.etp}")
-    return (f"{rank:>4} {c.tp:>3} {c.pp:>3} {c.dp:>4} {c.cp:>3} {ep:>5}  "
+    return (f"{rank:>4} {c.tp:>3} {c.pp:>3} {c.dp:>4} {c.cp:>3} {ep:>6}  "
             f"{c.schedule:<17}{c.chunks:>2} "
-            f"{c.microbatch_size:>3}  {c.recompute:<9} {p.step_time:>9.3f} "
+            f"{c.split_name:<9}{c.microbatch_size:>3}  {c.recompute:<9} {p.step_time:>9.3f} "
             f"{p.model_tflops_per_gpu:>7.1f} {p.mfu:>6.1%} {p.hardware_tflops_per_gpu:>7.1f} "
             f"{p.memory.total / GIB:>8.1f} {p.bubble_fraction:>7.1%} "
             f"{p.comm_fraction:>6.1%}{fits}")
@@ -202,9 +208,9 @@ def _row(rank: int | str, p: StepPrediction) -> str:
 
 def format_table(report: SearchReport, rows: list[StepPrediction], title: str) -> str:
     """The ranked table, with a header naming which FLOPs each column counts."""
-    lines = [title, "                                                                   "
-             "model FLOPs  hardware", "rank  tp  pp   dp  cp ep/etp  schedule          v  mb"
-             "  recompute  step (s) TFLOP/s    MFU TFLOP/s  mem GiB  bubble   comm"]
+    lines = [title, " " * 77 + "model FLOPs  hardware",
+             "rank  tp  pp   dp  cp ep/etp  schedule          v split     mb  "
+             "recompute  step (s) TFLOP/s    MFU TFLOP/s  mem GiB  bubble   comm"]
     lines += [_row(i + 1, p) for i, p in enumerate(rows)]
     return "\n".join(lines)
 
@@ -266,7 +272,7 @@ def run(args: argparse.Namespace) -> int:
     training = build_training(args)
     space = SearchSpace(tp=args.tp, pp=args.pp, dp=args.dp, schedule=args.schedule,
                         chunks=args.chunks, allow_uneven=args.allow_uneven,
-                        **planner_pins(args))
+                        split=args.split, layout=parse_layout(args), **planner_pins(args))
     failure: FitsNowhere | None = None
     try:
         report = search(model, training, cluster, space, headroom)

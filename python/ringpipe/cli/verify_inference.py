@@ -2,6 +2,8 @@
 
     ringpipe verify --inference --tp T --pp P [--dp D] --prompt-len L --new-tokens K \\
         --batch B [--kv-heads KV] [--backend numpy|numba|mpi --np N] [--json]
+    ringpipe verify --inference --requests N --rate R ...   (continuous batching:
+        ringpipe.cli.verify_serving)
 
 Prints ``ok``, ``tokens_equal``, ``max_rel_error`` and, per mesh rank, the KV-cache bytes
 and the TP all-reduce count. Exit 0 when the tokens are identical and the logits agree
@@ -33,7 +35,11 @@ def _refuse_unsupported(args: argparse.Namespace) -> None:
             ("--seq", args.seq != DEFAULT_SEQ,
              "a generated sequence is --prompt-len prompt tokens plus --new-tokens ones"),
             ("--schedule", args.schedule != DEFAULT_SCHEDULE,
-             "generation runs the prefill and decode schedules")):
+             "generation runs the prefill and decode schedules"),
+            ("--layout", args.layout is not None, "generation splits the layers evenly"),
+            ("--schedule-csv", args.schedule_csv is not None,
+             "generation runs the prefill and decode schedules"),
+            ("--split", args.split != "even", "generation splits the layers evenly")):
         if given:
             raise ValueError(f"{flag} does not apply to --inference: {why}")
     if args.cluster_file is not None:
@@ -48,6 +54,10 @@ def _refuse_unsupported(args: argparse.Namespace) -> None:
 def run_inference(args: argparse.Namespace) -> int:
     """Handler of ``ringpipe verify --inference``; returns the exit status."""
     _refuse_unsupported(args)  # flags plain verify honours, named before anything else
+    if args.requests is not None:  # continuous batching
+        from ringpipe.cli.verify_serving import run_serving
+
+        return run_serving(args)
     plan, params, prompts = build_inference(args)  # bad arguments exit 2 before any run
     if args.backend == "mpi":
         return launch_ranks(args, plan.mesh,

@@ -15,6 +15,9 @@ The folder holds:
   - ``llama3_405b_long_context.csv``, ``nemo_long_sequence.csv``,
     ``megatron_bridge_h100.csv``, ``deepseek_v3_report.csv`` — held-out long-context,
     MoE and FP8 training measurements (:mod:`.parallel_runs`);
+  - ``zero_bubble_2024.csv`` — held-out schedule comparison on one cluster (Qi et al.,
+    Zero Bubble Pipeline Parallelism, ICLR 2024: 1F1B, 1F1B-I, ZB-1p, ZB-2p; throughput
+    and memory per GPU);
   - ``nemo_llama2_7b.csv`` — the inference model's calibration table (NeMo Llama-2-7B);
   - ``trtllm_throughput.csv``, ``trtllm_first_token.csv`` — its out-of-sample tables
     (TensorRT-LLM performance.md).
@@ -32,7 +35,8 @@ The folder holds:
 
 * The reports: :mod:`.validate` (``python -m ringpipe.cost.validate``: the training
   model's out-of-sample errors), :mod:`.parallel_report`
-  (``python -m ringpipe.cost.published.parallel_report``: CP, EP and FP8) and
-  :mod:`.inference_report` (``python -m ringpipe.cost.inference_report``: the inference
-  model's accuracy tables).
+  (``python -m ringpipe.cost.published.parallel_report``: CP, EP and FP8), :mod:`.zero_bubble`
+  (``python -m ringpipe.cost.published.zero_bubble``: which schedule is fastest, and peak
+  memory, on one cluster) and :mod:`.inference_report` (``python -m
+  ringpipe.cost.inference_report``: the inference model's accuracy tables).
 """

@@ -21,7 +21,8 @@ wiring the sources state in prose:
   (the benchmarks force-balance the experts);
 * **DeepSeek-V3** (``deepseek_v3_report.csv``): 2048 H800s (H100 compute; NVLink 160 GB/s
   and IB 50 GB/s per GPU as the report states), PP16 × EP64 × DP128, no TP, FP8,
-  ZB-V standing in for DualPipe (both are V-shaped zero-bubble schedules), Megatron
+  DualPipeV (the V-shaped, "cut-in-half" form of the DualPipe the report describes, from
+  DeepSeek's own DualPipe repository; its overlapped F/B pairs are the IR's), Megatron
   placement (an EP group on 8 consecutive nodes, as the report places it).
 """
 
@@ -192,5 +193,5 @@ def deepseek_report_run() -> ParallelRun:
     mesh = Mesh(dp=r.dp, pp=r.pp, tp=1, ep=r.ep)
     return ParallelRun(table.source.short, "DeepSeek-V3 pre-training",
                        model_preset("deepseek-v3-like"), h800, mesh, r.global_batch, None,
-                       "zb-v", None, "fp8", "megatron",
+                       "dualpipev", None, "fp8", "megatron",
                        tokens_per_gpu_s=r.tokens / (r.gpu_hours * 3600.0))

@@ -65,6 +65,7 @@ from ringpipe.cost.training.parallel.fp8 import CAST_BYTES, gemm_rate
 from ringpipe.cost.training.parallel.groups import MeshGroups
 from ringpipe.cost.training.recipe import Recipe
 from ringpipe.model.config import ModelConfig
+from ringpipe.plan.layout import PipelineLayout
 
 __all__ = ["LayerCosts", "OpTimes", "stage_costs"]
 
@@ -229,21 +230,24 @@ class LayerCosts:
 
 
 def stage_costs(costs: LayerCosts, batch: int, recompute: str,
-                layers: Sequence[int]) -> tuple[list[OpTimes], OpTimes]:
-    """Per-stage OpTimes for stages holding ``layers[s]`` layers (embedding on stage 0,
-    head on the last; a MoE model's layers from ``dense_layers`` on are MoE layers), and
-    one (dense) layer's OpTimes."""
+                layout: PipelineLayout | Sequence[int]) -> tuple[list[OpTimes], OpTimes]:
+    """Per-stage OpTimes of ``layout``'s stages (its layers, plus the embedding and the
+    head where it puts them; a sequence of layer counts puts them on the first and last
+    stage; a MoE model's layers from ``dense_layers`` on are MoE layers), and one (dense)
+    layer's OpTimes."""
+    if not isinstance(layout, PipelineLayout):
+        layout = PipelineLayout.from_counts(layout)
     one = costs.layer(batch, recompute)
     moe = costs.layer(batch, recompute, moe=True) if costs.model.is_moe else one
-    last = len(layers) - 1
     out, first = [], 0
-    for s, n in enumerate(layers):
+    for stage in layout.stages:
+        n = stage.layers
         sparse = sum(costs.model.is_moe_layer(i) for i in range(first, first + n))
         first += n
         st = one.scaled(n) if not sparse else one.scaled(n - sparse) + moe.scaled(sparse)
-        if s == 0:
+        if stage.embedding:
             st = st + costs.embedding(batch)
-        if s == last:
+        if stage.head:
             st = st + costs.head(batch)
         out.append(st)
     return out, one

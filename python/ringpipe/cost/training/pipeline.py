@@ -16,6 +16,9 @@ Cost: generating and dry-running a schedule dominates, so :class:`PipelineSimula
 memoises the schedule and its execution order per (name, p, m, v) and the peak
 in-flight micro-batches per rank, which depend only on each rank's action order (a
 forward adds one, a backward or input-gradient pass removes one), not on the costs.
+:meth:`PipelineSimulator.peak_bytes` walks the same order with each stage's own bytes
+(:mod:`.stages`): F adds what the stage holds per micro-batch, B removes it, I trades
+it for what the weight pass needs and W frees that.
 
 Long pipelines (more than :data:`STEADY_AFTER` · p micro-batches, e.g. 1536
 micro-batches on 8 stages) are not simulated whole. Once a schedule reaches its
@@ -35,6 +38,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from ringpipe.schedules import CostModel, Schedule, simulate
+from ringpipe.schedules.memory import peak_memory, walk_plan
 from ringpipe.schedules.registry import generate, schedule_spec
 from ringpipe.schedules.validate import ExecutionOrder, execution_order
 
@@ -100,29 +104,52 @@ class PipelineSimulator:
             self._orders[key] = execution_order(sched)
         return self._orders[key]
 
+    def adopt(self, schedule: Schedule) -> tuple[str, int]:
+        """Register a schedule built elsewhere (a synthesised one); returns the name to
+        use for it in the other methods (which then never extrapolate)."""
+        key = ("synth", len(self._orders))
+        self._orders[(key, schedule.num_ranks, schedule.num_microbatches,
+                      schedule.chunks_per_rank)] = execution_order(schedule)
+        return key
+
     def placement(self, name: str, p: int, m: int, v: int) -> tuple[int, ...]:
         """The rank holding each stage; ValueError when the generator rejects
         (p, m, v) (checked on the count actually simulated)."""
-        points = sample_points(p, m)
+        points = None if isinstance(name, tuple) else sample_points(p, m)
         return self.order(name, p, m if points is None else points[2], v).schedule.placement
 
-    def _peaks_exact(self, name: str, p: int, m: int, v: int) -> tuple[int, ...]:
+    def _peaks_exact(self, name: str, p: int, m: int, v: int,
+                     per_stage: bool = False) -> tuple[int, ...]:
         key = (name, p, m, v)
         if key not in self._peaks:
             order = self.order(name, p, m, v)
-            self._peaks[key] = simulate(order.schedule, execution_order=order).peak_activations
-        return self._peaks[key]
+            result = simulate(order.schedule, execution_order=order)
+            self._peaks[key] = result.peak_activations
+            self._peaks[("stage", *key)] = result.peak_activations_per_stage
+        return self._peaks[("stage", *key)] if per_stage else self._peaks[key]
 
     def peak_in_flight(self, name: str, p: int, m: int, v: int) -> tuple[int, ...]:
         """Most (stage, micro-batch) activations each rank holds at once."""
-        points = sample_points(p, m)
-        if points is not None:
-            m0, m1, m2 = points
-            a, b, c = (self._peaks_exact(name, p, x, v) for x in points)
-            if all(c[r] - b[r] == b[r] - a[r] for r in range(p)):
-                steps = (m - m2) // (m2 - m1)
-                return tuple(c[r] + steps * (c[r] - b[r]) for r in range(p))
-        return self._peaks_exact(name, p, m, v)
+        return _extrapolated(lambda mm: self._peaks_exact(name, p, mm, v), p, m, name)
+
+    def peak_per_stage(self, name: str, p: int, m: int, v: int) -> tuple[int, ...]:
+        """Most micro-batches each stage holds at once (F to B or I)."""
+        return _extrapolated(lambda mm: self._peaks_exact(name, p, mm, v, True), p, m, name)
+
+    def peak_bytes(self, name: str, p: int, m: int, v: int, held: tuple[float, ...],
+                   pending: tuple[float, ...], transient: tuple[float, ...]) -> tuple[float, ...]:
+        """Peak bytes of activations each rank holds (module docstring): the walk of its
+        actions with per-stage ``held``/``pending`` bytes, plus a stage's ``transient``
+        bytes during its backward."""
+        def exact(mm: int) -> tuple[float, ...]:
+            key = ("bytes", name, p, mm, v, held, pending, transient)
+            if key not in self._peaks:
+                prep = ("walk", name, p, mm, v)
+                if prep not in self._peaks:
+                    self._peaks[prep] = walk_plan(self.order(name, p, mm, v).encoded)
+                self._peaks[key] = peak_memory(self._peaks[prep], held, pending, transient)
+            return self._peaks[key]
+        return _extrapolated(exact, p, m, name)
 
     def _makespan(self, name: str, p: int, m: int, v: int, model: CostModel) -> float:
         order = self.order(name, p, m, v)
@@ -139,7 +166,7 @@ class PipelineSimulator:
         for stage, rank in enumerate(placement):
             per_mb[rank] += (costs.forward[stage] + costs.backward_input[stage]
                              + costs.backward_weight[stage])
-        points = sample_points(p, m)
+        points = None if isinstance(name, tuple) else sample_points(p, m)
         makespan = None
         if points is not None:
             t0, t1, t2 = (self._makespan(name, p, x, v, model) for x in points)
@@ -150,6 +177,19 @@ class PipelineSimulator:
         busy = tuple(m * c for c in per_mb)
         bubble = max(0.0, 1.0 - sum(busy) / (p * makespan)) if makespan > 0 else 0.0
         return PipelineTiming(makespan, bubble, busy, self.peak_in_flight(name, p, m, v))
+
+
+def _extrapolated(exact, p: int, m: int, name: object) -> tuple:  # noqa: ANN001 - memoised
+    """``exact(m)``, or for long pipelines its linear extrapolation from three sampled
+    counts when their differences agree (module docstring); never for an adopted
+    schedule, which exists for its own m only."""
+    points = None if isinstance(name, tuple) else sample_points(p, m)
+    if points is not None:
+        a, b, c = (exact(x) for x in points)
+        if all(_agree(z - y, y - x) for x, y, z in zip(a, b, c, strict=True)):
+            steps = (m - points[2]) // (points[2] - points[1])
+            return tuple(type(z)(z + steps * (z - y)) for y, z in zip(b, c, strict=True))
+    return exact(m)
 
 
 def _cost_model(costs: StageCosts) -> CostModel:

@@ -6,13 +6,19 @@ Search space (each dimension can be pinned):
 * context parallelism cp, and for MoE models the expert grid (ep, etp)
   (:mod:`ringpipe.cost.training.parallel.space`);
 * every factorisation tp · pp · dp of the cluster's GPUs / cp where tp divides the heads
-  (and KV heads), pp divides the layers (or is pinned, or ``allow_uneven``: then
-  :func:`ringpipe.plan.layout.split_layers` gives the first stages one layer more) and dp
-  divides the global batch; when no even split fits, the search is repeated with
-  uneven splits (e.g. Llama 3 405B's 126 layers on a power-of-two GPU count);
+  (and KV heads), dp divides the global batch and pp·v stages can hold the layers;
 * every built-in schedule (:data:`ringpipe.schedules.SCHEDULES`: GPipe, 1F1B,
-  interleaved 1F1B with v = 2 .. ``max_chunks`` chunks per rank, ZB-H1, ZB-V); with
-  pp = 1 there is no pipeline and only 1F1B (plain gradient accumulation) is kept;
+  interleaved 1F1B with v = 2 .. ``max_chunks`` chunks per rank, ZB-H1, ZB-V,
+  DualPipeV); with pp = 1 there is no pipeline and only 1F1B (plain gradient
+  accumulation) is kept; ``schedule="auto"`` prices the schedule synthesised for each
+  configuration's own stage costs (:func:`ringpipe.schedules.synthesize`);
+* every split of the layers over the pp·v stages (``split``, or an explicit
+  ``layout``): **balanced** (:mod:`ringpipe.plan.balance`: the embedding, the head and
+  the loss weighed in, under the memory cap; the first and last stages may hold no
+  layer) and **even** (when pp·v divides the layers, or with ``allow_uneven``, where
+  :func:`ringpipe.plan.layout.split_layers` gives the first stages one layer more); each
+  is timed through the schedule simulator with its own per-stage costs, so no closed
+  form decides between schedules or splits;
 * micro-batch sizes 1, 2, 4, 8, 16 that divide the per-replica batch;
 * recomputation none, then selective, then full: a heavier mode only does more work,
   so it is priced only when the lighter one does not fit.
@@ -28,19 +34,19 @@ those pins gives the best unpinned configuration to compare with
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, replace
 
 from ringpipe.cost.hardware.cluster import GIB, Cluster
 from ringpipe.cost.training.explain import explain, explain_pinned
 from ringpipe.cost.training.memory import DEFAULT_HEADROOM_GIB
+from ringpipe.cost.training.options import schedule_options
 from ringpipe.cost.training.parallel.explain import parallelism_note
-from ringpipe.cost.training.parallel.space import cp_options, expert_options, mesh_of
+from ringpipe.cost.training.parallel.space import meshes
 from ringpipe.cost.training.prediction import Config, StepPrediction
 from ringpipe.cost.training.spec import RECOMPUTE, TrainingSpec
 from ringpipe.cost.training.step_time import StepModel
-from ringpipe.mesh import Mesh
 from ringpipe.model.config import ModelConfig
+from ringpipe.plan.layout import SPLITS, PipelineLayout
 from ringpipe.schedules import SCHEDULES, resolve_chunks, schedule_spec
 from ringpipe.validation import check_int, check_real
 
@@ -67,16 +73,27 @@ class SearchSpace:
     microbatch_sizes: tuple[int, ...] = DEFAULT_MICROBATCH_SIZES
     max_chunks: int = 8
     allow_uneven: bool = False
+    split: str | None = None
+    layout: PipelineLayout | None = None
 
     def __post_init__(self) -> None:
         for name in ("tp", "pp", "dp", "chunks", "cp", "ep", "etp"):
             if getattr(self, name) is not None:
                 check_int(name, getattr(self, name))
+        if self.split is not None and self.split not in SPLITS:
+            raise ValueError(f"split must be one of {SPLITS} or None, got {self.split!r}")
+        if self.layout is not None and not isinstance(self.layout, PipelineLayout):
+            raise TypeError(f"layout must be a PipelineLayout, got {type(self.layout).__name__}")
         check_int("max_chunks", self.max_chunks)
         for name in ((self.schedule,) if self.schedule else ()) + self.schedules:
             schedule_spec(name)  # ValueError naming the known schedules
         if self.schedule and self.chunks is not None:
             resolve_chunks(self.schedule, self.chunks)  # e.g. 1f1b with chunks=2
+
+    @property
+    def splits(self) -> tuple[str, ...]:
+        """The splits searched: the pinned one, else balanced and even."""
+        return (self.split,) if self.split else ("even", "balanced")
 
     @property
     def pinned(self) -> bool:
@@ -145,120 +162,54 @@ class FitsNowhere(ValueError):
             f"{smallest.memory.total / GIB:.1f} GiB ({smallest.config.label()})")
 
 
-def _divisors(n: int) -> list[int]:
-    """The divisors of ``n`` in increasing order, by trial division up to sqrt(n)."""
-    small = [d for d in range(1, math.isqrt(n) + 1) if n % d == 0]
-    return small + [n // d for d in reversed(small) if d * d != n]
-
-
-def factorisations(model: ModelConfig, training: TrainingSpec, world: int,
-                   space: SearchSpace = SearchSpace()) -> list[tuple[int, int, int]]:
-    """Every (tp, pp, dp) with tp·pp·dp = ``world`` the model, batch and pins allow."""
-    pinned = [getattr(space, n) for n in ("tp", "pp", "dp")]
-    if all(v is not None for v in pinned) and pinned[0] * pinned[1] * pinned[2] != world:
-        raise ValueError(f"tp × pp × dp = {pinned[0]} × {pinned[1]} × {pinned[2]} = "
-                         f"{pinned[0] * pinned[1] * pinned[2]} GPUs, but the cluster has {world}")
-    for name in ("tp", "pp", "dp"):
-        pin = getattr(space, name)
-        if pin is not None and pin > world:
-            raise ValueError(f"{name}={pin} needs more GPUs than the cluster's {world}")
-        if pin is not None and world % pin:
-            raise ValueError(f"{name}={pin} does not divide the cluster's {world} GPUs")
-    out = []
-    for tp in _divisors(world):
-        if model.heads % tp or model.kv_heads % tp or space.tp not in (None, tp):
-            continue
-        for pp in _divisors(world // tp):
-            dp = world // (tp * pp)
-            uneven = space.allow_uneven or space.pp is not None
-            layers_ok = model.layers % pp == 0 or (uneven and pp <= model.layers)
-            if not layers_ok or training.global_batch % dp or space.pp not in (None, pp) \
-                    or space.dp not in (None, dp):
-                continue
-            out.append((tp, pp, dp))
-    if not out:
-        pins = ", ".join(f"{n}={getattr(space, n)}" for n in ("tp", "pp", "dp")
-                         if getattr(space, n) is not None)
-        raise ValueError(
-            f"no TP×PP×DP factorisation of {world} GPUs fits {model.name}: tp must divide "
-            f"heads ({model.heads}) and kv_heads ({model.kv_heads}), pp must divide layers "
-            f"({model.layers}), dp must divide global_batch ({training.global_batch})"
-            + (f", with {pins}" if pins else ""))
-    return out
-
-
-def _schedule_options(model: ModelConfig, pp: int, space: SearchSpace) -> list[tuple[str, int]]:
-    names = (space.schedule,) if space.schedule else (("1f1b",) if pp == 1 else
-                                                      space.schedules)
-    uneven = space.allow_uneven or space.pp is not None
-    out = []
-    for name in names:
-        spec = SCHEDULES[name]
-        if spec.takes_chunks:
-            vs = [space.chunks] if space.chunks else range(2, space.max_chunks + 1)
-        else:
-            vs = [spec.default_chunks]
-        for v in vs:
-            stages = pp * v
-            if model.layers % stages == 0 or (uneven and stages <= model.layers):
-                out.append((name, v))
-    return out
-
-
 def _recomputes(training: TrainingSpec) -> tuple[str, ...]:
     return (training.recompute,) if training.recompute else RECOMPUTE
 
 
-def _price(step: StepModel, configs: list[Config]) -> list[StepPrediction]:
-    """Price ``configs`` (lighter recomputation first) until one fits."""
+def _price(step: StepModel, configs: list[Config],
+           even_searched: bool) -> tuple[list[StepPrediction], bool]:
+    """Price ``configs`` (lighter recomputation first) until one fits; and whether they
+    were skipped as balanced splits equal to the even one (``even_searched``: that one
+    is priced too)."""
     out: list[StepPrediction] = []
     for config in configs:
         try:
             layout = step.layout(config)
         except ValueError:  # the schedule generator rejects this (p, m, v)
             break
+        stages, layers = len(layout.placement), step.model.layers
+        if even_searched and config.split == "balanced" and config.layout is None and \
+                layers >= stages and layout.stages == PipelineLayout.even(layers, stages):
+            return out, True  # the same layout is priced as "even"
         out.append(step.predict(config, step.memory(config, layout)))
         if out[-1].fits:
             break  # heavier recomputation would only add work
-    return out
-
-
-def _meshes(model: ModelConfig, training: TrainingSpec, world: int,
-            space: SearchSpace) -> list[Mesh]:
-    """Every mesh the search prices: (tp, pp, dp) factorisations of world / cp for each
-    cp, with each (ep, etp) of a MoE model (:mod:`.parallel_space`)."""
-    out, failure = [], None
-    for cp in cp_options(model, world, space):
-        try:
-            triples = factorisations(model, training, world // cp, space)
-        except ValueError as exc:  # the pins do not fit world / cp
-            failure = failure or exc
-            continue
-        for tp, pp, dp in triples:
-            out += [mesh_of(dp, pp, tp, cp, ep, etp)
-                    for ep, etp in expert_options(model, tp, cp, dp, space)]
-    if not out and failure is not None:
-        raise failure
-    return out
+    return out, False
 
 
 def _search(step: StepModel, space: SearchSpace) -> list[StepPrediction]:
     model, training, cluster = step.model, step.training, step.cluster
     sizes = (training.microbatch_size,) if training.microbatch_size else space.microbatch_sizes
     found: list[StepPrediction] = []
-    for mesh in _meshes(model, training, cluster.world, space):
+    for mesh in meshes(model, training, cluster.world, space):
         per_replica, pp = training.global_batch // mesh.dp, mesh.pp
-        for name, v in _schedule_options(model, pp, space):
+        options = schedule_options(model, pp, space)
+        for name, v, split in options:
+            even = (name, v, "even") in options and split == "balanced"
             for mbs in [b for b in sizes if per_replica % b == 0]:
-                priced = _price(step, [Config(mesh, name, mbs, v, r)
-                                       for r in _recomputes(training)])
+                priced, twin = _price(step, [Config(mesh, name, mbs, v, r, split, space.layout)
+                                             for r in _recomputes(training)], even)
+                if twin:
+                    continue
                 found += priced
                 if not priced or not priced[-1].fits:
                     break  # a larger micro-batch only needs more memory
             last = found[-1] if found else None
-            if last is not None and not last.fits and last.memory.states \
-                    + last.memory.reserved + step.headroom > cluster.memory_bytes:
-                break  # weights and optimizer state alone overflow: other schedules too
+            if last is not None and not last.fits and last.config.split_name == "even" and \
+                    last.memory.states + last.memory.reserved + step.headroom \
+                    > cluster.memory_bytes:
+                break  # an even split's weights and optimizer state alone overflow: so do
+                # the other schedules' (a balanced split may move layers off the fullest rank)
     found.sort(key=lambda p: (not p.fits, p.step_time if p.fits else p.memory.total))
     return found
 
@@ -279,6 +230,10 @@ def search(model: ModelConfig, training: TrainingSpec, cluster: Cluster,
         retry = _search(step, uneven)
         if any(p.fits for p in retry):
             found, space = retry, uneven
+    if not found and space.layout is not None:
+        raise ValueError(f"layout {space.layout.format()!r} has {space.layout.num_stages} "
+                         f"stages and {space.layout.num_layers} layers: no searched pp × v "
+                         f"has that many stages for {model.name}'s {model.layers} layers")
     if not found:
         raise ValueError(f"no candidate configuration could be built for {model.name} "
                          f"on {cluster.world} GPUs (check --schedule/--chunks/"

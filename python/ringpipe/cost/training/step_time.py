@@ -1,19 +1,22 @@
 """Step time and memory per GPU of one configuration: the layout ``Plan`` runs, priced.
 
 The layout is the one :class:`ringpipe.Plan` executes: the same mesh
-(:class:`ringpipe.mesh.Mesh`, tp fastest), the same layer split
-(:func:`ringpipe.plan.layout.split_layers`: the first L mod S stages take one layer more),
-the same chunks per rank (:func:`ringpipe.schedules.resolve_chunks`) and the same
-schedule generator, run through the schedule simulator (:mod:`.pipeline`).
+(:class:`ringpipe.mesh.Mesh`, tp fastest), the same stages (a
+:class:`~ringpipe.plan.layout.PipelineLayout`: even, balanced by
+:mod:`ringpipe.plan.balance` with this model's own per-stage seconds and memory, or
+given), the same chunks per rank (:func:`ringpipe.schedules.resolve_chunks`) and the
+same schedule generator, run through the schedule simulator (:mod:`.pipeline`).
 
 Per stage and micro-batch the forward, input-gradient and weight-gradient seconds are
 the stage's layers priced operator by operator (:mod:`.operators`), plus the embedding
-on the first stage and the logit layer on the last. The simulator's makespan includes
-the bubble and the pipeline messages (overlapped with compute, as Megatron's isend/irecv
-are): one b·s·h message per micro-batch and stage boundary each way, each TP rank
-sending its 1/t slice (sequence-parallel shard, or Megatron's scatter/gather
-optimisation followed by an all-gather in the node without SP), across nodes at the
-NIC share of the GPUs of a node that cross at once.
+on the stage that holds it and the logit layer and loss on the one that holds the head:
+a cost vector per stage, which the simulator times. Its makespan includes the bubble
+and the pipeline messages (overlapped with compute, as Megatron's isend/irecv are): one
+b·s·h message per micro-batch and stage boundary each way, each TP rank sending its 1/t
+slice (sequence-parallel shard, or Megatron's scatter/gather optimisation followed by an
+all-gather in the node without SP), across nodes at the NIC share of the GPUs of a node
+that cross at once. Memory per rank is each stage's own (:mod:`.stages`) at the
+schedule's own peak.
 
 **Data parallelism** (on the links the DP group spans, every GPU of a node crossing at
 once): gradients all-reduced (fp32 for bf16 with ``fp32_grads``), or with the
@@ -29,7 +32,11 @@ whole reduction follows the pipeline drain.
 gradient, and writes the first three and the 16-bit weights: 26 + gradient bytes per
 parameter it owns (1/dp of them with the distributed optimizer), at HBM bandwidth.
 
-Step time = makespan + exposed DP communication + optimizer step.
+**CP, EP, FP8** (:mod:`.parallel`): the layers' ring K/V exchange and MoE all-to-alls are
+in the stage costs; dense gradients reduce over DP × CP, expert ones over EDP; FP8 adds
+the weights' casts once per step. Memory: :mod:`.rank_memory`.
+
+Step time = makespan + exposed DP communication + optimizer step (+ FP8 weight casts).
 """
 
 from __future__ import annotations
@@ -37,7 +44,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from ringpipe.cost.hardware.cluster import GIB, Cluster
+from ringpipe.cost.hardware.cluster import Cluster
 from ringpipe.cost.hardware.collectives import CollectiveModel
 from ringpipe.cost.training.memory import MemoryBreakdown, state_bytes_per_param
 from ringpipe.cost.training.operators import LayerCosts, stage_costs
@@ -47,8 +54,12 @@ from ringpipe.cost.training.pipeline import PipelineSimulator, StageCosts
 from ringpipe.cost.training.prediction import Config, StepPrediction
 from ringpipe.cost.training.rank_memory import rank_memory, rank_param_split
 from ringpipe.cost.training.spec import TrainingSpec, executed_flops
+from ringpipe.cost.training.split import balanced_layout, buffer_bytes
+from ringpipe.cost.training.stages import StageLayout
+from ringpipe.cost.training.synth import synth_layout
 from ringpipe.model.config import ModelConfig
-from ringpipe.plan.layout import split_layers
+from ringpipe.plan.layout import PipelineLayout
+from ringpipe.schedules.registry import SYNTH
 from ringpipe.validation import check_real
 
 #: Megatron's DDP bucket: max(40M, 1M · dp) parameters (``DistributedDataParallelConfig``).
@@ -64,19 +75,6 @@ def _check_fits_cluster(config: Config, cluster: Cluster, training: TrainingSpec
         raise ValueError(f"global_batch ({training.global_batch}) is not a multiple of "
                          f"dp·microbatch_size ({config.dp}·{config.microbatch_size})")
     return per_replica
-
-
-@dataclass(frozen=True)
-class StageLayout:
-    """Micro-batches, layers per stage and the rank of each stage of one config."""
-
-    microbatches: int
-    layers: tuple[int, ...]
-    placement: tuple[int, ...]
-
-    def stages_of(self, rank: int) -> list[int]:
-        """The stages pipeline rank ``rank`` holds."""
-        return [s for s, r in enumerate(self.placement) if r == rank]
 
 
 @dataclass(frozen=True)
@@ -108,28 +106,53 @@ class StepModel:
             object.__setattr__(self, "comms", CollectiveModel(self.cluster))
 
     def layout(self, config: Config) -> StageLayout:
-        """The stage layout ``Plan`` would run for ``config``."""
+        """The stage layout ``Plan`` would run for ``config``: its explicit layout, or the
+        even or balanced split (:meth:`balanced`)."""
         m = _check_fits_cluster(config, self.cluster, self.training)
-        placement = self.sim.placement(config.schedule, config.pp, m, config.chunks)
-        return StageLayout(m, split_layers(self.model.layers, len(placement)), placement)
+        key = ("layout", config, m)
+        if key not in self._memo and config.schedule == SYNTH:
+            self._memo[key] = synth_layout(self, config, m)
+        if key not in self._memo:
+            placement = self.sim.placement(config.schedule, config.pp, m, config.chunks)
+            layers, stages = self.model.layers, len(placement)
+            if config.layout is not None:
+                chosen = config.layout.check(layers, stages)
+            elif config.split == "balanced":
+                chosen = self.balanced(config, m, placement)
+            else:
+                chosen = PipelineLayout.even(layers, stages)
+            self._memo[key] = StageLayout(m, chosen, placement, config.schedule)
+        return self._memo[key]
+
+    def _layer_costs(self, config: Config) -> LayerCosts:
+        tr = self.training
+        return LayerCosts(self.model, self.cluster, tr.recipe, self.gpus(config, "tp"),
+                          self.comms, tr.dtype_bytes, config.cp, self.groups(config), tr.fp8,
+                          tr.moe_imbalance, config.etp)
+
+    def balanced(self, config: Config, m: int, placement: tuple[int, ...]) -> PipelineLayout:
+        """The balanced split of ``config`` (:func:`.split.balanced_layout`)."""
+        return balanced_layout(self, config, m, placement)
 
     def rank_params(self, config: Config, layout: StageLayout) -> list[float]:
-        """Parameters each pipeline rank's GPUs hold (its layers, the embedding with
-        stage 0, the output layer with the last stage unless tied on the same rank),
-        dense and expert together (:func:`rank_param_split`)."""
+        """Parameters each pipeline rank's GPUs hold, dense and expert together
+        (:func:`.rank_memory.rank_param_split`)."""
         return [dense + expert for dense, expert in self.rank_param_split(config, layout)]
 
     def rank_param_split(self, config: Config, layout: StageLayout) -> list[tuple[float, float]]:
         """(dense, expert) parameters per GPU of each pipeline rank (memoised)."""
-        key = ("params", config.mesh, layout.layers, layout.placement)
+        key = ("params", config.mesh, layout.stages, layout.placement)
         if key not in self._memo:
             self._memo[key] = rank_param_split(self, config, layout)
         return self._memo[key]
 
     def peak_in_flight(self, config: Config, layout: StageLayout) -> tuple[int, ...]:
         """Most (stage, micro-batch) activations each pipeline rank holds at once."""
-        return self.sim.peak_in_flight(config.schedule, config.pp, layout.microbatches,
+        return self.sim.peak_in_flight(layout.key, config.pp, layout.microbatches,
                                        config.chunks)
+
+    def _buffers(self, config: Config) -> float:
+        return buffer_bytes(self.model, self.training, config)
 
     def memory(self, config: Config, layout: StageLayout | None = None) -> MemoryBreakdown:
         """Memory per GPU of ``config`` on its fullest pipeline rank
@@ -229,15 +252,11 @@ class StepModel:
         layout = self.layout(config)
         if tr.fp8:
             check_fp8(c)
-        groups = self.groups(config)
-        costs = LayerCosts(mdl, c, tr.recipe, self.gpus(config, "tp"), self.comms,
-                           tr.dtype_bytes, config.cp, groups, tr.fp8, tr.moe_imbalance,
-                           config.etp)
-        stages, _ = stage_costs(costs, config.microbatch_size, config.recompute,
-                                layout.layers)
+        stages, _ = stage_costs(self._layer_costs(config), config.microbatch_size,
+                                config.recompute, layout.stages)
         message = self.message_time(config)
         m = layout.microbatches
-        timing = self.sim.time(config.schedule, config.pp, m, config.chunks,
+        timing = self.sim.time(layout.key, config.pp, m, config.chunks,
                                StageCosts(tuple(s.forward for s in stages),
                                           tuple(s.backward_input for s in stages),
                                           tuple(s.backward_weight for s in stages),
@@ -277,10 +296,5 @@ class StepModel:
             memory_capacity=c.memory_bytes, peak_flops=c.peak_flops,
             headroom=self.headroom, dp_comm_total=reduce + gather,
             layers_per_stage=layout.layers, peak_in_flight=timing.peak_in_flight,
-            assumptions=self.assumptions(config), cp_comm_time=cp_total,
-            ep_comm_time=ep_total, fp8_cast_time=casts)
-
-
-def headroom_bytes(gib: float) -> float:
-    """``--headroom`` GiB as bytes (ValueError when negative or not a number)."""
-    return check_real("headroom (GiB)", gib, 0.0) * GIB
+            layout=layout.stages.format(), assumptions=self.assumptions(config),
+            cp_comm_time=cp_total, ep_comm_time=ep_total, fp8_cast_time=casts)

@@ -79,6 +79,22 @@ class MoeShape:
             out += tokens * tp * width * (2 * e + linear_in)
         return out
 
+    def weight_pass_bytes(self, model: ModelConfig, batch: int, tp: int, cp: int,
+                          recipe: Recipe) -> float:
+        """Bytes the expert part keeps from its input-gradient pass to its weight-gradient
+        pass on the busiest rank (zero-bubble schedules): the router's input, the experts'
+        fc1 and fc2 inputs and output gradients, and the shared experts' as a TP-split
+        SwiGLU, 16-bit."""
+        tokens = model.seq * batch / cp / tp
+        rows = self.imbalance * model.top_k * tokens * self.etp
+        h, fe = model.hidden, model.moe_ffn / self.etp  # type: ignore[operator]
+        out = tokens * h + rows * (h + fe) + rows * (2 * fe + h)
+        if model.shared_experts:
+            width = model.shared_experts * model.moe_ffn / tp  # type: ignore[operator]
+            rep = 1.0 if recipe.sequence_parallel else tp
+            out += tokens * tp * (rep * h / tp * 2 + 3 * width)
+        return 2.0 * out
+
 
 def dispatched_rows(costs: LayerCosts, batch: int) -> float:
     """n = k · T/t: the rows one rank sends to the experts per micro-batch."""
