@@ -38,7 +38,7 @@ EXIT_BROKEN_PIPE = 141
 
 #: Subcommand modules, in the order ``ringpipe --help`` lists them.
 SUBCOMMAND_MODULES: tuple[str, ...] = ("demo", "schedule", "verify", "plan", "bench",
-                                      "calibrate")
+                                      "calibrate", "cluster")
 
 
 class UsageError(Exception):

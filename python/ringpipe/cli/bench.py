@@ -92,6 +92,10 @@ def collective_rows(s: BenchSettings) -> list[Row]:
                              one_shot, 10, numpy_us=numpy_t * 1e6))
         rows.append(at_least(f"{alg} persistent all_reduce 8 x 4 KiB, numba vs numpy",
                              persistent, keep, numpy_us=numpy_t * 1e6))
+        inplace_t, out_t = perf_probe.out_of_place_vs_in_place(alg, rounds=max(s.rounds, 9))
+        rows.append(at_most(f"{alg} all_reduce 8 x 64 KiB, out-of-place / in-place",
+                            out_t / inplace_t, 2.0, in_place_us=inplace_t * 1e6,
+                            out_of_place_us=out_t * 1e6))
     a2a = perf_exchange.all_to_all_vs_transpose(8, 1 * MIB, rounds=s.rounds)
     rows.append(Row("pairwise all-to-all 8 x 1 MiB f32 / NumPy block transpose", a2a.ratio,
                     "x", "report only (no target yet)" if a2a.wrong == 0 else "#wrong = 0",

@@ -37,6 +37,7 @@ import sys
 from typing import Any
 
 from ringpipe.cli import plan_inference
+from ringpipe.cli.cluster import build_cluster
 from ringpipe.cli.layout_args import add_layout_arguments, parse_layout
 from ringpipe.cli.parallel_args import (
     add_parallelism_arguments,
@@ -46,8 +47,8 @@ from ringpipe.cli.parallel_args import (
     refuse_for_serving,
 )
 from ringpipe.cli.plan_plot import check_plot_path, write_plot
-from ringpipe.cost.clusterfile.load import load_cluster_file
-from ringpipe.cost.hardware.cluster import CLUSTER_PRESETS, GIB, Cluster, cluster_preset
+from ringpipe.cost.hardware.cluster import CLUSTER_PRESETS, GIB
+from ringpipe.cost.hardware.wording import GPU_WORDS, Wording, wording
 from ringpipe.cost.training.memory import DEFAULT_HEADROOM_GIB
 from ringpipe.cost.training.prediction import StepPrediction
 from ringpipe.cost.training.recipe import Recipe
@@ -88,6 +89,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     cluster.add_argument("--cluster-file", default=None, help="TOML or JSON cluster file")
     cluster.add_argument("--nodes", type=int, default=None,
                          help="node count (default: the file's, or 1)")
+    cluster.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                         dest="overrides", help="change one key of the preset or file, as "
+                         "a cluster file spells it, e.g. inter_node.bandwidth_gbs=50 "
+                         "(repeatable; checked like the file)")
     train = p.add_argument_group("training")
     train.add_argument("--global-batch", type=int, default=None,
                        help="sequences per step (required without --inference)")
@@ -179,39 +184,27 @@ def build_model(args: argparse.Namespace) -> ModelConfig:
     return gpt_like(name, **given, **llama_style)
 
 
-def build_cluster(args: argparse.Namespace) -> Cluster:
-    """The cluster the arguments describe: a preset, or a cluster file whose ``nodes``
-    (unless ``--nodes`` overrides it) obeys the ``max_nodes`` limit as ``--nodes``
-    does (:mod:`ringpipe.limits`)."""
-    if (args.cluster is None) == (args.cluster_file is None):
-        raise ValueError("give exactly one of --cluster and --cluster-file")
-    if args.cluster_file is not None:
-        cluster = load_cluster_file(args.cluster_file, args.nodes).cluster
-        if args.nodes is None:  # the file's count: the same bound as --nodes
-            args.env.limits.require("max_nodes", f"{args.cluster_file}: nodes",
-                                      cluster.nodes)
-        return cluster
-    return cluster_preset(args.cluster, 1 if args.nodes is None else args.nodes)
-
-
-def _row(rank: int | str, p: StepPrediction) -> str:
+def _row(rank: int | str, p: StepPrediction, words: Wording = GPU_WORDS) -> str:
     c = p.config
     fits = "" if p.fits else "  (does not fit)"
     ep = f"{c.ep}" + ("" if c.etp == c.tp else f"/{c.etp}")
     return (f"{rank:>4} {c.tp:>3} {c.pp:>3} {c.dp:>4} {c.cp:>3} {ep:>6}  "
             f"{c.schedule:<17}{c.chunks:>2} "
             f"{c.split_name:<9}{c.microbatch_size:>3}  {c.recompute:<9} {p.step_time:>9.3f} "
-            f"{p.model_tflops_per_gpu:>7.1f} {p.mfu:>6.1%} {p.hardware_tflops_per_gpu:>7.1f} "
+            f"{words.flops(p.model_tflops_per_gpu):>7.1f} {p.mfu:>6.1%} "
+            f"{words.flops(p.hardware_tflops_per_gpu):>7.1f} "
             f"{p.memory.total / GIB:>8.1f} {p.bubble_fraction:>7.1%} "
             f"{p.comm_fraction:>6.1%}{fits}")
 
 
 def format_table(report: SearchReport, rows: list[StepPrediction], title: str) -> str:
     """The ranked table, with a header naming which FLOPs each column counts."""
+    words = wording(report.cluster)
+    unit = words.flops_unit
     lines = [title, " " * 77 + "model FLOPs  hardware",
              "rank  tp  pp   dp  cp ep/etp  schedule          v split     mb  "
-             "recompute  step (s) TFLOP/s    MFU TFLOP/s  mem GiB  bubble   comm"]
-    lines += [_row(i + 1, p) for i, p in enumerate(rows)]
+             f"recompute  step (s) {unit}    MFU {unit}  mem GiB  bubble   comm"]
+    lines += [_row(i + 1, p, words) for i, p in enumerate(rows)]
     return "\n".join(lines)
 
 
@@ -281,7 +274,8 @@ def run(args: argparse.Namespace) -> int:
     if args.plot is not None:
         write_plot(report, args.plot, args.top)
     title = (f"# {model.name} ({model.total_params / 1e9:.1f}B params) on {cluster.nodes} × "
-             f"{cluster.name} ({cluster.world} GPUs), global batch {training.global_batch}: "
+             f"{cluster.name} ({wording(cluster).count(cluster.world)}), global batch "
+             f"{training.global_batch}: "
              f"{len(report.candidates)} candidates, {len(report.fitting)} fit")
     if args.json:
         print(json.dumps(as_json(report, args.top), indent=2))

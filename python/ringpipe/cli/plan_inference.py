@@ -31,6 +31,7 @@ import json
 import sys
 
 from ringpipe.cli import plan_serving
+from ringpipe.cost.hardware.wording import wording
 from ringpipe.cost.inference.model import MEMORY_UTILIZATION
 from ringpipe.cost.inference.search import (
     OBJECTIVES,
@@ -80,8 +81,8 @@ def format_table(report: InferenceSearch, top: int) -> str:
     batch = (f"batch {w.batch}" if report.objective == "latency" else
              "batch chosen per layout (the batch column: most tok/s/GPU within the SLOs)")
     lines = [f"# {m.name} ({m.total_params / 1e9:.1f}B) on {c.nodes} × {c.name} "
-             f"({c.world} GPUs), prompt {w.prompt_len}, output {w.output_len}, {batch}, "
-             f"{w.dtype}, objective {report.objective}",
+             f"({wording(c).count(c.world)}), prompt {w.prompt_len}, output {w.output_len}, "
+             f"{batch}, {w.dtype}, objective {report.objective}",
              "rank  layout           batch  ttft ms   itl ms   e2e ms   req/s  tok/s/user  "
              "tok/s/GPU  weights GiB  kv GiB  max batch"]
     for i, cand in enumerate(report.candidates[:top]):

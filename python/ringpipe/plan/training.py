@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ringpipe.kernels.threads import ThreadPolicy
 from ringpipe.mesh import Mesh
 from ringpipe.model.config import ModelConfig
 from ringpipe.model.stage import StageSpec
@@ -144,13 +145,14 @@ class Plan:
         return batch_size // per
 
     def run(self, params: dict[str, np.ndarray], batch: Batch | tuple[np.ndarray, np.ndarray],
-            backend: str = "numba") -> PlanResult:
+            backend: str = "numba", threads: ThreadPolicy | None = None) -> PlanResult:
         """Execute every rank's action list on in-process ranks; see the module docs
-        (other runtimes: :func:`ringpipe.runtime.run`)."""
+        (other runtimes: :func:`ringpipe.runtime.run`). ``threads``: the BLAS and Numba
+        threads (default: each rank's fair share of the cores)."""
         if backend not in PLAN_BACKENDS:
             raise ValueError(f"Plan.run: unknown backend {backend!r}; choose one of "
                              f"{', '.join(PLAN_BACKENDS)}")
-        return run(self, params, batch, backend)
+        return run(self, params, batch, backend, threads=threads)
 
     def __repr__(self) -> str:
         return (f"Plan({self.mesh}, schedule={self.schedule_name!r}, microbatches="

@@ -22,7 +22,9 @@ returns an :class:`~ringpipe.runtime.inference.InferenceResult`; a
 prompt ids and returns a :class:`~ringpipe.runtime.batching.inproc.ServingResult`.
 Under MPI every process calls ``run`` with the same arguments and its communicator;
 rank 0 gets the result, the others None. ``options`` go to the runtime (MPI training:
-``device``, ``collectives``).
+``device``, ``collectives``; in-process training and inference: ``threads``, the
+:class:`~ringpipe.kernels.threads.ThreadPolicy` of the BLAS and Numba pools, default
+each rank's fair share of the cores).
 """
 
 from __future__ import annotations
@@ -62,8 +64,7 @@ def run(plan: Any, params: dict[str, np.ndarray], inputs: Any,  # noqa: ANN401
             from ringpipe.runtime.mpi import run_plan_mpi
 
             return run_plan_mpi(plan, params, inputs, comm, **options)
-        _no_options(options)
-        return run_inprocess(plan, params, inputs, backend)
+        return run_inprocess(plan, params, inputs, backend, **_threads_only(options))
     if kind == "serving":  # continuous batching (ringpipe.runtime.batching)
         _no_options(options)
         if backend == "mpi":
@@ -78,8 +79,13 @@ def run(plan: Any, params: dict[str, np.ndarray], inputs: Any,  # noqa: ANN401
         return run_inference_mpi(plan, params, inputs, comm)
     if backend == "cupy":
         raise ValueError("run: inference runs on the CPU backends (numpy, numba) or mpi")
-    _no_options(options)
-    return run_inprocess_inference(plan, params, inputs, backend)
+    return run_inprocess_inference(plan, params, inputs, backend, **_threads_only(options))
+
+
+def _threads_only(options: dict[str, Any]) -> dict[str, Any]:
+    """In-process runtimes take one option, ``threads`` (a ThreadPolicy)."""
+    _no_options({k: v for k, v in options.items() if k != "threads"})
+    return options
 
 
 def _no_options(options: dict[str, Any]) -> None:

@@ -25,7 +25,7 @@ from typing import Any
 
 import tomllib
 
-__all__ = ["MAX_BYTES", "file_format", "read_document"]
+__all__ = ["MAX_BYTES", "file_format", "parse_document", "read_document", "read_text"]
 
 #: Largest file read: a calibrated file with full measurement grids is a few hundred KB.
 MAX_BYTES = 16 << 20
@@ -55,21 +55,22 @@ def _why(exc: OSError) -> str:
         exc.strerror or type(exc).__name__).lower()
 
 
-def _read_bytes(name: str, path: str | os.PathLike[str]) -> bytes:
+def _read_bytes(name: str, path: str | os.PathLike[str], what: str = "cluster file") -> bytes:
     """The file's bytes; opened non-blocking and checked with fstat before reading, so
-    a FIFO or device is refused instead of hanging the reader."""
+    a FIFO or device is refused instead of hanging the reader. ``what`` names the kind
+    of file in messages."""
     try:
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
     except OSError as exc:
-        raise ValueError(f"{name}: cannot read the cluster file: {_why(exc)}") from None
+        raise ValueError(f"{name}: cannot read the {what}: {_why(exc)}") from None
     try:
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):
-            raise ValueError(f"{name}: cannot read the cluster file: it is "
+            raise ValueError(f"{name}: cannot read the {what}: it is "
                              f"{_kind(info.st_mode)}, not a regular file")
         if info.st_size > MAX_BYTES:
-            raise ValueError(f"{name}: the cluster file is {info.st_size} bytes; a cluster "
-                             f"file is at most {MAX_BYTES} bytes")
+            raise ValueError(f"{name}: the {what} is {info.st_size} bytes; a {what} "
+                             f"is at most {MAX_BYTES} bytes")
         chunks, total = [], 0
         while total <= MAX_BYTES:
             chunk = os.read(fd, 1 << 20)
@@ -78,12 +79,29 @@ def _read_bytes(name: str, path: str | os.PathLike[str]) -> bytes:
             chunks.append(chunk)
             total += len(chunk)
     except OSError as exc:
-        raise ValueError(f"{name}: cannot read the cluster file: {_why(exc)}") from None
+        raise ValueError(f"{name}: cannot read the {what}: {_why(exc)}") from None
     finally:
         os.close(fd)
     if total > MAX_BYTES:  # grew while being read
-        raise ValueError(f"{name}: the cluster file is over {MAX_BYTES} bytes")
+        raise ValueError(f"{name}: the {what} is over {MAX_BYTES} bytes")
     return b"".join(chunks)
+
+
+def read_text(path: str | os.PathLike[str], what: str) -> str:
+    """The UTF-8 text of the file at ``path`` (another input file read as safely as a
+    cluster file: regular files only, at most :data:`MAX_BYTES`, no NUL bytes); ValueError
+    naming the path and ``what`` the file is (e.g. "nccl-tests log")."""
+    name = os.fspath(path)
+    raw = _read_bytes(name, path, what)
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{name}: the {what} is not UTF-8 text (byte {exc.start}: "
+                         f"{exc.reason})") from None
+    if "\0" in text:
+        raise ValueError(f"{name}: the {what} contains NUL bytes (byte {raw.index(0)}): "
+                         "a binary file")
+    return text.removeprefix(_BOM)
 
 
 def _decode(name: str, raw: bytes) -> str:
@@ -132,7 +150,18 @@ def read_document(path: str | os.PathLike[str]) -> dict[str, Any]:
     if not isinstance(path, (str, os.PathLike)):
         raise TypeError(f"cluster file: expected a path, got {type(path).__name__}")
     name = os.fspath(path)
-    text = _decode(name, _read_bytes(name, path))
+    return parse_document(name, _read_bytes(name, path), path)
+
+
+def parse_document(name: str, raw: bytes,
+                   path: str | os.PathLike[str] = "") -> dict[str, Any]:
+    """The cluster file whose bytes are ``raw`` parsed, with the checks of
+    :func:`read_document` (for bytes read elsewhere, e.g. standard input, at most
+    :data:`MAX_BYTES`); ``name`` starts every message, ``path``'s suffix (if any) picks
+    the format."""
+    if len(raw) > MAX_BYTES:
+        raise ValueError(f"{name}: the cluster file is over {MAX_BYTES} bytes")
+    text = _decode(name, raw)
     fmt = file_format(path, text)
     guessed = Path(path).suffix.lower() not in (".toml", ".json")
     data = _parse(name, fmt, text, guessed)

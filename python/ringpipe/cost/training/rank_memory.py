@@ -16,7 +16,7 @@ peak, walked stage by stage (:meth:`~.pipeline.PipelineSimulator.peak_bytes` wit
 :func:`~.stages.stage_bytes`, per CP rank, each layer dense or MoE), plus, under full
 recomputation, the layer being recomputed; the communication buffers (one more NCCL
 communicator for the CP ring, two for EP and EDP; :func:`.split.buffer_bytes`) and the
-reserve.
+reserve (none for a CPU process: no CUDA context nor cuBLAS workspace).
 """
 
 from __future__ import annotations
@@ -118,6 +118,8 @@ def rank_memory(step: StepModel, config: Config, layout: StageLayout) -> MemoryB
     (w, g, o), (we, ge, oe) = _per_param(step, config)
     buffers = step._buffers(config)
     moe = moe_shape(step, config)
+    # a CPU process has no CUDA context nor cuBLAS workspace to reserve
+    reserved = 0.0 if step.cluster.device == "cpu" else RESERVED_BYTES
     worst: MemoryBreakdown | None = None
     for rank, (dense, expert) in enumerate(step.rank_param_split(config, layout)):
         held = acts[rank]
@@ -126,7 +128,7 @@ def rank_memory(step: StepModel, config: Config, layout: StageLayout) -> MemoryB
             held += activation_bytes(mdl, b, t, "none", tr.recipe, config.cp, tr.fp8,
                                      moe)  # being recomputed
         mem = MemoryBreakdown(dense * w + expert * we, dense * g + expert * ge,
-                              dense * o + expert * oe, held, buffers, RESERVED_BYTES, rank,
+                              dense * o + expert * oe, held, buffers, reserved, rank,
                               peaks[rank])
         if worst is None or mem.total > worst.total:
             worst = mem

@@ -37,6 +37,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from ringpipe.cost.hardware.cluster import GIB, Cluster
+from ringpipe.cost.hardware.wording import wording
 from ringpipe.cost.training.explain import explain, explain_pinned
 from ringpipe.cost.training.memory import DEFAULT_HEADROOM_GIB
 from ringpipe.cost.training.options import schedule_options
@@ -156,9 +157,10 @@ class FitsNowhere(ValueError):
         smallest = min(report.candidates, key=lambda p: p.memory.total)
         c = report.cluster
         super().__init__(
-            f"{report.model.name} fits nowhere on {c.nodes} × {c.name} ({c.world} GPUs, "
+            f"{report.model.name} fits nowhere on {c.nodes} × {c.name} "
+            f"({wording(c).count(c.world)}, "
             f"{c.memory_bytes / GIB:.0f} GiB each, {report.headroom / GIB:g} GiB headroom): "
-            f"the smallest memory per GPU any configuration needs is "
+            f"the smallest memory per {wording(c).rank} any configuration needs is "
             f"{smallest.memory.total / GIB:.1f} GiB ({smallest.config.label()})")
 
 
