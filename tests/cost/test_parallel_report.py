@@ -6,7 +6,7 @@ import math
 import pytest
 
 from ringpipe.cost.published import parallel_runs
-from ringpipe.cost.published.parallel_report import check_runs, report
+from ringpipe.cost.published.parallel_report import by_feature, check_runs, report
 
 
 def test_rows_match_the_sources():
@@ -36,4 +36,11 @@ def test_every_run_is_priced_and_the_report_says_how_well():
         m, p = c.run.mesh, c.prediction.config
         assert (p.tp, p.pp, p.dp, p.cp, p.ep) == (m.tp, m.pp, m.dp, m.cp, m.ep)
     text = report()
-    assert text.count("MAE") == 5 and "All 20 runs" in text
+    assert text.count("MAE") == 6 and "All 20 runs" in text
+    features = {name: (n, mae) for name, n, mae in by_feature(checks)}
+    assert features["CP > 1"][0] == 10 and features["MoE with EP > 1"][0] == 4
+    assert features["dense FP8"][0] == 15
+    assert features["dense FP8 with a published step time (tokens/s)"][0] == 6
+    ep = [abs(c.error) for c in checks if c.run.mesh.ep > 1]
+    assert features["MoE with EP > 1"][1] == pytest.approx(sum(ep) / 4)
+    assert f"CP > 1 {features['CP > 1'][1]:.1%} (10 runs)" in text

@@ -5,6 +5,7 @@ import dataclasses
 import pytest
 
 from ringpipe.cost.hardware.cluster import GIB, cluster_preset
+from ringpipe.cost.hardware.measured import MeasuredCollective
 from ringpipe.cost.training.memory import activation_bytes
 from ringpipe.cost.training.operators import LayerCosts
 from ringpipe.cost.training.parallel.context import kv_block_bytes, ring_step_time
@@ -127,3 +128,16 @@ def test_the_search_covers_cp_and_ep_and_says_what_they_buy():
                     SearchSpace(ep=1), compare_unpinned=False)
     assert pinned.best.config.ep == 1 and pinned.best.step_time > moe.best.step_time
     assert moe.best.memory.total / GIB < 80
+
+
+def test_a_measured_all_to_all_table_prices_the_dispatch():
+    """A cluster file's measured all_to_all (nccl-tests' alltoall_perf on the EP group's
+    8 ranks in one node) replaces the α-β price of the dispatch and combine."""
+    config = Config(Mesh(dp=8, pp=1, tp=1, ep=8), "1f1b", 1, None, "full")
+    slow = MeasuredCollective("all_to_all", 8, 1, (1.0, 2.0**40), (1e-3, 2**40 * 1e-3),
+                              "test: a slow fabric")
+    one_node = cluster_preset("dgx-h100", 1)
+    measured = dataclasses.replace(one_node, collectives=(slow,))
+    base = StepModel(MIXTRAL, TrainingSpec(64, 1), one_node).predict(config)
+    timed = StepModel(MIXTRAL, TrainingSpec(64, 1), measured).predict(config)
+    assert timed.ep_comm_time > 100 * base.ep_comm_time > 0

@@ -37,7 +37,7 @@ from ringpipe.cost.training.prediction import StepPrediction
 from ringpipe.cost.training.search import FitsNowhere, SearchSpace, search
 from ringpipe.cost.training.spec import TrainingSpec
 
-__all__ = ["ParallelCheck", "check_runs", "report"]
+__all__ = ["FEATURES", "ParallelCheck", "by_feature", "check_runs", "report"]
 
 
 @dataclass(frozen=True)
@@ -121,11 +121,31 @@ def _row(c: ParallelCheck) -> str:
             f"{measured:.0f} {what} | {c.predicted:.0f} | {c.error * 100:+.1f}% |")
 
 
+#: The summary's groups of runs by what they exercise: (name, which runs).
+FEATURES = (("CP > 1", lambda r: r.mesh.cp > 1),
+            ("MoE with EP > 1", lambda r: r.mesh.ep > 1),
+            ("dense FP8", lambda r: r.dtype == "fp8" and not r.model.is_moe),
+            ("dense FP8 with a published step time (tokens/s)",
+             lambda r: r.dtype == "fp8" and not r.model.is_moe
+             and r.tokens_per_gpu_s is not None))
+
+
+def by_feature(checks: list[ParallelCheck]) -> list[tuple[str, int, float]]:
+    """(feature, runs, mean absolute error) for each of :data:`FEATURES` (priced runs)."""
+    out = []
+    for name, selects in FEATURES:
+        errs = [abs(c.error) for c in checks if c.error is not None and selects(c.run)]
+        if errs:
+            out.append((name, len(errs), float(np.mean(errs))))
+    return out
+
+
 def report() -> str:
     """Every table and the summary, as Markdown."""
     lines: list[str] = []
     errors: list[float] = []
-    for title, checks in check_runs().items():
+    tables = check_runs()
+    for title, checks in tables.items():
         lines += [f"### {title}", "", f"Source: {checks[0].run.source}.", "",
                   "| run | layout | dtype | priced as | memory; exposed s | measured | "
                   "predicted | error |", "|" + " --- |" * 8]
@@ -137,6 +157,9 @@ def report() -> str:
                       f"signed error {np.mean(errs):+.1%}).", ""]
     lines.append(f"All {len(errors)} runs: MAE {np.mean(np.abs(errors)):.1%}, mean signed "
                  f"error {np.mean(errors):+.1%}.")
+    every = [c for checks in tables.values() for c in checks]
+    lines.append("By feature (MAE): " + "; ".join(
+        f"{name} {mae:.1%} ({n} runs)" for name, n, mae in by_feature(every)) + ".")
     return "\n".join(lines)
 
 
