@@ -3,6 +3,7 @@
 Optional pieces (MPI, GPU, plotting) are extras; importing ringpipe never needs them.
 """
 
+from ringpipe.collectives.all_to_all import all_to_all
 from ringpipe.collectives.api import all_gather, all_reduce, broadcast, reduce, reduce_scatter
 from ringpipe.collectives.persistent import PersistentAllReduce, all_reduce_init
 from ringpipe.kernels.cuda.tuning import CudaTuning
@@ -27,6 +28,7 @@ __all__ = [
     "all_gather",
     "all_reduce",
     "all_reduce_init",
+    "all_to_all",
     "broadcast",
     "chunk_bounds",
     "init_params",

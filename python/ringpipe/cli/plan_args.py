@@ -15,6 +15,13 @@ import argparse
 import numpy as np
 
 from ringpipe.cli.layout_args import add_layout_arguments, parse_layout
+from ringpipe.cli.parallel_args import (
+    add_parallelism_arguments,
+    mesh_degrees,
+    moe_overrides,
+    refuse_for_inference,
+    refuse_with_cluster_file,
+)
 from ringpipe.cost.clusterfile.load import load_cluster_file
 from ringpipe.cost.hardware.calibration import Calibration
 from ringpipe.cost.hardware.cluster import Cluster
@@ -85,6 +92,7 @@ def add_plan_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--verbose", action="store_true",
                    help="list the error of every tensor (default: loss, output and the 8 "
                         "largest gradient errors)")
+    add_parallelism_arguments(p)
 
 
 def plan_argv(args: argparse.Namespace) -> list[str]:
@@ -105,7 +113,8 @@ def build_plan(args: argparse.Namespace) -> tuple[Plan, int]:
     """The plan and global batch size the arguments describe (ValueError if invalid)."""
     if args.seed < 0:
         raise ValueError(f"--seed must be >= 0, got {args.seed}")
-    mesh = Mesh(dp=args.dp, pp=args.pp, tp=args.tp)
+    refuse_with_cluster_file(args)
+    mesh = Mesh(dp=args.dp, pp=args.pp, tp=args.tp, **mesh_degrees(args))
     given = _schedule_csv(args)
     m = args.microbatches if args.microbatches is not None else (
         args.pp if given is None else given.num_microbatches)
@@ -121,7 +130,8 @@ def build_plan(args: argparse.Namespace) -> tuple[Plan, int]:
         default_layers = 2 * args.pp * resolve_chunks(args.schedule, args.chunks)
     layers = args.layers if args.layers is not None else default_layers
     cfg = ModelConfig(layers=layers, hidden=args.hidden, heads=args.heads, seq=args.seq,
-                      vocab=args.vocab, block=args.block, dtype=args.dtype)
+                      vocab=args.vocab, block=args.block, dtype=args.dtype,
+                      gated_mlp=args.gated_mlp, **moe_overrides(args))
     # NCCL's ring moves the bytes of the ring step table: the plan counts with that table
     allreduce = "ring" if args.allreduce == "nccl" else args.allreduce
     plan = Plan(cfg, mesh, schedule=args.schedule if given is None else given,
@@ -170,6 +180,7 @@ def build_inference(args: argparse.Namespace) -> tuple[InferencePlan, dict, np.n
     if args.chunks is not None:
         raise ValueError("--chunks does not apply to --inference (the decode schedule has "
                          "one chunk per token step)")
+    refuse_for_inference(args)
     check_int("--prompt-len", args.prompt_len)
     check_int("--new-tokens", args.new_tokens)
     if args.kv_heads is not None:
