@@ -29,6 +29,7 @@ _EXPORTS: dict[str, str] = {
     "all_gather": "ringpipe.collectives.api",
     "all_reduce": "ringpipe.collectives.api",
     "all_reduce_init": "ringpipe.collectives.persistent",
+    "all_to_all": "ringpipe.collectives.all_to_all",
     "broadcast": "ringpipe.collectives.api",
     "chunk_bounds": "ringpipe.kernels.steps",
     "init_params": "ringpipe.model",
@@ -40,11 +41,12 @@ _EXPORTS: dict[str, str] = {
 __all__ = [  # the keys of _EXPORTS, spelled out for linters and star imports
     "Batch", "CudaTuning", "KernelTuning", "Mesh", "ModelConfig", "PersistentAllReduce",
     "Plan", "PlanResult", "StepTable", "all_gather", "all_reduce", "all_reduce_init",
-    "broadcast", "chunk_bounds", "init_params", "reduce", "reduce_scatter",
+    "all_to_all", "broadcast", "chunk_bounds", "init_params", "reduce", "reduce_scatter",
     "reference_forward_backward",
 ]
 
 if TYPE_CHECKING:  # what the names are, for type checkers and IDEs
+    from ringpipe.collectives.all_to_all import all_to_all
     from ringpipe.collectives.api import (
         all_gather,
         all_reduce,

@@ -71,14 +71,16 @@ def test_seed_example_emits_megatron_flags(capsys):
     out = capsys.readouterr().out
     assert max(len(line) for line in out.splitlines() if "https://" not in line) <= 100
     out = out.replace("\n#   ", " ")  # comments wrap at 100 columns
-    assert out.startswith("# Verdict: TP=4 inside each node, PP=4 across nodes, DP=2 across "
-                          "nodes (1F1B, balanced split 18/21/21/20 layers)")
-    # the balanced split is Megatron-core's layout, quoted for the shell
+    assert out.startswith("# Verdict: TP=2 inside each node, CP=2 inside each node, PP=8 "
+                          "across nodes (1F1B, balanced split 8/10/10/11/11/11/10/9 layers)")
+    # the balanced split is Megatron-core's layout, quoted for the shell; CP its own flag
     assert "cannot run" not in out
-    assert "--pipeline-model-parallel-layout 'E,t*18|t*21|t*21|t*20,L' \\" in out
+    assert ("--pipeline-model-parallel-layout 'E,t*8|t*10|t*10|(t*11|)*3t*10|t*9,L' \\"
+            in out)
     assert "--num-layers-per-virtual-pipeline-stage" not in out
-    for flag, value in (("--tensor-model-parallel-size", "4"),
-                        ("--pipeline-model-parallel-size", "4"),
+    for flag, value in (("--tensor-model-parallel-size", "2"),
+                        ("--pipeline-model-parallel-size", "8"),
+                        ("--context-parallel-size", "2"),
                         ("--recompute-granularity", "selective"), ("--micro-batch-size", "1"),
                         ("--global-batch-size", "512"), ("--seq-length", "8192"),
                         ("--num-layers", "80")):
@@ -91,20 +93,32 @@ def test_seed_example_emits_megatron_flags(capsys):
 
 
 def test_even_split_emits_virtual_stages(capsys):
-    assert main([*SEED, "--split", "even", "--emit", "megatron"]) == 0
+    assert main([*SEED, "--split", "even", "--cp", "1", "--emit", "megatron"]) == 0
     out = capsys.readouterr().out.replace("\n#   ", " ")
     assert "PP=8 across nodes (interleaved 1F1B, 5 stages per rank); 134 s/step" in out
     assert "--num-layers-per-virtual-pipeline-stage 2 \\" in out
     assert "--pipeline-model-parallel-layout" not in out
+    assert "--context-parallel-size" not in out
 
 
-def test_a_split_the_tool_cannot_express_falls_back(seed_report):
-    text = emit_training(seed_report, "nemo").replace("\n#   ", " ")
-    assert ("NeMo cannot run the winner (tp4 pp4 dp2 1f1b mb1 selective balanced) as "
-            "planned: NeMo splits the 80 layers evenly over the pp·v = 4 stages and cannot "
-            "express this plan's balanced split (E,t*18|t*21|t*21|t*20,L)") in text
-    assert "#2 tp4 pp8 dp1 interleaved-1f1b v5 mb1 selective" in text
-    assert "trainer.strategy.pipeline_model_parallel_size=8" in text
+def _first_even(report, tool):
+    data = tool_data(tool)
+    return next((rank, p) for rank, p in enumerate(report.fitting, 1)
+                if p.config.split_name == "even" and (p.config.pp == 1 or p.config.schedule
+                                                     in data.schedules)
+                and report.model.layers % (p.config.pp * p.config.chunks) == 0)
+
+
+@pytest.mark.parametrize("tool", ["nemo", "torchtitan"])
+def test_a_split_the_tool_cannot_express_falls_back(seed_report, tool):
+    text = emit_training(seed_report, tool).replace("\n#   ", " ")
+    name = tool_data(tool).tool
+    assert (f"{name} cannot run the winner (tp2 cp2 pp8 dp1 1f1b mb1 selective balanced) as "
+            f"planned: {name} splits the 80 layers evenly over the pp·v = 8 stages and cannot "
+            "express this plan's balanced split (E,t*8|t*10|t*10|(t*11|)*3t*10|t*9,L)") in text
+    rank, fallback = _first_even(seed_report, tool)
+    assert f"#{rank} {fallback.config.label()}" in text
+    assert f"context_parallel_{'size' if tool == 'nemo' else 'degree'}" in text
 
 
 def test_zbv_is_not_a_megatron_schedule(seed_report):

@@ -8,9 +8,9 @@ Memory estimates (bytes), deliberately simple upper-bound-ish counts:
 
 * ``demo``: ranks × max-bytes × 3 (the buffers, the expected result, numba scratch);
 * ``verify``: 8 · (6 P + 24 · layers · batch · seq · max(ffn, heads · seq)), with
-  P = layers · (4 h² + 2 h · ffn) + 2 · vocab · h parameters (parameters, gradients and
-  their reference and sharded copies: 6 P; activations kept for the backward: the rest),
-  ffn = 4h;
+  P = layers · (4 h² + 2 h · ffn + 3 · experts · h · moe_ffn) + 2 · vocab · h parameters
+  (parameters, gradients and their reference and sharded copies: 6 P; activations kept
+  for the backward: the rest), ffn = 4h;
 * ``verify --inference``: :func:`inference_memory` (KV cache, prefill activations,
   logits and parameters from ``--prompt-len``, ``--new-tokens`` and ``--batch``); its
   decode schedule has pp·groups·new-tokens cells (``max_schedule_cells``); with
@@ -38,8 +38,8 @@ def _get(args: argparse.Namespace, name: str, default: int = 1) -> int:
 
 
 def _check_ranks(limits: Limits, args: argparse.Namespace) -> None:
-    world = _get(args, "dp") * _get(args, "pp") * _get(args, "tp")
-    limits.require("max_ranks", "ranks dp·pp·tp", world)
+    world = _get(args, "dp") * _get(args, "pp") * _get(args, "tp") * _get(args, "cp")
+    limits.require("max_ranks", "ranks dp·pp·cp·tp", world)
     np_ = getattr(args, "np", None)
     if isinstance(np_, int):
         limits.require("max_ranks", "--np", np_)
@@ -55,7 +55,8 @@ def _verify_memory(args: argparse.Namespace) -> int:
     m = m if isinstance(m, int) and m > 0 else pp
     batch = _get(args, "batch", 2 * dp * m)
     ffn = 4 * h
-    params = layers * (4 * h * h + 2 * h * ffn) + 2 * vocab * h
+    experts, moe_ffn = _get(args, "experts", 0), _get(args, "moe_ffn", ffn)
+    params = layers * (4 * h * h + 2 * h * ffn + 3 * experts * h * moe_ffn) + 2 * vocab * h
     activations = 24 * layers * batch * seq * max(ffn, heads * seq)
     return 8 * (6 * params + activations)
 

@@ -21,6 +21,13 @@ from ringpipe.cli.names.aliases import (
     resolve_micro_batch_size,
     schedule_name,
 )
+from ringpipe.cli.parallel_args import (
+    add_parallelism_arguments,
+    mesh_degrees,
+    moe_overrides,
+    refuse_for_inference,
+    refuse_with_cluster_file,
+)
 from ringpipe.cost.clusterfile.load import load_cluster_file
 from ringpipe.cost.hardware.calibration import Calibration
 from ringpipe.cost.hardware.cluster import Cluster
@@ -98,6 +105,7 @@ def add_plan_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--micro-batch-size", type=int, default=None,
                    help="sequences per micro-batch (Megatron's flag): sets --microbatches "
                         "to batch / (dp × this)")
+    add_parallelism_arguments(p)
     add_aliases(p, VERIFY_ALIASES)  # Megatron-LM's names (ringpipe.cli.names.aliases)
 
 
@@ -126,7 +134,8 @@ def build_plan(args: argparse.Namespace) -> tuple[Plan, int]:
     if args.seed < 0:
         raise ValueError(f"--seed must be >= 0, got {args.seed}")
     resolve_micro_batch_size(args)
-    mesh = Mesh(dp=args.dp, pp=args.pp, tp=args.tp)
+    refuse_with_cluster_file(args)
+    mesh = Mesh(dp=args.dp, pp=args.pp, tp=args.tp, **mesh_degrees(args))
     given = _schedule_csv(args)
     m = args.microbatches if args.microbatches is not None else (
         args.pp if given is None else given.num_microbatches)
@@ -143,7 +152,8 @@ def build_plan(args: argparse.Namespace) -> tuple[Plan, int]:
     layers = args.layers if args.layers is not None else default_layers
     heads, hidden = heads_and_hidden(args)
     cfg = ModelConfig(layers=layers, hidden=hidden, heads=heads, seq=args.seq,
-                      vocab=args.vocab, block=args.block, dtype=args.dtype)
+                      vocab=args.vocab, block=args.block, dtype=args.dtype,
+                      gated_mlp=args.gated_mlp, **moe_overrides(args))
     # NCCL's ring moves the bytes of the ring step table: the plan counts with that table
     allreduce = "ring" if args.allreduce == "nccl" else args.allreduce
     plan = Plan(cfg, mesh, schedule=args.schedule if given is None else given,
@@ -196,6 +206,7 @@ def build_inference(args: argparse.Namespace) -> tuple[InferencePlan, dict, np.n
     if getattr(args, "micro_batch_size", None) is not None:
         raise ValueError("--micro-batch-size does not apply to --inference (--microbatches "
                          "is the number of groups in flight)")
+    refuse_for_inference(args)
     check_int("--prompt-len", args.prompt_len)
     check_int("--new-tokens", args.new_tokens)
     if args.kv_heads is not None:

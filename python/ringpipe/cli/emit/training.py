@@ -35,6 +35,9 @@ def _cannot(tool: str, p: StepPrediction, report: SearchReport,
     """Why ``tool`` cannot run ``p``'s pipeline as planned (None when it can);
     ``any_layout``: the tool takes an explicit stage layout (Megatron-LM)."""
     c, data = p.config, tool_data(tool)
+    if report.model.is_moe:
+        return (f"{report.model.name or 'the model'} is a mixture-of-experts model, and "
+                "--emit does not print expert settings (experts, router, EP) yet")
     if c.pp > 1 and c.schedule not in data.schedules:
         return (f"{data.tool} has no {c.schedule} schedule (it runs "
                 f"{', '.join(data.schedules)})")
@@ -58,6 +61,8 @@ def megatron(p: StepPrediction, report: SearchReport) -> Result:
     r = t.recipe
     s: list[tuple[str, Any]] = [("--tensor-model-parallel-size", c.tp),
                                 ("--pipeline-model-parallel-size", c.pp)]
+    if c.cp > 1:  # ring attention over the sequence, as ringpipe prices it
+        s.append(("--context-parallel-size", c.cp))
     if c.pp > 1 and not _uniform(p, report):
         # Megatron-core's layout syntax is ringpipe's (ringpipe.plan.layout); it also
         # fixes the virtual stages per rank (stages / pp)
@@ -102,6 +107,7 @@ def nemo(p: StepPrediction, report: SearchReport) -> Result:
     s: list[tuple[str, Any]] = [
         ("trainer.num_nodes", cl.nodes), ("trainer.devices", cl.gpus_per_node),
         ("trainer.strategy.tensor_model_parallel_size", c.tp),
+        ("trainer.strategy.context_parallel_size", c.cp),
         ("trainer.strategy.pipeline_model_parallel_size", c.pp),
         ("trainer.strategy.virtual_pipeline_model_parallel_size",
          c.chunks if c.chunks > 1 else None),
@@ -137,6 +143,7 @@ def torchtitan(p: StepPrediction, report: SearchReport) -> Result:
         ("parallelism.data_parallel_replicate_degree", 1 if shard else c.dp),
         ("parallelism.data_parallel_shard_degree", c.dp if shard else 1),
         ("parallelism.tensor_parallel_degree", c.tp),
+        ("parallelism.context_parallel_degree", c.cp),
         ("parallelism.pipeline_parallel_degree", c.pp)]
     if c.pp > 1:
         names = {v: k[len("Schedule"):] for k, v in PYTORCH_SCHEDULE_CLASSES.items()}
@@ -163,6 +170,9 @@ def deepspeed(p: StepPrediction, report: SearchReport) -> Result:
     if (why := _cannot("deepspeed", p, report)) is not None:
         return why
     c, t = p.config, report.training
+    if c.cp > 1:
+        return ("DeepSpeed's config has no context parallelism (its Ulysses sequence "
+                "parallelism splits attention heads, not the sequence ring priced here)")
     if c.recompute == "selective":
         return ("DeepSpeed recomputes whole layers only (activation_checkpoint_interval); "
                 "it has no selective recomputation")

@@ -27,7 +27,7 @@ from ringpipe.cost.hardware.wording import GPU_WORDS, Wording, wording
 from ringpipe.cost.inference.search import kind as mesh_kind
 from ringpipe.cost.published.accuracy import OUT_OF_SAMPLE_STEP_ERROR, VALIDATE_COMMAND
 from ringpipe.cost.training.explain import PARTS, main_reason
-from ringpipe.cost.training.prediction import StepPrediction
+from ringpipe.cost.training.prediction import Config, StepPrediction
 from ringpipe.cost.training.search import SearchReport
 
 __all__ = ["MEASURE", "Verdict", "bubble_note", "kind", "other_kind", "verdict"]
@@ -101,12 +101,18 @@ def _where(link: object) -> str:
     return "across nodes" if link == "inter-node" else "inside each node"
 
 
+def _axes(c: Config) -> tuple[tuple[str, int], ...]:
+    """The mesh's degrees in the order people write them (CP and EP when the mesh has
+    them)."""
+    return (("tp", c.tp), ("cp", c.cp), ("pp", c.pp), ("dp", c.dp), ("ep", c.ep))
+
+
 def layout(p: StepPrediction, words: Wording = GPU_WORDS) -> str:
     """``TP=4 inside each node, PP=8 across nodes (ZB-V, 2 stages per rank)``; an
     uneven split adds its layers per stage (``1F1B, balanced split 18/21/21/20 layers``)."""
     c, a = p.config, p.assumptions
     axes = [f"{axis.upper()}={n} {_where(a.get(f'{axis}_link'))}"
-            for axis, n in (("tp", c.tp), ("pp", c.pp), ("dp", c.dp)) if n > 1]
+            for axis, n in _axes(c) if n > 1]
     schedule = SCHEDULE_TITLES.get(c.schedule, c.schedule)
     if c.chunks > 1:
         schedule += f", {c.chunks} stages per rank"
@@ -123,8 +129,11 @@ def assumptions_line(p: StepPrediction, words: Wording = GPU_WORDS) -> str:
     processes)."""
     a: dict[str, Any] = dict(p.assumptions)
     c = p.config
+    for axis in ("cp", "ep"):  # their messages get the link's per-GPU bandwidth
+        a.setdefault(f"{axis}_gbs", a["inter_node_gbs" if a.get(f"{axis}_link") ==
+                                      "inter-node" else "intra_node_gbs"])
     links = [f"{axis.upper()} crosses {a[f'{axis}_link']} links at {a[f'{axis}_gbs']:.3g} GB/s"
-             for axis, n in (("tp", c.tp), ("pp", c.pp), ("dp", c.dp)) if n > 1]
+             for axis, n in _axes(c) if n > 1 and f"{axis}_link" in a]
     return (f"Assumed: sequence {a['seq']}, {a['dtype']}, global batch {a['global_batch']}; "
             f"per {words.rank}, each way, {a['intra_node_gbs']:g} GB/s inside a node and "
             f"{a['inter_node_gbs']:g} GB/s across nodes ({a['gpus_per_node']} "
