@@ -51,8 +51,8 @@ def test_public_api_is_unchanged():
 
     expected = {"Batch", "CudaTuning", "KernelTuning", "Mesh", "PersistentAllReduce",
                 "ModelConfig", "Plan", "PlanResult", "StepTable", "all_gather", "all_reduce",
-                "all_reduce_init", "all_to_all", "broadcast", "chunk_bounds", "init_params", "reduce",
-                "reduce_scatter", "reference_forward_backward"}
+                "all_reduce_init", "all_to_all", "broadcast", "chunk_bounds", "init_params",
+                "reduce", "reduce_scatter", "reference_forward_backward"}
     assert set(ringpipe.__all__) == expected == set(ringpipe._EXPORTS)
     from ringpipe.collectives.api import all_reduce
     from ringpipe.plan.training import Plan
