@@ -101,3 +101,11 @@ def test_the_balanced_split_takes_most_of_the_imbalance_away():
     assert balanced.imbalance_fraction < 0.5 * even.imbalance_fraction
     text = bubble_note(balanced, 128256).replace("\n  ", " ")
     assert text.startswith("bubble: the winner's 4.8% is 3.7% uneven work")
+
+
+def test_every_part_of_the_step_has_something_to_measure():
+    """A tie can be decided by any part the explanation names, CP and EP included."""
+    from ringpipe.cli.planview.verdict import MEASURE, MEASURE_CPU
+    from ringpipe.cost.training.explain import PARTS
+
+    assert set(PARTS) <= set(MEASURE) and set(PARTS) <= set(MEASURE_CPU)

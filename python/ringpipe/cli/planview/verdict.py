@@ -49,6 +49,10 @@ MEASURE = {
     "dp_comm_time": "the inter-node all-reduce bandwidth (nccl-tests all_reduce_perf -b 1M "
                     "-e 1G -f 2 -g 8 across the nodes)",
     "optimizer_time": "HBM bandwidth (ringpipe calibrate --backend cupy)",
+    "cp_comm_time": "the point-to-point bandwidth of the context-parallel ring (nccl-tests "
+                    "sendrecv_perf -b 1M -e 1G -f 2 -g 2)",
+    "ep_comm_time": "the all-to-all bandwidth of the expert-parallel group (nccl-tests "
+                    "alltoall_perf -b 1M -e 1G -f 2 -g <ep>)",
 }
 #: The same for a cluster file measured on CPUs (processes, not GPUs): ringpipe measures
 #: it all itself.
@@ -60,6 +64,8 @@ MEASURE_CPU = {
     "compute_time": "GEMM throughput at both shapes (ringpipe calibrate)",
     "dp_comm_time": "the all-reduce bandwidth across the nodes (ringpipe calibrate)",
     "optimizer_time": "memory bandwidth (ringpipe calibrate)",
+    "cp_comm_time": "the point-to-point bandwidth between processes (ringpipe calibrate)",
+    "ep_comm_time": "the all-to-all bandwidth (ringpipe calibrate)",
 }
 
 
