@@ -237,8 +237,8 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--top must be >= 1, got {args.top}")
     if args.nodes is not None and args.nodes < 1:
         raise ValueError(f"--nodes must be >= 1, got {args.nodes}")
+    plan_inference.check_plan_mode(args)  # the other mode's flags, before the model
     if args.inference:
-        plan_inference.refuse_training_flags(args)  # before the model: --seq is one
         return plan_inference.run_inference_plan(args, build_model(args), build_cluster(args))
     if args.headroom is not None and not args.headroom >= 0:
         raise ValueError(f"--headroom must be >= 0 GiB, got {args.headroom}")
@@ -251,7 +251,7 @@ def run(args: argparse.Namespace) -> int:
                         chunks=args.chunks, allow_uneven=args.allow_uneven)
     failure: FitsNowhere | None = None
     try:
-        report = search(model, training, cluster, space, headroom)
+        report = search(model, training, cluster, space, headroom, limits=args.env.limits)
     except FitsNowhere as exc:
         failure, report = exc, exc.report
     if args.plot is not None:

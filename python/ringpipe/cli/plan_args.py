@@ -31,9 +31,12 @@ __all__ = ["DEVICES", "add_inference_arguments", "add_plan_arguments", "build_in
 DEVICES = ("cpu", "cupy")
 
 
-#: Defaults that ``verify --inference`` compares with to refuse flags it does not use.
+#: Defaults of the mode-specific flags (their parser default is None, so that a flag of
+#: the other mode can be refused: :mod:`ringpipe.cli.modes`).
 DEFAULT_SEQ = 8
 DEFAULT_SCHEDULE = "1f1b"
+DEFAULT_PROMPT_LEN = 8
+DEFAULT_NEW_TOKENS = 4
 
 
 def add_plan_arguments(p: argparse.ArgumentParser) -> None:
@@ -42,7 +45,7 @@ def add_plan_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tp", type=int, default=1, help="tensor-parallel degree (default 1)")
     p.add_argument("--pp", type=int, default=1, help="pipeline ranks p (default 1)")
     p.add_argument("--dp", type=int, default=1, help="data-parallel degree (default 1)")
-    p.add_argument("--schedule", choices=list(SCHEDULES), default=DEFAULT_SCHEDULE,
+    p.add_argument("--schedule", choices=list(SCHEDULES), default=None,
                    help="pipeline schedule (default 1f1b)")
     p.add_argument("--microbatches", type=int, default=None,
                    help="default: the number of pipeline ranks")
@@ -59,7 +62,7 @@ def add_plan_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--layers", type=int, default=None, help="default: 2 per stage")
     p.add_argument("--hidden", type=int, default=32, help="model width h (default 32)")
     p.add_argument("--heads", type=int, default=4, help="attention heads (default 4)")
-    p.add_argument("--seq", type=int, default=DEFAULT_SEQ,
+    p.add_argument("--seq", type=int, default=None,
                    help=f"sequence length (default {DEFAULT_SEQ})")
     p.add_argument("--vocab", type=int, default=0, help="0: dense inputs, MSE loss")
     p.add_argument("--block", choices=("transformer", "mlp"), default="transformer",
@@ -80,7 +83,9 @@ def add_plan_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def plan_argv(args: argparse.Namespace) -> list[str]:
-    """``args``' plan arguments as a command line again (for the MPI ranks)."""
+    """``args``' plan arguments as a command line again (for the MPI ranks), each value
+    joined to its flag (``--cluster-file=-cal.toml``), so that a value starting with
+    ``-`` reads as the value it is."""
     parser = argparse.ArgumentParser(add_help=False)
     add_plan_arguments(parser)
     argv: list[str] = []
@@ -89,26 +94,35 @@ def plan_argv(args: argparse.Namespace) -> list[str]:
         if isinstance(action, argparse._StoreTrueAction):
             argv += [action.option_strings[0]] if value else []
         elif value is not None:
-            argv += [action.option_strings[0], str(value)]
+            argv.append(f"{action.option_strings[0]}={value}")
     return argv
+
+
+def _mesh(args: argparse.Namespace) -> Mesh:
+    """The mesh of ``--dp --pp --tp``, each checked under its flag's name."""
+    for flag in ("dp", "pp", "tp"):
+        check_int(f"--{flag}", getattr(args, flag))
+    return Mesh(dp=args.dp, pp=args.pp, tp=args.tp)
 
 
 def build_plan(args: argparse.Namespace) -> tuple[Plan, int]:
     """The plan and global batch size the arguments describe (ValueError if invalid)."""
     if args.seed < 0:
         raise ValueError(f"--seed must be >= 0, got {args.seed}")
-    mesh = Mesh(dp=args.dp, pp=args.pp, tp=args.tp)
+    mesh = _mesh(args)
     m = args.microbatches if args.microbatches is not None else args.pp
     check_int("--microbatches", m)
     if args.chunks is not None:
         check_int("--stages-per-rank (--chunks)", args.chunks)
-    stages = args.pp * resolve_chunks(args.schedule, args.chunks)
+    schedule = DEFAULT_SCHEDULE if args.schedule is None else args.schedule
+    stages = args.pp * resolve_chunks(schedule, args.chunks)
     layers = args.layers if args.layers is not None else 2 * stages
-    cfg = ModelConfig(layers=layers, hidden=args.hidden, heads=args.heads, seq=args.seq,
+    cfg = ModelConfig(layers=layers, hidden=args.hidden, heads=args.heads,
+                      seq=DEFAULT_SEQ if args.seq is None else args.seq,
                       vocab=args.vocab, block=args.block, dtype=args.dtype)
     # NCCL's ring moves the bytes of the ring step table: the plan counts with that table
     allreduce = "ring" if args.allreduce == "nccl" else args.allreduce
-    plan = Plan(cfg, mesh, schedule=args.schedule, microbatches=m, allreduce=allreduce,
+    plan = Plan(cfg, mesh, schedule=schedule, microbatches=m, allreduce=allreduce,
                 chunks=args.chunks)
     batch = args.batch if args.batch is not None else 2 * args.dp * m
     plan.check_batch_size(batch)
@@ -120,8 +134,9 @@ def add_inference_arguments(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("inference (with --inference)")
     g.add_argument("--inference", action="store_true",
                    help="verify greedy generation with a KV cache instead of training")
-    g.add_argument("--prompt-len", type=int, default=8, help="prompt tokens L (8)")
-    g.add_argument("--new-tokens", type=int, default=4, help="generated tokens K (4)")
+    # defaults None: given or not tells the modes apart (ringpipe.cli.modes)
+    g.add_argument("--prompt-len", type=int, default=None, help="prompt tokens L (8)")
+    g.add_argument("--new-tokens", type=int, default=None, help="generated tokens K (4)")
     g.add_argument("--kv-heads", type=int, default=None,
                    help="key/value heads (grouped-query attention); default: --heads")
 
@@ -135,27 +150,30 @@ def build_inference(args: argparse.Namespace) -> tuple[InferencePlan, dict, np.n
     if args.chunks is not None:
         raise ValueError("--chunks does not apply to --inference (the decode schedule has "
                          "one chunk per token step)")
-    check_int("--prompt-len", args.prompt_len)
-    check_int("--new-tokens", args.new_tokens)
+    prompt_len = check_int("--prompt-len", DEFAULT_PROMPT_LEN if args.prompt_len is None
+                           else args.prompt_len)
+    new_tokens = check_int("--new-tokens", DEFAULT_NEW_TOKENS if args.new_tokens is None
+                           else args.new_tokens)
     if args.kv_heads is not None:
         check_int("--kv-heads", args.kv_heads)
-    mesh = Mesh(dp=args.dp, pp=args.pp, tp=args.tp)
+    mesh = _mesh(args)
     vocab = args.vocab or 64
     cfg = ModelConfig(layers=args.layers if args.layers is not None else 2 * args.pp,
                       hidden=args.hidden, heads=args.heads, kv_heads=args.kv_heads,
-                      seq=args.prompt_len, vocab=vocab, block=args.block, dtype=args.dtype)
+                      seq=prompt_len, vocab=vocab, block=args.block, dtype=args.dtype)
     batch = args.batch if args.batch is not None else 2 * args.dp
-    plan = InferencePlan(cfg, mesh, batch, args.prompt_len, args.new_tokens,
-                         args.microbatches, args.allreduce)
-    prompts = np.random.default_rng(args.seed + 1).integers(0, vocab, (batch, args.prompt_len))
+    plan = InferencePlan(cfg, mesh, batch, prompt_len, new_tokens, args.microbatches,
+                         args.allreduce)
+    prompts = np.random.default_rng(args.seed + 1).integers(0, vocab, (batch, prompt_len))
     return plan, init_params(cfg, args.seed), prompts
 
 
 def inference_argv(args: argparse.Namespace) -> list[str]:
     """``args`` as a command line again (for the MPI ranks)."""
-    argv = ["--inference", *plan_argv(args), "--prompt-len", str(args.prompt_len),
-            "--new-tokens", str(args.new_tokens)]
-    return argv + ([] if args.kv_heads is None else ["--kv-heads", str(args.kv_heads)])
+    extra = {"--prompt-len": args.prompt_len, "--new-tokens": args.new_tokens,
+             "--kv-heads": args.kv_heads}
+    return ["--inference", *plan_argv(args),
+            *(f"{flag}={value}" for flag, value in extra.items() if value is not None)]
 
 
 def calibrated_cluster(path: str | None) -> tuple[Cluster, Calibration] | None:
