@@ -139,20 +139,21 @@ class SimulationResult:
     @cached_property
     def timelines(self) -> tuple[tuple[TimedAction, ...], ...]:
         """Per rank, every action (idle slots skipped) with its start and end time."""
+        return tuple(self.timeline(rank) for rank in range(len(self.schedule.actions)))
+
+    def timeline(self, rank: int) -> tuple[TimedAction, ...]:
+        """Rank ``rank``'s actions (idle slots skipped) with their start and end times:
+        one row of :attr:`timelines`, without building the others."""
         convert = _from_scaled(self._scale)
-        lines = []
-        for rank, row in enumerate(self.schedule.actions):
-            base = int(self._row_start[rank])
-            starts = self._start[base : base + len(row)].tolist()
-            ends = self._end[base : base + len(row)].tolist()
-            lines.append(
-                tuple(
-                    TimedAction(a, convert(t0), convert(t1))
-                    for a, t0, t1 in zip(row, starts, ends, strict=True)
-                    if a is not None
-                )
-            )
-        return tuple(lines)
+        row = self.schedule.actions[rank]
+        base = int(self._row_start[rank])
+        starts = self._start[base : base + len(row)].tolist()
+        ends = self._end[base : base + len(row)].tolist()
+        return tuple(
+            TimedAction(a, convert(t0), convert(t1))
+            for a, t0, t1 in zip(row, starts, ends, strict=True)
+            if a is not None
+        )
 
 
 def _from_scaled(scale: int | None):  # noqa: ANN202

@@ -68,7 +68,7 @@ class Plan:
                              f"{', '.join(ALLREDUCE_ALGORITHMS)}")
         model_config.check_executable("Plan")
         model_config.check_tp(mesh.tp)
-        schedule_spec(schedule)  # unknown names fail here, listing the known ones
+        schedule_spec(schedule, "Plan: schedule")  # unknown names fail here, listing them
         v = resolve_chunks(schedule, chunks)
         compute = generate(schedule, mesh.pp, microbatches, v)
         self.config = model_config

@@ -66,7 +66,7 @@ from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any
 
-from ringpipe.cost.clusterfile.section import Section
+from ringpipe.cost.clusterfile.section import MAX_INTEGER, Section
 from ringpipe.cost.hardware.calibration import RUNTIMES, AllReduceKey, Calibration
 from ringpipe.cost.hardware.cluster import GB, Cluster, Link
 from ringpipe.cost.hardware.gemm_curve import GemmCurve
@@ -102,7 +102,7 @@ def _points(t: Section, first: str) -> None:
             if not isinstance(shape, list) or len(shape) != 3:
                 raise TypeError(f"{name} must be an array [M, N, K], got {shape!r}")
             for value in shape:
-                check_int(name, value)
+                check_int(name, value, 1, MAX_INTEGER)
         count = len(rows)
     elif first in t:
         count = len(t.reals(first, minimum=0.0))

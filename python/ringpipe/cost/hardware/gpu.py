@@ -49,6 +49,9 @@ MICROSECOND = 1e-6
 #: d0 of the saturation term (module docstring), fitted with η_max on Megatron-LM SC'21
 #: Table 1 only (:func:`ringpipe.cost.published.megatron.calibrate`).
 CALIBRATED_SATURATION = 144.0
+#: The largest d0 taken: sat(1, 1, 1) = (1 / (1 + d0))³ is then 1e-27, still a number;
+#: d0 = 1e300 made it 0 and every GEMM a division by zero.
+MAX_SATURATION = 1e9
 
 
 @dataclass(frozen=True)
@@ -70,8 +73,9 @@ class GpuKernels:
         if not 0 < self.flash_fraction <= 1:
             raise ValueError(f"GpuKernels.flash_fraction must be in (0, 1], got "
                              f"{self.flash_fraction}")
-        if self.saturation < 0:
-            raise ValueError(f"GpuKernels.saturation must be >= 0, got {self.saturation}")
+        if not 0 <= self.saturation <= MAX_SATURATION:  # beyond, sat(M, N, K) underflows
+            raise ValueError(f"GpuKernels.saturation must be in [0, {MAX_SATURATION:g}], "
+                             f"got {self.saturation}")
         if self.launch_overhead < 0:
             raise ValueError(f"GpuKernels.launch_overhead must be >= 0, got "
                              f"{self.launch_overhead}")

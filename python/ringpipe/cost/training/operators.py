@@ -54,19 +54,28 @@ from ringpipe.model.config import ModelConfig
 
 @dataclass(frozen=True)
 class OpTimes:
-    """Seconds per micro-batch: forward, input gradient, weight gradient, and the TP
-    communication included in them (forward + backward)."""
+    """Seconds per micro-batch: forward, input gradient, weight gradient, the TP
+    communication included in them (forward + backward), and the computation included
+    in them (every kernel but the TP collectives). ``compute`` is summed from the
+    kernels' own times, never taken as the passes minus ``tp_comm``: when one term
+    dwarfs the others that difference cancels to rounding noise, even below zero."""
 
     forward: float
     backward_input: float
     backward_weight: float
     tp_comm: float
+    compute: float
 
     def __add__(self, other: OpTimes) -> OpTimes:
         return OpTimes(self.forward + other.forward,
                        self.backward_input + other.backward_input,
                        self.backward_weight + other.backward_weight,
-                       self.tp_comm + other.tp_comm)
+                       self.tp_comm + other.tp_comm, self.compute + other.compute)
+
+    def times(self, n: int) -> OpTimes:
+        """``n`` of these in a row (a stage of ``n`` layers)."""
+        return OpTimes(n * self.forward, n * self.backward_input, n * self.backward_weight,
+                       n * self.tp_comm, n * self.compute)
 
 
 @dataclass(frozen=True)
@@ -160,15 +169,22 @@ class LayerCosts:
         core_f, core_b = self.attention_core(batch, recompute)
         mem = self.memory_bound(batch)
         comm = self.tp_layer_comm(batch)
-        forward = sum(x[0] for x in gemm) + core_f + mem + comm
-        backward_input = sum(x[1] for x in gemm) + core_b + 2 * mem + comm
+        forward_compute = sum(x[0] for x in gemm) + core_f + mem
+        input_compute = sum(x[1] for x in gemm) + core_b + 2 * mem
+        weight = sum(x[2] for x in gemm)
+        forward = forward_compute + comm
+        backward_input = input_compute + comm
         tp_comm = 2 * comm
         if recompute == "full":
             backward_input += forward
+            input_compute += forward_compute
             tp_comm += comm
         elif recompute == "selective" and self.recipe.flash_attention:
-            backward_input += self.memory_bound(batch, recomputed_only=True)
-        return OpTimes(forward, backward_input, sum(x[2] for x in gemm), tp_comm)
+            again = self.memory_bound(batch, recomputed_only=True)
+            backward_input += again
+            input_compute += again
+        return OpTimes(forward, backward_input, weight, tp_comm,
+                       forward_compute + input_compute + weight)
 
     def head(self, batch: int) -> OpTimes:
         """The logit layer and its fp32 cross-entropy, on the last stage."""
@@ -179,7 +195,7 @@ class LayerCosts:
         comm = 0.0
         if self.recipe.sequence_parallel:
             comm = self._collective("all_gather", tokens * mdl.hidden * self.nbytes)
-        return OpTimes(f + loss + comm, i + loss + comm, w, 2 * comm)
+        return OpTimes(f + loss + comm, i + loss + comm, w, 2 * comm, f + i + w + 2 * loss)
 
     def embedding(self, batch: int) -> OpTimes:
         """The vocabulary-parallel embedding on the first stage: a gather, then an
@@ -189,7 +205,7 @@ class LayerCosts:
         name = "reduce_scatter" if self.recipe.sequence_parallel else "all_reduce"
         comm = self._collective(name, act)
         lookup = self._mem(2 * act / self.tp)
-        return OpTimes(lookup + comm, lookup, 0.0, comm)
+        return OpTimes(lookup + comm, lookup, 0.0, comm, 2 * lookup)
 
 
 def stage_costs(costs: LayerCosts, batch: int, recompute: str,
@@ -200,8 +216,7 @@ def stage_costs(costs: LayerCosts, batch: int, recompute: str,
     last = len(layers) - 1
     out = []
     for s, n in enumerate(layers):
-        st = OpTimes(n * one.forward, n * one.backward_input, n * one.backward_weight,
-                     n * one.tp_comm)
+        st = one.times(n)
         if s == 0:
             st = st + costs.embedding(batch)
         if s == last:

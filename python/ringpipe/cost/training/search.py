@@ -31,9 +31,11 @@ from dataclasses import dataclass, replace
 from ringpipe.cost.hardware.cluster import GIB, Cluster
 from ringpipe.cost.training.explain import explain, explain_pinned
 from ringpipe.cost.training.memory import DEFAULT_HEADROOM_GIB
+from ringpipe.cost.training.pipeline import PipelineSimulator, PricingLimit
 from ringpipe.cost.training.prediction import Config, StepPrediction
 from ringpipe.cost.training.spec import RECOMPUTE, TrainingSpec
 from ringpipe.cost.training.step_time import StepModel
+from ringpipe.limits import DEFAULT_LIMITS, Limits
 from ringpipe.mesh import Mesh
 from ringpipe.model.config import ModelConfig
 from ringpipe.schedules import SCHEDULES, resolve_chunks, schedule_spec
@@ -66,7 +68,7 @@ class SearchSpace:
                 check_int(name, getattr(self, name))
         check_int("max_chunks", self.max_chunks)
         for name in ((self.schedule,) if self.schedule else ()) + self.schedules:
-            schedule_spec(name)  # ValueError naming the known schedules
+            schedule_spec(name, "SearchSpace: schedule")  # ValueError naming the known ones
         if self.schedule and self.chunks is not None:
             resolve_chunks(self.schedule, self.chunks)  # e.g. 1f1b with chunks=2
 
@@ -204,6 +206,8 @@ def _price(step: StepModel, configs: list[Config]) -> list[StepPrediction]:
     for config in configs:
         try:
             layout = step.layout(config)
+        except PricingLimit:  # too large to price: refused, not dropped silently
+            raise
         except ValueError:  # the schedule generator rejects this (p, m, v)
             break
         out.append(step.predict(config, step.memory(config, layout)))
@@ -236,12 +240,14 @@ def _search(step: StepModel, space: SearchSpace) -> list[StepPrediction]:
 
 def search(model: ModelConfig, training: TrainingSpec, cluster: Cluster,
            space: SearchSpace = SearchSpace(), headroom_gib: float = DEFAULT_HEADROOM_GIB,
-           compare_unpinned: bool = True) -> SearchReport:
+           compare_unpinned: bool = True, limits: Limits = DEFAULT_LIMITS) -> SearchReport:
     """Search, price and rank (module docstring); raises :class:`FitsNowhere` (a
     ValueError) when no candidate fits, and ValueError when none can be built.
-    ``compare_unpinned``: with tp/pp/dp pins, also search without them."""
+    ``compare_unpinned``: with tp/pp/dp pins, also search without them. ``limits``:
+    ``max_schedule_cells`` bounds each pipeline simulation (:class:`PricingLimit`)."""
     check_real("headroom (GiB)", headroom_gib, 0.0)
-    step = StepModel(model, training, cluster, headroom=headroom_gib * GIB)
+    step = StepModel(model, training, cluster, headroom=headroom_gib * GIB,
+                     sim=PipelineSimulator(limits))
     found = _search(step, space)
     if not space.allow_uneven and not any(p.fits for p in found):
         uneven = replace(space, allow_uneven=True)

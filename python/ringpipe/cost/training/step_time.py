@@ -263,11 +263,11 @@ class StepModel:
         _, grad_bytes, _ = state_bytes_per_param(tr.dtype, tr.recipe, config.dp)
         shard = config.dp if tr.recipe.distributed_optimizer else 1
         optimizer = params / shard * (26.0 + grad_bytes) / c.memory_bandwidth
-        busy = timing.makespan * (1 - timing.bubble_fraction)
         return StepPrediction(
             config=config, num_microbatches=m,
             step_time=timing.makespan + dp + optimizer,
-            compute_time=busy - tp_total, tp_comm_time=tp_total,
+            compute_time=m * sum(s.compute for s in stages) / config.pp,  # never busy - tp
+            tp_comm_time=tp_total,
             bubble_time=timing.makespan * timing.bubble_fraction,
             dp_comm_time=dp, optimizer_time=optimizer,
             bubble_fraction=timing.bubble_fraction, message_time=message,
