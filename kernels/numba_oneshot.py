@@ -1,5 +1,9 @@
 """The one-shot small-message path: check plain buffers and run the kernel in one call.
 
+In place or out of place (``out=``: inputs and outputs are checked together, all 2N
+plain, writeable and disjoint; read-only inputs or an output that is its own input take
+the full checks).
+
 A one-shot ``all_reduce`` of 8 × 4 KiB does about a microsecond of arithmetic, and
 the generic path spends twenty times that in Python: reading every rank's flags, shape
 and address, comparing address ranges, and a kernel call with fifteen arguments. Here
@@ -17,6 +21,7 @@ as the generic path does: there a few microseconds do not matter.
 
 from __future__ import annotations
 
+import numba
 import numpy as np
 from numba import njit
 
@@ -34,27 +39,37 @@ from ringpipe.kernels.steps import StepTable
 
 
 @njit(cache=True)
-def _checked_run(ids: np.ndarray, layout: np.ndarray, nitems: int, tiles_per_chunk: int,
-                 tile: int, n: int, bounds: np.ndarray, ptr: np.ndarray, srcs: np.ndarray,
-                 dsts: np.ndarray, reds: np.ndarray, opcode: int, like: np.ndarray,
-                 lut: np.ndarray) -> int:
-    """Run the serial kernel in place on the arrays whose object ids are ``ids`` if
-    :func:`plain_status` accepts them (returns 0); else touch nothing and return 1."""
+def _checked_run(ids: np.ndarray, layout: np.ndarray, copy_in: bool, nitems: int,
+                 tiles_per_chunk: int, tile: int, n: int, bounds: np.ndarray, ptr: np.ndarray,
+                 srcs: np.ndarray, dsts: np.ndarray, reds: np.ndarray, opcode: int,
+                 like: np.ndarray, lut: np.ndarray) -> int:
+    """Run the serial kernel on the arrays whose object ids are ``ids`` if
+    :func:`plain_status` accepts them (returns 0); else touch nothing and return 1.
+    In place ``ids`` are the ranks' buffers; with ``copy_in`` the ranks' inputs and then
+    their outputs (2N ids), and each tile is copied from input to output first."""
     addr = np.empty(ids.size, np.uint64)
     if plain_status(ids, layout, like.itemsize, addr):
         return 1
-    _run_serial(nitems, tiles_per_chunk, tile, n, addr, addr, False, bounds, ptr, srcs, dsts,
-                reds, opcode, like, lut)
+    if copy_in:
+        half = ids.size // 2
+        _run_serial(nitems, tiles_per_chunk, tile, n, addr[:half], addr[half:], True, bounds,
+                    ptr, srcs, dsts, reds, opcode, like, lut)
+    else:
+        _run_serial(nitems, tiles_per_chunk, tile, n, addr, addr, False, bounds, ptr, srcs,
+                    dsts, reds, opcode, like, lut)
     return 0
 
 
 def run_plain_in_place(table: StepTable, buffers: list[np.ndarray] | tuple[np.ndarray, ...],
-                       op: str, tuning: KernelTuning) -> bool:
-    """Run ``table`` in place on ``buffers`` if they are plain (module docstring).
+                       op: str, tuning: KernelTuning,
+                       out: list[np.ndarray] | tuple[np.ndarray, ...] | None = None) -> bool:
+    """Run ``table`` on ``buffers`` if they are plain (module docstring): in place, or
+    with ``out`` (one plain array per rank, of the buffers' dtype and shape, none
+    overlapping another or a buffer) out of place, leaving ``buffers`` untouched.
 
     Returns True when it ran; False when the caller must check and run them the general
-    way (nothing was touched). ``buffers`` is a non-empty list or tuple with one entry
-    per rank of ``table``; ``op`` is a supported op.
+    way (nothing was touched). ``buffers`` (and ``out``) are non-empty lists or tuples
+    with one entry per rank of ``table``; ``op`` is a supported op.
     """
     first = buffers[0]
     if LAYOUT_WORDS is None or type(first) is not np.ndarray:
@@ -63,16 +78,19 @@ def run_plain_in_place(table: StepTable, buffers: list[np.ndarray] | tuple[np.nd
     n = first.size
     if like is None or n == 0 or len(table) == 0:
         return False  # unsupported dtype, or nothing to run: the full checks decide
+    copy_in = out is not None
+    arrays = buffers if out is None else (*buffers, *out)
     nitems, tiles_per_chunk, tile, bounds, parallel = launch_geometry(
-        table, n, like.itemsize, False, tuning)
+        table, n, like.itemsize, copy_in, tuning)
     ptr, srcs, dsts, reds = table.by_chunk
-    if parallel:  # large: the latency saved is negligible; launch from Python
-        addr = plain_addresses(buffers, like.itemsize)
+    if parallel and numba.get_num_threads() > 1:  # large: launch from Python
+        addr = plain_addresses(arrays, like.itemsize)
         if addr is None:
             return False
-        _run_parallel(nitems, tiles_per_chunk, tile, n, addr, addr, False, bounds, ptr, srcs,
-                      dsts, reds, OPCODES[op], like, _HALF_TO_FLOAT)
+        half = len(buffers)
+        _run_parallel(nitems, tiles_per_chunk, tile, n, addr[:half], addr[-half:], copy_in,
+                      bounds, ptr, srcs, dsts, reds, OPCODES[op], like, _HALF_TO_FLOAT)
         return True
-    ids = np.fromiter(map(id, buffers), np.int64, len(buffers))
-    return _checked_run(ids, LAYOUT_WORDS, nitems, tiles_per_chunk, tile, n, bounds, ptr,
-                        srcs, dsts, reds, OPCODES[op], like, _HALF_TO_FLOAT) == 0
+    ids = np.fromiter(map(id, arrays), np.int64, len(arrays))
+    return _checked_run(ids, LAYOUT_WORDS, copy_in, nitems, tiles_per_chunk, tile, n, bounds,
+                        ptr, srcs, dsts, reds, OPCODES[op], like, _HALF_TO_FLOAT) == 0

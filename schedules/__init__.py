@@ -17,16 +17,17 @@ from ringpipe.schedules.actions import (
     COMPUTE_KINDS,
     Action,
     ActionKind,
-    Schedule,
     infer_placement,
     interleaved_placement,
     one_chunk_placement,
+    overlap_f_b,
     v_shape_placement,
 )
 from ringpipe.schedules.comms import add_communication
 from ringpipe.schedules.csv_io import load_csv, save_csv, schedule_from_csv, schedule_to_csv
 from ringpipe.schedules.errors import ScheduleError
 from ringpipe.schedules.generators.decode import InferenceTiming, decode, inference_timing, prefill
+from ringpipe.schedules.generators.dualpipev import dualpipev
 from ringpipe.schedules.generators.gpipe import gpipe
 from ringpipe.schedules.generators.interleaved import interleaved_one_f_one_b
 from ringpipe.schedules.generators.one_f_one_b import one_f_one_b
@@ -39,7 +40,9 @@ from ringpipe.schedules.registry import (
     resolve_chunks,
     schedule_spec,
 )
+from ringpipe.schedules.schedule import Schedule
 from ringpipe.schedules.simulate import CostModel, SimulationResult, TimedAction, simulate
+from ringpipe.schedules.synthesis import SynthesisReport, synthesis_report, synthesize
 from ringpipe.schedules.validate import (
     SEND_MODES,
     ExecutionOrder,
@@ -68,6 +71,7 @@ __all__ = [
     "ScheduleError",
     "ScheduleSpec",
     "SimulationResult",
+    "SynthesisReport",
     "TimedAction",
     "add_communication",
     "check_complete",
@@ -75,6 +79,7 @@ __all__ = [
     "chrome_trace_json",
     "decode",
     "dry_run",
+    "dualpipev",
     "execution_order",
     "format_step_grid",
     "format_time_grid",
@@ -87,6 +92,7 @@ __all__ = [
     "load_csv",
     "one_chunk_placement",
     "one_f_one_b",
+    "overlap_f_b",
     "prefill",
     "render_svg",
     "resolve_chunks",
@@ -96,6 +102,8 @@ __all__ = [
     "schedule_to_csv",
     "simulate",
     "summary",
+    "synthesis_report",
+    "synthesize",
     "v_shape_placement",
     "validate",
     "zb_h1",

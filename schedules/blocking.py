@@ -35,7 +35,6 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from ringpipe.schedules.actions import Schedule
 from ringpipe.schedules.encoded import EncodedSchedule
 from ringpipe.schedules.errors import ScheduleError
 from ringpipe.schedules.kernels import (
@@ -45,6 +44,7 @@ from ringpipe.schedules.kernels import (
     KIND_SEND_F,
     message_channel,
 )
+from ringpipe.schedules.schedule import Schedule
 
 Array = np.ndarray
 

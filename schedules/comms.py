@@ -26,6 +26,10 @@ communication, and puts message x, produced at tick t, into the gap at tick t on
 before its first compute action that starts at or after t (never later than the
 consumer, which starts at >= t). Within a gap, actions are sorted by tick.
 
+An overlapped F/B pair is one unit on this clock: it starts when both its inputs are
+there and both its outputs leave at its end, and no message goes between its halves,
+so the argument below holds with the pair as one action.
+
 Why that cannot deadlock (batched, blocking, in-order): with unit ticks every rank
 is between two actions at every integer tick, so the gap holding tick t covers the
 ticks ``[end(c_i), start(c_{i+1})]`` and every operation of tick t sits in a gap
@@ -44,8 +48,9 @@ from __future__ import annotations
 import numpy as np
 
 from ringpipe.schedules import kernels, sim_kernels
-from ringpipe.schedules.actions import ActionKind, Schedule
+from ringpipe.schedules.actions import ActionKind
 from ringpipe.schedules.encoded import encode, encoded_arrays
+from ringpipe.schedules.schedule import Schedule
 from ringpipe.schedules.validate import ExecutionOrder, execution_order
 
 _SEND_F, _RECV_F = ActionKind.SEND_F.code, ActionKind.RECV_F.code
@@ -55,9 +60,10 @@ _SEND_B, _RECV_B = ActionKind.SEND_B.code, ActionKind.RECV_B.code
 def unit_clock(order: ExecutionOrder) -> tuple[np.ndarray, np.ndarray]:
     """Start and end tick of every slot of ``order.schedule`` (flat, as in ``encode``).
 
-    Every compute action takes one tick (B too), communication is free, and each
-    action starts as soon as its rank is free and its inputs exist; ``order`` is
-    the isend dry run's order (:func:`~ringpipe.schedules.validate.execution_order`).
+    Every compute action takes one tick (B too, and an overlapped pair as a whole: its
+    halves side by side), communication is free, and each action starts as soon as its
+    rank is free and its inputs exist; ``order`` is the isend dry run's order
+    (:func:`~ringpipe.schedules.validate.execution_order`).
     """
     enc = order.encoded
     kind = enc.kind.copy()
@@ -65,7 +71,8 @@ def unit_clock(order: ExecutionOrder) -> tuple[np.ndarray, np.ndarray]:
     ones = np.ones(order.schedule.num_stages, np.int64)
     start, end, *_ = sim_kernels.simulate_kernel(
         enc.stage, kind, enc.microbatch, enc.row_start, enc.placement,
-        enc.num_microbatches, False, order.order, ones, ones, ones, np.int64(0),
+        enc.num_microbatches, False, enc.pair, order.order, ones, ones, ones, np.int64(0),
+        True,
     )  # fmt: skip
     return start, end
 
@@ -94,7 +101,10 @@ def _messages(schedule: Schedule) -> tuple[np.ndarray, ...]:
     peer_stage = np.where(fwd, stage[src] + 1, stage[src] - 1)
     peer = place[peer_stage]
     tick = end[src]
-    computes = np.append(np.flatnonzero(kind >= 0), enc.row_start[-1])
+    # slots a message may go before: compute actions, but never the second half of a pair
+    second = np.zeros(kind.size, bool)
+    second[1:] = enc.pair[:-1] == 1
+    computes = np.append(np.flatnonzero((kind >= 0) & ~second), enc.row_start[-1])
     # the sender's slot: its next compute action, else its row end
     send_slot = computes[np.searchsorted(computes, src, side="right")]
     send_slot = np.minimum(send_slot, enc.row_start[rank[src] + 1])
@@ -145,9 +155,12 @@ def add_communication(schedule: Schedule) -> Schedule:
         column[op_at] = ops
         column[own_at] = own
         merged.append(column)
+    pair = np.zeros(total, np.uint8)
+    pair[own_at] = enc.pair
     counts = np.bincount(rank, minlength=schedule.num_ranks) + np.diff(enc.row_start)
     row_start = np.zeros(schedule.num_ranks + 1, dtype=np.int64)
     np.cumsum(counts, out=row_start[1:])
-    lowered = encoded_arrays(*merged, row_start, schedule.placement, schedule.num_microbatches)
+    lowered = encoded_arrays(*merged, row_start, schedule.placement, schedule.num_microbatches,
+                             pair)
     return Schedule.from_arrays(schedule.name, schedule.placement, lowered,
                                 schedule.num_microbatches)

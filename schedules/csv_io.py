@@ -28,8 +28,9 @@ from collections.abc import Iterator
 
 from ringpipe.files import display, read_text
 from ringpipe.limits import DEFAULT_LIMITS
-from ringpipe.schedules.actions import Action, Schedule, infer_placement
+from ringpipe.schedules.actions import Action, infer_placement
 from ringpipe.schedules.errors import ScheduleError
+from ringpipe.schedules.schedule import Schedule
 
 
 def schedule_to_csv(schedule: Schedule) -> str:
@@ -98,8 +99,8 @@ def _split_stage(rows: list[tuple[Action | None, ...]]) -> list[tuple[int, int]]
     first: dict[int, tuple[int, int]] = {}
     for rank, row in enumerate(rows):
         for step, action in enumerate(row):
-            if action is not None:
-                seen = first.setdefault(action.stage, (rank, step))
+            for part in () if action is None else action.parts:
+                seen = first.setdefault(part.stage, (rank, step))
                 if seen[0] != rank:
                     return [seen, (rank, step)]
     return []
@@ -111,7 +112,7 @@ def _assemble(rows: list[tuple[Action | None, ...]], name: str) -> Schedule:
         placement = infer_placement(rows)
     except ValueError as exc:
         raise ScheduleError(str(exc), rows, _split_stage(rows)) from None
-    used = {a.microbatch for row in rows for a in row if a is not None}
+    used = {p.microbatch for row in rows for a in row if a is not None for p in a.parts}
     num_microbatches = 1 + max(used)
     if len(used) != num_microbatches:
         missing = next(i for i, mb in enumerate(sorted(used)) if i != mb)

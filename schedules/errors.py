@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from ringpipe.schedules.actions import Schedule
+from ringpipe.schedules.schedule import Schedule
 from ringpipe.schedules.views.step_grid import Rows, format_step_grid
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from ringpipe.schedules.actions import COMPUTE_KINDS, KIND_CODES, ActionKind
+from ringpipe.schedules.actions import KIND_CODES, ActionKind
 
 Array = np.ndarray  # Numba ignores annotations; they document the array arguments
 
@@ -30,7 +30,7 @@ KIND_RECV_F = KIND_CODES[ActionKind.RECV_F]
 KIND_SEND_B = KIND_CODES[ActionKind.SEND_B]
 KIND_RECV_B = KIND_CODES[ActionKind.RECV_B]
 #: The compute kinds have the codes 0 .. NUM_COMPUTE_KINDS-1 (F, B, I, W, in that order).
-NUM_COMPUTE_KINDS = len(COMPUTE_KINDS)
+NUM_COMPUTE_KINDS = 4  # an overlapped pair is encoded as its two halves
 if (KIND_F, KIND_B, KIND_I, KIND_W) != tuple(range(NUM_COMPUTE_KINDS)):  # pragma: no cover
     raise ImportError("KIND_CODES must number F, B, I, W as 0, 1, 2, 3")
 
@@ -101,13 +101,16 @@ def dry_run_kernel(
     placement: Array,
     m: int,
     comm_mode: bool,
+    pair: Array,
     channel: Array,
     num_channels: int,
 ) -> tuple[int, int, int, Array, Array, Array, Array, Array]:
     """Run every rank in order; return (status, j, j2, order, pointer, waits, chan_head, nxt).
 
     ``channel, num_channels`` are :func:`~ringpipe.schedules.encoded.message_channels`
-    of ``placement``; ``chan_head`` has one entry per channel.
+    of ``placement``; ``chan_head`` has one entry per channel. An overlapped pair
+    (``pair[j] == 1``: slots j and j+1) starts only once its backward half's gradient is
+    there too, so its two halves run as one unit.
     """
     p = row_start.shape[0] - 1
     last = placement.shape[0] - 1
@@ -152,6 +155,29 @@ def dry_run_kernel(
             s = stage[j]
             idx = s * m + microbatch[j]
             woken = -1
+            if pair[j] == 1:  # the backward half's inputs are needed before the pair starts
+                sb = stage[j + 1]
+                ib = sb * m + microbatch[j + 1]
+                if done_f[ib] == 0:
+                    status = BACKWARD_BEFORE_F
+                    j += 1
+                    break
+                if sb < last:
+                    if placement[sb + 1] == r:
+                        if done_g[ib + m] == 0:
+                            status = BACKWARD_BEFORE_LOCAL_GRAD
+                            j += 1
+                            break
+                    elif comm_mode:
+                        if arrived_b[ib] == 0:
+                            status = BACKWARD_BEFORE_RECV
+                            j += 1
+                            break
+                    elif done_g[ib + m] == 0:
+                        wait_next[r] = wait_g[ib + m]
+                        wait_g[ib + m] = r
+                        waits[r] = WAITS_GRAD
+                        break
             if k == KIND_F:
                 if s > 0:
                     if placement[s - 1] == r:

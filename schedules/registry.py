@@ -1,7 +1,11 @@
 """Schedule names -> generators, with each generator's constraints.
 
 The CLI and the planner look schedules up here by name; adding a schedule is one
-generator plus one :class:`ScheduleSpec` entry.
+generator plus one :class:`ScheduleSpec` entry. ``synth`` (alias ``auto``) is the
+synthesised schedule (:mod:`ringpipe.schedules.synthesis`): it is built for given
+per-stage costs, so it is kept out of :data:`SCHEDULES` (the fixed ones the planner
+always searches); :func:`generate` builds it for uniform costs (F = I = W) and no
+memory cap, ``Plan`` and the planner for their own stage costs.
 """
 
 from __future__ import annotations
@@ -10,13 +14,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from types import MappingProxyType
 
-from ringpipe.schedules.actions import Schedule
 from ringpipe.schedules.generators.decode import decode, prefill
+from ringpipe.schedules.generators.dualpipev import dualpipev
 from ringpipe.schedules.generators.gpipe import gpipe
 from ringpipe.schedules.generators.interleaved import interleaved_one_f_one_b
 from ringpipe.schedules.generators.one_f_one_b import one_f_one_b
 from ringpipe.schedules.generators.zero_bubble import zb_h1
 from ringpipe.schedules.generators.zero_bubble_v import zb_v
+from ringpipe.schedules.schedule import Schedule
+from ringpipe.schedules.simulate import CostModel
+from ringpipe.schedules.synthesis import synthesize
 
 
 @dataclass(frozen=True)
@@ -75,6 +82,15 @@ SCHEDULES = MappingProxyType(
                 "Qi et al., Zero Bubble Pipeline Parallelism, ICLR 2024, section 6; "
                 "PyTorch ScheduleZBVZeroBubble",
             ),
+            ScheduleSpec(
+                "dualpipev",
+                dualpipev,
+                False,
+                2,
+                "p >= 1, m >= 2p, v fixed at 2 (V-shape); overlapped F/B pairs",
+                "DeepSeek-AI, DeepSeek-V3 technical report (arXiv 2412.19437), DualPipe; "
+                "PyTorch ScheduleDualPipeV",
+            ),
         )
     }
 )
@@ -96,6 +112,21 @@ INFERENCE_SCHEDULES = MappingProxyType(
 )
 
 
+def _uniform_synth(num_ranks: int, num_microbatches: int, chunks_per_rank: int = 1) -> Schedule:
+    """The synthesised schedule for F = I = W = 1 on every stage, free messages, no cap."""
+    return synthesize(CostModel(), None, num_ranks, num_microbatches, chunks_per_rank)
+
+
+#: The synthesised schedule's name, and the alias the planner's ``--schedule auto`` uses.
+SYNTH, SYNTH_ALIAS = "synth", "auto"
+SYNTH_SPEC = ScheduleSpec(
+    SYNTH, _uniform_synth, True, 1,
+    "p >= 1, m >= 1, v >= 1 stages per rank (v = 2: V or interleaved); built for the "
+    "stage costs and activation-memory cap it is given",
+    "ringpipe list-scheduling search (ringpipe.schedules.synthesis); the problem of Qi et "
+    "al., Zero Bubble Pipeline Parallelism, ICLR 2024, section 3")
+
+
 def _any_spec(name: str) -> ScheduleSpec:
     """A training or an inference schedule's spec."""
     if isinstance(name, str) and name in INFERENCE_SCHEDULES:
@@ -104,16 +135,20 @@ def _any_spec(name: str) -> ScheduleSpec:
 
 
 def schedule_spec(name: str, argument: str = "name") -> ScheduleSpec:
-    """The :class:`ScheduleSpec` registered as ``name``; ValueError lists the known names.
-    ``argument``: how the caller's messages name the value (e.g. ``"Plan: schedule"``)."""
+    """The :class:`ScheduleSpec` registered as ``name`` (``synth`` or ``auto``: the
+    synthesised schedule); ValueError lists the known names. ``argument``: how the
+    caller's messages name the value (e.g. ``"Plan: schedule"``)."""
     if not isinstance(name, str):
         raise TypeError(f"{argument}: expected a schedule name (str) such as '1f1b', got "
                         f"{type(name).__name__}")
+    if name in (SYNTH, SYNTH_ALIAS):
+        return SYNTH_SPEC
     try:
         return SCHEDULES[name]
     except KeyError:
         raise ValueError(
-            f"{argument}: unknown schedule {name!r}; known: {', '.join(SCHEDULES)}"
+            f"{argument}: unknown schedule {name!r}; known: {', '.join(SCHEDULES)}, "
+            f"{SYNTH} (alias {SYNTH_ALIAS})"
         ) from None
 
 

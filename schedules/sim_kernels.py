@@ -31,13 +31,20 @@ def simulate_kernel(
     placement: Array,
     m: int,
     comm_mode: bool,
+    pair: Array,
     order: Array,
     fwd: Array,
     bwd_i: Array,
     bwd_w: Array,
     msg: object,
+    concurrent_pairs: bool = False,
 ) -> tuple[Array, Array, Array, Array, Array, Array, Array]:
-    """Time the actions in dry-run ``order``; cost arrays are int64 (exact) or float64."""
+    """Time the actions in dry-run ``order``; cost arrays are int64 (exact) or float64.
+
+    An overlapped pair (``pair[j] == 1``: slots j, j+1, consecutive in ``order``) starts
+    when both halves' inputs are there; its halves then run back to back, or, with
+    ``concurrent_pairs`` (the communication pass's unit clock), side by side.
+    """
     p = row_start.shape[0] - 1
     num_stages = placement.shape[0]
     last = num_stages - 1
@@ -66,6 +73,18 @@ def simulate_kernel(
         k = kind[j]
         idx = s * m + microbatch[j]
         begin = free[r]
+        if pair[j] == 1:  # wait for the backward half's gradient too (see validate)
+            sb = stage[j + 1]
+            ib = sb * m + microbatch[j + 1]
+            if sb < last:
+                if placement[sb + 1] == r:
+                    begin = max(begin, end_g[ib + m])
+                elif comm_mode:
+                    begin = max(begin, arrival[size + ib])
+                else:
+                    begin = max(begin, end_g[ib + m] + msg)
+        elif concurrent_pairs and j > 0 and pair[j - 1] == 1 and rank_of[j - 1] == r:
+            begin = start[j - 1]  # the second half starts with the first
         if k == KIND_F:
             if s > 0:
                 if placement[s - 1] == r:
@@ -112,5 +131,5 @@ def simulate_kernel(
             busy[r] += done - begin
         start[j] = begin
         finish[j] = done
-        free[r] = done
+        free[r] = max(free[r], done)
     return start, finish, busy, free, peak_stage, peak_rank, peak_w

@@ -37,7 +37,8 @@ from typing import NamedTuple
 import numpy as np
 
 from ringpipe.schedules import sim_kernels
-from ringpipe.schedules.actions import Action, Schedule
+from ringpipe.schedules.actions import Action
+from ringpipe.schedules.schedule import Schedule
 from ringpipe.schedules.validate import ExecutionOrder, validate
 
 Cost = Real | Sequence[Real]
@@ -103,11 +104,13 @@ class CostModel:
 
 
 class TimedAction(NamedTuple):
-    """An action with its start and end time on its rank."""
+    """An action with its start and end time on its rank; ``pair`` is the overlapped
+    pair it is a half of (None for a lone action)."""
 
     action: Action
     start: Real
     end: Real
+    pair: Action | None = None
 
 
 @dataclass(frozen=True)
@@ -138,22 +141,29 @@ class SimulationResult:
 
     @cached_property
     def timelines(self) -> tuple[tuple[TimedAction, ...], ...]:
-        """Per rank, every action (idle slots skipped) with its start and end time."""
+        """Per rank, every elementary action (idle slots skipped; an overlapped pair as
+        its two halves, each naming the pair) with its start and end time."""
         return tuple(self.timeline(rank) for rank in range(len(self.schedule.actions)))
 
     def timeline(self, rank: int) -> tuple[TimedAction, ...]:
-        """Rank ``rank``'s actions (idle slots skipped) with their start and end times:
-        one row of :attr:`timelines`, without building the others."""
+        """Rank ``rank``'s elementary actions with their start and end times: one row of
+        :attr:`timelines`, without building the others."""
         convert = _from_scaled(self._scale)
         row = self.schedule.actions[rank]
         base = int(self._row_start[rank])
-        starts = self._start[base : base + len(row)].tolist()
-        ends = self._end[base : base + len(row)].tolist()
-        return tuple(
-            TimedAction(a, convert(t0), convert(t1))
-            for a, t0, t1 in zip(row, starts, ends, strict=True)
-            if a is not None
-        )
+        count = sum(1 if a is None else len(a.parts) for a in row)
+        starts = self._start[base : base + count].tolist()
+        ends = self._end[base : base + count].tolist()
+        line, j = [], 0
+        for a in row:
+            if a is None:
+                j += 1
+                continue
+            pair = a if a.sub_actions is not None else None
+            for part in a.parts:
+                line.append(TimedAction(part, convert(starts[j]), convert(ends[j]), pair))
+                j += 1
+        return tuple(line)
 
 
 def _from_scaled(scale: int | None):  # noqa: ANN202

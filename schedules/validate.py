@@ -51,10 +51,10 @@ from typing import Literal
 import numpy as np
 
 from ringpipe.schedules import kernels
-from ringpipe.schedules.actions import Schedule
 from ringpipe.schedules.blocking import check_batched_sends
 from ringpipe.schedules.encoded import EncodedSchedule, encode
 from ringpipe.schedules.errors import ScheduleError
+from ringpipe.schedules.schedule import Schedule
 
 SendMode = Literal["isend", "batched"]
 SEND_MODES: tuple[str, ...] = ("isend", "batched")
@@ -82,7 +82,7 @@ def _check_structure(schedule: Schedule, enc: EncodedSchedule) -> None:
     if bad < 0:
         return
     rank, step = enc.locate(bad)
-    action = schedule.actions[rank][step]
+    action = enc.action_at(bad)
     num_stages, m = schedule.num_stages, schedule.num_microbatches
     if not (0 <= action.stage < num_stages and 0 <= action.microbatch < m):
         reason = f"{action} out of range: stages are 0..{num_stages - 1}, micro-batches 0..{m - 1}"
@@ -99,7 +99,8 @@ def _positions(schedule: Schedule, stage: int, microbatch: int) -> list[tuple[in
     return [
         (rank, step)
         for step, a in enumerate(schedule.actions[rank])
-        if a is not None and a.kind.is_compute and a.stage == stage and a.microbatch == microbatch
+        if a is not None and a.kind.is_compute
+        and any(p.stage == stage and p.microbatch == microbatch for p in a.parts)
     ]
 
 
@@ -120,12 +121,11 @@ def _check_complete(schedule: Schedule, enc: EncodedSchedule) -> None:
         enc.stage, enc.kind, enc.microbatch, schedule.num_stages, m
     )
     if repeat >= 0:
-        rank, step = enc.locate(int(repeat))
-        action = schedule.actions[rank][step]
+        action = enc.action_at(int(repeat))
         marks = [
             (r, s)
             for r, s in _positions(schedule, action.stage, action.microbatch)
-            if schedule.actions[r][s] == action
+            if action in schedule.actions[r][s].parts
         ]
         raise ScheduleError(f"{action} runs more than once", schedule, marks)
     cf, cb, ci, cw = counts
@@ -178,33 +178,36 @@ def _dry_run(schedule: Schedule, enc: EncodedSchedule) -> np.ndarray:
     stuck = [r for r in range(schedule.num_ranks) if pointer[r] < enc.row_start[r + 1]]
     if status == kernels.OK and not stuck and not (chan_head >= 0).any():
         return order  # valid: the Action objects are only needed to report an error
-    rows = schedule.actions
+    rows, at = schedule.actions, enc.action_at
     if status == kernels.RECV_MISMATCH:
         (r1, s1), (r2, s2) = enc.locate(int(j)), enc.locate(int(j2))
         raise ScheduleError(
-            f"{rows[r1][s1]} is matched, in order, with {rows[r2][s2]} from rank {r2} "
+            f"{at(int(j))} is matched, in order, with {at(int(j2))} from rank {r2} "
             "(messages on a channel must be received in the order they are sent)",
             schedule,
             [(r1, s1), (r2, s2)],
         )
     if status != kernels.OK:
         rank, step = enc.locate(int(j))
-        raise ScheduleError(_describe(_REASONS[status], rows[rank][step]), schedule, [(rank, step)])
+        raise ScheduleError(_describe(_REASONS[status], at(int(j))), schedule, [(rank, step)])
     if stuck:
         marks = [enc.locate(int(pointer[r])) for r in stuck]
-        waits_for = "; ".join(
-            f"rank {r} at {rows[r][s]} waits for "
-            + _describe(_WAITS.get(int(waits[r]), "?"), rows[r][s])
-            for r, s in marks
-        )
-        raise ScheduleError(f"deadlock: {waits_for}", schedule, marks)
+        waiting = []
+        for r in stuck:
+            j = int(pointer[r])
+            # a pair waits for its backward half's gradient before its forward half runs
+            half = j + 1 if enc.pair[j] and waits[r] == kernels.WAITS_GRAD else j
+            rank, step = enc.locate(j)
+            waiting.append(f"rank {r} at {rows[rank][step]} waits for "
+                           + _describe(_WAITS.get(int(waits[r]), "?"), at(half)))
+        raise ScheduleError(f"deadlock: {'; '.join(waiting)}", schedule, marks)
     unreceived = []
     for head in chan_head[chan_head >= 0]:
         while head >= 0:
             unreceived.append(enc.locate(int(head)))
             head = nxt[head]
     if unreceived:
-        names = ", ".join(f"{rows[r][s]} on rank {r}" for r, s in unreceived[:5])
+        names = ", ".join(f"{rows[r][s]} on rank {r}" for r, s in unreceived[:5])  # messages
         raise ScheduleError(f"sends never received: {names}", schedule, unreceived)
     return order
 

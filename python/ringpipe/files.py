@@ -25,7 +25,7 @@ import errno
 import os
 import stat
 
-__all__ = ["display", "read_bytes", "read_text"]
+__all__ = ["decode_text", "display", "read_bytes", "read_text"]
 
 _BOM = "\ufeff"
 _CHUNK = 1 << 20
@@ -106,13 +106,10 @@ def read_bytes(path: str | os.PathLike[str], what: str, max_bytes: int,
     return b"".join(chunks)
 
 
-def read_text(path: str | os.PathLike[str], what: str, max_bytes: int,
-              expected: str = "text", label: str | None = None) -> str:
-    """The UTF-8 text of the regular file ``path``, a leading byte-order mark dropped;
-    as :func:`read_bytes`, and ValueError when it is not UTF-8 or holds a NUL byte
-    (``expected`` names what the file should hold, for the message)."""
-    raw = read_bytes(path, what, max_bytes, label)
-    shown = display(os.fspath(path)) if label is None else label
+def decode_text(raw: bytes, what: str, shown: str, expected: str = "text") -> str:
+    """``raw`` as UTF-8 text, a leading byte-order mark dropped; ValueError starting with
+    ``shown`` when it is not UTF-8 or holds a NUL byte (for bytes read elsewhere, e.g.
+    standard input; :func:`read_text` reads a file and decodes it with this)."""
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -122,3 +119,13 @@ def read_text(path: str | os.PathLike[str], what: str, max_bytes: int,
         raise ValueError(f"{shown}: the {what} contains NUL bytes (byte "
                          f"{raw.index(0)}): a binary file, not {expected}")
     return text.removeprefix(_BOM)
+
+
+def read_text(path: str | os.PathLike[str], what: str, max_bytes: int,
+              expected: str = "text", label: str | None = None) -> str:
+    """The UTF-8 text of the regular file ``path``, a leading byte-order mark dropped;
+    as :func:`read_bytes`, and ValueError when it is not UTF-8 or holds a NUL byte
+    (``expected`` names what the file should hold, for the message)."""
+    raw = read_bytes(path, what, max_bytes, label)
+    shown = display(os.fspath(path)) if label is None else label
+    return decode_text(raw, what, shown, expected)

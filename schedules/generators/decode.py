@@ -21,7 +21,13 @@ than p groups add no throughput, only waiting.
   p ranks; the last rank's output is each sequence's first generated token;
 * ``decode(p, G, K)``: K token steps; step 0 is the prefill, steps 1..K-1 decode one
   position per sequence against the KV cache, so ``decode(p, G, 1) == prefill(p, G)``
-  up to the name.
+  up to the name;
+* ``continuous(p, lanes)``: continuous batching (:mod:`ringpipe.runtime.batching`), where a
+  micro-batch is a *lane* and each of its steps one scheduler iteration (whatever
+  requests that iteration holds). ``lanes[n]`` is the lane of the n-th iteration to start;
+  every rank runs the iterations in that order, and lanes with fewer iterations are padded
+  at the end (empty iterations) so that every stage runs every lane. With G lanes taking
+  turns, ``continuous(p, [0, .., G-1] * K) == decode(p, G, K)`` up to the name.
 
 :func:`inference_timing` times a schedule with the simulator and reads off each
 token's latency (time to first token for step 0, time per output token after) and
@@ -36,12 +42,13 @@ from numbers import Real
 
 import numpy as np
 
-from ringpipe.schedules.actions import Action, ActionKind, Schedule, interleaved_placement
+from ringpipe.schedules.actions import Action, ActionKind, interleaved_placement
+from ringpipe.schedules.schedule import Schedule
 from ringpipe.schedules.simulate import CostModel, simulate
 from ringpipe.validation import check_int, check_real
 
-__all__ = ["InferenceTiming", "decode", "inference_timing", "prefill", "prefill_ttft",
-           "token_step"]
+__all__ = ["InferenceTiming", "continuous", "decode", "inference_timing", "prefill",
+           "prefill_ttft", "token_step"]
 
 
 def decode(num_ranks: int, num_groups: int, steps: int = 2) -> Schedule:
@@ -55,6 +62,26 @@ def decode(num_ranks: int, num_groups: int, steps: int = 2) -> Schedule:
         for r in range(p)
     )
     return Schedule("decode" if k > 1 else "prefill", interleaved_placement(p, k), rows, g)
+
+
+def continuous(num_ranks: int, lanes: Sequence[int], num_lanes: int | None = None) -> Schedule:
+    """Iterations in start order ``lanes`` (each entry a lane id) on p = ``num_ranks``
+    ranks, with ``num_lanes`` lanes (default: max(lanes) + 1); module docstring."""
+    p = check_int("num_ranks", num_ranks)
+    order = [check_int(f"lanes[{n}]", g, 0) for n, g in enumerate(lanes)]
+    g = check_int("num_lanes", (max(order) + 1 if order else 1) if num_lanes is None
+                  else num_lanes, max(order) + 1 if order else 1)
+    counts = [order.count(j) for j in range(g)]
+    k = max(max(counts), 1)
+    order += [j for step in range(k) for j in range(g) if step >= counts[j]]
+    seen = [0] * g
+    steps = []
+    for j in order:
+        steps.append((seen[j], j))
+        seen[j] += 1
+    rows = tuple(tuple(Action(t * p + r, ActionKind.FORWARD, j) for t, j in steps)
+                 for r in range(p))
+    return Schedule("continuous", interleaved_placement(p, k), rows, g)
 
 
 def prefill(num_ranks: int, num_groups: int) -> Schedule:

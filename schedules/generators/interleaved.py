@@ -19,9 +19,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from ringpipe.schedules.actions import KIND_CODES, Action, B, F, Schedule, interleaved_placement
+from ringpipe.schedules.actions import KIND_CODES, Action, B, F, interleaved_placement
 from ringpipe.schedules.encoded import encoded_arrays
 from ringpipe.schedules.generators.one_f_one_b import steady_state_pattern
+from ringpipe.schedules.schedule import Schedule
 from ringpipe.validation import check_int
 
 

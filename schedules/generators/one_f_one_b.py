@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from ringpipe.schedules.actions import KIND_CODES, Action, B, F, Schedule, one_chunk_placement
+from ringpipe.schedules.actions import KIND_CODES, Action, B, F, one_chunk_placement
 from ringpipe.schedules.encoded import encoded_arrays
+from ringpipe.schedules.schedule import Schedule
 from ringpipe.validation import check_int
 
 

@@ -27,9 +27,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from ringpipe.schedules.actions import KIND_CODES, Action, F, I, Schedule, W, one_chunk_placement
+from ringpipe.schedules.actions import KIND_CODES, Action, F, I, W, one_chunk_placement
 from ringpipe.schedules.encoded import encoded_arrays
 from ringpipe.schedules.generators.one_f_one_b import warmup_forwards
+from ringpipe.schedules.schedule import Schedule
 from ringpipe.validation import check_int
 
 

@@ -59,8 +59,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from ringpipe.schedules.actions import KIND_CODES, Action, F, I, Schedule, W, v_shape_placement
+from ringpipe.schedules.actions import KIND_CODES, Action, F, I, W, v_shape_placement
 from ringpipe.schedules.encoded import encoded_arrays
+from ringpipe.schedules.schedule import Schedule
 from ringpipe.validation import check_int
 
 _FA, _IA, _WA, _FB, _IB, _WB = range(6)

@@ -2,8 +2,9 @@
 
 Each rank is one track (``tid``) of one process; each action is a complete event
 (``"ph": "X"``) with ``ts`` and ``dur`` in microseconds, its kind as category and
-stage / micro-batch in ``args``. Format: the Trace Event Format document
-(Google, "Trace Event Format", the ``X`` and ``M`` phases).
+stage / micro-batch in ``args``; each half of an overlapped pair is an event of its own
+whose ``args.overlap`` is the pair's text, e.g. ``(0F7;7B3)OVERLAP_F_B``. Format: the
+Trace Event Format document (Google, "Trace Event Format", the ``X`` and ``M`` phases).
 """
 
 from __future__ import annotations
@@ -60,7 +61,8 @@ def chrome_trace(result: SimulationResult, *, us_per_unit: float = 1000.0) -> di
                     "tid": rank,
                     "ts": float(timed.start) * us_per_unit,
                     "dur": float(timed.end - timed.start) * us_per_unit,
-                    "args": {"stage": action.stage, "microbatch": action.microbatch},
+                    "args": {"stage": action.stage, "microbatch": action.microbatch,
+                             **({"overlap": str(timed.pair)} if timed.pair else {})},
                 }
             )
     return {"traceEvents": events, "displayTimeUnit": "ms"}

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
-from ringpipe.schedules.actions import Action, Schedule
+from ringpipe.schedules.actions import Action
+from ringpipe.schedules.schedule import Schedule
 
 IDLE = "."
 #: Per-rank action lists (``None`` = idle slot), as in :attr:`Schedule.actions`.

@@ -22,7 +22,8 @@ from __future__ import annotations
 import math
 from xml.sax.saxutils import escape
 
-from ringpipe.schedules.actions import ActionKind, Schedule
+from ringpipe.schedules.actions import ActionKind
+from ringpipe.schedules.schedule import Schedule
 from ringpipe.schedules.simulate import SimulationResult
 
 KIND_COLOURS = {

@@ -7,6 +7,7 @@ import sys
 import pytest
 
 from ringpipe.cli import main
+from ringpipe.kernels.threads import ThreadPolicy
 from ringpipe.measure.bandwidth import busbw_factor, exact_inputs, exact_sum, size_sweep
 
 
@@ -19,7 +20,10 @@ def test_demo_table_is_exact(capsys):
                               *["time", "algbw", "busbw", "#wrong"] * 2]
     assert out.count("# Avg bus bandwidth") == 2  # one per algorithm, as nccl-tests
     assert out.count("# Out of bounds values : 0 OK") == 2
-    assert "KernelTuning.parallel_min_bytes" in out  # the thread-pool step is explained
+    # the ranks' threads are said, and the thread-pool step explained when there is one
+    policy = ThreadPolicy.fair_share(8)
+    assert f"# numba: {'one thread' if policy.numba < 2 else f'{policy.numba} threads'}" in out
+    assert ("KernelTuning.parallel_min_bytes" in out) == (policy.numba > 1)
     assert "all results exact" in out
 
 

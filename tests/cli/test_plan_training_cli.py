@@ -127,7 +127,10 @@ def test_cluster_file(tmp_path, capsys):
     ([*SMALL[:3], "--global-batch", "8"], "exactly one of --cluster and --cluster-file"),
     ([*SMALL, "--nodes", "0"], "--nodes must be >= 1"),
     (["plan", "--layers", "7", "--hidden", "70", "--heads", "7", "--seq", "64", "--vocab",
-      "100", "--cluster", "dgx-a100", "--global-batch", "7"], "no TP×PP×DP factorisation"),
+      "100", "--cluster", "dgx-a100", "--nodes", "2", "--global-batch", "7"],
+     "no TP×PP×DP factorisation"),
+    ([*SMALL, "--layout", "E,t|t,L", "--global-batch", "8"], "no searched pp × v"),
+    ([*SMALL, "--layout", "E,t||t,L", "--global-batch", "8"], "is empty"),
     ([*SMALL, "--tp", "3"], "tp=3 does not divide the cluster's 8 GPUs"),
     ([*SMALL, "--top", "0"], "--top must be >= 1"),
 ])

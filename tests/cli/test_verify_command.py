@@ -56,3 +56,35 @@ def test_verify_bad_arguments_exit_2(argv, message, capsys):
 def test_verify_negative_seed_names_the_flag(capsys):
     assert main(["verify", "--seed", "-1"]) == 2
     assert "--seed" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("extra", [["--layout", "E,t|t*2|t*2|t,L"], ["--layout", "E|t*3|t*3|L"],
+                                   ["--split", "balanced", "--vocab", "200"]])
+def test_verify_layout_and_balanced_split(extra, capsys):
+    code = main(["verify", "--pp", "4", "--microbatches", "4", "--hidden", "16", "--seq", "4",
+                 "--json", *extra])
+    doc = json.loads(capsys.readouterr().out)
+    assert code == 0 and doc["ok"] and doc["max_rel_error"] < 1e-10
+
+
+@pytest.mark.mpi
+@pytest.mark.parametrize("extra", [["--layout", "E,t|t*2|t*2|t,L"],
+                                   ["--layout", "E|t*3|t*3|L", "--tp", "2", "--np", "8"],
+                                   ["--split", "balanced", "--vocab", "200"]])
+def test_verify_layout_over_mpi_is_bitwise_inprocess(extra, capfd):
+    code = main(["verify", "--pp", "4", "--microbatches", "4", "--hidden", "16", "--seq", "4",
+                 "--backend", "mpi", "--json", *extra])
+    doc = json.loads(capfd.readouterr().out)
+    assert code == 0 and doc["ok"] and doc["bitwise_inproc"] is True
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["verify", "--pp", "2", "--layout", "E,t||t,L"], "stage 1 of 'E,t||t,L' is empty"),
+    (["verify", "--pp", "2", "--layout", "E,t|t,L", "--split", "balanced"], "contradict"),
+    (["verify", "--pp", "4", "--layout", "E,t|t,L"], "has 2 stages, the schedule has 4"),
+    (["verify", "--inference", "--layout", "E,t|t,L"], "--layout does not apply"),
+])
+def test_verify_bad_layout_exits_2(argv, message, capsys):
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1

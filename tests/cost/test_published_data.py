@@ -11,7 +11,13 @@ from pathlib import Path
 
 import pytest
 
-from ringpipe.cost.published import inference_tables, megatron, training_runs
+from ringpipe.cost.published import (
+    inference_tables,
+    megatron,
+    serving_check,
+    training_runs,
+    zero_bubble,
+)
 from ringpipe.cost.published.loader import absent_as, data_files, load_table
 
 ROW_TYPES = {
@@ -20,8 +26,11 @@ ROW_TYPES = {
     "llama3_405b.csv": training_runs.Llama3Row,
     "megatron_sc21_table1.csv": megatron.MegatronRow,
     "nemo_llama2_7b.csv": inference_tables.NemoLatency,
+    "nim_llama33_70b.csv": serving_check.NimServing,
+    "vllm_latency.csv": inference_tables.VllmLatency,
     "trtllm_first_token.csv": inference_tables.TrtllmFirstToken,
     "trtllm_throughput.csv": inference_tables.TrtllmThroughput,
+    "zero_bubble_2024.csv": zero_bubble.ZeroBubbleRow,
 }
 
 
@@ -55,6 +64,13 @@ def test_a_path_loads_like_the_resource_name(tmp_path):
 def test_the_modules_expose_the_files_rows():
     assert len(training_runs.BLOOM_SPLITS) == 21 and len(training_runs.KORTHIKANTI) == 8
     assert len(inference_tables.NEMO_LLAMA2_7B) == 32
+    assert len(inference_tables.VLLM_LATENCY) == 6
+    # vLLM build 9555 (8xH100): llama-3 70B tp4, mean latency 2444.47 ms
+    assert inference_tables.VLLM_LATENCY[3] == inference_tables.LatencyRow(
+        "llama3-70b", "dgx-h100", 4, 8, 32, 128, "bf16", 2.44447)
+    nim = load_table("nim_llama33_70b.csv", serving_check.NimServing).rows
+    assert [(r.concurrency, r.ttft_ms, r.itl_ms) for r in nim[:2]] == [
+        (1, 406.77, 18.58), (5, 546.7, 21.83)]
     assert len(inference_tables.TRTLLM_THROUGHPUT) == len(inference_tables.TRTLLM_FIRST_TOKEN) == 8
     assert training_runs.BLOOM_SOURCE == load_table(
         "bloom_181b_splits.csv", training_runs.BloomSplit).source.short
@@ -192,3 +208,18 @@ def test_rows_must_be_frozen_dataclasses(tmp_path):
         load_table(path, Mutable)
     with pytest.raises(TypeError, match="frozen dataclass"):
         load_table(Path(path), tuple)
+
+
+def test_zero_bubble_rows_match_the_paper():
+    """Qi et al. 2024: Table 4 has 4 schedules × 12 cells, Table 8 3 × 12, Table 9 2 × 9;
+    spot checks against the paper's numbers."""
+    rows = zero_bubble.ROWS
+    assert [sum(r.table == t for r in rows) for t in ("4", "8", "9")] == [48, 36, 18]
+    first = next(r for r in rows if r.table == "4")
+    assert (first.model, first.layers, first.heads, first.hidden, first.gpus, first.microbatch,
+            first.microbatches, first.schedule, first.samples_per_gpu_s, first.memory_gb) == \
+        ("1.5B", 22, 24, 2304, 8, 6, 24, "ZB-2p", 14.5, 59)
+    last = [r for r in rows if r.table == "4"][-1]
+    assert (last.model, last.microbatches, last.schedule, last.samples_per_gpu_s,
+            last.memory_gb) == ("28.3B", 256, "1F1B-I", 0.9, 58)
+    assert all((r.layers + 2) % r.gpus == 0 for r in rows)  # first and last one layer fewer

@@ -29,7 +29,8 @@ def main() -> None:
         cfg = ModelConfig(**case["model"])
         plan = Plan(cfg, Mesh(dp=dp, pp=pp, tp=tp), schedule=case["schedule"],
                     microbatches=case["m"], allreduce=case["allreduce"],
-                    chunks=case.get("chunks"))
+                    chunks=case.get("chunks"), layout=case.get("layout"),
+                    split=case.get("split", "even"))
         params = init_params(cfg, 7)
         batch = random_batch(cfg, dp * case["m"] * case["b"], 8)
         inside = world.Get_rank() < plan.mesh.world

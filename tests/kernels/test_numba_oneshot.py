@@ -78,3 +78,57 @@ def test_tuple_of_ranks_returns_a_list():
     out = ringpipe.all_reduce(bufs, "ring", "numba")
     assert isinstance(out, list) and all(o is b for o, b in zip(out, bufs, strict=True))
     assert (out[0] == sum(ranks(3, 10, np.int64))).all()
+
+
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.int64])
+@pytest.mark.parametrize("algorithm", ["ring", "tree"])
+def test_out_of_place_one_shot_is_bitwise_the_reference_and_leaves_inputs(dtype, algorithm):
+    inputs = ranks(5, 1237, dtype, seed=4)
+    kept = [x.copy() for x in inputs]
+    outs = [np.empty_like(x) for x in inputs]
+    assert run_plain_in_place(step_table("all_reduce", algorithm, 5), inputs, "sum",
+                              DEFAULT_TUNING, outs)
+    ref = ringpipe.all_reduce([x.copy() for x in kept], algorithm, "numpy")
+    for r in range(5):
+        assert outs[r].tobytes() == ref[r].tobytes()
+        assert inputs[r].tobytes() == kept[r].tobytes()
+
+
+def test_out_of_place_all_reduce_takes_the_one_shot_path(monkeypatch):
+    import ringpipe.collectives.api as api
+
+    def full_checks(*args, **kwargs):
+        raise AssertionError("the out-of-place all-reduce took the full checks")
+
+    bufs = ranks(8, 16 << 10)
+    outs = [np.empty_like(b) for b in bufs]
+    want = sum(b.astype(np.float64) for b in bufs)
+    monkeypatch.setattr(api, "_common", full_checks)
+    got = ringpipe.all_reduce(bufs, "ring", "numba", out=outs)
+    assert all(g is o for g, o in zip(got, outs, strict=True))
+    assert all((o == want).all() for o in outs)
+
+
+@pytest.mark.parametrize("make", [
+    lambda b, o: (b, o[:1] + [b[1]] + o[2:]),                    # an output is an input
+    lambda b, o: (b, o[:1] + [o[0]] + o[2:]),                    # two outputs alias
+    lambda b, o: ([np.frombuffer(b[0].tobytes(), np.float32)] + b[1:], o),  # read-only in
+    lambda b, o: (b, o[:1] + [np.empty(1000, np.float64)] + o[2:]),  # wrong dtype
+], ids=["out-is-input", "aliased-outputs", "readonly-input", "dtype"])
+def test_out_of_place_not_plain_touches_nothing(make):
+    bufs, outs = make(ranks(), [np.zeros(1000, np.float32) for _ in range(4)])
+    before = [np.array(x, copy=True) for x in (*bufs, *outs)]
+    assert not run_plain_in_place(step_table("all_reduce", "ring", 4), bufs, "sum",
+                                  DEFAULT_TUNING, outs)
+    for x, was in zip((*bufs, *outs), before, strict=True):
+        assert np.asarray(x).tobytes() == was.tobytes()
+
+
+def test_out_of_place_uses_the_thread_pool_from_the_same_size_as_in_place():
+    from ringpipe.kernels.numba_exec import launch_geometry
+
+    table = step_table("all_reduce", "ring", 8)
+    threshold = DEFAULT_TUNING.parallel_min_bytes // (8 * 4)  # float32 elements per rank
+    for count, parallel in ((threshold // 2, False), (threshold, True)):
+        for copy_in in (False, True):
+            assert launch_geometry(table, count, 4, copy_in, DEFAULT_TUNING)[4] is parallel

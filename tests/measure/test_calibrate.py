@@ -273,3 +273,27 @@ def test_calibrate_output_is_checked_before_measuring(tmp_path):
     write_output(good, "a = 2\n")  # overwriting keeps the file's mode
     assert good.read_text() == "a = 2\n" and good.stat().st_mode & 0o777 == 0o640
     assert sorted(p.name for p in tmp_path.iterdir()) == ["dir.toml", "fifo.toml", "ok.toml"]
+
+
+def test_verify_warns_once_when_threads_differ_from_the_file(quick_file, tmp_path, capsys):
+    from ringpipe.kernels.threads import ThreadPolicy
+
+    path, data, _ = quick_file
+    assert data["measured"]["blas_threads"] == ThreadPolicy.fair_share(3).blas
+    doc = tomllib.loads(path.read_text())
+    args = ["verify", "--pp", "2", "--microbatches", "2", "--hidden", "8", "--heads", "2",
+            "--block", "mlp", "--json", "--cluster-file"]
+    run_threads = ThreadPolicy.fair_share(2).blas
+    for threads, warned in ((run_threads, False), (run_threads + 5, True)):
+        doc["measured"]["blas_threads"] = threads
+        other = tmp_path / f"t{threads}.toml"
+        other.write_text(dumps(doc))
+        assert main([*args, str(other)]) == 0
+        captured = capsys.readouterr()
+        lines = [ln for ln in captured.err.splitlines() if ln.startswith("warning:")]
+        assert len(lines) == int(warned)
+        if warned:
+            assert f"{run_threads} BLAS thread(s) per rank" in lines[0]
+            assert f"calibrated with {threads}" in lines[0] and str(other) in lines[0]
+        report = __import__("json").loads(captured.out)
+        assert report["blas_threads"] == run_threads

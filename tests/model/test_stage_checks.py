@@ -23,9 +23,21 @@ def test_stage_spec_validation_and_params():
     assert names[0] == "layers.1.norm1.weight" and names[-1] == "head.bias"
     assert spec.param_shapes()["layers.1.attn.qkv.weight"] == (8, 12)
     assert "embed.weight" in StageSpec(cfg, 0, 1).param_shapes()
-    for first, last in ((0, 0), (2, 1), (0, 4), (-1, 2)):
+    for first, last in ((1, 1), (2, 1), (0, 4), (-1, 2)):
         with pytest.raises(ValueError, match="first"):
             StageSpec(cfg, first, last)
+    # a stage may hold the embedding alone or the head alone, never nothing
+    alone = StageSpec(cfg, 0, 0)
+    assert alone.is_first and not alone.is_last
+    assert list(alone.param_shapes()) == ["embed.weight"]
+    assert list(StageSpec(cfg, 3, 3).param_shapes())[-1] == "head.bias"
+    assert not StageSpec(cfg, 0, 1, embedding=False).param_shapes().get("embed.weight")
+    with pytest.raises(ValueError, match="embedding feeds layer 0"):
+        StageSpec(cfg, 1, 2, embedding=True)
+    with pytest.raises(ValueError, match="head follows layer 2"):
+        StageSpec(cfg, 1, 2, head=True)
+    with pytest.raises(ValueError, match="neither the embedding nor the head"):
+        StageSpec(cfg, 0, 0, embedding=False)
     with pytest.raises(ValueError, match="heads"):
         StageSpec(cfg, 0, 1, tp=4)
     with pytest.raises(TypeError, match="config"):

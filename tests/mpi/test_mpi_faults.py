@@ -278,8 +278,11 @@ def test_ctrl_c_on_the_cli_stops_the_job_with_one_line():
     no traceback, no process left."""
     argv = ["verify", "--backend", "mpi", "--tp", "2", "--pp", "2", "--microbatches", "8",
             "--layers", "8", "--hidden", "256", "--heads", "4", "--seq", "64"]
+    # a shell starts background jobs with SIGINT ignored, and Python then installs no
+    # handler: give the CLI the default disposition, as an interactive terminal does
     proc = subprocess.Popen([sys.executable, "-m", "ringpipe", *argv],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     job: set[int] = set()
     try:
         assert _wait_until(lambda: len(_descendants(proc.pid)) >= 5)  # mpiexec + 4 ranks

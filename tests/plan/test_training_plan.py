@@ -11,18 +11,18 @@ from ringpipe.plan.training import Batch, Plan, split_layers
 from ringpipe.schedules import simulate
 from ringpipe.verify.training import random_batch, verify_plan
 
-SCHEDULES = ["gpipe", "1f1b", "zb-h1", "interleaved-1f1b", "zb-v"]
+SCHEDULES = ["gpipe", "1f1b", "zb-h1", "interleaved-1f1b", "zb-v", "dualpipev"]
 
 
 def config(pp, schedule, dtype="float64", **kw):
-    stages = pp * (2 if schedule in ("interleaved-1f1b", "zb-v") else 1)
+    stages = pp * (2 if schedule in ("interleaved-1f1b", "zb-v", "dualpipev") else 1)
     base = dict(layers=stages, hidden=16, heads=4, seq=4, dtype=dtype)
     base.update(kw)
     return ModelConfig(**base)
 
 
 def microbatches(pp, schedule):
-    return 2 * pp if schedule == "interleaved-1f1b" else pp + 1
+    return 2 * pp if schedule in ("interleaved-1f1b", "dualpipev") else pp + 1
 
 
 @pytest.mark.parametrize("tp,pp,dp", list(itertools.product([1, 2, 4], [1, 2, 4], [1, 2])))
@@ -135,8 +135,9 @@ def test_bad_input():
 def test_split_layers():
     assert split_layers(7, 3) == (3, 2, 2)
     assert split_layers(4, 4) == (1, 1, 1, 1)
-    with pytest.raises(ValueError, match="at least one layer"):
-        split_layers(4, 2, [4, 0])
+    assert split_layers(4, 2, [4, 0]) == (4, 0)  # the last stage holds the head alone
+    with pytest.raises(ValueError, match="hold no layer"):
+        split_layers(4, 3, [2, 0, 2])
     with pytest.raises(TypeError):
         split_layers(4, 2, "22")
 

@@ -19,14 +19,15 @@ from ringpipe.mpi.launch import launch
 pytestmark = pytest.mark.mpi
 
 SMALL = {"hidden": 16, "heads": 4, "seq": 4}
-SCHEDULES = ("gpipe", "1f1b", "interleaved-1f1b", "zb-h1", "zb-v")
+SCHEDULES = ("gpipe", "1f1b", "interleaved-1f1b", "zb-h1", "zb-v", "dualpipev")
 
 
 def _case(schedule: str, mesh: tuple[int, int, int], m: int, allreduce: str,
           **model: object) -> dict:
-    chunks = 2 if schedule in ("interleaved-1f1b", "zb-v") else 1
+    chunks = 2 if schedule in ("interleaved-1f1b", "zb-v", "dualpipev") else 1
     dp, pp, tp = mesh
-    layers = model.pop("layers", 2 * pp * chunks + 1 if schedule != "zb-v" else 2 * pp * chunks)
+    layers = model.pop("layers", 2 * pp * chunks + (1 if chunks == 1 or
+                                                    schedule == "interleaved-1f1b" else 0))
     return {"name": f"{schedule}-dp{dp}pp{pp}tp{tp}-{allreduce}", "schedule": schedule,
             "mesh": list(mesh), "m": m, "b": 2, "allreduce": allreduce,
             "chunks": 2 if schedule == "interleaved-1f1b" else None,
@@ -41,6 +42,16 @@ CASES = [
     *[_case(s, (1, 2, 2), 4, "tree" if i % 2 else "ring", vocab=0 if i % 2 else 13)
       for i, s in enumerate(SCHEDULES)],
     _case("zb-h1", (2, 1, 2), 2, "ring", vocab=7, layers=3),
+    # stages holding only the embedding or only the head, and the balanced split
+    {**_case("1f1b", (1, 4, 1), 4, "ring", vocab=9, layers=4), "layout": "E|t*2|t*2|L",
+     "name": "1f1b-E-alone-L-alone-tp1"},
+    {**_case("interleaved-1f1b", (1, 2, 2), 2, "tree", layers=2), "layout": "E|t|t|L",
+     "chunks": None, "name": "interleaved-E-alone-L-alone-tp2"},
+    {**_case("zb-h1", (3, 2, 1), 4, "ring", vocab=11, layers=5), "split": "balanced",
+     "name": "zb-h1-balanced-dp3-tp1"},
+    # the synthesised schedule, one and two stages per rank
+    {**_case("synth", (3, 2, 1), 4, "tree", vocab=9), "name": "synth-dp3-tp1"},
+    {**_case("synth", (1, 2, 2), 4, "ring", layers=4), "chunks": 2, "name": "synth-v2-tp2"},
 ]
 
 

@@ -59,7 +59,7 @@ def test_dry_run_state_is_linear_in_ranks_not_quadratic():
     assert count == 2 * (p - 1)  # p*p would be 4e8 slots, 3.2 GB per array
     result = kernels.dry_run_kernel(
         enc.stage, enc.kind, enc.microbatch, enc.row_start, enc.placement,
-        enc.num_microbatches, True, channel, count,
+        enc.num_microbatches, True, enc.pair, channel, count,
     )  # fmt: skip
     status, _, _, order, _, _, chan_head, _ = result
     assert status == kernels.OK and order.size == enc.stage.size

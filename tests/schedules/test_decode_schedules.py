@@ -90,3 +90,16 @@ def test_cli_draws_inference_schedules(capsys):
     assert data["schedule"] == "decode" and data["chunks"] == 3
     assert data["actions"]["0"][:3] == ["0F0", "0F1", "2F0"]
     assert main(["schedule", "prefill", "-p", "2", "-m", "2"]) == 0
+
+
+def test_continuous_is_decode_when_lanes_take_turns_and_pads_short_lanes():
+    from ringpipe.schedules import add_communication, validate
+    from ringpipe.schedules.generators.decode import continuous, decode
+
+    assert continuous(3, [0, 1, 2] * 4).actions == decode(3, 3, 4).actions
+    uneven = continuous(2, [0, 0, 1, 0], num_lanes=3)
+    assert uneven.num_microbatches == 3 and uneven.chunks_per_rank == 3
+    # lane 1 padded with 2 steps, lane 2 with 3, after the real iterations
+    assert [str(a) for a in uneven.actions[0]] == ["0F0", "2F0", "0F1", "4F0", "0F2",
+                                                    "2F1", "2F2", "4F1", "4F2"]
+    validate(add_communication(uneven))

@@ -147,7 +147,7 @@ def test_interleaved_constraints_are_stated():
 
 
 def test_registry():
-    assert set(SCHEDULES) == {"gpipe", "1f1b", "interleaved-1f1b", "zb-h1", "zb-v"}
+    assert set(SCHEDULES) == {"gpipe", "1f1b", "interleaved-1f1b", "zb-h1", "zb-v", "dualpipev"}
     assert generate("interleaved-1f1b", 2, 4).chunks_per_rank == 2
     assert generate("zb-v", 2, 4) == generate("zb-v", 2, 4, 2) == zb_v(2, 4)
     assert SCHEDULES["zb-v"].default_chunks == 2 and not SCHEDULES["zb-v"].takes_chunks

@@ -42,7 +42,7 @@ exits.restore_default()  # main() turns Ctrl-C (KeyboardInterrupt) into exit 130
 
 #: Subcommand modules, in the order ``ringpipe --help`` lists them.
 SUBCOMMAND_MODULES: tuple[str, ...] = ("demo", "schedule", "verify", "plan", "bench",
-                                      "calibrate")
+                                      "calibrate", "cluster")
 
 
 class UsageError(Exception):

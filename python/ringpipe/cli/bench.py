@@ -90,6 +90,10 @@ def collective_rows(s: BenchSettings) -> list[Row]:
                              one_shot, 10, numpy_us=numpy_t * 1e6))
         rows.append(at_least(f"{alg} persistent all_reduce 8 x 4 KiB, numba vs numpy",
                              persistent, keep, numpy_us=numpy_t * 1e6))
+        inplace_t, out_t = perf_probe.out_of_place_vs_in_place(alg, rounds=max(s.rounds, 9))
+        rows.append(at_most(f"{alg} all_reduce 8 x 64 KiB, out-of-place / in-place",
+                            out_t / inplace_t, 2.0, in_place_us=inplace_t * 1e6,
+                            out_of_place_us=out_t * 1e6))
     return rows
 
 

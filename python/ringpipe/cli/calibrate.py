@@ -1,6 +1,7 @@
 """``ringpipe calibrate``: measure this machine and write a cluster file.
 
 ``ringpipe calibrate --output FILE [--np N] [--backend numpy|numba|cupy] [--quick]``
+(or ``--from-nccl-tests LOG...``: :mod:`ringpipe.cli.calibrate_nccl`)
 measures the GEMM curve, memory bandwidth, per-call overhead and the α-β of
 point-to-point transfers and all-reduces (in-process groups up to N; MPI processes when
 ``--np`` is given), writes them as a TOML cluster file that ``ringpipe plan
@@ -15,9 +16,12 @@ import json
 import os
 import sys
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 
+from ringpipe.cli import calibrate_nccl
 from ringpipe.cost.clusterfile.writer import dumps
+from ringpipe.kernels.threads import ThreadPolicy
 from ringpipe.measure.calibrate.run import BACKENDS, CalibrateOptions, calibrate
 from ringpipe.measure.calibrate.summary import summary
 
@@ -36,9 +40,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--max-ranks", type=int, default=None,
                    help="largest in-process group measured (default: --np or 4)")
     p.add_argument("--backend", choices=BACKENDS, default="numba",
-                   help="numpy/numba: CPU (NumPy BLAS); cupy: one GPU (cuBLAS)")
+                   help="numpy/numba: CPU (NumPy BLAS); cupy: the GPU (cuBLAS GEMM curves "
+                        "per dtype, HBM, launch overhead; with --np, NCCL between GPUs)")
+    p.add_argument("--hostfile", default=None,
+                   help="with --backend cupy --np: Hydra hostfile, to measure NCCL across "
+                        "nodes")
     p.add_argument("--quick", action="store_true", help="coarse grids (< 60 s on 2 cores)")
     p.add_argument("--json", action="store_true", help="print the file's content as JSON")
+    calibrate_nccl.add_arguments(p)
     p.set_defaults(handler=run)
 
 
@@ -83,10 +92,17 @@ def write_output(out: Path, text: str) -> None:
 def run(args: argparse.Namespace) -> int:
     """Calibrate and write ``--output``; 0 on success."""
     out = Path(args.output)
+    calibrate_nccl.refuse_mixed(args)
     check_output(out)
+    if args.from_nccl_tests is not None:  # ringpipe.cli.calibrate_nccl
+        return calibrate_nccl.run(args, out, write_output)
+    if args.hostfile is not None and (args.np is None or args.backend != "cupy"):
+        raise ValueError("--hostfile goes with --backend cupy --np N")
     options = CalibrateOptions(quick=args.quick, backend=args.backend, nprocs=args.np,
-                               max_ranks=args.max_ranks, blas_threads=args.env.blas_threads,
+                               max_ranks=args.max_ranks, hostfile=args.hostfile,
                                progress=lambda line: print(line, file=sys.stderr, flush=True))
+    options = replace(options, threads=ThreadPolicy.fair_share(
+        options.ranks, requested=args.env.blas_threads))
     data, notes = calibrate(options)
     write_output(out, dumps(data, HEADER))
     if args.json:

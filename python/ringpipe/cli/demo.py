@@ -3,7 +3,10 @@
 1. All-reduce over in-process virtual ranks (ring and tree) over a size sweep, as an
    nccl-tests table (out-of-place and in-place columns, ``#`` comment headers, a closing
    ``Avg bus bandwidth`` line), every element checked against an exactly predictable
-   result. With ``--backend numba`` a collective whose buffers hold at least
+   result. The ranks compute with their fair share of the cores
+   (:class:`~ringpipe.kernels.threads.ThreadPolicy`: cores // ranks threads, at least
+   one, or what ``OPENBLAS_NUM_THREADS`` & co. ask). With ``--backend numba`` and more
+   than one thread, a collective whose buffers hold at least
    ``KernelTuning.parallel_min_bytes`` (1 MiB) in total runs on Numba's thread pool,
    smaller ones on one thread; the table says at which size that happens, since waking
    the pool shows as a step in the times there (large on a loaded machine).
@@ -22,6 +25,7 @@ import json
 from ringpipe.cli.verify import format_report
 from ringpipe.collectives.checks import BACKENDS
 from ringpipe.kernels.numba_exec import DEFAULT_TUNING
+from ringpipe.kernels.threads import ThreadPolicy, limit_threads
 from ringpipe.limits import parse_size
 from ringpipe.measure.bandwidth import BandwidthRow, format_table, size_sweep, time_all_reduce
 from ringpipe.mesh import Mesh
@@ -81,17 +85,26 @@ def format_counters(report: VerifyReport) -> str:
 
 
 def _sweep(args: argparse.Namespace, algorithm: str) -> list[BandwidthRow]:
-    return [time_all_reduce(args.ranks, size, algorithm, backend=args.backend,
-                            iters=args.iters, in_place=in_place)
-            for size in size_sweep(args.min_bytes, args.max_bytes)
-            for in_place in (False, True)]
+    with limit_threads(_policy(args)):  # the in-process ranks' fair share of the cores
+        return [time_all_reduce(args.ranks, size, algorithm, backend=args.backend,
+                                iters=args.iters, in_place=in_place)
+                for size in size_sweep(args.min_bytes, args.max_bytes)
+                for in_place in (False, True)]
+
+
+def _policy(args: argparse.Namespace) -> ThreadPolicy:
+    return ThreadPolicy.fair_share(args.ranks, requested=args.env.blas_threads)
 
 
 def _threshold_note(args: argparse.Namespace) -> str:
+    policy = _policy(args)
+    if policy.numba < 2:
+        return (f"# numba: one thread ({policy.reason}): every size runs serially")
     per_rank = -(-DEFAULT_TUNING.parallel_min_bytes // args.ranks)
-    return (f"# numba: from {per_rank} B per rank ({DEFAULT_TUNING.parallel_min_bytes} B in "
-            "total, KernelTuning.parallel_min_bytes) the steps run on the thread pool; "
-            "waking it shows as a step in the times there")
+    return (f"# numba: {policy.numba} threads ({policy.reason}); from {per_rank} B per rank "
+            f"({DEFAULT_TUNING.parallel_min_bytes} B in total, "
+            "KernelTuning.parallel_min_bytes) the steps run on the thread pool; waking it "
+            "shows as a step in the times there")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -19,7 +19,9 @@ Memory estimates (bytes), deliberately simple upper-bound-ish counts:
   ``tests/cli/test_memory_estimates.py`` re-measures a few);
 * ``verify --inference``: :func:`inference_memory` (KV cache, prefill activations,
   logits and parameters from ``--prompt-len``, ``--new-tokens`` and ``--batch``); its
-  decode schedule has pp·groups·new-tokens cells (``max_schedule_cells``);
+  decode schedule has pp·groups·new-tokens cells (``max_schedule_cells``); with
+  ``--requests N`` the batch is N and the continuous schedule at most pp·pp·N·new-tokens
+  cells;
 * ``allreduce`` (MPI, per process): max-bytes × (algorithms + 3), plus 2 × max-bytes per
   one-shot algorithm with ``--out-of-place`` (measured at 64 MiB: 7 and 13 buffers for 5
   algorithms, 3 of them one-shot, in place and out of place);
@@ -110,6 +112,12 @@ def _check_inference(limits: Limits, args: argparse.Namespace) -> None:
     pp, dp = _get(args, "pp"), _get(args, "dp")
     batch = _get(args, "batch", 2 * dp)
     k = _get(args, "new_tokens", 4)
+    requests = getattr(args, "requests", None)
+    if isinstance(requests, int) and requests > 0:  # continuous batching: at worst one
+        # request per iteration, pp lanes; memory as if every request ran at once
+        limits.require("max_schedule_cells", "continuous-batching schedule size "
+                       "pp·pp·requests·new-tokens", pp * pp * requests * k)
+        batch = requests
     groups = getattr(args, "microbatches", None)
     groups = groups if isinstance(groups, int) and groups > 0 else min(pp, max(batch // dp, 1))
     limits.require("max_schedule_cells", "decode schedule size pp·groups·new-tokens",

@@ -6,7 +6,9 @@ on a cluster, from ringpipe's cost model (:mod:`ringpipe.cost`).
 
 The model is a preset (``--model``) or explicit sizes (``--layers --hidden --heads
 --seq --vocab`` [``--ffn --kv-heads --gated-mlp``]); explicit sizes given with a preset
-override its fields. The cluster is a preset (``--cluster``) or a TOML/JSON file
+override its fields. ``--split even|balanced`` pins how the layers are split over the
+stages (default: search both) and ``--layout`` gives the stages explicitly
+(:mod:`ringpipe.cli.layout_args`). The cluster is a preset (``--cluster``) or a TOML/JSON file
 (``--cluster-file``), with ``--nodes`` nodes. ``--tp --pp --dp --schedule --chunks
 --microbatch-size --recompute`` pin dimensions; with tp/pp/dp pinned the output also
 compares the pinned choice with the best unpinned one (predicted slowdown, main reason).
@@ -35,9 +37,12 @@ import sys
 from typing import Any
 
 from ringpipe.cli import plan_inference
+from ringpipe.cli.layout_args import add_layout_arguments, parse_layout
 from ringpipe.cli.plan_plot import check_plot_path, write_plot
 from ringpipe.cost.clusterfile.load import load_cluster_file
+from ringpipe.cost.clusterfile.overrides import overridden_cluster
 from ringpipe.cost.hardware.cluster import CLUSTER_PRESETS, GIB, Cluster, cluster_preset
+from ringpipe.cost.hardware.wording import GPU_WORDS, Wording, wording
 from ringpipe.cost.training.memory import DEFAULT_HEADROOM_GIB
 from ringpipe.cost.training.prediction import StepPrediction
 from ringpipe.cost.training.recipe import Recipe
@@ -52,6 +57,7 @@ from ringpipe.cost.training.spec import DTYPES, RECOMPUTE, TrainingSpec
 from ringpipe.model.config import ModelConfig
 from ringpipe.model.presets import MODEL_PRESETS, gpt_like, model_preset
 from ringpipe.schedules import SCHEDULES
+from ringpipe.schedules.registry import SYNTH, SYNTH_ALIAS
 
 _SIZE_FLAGS = ("layers", "hidden", "heads", "seq", "vocab", "ffn", "kv_heads")
 _SIZE_HELP = {"layers": "transformer layers", "hidden": "model width h",
@@ -77,6 +83,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     cluster.add_argument("--cluster-file", default=None, help="TOML or JSON cluster file")
     cluster.add_argument("--nodes", type=int, default=None,
                          help="node count (default: the file's, or 1)")
+    cluster.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                         dest="overrides", help="change one key of the preset or file, as "
+                         "a cluster file spells it, e.g. inter_node.bandwidth_gbs=50 "
+                         "(repeatable; checked like the file)")
     train = p.add_argument_group("training")
     train.add_argument("--global-batch", type=int, default=None,
                        help="sequences per step (required without --inference)")
@@ -107,13 +117,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     for axis in ("tp", "pp", "dp"):
         pins.add_argument(f"--{axis}", type=int, default=None,
                           help=f"pin the {axis.upper()} degree (default: search)")
-    pins.add_argument("--schedule", choices=list(SCHEDULES), default=None,
-                      help=f"default: search {', '.join(DEFAULT_SCHEDULES)}")
+    pins.add_argument("--schedule", choices=[*SCHEDULES, SYNTH_ALIAS, SYNTH], default=None,
+                      help=f"default: search {', '.join(DEFAULT_SCHEDULES)}; auto: the "
+                           "schedule synthesised for each configuration's stage costs")
     pins.add_argument("--stages-per-rank", "--chunks", dest="chunks", type=int, default=None,
                       help="v, stages per pipeline rank (interleaved-1f1b; --chunks is the "
                            "older name)")
     pins.add_argument("--allow-uneven", action="store_true",
                       help="allow pp (· chunks) that does not divide the layers")
+    add_layout_arguments(pins, None)
     out = p.add_argument_group("output")
     out.add_argument("--top", type=int, default=10, help="rows of the table (default 10)")
     out.add_argument("--json", action="store_true", help="machine-readable output")
@@ -169,31 +181,38 @@ def build_cluster(args: argparse.Namespace) -> Cluster:
     does (:mod:`ringpipe.limits`)."""
     if (args.cluster is None) == (args.cluster_file is None):
         raise ValueError("give exactly one of --cluster and --cluster-file")
-    if args.cluster_file is not None:
+    if args.overrides:  # --set: ringpipe.cost.clusterfile.overrides
+        cluster = overridden_cluster(args.cluster, args.cluster_file, args.overrides,
+                                     args.nodes)
+    elif args.cluster_file is not None:
         cluster = load_cluster_file(args.cluster_file, args.nodes).cluster
-        if args.nodes is None:  # the file's count: the same bound as --nodes
-            args.env.limits.require("max_nodes", f"{args.cluster_file}: nodes",
-                                      cluster.nodes)
-        return cluster
-    return cluster_preset(args.cluster, 1 if args.nodes is None else args.nodes)
+    else:
+        return cluster_preset(args.cluster, 1 if args.nodes is None else args.nodes)
+    if args.nodes is None:  # the file's (or --set's) count: the same bound as --nodes
+        args.env.limits.require("max_nodes", f"{args.cluster_file or '--set'}: nodes",
+                                cluster.nodes)
+    return cluster
 
 
-def _row(rank: int | str, p: StepPrediction) -> str:
+def _row(rank: int | str, p: StepPrediction, words: Wording = GPU_WORDS) -> str:
     c = p.config
     fits = "" if p.fits else "  (does not fit)"
     return (f"{rank:>4} {c.tp:>3} {c.pp:>3} {c.dp:>4}  {c.schedule:<17}{c.chunks:>2} "
-            f"{c.microbatch_size:>3}  {c.recompute:<9} {p.step_time:>9.3f} "
-            f"{p.model_tflops_per_gpu:>7.1f} {p.mfu:>6.1%} {p.hardware_tflops_per_gpu:>7.1f} "
+            f"{c.split_name:<9}{c.microbatch_size:>3}  {c.recompute:<9} {p.step_time:>9.3f} "
+            f"{words.flops(p.model_tflops_per_gpu):>7.1f} {p.mfu:>6.1%} "
+            f"{words.flops(p.hardware_tflops_per_gpu):>7.1f} "
             f"{p.memory.total / GIB:>8.1f} {p.bubble_fraction:>7.1%} "
             f"{p.comm_fraction:>6.1%}{fits}")
 
 
 def format_table(report: SearchReport, rows: list[StepPrediction], title: str) -> str:
     """The ranked table, with a header naming which FLOPs each column counts."""
-    lines = [title, "                                                         model FLOPs  "
-             "hardware", "rank  tp  pp   dp  schedule          v  mb  recompute  step (s) "
-             "TFLOP/s    MFU TFLOP/s  mem GiB  bubble   comm"]
-    lines += [_row(i + 1, p) for i, p in enumerate(rows)]
+    words = wording(report.cluster)
+    unit = words.flops_unit
+    lines = [title, "                                                                  model "
+             "FLOPs  hardware", "rank  tp  pp   dp  schedule          v split     mb  "
+             f"recompute  step (s) {unit}    MFU {unit}  mem GiB  bubble   comm"]
+    lines += [_row(i + 1, p, words) for i, p in enumerate(rows)]
     return "\n".join(lines)
 
 
@@ -248,7 +267,8 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError("--global-batch is required (or --inference)")
     training = build_training(args)
     space = SearchSpace(tp=args.tp, pp=args.pp, dp=args.dp, schedule=args.schedule,
-                        chunks=args.chunks, allow_uneven=args.allow_uneven)
+                        chunks=args.chunks, allow_uneven=args.allow_uneven,
+                        split=args.split, layout=parse_layout(args))
     failure: FitsNowhere | None = None
     try:
         report = search(model, training, cluster, space, headroom, limits=args.env.limits)
@@ -257,7 +277,8 @@ def run(args: argparse.Namespace) -> int:
     if args.plot is not None:
         write_plot(report, args.plot, args.top)
     title = (f"# {model.name} ({model.total_params / 1e9:.1f}B params) on {cluster.nodes} × "
-             f"{cluster.name} ({cluster.world} GPUs), global batch {training.global_batch}: "
+             f"{cluster.name} ({wording(cluster).count(cluster.world)}), global batch "
+             f"{training.global_batch}: "
              f"{len(report.candidates)} candidates, {len(report.fitting)} fit")
     if args.json:
         print(json.dumps(as_json(report, args.top), indent=2))

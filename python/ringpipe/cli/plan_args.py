@@ -14,6 +14,7 @@ import argparse
 
 import numpy as np
 
+from ringpipe.cli.layout_args import add_layout_arguments, parse_layout
 from ringpipe.cost.clusterfile.load import load_cluster_file
 from ringpipe.cost.hardware.calibration import Calibration
 from ringpipe.cost.hardware.cluster import Cluster
@@ -21,7 +22,8 @@ from ringpipe.mesh import Mesh
 from ringpipe.model.config import ModelConfig
 from ringpipe.model.params import init_params
 from ringpipe.plan import ALLREDUCE_ALGORITHMS, InferencePlan, Plan
-from ringpipe.schedules import SCHEDULES, resolve_chunks
+from ringpipe.schedules import SCHEDULES, Schedule, load_csv, resolve_chunks
+from ringpipe.schedules.registry import SYNTH, SYNTH_ALIAS
 from ringpipe.validation import check_int
 
 __all__ = ["DEVICES", "add_inference_arguments", "add_plan_arguments", "build_inference",
@@ -35,6 +37,7 @@ DEVICES = ("cpu", "cupy")
 #: the other mode can be refused: :mod:`ringpipe.cli.modes`).
 DEFAULT_SEQ = 8
 DEFAULT_SCHEDULE = "1f1b"
+DEFAULT_SPLIT = "even"
 DEFAULT_PROMPT_LEN = 8
 DEFAULT_NEW_TOKENS = 4
 
@@ -45,12 +48,19 @@ def add_plan_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tp", type=int, default=1, help="tensor-parallel degree (default 1)")
     p.add_argument("--pp", type=int, default=1, help="pipeline ranks p (default 1)")
     p.add_argument("--dp", type=int, default=1, help="data-parallel degree (default 1)")
-    p.add_argument("--schedule", choices=list(SCHEDULES), default=None,
-                   help="pipeline schedule (default 1f1b)")
+    p.add_argument("--schedule", choices=[*SCHEDULES, SYNTH, SYNTH_ALIAS],
+                   default=None,
+                   help="pipeline schedule (default 1f1b; synth/auto: synthesised for the "
+                        "stages' FLOPs)")
+    p.add_argument("--schedule-csv", default=None, metavar="FILE",
+                   help="run the schedule in FILE (PyTorch's CSV layout, e.g. from "
+                        "'ringpipe schedule synth --format csv') instead of --schedule")
     p.add_argument("--microbatches", type=int, default=None,
                    help="default: the number of pipeline ranks")
     p.add_argument("--stages-per-rank", "--chunks", type=int, default=None, dest="chunks",
                    help="v, stages per pipeline rank (interleaved-1f1b; zb-v is fixed at 2)")
+    add_layout_arguments(p, DEFAULT_SPLIT)
+    p.set_defaults(split=None)  # given or not tells the modes apart (ringpipe.cli.modes)
     p.add_argument("--allreduce", choices=(*ALLREDUCE_ALGORITHMS, "nccl"), default="ring",
                    help="TP and DP all-reduce: ringpipe's ring or tree step tables, or nccl "
                         "(--backend mpi --device cupy only)")
@@ -110,23 +120,47 @@ def build_plan(args: argparse.Namespace) -> tuple[Plan, int]:
     if args.seed < 0:
         raise ValueError(f"--seed must be >= 0, got {args.seed}")
     mesh = _mesh(args)
-    m = args.microbatches if args.microbatches is not None else args.pp
+    given = _schedule_csv(args)
+    m = args.microbatches if args.microbatches is not None else (
+        args.pp if given is None else given.num_microbatches)
     check_int("--microbatches", m)
     if args.chunks is not None:
         check_int("--stages-per-rank (--chunks)", args.chunks)
     schedule = DEFAULT_SCHEDULE if args.schedule is None else args.schedule
-    stages = args.pp * resolve_chunks(schedule, args.chunks)
-    layers = args.layers if args.layers is not None else 2 * stages
+    layout = parse_layout(args)
+    if layout is not None:
+        default_layers = layout.num_layers
+    elif given is not None:
+        default_layers = 2 * given.num_stages
+    else:
+        default_layers = 2 * args.pp * resolve_chunks(schedule, args.chunks)
+    layers = args.layers if args.layers is not None else default_layers
     cfg = ModelConfig(layers=layers, hidden=args.hidden, heads=args.heads,
                       seq=DEFAULT_SEQ if args.seq is None else args.seq,
                       vocab=args.vocab, block=args.block, dtype=args.dtype)
     # NCCL's ring moves the bytes of the ring step table: the plan counts with that table
     allreduce = "ring" if args.allreduce == "nccl" else args.allreduce
-    plan = Plan(cfg, mesh, schedule=schedule, microbatches=m, allreduce=allreduce,
-                chunks=args.chunks)
+    plan = Plan(cfg, mesh, schedule=schedule if given is None else given,
+                microbatches=m, allreduce=allreduce,
+                chunks=args.chunks, layout=layout,
+                split="even" if layout is not None else (args.split or DEFAULT_SPLIT))
     batch = args.batch if args.batch is not None else 2 * args.dp * m
     plan.check_batch_size(batch)
     return plan, batch
+
+
+def _schedule_csv(args: argparse.Namespace) -> Schedule | None:
+    """The schedule of ``--schedule-csv`` (None without it); ValueError when unreadable,
+    given with a --schedule other than the default, or not a schedule."""
+    path = getattr(args, "schedule_csv", None)
+    if path is None:
+        return None
+    if args.schedule not in (None, DEFAULT_SCHEDULE):
+        raise ValueError("--schedule-csv and --schedule contradict (the file is the schedule)")
+    try:
+        return load_csv(path)
+    except OSError as exc:
+        raise ValueError(f"--schedule-csv: cannot read {path}: {exc.strerror}") from None
 
 
 def add_inference_arguments(p: argparse.ArgumentParser) -> None:
@@ -139,6 +173,9 @@ def add_inference_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--new-tokens", type=int, default=None, help="generated tokens K (4)")
     g.add_argument("--kv-heads", type=int, default=None,
                    help="key/value heads (grouped-query attention); default: --heads")
+    from ringpipe.cli.serving_args import add_serving_arguments  # noqa: PLC0415 - cost layer
+
+    add_serving_arguments(g)  # --requests: continuous batching (ringpipe.cli.serving_args)
 
 
 def build_inference(args: argparse.Namespace) -> tuple[InferencePlan, dict, np.ndarray]:
@@ -170,10 +207,13 @@ def build_inference(args: argparse.Namespace) -> tuple[InferencePlan, dict, np.n
 
 def inference_argv(args: argparse.Namespace) -> list[str]:
     """``args`` as a command line again (for the MPI ranks)."""
+    from ringpipe.cli.serving_args import serving_argv  # noqa: PLC0415
+
     extra = {"--prompt-len": args.prompt_len, "--new-tokens": args.new_tokens,
              "--kv-heads": args.kv_heads}
     return ["--inference", *plan_argv(args),
-            *(f"{flag}={value}" for flag, value in extra.items() if value is not None)]
+            *(f"{flag}={value}" for flag, value in extra.items() if value is not None),
+            *serving_argv(args)]
 
 
 def calibrated_cluster(path: str | None) -> tuple[Cluster, Calibration] | None:

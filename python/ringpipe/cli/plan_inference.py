@@ -1,8 +1,13 @@
 """``ringpipe plan --inference``: rank TP × PP (× DP) layouts for serving a model.
 
-    ringpipe plan --inference --model M --cluster C [--nodes N] --prompt-len L \\
-        --output-len K --batch B [--dtype bf16|fp8] [--objective latency|throughput] \\
-        [--ttft-slo-ms X] [--tpot-slo-ms Y] [--top 10] [--json] [--plot FILE]
+    ringpipe plan --inference --model M --cluster C [--nodes N] --isl L --osl K \\
+        --batch B [--dtype bf16|fp8] [--objective latency|throughput] \\
+        [--ttft-slo-ms X] [--itl-slo-ms Y] [--top 10] [--json] [--plot FILE]
+
+``--isl``/``--osl`` are ``--prompt-len``/``--output-len``, ``--itl-slo-ms`` is
+``--tpot-slo-ms``. With ``--rate R``, ``--concurrency C`` or ``--trace FILE`` the layouts
+serve that traffic with continuous batching and are ranked by goodput instead
+(:mod:`ringpipe.cli.plan_serving`).
 
 ``--top`` bounds the table, the ``--json`` candidates and the ``--plot`` curves alike.
 Training-only flags (``--headroom``, ``--no-sp`` and the other recipe switches,
@@ -11,10 +16,11 @@ reason, not ignored, and a training plan refuses the inference-only ones the sam
 (:data:`PLAN_MODE_FLAGS`, :mod:`ringpipe.cli.modes`); with explicit model sizes ``--seq``
 is not needed.
 
-Each layout gets its time to first token, time per output token, tokens/s per user and
-per GPU, weights and KV-cache memory per GPU, the largest batch that fits, and whether
-it fits (:mod:`ringpipe.cost.inference.model`); the ranking and the one-sentence explanation
-come from :mod:`ringpipe.cost.inference.search`. ``--plot`` draws each layout's
+Each layout gets its time to first token, inter-token latency (ITL, the time per output
+token), end-to-end latency, requests/s, tokens/s per user and per GPU, weights and KV-cache
+memory per GPU, the largest batch that fits, and whether it fits
+(:mod:`ringpipe.cost.inference.model`); the ranking and the one-sentence explanation come
+from :mod:`ringpipe.cost.inference.search`. ``--plot`` draws each layout's
 latency-throughput curve over batch sizes and the Pareto front over all of them.
 
 Exit 0 when a layout fits (and meets the SLOs), 1 when none does, 2 on bad arguments.
@@ -26,7 +32,9 @@ import argparse
 import json
 import sys
 
+from ringpipe.cli import plan_serving
 from ringpipe.cli.modes import INFERENCE, TRAINING, ModeFlag, check_mode
+from ringpipe.cost.hardware.wording import wording
 from ringpipe.cost.inference.model import MEMORY_UTILIZATION
 from ringpipe.cost.inference.search import (
     OBJECTIVES,
@@ -48,15 +56,21 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--inference", action="store_true",
                    help="rank layouts for serving (prefill + decode) instead of training")
     # defaults None: given or not tells the modes apart (ringpipe.cli.modes)
-    g.add_argument("--prompt-len", type=int, default=None, help="prompt tokens (2048)")
-    g.add_argument("--output-len", type=int, default=None, help="generated tokens (128)")
-    g.add_argument("--batch", type=int, default=None, help="concurrent sequences (1)")
+    g.add_argument("--prompt-len", "--isl", type=int, default=None, dest="prompt_len",
+                   help="prompt (input sequence) tokens (2048)")
+    g.add_argument("--output-len", "--osl", type=int, default=None, dest="output_len",
+                   help="generated (output sequence) tokens (128)")
+    g.add_argument("--batch", type=int, default=None,
+                   help="concurrent sequences of one static batch (1)")
     g.add_argument("--objective", choices=OBJECTIVES, default=None,
-                   help="latency: fastest time per output token at --batch; throughput: "
-                        "most tokens/s per GPU at the best batch that fits")
+                   help="static batch: latency (default): fastest time per output token at "
+                        "--batch; throughput: most tokens/s per GPU at the best batch per "
+                        "layout")
     g.add_argument("--ttft-slo-ms", type=float, default=None, help="time-to-first-token SLO")
-    g.add_argument("--tpot-slo-ms", type=float, default=None, help="time-per-token SLO")
-
+    g.add_argument("--itl-slo-ms", "--tpot-slo-ms", type=float, default=None,
+                   dest="tpot_slo_ms",
+                   help="inter-token latency SLO (ITL = time per output token)")
+    plan_serving.add_arguments(g)  # --rate/--concurrency/--trace: ringpipe.cli.plan_serving
 
 def _slo(name: str, value: float | None) -> float | None:
     if value is None:
@@ -67,22 +81,33 @@ def _slo(name: str, value: float | None) -> float | None:
 
 
 def format_table(report: InferenceSearch, top: int) -> str:
+    """The ranked table; the header says which batch the rows use."""
     w, c, m = report.workload, report.cluster, report.model
+    batch = (f"batch {w.batch}" if report.objective == "latency" else
+             "batch chosen per layout (the batch column: most tok/s/GPU within the SLOs)")
     lines = [f"# {m.name} ({m.total_params / 1e9:.1f}B) on {c.nodes} × {c.name} "
-             f"({c.world} GPUs), prompt {w.prompt_len}, output {w.output_len}, batch "
-             f"{w.batch}, {w.dtype}, objective {report.objective}",
-             "rank  layout           batch  ttft ms  tpot ms  tok/s/user  tok/s/GPU  "
-             "weights GiB  kv GiB  max batch"]
+             f"({wording(c).count(c.world)}), prompt {w.prompt_len}, output {w.output_len}, "
+             f"{batch}, {w.dtype}, objective {report.objective}",
+             "rank  layout           batch  ttft ms   itl ms   e2e ms   req/s  tok/s/user  "
+             "tok/s/GPU  weights GiB  kv GiB  max batch"]
     for i, cand in enumerate(report.candidates[:top]):
         p = cand.prediction
         note = "" if p.fits else "  (does not fit)"
         note += "" if cand.meets_slo else "  (misses SLO)"
         lines.append(f"{i + 1:>4}  {label(p.layout):<15} {cand.batch:>6} {p.ttft_s * 1e3:>8.1f} "
-                     f"{p.tpot_s * 1e3:>8.2f} {p.tokens_per_s_per_user:>11.1f} "
+                     f"{p.tpot_s * 1e3:>8.2f} {p.latency_s * 1e3:>8.0f} "
+                     f"{cand.batch / p.latency_s:>7.2f} {p.tokens_per_s_per_user:>11.1f} "
                      f"{p.tokens_per_s_per_gpu:>10.1f} {p.weights_gib:>12.1f} "
                      f"{p.kv_cache_gib:>7.1f} {p.max_batch:>10}{note}")
     return "\n".join(lines)
 
+
+def candidate_json(cand: object) -> dict[str, object]:
+    """A candidate's JSON, with the serving names: ``itl_s`` (= ``tpot_s``), ``e2e_s`` and
+    ``requests_per_s`` (the static batch's requests over its end-to-end latency)."""
+    p = cand.prediction  # type: ignore[attr-defined]
+    return {**cand.to_dict(), "itl_s": p.tpot_s, "e2e_s": p.latency_s,  # type: ignore[attr-defined]
+            "requests_per_s": cand.batch / p.latency_s}  # type: ignore[attr-defined]
 
 #: Curves drawn by --plot at most: the best-ranked layouts (all of a 64-node cluster's
 #: layouts took minutes to price and made an unreadable legend).
@@ -161,12 +186,18 @@ PLAN_MODE_FLAGS = (
               "evenly as pp allows"),
     _training("--seq", "seq", "a served sequence is --prompt-len prompt tokens plus "
               "--output-len generated ones"),
+    _training("--split", "split", "serving layouts always split the layers as evenly as "
+              "pp allows"),
+    _training("--layout", "layout", "serving layouts always split the layers as evenly as "
+              "pp allows"),
     _inference("--prompt-len", "prompt_len", 2048),
     _inference("--output-len", "output_len", 128),
-    _inference("--batch", "batch", 1),
-    _inference("--objective", "objective", "latency"),
+    _inference("--batch", "batch"),  # None: 1, or refused with a load (plan_serving)
+    _inference("--objective", "objective"),  # None: latency, or refused with a load
     _inference("--ttft-slo-ms", "ttft_slo_ms"),
-    _inference("--tpot-slo-ms", "tpot_slo_ms"),
+    _inference("--itl-slo-ms", "tpot_slo_ms"),
+    *(_inference(flag, dest) for flag, dest in plan_serving.LOAD_FLAGS),
+    *(_inference(flag, dest) for flag, dest, _ in plan_serving.KNOBS),
 )
 
 
@@ -188,19 +219,28 @@ def run_inference_plan(args: argparse.Namespace, model: object, cluster: object)
     dtype = args.dtype
     if dtype not in ("bf16", "fp8"):
         raise ValueError(f"--dtype {dtype}: --inference supports bf16 and fp8")
-    work = Workload(args.prompt_len, args.output_len, args.batch, dtype)
-    report = search(model, cluster, work, args.objective,  # type: ignore[arg-type]
-                    _slo("ttft-slo-ms", args.ttft_slo_ms), _slo("tpot-slo-ms", args.tpot_slo_ms),
-                    {"tp": args.tp, "pp": args.pp, "dp": args.dp})
+    ttft, itl = _slo("ttft-slo-ms", args.ttft_slo_ms), _slo("itl-slo-ms", args.tpot_slo_ms)
+    if plan_serving.requested(args):  # serving under traffic: ringpipe.cli.plan_serving
+        return plan_serving.run_serving_plan(args, model, cluster, ttft, itl)
+    for flag in ("percentile", "requests"):
+        if getattr(args, flag) is not None:
+            raise ValueError(f"--{flag} needs --rate, --concurrency or --trace (a static "
+                             "batch has one latency, not a distribution)")
+    plan_serving.refuse_knobs(args)  # --block-size and the rest: continuous batching only
+    objective = "latency" if args.objective is None else args.objective
+    work = Workload(args.prompt_len, args.output_len, 1 if args.batch is None else args.batch,
+                    dtype)
+    report = search(model, cluster, work, objective,  # type: ignore[arg-type]
+                    ttft, itl, {"tp": args.tp, "pp": args.pp, "dp": args.dp})
     if args.plot is not None:  # "" was refused up front (plan.check_plot_path)
         write_plot(report, args.plot, args.top)
     if args.json:
         best = report.best
         print(json.dumps({"model": report.model.name, "cluster": report.cluster.to_dict(),
                           "workload": vars(work), "objective": report.objective,
-                          "best": None if best is None else best.to_dict(),
+                          "best": None if best is None else candidate_json(best),
                           "explanation": report.explanation(),
-                          "candidates": [c.to_dict()
+                          "candidates": [candidate_json(c)
                                          for c in report.candidates[:args.top]]}, indent=2))
     else:
         print(format_table(report, args.top))

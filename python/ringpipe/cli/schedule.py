@@ -2,7 +2,13 @@
 
     ringpipe schedule NAME --stages P --microbatches M [--chunks V]
                       [--format text|json|csv|svg|chrome] [--output FILE]
+    ringpipe schedule synth -p P -m M [-v V] --forward 1,1,1,2 ... [--memory-cap C]
     ringpipe schedule --from-csv FILE [--format ...]
+
+Costs (``--forward --backward-input --backward-weight``) are one number for every
+stage or a comma-separated list with one per stage (p·v). ``synth`` synthesises a
+schedule for those costs and ``--memory-cap`` (activations held per rank, one unit per
+stage and micro-batch; :mod:`ringpipe.cli.schedule_synth`).
 
 Every schedule is validated (completeness, dependency order, deadlock-free dry run
 with SEND/RECV added, sends blocking in batches unless ``--sends isend``) and
@@ -21,6 +27,7 @@ import os
 import sys
 from fractions import Fraction
 
+from ringpipe.cli.schedule_synth import SYNTH_NAMES, add_synth_arguments, costs_arg, synth_build
 from ringpipe.files import display, read_text
 from ringpipe.limits import Limits
 from ringpipe.schedules import (
@@ -57,6 +64,9 @@ def _cost(text: str) -> Fraction:
     return value
 
 
+_costs = costs_arg(_cost)
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``schedule`` subcommand to ``subparsers``."""
     parser = subparsers.add_parser(
@@ -69,9 +79,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "name",
         nargs="?",
-        choices=[*SCHEDULES, *INFERENCE_SCHEDULES],
+        choices=[*SCHEDULES, *INFERENCE_SCHEDULES, *SYNTH_NAMES],
         metavar="NAME",
-        help="schedule: " + ", ".join([*SCHEDULES, *INFERENCE_SCHEDULES]),
+        help="schedule: " + ", ".join([*SCHEDULES, *INFERENCE_SCHEDULES, *SYNTH_NAMES]),
     )
     parser.add_argument("--pipeline-ranks", "--stages", "-p", dest="stages", type=int,
                         metavar="P", help="pipeline ranks p (--stages is the older name; a "
@@ -108,18 +118,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "(default), or non-blocking isend",
     )
     parser.add_argument(
-        "--forward", type=_cost, default=Fraction(1), metavar="T", help="forward time per stage (1)"
+        "--forward", type=_costs, default=Fraction(1), metavar="T",
+        help="forward time per stage: one, or a comma-separated list per stage (1)"
     )
     parser.add_argument(
         "--backward-input",
-        type=_cost,
+        type=_costs,
         default=Fraction(1),
         metavar="T",
         help="input-gradient time per stage, I (1); B = I + W",
     )
     parser.add_argument(
         "--backward-weight",
-        type=_cost,
+        type=_costs,
         default=Fraction(1),
         metavar="T",
         help="weight-gradient time per stage, W (1)",
@@ -131,6 +142,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="T",
         help="time per point-to-point message (0)",
     )
+    add_synth_arguments(parser, _cost)
     parser.set_defaults(handler=run)
 
 
@@ -192,6 +204,10 @@ def _build(args: argparse.Namespace) -> Schedule:
     m = _positive("--microbatches", args.microbatches)
     if args.chunks is not None:
         check_int("--chunks:", args.chunks, 1)
+    if args.name in SYNTH_NAMES:
+        return synth_build(args, p, m)
+    if args.memory_cap is not None:
+        raise ValueError("--memory-cap: only synth takes a memory cap")
     return generate(args.name, p, m, args.chunks)
 
 
@@ -209,7 +225,10 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: ringpipe schedule: {exc.reason}\n{exc.grid}", file=sys.stderr)
         return 1
     if args.format == "json":
-        text = json.dumps(summary(result), indent=2) + "\n"
+        doc = summary(result)
+        if getattr(args, "synthesis", None) is not None:
+            doc["synthesis"] = args.synthesis.as_dict()
+        text = json.dumps(doc, indent=2) + "\n"
     elif args.format == "csv":
         text = schedule_to_csv(lowered if args.comms else schedule)
     elif args.format == "svg":
@@ -224,6 +243,8 @@ def run(args: argparse.Namespace) -> int:
             f"{result.bubble_fraction} = {float(result.bubble_fraction):.2%}  "
             f"peak activations per rank [{peaks}]\n" + format_time_grid(result) + "\n"
         )
+        if getattr(args, "synthesis", None) is not None:
+            text += args.synthesis.describe() + "\n"
     if args.output is None:
         sys.stdout.write(text)
         return 0

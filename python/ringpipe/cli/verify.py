@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 
 from ringpipe.cli.mpi_job import launch_ranks, refuse_mpi_only_flags
 from ringpipe.cli.plan_args import (
@@ -25,7 +26,9 @@ from ringpipe.cli.plan_args import (
     plan_argv,
 )
 from ringpipe.collectives.checks import COLLECTIVE_BACKENDS
-from ringpipe.measure.step_time import format_timing, timed_prediction
+from ringpipe.cost.hardware.calibration import Calibration
+from ringpipe.kernels.threads import ThreadPolicy
+from ringpipe.measure.step_time import format_timing, thread_warning, timed_prediction
 from ringpipe.model.params import init_params
 from ringpipe.verify.training import format_report, random_batch, verify_plan
 
@@ -63,8 +66,18 @@ def run_mpi(args: argparse.Namespace) -> int:
     plan, _ = build_plan(args)  # bad plan arguments exit 2 here, before mpiexec starts
     if args.allreduce == "nccl" and args.device == "cpu":
         raise ValueError("--allreduce nccl needs --device cupy")
-    calibrated_cluster(args.cluster_file)  # so does an unusable --cluster-file
+    calibrated = calibrated_cluster(args.cluster_file)  # so does an unusable file
+    if calibrated is not None:  # the ranks' threads: ringpipe.mpi.launch's fair share
+        _warn_threads(ThreadPolicy.fair_share(args.np or plan.mesh.world,
+                                              requested=args.env.blas_threads),
+                      calibrated[1], args.cluster_file)
     return launch_ranks(args, plan.mesh, ["-m", "ringpipe.mpi", "verify", *plan_argv(args)])
+
+
+def _warn_threads(threads: ThreadPolicy, calibration: Calibration, source: str) -> None:
+    line = thread_warning(threads.blas, calibration, source)
+    if line is not None:
+        print(line, file=sys.stderr)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -81,8 +94,12 @@ def run(args: argparse.Namespace) -> int:
     calibrated = calibrated_cluster(args.cluster_file)
     batch = random_batch(plan.config, batch_size, args.seed + 1)
     report = verify_plan(plan, batch=batch, backend=args.backend, seed=args.seed)
+    threads = ThreadPolicy.fair_share(plan.mesh.world, requested=args.env.blas_threads)
+    if calibrated is not None:
+        _warn_threads(threads, calibrated[1], args.cluster_file)
     timing = None if calibrated is None else timed_prediction(
-        plan, init_params(plan.config, args.seed), batch, *calibrated, backend=args.backend)
+        plan, init_params(plan.config, args.seed), batch, *calibrated, backend=args.backend,
+        threads=threads)
     if args.json:
         print(json.dumps({**report.as_json(), **(timing or {})}, indent=2))
     else:

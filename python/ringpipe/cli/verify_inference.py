@@ -2,6 +2,8 @@
 
     ringpipe verify --inference --tp T --pp P [--dp D] --prompt-len L --new-tokens K \\
         --batch B [--kv-heads KV] [--backend numpy|numba|mpi --np N] [--json]
+    ringpipe verify --inference --requests N --rate R ...   (continuous batching:
+        ringpipe.cli.verify_serving)
 
 Prints ``ok``, ``tokens_equal``, ``max_rel_error`` and, per mesh rank, the KV-cache bytes
 and the TP all-reduce count. Exit 0 when the tokens are identical and the logits agree
@@ -27,9 +29,11 @@ from ringpipe.cli.plan_args import (
     DEFAULT_PROMPT_LEN,
     DEFAULT_SCHEDULE,
     DEFAULT_SEQ,
+    DEFAULT_SPLIT,
     build_inference,
     inference_argv,
 )
+from ringpipe.cli.serving_args import SERVING_FLAGS, check_serving_flags
 from ringpipe.verify.inference import verify_inference
 
 __all__ = ["VERIFY_MODE_FLAGS", "check_verify_mode", "run_inference"]
@@ -46,11 +50,20 @@ VERIFY_MODE_FLAGS = (
              "per token step"),
     ModeFlag("--cluster-file", "cluster_file", TRAINING, "no timed prediction of "
              "generation"),
+    ModeFlag("--schedule-csv", "schedule_csv", TRAINING, "generation runs the prefill and "
+             "decode schedules"),
+    ModeFlag("--layout", "layout", TRAINING, "generation splits the layers evenly"),
+    ModeFlag("--split", "split", TRAINING, "generation splits the layers evenly",
+             DEFAULT_SPLIT),
     *(ModeFlag(flag, dest, INFERENCE, "training verifies --seq-long sequences, without "
                "a KV cache", default)
       for flag, dest, default in (("--prompt-len", "prompt_len", DEFAULT_PROMPT_LEN),
                                   ("--new-tokens", "new_tokens", DEFAULT_NEW_TOKENS),
-                                  ("--kv-heads", "kv_heads", None))),
+                                  ("--kv-heads", "kv_heads", None),
+                                  ("--requests", "requests", None))),
+    *(ModeFlag(flag, dest, INFERENCE, "continuous batching (--requests) is a check of "
+               "generation")
+      for flag, dest in SERVING_FLAGS[1:]),
 )
 
 
@@ -59,6 +72,8 @@ def check_verify_mode(args: argparse.Namespace) -> None:
     and why, and fill in this mode's defaults (:mod:`ringpipe.cli.modes`); with
     ``--inference``, also what plain verify honours but generation cannot do."""
     check_mode(args, VERIFY_MODE_FLAGS, INFERENCE if args.inference else TRAINING)
+    if args.inference:
+        check_serving_flags(args)  # --rate and the rest need --requests
     if args.inference and (args.allreduce == "nccl" or args.device != "cpu"):
         flag = "--allreduce nccl" if args.allreduce == "nccl" else f"--device {args.device}"
         raise ValueError(f"{flag} does not apply to --inference (generation runs on the "
@@ -68,6 +83,10 @@ def check_verify_mode(args: argparse.Namespace) -> None:
 def run_inference(args: argparse.Namespace) -> int:
     """Handler of ``ringpipe verify --inference``; returns the exit status."""
     check_verify_mode(args)  # flags of training verify, named before anything else
+    if args.requests is not None:  # continuous batching
+        from ringpipe.cli.verify_serving import run_serving
+
+        return run_serving(args)
     plan, params, prompts = build_inference(args)  # bad arguments exit 2 before any run
     if args.backend == "mpi":
         return launch_ranks(args, plan.mesh,

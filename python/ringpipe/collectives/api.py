@@ -8,8 +8,9 @@ chosen executor:
 * ``backend="numpy"``: :func:`ringpipe.kernels.numpy_exec.run_table_numpy`, the readable
   step-by-step reference;
 * ``backend="numba"``: :func:`ringpipe.kernels.numba_exec.run_table_numba`, tile-fused
-  and parallel; bitwise equal to the reference for the same algorithm. An in-place
-  ring/tree ``all_reduce`` on plain ndarrays first tries the one-shot path
+  and parallel; bitwise equal to the reference for the same algorithm. A ring/tree
+  ``all_reduce`` on plain ndarrays (in place or with plain ``out=`` arrays) first tries
+  the one-shot path
   (:mod:`ringpipe.kernels.numba_oneshot`: checks and kernel in one compiled call),
   which falls back to the full checks below for anything else;
 * ``backend="cupy"``: :func:`ringpipe.kernels.cuda.executor.run_table_cuda`, the
@@ -172,18 +173,21 @@ def _common(where: str, collective: str, buffers: object, out: object, algorithm
 _PLAIN_MAX_RANKS = 256
 
 
-def _plain_all_reduce(buffers: object, algorithm: object, backend: object, op: object,
-                      tuning: object) -> bool:
+def _plain_all_reduce(buffers: object, out: object, algorithm: object, backend: object,
+                      op: object, tuning: object) -> bool:
     """The small-message path (:mod:`ringpipe.kernels.numba_oneshot`): True when it ran
-    an in-place ring/tree numba all-reduce on plain buffers; False (nothing touched)
-    when :func:`all_reduce` must check the arguments in full."""
+    a ring/tree numba all-reduce on plain buffers, in place or into plain ``out``
+    arrays; False (nothing touched) when :func:`all_reduce` must check the arguments
+    in full."""
     if (type(buffers) not in (list, tuple) or not 0 < len(buffers) <= _PLAIN_MAX_RANKS
             or backend != "numba" or type(tuning) is not KernelTuning
             or type(op) is not str or op not in OPCODES
             or (algorithm != "ring" and algorithm != "tree")):
         return False
+    if out is not None and (type(out) not in (list, tuple) or len(out) != len(buffers)):
+        return False
     table = step_table("all_reduce", algorithm, len(buffers))
-    return run_plain_in_place(table, buffers, op, tuning)
+    return run_plain_in_place(table, buffers, op, tuning, out)
 
 
 def all_reduce(buffers: list[np.ndarray], algorithm: str = "ring", backend: str = "numba",
@@ -197,8 +201,8 @@ def all_reduce(buffers: list[np.ndarray], algorithm: str = "ring", backend: str 
     model of this host (:func:`auto_algorithm` says why). Returns the result arrays:
     ``buffers`` when in place, else ``out``.
     """
-    if out is None and _plain_all_reduce(buffers, algorithm, backend, op, tuning):
-        return list(buffers)
+    if _plain_all_reduce(buffers, out, algorithm, backend, op, tuning):
+        return list(buffers if out is None else out)
     args = _common("all_reduce", "all_reduce", buffers, out, algorithm, backend, op, tuning)
     if algorithm == "auto":
         algorithm, _ = auto_algorithm("all_reduce", args.bufs[0].nbytes, len(args.bufs))

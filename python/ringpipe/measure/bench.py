@@ -180,6 +180,21 @@ def small_message_speedups(algorithm: str, ranks: int = 8, bytes_per_rank: int =
     return numpy_t, numpy_t / numba_t, numpy_t / persistent_t
 
 
+def out_of_place_vs_in_place(algorithm: str, ranks: int = 8, bytes_per_rank: int = 64 << 10,
+                             rounds: int = 5, inner: int = 100) -> tuple[float, float]:
+    """(in-place seconds, out-of-place seconds) of one numba all-reduce, timed in
+    alternation (best of ``rounds`` samples of ``inner`` calls each). Out of place
+    (``out=``) copies each input tile into the output in the same pass, so it moves the
+    same memory and should cost about as much."""
+    bufs = timing_buffers(ranks, bytes_per_rank)
+    outs = [np.empty_like(b) for b in bufs]
+    all_reduce(bufs, algorithm, "numba", out=outs)
+    in_place, out_of_place = best_of_each([
+        lambda: all_reduce(bufs, algorithm, "numba"),
+        lambda: all_reduce(bufs, algorithm, "numba", out=outs)], rounds, inner)
+    return in_place, out_of_place
+
+
 def schedule_path_seconds(p: int, m: int, rounds: int = 3) -> float:
     """Best time of 1F1B generate + add_communication + validate + simulate."""
     from ringpipe.schedules import add_communication, one_f_one_b, simulate, validate

@@ -13,6 +13,11 @@ best share seen (``cpu_share_now``, paired with the best step;
 :func:`ringpipe.measure.timer.cpu_share`) instead of the share seen while
 calibrating. It is a measurement of the machine, not of the plan.
 
+Both run and predict under one thread count per rank
+(:class:`~ringpipe.kernels.threads.ThreadPolicy`; by default the fair share the runtimes
+give each rank); :func:`thread_warning` is the one line ``verify`` prints when it is not
+the count the cluster file was calibrated with.
+
 In-process, the report also gives the step's CPU time (``step_cpu_time_s``, the
 calling thread's, best of the repetitions) next to the prediction at a full core
 (``predicted_cpu_time_s``): the cost model's accuracy with the machine's load taken out.
@@ -34,6 +39,7 @@ import numpy as np
 from ringpipe.cost.executable.predict import PlanModel
 from ringpipe.cost.hardware.calibration import Calibration
 from ringpipe.cost.hardware.cluster import Cluster
+from ringpipe.kernels.threads import ThreadPolicy
 from ringpipe.measure.timer import cpu_share, per_call, wall_and_cpu
 from ringpipe.plan.training import Plan
 from ringpipe.runtime.result import Batch
@@ -44,43 +50,71 @@ REPEATS = 3
 SHARE_SECONDS = 0.3
 
 
+def thread_warning(threads: int, calibration: Calibration, source: str) -> str | None:
+    """One line when a run computes with ``threads`` BLAS threads per rank but the
+    cluster file ``source`` was calibrated with another count (None when they agree):
+    the GEMM curve then describes another machine state."""
+    if threads == calibration.blas_threads:
+        return None
+    return (f"warning: this run computes with {threads} BLAS thread(s) per rank but "
+            f"{source} was calibrated with {calibration.blas_threads}, so its GEMM rates "
+            f"may not hold; calibrate under the same setting (e.g. OPENBLAS_NUM_THREADS="
+            f"{threads} for both)")
+
+
 def _report(plan: Plan, batch_size: int, cluster: Cluster, calibration: Calibration,
-            runtime: str, samples: list[float], shares: list[float]) -> dict[str, Any]:
+            runtime: str, samples: list[float], shares: list[float],
+            blas_threads: int | None = None) -> dict[str, Any]:
     share = max(shares)
-    pred = PlanModel(cluster, calibration).predict(plan, batch_size, runtime, cpu_share=share)
+    pred = PlanModel(cluster, calibration).predict(plan, batch_size, runtime, blas_threads,
+                                                   cpu_share=share)
     measured = min(samples)
     return {"step_time_s": measured, "step_time_samples_s": samples,
             **pred.to_dict(), "predicted_over_measured": pred.step_time / measured,
             "cpu_share_now": share, "cpu_share_samples": shares,
+            "blas_threads": pred.assumptions["blas_threads"],
+            "calibrated_blas_threads": calibration.blas_threads,
             "cluster_file_host": calibration.host}
 
 
 def timed_prediction(plan: Plan, params: dict[str, np.ndarray], batch: Batch,
                      cluster: Cluster, calibration: Calibration, backend: str = "numba",
-                     repeats: int = REPEATS) -> dict[str, Any]:
-    """Time ``plan.run`` in-process and predict it (module docstring)."""
+                     repeats: int = REPEATS,
+                     threads: ThreadPolicy | None = None) -> dict[str, Any]:
+    """Time ``plan.run`` in-process under ``threads`` (default: the ranks' fair share,
+    the runtime's own default) and predict it with the same thread count (module
+    docstring)."""
     check_int("repeats", repeats)
     batch_size = int(np.shape(batch[0])[0])
     plan.check_batch_size(batch_size)
-    plan.run(params, batch, backend=backend)
+    policy = ThreadPolicy.fair_share(plan.mesh.world) if threads is None else threads
+
+    def step() -> None:
+        plan.run(params, batch, backend=backend, threads=policy)
+
+    step()
     samples, shares, cpu = [], [], []
     for _ in range(repeats):
         shares.append(cpu_share(SHARE_SECONDS))
-        wall, thread = wall_and_cpu(lambda: plan.run(params, batch, backend=backend),
-                                    time.thread_time)
+        wall, thread = wall_and_cpu(step, time.thread_time)
         samples.append(wall)
         cpu.append(thread)
-    doc = _report(plan, batch_size, cluster, calibration, "inproc", samples, shares)
+    doc = _report(plan, batch_size, cluster, calibration, "inproc", samples, shares,
+                  policy.blas)
     at_full_share = PlanModel(cluster, calibration).predict(plan, batch_size, "inproc",
+                                                            policy.blas,
                                                             cpu_share=1.0).step_time
     return {**doc, "step_cpu_time_s": min(cpu), "predicted_cpu_time_s": at_full_share}
 
 
 def timed_prediction_mpi(plan: Plan, params: dict[str, np.ndarray], batch: Batch,
                          cluster: Cluster, calibration: Calibration, comm: Any,
-                         repeats: int = REPEATS, **run_options: Any) -> dict[str, Any] | None:
-    """Time ``run_plan_mpi`` on every rank of ``comm``; rank 0 returns the report.
-    ``run_options`` go to :func:`~ringpipe.runtime.mpi.run_plan_mpi` (device, ...)."""
+                         repeats: int = REPEATS, blas_threads: int | None = None,
+                         **run_options: Any) -> dict[str, Any] | None:
+    """Time ``run_plan_mpi`` on every rank of ``comm``; rank 0 returns the report,
+    predicted with ``blas_threads`` per rank (what the ranks' environment set; None: the
+    launcher's fair share). ``run_options`` go to
+    :func:`~ringpipe.runtime.mpi.run_plan_mpi` (device, ...)."""
     from ringpipe.mpi.loader import load_mpi
     from ringpipe.mpi.mesh_comm import MeshComm
     from ringpipe.runtime.mpi import run_plan_mpi
@@ -104,7 +138,8 @@ def timed_prediction_mpi(plan: Plan, params: dict[str, np.ndarray], batch: Batch
         mc.free()
     if comm.Get_rank() != 0:
         return None
-    return _report(plan, batch_size, cluster, calibration, "mpi", samples, shares)
+    return _report(plan, batch_size, cluster, calibration, "mpi", samples, shares,
+                   blas_threads)
 
 
 def format_timing(doc: dict[str, Any]) -> str:

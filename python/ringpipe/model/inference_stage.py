@@ -23,6 +23,7 @@ one position per sequence in decode.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -32,12 +33,13 @@ from ringpipe.arrays import array_module
 from ringpipe.model import functional as F
 from ringpipe.model import layers as L
 from ringpipe.model.config import ModelConfig
-from ringpipe.model.kv_cache import KVCache, cached_attention
+from ringpipe.model.kv_cache import KVCache, PagedKVCache, cached_attention
 from ringpipe.model.params import check_arrays, check_params
 from ringpipe.model.sharding import shard_param
 from ringpipe.model.stage_spec import StageSpec
 
-__all__ = ["InferenceSpec", "inference_shards", "qkv_columns", "stage_step"]
+__all__ = ["InferenceSpec", "inference_shards", "qkv_columns", "ragged_stage_step",
+           "stage_step"]
 
 
 def qkv_columns(config: ModelConfig, tp: int, rank: int) -> np.ndarray:
@@ -104,6 +106,15 @@ class InferenceSpec(StageSpec):
                                  cfg.head_dim, capacity, cfg.np_dtype, xp)  # type: ignore[arg-type]
                 for _ in range(self.ranks_here)]
 
+    def allocate_paged(self, num_blocks: int, block_size: int,
+                       xp: object = np) -> list[PagedKVCache]:
+        """One paged KV-cache shard per rank here: ``num_blocks`` blocks of
+        ``block_size`` positions (continuous batching, :func:`ragged_stage_step`)."""
+        cfg = self.config
+        return [PagedKVCache.allocate(self.attention_layers, num_blocks, self.kv_heads_here,
+                                      cfg.head_dim, block_size, cfg.np_dtype, xp)  # type: ignore[arg-type]
+                for _ in range(self.ranks_here)]
+
 
 def inference_shards(config: ModelConfig, params: dict[str, np.ndarray],
                      tp: int) -> list[dict[str, np.ndarray]]:
@@ -168,18 +179,39 @@ def stage_step(spec: InferenceSpec, shards: list[dict[str, np.ndarray]], xs: lis
             raise ValueError(f"xs[0] must be (batch, n, {cfg.hidden}) {cfg.np_dtype}, "
                              f"got {xs[0].dtype} {xs[0].shape}")
         hs = [x.reshape(b * n, cfg.hidden) for x in xs]
+
+    def attend(t: int, local: int, z: np.ndarray) -> np.ndarray:
+        q, k, v = F.split_qkv(z, b, n, spec.heads_here, spec.kv_heads_here)
+        start = caches[t].lengths[local]
+        keys, values = caches[t].append(local, k, v)
+        return cached_attention(q, keys, values, start)
+
+    hs = _blocks(spec, shards, hs, attend, all_reduce)
+    if not spec.is_last:
+        return [h.reshape(b, n, cfg.hidden) for h in hs]
+    xp = array_module(hs[0])
+    lasts = [xp.ascontiguousarray(h.reshape(b, n, cfg.hidden)[:, -1]) for h in hs]
+    return _head(spec, shards, lasts)
+
+
+def _head(spec: InferenceSpec, shards: list[dict], lasts: list[np.ndarray]) -> list[np.ndarray]:
+    """Logits of the rows ``lasts`` (one per sequence): final norm, then the head."""
+    return [_norm(s, "final_norm", h, spec.config) @ s["head.weight"] + s["head.bias"]
+            for s, h in zip(shards, lasts, strict=True)]
+
+
+def _blocks(spec: InferenceSpec, shards: list[dict], hs: list[np.ndarray], attend: Callable,
+            all_reduce: L.AllReduce) -> list[np.ndarray]:
+    """The stage's blocks on rows ``hs`` (one ``(rows, hidden)`` array per rank);
+    ``attend(t, local layer, qkv rows)`` is rank t's attention context of those rows."""
+    cfg = spec.config
     for local, i in enumerate(range(spec.first, spec.last)):
         p = f"layers.{i}"
         if cfg.has_attention:
             h1 = [_norm(s, f"{p}.norm1", h, cfg) for s, h in zip(shards, hs, strict=True)]
             qkv = L.column_parallel_forward(h1, _weights(shards, f"{p}.attn.qkv.weight"),
                                             _weights(shards, f"{p}.attn.qkv.bias"))
-            ctx = []
-            for t, z in enumerate(qkv):
-                q, k, v = F.split_qkv(z, b, n, spec.heads_here, spec.kv_heads_here)
-                start = caches[t].lengths[local]
-                keys, values = caches[t].append(local, k, v)
-                ctx.append(cached_attention(q, keys, values, start))
+            ctx = [attend(t, local, z) for t, z in enumerate(qkv)]
             out = L.row_parallel_forward(ctx, _weights(shards, f"{p}.attn.out.weight"),
                                          _weights(shards, f"{p}.attn.out.bias"), all_reduce)
             hs = [h + o for h, o in zip(hs, out, strict=True)]
@@ -190,9 +222,52 @@ def stage_step(spec: InferenceSpec, shards: list[dict[str, np.ndarray]], xs: lis
         out = L.row_parallel_forward(act, _weights(shards, f"{p}.mlp.fc2.weight"),
                                      _weights(shards, f"{p}.mlp.fc2.bias"), all_reduce)
         hs = [h + o for h, o in zip(hs, out, strict=True)]
+    return hs
+
+
+def ragged_stage_step(spec: InferenceSpec, shards: list[dict[str, np.ndarray]],
+                      xs: list[np.ndarray], caches: list[PagedKVCache],
+                      segments: Sequence[tuple[np.ndarray, int, int]],
+                      all_reduce: L.AllReduce) -> list[np.ndarray]:
+    """One iteration of continuous batching through the stage: requests' rows flattened.
+
+    ``segments[j] = (block table, start, n)``: request j's n new positions ``start ..
+    start+n-1`` (a prefill chunk, or one decode position), its rows contiguous and in
+    order in ``xs[t]``: N = Σ n token ids ``(N,)`` on the first stage, else activations
+    ``(N, hidden)``. Every matmul runs on all N rows at once; attention runs per request
+    against its paged cache (vLLM's flattened batch, Kwon et al. 2023). Returns ``(N,
+    hidden)`` activations per rank, or on the last stage each segment's last-position
+    logits ``(len(segments), vocab)`` per rank.
+    """
+    if not isinstance(spec, InferenceSpec):
+        raise TypeError(f"spec must be an InferenceSpec, got {type(spec).__name__}")
+    L.check_all_reduce(all_reduce)
+    cfg = spec.config
+    sizes = [int(n) for _, _, n in segments]
+    total = sum(sizes)
+    for name, value in (("shards", shards), ("xs", xs), ("caches", caches)):
+        if not isinstance(value, list) or len(value) != spec.ranks_here:
+            raise ValueError(f"{name} must be a list with one entry per tp rank here "
+                             f"({spec.ranks_here})")
+    want = (total,) if spec.is_first else (total, cfg.hidden)
+    if tuple(xs[0].shape) != want or min(sizes, default=1) < 1:
+        raise ValueError(f"xs[0] must be {want} for segments of {sizes} positions, got "
+                         f"{tuple(xs[0].shape)}")
+    hs = ([s["embed.weight"][x] for s, x in zip(shards, xs, strict=True)] if spec.is_first
+          else list(xs))
+    offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(int)
+
+    def attend(t: int, local: int, z: np.ndarray) -> np.ndarray:
+        parts = []
+        for j, (table, start, n) in enumerate(segments):
+            q, k, v = F.split_qkv(z[offsets[j]:offsets[j + 1]], 1, int(n), spec.heads_here,
+                                  spec.kv_heads_here)
+            keys, values = caches[t].append(local, table, int(start), k, v)
+            parts.append(cached_attention(q, keys, values, int(start)))
+        return array_module(z).concatenate(parts, axis=0)
+
+    hs = _blocks(spec, shards, hs, attend, all_reduce)
     if not spec.is_last:
-        return [h.reshape(b, n, cfg.hidden) for h in hs]
+        return hs
     xp = array_module(hs[0])
-    lasts = [xp.ascontiguousarray(h.reshape(b, n, cfg.hidden)[:, -1]) for h in hs]
-    return [_norm(s, "final_norm", h, cfg) @ s["head.weight"] + s["head.bias"]
-            for s, h in zip(shards, lasts, strict=True)]
+    return _head(spec, shards, [xp.ascontiguousarray(h[offsets[1:] - 1]) for h in hs])

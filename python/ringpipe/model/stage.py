@@ -1,9 +1,11 @@
 """One pipeline stage, tensor-parallel over a TP group: the calls the runtime makes.
 
-A stage holds blocks ``[first, last)``; the first stage (first == 0) also holds the
-input layer (embedding or ``in_proj``), the last (last == layers) the final norm, head
-and loss. By default all T ranks of its TP group run in this process, so the API is per-rank
-lists (index = tp rank):
+A stage holds blocks ``[first, last)``, possibly none; the stage with ``spec.embedding``
+also holds the input layer (embedding or ``in_proj``), the one with ``spec.head`` the
+final norm, head and loss (:class:`~ringpipe.model.stage_spec.StageSpec`), so a stage
+holding only the embedding or only the head runs like any other. By default all T
+ranks of its TP group run in this process, so the API is per-rank lists (index = tp
+rank):
 
 - ``shards[t]``: rank t's parameters (:func:`~ringpipe.model.sharding.shard_params`;
   extra names are ignored, so whole-model shards may be passed);

@@ -13,7 +13,9 @@ more ranks than cores (CI machines have 2):
   core every N polls (default 1000); with more ranks than cores a waiting rank then
   steals time from the rank it waits for, so oversubscribed jobs yield sooner;
 * ``OMP_NUM_THREADS`` / ``OPENBLAS_NUM_THREADS`` / ``MKL_NUM_THREADS``: cores / ranks
-  (at least 1), so ranks' BLAS threads do not oversubscribe the machine;
+  (at least 1: :meth:`ringpipe.kernels.threads.ThreadPolicy.fair_share`, the rule the
+  in-process runtime applies too), so ranks' BLAS threads do not oversubscribe the
+  machine;
 * ``OMPI_ALLOW_RUN_AS_ROOT*`` and ``OMPI_MCA_rmaps_base_oversubscribe``: the same
   for an Open MPI ``mpiexec`` found on PATH (ignored by Hydra).
 
@@ -49,6 +51,7 @@ from pathlib import Path
 from types import FrameType
 
 from ringpipe.environment import LAUNCHER_VAR, inherited_environment
+from ringpipe.kernels.threads import ThreadPolicy, available_cores
 from ringpipe.mpi.watchdog import launcher_id
 from ringpipe.validation import check_int
 
@@ -96,8 +99,8 @@ def mpiexec_environment(nprocs: int, base: Mapping[str, str] | None = None,
     With ``local=False`` (a hostfile names other machines) Hydra keeps its own launcher
     (ssh, or whatever ``HYDRA_LAUNCHER`` says) instead of forking every rank here."""
     env = inherited_environment() if base is None else dict(base)
-    cores = os.cpu_count() or 1
-    threads = str(max(1, cores // max(1, nprocs)))
+    cores = available_cores()
+    threads = str(ThreadPolicy.fair_share(max(1, nprocs), cores).blas)
     defaults = {
         "HYDRA_LAUNCHER": "fork",
         "MPIR_CVAR_POLLS_BEFORE_YIELD": "10" if nprocs > cores else "1000",

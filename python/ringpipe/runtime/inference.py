@@ -29,6 +29,7 @@ import numpy as np
 
 from ringpipe.arrays import to_host
 from ringpipe.collectives.api import all_reduce
+from ringpipe.kernels.threads import ThreadPolicy, limit_threads
 from ringpipe.model.generate import check_prompts
 from ringpipe.model.inference_stage import inference_shards, stage_step
 from ringpipe.model.params import check_params
@@ -159,8 +160,17 @@ def assemble(plan: InferencePlan, logits: dict[int, dict],
 
 
 def run_inprocess_inference(plan: InferencePlan, params: dict[str, np.ndarray],
-                            prompts: np.ndarray, backend: str = "numpy") -> InferenceResult:
-    """Generate on in-process ranks: every replica's pipeline ranks over queues."""
+                            prompts: np.ndarray, backend: str = "numpy",
+                            threads: ThreadPolicy | None = None) -> InferenceResult:
+    """Generate on in-process ranks: every replica's pipeline ranks over queues, under
+    ``threads`` (default: the mesh's ranks' fair share, as :mod:`.inproc` does)."""
+    policy = ThreadPolicy.fair_share(plan.mesh.world) if threads is None else threads
+    with limit_threads(policy):
+        return _generate(plan, params, prompts, backend)
+
+
+def _generate(plan: InferencePlan, params: dict[str, np.ndarray], prompts: np.ndarray,
+              backend: str) -> InferenceResult:
     prompts = check_inputs(plan, params, prompts)
     xp = compute_module(backend)
     mesh = plan.mesh

@@ -24,10 +24,17 @@ reduced gradient buckets, the head outputs and the losses come back to the host,
 CUDA simulator the "device" is the host (:mod:`ringpipe.kernels.cuda.backend`) and only
 the all-reduces change, to the simulated CUDA kernel.
 
-The layers' all-reduces run between BLAS matmuls, whose worker threads keep spinning
-for a while after each call; waking Numba's thread pool then oversubscribes the cores
-(measured here: 10 ms instead of 0.3 ms for a 2 × 512 KiB all-reduce). The runtime
-therefore runs the Numba kernel single-threaded (:data:`RUNTIME_TUNING`).
+**Threads.** The step runs under a :class:`~ringpipe.kernels.threads.ThreadPolicy`
+(``threads``; default: each of the mesh's ranks gets its fair share of the cores,
+:meth:`~ringpipe.kernels.threads.ThreadPolicy.fair_share`, as MPI ranks do), applied to
+the BLAS and Numba thread pools for the duration of the step and then restored
+(:func:`~ringpipe.kernels.threads.limit_threads`). Without it, BLAS would use a thread
+per core for every rank, and on a machine that runs anything else its spinning workers
+lose their cores to that work: a step then takes several times longer than its CPU
+time says. The layers' all-reduces run between BLAS matmuls, whose worker threads keep
+spinning for a while after each call; waking Numba's thread pool then oversubscribes
+the cores (measured here: 10 ms instead of 0.3 ms for a 2 × 512 KiB all-reduce), so
+the Numba kernel runs single-threaded (:data:`RUNTIME_TUNING`).
 """
 
 from __future__ import annotations
@@ -43,6 +50,7 @@ from ringpipe.arrays import array_module, to_host
 from ringpipe.collectives.api import all_reduce
 from ringpipe.kernels.cuda.backend import gpu_arrays
 from ringpipe.kernels.numba_exec import KernelTuning
+from ringpipe.kernels.threads import ThreadPolicy, limit_threads
 from ringpipe.model.params import check_params
 from ringpipe.runtime.groups import CountedAllReduce, RankTally
 from ringpipe.runtime.interpreter import Key, PipelineInterpreter, Recv, Send
@@ -94,9 +102,17 @@ def run_replica(d: int, ranks: list[PipelineInterpreter]) -> None:
 
 
 def run_inprocess(plan: Plan, params: dict[str, np.ndarray], batch: Batch | tuple,
-                  backend: str) -> PlanResult:
-    """Run ``plan`` forward and backward; see the module docstring."""
+                  backend: str, threads: ThreadPolicy | None = None) -> PlanResult:
+    """Run ``plan`` forward and backward under ``threads`` (default: the fair share of
+    the mesh's ranks); see the module docstring."""
     check_params(plan.config, params)
+    policy = ThreadPolicy.fair_share(plan.mesh.world) if threads is None else threads
+    with limit_threads(policy):
+        return _run(plan, params, batch, backend)
+
+
+def _run(plan: Plan, params: dict[str, np.ndarray], batch: Batch | tuple,
+         backend: str) -> PlanResult:
     xp = compute_module(backend)
     mesh = plan.mesh
     reduce = partial(all_reduce, algorithm=plan.allreduce, backend=backend,

@@ -6,7 +6,10 @@ of work. It owns what is the same on every runtime:
 
 * **dispatch** of compute actions to a :class:`Worker` (training: F, B, I, W on the
   model's stages; inference: forward-only passes with a KV cache). The worker returns
-  the tensors a stage hands on; the interpreter routes them.
+  the tensors a stage hands on; the interpreter routes them. An overlapped F/B pair
+  (DualPipeV's ``(0F7;7B3)OVERLAP_F_B``) is one action whose two halves are dispatched
+  in order, as PyTorch's runtime does; the schedule's messages for both come before it
+  and after it.
 * **routing**: a stage's output goes to stage s+1 (F) or its input gradient to s-1 (B).
   When that stage lives on this pipeline rank (interleaved with p = 1, the turn of a V)
   it is handed over locally; otherwise it waits in the outbox for the schedule's
@@ -168,6 +171,10 @@ class PipelineInterpreter:
 
     # -- compute -----------------------------------------------------------------------
     def _compute(self, a: Action) -> None:
+        if a.kind is K.OVERLAP_F_B:
+            for part in a.parts:
+                self._compute(part)
+            return
         s, mb, w = a.stage, a.microbatch, self.worker
         if a.kind is K.FORWARD:
             self.held += 1

@@ -1,26 +1,30 @@
 """One entry point for every runtime: ``run(plan, params, inputs, backend=...)``.
 
-A plan (training :class:`~ringpipe.plan.training.Plan` or
-:class:`~ringpipe.plan.inference.InferencePlan`) lowers to one action list per pipeline
+A plan (training :class:`~ringpipe.plan.training.Plan`,
+:class:`~ringpipe.plan.inference.InferencePlan` or
+:class:`~ringpipe.plan.serving.ServingPlan`) lowers to one action list per pipeline
 rank; every runtime executes those lists on the one
 :class:`~ringpipe.runtime.interpreter.PipelineInterpreter` and differs only in its
 transport and group collective:
 
 ==========================  ==================================================  ==========
-``backend``                 ranks                                               training /
-                                                                                inference
+``backend``                 ranks                                               plans
 ==========================  ==================================================  ==========
-``"numpy"``, ``"numba"``    in this process, queues between pipeline ranks      both
+``"numpy"``, ``"numba"``    in this process, queues between pipeline ranks      all
 ``"cupy"``                  in this process, shards and activations on a GPU    training
-``"mpi"``                   one process per mesh rank (give ``comm``), MPI      both
+``"mpi"``                   one process per mesh rank (give ``comm``), MPI      all
 ==========================  ==================================================  ==========
 
 Training takes a :class:`~ringpipe.runtime.result.Batch` (inputs, targets) and returns a
 :class:`~ringpipe.runtime.result.PlanResult`; inference takes ``(B, L)`` prompt ids and
-returns an :class:`~ringpipe.runtime.inference.InferenceResult`. Under MPI every process
-calls ``run`` with the same arguments and its communicator; rank 0 gets the result,
-the others None. ``options`` go to the runtime (MPI training: ``device``,
-``collectives``).
+returns an :class:`~ringpipe.runtime.inference.InferenceResult`; a
+:class:`~ringpipe.plan.serving.ServingPlan` (continuous batching) takes each request's
+prompt ids and returns a :class:`~ringpipe.runtime.batching.inproc.ServingResult`.
+Under MPI every process calls ``run`` with the same arguments and its communicator;
+rank 0 gets the result, the others None. ``options`` go to the runtime (MPI training:
+``device``, ``collectives``; in-process training and inference: ``threads``, the
+:class:`~ringpipe.kernels.threads.ThreadPolicy` of the BLAS and Numba pools, default
+each rank's fair share of the cores).
 """
 
 from __future__ import annotations
@@ -46,8 +50,8 @@ def run(plan: Any, params: dict[str, np.ndarray], inputs: Any,  # noqa: ANN401
     """Execute ``plan`` on ``backend`` (module docstring); TypeError/ValueError naming
     the argument for a plan, backend or communicator that does not fit."""
     kind = getattr(plan, "kind", None)
-    if kind not in ("training", "inference"):
-        raise TypeError(f"run: plan must be a Plan or an InferencePlan, got "
+    if kind not in ("training", "inference", "serving"):
+        raise TypeError(f"run: plan must be a Plan, an InferencePlan or a ServingPlan, got "
                         f"{type(plan).__name__}")
     if backend not in BACKENDS:
         raise ValueError(f"run: unknown backend {backend!r}; choose one of "
@@ -60,15 +64,28 @@ def run(plan: Any, params: dict[str, np.ndarray], inputs: Any,  # noqa: ANN401
             from ringpipe.runtime.mpi import run_plan_mpi
 
             return run_plan_mpi(plan, params, inputs, comm, **options)
+        return run_inprocess(plan, params, inputs, backend, **_threads_only(options))
+    if kind == "serving":  # continuous batching (ringpipe.runtime.batching)
         _no_options(options)
-        return run_inprocess(plan, params, inputs, backend)
+        if backend == "mpi":
+            from ringpipe.runtime.batching.mpi import run_serving_mpi
+
+            return run_serving_mpi(plan, params, inputs, comm)
+        from ringpipe.runtime.batching.inproc import run_inprocess_serving
+
+        return run_inprocess_serving(plan, params, inputs, backend)
     if backend == "mpi":
         _no_options(options)
         return run_inference_mpi(plan, params, inputs, comm)
     if backend == "cupy":
         raise ValueError("run: inference runs on the CPU backends (numpy, numba) or mpi")
-    _no_options(options)
-    return run_inprocess_inference(plan, params, inputs, backend)
+    return run_inprocess_inference(plan, params, inputs, backend, **_threads_only(options))
+
+
+def _threads_only(options: dict[str, Any]) -> dict[str, Any]:
+    """In-process runtimes take one option, ``threads`` (a ThreadPolicy)."""
+    _no_options({k: v for k, v in options.items() if k != "threads"})
+    return options
 
 
 def _no_options(options: dict[str, Any]) -> None:

@@ -65,7 +65,7 @@ CASES = [  # (key as spelled in the file, value, message after "<file>: ")
     ("memory_bandwidth_gbs", NAN, "memory_bandwidth_gbs must be finite, got nan"),
     ("achievable_fraction", 1.5, "achievable_fraction must be <= 1, got 1.5"),
     ("peak_tlops", 3, "unknown key 'peak_tlops'; valid keys in the top level: "
-                      "achievable_fraction, gpus_per_node"),
+                      "achievable_fraction, collectives, device, gpus_per_node"),
     ("intra_node", 3, "intra_node must be a table, got int"),
     ("intra_node.latency_us", DELETE, "missing intra_node.latency_us"),
     ("intra_node.latency_us", None, "intra_node.latency_us must be a number"),
@@ -95,8 +95,9 @@ CASES = [  # (key as spelled in the file, value, message after "<file>: ")
                                      "must be non-empty arrays of equal length, got 2 and 1"),
     (f"{M}.op_bandwidth.bytes", [0, 1], f"{M}.op_bandwidth.bytes[0] must be > 0, got 0"),
     (f"{M}.op_bandwidth.peak", 1, f"unknown key '{M}.op_bandwidth.peak'"),
-    (f"{M}.gemm.float16", {"peak_gflops": 1.0},
-     f"unknown key '{M}.gemm.float16'; valid keys in [{M}.gemm]: float32, float64"),
+    (f"{M}.gemm.int8", {"peak_gflops": 1.0},
+     f"unknown key '{M}.gemm.int8'; valid keys in [{M}.gemm]: bfloat16, float16, float32, "
+     "float64"),
     (f"{M}.gemm.float64.peak_gflops", DELETE, f"missing {M}.gemm.float64.peak_gflops"),
     (f"{M}.gemm.float64.m0", -1, f"{M}.gemm.float64.m0 must be >= 0, got -1"),
     (f"{M}.gemm.float64.peak_gflop", 1, f"unknown key '{M}.gemm.float64.peak_gflop'"),

@@ -22,11 +22,15 @@ PLAN = ["plan", "--layers", "2", "--hidden", "32", "--heads", "4", "--seq", "8",
 def calibrated() -> dict:
     """A small calibrated cluster file, every table ``ringpipe calibrate`` writes."""
     link = {"bandwidth_gbs": 2.5, "latency_us": 3.0}
-    return {"name": "lab", "nodes": 2, "gpus_per_node": 2, "peak_tflops": 0.05,
+    return {"name": "lab", "device": "cpu", "nodes": 2, "gpus_per_node": 2,
+            "peak_tflops": 0.05,
             "memory_gib": 4.0, "memory_bandwidth_gbs": 10.0, "achievable_fraction": 1.0,
             "intra_node": dict(link), "inter_node": {**link, "nic_bandwidth_gbs": 2.0},
             "kernels": {"sm_count": 1, "tile_m": 1, "tile_n": 1, "flash_fraction": 1.0,
                         "launch_overhead_us": 2.0, "saturation": 9.0},
+            "collectives": [{"collective": "all_reduce", "ranks": 4, "nodes": 2,
+                             "source": "all_reduce_perf.log", "sizes": [1024, 4096],
+                             "time_us": [30.0, 40.0]}],
             "measured": {
                 "host": "lab", "cores": 2, "blas_threads": 1, "backend": "numba",
                 "quick": True, "seconds_taken": 6.5, "call_overhead_us": 1.5,

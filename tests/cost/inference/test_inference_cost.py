@@ -9,6 +9,7 @@ from ringpipe.cost import cluster_preset, model_preset
 from ringpipe.cost.inference.model import (
     CALIBRATED_HBM_EFFICIENCY,
     CALIBRATED_LAYER_OVERHEAD,
+    InferenceCalibration,
     InferenceModel,
 )
 from ringpipe.cost.inference.workload import Workload, kv_cache_bytes
@@ -16,6 +17,7 @@ from ringpipe.cost.published.inference_tables import (
     NEMO_LLAMA2_7B,
     TRTLLM_FIRST_TOKEN,
     TRTLLM_THROUGHPUT,
+    VLLM_LATENCY,
     calibrate,
     relative_errors,
 )
@@ -99,12 +101,15 @@ def _rms(errors):
 
 
 def test_calibration_errors_stay_documented():
-    errors = relative_errors(NEMO_LLAMA2_7B)
-    assert _rms(errors) < 0.115 and max(map(abs, errors)) < 0.26
-    first = relative_errors(TRTLLM_FIRST_TOKEN)  # out of sample
-    assert _rms(first) < 0.19 and max(map(abs, first)) < 0.29
-    throughput = relative_errors(TRTLLM_THROUGHPUT)  # out of sample
-    assert max(map(abs, throughput[:4])) < 0.15  # 7B rows; 70B long outputs are worse
+    errors = relative_errors(VLLM_LATENCY)  # the calibration table
+    assert _rms(errors) < 0.045 and max(map(abs, errors)) < 0.07
+    # out of sample (docs/inference.md): 2023 TensorRT-LLM was slower than the fit says
+    nemo = relative_errors(NEMO_LLAMA2_7B)
+    assert _rms(nemo) < 0.34 and all(-0.54 < e < 0 for e in nemo)
+    first = relative_errors(TRTLLM_FIRST_TOKEN)
+    assert _rms(first) < 0.30 and all(-0.45 < e < 0 for e in first)
+    throughput = relative_errors(TRTLLM_THROUGHPUT)
+    assert max(map(abs, throughput[:4])) < 0.18  # 7B rows; 70B long outputs are worse
 
 
 def test_stored_constants_are_the_calibration_optimum():
@@ -115,6 +120,7 @@ def test_stored_constants_are_the_calibration_optimum():
 
 def test_coarse_to_fine_search_finds_the_whole_grid_optimum():
     rows = NEMO_LLAMA2_7B[::5]  # 7 rows whose optimum η = 0.87 is off the coarse grid
+    assert calibrate(NEMO_LLAMA2_7B) == InferenceCalibration(0.88, 140.0e-6)  # the 2023 fit
     whole = calibrate(rows, coarse=1)
     assert round(whole.hbm_efficiency * 100) % 5 != 0
     assert calibrate(rows) == whole

@@ -86,14 +86,16 @@ def test_comm_buffers_and_reserve():
 
 
 def test_breakdown_on_the_peak_rank():
-    """1F1B on 4 pipeline ranks: rank 0 holds 4 micro-batches × 6 layers of activations
-    and the embedding; the parts add up to the total."""
+    """1F1B on 4 pipeline ranks: rank 0 holds 4 micro-batches × (6 layers of activations
+    and the embedding's token ids and dropout mask); the parts add up to the total."""
     recipe = Recipe(distributed_optimizer=False)
     step = StepModel(GPT, TrainingSpec(16, recipe=recipe), cluster_preset("dgx-a100", 1))
     mem = step.memory(Config(Mesh(dp=1, pp=4, tp=2), "1f1b", 1, None, "none"))
     per_layer = activation_bytes(GPT, 1, 2, "none", recipe)
     assert mem.peak_rank == 0 and mem.peak_in_flight == 4
-    assert mem.activations == pytest.approx(4 * 6 * per_layer)
+    tokens = GPT.seq * 1
+    embedding = 8 * tokens + tokens * GPT.hidden / 2  # ids; dropout mask, SP-split
+    assert mem.activations == pytest.approx(4 * (6 * per_layer + embedding))
     params = (6 * GPT.params_per_layer + GPT.embedding_params) / 2
     assert (mem.weights, mem.gradients, mem.optimizer) == pytest.approx(
         (2 * params, 4 * params, 12 * params))

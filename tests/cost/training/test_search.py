@@ -7,7 +7,6 @@ from ringpipe.cost.training.explain import explain
 from ringpipe.cost.training.search import FitsNowhere, SearchSpace, factorisations, search
 from ringpipe.cost.training.spec import TrainingSpec
 from ringpipe.model.presets import gpt_like, model_preset
-from ringpipe.plan.layout import split_layers
 from ringpipe.schedules import SCHEDULES
 
 # ~101B parameters: 18-byte states (bf16, fp32 grads, Adam) need > 16 A100-80GB without DP
@@ -73,7 +72,7 @@ def test_explanation_names_the_runner_up_and_the_reasons(big_on_four_nodes):
 
 def test_all_pins_give_the_single_configuration_and_the_best_unpinned():
     training = TrainingSpec(32, microbatch_size=1, recompute="selective")
-    space = SearchSpace(tp=8, pp=4, dp=1, schedule="interleaved-1f1b", chunks=2)
+    space = SearchSpace(tp=8, pp=4, dp=1, schedule="interleaved-1f1b", chunks=2, split="even")
     report = search(GPT_100B, training, cluster_preset("dgx-a100", 4), space)
     assert len(report.candidates) == 1
     c = report.best.config
@@ -118,17 +117,23 @@ def test_headroom_decides_what_fits():
 
 def test_factorisations_respect_heads_layers_and_batch():
     model = gpt_like("m", 12, 768, 12, 1024, 50000)
-    got = factorisations(model, TrainingSpec(16), 16)
+    got = factorisations(model, TrainingSpec(16), 16, SearchSpace(split="even"))
     assert (4, 4, 1) in got and (16, 1, 1) not in got  # 16 does not divide 12 heads
     assert all(12 % pp == 0 and 16 % dp == 0 for _, pp, dp in got)
-    uneven = factorisations(model, TrainingSpec(16), 16, SearchSpace(allow_uneven=True))
+    uneven = factorisations(model, TrainingSpec(16), 16, SearchSpace(allow_uneven=True,
+                                                                      split="even"))
     assert (1, 8, 2) in uneven and (1, 8, 2) not in got
+    # balanced splits (searched by default) hold 12 layers on any pp <= 14
+    assert (1, 8, 2) in factorisations(model, TrainingSpec(16), 16)
 
 
 def test_no_factorisation_fits_the_gpu_count():
     model = gpt_like("odd", 7, 70, 7, 64, 100)
     with pytest.raises(ValueError, match="no TP×PP×DP factorisation of 8 GPUs fits odd"):
-        search(model, TrainingSpec(7), cluster_preset("dgx-a100", 1))
+        search(model, TrainingSpec(7), cluster_preset("dgx-a100", 1),
+               SearchSpace(split="even"))
+    with pytest.raises(ValueError, match="no TP×PP×DP factorisation of 16 GPUs fits odd"):
+        search(model, TrainingSpec(7), cluster_preset("dgx-a100", 2))  # pp 16 > 7 + 2
     with pytest.raises(ValueError, match="tp=3 does not divide the cluster's 32 GPUs"):
         factorisations(GPT_100B, TrainingSpec(32), 32, SearchSpace(tp=3))
     with pytest.raises(ValueError, match="with tp=16"):  # divides 32, not the heads
@@ -157,12 +162,15 @@ def test_bad_search_space():
         SearchSpace(schedule="1f1b", chunks=2)
 
 
-def test_uneven_splits_are_searched_when_no_even_split_fits():
+def test_balanced_splits_find_the_published_layout():
     """Llama 3 405B (126 layers) on 1024 × dgx-h100: pp must be a power of two, and no
-    power of two divides 126 beyond 2, where nothing fits; the uneven search finds the
-    published production layout, TP8 × PP16 × DP64."""
+    power of two divides 126 beyond 2, where nothing fits; the balanced split (the
+    embedding and the head on stages with fewer layers) finds the published production
+    layout, TP8 × PP16 × DP64, whose first and last stages hold fewer layers (Llama Team
+    2024, §3.3.2: one layer fewer on the first and the last stage)."""
     report = search(model_preset("llama3-405b"), TrainingSpec(2048, 1),
                   cluster_preset("dgx-h100", 1024))
     best = report.best.config
-    assert (best.tp, best.pp, best.dp) == (8, 16, 64)
-    assert report.best.layers_per_stage == split_layers(126, 16 * best.chunks)
+    assert (best.tp, best.pp, best.dp) == (8, 16, 64) and best.split == "balanced"
+    layers = report.best.layers_per_stage
+    assert sum(layers) == 126 and layers[0] < max(layers) and layers[-1] < max(layers)

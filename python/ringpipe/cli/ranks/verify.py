@@ -48,6 +48,7 @@ class _Setup:
     warnings: list[str]
     device: DeviceSetup | None
     gpu: int | None
+    blas_threads: int | None = None  # what OPENBLAS_NUM_THREADS & co. set on this rank
 
 
 def prepare_verify(args: argparse.Namespace, env: Environment) -> Callable[[], int]:
@@ -64,7 +65,7 @@ def prepare_verify(args: argparse.Namespace, env: Environment) -> Callable[[], i
         raise ValueError("--allreduce nccl needs --device cupy")
     device = device_setup() if args.device == "cupy" else None
     gpu = None if device is None else select_device(device, layout.local_rank)
-    setup = _Setup(plan, batch_size, layout, warnings, device, gpu)
+    setup = _Setup(plan, batch_size, layout, warnings, device, gpu, env.blas_threads)
     return lambda: _verify(args, setup, world)
 
 
@@ -84,7 +85,8 @@ def _verify(args: argparse.Namespace, setup: _Setup, world: Any) -> int:  # noqa
                           collectives="nccl" if args.allreduce == "nccl" else "steps")
     calibrated = calibrated_cluster(args.cluster_file)
     timing = None if calibrated is None else timed_prediction_mpi(
-        plan, params, batch, *calibrated, world, device=setup.device,
+        plan, params, batch, *calibrated, world, blas_threads=setup.blas_threads,
+        device=setup.device,
         collectives="nccl" if args.allreduce == "nccl" else "steps")
     status = 0
     if world.Get_rank() == 0:

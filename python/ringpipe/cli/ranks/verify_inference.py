@@ -28,6 +28,10 @@ def prepare_inference(args: argparse.Namespace, env: Environment) -> Callable[[]
     check on this rank (TypeError/ValueError, alike on every rank, reported collectively
     by :mod:`ringpipe.cli.ranks.main`); the job runs generation over MPI and rank 0 checks
     the reference and, bit for bit, the in-process run; returns rank 0's verdict."""
+    if args.requests is not None:  # continuous batching
+        from ringpipe.cli.ranks.verify_serving import prepare_serving
+
+        return prepare_serving(args, env)
     world = load_mpi().COMM_WORLD
     plan, params, prompts = build_inference(args)
     check_world_size(plan.mesh, world.Get_size())

@@ -23,9 +23,11 @@ from typing import Any
 from ringpipe.cost.clusterfile.measured import calibration_from_dict, read_link
 from ringpipe.cost.clusterfile.reader import read_document
 from ringpipe.cost.clusterfile.section import Section
+from ringpipe.cost.clusterfile.tables import read_collectives
 from ringpipe.cost.hardware.calibration import Calibration
 from ringpipe.cost.hardware.cluster import (
     CALIBRATED_FRACTION_OF_PEAK,
+    DEVICES,
     GB,
     GIB,
     TFLOP,
@@ -38,9 +40,12 @@ from ringpipe.files import display
 __all__ = ["TOP_KEYS", "ClusterFile", "load_cluster_file", "read_cluster"]
 
 #: The top-level keys (``measured``: ``ringpipe calibrate``'s data, cost.measured_table).
-TOP_KEYS = ("name", "nodes", "gpus_per_node", "peak_tflops", "memory_gib",
+TOP_KEYS = ("name", "device", "nodes", "gpus_per_node", "peak_tflops", "memory_gib",
             "memory_bandwidth_gbs", "achievable_fraction", "intra_node", "inter_node",
-            "kernels", "measured")
+            "kernels", "collectives", "measured")
+#: ``[measured] backend`` values that mean a file was measured on CPUs (its default
+#: ``device`` then is "cpu", for files written before the key existed).
+_CPU_BACKENDS = ("numpy", "numba")
 _LINK_KEYS = ("bandwidth_gbs", "latency_us")
 _KERNEL_INTS = ("sm_count", "tile_m", "tile_n")
 #: Most GPUs one node (one NVLink domain) may have: NVIDIA's largest, NVL576, has 576.
@@ -74,6 +79,10 @@ def _cluster(top: Section, nodes: int | None) -> Cluster:
     name = top.text("name", "custom")
     if not name:
         raise ValueError(f"{top.label('name')} must not be empty")
+    measured = top.get("measured", {})
+    backend = measured.get("backend") if isinstance(measured, Mapping) else None
+    device = top.text("device", "cpu" if backend in _CPU_BACKENDS else "gpu",
+                      choices=DEVICES)
     file_nodes = top.integer("nodes", 1)
     gpus = top.integer("gpus_per_node", maximum=MAX_GPUS_PER_NODE)
     peak = top.real("peak_tflops", unit=TFLOP, positive=True)
@@ -92,7 +101,8 @@ def _cluster(top: Section, nodes: int | None) -> Cluster:
     return Cluster(name=name, nodes=file_nodes if nodes is None else nodes,
                    gpus_per_node=gpus, peak_flops=peak, memory_bytes=memory,
                    memory_bandwidth=bandwidth, intra=intra, inter=inter,
-                   achievable_fraction=fraction, kernels=_kernels(top), nic_bandwidth=nic)
+                   achievable_fraction=fraction, kernels=_kernels(top), nic_bandwidth=nic,
+                   device=device, collectives=read_collectives(top))
 
 
 @dataclass(frozen=True)

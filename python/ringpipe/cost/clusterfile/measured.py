@@ -24,7 +24,8 @@ predictor (:mod:`ringpipe.cost.executable.predict`, ``ringpipe verify --cluster-
     [measured.op_bandwidth]       # one elementwise operation, by bytes it moves
     bytes = [32768, 262144, ...]
     gbs = [80.0, 60.0, ...]
-    [measured.gemm.float64]       # rate = peak / (1 + m0/M + n0/N + k0/K); float32 too
+    [measured.gemm.float64]       # rate = peak / (1 + m0/M + n0/N + k0/K); float32 too,
+                                  # and float16, bfloat16 on a GPU
     peak_gflops = 31.0
     m0 = 3.1
     n0 = 12.0
@@ -78,6 +79,9 @@ from ringpipe.validation import check_int
 __all__ = ["MEASURED_KEYS", "calibration_from_dict"]
 
 NS = 1e-9
+#: GEMM curves a file may hold: the plans' dtypes, and the 16-bit ones a GPU is
+#: calibrated in (``ringpipe calibrate --backend cupy``).
+GEMM_DTYPES = (*DTYPES, "float16", "bfloat16")
 #: The keys of ``[measured]`` (module docstring).
 MEASURED_KEYS = ("host", "cores", "blas_threads", "backend", "quick", "seconds_taken",
                  "call_overhead_us", "memory_bandwidth_gbs", "transcendental_ns",
@@ -203,7 +207,7 @@ def calibration_from_dict(measured: Mapping[str, Any], cluster: Cluster,
     shares = _shares(m)
     op_bandwidth = _op_bandwidth(m)
     gemm_tables = m.table("gemm")
-    gemm_tables.only(DTYPES)
+    gemm_tables.only(GEMM_DTYPES)
     gemm = {dtype: _gemm(gemm_tables.table(dtype)) for dtype in gemm_tables}
     p2p_tables = m.table("p2p")
     p2p_tables.only(RUNTIMES)

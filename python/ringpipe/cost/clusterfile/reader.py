@@ -24,9 +24,9 @@ from typing import Any
 
 import tomllib
 
-from ringpipe.files import display, read_text
+from ringpipe.files import decode_text, display, read_text
 
-__all__ = ["MAX_BYTES", "file_format", "read_document"]
+__all__ = ["MAX_BYTES", "file_format", "parse_document", "read_document"]
 
 #: Largest file read: a calibrated file with full measurement grids is a few hundred KB.
 MAX_BYTES = 16 << 20
@@ -45,6 +45,10 @@ def _text(name: str, path: str | os.PathLike[str]) -> str:
     opened without blocking, refused unless a regular UTF-8 file of at most
     :data:`MAX_BYTES`), refused when blank."""
     text = read_text(path, "cluster file", MAX_BYTES, "TOML or JSON")
+    return _not_blank(name, text)
+
+
+def _not_blank(name: str, text: str) -> str:
     if not text.strip():
         raise ValueError(f"{display(name)}: the cluster file is empty; expected TOML or JSON")
     return text
@@ -81,7 +85,22 @@ def read_document(path: str | os.PathLike[str]) -> dict[str, Any]:
     if not isinstance(path, (str, os.PathLike)):
         raise TypeError(f"cluster file: expected a path, got {type(path).__name__}")
     name = os.fspath(path)
-    text = _text(name, path)
+    return _document(name, _text(name, path), path)
+
+
+def parse_document(name: str, raw: bytes,
+                   path: str | os.PathLike[str] = "") -> dict[str, Any]:
+    """The cluster file whose bytes are ``raw`` parsed, with the checks of
+    :func:`read_document` (for bytes read elsewhere, e.g. standard input, at most
+    :data:`MAX_BYTES`); ``name`` starts every message, ``path``'s suffix (if any) picks
+    the format."""
+    if len(raw) > MAX_BYTES:
+        raise ValueError(f"{display(name)}: the cluster file is over {MAX_BYTES} bytes")
+    text = decode_text(raw, "cluster file", display(name), "TOML or JSON")
+    return _document(name, _not_blank(name, text), path)
+
+
+def _document(name: str, text: str, path: str | os.PathLike[str]) -> dict[str, Any]:
     fmt = file_format(path, text)
     guessed = Path(path).suffix.lower() not in (".toml", ".json")
     data = _parse(name, fmt, text, guessed)

@@ -73,6 +73,7 @@ from ringpipe.cost.executable.pricer import (
 from ringpipe.cost.hardware.calibration import Calibration
 from ringpipe.cost.hardware.cluster import Cluster
 from ringpipe.cost.training.pipeline import PipelineSimulator, StageCosts
+from ringpipe.kernels.threads import ThreadPolicy
 from ringpipe.validation import check_real
 
 if TYPE_CHECKING:
@@ -125,8 +126,9 @@ class PlanPrediction:
                 "oversubscription": self.oversubscription}
 
 
-def _blas_threads_mpi(world: int, cores: int) -> int:
-    return max(1, cores // max(1, world))  # ringpipe.mpi.launch's default
+def _fair_share(world: int, cores: int) -> int:
+    """BLAS threads per rank a run gets by default, in-process and under MPI alike."""
+    return ThreadPolicy.fair_share(max(1, world), cores).blas
 
 
 @dataclass(frozen=True)
@@ -152,8 +154,9 @@ class PlanModel:
         """Predicted step of ``plan`` on ``batch_size`` sequences (module docstring).
 
         ``runtime``: ``"inproc"`` or ``"mpi"``. ``blas_threads``: BLAS threads per
-        process of the run (default: the calibration's in-process,
-        ``ringpipe.mpi.launch``'s cores/P under MPI). ``cpu_share``: the share σ of a
+        rank of the run (default: each of the mesh's ranks' fair share of the
+        calibrated machine's cores, what the runtimes give them:
+        :meth:`~ringpipe.kernels.threads.ThreadPolicy.fair_share`). ``cpu_share``: the share σ of a
         core each process gets, when known for the moment of the run (default: the
         calibration's).
         """
@@ -186,8 +189,7 @@ def _predict(plan: Plan, batch_size: int, cluster: Cluster, calibration: Calibra
     m, tp = plan.microbatches, mesh.tp
     world = mesh.world if runtime == "mpi" else 1
     if blas_threads is None:
-        blas_threads = cal.blas_threads if runtime == "inproc" else \
-            _blas_threads_mpi(world, cal.cores)
+        blas_threads = _fair_share(mesh.world, cal.cores)
     rho = 1.0 / (cal.cpu_share(world, blas_threads) if cpu_share is None else cpu_share)
     pricer = Pricer(cluster, cal, runtime, plan.config.dtype,
                     min(1.0, blas_threads / cal.blas_threads))

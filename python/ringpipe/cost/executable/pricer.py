@@ -90,9 +90,8 @@ def fresh_bytes(plan: Plan, held: list[float],
     out = []
     for p in range(plan.mesh.pp):
         cur = peak = 0.0
-        for a in plan.schedule.actions[p]:
-            if a is None:
-                continue
+        for a in (part for act in plan.schedule.actions[p] if act is not None
+                  for part in act.parts):
             if a.kind is ActionKind.FORWARD:
                 cur += held[a.stage]
                 peak = max(peak, cur)

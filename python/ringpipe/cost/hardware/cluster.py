@@ -38,6 +38,15 @@ A cluster file (TOML or JSON, read by :mod:`ringpipe.cost.clusterfile.load`) loo
     launch_overhead_us = 3
     saturation = 144               # d0 of the GEMM saturation term
 
+**Device.** ``device`` says what a rank is: ``"gpu"`` (the presets) or ``"cpu"`` (a
+file ``ringpipe calibrate`` measured on CPU processes, labelled ``device = "cpu"``), so
+the planner speaks of processes and GFLOP/s for the latter.
+
+**Measured collectives.** ``collectives`` holds measured times by size
+(:class:`~ringpipe.cost.hardware.measured.MeasuredCollective`, the file's
+``[[collectives]]`` rows, e.g. from nccl-tests logs); the planner prefers them over the
+α-β links for a group of the same size over the same number of nodes.
+
 **NIC sharing.** The node's injection bandwidth is ``inter.bandwidth × gpus_per_node``;
 one GPU alone reaches at most ``nic_bandwidth`` (its own NIC on a rail-optimised DGX,
 so the default is ``inter.bandwidth``). When c GPUs of a node cross nodes at once, each
@@ -51,10 +60,13 @@ from types import MappingProxyType
 from typing import Any
 
 from ringpipe.cost.hardware.gpu import A100, H100, MICROSECOND, GpuKernels
+from ringpipe.cost.hardware.measured import MeasuredCollective
 from ringpipe.validation import check_int, check_real
 
 GB = 1e9
 GIB = float(2**30)
+#: What a rank of a cluster is: a GPU, or a CPU process (a file calibrated on CPUs).
+DEVICES = ("gpu", "cpu")
 TFLOP = 1e12
 
 #: η_max of the GEMM model (:mod:`ringpipe.cost.hardware.gpu`): the fraction of peak a large,
@@ -117,8 +129,16 @@ class Cluster:
     achievable_fraction: float = CALIBRATED_FRACTION_OF_PEAK
     kernels: GpuKernels = A100
     nic_bandwidth: float | None = None
+    device: str = "gpu"
+    collectives: tuple[MeasuredCollective, ...] = ()
 
     def __post_init__(self) -> None:
+        if self.device not in DEVICES:
+            raise ValueError(f"Cluster.device must be one of {', '.join(DEVICES)}, got "
+                             f"{self.device!r}")
+        if not isinstance(self.collectives, tuple) or not all(
+                isinstance(m, MeasuredCollective) for m in self.collectives):
+            raise TypeError("Cluster.collectives must be a tuple of MeasuredCollective")
         if not isinstance(self.name, str) or not self.name:
             raise TypeError("Cluster.name must be a non-empty str")
         _positive_int("Cluster", "nodes", self.nodes)
@@ -166,6 +186,13 @@ class Cluster:
             raise ValueError(f"gpu {gpu} out of range for a cluster of {self.world} GPUs")
         return gpu // self.gpus_per_node
 
+    def measured(self, collective: str, ranks: int, nodes: int) -> MeasuredCollective | None:
+        """The measured table of ``collective`` on ``ranks`` ranks over ``nodes`` nodes
+        (the last one given wins), or None."""
+        found = [m for m in self.collectives
+                 if (m.collective, m.ranks, m.nodes) == (collective, ranks, nodes)]
+        return found[-1] if found else None
+
     def with_nodes(self, nodes: int) -> Cluster:
         """The same cluster with ``nodes`` nodes."""
         return replace(self, nodes=nodes)
@@ -173,7 +200,8 @@ class Cluster:
     def to_dict(self) -> dict[str, Any]:
         """The file form (vendor units), as :func:`cluster_from_dict` reads it."""
         return {
-            "name": self.name, "nodes": self.nodes, "gpus_per_node": self.gpus_per_node,
+            "name": self.name, "device": self.device, "nodes": self.nodes,
+            "gpus_per_node": self.gpus_per_node,
             "peak_tflops": self.peak_flops / TFLOP, "memory_gib": self.memory_bytes / GIB,
             "memory_bandwidth_gbs": self.memory_bandwidth / GB,
             "achievable_fraction": self.achievable_fraction,
@@ -188,6 +216,8 @@ class Cluster:
                         "flash_fraction": self.kernels.flash_fraction,
                         "saturation": self.kernels.saturation,
                         "launch_overhead_us": self.kernels.launch_overhead / MICROSECOND},
+            **({"collectives": [m.to_dict() for m in self.collectives]}
+               if self.collectives else {}),
         }
 
 

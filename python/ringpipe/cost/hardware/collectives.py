@@ -28,6 +28,10 @@ its own DP group's all-reduce at the same time), each gets
 :meth:`ringpipe.cost.hardware.cluster.Cluster.crossing_bandwidth` (c) =
 min(NIC, node injection / c); by default c = k, the group alone.
 
+**Measured tables.** A cluster may carry measured times by size for a collective on a
+given number of ranks and nodes (nccl-tests logs, :mod:`ringpipe.cost.hardware.measured`);
+:meth:`CollectiveModel.best` prefers them over the α-β model for a group of that shape.
+
 Ring tables hold N·(N-1) rows; above :data:`MAX_TABLE_RANKS` ranks the ring profile
 is written down directly (every step, every rank sends one chunk to its successor),
 which ``tests/cost/test_collective_costs.py`` checks equals the table-derived profile.
@@ -216,7 +220,10 @@ class CollectiveModel:
 
     def best(self, collective: str, nbytes: float, group: int | Sequence[int],
              concurrent_per_node: int | None = None) -> CollectiveCost:
-        """The cheapest algorithm ringpipe has for ``collective`` (ties go to the first)."""
+        """The cheapest algorithm ringpipe has for ``collective`` (ties go to the first);
+        or, when the cluster has a measured table for it on as many ranks over as many
+        nodes (and no more of a node's GPUs cross nodes at once than the group's own),
+        the measured time (algorithm ``"measured"``: :meth:`_measured`)."""
         key = (collective, nbytes, group if isinstance(group, int) else tuple(group),
                concurrent_per_node)
         if key not in self._best:
@@ -225,8 +232,28 @@ class CollectiveModel:
             costs = [self.cost(collective, a, nbytes, group,
                                concurrent_per_node=concurrent_per_node)
                      for a in ALGORITHMS[collective]]
-            self._best[key] = min(costs, key=lambda cost: cost.time)
+            best = min(costs, key=lambda cost: cost.time)
+            self._best[key] = self._measured(best, group, concurrent_per_node) or best
         return self._best[key]
+
+    def _measured(self, priced: CollectiveCost, group: int | Sequence[int],
+                  concurrent_per_node: int | None) -> CollectiveCost | None:
+        """``priced`` re-timed from the cluster's measured table of the same collective,
+        rank count and node count (:mod:`ringpipe.cost.hardware.measured`), or None.
+        A table measures the group alone: with more of a node's GPUs crossing at once
+        (NIC sharing) the α-β model, which accounts for it, is kept."""
+        if priced.nranks < 2 or priced.nbytes == 0 or not self.cluster.collectives:
+            return None
+        ranks = _check_group(group, self.cluster)
+        nodes = [self.cluster.node_of(r) for r in ranks]
+        table = self.cluster.measured(priced.collective, len(ranks), len(set(nodes)))
+        members = int(np.bincount(nodes)[sorted(set(nodes))].min())
+        if table is None or (concurrent_per_node or 0) > members:
+            return None
+        floor = table.time(table.sizes[0])
+        return CollectiveCost(priced.collective, "measured", priced.nranks, priced.nbytes,
+                              table.time(priced.nbytes), min(floor, table.time(priced.nbytes)),
+                              0, 1, priced.spans_nodes)
 
 
 def tree_chunks(nbytes: float, group: int | Sequence[int], cluster: Cluster) -> int:

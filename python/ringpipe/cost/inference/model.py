@@ -12,7 +12,8 @@ one decode step of b sequences at context T on one TP rank runs, per layer,
 * a fixed overhead τ per layer (kernel launches, norms, residual adds);
 
 and the last stage the logit matmul (V·h/t weights). η (the achieved fraction of HBM
-bandwidth) and τ are the two calibrated constants (:mod:`.inference_tables`).
+bandwidth) and τ are the two calibrated constants
+(:mod:`ringpipe.cost.published.inference_tables`).
 
 **Pipeline.** Stages hold :func:`~ringpipe.plan.layout.split_layers` of the layers; the batch
 splits into G = min(p, b) groups kept in flight by the forward-only decode schedule
@@ -49,17 +50,18 @@ from ringpipe.cost.inference.workload import WEIGHT_BYTES, Workload, kv_cache_by
 from ringpipe.mesh import Mesh
 from ringpipe.model.config import ModelConfig
 from ringpipe.plan.layout import split_layers
-from ringpipe.schedules.actions import Schedule
 from ringpipe.schedules.generators.decode import decode, inference_timing, prefill_ttft
+from ringpipe.schedules.schedule import Schedule
 from ringpipe.validation import check_real
 
 ACT_BYTES = 2
 #: Token steps of the decode schedule simulated for the steady-state time per token.
 DECODE_STEPS = 3
 MEMORY_UTILIZATION = 0.9
-#: Calibrated on NeMo's measured Llama-2-7B latencies (:mod:`.inference_tables`).
-CALIBRATED_HBM_EFFICIENCY = 0.88
-CALIBRATED_LAYER_OVERHEAD = 140.0e-6
+#: Calibrated on vLLM's measured Llama 3 latencies on A100, H100 and H200
+#: (:mod:`ringpipe.cost.published.inference_tables`; NeMo's 2023 table gave 0.88 and 140 µs).
+CALIBRATED_HBM_EFFICIENCY = 0.71
+CALIBRATED_LAYER_OVERHEAD = 53.7e-6
 
 
 @dataclass(frozen=True)
@@ -156,6 +158,10 @@ class InferenceModel:
             self._schedules[key] = decode(pp, groups, DECODE_STEPS)
         return self._schedules[key]
 
+    def allreduce_s(self, nbytes: float, tp: int) -> float:
+        """One all-reduce of ``nbytes`` over ``tp`` GPUs (the best step table's α-β time)."""
+        return self._allreduce(nbytes, tp)
+
     def _allreduce(self, nbytes: float, tp: int) -> float:
         return self._collectives.best("all_reduce", nbytes, tp).time if tp > 1 else 0.0
 
@@ -188,27 +194,45 @@ class InferenceModel:
         parts["logits"] = self._roofline(head * wb, 2 * batch * head, dtype) if last else 0.0
         return parts
 
+    def forward_stage(self, layers: int, last: bool, tokens: int, attended: float,
+                      cached: float, emitting: int, tp: int, dtype: str,
+                      allreduce_s: float | None = None) -> float:
+        """One forward of ``tokens`` new positions through a stage, priced like a training
+        forward: (2·N·P_mm + 4·A·h)/t FLOPs per layer at the calibrated fraction of peak,
+        or the weight read plus the ``cached`` positions' KV read if that is longer, plus
+        two all-reduces of N·h activations, τ per layer and the head on ``emitting``
+        rows. A = Σ n·(start + n) query-key pairs over the segments (the causal square
+        counted whole, as Narayanan et al. count a forward); for b prompts of L tokens,
+        N = b·L and A = b·L² (:meth:`prefill_stage`). ``allreduce_s``: one all-reduce's
+        time if the caller has it (default: priced here)."""
+        m, c = self.model, self.cluster
+        d, kv_here = m.hidden // m.heads, max(m.kv_heads // tp, 1)
+        flops = layers * (2.0 * tokens * m.matmul_params_per_layer + 4.0 * attended * m.hidden) / tp
+        peak = c.achievable_flops * (2 if dtype == "fp8" else 1)
+        weights = layers * sum(self._ops(tp)) * WEIGHT_BYTES[dtype]
+        kv = layers * 2.0 * cached * kv_here * d * WEIGHT_BYTES[dtype]
+        compute = max(flops / peak,
+                      (weights + kv) / (self.calibration.hbm_efficiency * c.memory_bandwidth))
+        if allreduce_s is None:
+            allreduce_s = self._allreduce(tokens * m.hidden * ACT_BYTES, tp)
+        comm = layers * 2 * allreduce_s
+        logits = self._roofline(m.vocab * m.hidden / tp * WEIGHT_BYTES[dtype],
+                                2 * emitting * m.vocab * m.hidden / tp, dtype) if last else 0.0
+        return compute + comm + layers * self.calibration.layer_overhead + logits
+
     def prefill_stage(self, layers: int, last: bool, batch: int, prompt: int, tp: int,
                       dtype: str) -> float:
         """The prompt's forward through a stage: training-forward FLOPs or weight read."""
-        m, c = self.model, self.cluster
-        flops = layers * (2.0 * batch * prompt * m.matmul_params_per_layer
-                          + 4.0 * batch * prompt**2 * m.hidden) / tp
-        peak = c.achievable_flops * (2 if dtype == "fp8" else 1)
-        weights = layers * sum(self._ops(tp)) * WEIGHT_BYTES[dtype]
-        compute = max(flops / peak,
-                      weights / (self.calibration.hbm_efficiency * c.memory_bandwidth))
-        comm = layers * 2 * self._allreduce(batch * prompt * m.hidden * ACT_BYTES, tp)
-        logits = self._roofline(m.vocab * m.hidden / tp * WEIGHT_BYTES[dtype],
-                                2 * batch * m.vocab * m.hidden / tp, dtype) if last else 0.0
-        return compute + comm + layers * self.calibration.layer_overhead + logits
+        return self.forward_stage(layers, last, batch * prompt, batch * prompt * prompt, 0,
+                                  batch, tp, dtype)
 
     def _crosses_nodes(self, layout: Mesh) -> bool:
         """Whether a stage-to-stage hop (the token hand-back included) leaves a node."""
         c, tp, pp = self.cluster, layout.tp, layout.pp
         return any(c.node_of(r * tp) != c.node_of(((r + 1) % pp) * tp) for r in range(pp))
 
-    def _p2p(self, nbytes: float, layout: Mesh) -> float:
+    def p2p_s(self, nbytes: float, layout: Mesh) -> float:
+        """One message of ``nbytes`` between neighbouring stages of ``layout`` (0 for pp = 1)."""
         if layout.pp == 1:
             return 0.0
         link = self.cluster.inter if self._crosses_nodes(layout) else self.cluster.intra
@@ -226,7 +250,7 @@ class InferenceModel:
             gb = math.ceil(b / groups)
             cost = [self.prefill_stage(n, r == pp - 1, gb, work.prompt_len, tp, work.dtype)
                     for r, n in enumerate(per_stage)]
-            hop = self._p2p(gb * work.prompt_len * self.model.hidden * ACT_BYTES, layout)
+            hop = self.p2p_s(gb * work.prompt_len * self.model.hidden * ACT_BYTES, layout)
             best = min(best, prefill_ttft(cost, hop, groups))
         return best
 
@@ -249,7 +273,7 @@ class InferenceModel:
         dec = [self.decode_stage(n, r == pp - 1, gb, context, tp, work.dtype)
                for r, n in enumerate(per_stage)]
         step = [sum(parts.values()) for parts in dec]
-        hop = self._p2p(gb * m.hidden * ACT_BYTES, layout)
+        hop = self.p2p_s(gb * m.hidden * ACT_BYTES, layout)
         steady = inference_timing(self._decode_schedule(pp, groups), step, step, hop)
         tpot = float(steady.token_latency[:, -1].max())
         ttft = self._prefill(per_stage, b, work, layout)

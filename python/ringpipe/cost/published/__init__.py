@@ -12,6 +12,9 @@ The folder holds:
   - ``bloom_181b_splits.csv``, ``korthikanti_2022.csv``, ``llama3_405b.csv`` — held-out
     training measurements (BigScience BLOOM-181B splits, Korthikanti et al. 2022,
     Llama 3 405B);
+  - ``zero_bubble_2024.csv`` — held-out schedule comparison on one cluster (Qi et al.,
+    Zero Bubble Pipeline Parallelism, ICLR 2024: 1F1B, 1F1B-I, ZB-1p, ZB-2p; throughput
+    and memory per GPU);
   - ``nemo_llama2_7b.csv`` — the inference model's calibration table (NeMo Llama-2-7B);
   - ``trtllm_throughput.csv``, ``trtllm_first_token.csv`` — its out-of-sample tables
     (TensorRT-LLM performance.md).
@@ -27,7 +30,9 @@ The folder holds:
   :mod:`.inference_tables` (``NEMO_LLAMA2_7B``, ``TRTLLM_THROUGHPUT``,
   ``TRTLLM_FIRST_TOKEN``, ``predictions``, ``calibrate``).
 
-* The two reports: :mod:`.validate` (``python -m ringpipe.cost.validate``: the training
-  model's out-of-sample errors) and :mod:`.inference_report`
-  (``python -m ringpipe.cost.inference_report``: the inference model's accuracy tables).
+* The reports: :mod:`.validate` (``python -m ringpipe.cost.validate``: the training
+  model's out-of-sample errors), :mod:`.zero_bubble` (``python -m
+  ringpipe.cost.published.zero_bubble``: which schedule is fastest, and peak memory, on
+  one cluster) and :mod:`.inference_report` (``python -m ringpipe.cost.inference_report``:
+  the inference model's accuracy tables).
 """

@@ -1,24 +1,32 @@
-"""Published inference measurements: one table to calibrate on, another to check against.
+"""Published inference measurements: one table to calibrate on, others to check against.
 
-The measured rows are ``data/nemo_llama2_7b.csv``, ``data/trtllm_throughput.csv`` and
-``data/trtllm_first_token.csv`` (each with its full citation and its columns' meanings
-and units), read by :func:`ringpipe.cost.published.loader.load_table` and turned into
-the :class:`LatencyRow` and :class:`ThroughputRow` tuples below (milliseconds become
-seconds; a first-token row is one output token).
+The measured rows are ``data/vllm_latency.csv``, ``data/nemo_llama2_7b.csv``,
+``data/trtllm_throughput.csv`` and ``data/trtllm_first_token.csv`` (each with its full
+citation and its columns' meanings and units), read by
+:func:`ringpipe.cost.published.loader.load_table` and turned into the :class:`LatencyRow`
+and :class:`ThroughputRow` tuples below (milliseconds become seconds; a first-token row is
+one output token). The latency-versus-load table ``data/nim_llama33_70b.csv`` is checked
+with the serving simulator (:mod:`ringpipe.cost.published.serving_check`).
 
-**Calibration table** (:data:`NEMO_LLAMA2_7B`): NVIDIA NeMo Framework user guide,
-"Llama-2 Results, Inference Performance", configuration 1 (chatbot: 128 input tokens,
-20 output tokens), measured with TensorRT-LLM on 1-8 × A100 80GB SXM4 and H100 80GB
-HBM3, average end-to-end latency in ms, Llama-2-7B rows (TP 1, 2, 4, 8 × batch 1, 2,
-4, 8), https://docs.nvidia.com/nemo-framework/user-guide/latest/performance/llama.html.
-The end-to-end latency is predicted as TTFT + 19 · TPOT, in 16-bit.
+**Calibration table** (:data:`VLLM_LATENCY`): vLLM's nightly performance benchmark,
+"Latency tests" (32 input tokens, 128 output tokens, a fixed batch of 8, mean end-to-end
+latency), Llama-3.1-8B on one GPU and Llama-3-70B on four, on A100-SXM4-80GB, H100 and
+H200 (Buildkite builds 9523, 9555 and 9513 of vllm/performance-benchmark). The
+end-to-end latency is predicted as TTFT + 127 · TPOT, in 16-bit.
 
-Two constants are fitted on it, by least squares on the relative error of all 32 rows
+Two constants are fitted on it, by least squares on the relative error of its 6 rows
 (:func:`calibrate`): η, the fraction of HBM bandwidth decode achieves, and τ, a fixed
 overhead per layer per forward. Everything else (the training fraction of peak FLOP/s,
-link α and β, HBM bandwidths) comes from :mod:`ringpipe.cost.hardware.cluster`.
+link α and β, HBM bandwidths) comes from :mod:`ringpipe.cost.hardware.cluster`. (Until
+this table, η and τ were fitted on NeMo's 2023 TensorRT-LLM table below; a current
+engine's per-layer overhead is less than half of that era's.)
 
-**Out-of-sample table** (:data:`TRTLLM_THROUGHPUT`, :data:`TRTLLM_FIRST_TOKEN`):
+**Out-of-sample tables**: :data:`NEMO_LLAMA2_7B`, NVIDIA NeMo Framework user guide, "Llama-2
+Results, Inference Performance", configuration 1 (chatbot: 128 input tokens, 20 output
+tokens), measured with TensorRT-LLM on 1-8 × A100 80GB SXM4 and H100 80GB HBM3, average
+end-to-end latency in ms, Llama-2-7B rows (TP 1, 2, 4, 8 × batch 1, 2, 4, 8),
+https://docs.nvidia.com/nemo-framework/user-guide/latest/performance/llama.html,
+predicted as TTFT + 19 · TPOT; and :data:`TRTLLM_THROUGHPUT`, :data:`TRTLLM_FIRST_TOKEN`:
 TensorRT-LLM ``docs/source/performance.md`` (v0.6.1 peak throughput; v0.5 first-token
 latency at batch 1), commit 138f96d45f90b9667426f7c47297d8c06bafac73 of
 https://github.com/NVIDIA/TensorRT-LLM: H100 in FP8 (weights and KV cache), A100 in
@@ -109,6 +117,25 @@ class TrtllmFirstToken:
     first_token_ms: float
 
 
+@dataclass(frozen=True)
+class VllmLatency:
+    """A row of ``vllm_latency.csv``."""
+
+    model: str
+    cluster: str
+    tp: int
+    batch: int
+    prompt: int
+    output: int
+    dtype: str
+    latency_ms: float
+
+
+VLLM_LATENCY = tuple(
+    LatencyRow(r.model, r.cluster, r.tp, r.batch, r.prompt, r.output, r.dtype,
+               r.latency_ms / 1e3)
+    for r in load_table("vllm_latency.csv", VllmLatency).rows)
+
 NEMO_LLAMA2_7B = tuple(
     LatencyRow(r.model, r.cluster, r.tp, r.batch, r.prompt, r.output, r.dtype,
                r.latency_ms / 1e3)
@@ -156,7 +183,7 @@ def relative_errors(rows: tuple, calibration: InferenceCalibration | None = None
                                                          strict=True)]
 
 
-def calibrate(rows: tuple = NEMO_LLAMA2_7B, coarse: int = 5) -> InferenceCalibration:
+def calibrate(rows: tuple = VLLM_LATENCY, coarse: int = 5) -> InferenceCalibration:
     """η on a 0.01 grid in [0.40, 1.00] and, for each η, the least-squares τ >= 0.
 
     With pp = 1 a row's prediction is a + c·τ (τ is paid once per layer per forward),
@@ -165,8 +192,8 @@ def calibrate(rows: tuple = NEMO_LLAMA2_7B, coarse: int = 5) -> InferenceCalibra
 
     The grid is searched coarse to fine: every ``coarse``-th point (0.40, 0.45, …), then
     every point within ``coarse - 1`` of the best of those. That is the whole grid's
-    optimum whenever the RMS error is unimodal in η, as on :data:`NEMO_LLAMA2_7B`
-    (``coarse=1`` searches every point: the same η = 0.88, τ = 140.0 µs). Collective
+    optimum whenever the RMS error is unimodal in η, as on :data:`VLLM_LATENCY`
+    (``coarse=1`` searches every point: the same η = 0.71, τ = 53.7 µs). Collective
     costs, independent of η and τ, are priced once (:meth:`InferenceModel.recalibrated`).
     """
     check_int("coarse", coarse, 1, 60)

@@ -6,10 +6,14 @@
   optimizer, overlap), today's Megatron-LM by default;
 * :mod:`.operators`: one layer as its operators on one TP rank;
 * :mod:`.memory`: model states and activations per GPU;
-* :mod:`.pipeline`: the pipeline's timing from the schedule simulator;
+* :mod:`.stages`: each stage's parameters and activation bytes (embedding, logits, the
+  weight-gradient state), the layout priced; :mod:`.split`: the balanced split with the
+  planner's own costs and memory; :mod:`.synth`: the synthesised schedule (``auto``);
+* :mod:`.pipeline`: the pipeline's timing and per-rank memory from the schedule simulator;
 * :mod:`.prediction`: :class:`Config` (one search point) and :class:`StepPrediction`;
 * :mod:`.step_time`: :class:`StepModel`, ``predict(config) -> StepPrediction``;
-* :mod:`.search`: enumerate, drop what does not fit, rank; :mod:`.explain`: why.
+* :mod:`.search`: enumerate (:mod:`.options`: schedules, v and splits per pp), drop what
+  does not fit, rank; :mod:`.explain`: why.
 """
 
 from ringpipe.cost.training.prediction import Config, StepPrediction

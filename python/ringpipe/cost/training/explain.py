@@ -1,9 +1,12 @@
 """Why one configuration beats another, in words: the parts of the step time that differ
-most, the FLOPs both ways (model and hardware), and the memory breakdown."""
+most, the FLOPs both ways (model and hardware), and the memory breakdown; in the
+cluster's words (GPUs and TFLOP/s, or processes and GFLOP/s for a CPU cluster file:
+:mod:`ringpipe.cost.hardware.wording`)."""
 
 from __future__ import annotations
 
 from ringpipe.cost.hardware.cluster import Cluster
+from ringpipe.cost.hardware.wording import GPU_WORDS, wording
 from ringpipe.cost.training.prediction import StepPrediction
 
 PARTS = ("compute_time", "tp_comm_time", "bubble_time", "dp_comm_time", "optimizer_time")
@@ -32,12 +35,22 @@ def _part(name: str, a: StepPrediction, b: StepPrediction, cluster: Cluster) -> 
     return f"optimizer step {a.optimizer_time:.2f} s vs {b.optimizer_time:.2f} s"
 
 
-def headline(p: StepPrediction) -> str:
-    """One sentence: step time, model and hardware TFLOP/s, MFU, memory breakdown."""
+def _rate(tflops: float, cluster: Cluster | None) -> str:
+    """A FLOP rate in the cluster's unit (TFLOP/s, or GFLOP/s on CPUs: :mod:`wording`)."""
+    words = GPU_WORDS if cluster is None else wording(cluster)
+    value = words.flops(tflops)
+    return f"{value:.0f}" if value >= 10 or value == 0 else f"{value:.2g}"
+
+
+def headline(p: StepPrediction, cluster: Cluster | None = None) -> str:
+    """One sentence: step time, model and hardware FLOP/s, MFU, memory breakdown, in
+    ``cluster``'s words (GPUs and TFLOP/s, or processes and GFLOP/s)."""
+    w = GPU_WORDS if cluster is None else wording(cluster)
     return (f"{p.config.label()} is predicted at {p.step_time:.3g} s per step: "
-            f"{p.model_tflops_per_gpu:.0f} model TFLOP/s per GPU (MFU {p.mfu:.1%}; "
-            f"hardware FLOPs with recomputation {p.hardware_tflops_per_gpu:.0f} TFLOP/s, "
-            f"HFU {p.hfu:.1%}). Memory per GPU: {p.memory.describe()}, leaving "
+            f"{_rate(p.model_tflops_per_gpu, cluster)} model {w.flops_unit} per {w.rank} "
+            f"(MFU {p.mfu:.1%}; hardware FLOPs with recomputation "
+            f"{_rate(p.hardware_tflops_per_gpu, cluster)} {w.flops_unit}, "
+            f"HFU {p.hfu:.1%}). Memory per {w.rank}: {p.memory.describe()}, leaving "
             f"{(p.memory_capacity - p.memory.total) / 2**30:.1f} GiB "
             f"(headroom {p.headroom / 2**30:g} GiB).")
 
@@ -47,7 +60,7 @@ def explain(best: StepPrediction, other: StepPrediction | None, cluster: Cluster
     """Why ``best`` wins against ``other`` (the next-best with a different (tp, pp)),
     by the parts of the step time that differ most. ``pinned``: tp/pp/dp were pinned
     (and ``other`` is None because no configuration without the pins fits either)."""
-    head = headline(best)
+    head = headline(best, cluster)
     if other is None and pinned:
         return head + " No fitting configuration without the pins was found to compare with."
     if other is None:
@@ -75,12 +88,14 @@ def main_reason(slow: StepPrediction, fast: StepPrediction, cluster: Cluster) ->
 
 def explain_pinned(pinned: StepPrediction, best: StepPrediction, cluster: Cluster) -> str:
     """The pinned choice against the best unpinned one: predicted slowdown, main reason."""
-    head = headline(pinned)
+    head = headline(pinned, cluster)
+    words = wording(cluster)
     if best.step_time >= pinned.step_time:
         return (head + " It is also the best configuration without the pins (the best "
                 f"unpinned, {best.config.label()}, is predicted at {best.step_time:.3g} s).")
     slowdown = pinned.step_time / best.step_time - 1
     return (f"{head} The best configuration without the pins is {best.config.label()} at "
-            f"{best.step_time:.3g} s ({best.model_tflops_per_gpu:.0f} model TFLOP/s per "
-            f"GPU): the pinned choice is predicted {slowdown:.1%} slower, mainly through "
+            f"{best.step_time:.3g} s ({_rate(best.model_tflops_per_gpu, cluster)} model "
+            f"{words.flops_unit} per {words.rank}): the pinned choice is predicted "
+            f"{slowdown:.1%} slower, mainly through "
             f"{main_reason(pinned, best, cluster)}.")

@@ -153,4 +153,5 @@ class MemoryBreakdown:
                 f"optimizer {self.optimizer / GIB:.1f} + activations "
                 f"{self.activations / GIB:.1f} (at most {self.peak_in_flight} stage "
                 f"activations held, one per (stage, micro-batch)) + comm buffers "
-                f"{self.comm_buffers / GIB:.1f} + reserve {self.reserved / GIB:.1f}")
+                f"{self.comm_buffers / GIB:.1f}"
+                + (f" + reserve {self.reserved / GIB:.1f}" if self.reserved else ""))

@@ -50,6 +50,7 @@ from ringpipe.cost.hardware.cluster import Cluster
 from ringpipe.cost.hardware.collectives import CollectiveModel
 from ringpipe.cost.training.recipe import Recipe
 from ringpipe.model.config import ModelConfig
+from ringpipe.plan.layout import PipelineLayout
 
 
 @dataclass(frozen=True)
@@ -209,17 +210,19 @@ class LayerCosts:
 
 
 def stage_costs(costs: LayerCosts, batch: int, recompute: str,
-                layers: Sequence[int]) -> tuple[list[OpTimes], OpTimes]:
-    """Per-stage OpTimes for stages holding ``layers[s]`` layers (embedding on stage 0,
-    head on the last), and one layer's OpTimes."""
+                layout: PipelineLayout | Sequence[int]) -> tuple[list[OpTimes], OpTimes]:
+    """Per-stage OpTimes of ``layout``'s stages (its layers, plus the embedding and the
+    head where it puts them; a sequence of layer counts puts them on the first and last
+    stage), and one layer's OpTimes."""
+    if not isinstance(layout, PipelineLayout):
+        layout = PipelineLayout.from_counts(layout)
     one = costs.layer(batch, recompute)
-    last = len(layers) - 1
     out = []
-    for s, n in enumerate(layers):
-        st = one.times(n)
-        if s == 0:
+    for stage in layout.stages:
+        st = one.times(stage.layers)
+        if stage.embedding:
             st = st + costs.embedding(batch)
-        if s == last:
+        if stage.head:
             st = st + costs.head(batch)
         out.append(st)
     return out, one

@@ -17,6 +17,9 @@ memoises the schedule and its execution order per (name, p, m, v) (at most
 ``max_schedule_cells`` cells of them, the least recently used dropped first) and the
 peak in-flight micro-batches per rank, which depend only on each rank's action order (a
 forward adds one, a backward or input-gradient pass removes one), not on the costs.
+:meth:`PipelineSimulator.peak_bytes` walks the same order with each stage's own bytes
+(:mod:`.stages`): F adds what the stage holds per micro-batch, B removes it, I trades
+it for what the weight pass needs and W frees that.
 
 Long pipelines (more than :data:`STEADY_AFTER` · p micro-batches, e.g. 1536
 micro-batches on 8 stages) are not simulated whole. Once a schedule reaches its
@@ -44,6 +47,7 @@ from dataclasses import dataclass, field
 
 from ringpipe.limits import DEFAULT_LIMITS, Limits
 from ringpipe.schedules import CostModel, Schedule, simulate
+from ringpipe.schedules.memory import peak_memory, walk_plan
 from ringpipe.schedules.registry import generate, schedule_spec
 from ringpipe.schedules.validate import ExecutionOrder, execution_order
 
@@ -133,6 +137,8 @@ class PipelineSimulator:
         key = (name, p, m, v)
         if key in self._orders:
             self._orders[key] = self._orders.pop(key)  # most recently used last
+            if key in self._cells:
+                self._cells[key] = self._cells.pop(key)
         else:
             try:
                 self.limits.require(
@@ -144,40 +150,79 @@ class PipelineSimulator:
             sched: Schedule = generate(name, p, m, v if schedule_spec(name).takes_chunks
                                        else None)
             cells = p * v * m
-            while self._orders and sum(self._cells.values()) + cells \
-                    > self.limits.max_schedule_cells:
-                oldest = next(iter(self._orders))
+            while self._cells and sum(self._cells.values()) + cells \
+                    > self.limits.max_schedule_cells:  # adopted schedules are not counted
+                oldest = next(iter(self._cells))
                 del self._orders[oldest], self._cells[oldest]
             self._orders[key] = execution_order(sched)
             self._cells[key] = cells
         return self._orders[key]
 
+    def adopt(self, schedule: Schedule) -> tuple[str, int]:
+        """Register a schedule built elsewhere (a synthesised one); returns the name to
+        use for it in the other methods (which then never extrapolate)."""
+        key = ("synth", sum(isinstance(k[0], tuple) for k in self._orders))  # never evicted
+        self._orders[(key, schedule.num_ranks, schedule.num_microbatches,
+                      schedule.chunks_per_rank)] = execution_order(schedule)
+        return key
+
     def placement(self, name: str, p: int, m: int, v: int) -> tuple[int, ...]:
         """The rank holding each stage; ValueError when the generator rejects
         (p, m, v) (checked on the count actually simulated)."""
-        points = sample_points(p, m)
+        points = None if isinstance(name, tuple) else sample_points(p, m)
         return self.order(name, p, m if points is None else points[2], v).schedule.placement
 
-    def _peaks_exact(self, name: str, p: int, m: int, v: int) -> tuple[int, ...]:
+    def _peaks_exact(self, name: str, p: int, m: int, v: int,
+                     per_stage: bool = False) -> tuple[int, ...]:
         key = (name, p, m, v)
         if key not in self._peaks:
             order = self.order(name, p, m, v)
-            self._peaks[key] = simulate(order.schedule, execution_order=order).peak_activations
-        return self._peaks[key]
+            result = simulate(order.schedule, execution_order=order)
+            self._peaks[key] = result.peak_activations
+            self._peaks[("stage", *key)] = result.peak_activations_per_stage
+        return self._peaks[("stage", *key)] if per_stage else self._peaks[key]
 
-    def _windows(self, p: int, m: int, v: int) -> list[tuple[int, int, int]]:
-        """The sampling windows whose schedules fit ``max_schedule_cells``."""
+    def _windows(self, p: int, m: int, v: int, name: object = "") -> list[tuple[int, int, int]]:
+        """The sampling windows whose schedules fit ``max_schedule_cells``; none for an
+        adopted schedule, which exists for its own m only."""
+        if isinstance(name, tuple):
+            return []
         cap = self.limits.max_schedule_cells
         return [w for w in sample_windows(p, m) if p * v * w[2] <= cap]
 
+    def _extrapolated(self, exact, p: int, m: int, v: int,  # noqa: ANN001 - memoised
+                      name: object) -> tuple:
+        """``exact(m)``, or for long pipelines its linear extrapolation from three sampled
+        counts of the first window whose differences agree (module docstring)."""
+        for points in self._windows(p, m, v, name):
+            a, b, c = (exact(x) for x in points)
+            if all(_agree(z - y, y - x) for x, y, z in zip(a, b, c, strict=True)):
+                steps = (m - points[2]) // (points[2] - points[1])
+                return tuple(type(z)(z + steps * (z - y)) for y, z in zip(b, c, strict=True))
+        return exact(m)
+
     def peak_in_flight(self, name: str, p: int, m: int, v: int) -> tuple[int, ...]:
         """Most (stage, micro-batch) activations each rank holds at once."""
-        for m0, m1, m2 in self._windows(p, m, v):
-            a, b, c = (self._peaks_exact(name, p, x, v) for x in (m0, m1, m2))
-            if all(c[r] - b[r] == b[r] - a[r] for r in range(p)):
-                steps = (m - m2) // (m2 - m1)
-                return tuple(c[r] + steps * (c[r] - b[r]) for r in range(p))
-        return self._peaks_exact(name, p, m, v)
+        return self._extrapolated(lambda mm: self._peaks_exact(name, p, mm, v), p, m, v, name)
+
+    def peak_per_stage(self, name: str, p: int, m: int, v: int) -> tuple[int, ...]:
+        """Most micro-batches each stage holds at once (F to B or I)."""
+        return self._extrapolated(lambda mm: self._peaks_exact(name, p, mm, v, True), p, m, v, name)
+
+    def peak_bytes(self, name: str, p: int, m: int, v: int, held: tuple[float, ...],
+                   pending: tuple[float, ...], transient: tuple[float, ...]) -> tuple[float, ...]:
+        """Peak bytes of activations each rank holds (module docstring): the walk of its
+        actions with per-stage ``held``/``pending`` bytes, plus a stage's ``transient``
+        bytes during its backward."""
+        def exact(mm: int) -> tuple[float, ...]:
+            key = ("bytes", name, p, mm, v, held, pending, transient)
+            if key not in self._peaks:
+                prep = ("walk", name, p, mm, v)
+                if prep not in self._peaks:
+                    self._peaks[prep] = walk_plan(self.order(name, p, mm, v).encoded)
+                self._peaks[key] = peak_memory(self._peaks[prep], held, pending, transient)
+            return self._peaks[key]
+        return self._extrapolated(exact, p, m, v, name)
 
     def _makespan(self, name: str, p: int, m: int, v: int, model: CostModel) -> float:
         order = self.order(name, p, m, v)
@@ -195,7 +240,7 @@ class PipelineSimulator:
             per_mb[rank] += (costs.forward[stage] + costs.backward_input[stage]
                              + costs.backward_weight[stage])
         makespan = None
-        for points in self._windows(p, m, v):
+        for points in self._windows(p, m, v, name):
             t0, t1, t2 = (self._makespan(name, p, x, v, model) for x in points)
             if _agree(t2 - t1, t1 - t0):
                 makespan = t2 + (m - points[2]) / (points[2] - points[1]) * (t2 - t1)

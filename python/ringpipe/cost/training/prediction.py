@@ -3,8 +3,10 @@
 
 A :class:`Config` is one point of the search: a :class:`ringpipe.mesh.Mesh` (the same
 mesh type :class:`ringpipe.Plan` runs on), the schedule, its chunks per rank (resolved
-by :func:`ringpipe.schedules.resolve_chunks`, the one resolver), the micro-batch size
-and the activation recomputation.
+by :func:`ringpipe.schedules.resolve_chunks`, the one resolver), the micro-batch size,
+the activation recomputation and how the layers are split over the stages: ``split``
+"even" or "balanced" (:mod:`ringpipe.plan.balance`), or an explicit ``layout``
+(:class:`ringpipe.plan.layout.PipelineLayout`, the object ``Plan`` runs).
 
 FLOPs are reported two ways, named as such (Korthikanti et al. 2022, §6.1):
 
@@ -26,7 +28,8 @@ from ringpipe.cost.hardware.cluster import GIB
 from ringpipe.cost.training.memory import MemoryBreakdown
 from ringpipe.cost.training.spec import RECOMPUTE
 from ringpipe.mesh import Mesh
-from ringpipe.schedules import resolve_chunks
+from ringpipe.plan.layout import SPLITS, PipelineLayout
+from ringpipe.schedules import resolve_chunks, schedule_spec
 from ringpipe.validation import check_int
 
 
@@ -39,6 +42,12 @@ class Config:
     microbatch_size: int = 1
     chunks: int | None = None
     recompute: str = "none"
+    split: str = "even"
+    layout: PipelineLayout | None = None
+    #: ``synth`` only: the activation memory per rank the synthesised schedule may use, in
+    #: micro-batches of the fullest stage (Qi et al.'s M_limit in units of M_B: 2p for
+    #: their ZB-2p); None: whatever the GPU memory leaves.
+    activation_cap: int | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.mesh, Mesh):
@@ -48,9 +57,27 @@ class Config:
         if self.chunks is not None:
             check_int("Config.chunks", self.chunks)
         object.__setattr__(self, "chunks", resolve_chunks(self.schedule, self.chunks))
+        object.__setattr__(self, "schedule", schedule_spec(self.schedule).name)  # auto: synth
         if self.recompute not in RECOMPUTE:
             raise ValueError(f"Config.recompute must be one of {RECOMPUTE}, "
                              f"got {self.recompute!r}")
+        if self.split not in SPLITS:
+            raise ValueError(f"Config.split must be one of {SPLITS}, got {self.split!r}")
+        if isinstance(self.layout, str):
+            object.__setattr__(self, "layout", PipelineLayout.parse(self.layout))
+        if self.layout is not None and not isinstance(self.layout, PipelineLayout):
+            raise TypeError(f"Config.layout must be a PipelineLayout or its text, got "
+                            f"{type(self.layout).__name__}")
+        if self.activation_cap is not None:
+            check_int("Config.activation_cap", self.activation_cap)
+            if self.schedule != "synth":
+                raise ValueError("Config.activation_cap applies to the synthesised schedule "
+                                 "(schedule 'synth' or 'auto') only")
+
+    @property
+    def split_name(self) -> str:
+        """"even", "balanced", or "layout" for an explicit layout."""
+        return "layout" if self.layout is not None else self.split
 
     @property
     def tp(self) -> int:
@@ -75,8 +102,9 @@ class Config:
     def label(self) -> str:
         """Short human-readable form, e.g. ``tp8 pp4 dp1 interleaved-1f1b v3 mb1 full``."""
         v = f" v{self.chunks}" if self.chunks > 1 else ""
+        split = "" if self.split_name == "even" else f" {self.split_name}"
         return (f"tp{self.tp} pp{self.pp} dp{self.dp} {self.schedule}{v} "
-                f"mb{self.microbatch_size} {self.recompute}")
+                f"mb{self.microbatch_size} {self.recompute}{split}")
 
 
 @dataclass(frozen=True)
@@ -105,6 +133,7 @@ class StepPrediction:
     dp_comm_total: float = 0.0
     layers_per_stage: tuple[int, ...] = ()
     peak_in_flight: tuple[int, ...] = ()
+    layout: str = ""
     assumptions: Mapping[str, object] = field(default_factory=dict, compare=False)
 
     @property
@@ -184,4 +213,6 @@ class StepPrediction:
                 "bubble_fraction": self.bubble_fraction,
                 "comm_fraction": self.comm_fraction, "fits": self.fits,
                 "layers_per_stage": list(self.layers_per_stage),
+                "split": c.split_name, "layout": self.layout,
+                "activation_cap": c.activation_cap,
                 "breakdown_s": self.breakdown_s}

@@ -3,13 +3,19 @@
 Search space (each dimension can be pinned):
 
 * every factorisation tp · pp · dp of the cluster's GPUs where tp divides the heads
-  (and KV heads), pp divides the layers (or is pinned, or ``allow_uneven``: then
-  :func:`ringpipe.plan.layout.split_layers` gives the first stages one layer more) and dp
-  divides the global batch; when no even split fits, the search is repeated with
-  uneven splits (e.g. Llama 3 405B's 126 layers on a power-of-two GPU count);
+  (and KV heads), dp divides the global batch and pp·v stages can hold the layers;
 * every built-in schedule (:data:`ringpipe.schedules.SCHEDULES`: GPipe, 1F1B,
-  interleaved 1F1B with v = 2 .. ``max_chunks`` chunks per rank, ZB-H1, ZB-V); with
-  pp = 1 there is no pipeline and only 1F1B (plain gradient accumulation) is kept;
+  interleaved 1F1B with v = 2 .. ``max_chunks`` chunks per rank, ZB-H1, ZB-V,
+  DualPipeV); with pp = 1 there is no pipeline and only 1F1B (plain gradient
+  accumulation) is kept; ``schedule="auto"`` prices the schedule synthesised for each
+  configuration's own stage costs (:func:`ringpipe.schedules.synthesize`);
+* every split of the layers over the pp·v stages (``split``, or an explicit
+  ``layout``): **balanced** (:mod:`ringpipe.plan.balance`: the embedding, the head and
+  the loss weighed in, under the memory cap; the first and last stages may hold no
+  layer) and **even** (when pp·v divides the layers, or with ``allow_uneven``, where
+  :func:`ringpipe.plan.layout.split_layers` gives the first stages one layer more); each
+  is timed through the schedule simulator with its own per-stage costs, so no closed
+  form decides between schedules or splits;
 * micro-batch sizes 1, 2, 4, 8, 16 that divide the per-replica batch;
 * recomputation none, then selective, then full: a heavier mode only does more work,
   so it is priced only when the lighter one does not fit.
@@ -29,8 +35,10 @@ import math
 from dataclasses import dataclass, replace
 
 from ringpipe.cost.hardware.cluster import GIB, Cluster
+from ringpipe.cost.hardware.wording import wording
 from ringpipe.cost.training.explain import explain, explain_pinned
 from ringpipe.cost.training.memory import DEFAULT_HEADROOM_GIB
+from ringpipe.cost.training.options import schedule_options
 from ringpipe.cost.training.pipeline import PipelineSimulator, PricingLimit
 from ringpipe.cost.training.prediction import Config, StepPrediction
 from ringpipe.cost.training.spec import RECOMPUTE, TrainingSpec
@@ -38,6 +46,7 @@ from ringpipe.cost.training.step_time import StepModel
 from ringpipe.limits import DEFAULT_LIMITS, Limits
 from ringpipe.mesh import Mesh
 from ringpipe.model.config import ModelConfig
+from ringpipe.plan.layout import SPLITS, PipelineLayout
 from ringpipe.schedules import SCHEDULES, resolve_chunks, schedule_spec
 from ringpipe.validation import check_int, check_real
 
@@ -61,16 +70,27 @@ class SearchSpace:
     microbatch_sizes: tuple[int, ...] = DEFAULT_MICROBATCH_SIZES
     max_chunks: int = 8
     allow_uneven: bool = False
+    split: str | None = None
+    layout: PipelineLayout | None = None
 
     def __post_init__(self) -> None:
         for name in ("tp", "pp", "dp", "chunks"):
             if getattr(self, name) is not None:
                 check_int(name, getattr(self, name))
+        if self.split is not None and self.split not in SPLITS:
+            raise ValueError(f"split must be one of {SPLITS} or None, got {self.split!r}")
+        if self.layout is not None and not isinstance(self.layout, PipelineLayout):
+            raise TypeError(f"layout must be a PipelineLayout, got {type(self.layout).__name__}")
         check_int("max_chunks", self.max_chunks)
         for name in ((self.schedule,) if self.schedule else ()) + self.schedules:
             schedule_spec(name, "SearchSpace: schedule")  # ValueError naming the known ones
         if self.schedule and self.chunks is not None:
             resolve_chunks(self.schedule, self.chunks)  # e.g. 1f1b with chunks=2
+
+    @property
+    def splits(self) -> tuple[str, ...]:
+        """The splits searched: the pinned one, else balanced and even."""
+        return (self.split,) if self.split else ("even", "balanced")
 
     @property
     def pinned(self) -> bool:
@@ -130,9 +150,10 @@ class FitsNowhere(ValueError):
         smallest = min(report.candidates, key=lambda p: p.memory.total)
         c = report.cluster
         super().__init__(
-            f"{report.model.name} fits nowhere on {c.nodes} × {c.name} ({c.world} GPUs, "
+            f"{report.model.name} fits nowhere on {c.nodes} × {c.name} "
+            f"({wording(c).count(c.world)}, "
             f"{c.memory_bytes / GIB:.0f} GiB each, {report.headroom / GIB:g} GiB headroom): "
-            f"the smallest memory per GPU any configuration needs is "
+            f"the smallest memory per {wording(c).rank} any configuration needs is "
             f"{smallest.memory.total / GIB:.1f} GiB ({smallest.config.label()})")
 
 
@@ -161,8 +182,9 @@ def factorisations(model: ModelConfig, training: TrainingSpec, world: int,
             continue
         for pp in _divisors(world // tp):
             dp = world // (tp * pp)
-            uneven = space.allow_uneven or space.pp is not None
-            layers_ok = model.layers % pp == 0 or (uneven and pp <= model.layers)
+            uneven = space.allow_uneven or space.pp is not None or "balanced" in space.splits
+            layers_ok = model.layers % pp == 0 or (uneven and pp <= model.layers + 2) \
+                or space.layout is not None
             if not layers_ok or training.global_batch % dp or space.pp not in (None, pp) \
                     or space.dp not in (None, dp):
                 continue
@@ -172,27 +194,9 @@ def factorisations(model: ModelConfig, training: TrainingSpec, world: int,
                          if getattr(space, n) is not None)
         raise ValueError(
             f"no TP×PP×DP factorisation of {world} GPUs fits {model.name}: tp must divide "
-            f"heads ({model.heads}) and kv_heads ({model.kv_heads}), pp must divide layers "
-            f"({model.layers}), dp must divide global_batch ({training.global_batch})"
+            f"heads ({model.heads}) and kv_heads ({model.kv_heads}), pp stages must hold the "
+            f"layers ({model.layers}), dp must divide global_batch ({training.global_batch})"
             + (f", with {pins}" if pins else ""))
-    return out
-
-
-def _schedule_options(model: ModelConfig, pp: int, space: SearchSpace) -> list[tuple[str, int]]:
-    names = (space.schedule,) if space.schedule else (("1f1b",) if pp == 1 else
-                                                      space.schedules)
-    uneven = space.allow_uneven or space.pp is not None
-    out = []
-    for name in names:
-        spec = SCHEDULES[name]
-        if spec.takes_chunks:
-            vs = [space.chunks] if space.chunks else range(2, space.max_chunks + 1)
-        else:
-            vs = [spec.default_chunks]
-        for v in vs:
-            stages = pp * v
-            if model.layers % stages == 0 or (uneven and stages <= model.layers):
-                out.append((name, v))
     return out
 
 
@@ -200,8 +204,11 @@ def _recomputes(training: TrainingSpec) -> tuple[str, ...]:
     return (training.recompute,) if training.recompute else RECOMPUTE
 
 
-def _price(step: StepModel, configs: list[Config]) -> list[StepPrediction]:
-    """Price ``configs`` (lighter recomputation first) until one fits."""
+def _price(step: StepModel, configs: list[Config],
+           even_searched: bool) -> tuple[list[StepPrediction], bool]:
+    """Price ``configs`` (lighter recomputation first) until one fits; and whether they
+    were skipped as balanced splits equal to the even one (``even_searched``: that one
+    is priced too)."""
     out: list[StepPrediction] = []
     for config in configs:
         try:
@@ -210,10 +217,14 @@ def _price(step: StepModel, configs: list[Config]) -> list[StepPrediction]:
             raise
         except ValueError:  # the schedule generator rejects this (p, m, v)
             break
+        stages, layers = len(layout.placement), step.model.layers
+        if even_searched and config.split == "balanced" and config.layout is None and \
+                layers >= stages and layout.stages == PipelineLayout.even(layers, stages):
+            return out, True  # the same layout is priced as "even"
         out.append(step.predict(config, step.memory(config, layout)))
         if out[-1].fits:
             break  # heavier recomputation would only add work
-    return out
+    return out, False
 
 
 def _search(step: StepModel, space: SearchSpace) -> list[StepPrediction]:
@@ -223,17 +234,23 @@ def _search(step: StepModel, space: SearchSpace) -> list[StepPrediction]:
     for tp, pp, dp in factorisations(model, training, cluster.world, space):
         per_replica = training.global_batch // dp
         mesh = Mesh(dp=dp, pp=pp, tp=tp)
-        for name, v in _schedule_options(model, pp, space):
+        options = schedule_options(model, pp, space)
+        for name, v, split in options:
+            even = (name, v, "even") in options and split == "balanced"
             for mbs in [b for b in sizes if per_replica % b == 0]:
-                priced = _price(step, [Config(mesh, name, mbs, v, r)
-                                       for r in _recomputes(training)])
+                priced, twin = _price(step, [Config(mesh, name, mbs, v, r, split, space.layout)
+                                             for r in _recomputes(training)], even)
+                if twin:
+                    continue
                 found += priced
                 if not priced or not priced[-1].fits:
                     break  # a larger micro-batch only needs more memory
             last = found[-1] if found else None
-            if last is not None and not last.fits and last.memory.states \
-                    + last.memory.reserved + step.headroom > cluster.memory_bytes:
-                break  # weights and optimizer state alone overflow: other schedules too
+            if last is not None and not last.fits and last.config.split_name == "even" and \
+                    last.memory.states + last.memory.reserved + step.headroom \
+                    > cluster.memory_bytes:
+                break  # an even split's weights and optimizer state alone overflow: so do
+                # the other schedules' (a balanced split may move layers off the fullest rank)
     found.sort(key=lambda p: (not p.fits, p.step_time if p.fits else p.memory.total))
     return found
 
@@ -254,6 +271,10 @@ def search(model: ModelConfig, training: TrainingSpec, cluster: Cluster,
         retry = _search(step, uneven)
         if any(p.fits for p in retry):
             found, space = retry, uneven
+    if not found and space.layout is not None:
+        raise ValueError(f"layout {space.layout.format()!r} has {space.layout.num_stages} "
+                         f"stages and {space.layout.num_layers} layers: no searched pp × v "
+                         f"has that many stages for {model.name}'s {model.layers} layers")
     if not found:
         raise ValueError(f"no candidate configuration could be built for {model.name} "
                          f"on {cluster.world} GPUs (check --schedule/--chunks/"

@@ -1,19 +1,22 @@
 """Step time and memory per GPU of one configuration: the layout ``Plan`` runs, priced.
 
 The layout is the one :class:`ringpipe.Plan` executes: the same mesh
-(:class:`ringpipe.mesh.Mesh`, tp fastest), the same layer split
-(:func:`ringpipe.plan.layout.split_layers`: the first L mod S stages take one layer more),
-the same chunks per rank (:func:`ringpipe.schedules.resolve_chunks`) and the same
-schedule generator, run through the schedule simulator (:mod:`.pipeline`).
+(:class:`ringpipe.mesh.Mesh`, tp fastest), the same stages (a
+:class:`~ringpipe.plan.layout.PipelineLayout`: even, balanced by
+:mod:`ringpipe.plan.balance` with this model's own per-stage seconds and memory, or
+given), the same chunks per rank (:func:`ringpipe.schedules.resolve_chunks`) and the
+same schedule generator, run through the schedule simulator (:mod:`.pipeline`).
 
 Per stage and micro-batch the forward, input-gradient and weight-gradient seconds are
 the stage's layers priced operator by operator (:mod:`.operators`), plus the embedding
-on the first stage and the logit layer on the last. The simulator's makespan includes
-the bubble and the pipeline messages (overlapped with compute, as Megatron's isend/irecv
-are): one b·s·h message per micro-batch and stage boundary each way, each TP rank
-sending its 1/t slice (sequence-parallel shard, or Megatron's scatter/gather
-optimisation followed by an all-gather in the node without SP), across nodes at the
-NIC share of the GPUs of a node that cross at once.
+on the stage that holds it and the logit layer and loss on the one that holds the head:
+a cost vector per stage, which the simulator times. Its makespan includes the bubble
+and the pipeline messages (overlapped with compute, as Megatron's isend/irecv are): one
+b·s·h message per micro-batch and stage boundary each way, each TP rank sending its 1/t
+slice (sequence-parallel shard, or Megatron's scatter/gather optimisation followed by an
+all-gather in the node without SP), across nodes at the NIC share of the GPUs of a node
+that cross at once. Memory per rank is each stage's own (:mod:`.stages`) at the
+schedule's own peak.
 
 **Data parallelism** (on the links the DP group spans, every GPU of a node crossing at
 once): gradients all-reduced (fp32 for bf16 with ``fp32_grads``), or with the
@@ -45,15 +48,18 @@ from ringpipe.cost.training.memory import (
     RESERVED_BYTES,
     MemoryBreakdown,
     activation_bytes,
-    comm_buffer_bytes,
     state_bytes_per_param,
 )
 from ringpipe.cost.training.operators import LayerCosts, stage_costs
 from ringpipe.cost.training.pipeline import PipelineSimulator, StageCosts
 from ringpipe.cost.training.prediction import Config, StepPrediction
 from ringpipe.cost.training.spec import TrainingSpec, executed_flops
+from ringpipe.cost.training.split import balanced_layout, buffer_bytes
+from ringpipe.cost.training.stages import StageLayout, rank_params, stage_bytes
+from ringpipe.cost.training.synth import synth_layout
 from ringpipe.model.config import ModelConfig
-from ringpipe.plan.layout import split_layers
+from ringpipe.plan.layout import PipelineLayout
+from ringpipe.schedules.registry import SYNTH
 from ringpipe.validation import check_real
 
 #: Megatron's DDP bucket: max(40M, 1M · dp) parameters (``DistributedDataParallelConfig``).
@@ -69,19 +75,6 @@ def _check_fits_cluster(config: Config, cluster: Cluster, training: TrainingSpec
         raise ValueError(f"global_batch ({training.global_batch}) is not a multiple of "
                          f"dp·microbatch_size ({config.dp}·{config.microbatch_size})")
     return per_replica
-
-
-@dataclass(frozen=True)
-class StageLayout:
-    """Micro-batches, layers per stage and the rank of each stage of one config."""
-
-    microbatches: int
-    layers: tuple[int, ...]
-    placement: tuple[int, ...]
-
-    def stages_of(self, rank: int) -> list[int]:
-        """The stages pipeline rank ``rank`` holds."""
-        return [s for s, r in enumerate(self.placement) if r == rank]
 
 
 @dataclass(frozen=True)
@@ -111,56 +104,69 @@ class StepModel:
             object.__setattr__(self, "comms", CollectiveModel(self.cluster))
 
     def layout(self, config: Config) -> StageLayout:
-        """The stage layout ``Plan`` would run for ``config``."""
+        """The stage layout ``Plan`` would run for ``config``: its explicit layout, or the
+        even or balanced split (:meth:`balanced`)."""
         m = _check_fits_cluster(config, self.cluster, self.training)
-        placement = self.sim.placement(config.schedule, config.pp, m, config.chunks)
-        return StageLayout(m, split_layers(self.model.layers, len(placement)), placement)
-
-    def rank_params(self, config: Config, layout: StageLayout) -> list[float]:
-        """Parameters each pipeline rank's GPUs hold (its layers, the embedding with
-        stage 0, the output layer with the last stage unless tied on the same rank)."""
-        key = ("params", config.tp, config.pp, layout.layers, layout.placement)
+        key = ("layout", config, m)
+        if key not in self._memo and config.schedule == SYNTH:
+            self._memo[key] = synth_layout(self, config, m)
         if key not in self._memo:
-            self._memo[key] = self._rank_params(config, layout)
+            placement = self.sim.placement(config.schedule, config.pp, m, config.chunks)
+            layers, stages = self.model.layers, len(placement)
+            if config.layout is not None:
+                chosen = config.layout.check(layers, stages)
+            elif config.split == "balanced":
+                chosen = self.balanced(config, m, placement)
+            else:
+                chosen = PipelineLayout.even(layers, stages)
+            self._memo[key] = StageLayout(m, chosen, placement, config.schedule)
         return self._memo[key]
 
-    def _rank_params(self, config: Config, layout: StageLayout) -> list[float]:
-        mdl, last = self.model, len(layout.layers) - 1
-        out = []
-        for rank in range(config.pp):
-            mine = layout.stages_of(rank)
-            params = sum(layout.layers[s] for s in mine) * mdl.params_per_layer
-            params += mdl.embedding_params if 0 in mine else 0
-            if last in mine and (not mdl.tied_embeddings or 0 not in mine):
-                params += mdl.output_params
-            params += mdl.norm_params if last in mine else 0  # final norm
-            out.append(params / config.tp)
-        return out
+    def _layer_costs(self, config: Config) -> LayerCosts:
+        tr = self.training
+        return LayerCosts(self.model, self.cluster, tr.recipe, config.mesh.group("tp", 0),
+                          self.comms, tr.dtype_bytes)
+
+    def balanced(self, config: Config, m: int, placement: tuple[int, ...]) -> PipelineLayout:
+        """The balanced split of ``config`` (:func:`.split.balanced_layout`)."""
+        return balanced_layout(self, config, m, placement)
+
+    def rank_params(self, config: Config, layout: StageLayout) -> list[float]:
+        """Parameters each pipeline rank's GPUs hold (:func:`.stages.rank_params`)."""
+        key = ("params", config.tp, config.pp, layout.stages, layout.placement)
+        if key not in self._memo:
+            self._memo[key] = rank_params(self.model, layout, config.pp, config.tp)
+        return self._memo[key]
 
     def peak_in_flight(self, config: Config, layout: StageLayout) -> tuple[int, ...]:
         """Most (stage, micro-batch) activations each pipeline rank holds at once."""
-        return self.sim.peak_in_flight(config.schedule, config.pp, layout.microbatches,
+        return self.sim.peak_in_flight(layout.key, config.pp, layout.microbatches,
                                        config.chunks)
 
+    def _buffers(self, config: Config) -> float:
+        return buffer_bytes(self.model, self.training, config)
+
     def memory(self, config: Config, layout: StageLayout | None = None) -> MemoryBreakdown:
-        """Memory per GPU of ``config`` on its fullest pipeline rank."""
+        """Memory per GPU of ``config`` on its fullest pipeline rank (:mod:`.stages`)."""
         mdl, tr, t, b = self.model, self.training, config.tp, config.microbatch_size
         layout = self.layout(config) if layout is None else layout
         peaks = self.peak_in_flight(config, layout)
-        last = len(layout.layers) - 1
-        per_layer = activation_bytes(mdl, b, t, config.recompute, tr.recipe)
+        per = stage_bytes(mdl, b, t, config.recompute, tr.recipe, layout.stages,
+                          tr.dtype_bytes)
+        acts = self.sim.peak_bytes(layout.key, config.pp, layout.microbatches,
+                                   config.chunks, per.held, per.pending, per.transient)
         w, g, o = state_bytes_per_param(tr.dtype, tr.recipe, config.dp)
-        buffers = comm_buffer_bytes(mdl, b, t, tr.recipe, tr.dtype_bytes)
+        buffers = self._buffers(config)
         worst: MemoryBreakdown | None = None
+        # a CPU process has no CUDA context nor cuBLAS workspace to reserve
+        reserved = 0.0 if self.cluster.device == "cpu" else RESERVED_BYTES
         for rank, params in enumerate(self.rank_params(config, layout)):
-            mine = layout.stages_of(rank)
-            acts = peaks[rank] * max(layout.layers[s] for s in mine) * per_layer
-            if config.recompute == "full":  # the layer being recomputed
-                acts += activation_bytes(mdl, b, t, "none", tr.recipe)
-            if last in mine:
-                acts += 4.0 * b * mdl.seq * mdl.vocab / t  # fp32 logits
-            mem = MemoryBreakdown(params * w, params * g, params * o, acts, buffers,
-                                  RESERVED_BYTES, rank, peaks[rank])
+            held = acts[rank]
+            if config.recompute == "full" and any(layout.layers[s]
+                                                  for s in layout.stages_of(rank)):
+                held += activation_bytes(mdl, b, t, "none", tr.recipe)  # being recomputed
+            mem = MemoryBreakdown(params * w, params * g, params * o, held, buffers,
+                                  reserved, rank, peaks[rank])
             if worst is None or mem.total > worst.total:
                 worst = mem
         assert worst is not None
@@ -238,13 +244,11 @@ class StepModel:
         """The predicted step of ``config`` (module docstring)."""
         mdl, c, tr = self.model, self.cluster, self.training
         layout = self.layout(config)
-        costs = LayerCosts(mdl, c, tr.recipe, config.mesh.group("tp", 0), self.comms,
-                           tr.dtype_bytes)
-        stages, _ = stage_costs(costs, config.microbatch_size, config.recompute,
-                                layout.layers)
+        stages, _ = stage_costs(self._layer_costs(config), config.microbatch_size,
+                                config.recompute, layout.stages)
         message = self.message_time(config)
         m = layout.microbatches
-        timing = self.sim.time(config.schedule, config.pp, m, config.chunks,
+        timing = self.sim.time(layout.key, config.pp, m, config.chunks,
                                StageCosts(tuple(s.forward for s in stages),
                                           tuple(s.backward_input for s in stages),
                                           tuple(s.backward_weight for s in stages),
@@ -277,7 +281,7 @@ class StepModel:
             memory_capacity=c.memory_bytes, peak_flops=c.peak_flops,
             headroom=self.headroom, dp_comm_total=reduce + gather,
             layers_per_stage=layout.layers, peak_in_flight=timing.peak_in_flight,
-            assumptions=self.assumptions(config))
+            layout=layout.stages.format(), assumptions=self.assumptions(config))
 
 
 def headroom_bytes(gib: float) -> float:

@@ -13,7 +13,10 @@ Phases (each reports one line of progress on ``progress``):
 4. with ``nprocs``: the same between MPI processes (:mod:`ringpipe.measure.calibrate.mpi_probe`),
    skipped with a note when the ``mpi`` extra is missing.
 
-Compute and in-process communication are timed in CPU time; the share of a core a busy
+Every phase runs under one :class:`~ringpipe.kernels.threads.ThreadPolicy` (by default
+each of the ranks measured gets its fair share of the cores, as the runtimes give a
+plan's ranks), recorded as ``blas_threads``. Compute and in-process communication are
+timed in CPU time; the share of a core a busy
 thread gets (at the start and the end, averaged; and for P concurrent MPI ranks) is
 stored beside them, so predictions can account for the machine's load.
 
@@ -39,7 +42,9 @@ from typing import Any
 
 import numpy as np
 
+from ringpipe.kernels.threads import ThreadPolicy, limit_threads
 from ringpipe.measure.calibrate import compute, links
+from ringpipe.measure.calibrate.gpu_run import calibrate_gpu
 from ringpipe.measure.calibrate.mpi_probe import measure_mpi
 from ringpipe.measure.calibrate.probe import measure_action_overhead
 from ringpipe.measure.timer import FULL, QUICK, Budget, cpu_share
@@ -54,16 +59,18 @@ class CalibrateOptions:
     """What to measure: ``quick`` (coarse grids, short budgets), the collective
     ``backend`` of in-process ranks, ``nprocs`` MPI processes (None: no MPI rows),
     ``max_ranks`` the largest in-process group (default: ``nprocs`` or 4);
-    ``blas_threads`` the BLAS threads this process computes with, recorded in the file
-    (the command line passes what ``OPENBLAS_NUM_THREADS`` and friends say,
-    :class:`ringpipe.environment.Environment`; None: one per core, OpenBLAS's default);
-    ``progress`` receives one line per phase."""
+    ``threads`` the BLAS and Numba threads one rank computes with while measuring,
+    recorded in the file as ``blas_threads`` (None: :meth:`policy`, the fair share of
+    the cores among :attr:`ranks` ranks, what a plan of that many ranks runs with);
+    ``hostfile`` (with ``backend="cupy"`` and ``nprocs``) spreads the NCCL probe over
+    nodes; ``progress`` receives one line per phase."""
 
     quick: bool = False
     backend: str = "numba"
     nprocs: int | None = None
     max_ranks: int | None = None
-    blas_threads: int | None = None
+    threads: ThreadPolicy | None = None
+    hostfile: str | None = None
     progress: Callable[[str], None] = field(default=lambda _: None, compare=False,
                                             repr=False)
 
@@ -75,13 +82,18 @@ class CalibrateOptions:
             check_int("--np", self.nprocs, 2)
         if self.max_ranks is not None:
             check_int("max_ranks", self.max_ranks, 2)
-        if self.blas_threads is not None:
-            check_int("blas_threads", self.blas_threads, 1)
+        if self.threads is not None and not isinstance(self.threads, ThreadPolicy):
+            raise TypeError(f"threads must be a ThreadPolicy, got {type(self.threads).__name__}")
 
     @property
     def ranks(self) -> int:
         """Largest in-process group measured."""
         return self.max_ranks or self.nprocs or 4
+
+    @property
+    def policy(self) -> ThreadPolicy:
+        """The threads measured with: ``threads``, else the fair share of :attr:`ranks`."""
+        return self.threads or ThreadPolicy.fair_share(self.ranks)
 
 
 def _memory_gib() -> float:
@@ -104,14 +116,6 @@ def _allreduce_row(runtime: str, algorithm: str, ranks: int,
             "latency_us": step.latency * 1e6, "bandwidth_gbs": step.bandwidth / 1e9,
             "fit_alpha_us": fit.alpha * 1e6, "fit_beta_ns_per_byte": fit.beta * 1e9,
             "sizes": list(fit.sizes), "seconds": list(fit.seconds)}
-
-
-def _array_module(backend: str) -> ModuleType:
-    if backend == "cupy":
-        from ringpipe.kernels.cuda.backend import gpu_arrays
-
-        return gpu_arrays("ringpipe calibrate").xp
-    return np
 
 
 def _device(xp: ModuleType, options: CalibrateOptions, budget: Budget) -> dict[str, Any]:
@@ -150,7 +154,7 @@ def _links(options: CalibrateOptions, budget: Budget,
     fit = links.measure_inproc_p2p(nbytes, budget)
     _note_degenerate(fit, "in-process point-to-point", notes)
     p2p = {"inproc": _link_dict(fit)}
-    backend = "numpy" if options.backend == "cupy" else options.backend
+    backend = options.backend
     allreduce = []
     for ranks in range(2, options.ranks + 1):
         for algorithm in ("ring", "tree"):
@@ -190,10 +194,19 @@ def _note_degenerate(fit: links.AlphaBeta, what: str, notes: list[str]) -> None:
 
 
 def calibrate(options: CalibrateOptions) -> tuple[dict[str, Any], list[str]]:
-    """Measure (module docstring); returns the cluster-file dict and notes."""
+    """Measure (module docstring) under ``options.policy``'s thread counts; returns the
+    cluster-file dict and notes. ``backend="cupy"`` measures the GPU instead
+    (:mod:`ringpipe.measure.calibrate.gpu_run`; ValueError when there is none)."""
+    if options.backend == "cupy":
+        return calibrate_gpu(options)
+    with limit_threads(options.policy):
+        return _calibrate(options)
+
+
+def _calibrate(options: CalibrateOptions) -> tuple[dict[str, Any], list[str]]:
     start = time.perf_counter()
     budget = QUICK if options.quick else FULL
-    xp = _array_module(options.backend)
+    xp = np
     notes: list[str] = []
     options.progress("[1/4] per-call overhead and memory bandwidth")
     first_share = cpu_share()
@@ -205,6 +218,7 @@ def calibrate(options: CalibrateOptions) -> tuple[dict[str, Any], list[str]]:
     f64 = measured["gemm"]["float64"]
     data = {
         "name": f"calibrated-{platform.node() or 'host'}",
+        "device": "cpu",
         "nodes": 1,
         "gpus_per_node": options.nprocs or options.ranks,
         "peak_tflops": f64["peak_gflops"] / 1e3,
@@ -218,7 +232,7 @@ def calibrate(options: CalibrateOptions) -> tuple[dict[str, Any], list[str]]:
                     "saturation": (f64["m0"] + f64["n0"] + f64["k0"]) / 3},
         "measured": {
             "host": platform.node(), "cores": os.cpu_count() or 1,
-            "blas_threads": options.blas_threads or os.cpu_count() or 1,
+            "blas_threads": options.policy.blas,
             "backend": options.backend,
             "quick": options.quick, "seconds_taken": round(time.perf_counter() - start, 2),
             **measured, "cpu_share": shares, "p2p": p2p, "allreduce": allreduce,

@@ -10,11 +10,20 @@ def summary(data: dict[str, Any], notes: list[str]) -> str:
     m = data["measured"]
     lines = [f"# ringpipe calibrate: {m['host'] or 'this host'}, {m['cores']} cores, "
              f"{m['blas_threads']} BLAS thread(s), backend {m['backend']}, "
+             + (f"{data['name']}, " if m.get("backend") == "cupy" else "") +
              f"{m['seconds_taken']:.1f} s"]
     for dtype, g in m["gemm"].items():
         lines.append(f"GEMM {dtype:8s} peak (fitted asymptote) {g['peak_gflops']:8.2f} GFLOP/s,"
                      f" best achieved {g['best_gflops']:8.2f} GFLOP/s; half-rate sizes "
                      f"M0={g['m0']:.1f} N0={g['n0']:.1f} K0={g['k0']:.1f}")
+    if m.get("backend") == "cupy":
+        lines.append(f"HBM bandwidth (copy) {m['memory_bandwidth_gbs']:.1f} GB/s; kernel "
+                     f"launch {m['call_overhead_us']:.2f} us; links: intra-node "
+                     f"{data['intra_node']['bandwidth_gbs']:.4g} GB/s, "
+                     f"{data['intra_node']['latency_us']:.3g} us; inter-node "
+                     f"{data['inter_node']['bandwidth_gbs']:.4g} GB/s, "
+                     f"{data['inter_node']['latency_us']:.3g} us")
+        return "\n".join(lines + [f"note: {n}" for n in notes])
     lines.append(f"memory bandwidth (all-core copy) {m['memory_bandwidth_gbs']:.2f} GB/s; "
                  f"per-call overhead {m['call_overhead_us']:.2f} us; tanh/exp "
                  f"{m['transcendental_ns']:.1f} ns per element"
