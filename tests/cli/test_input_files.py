@@ -41,6 +41,16 @@ COMMANDS = {
         "verify", "--inference", "--pp", "2", "--hidden", "16", "--backend", "mpi",
         "--hostfile", "{}"],
     "schedule --from-csv": ["schedule", "--from-csv", "{}"],
+    "verify --schedule-csv": [*VERIFY, "--schedule-csv", "{}"],
+    "verify --backend mpi --schedule-csv": [*VERIFY, "--backend", "mpi", "--schedule-csv",
+                                            "{}"],
+    "plan --inference --trace": ["plan", "--inference", "--model", "llama2-7b", "--cluster",
+                                 "dgx-a100", "--trace", "{}"],
+    "plan --cluster-file --set": [*PLAN, "--cluster-file", "{}", "--set",
+                                  "kernels.saturation=100"],
+    "cluster check": ["cluster", "check", "{}"],
+    "calibrate --from-nccl-tests": ["calibrate", "--from-nccl-tests", "{}", "-o",
+                                    "{}.out.toml"],
 }
 
 

@@ -29,8 +29,13 @@ def one_line(capsys) -> str:
 @pytest.mark.parametrize("extra,flag", [
     (["--batch", "-1"], "--batch"), (["--prompt-len", "-1"], "--prompt-len"),
     (["--ttft-slo-ms", "nan"], "--ttft-slo-ms"), (["--output-len", "64"], "--output-len"),
-    (["--objective", "throughput"], "--objective"), (["--tpot-slo-ms", "5"], "--tpot-slo-ms"),
+    (["--objective", "throughput"], "--objective"),
+    (["--tpot-slo-ms", "5"], "--itl-slo-ms"),  # the alias is named by its main spelling
     (["--prompt-len", "2048"], "--prompt-len"),  # even the inference default
+    (["--isl", "64"], "--prompt-len"), (["--rate", "2"], "--rate"),
+    (["--concurrency", "4"], "--concurrency"), (["--trace", "t.csv"], "--trace"),
+    (["--block-size", "16"], "--block-size"),  # even the serving default
+    (["--no-chunked-prefill"], "--no-chunked-prefill"),
 ])
 def test_training_plan_refuses_inference_flags(capsys, extra, flag):
     assert main([*PLAN, *extra]) == 2
@@ -40,6 +45,8 @@ def test_training_plan_refuses_inference_flags(capsys, extra, flag):
 @pytest.mark.parametrize("extra,flag", [
     (["--prompt-len", "-1"], "--prompt-len"), (["--new-tokens", "-1"], "--new-tokens"),
     (["--kv-heads", "-1"], "--kv-heads"), (["--prompt-len", "8"], "--prompt-len"),
+    (["--requests", "4"], "--requests"), (["--rate", "5"], "--rate"),
+    (["--max-num-seqs", "8"], "--max-num-seqs"),
 ])
 def test_training_verify_refuses_inference_flags(capsys, extra, flag):
     assert main(["verify", *extra]) == 2
@@ -49,10 +56,24 @@ def test_training_verify_refuses_inference_flags(capsys, extra, flag):
 @pytest.mark.parametrize("extra,flag", [
     (["--seq", "8"], "--seq"), (["--schedule", "1f1b"], "--schedule"),  # even the defaults
     (["--stages-per-rank", "2"], "--stages-per-rank"), (["--cluster-file", "c"], "--cluster-file"),
+    (["--layout", "E,t|t,L"], "--layout"), (["--split", "even"], "--split"),
+    (["--schedule-csv", "s.csv"], "--schedule-csv"),
 ])
 def test_inference_verify_refuses_training_flags(capsys, extra, flag):
     assert main(["verify", "--inference", *extra]) == 2
     assert f"{flag} does not apply to --inference" in one_line(capsys)
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["verify", "--inference", "--rate", "5"], "--rate applies only with --requests"),
+    (["verify", "--inference", "--block-size", "4"], "--block-size applies only with --requests"),
+    ([*PLAN_INFERENCE, "--block-size", "16"], "--block-size needs --rate, --concurrency or"),
+    ([*PLAN_INFERENCE, "--no-chunked-prefill"], "--no-chunked-prefill needs --rate"),
+    ([*PLAN_INFERENCE, "--split", "even"], "--split does not apply to --inference"),
+])
+def test_knobs_of_continuous_batching_need_a_load(capsys, argv, message):
+    assert main(argv) == 2
+    assert message in one_line(capsys)
 
 
 def test_stages_per_rank_needs_a_schedule_that_takes_it(capsys):

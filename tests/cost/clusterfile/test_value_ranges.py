@@ -82,3 +82,46 @@ def test_the_extremes_of_the_range_still_give_an_answer(tmp_path, capsys, path, 
     status, err = _plan(tmp_path, _with(path, value), capsys)
     assert status in (0, 1), err  # 1: nothing fits, said so
     assert "internal error" not in err and "Traceback" not in err
+
+
+#: A measured ``[[collectives]]`` row (main's cluster measurement): sizes in bytes may
+#: reach far past 1e9 (nccl-tests logs go to 8 GiB), the rest is in range like any key.
+COLLECTIVE = {"collective": "all_reduce", "ranks": 8, "nodes": 1,
+              "sizes": [1024.0, 2.0**33], "time_us": [10.0, 80000.0]}
+
+
+def _with_collective(key: str, value: object) -> dict:
+    return {**copy.deepcopy(BASE), "collectives": [{**COLLECTIVE, key: value}]}
+
+
+@pytest.mark.parametrize("key,value,names", [
+    ("sizes", [1024.0, 1e300], "collectives[0].sizes[1] = 1e+300 is out of range"),
+    ("sizes", [1e-300, 2048.0], "collectives[0].sizes[0] = 1e-300 is out of range"),
+    ("time_us", [1e300, 2e300], "collectives[0].time_us[0] = 1e+300 is out of range"),
+    ("time_us", [1e-30, 1.0], "collectives[0].time_us[0] = 1e-30 is out of range"),
+    ("ranks", 10**30, "collectives[0].ranks must be <= "),
+])
+def test_measured_collective_tables_are_range_checked(key, value, names):
+    with pytest.raises(ValueError) as info:
+        read_cluster(_with_collective(key, value), source="c.toml")
+    assert str(info.value).startswith("c.toml: ") and names in str(info.value), info.value
+
+
+def test_byte_sizes_past_1e9_are_taken():
+    cluster = read_cluster(_with_collective("sizes", [1024.0, 2.0**33]), source="c.toml")
+    assert cluster.cluster.collectives[0].sizes[-1] == 2.0**33
+
+
+def test_the_device_field_must_be_printable(tmp_path, capsys):
+    status, err = _plan(tmp_path, {**BASE, "device": "g\x1bpu"}, capsys)
+    assert status == 2 and err.count("\n") == 1 and "device" in err
+
+
+@pytest.mark.parametrize("override,key", [
+    ("kernels.saturation=1e300", "kernels.saturation = 1e+300 is out of range"),
+    ("inter_node.bandwidth_gbs=1e-30", "inter_node.bandwidth_gbs = 1e-30 is out of range"),
+])
+def test_set_overrides_are_range_checked_alike(capsys, override, key):
+    status = main([*PLAN, "--cluster", "dgx-a100", "--set", override])
+    err = capsys.readouterr().err
+    assert status == 2 and err.count("\n") == 1 and key in err, err

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 import ringpipe.cost.inference.model as inference_model
 from ringpipe.cli import main
-from ringpipe.schedules import actions
+from ringpipe.schedules import schedule as actions
 from ringpipe.schedules.generators.decode import inference_timing, prefill, prefill_ttft
 
 costs = st.floats(min_value=0.0, max_value=1e3, allow_nan=False, allow_infinity=False)

@@ -67,7 +67,7 @@ from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any
 
-from ringpipe.cost.clusterfile.section import MAX_INTEGER, Section
+from ringpipe.cost.clusterfile.section import BYTES_MAGNITUDE, MAX_INTEGER, Section
 from ringpipe.cost.hardware.calibration import RUNTIMES, AllReduceKey, Calibration
 from ringpipe.cost.hardware.cluster import GB, Cluster, Link
 from ringpipe.cost.hardware.gemm_curve import GemmCurve
@@ -176,7 +176,7 @@ def _op_bandwidth(m: Section) -> tuple[tuple[float, float], ...]:
         return ()
     t = m.table("op_bandwidth")
     t.only(("bytes", "gbs"))
-    nbytes = t.reals("bytes", positive=True)
+    nbytes = t.reals("bytes", positive=True, magnitude=BYTES_MAGNITUDE)
     rates = t.reals("gbs", unit=GB, positive=True)
     if len(nbytes) != len(rates) or not nbytes:
         raise ValueError(f"{t.source}: {t.name('bytes')} and {t.name('gbs')} must be "

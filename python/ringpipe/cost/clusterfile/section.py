@@ -32,6 +32,8 @@ _REQUIRED: Any = object()
 #: described, and the cost model's products and quotients would overflow or underflow
 #: (``[kernels] saturation = 1e300`` made every GEMM's saturation 0, then a division).
 MAGNITUDE = (1e-9, 1e9)
+#: The range of a size in bytes (a message, a buffer): one byte to a petabyte.
+BYTES_MAGNITUDE = (1.0, 1e15)
 #: The largest integer a cluster file takes (GPUs per node, SMs, tiles, cores, ranks).
 MAX_INTEGER = 10**9
 
@@ -81,22 +83,24 @@ class Section:
 
     def real(self, key: str, default: Any = _REQUIRED, *, unit: float = 1.0,
              minimum: float | None = None, maximum: float | None = None,
-             positive: bool = False) -> Any:
+             positive: bool = False, magnitude: tuple[float, float] = MAGNITUDE) -> Any:
         """``key`` as a finite number within the bounds (checked in the file's units),
-        times ``unit``; ``default`` (returned as given) when absent."""
+        0 or within ``magnitude``, times ``unit``; ``default`` (returned as given) when
+        absent."""
         if key not in self.data and default is not _REQUIRED:
             return default
         value = check_real(self.label(key), self.get(key), minimum, maximum,
                            positive=positive)
-        self._magnitude(key, value)
+        self._magnitude(key, value, magnitude)
         return self._scaled(key, value, unit)
 
-    def _magnitude(self, key: str, value: float) -> None:
-        low, high = MAGNITUDE
+    def _magnitude(self, key: str, value: float,
+                   magnitude: tuple[float, float] = MAGNITUDE) -> None:
+        low, high = magnitude
         if value and not low <= abs(value) <= high:
             raise ValueError(f"{self.label(key)} = {value:g} is out of range: a cluster "
                              f"file's numbers are 0 or between {low:g} and {high:g} in "
-                             "the unit the key names")
+                             "the unit the key names (bytes: 1 to 1e15)")
 
     def _scaled(self, key: str, value: float, unit: float) -> float:
         out = value * unit
@@ -164,13 +168,14 @@ class Section:
         return value
 
     def reals(self, key: str, *, unit: float = 1.0, minimum: float | None = None,
-              positive: bool = False) -> tuple[float, ...]:
-        """``key`` as an array of finite numbers within the bounds, each times ``unit``;
-        an element is named ``key[i]``."""
+              positive: bool = False,
+              magnitude: tuple[float, float] = MAGNITUDE) -> tuple[float, ...]:
+        """``key`` as an array of finite numbers within the bounds and ``magnitude``, each
+        times ``unit``; an element is named ``key[i]``."""
         out = []
         for i, value in enumerate(self.array(key)):
             name = f"{key}[{i}]"
             checked = check_real(self.label(name), value, minimum, positive=positive)
-            self._magnitude(name, checked)
+            self._magnitude(name, checked, magnitude)
             out.append(self._scaled(name, checked, unit))
         return tuple(out)
