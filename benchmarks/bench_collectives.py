@@ -21,6 +21,9 @@ Run: ``python -m pytest benchmarks/bench_collectives.py --benchmark-only``
   20 µs in place: it counted its inputs toward the thread-pool threshold and skipped
   the one-shot path).
 * ``test_sweep``: 4 KiB .. 64 MiB, algbw and busbw with nccl-tests' definitions.
+* ``test_all_to_all``: the pairwise all-to-all, 8 ranks × 64 KiB .. 4 MiB float32, as an
+  nccl-tests row (busbw = algbw·(N-1)/N, #wrong against a NumPy block transpose) and as
+  a ratio against that transpose timed in alternation (the same bytes, NumPy alone).
 """
 
 import numpy as np
@@ -87,3 +90,16 @@ def test_sweep(benchmark, algorithm, size):
     assert np.all(bufs[0] == 0)
     benchmark.extra_info.update(size_bytes=size, algbw_gbps=algbw,
                                 busbw_gbps=algbw * busbw_factor("all_reduce", N))
+
+
+@pytest.mark.parametrize("size", [64 << 10, 1 * MIB, 4 * MIB], ids=["64K", "1M", "4M"])
+def test_all_to_all(benchmark, size):
+    from ringpipe.measure.all_to_all import all_to_all_vs_transpose
+
+    result = benchmark.pedantic(all_to_all_vs_transpose, args=(N, size, "numba", 5), rounds=1,
+                                iterations=1)
+    assert result.wrong == 0
+    benchmark.extra_info.update(size_bytes=size, algbw_gbps=size / result.seconds / 1e9,
+                                busbw_gbps=result.busbw_gbps, ratio_to_transpose=result.ratio,
+                                all_to_all_ms=result.seconds * 1e3,
+                                transpose_ms=result.transpose_seconds * 1e3)

@@ -5,6 +5,8 @@
   chain broadcast/reduce);
 * :mod:`ringpipe.kernels.tree` — NCCL's double binary tree and single-tree
   broadcast/reduce;
+* :mod:`ringpipe.kernels.exchange` — point-to-point exchanges: the pairwise all-to-all
+  and ring attention's K/V ring pass;
 * :mod:`ringpipe.kernels.numpy_exec` — the readable step-by-step reference executor;
 * :mod:`ringpipe.kernels.numba_exec` — the tile-fused, parallel Numba executor;
 * :mod:`ringpipe.kernels.half` — NumPy-exact float16 arithmetic for Numba on the CPU;

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from ringpipe.kernels.exchange import pairwise_all_to_all
 from ringpipe.kernels.ring import (
     ring_all_gather,
     ring_all_reduce,
@@ -26,6 +27,7 @@ ALGORITHMS: dict[str, dict[str, Callable[..., StepTable]]] = {
     "all_gather": {"ring": ring_all_gather},
     "broadcast": {"ring": ring_broadcast, "tree": tree_broadcast},
     "reduce": {"ring": ring_reduce, "tree": tree_reduce},
+    "all_to_all": {"pairwise": pairwise_all_to_all},
 }
 
 ROOTED = ("broadcast", "reduce")

@@ -28,7 +28,8 @@ from typing import NamedTuple
 import numpy as np
 
 #: Collectives a table can implement.
-COLLECTIVES = ("all_reduce", "reduce_scatter", "all_gather", "broadcast", "reduce")
+COLLECTIVES = ("all_reduce", "reduce_scatter", "all_gather", "broadcast", "reduce",
+               "all_to_all", "ring_pass")
 
 
 def chunk_bounds(count: int, nchunks: int) -> np.ndarray:

@@ -29,6 +29,7 @@ _EXPORTS = {
     "all_gather": "ringpipe.collectives.api",
     "all_reduce": "ringpipe.collectives.api",
     "all_reduce_init": "ringpipe.collectives.persistent",
+    "all_to_all": "ringpipe.collectives.all_to_all",
     "broadcast": "ringpipe.collectives.api",
     "chunk_bounds": "ringpipe.kernels.steps",
     "init_params": "ringpipe.model",
@@ -50,6 +51,7 @@ __all__ = [
     "all_gather",
     "all_reduce",
     "all_reduce_init",
+    "all_to_all",
     "broadcast",
     "chunk_bounds",
     "init_params",
@@ -59,6 +61,7 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:  # for type checkers and IDEs; at run time __getattr__ imports them
+    from ringpipe.collectives.all_to_all import all_to_all
     from ringpipe.collectives.api import (
         all_gather,
         all_reduce,

@@ -58,8 +58,9 @@ def test_busbw_factors_follow_nccl_tests():
     assert busbw_factor("all_reduce", 8) == pytest.approx(1.75)
     assert busbw_factor("all_gather", 4) == pytest.approx(0.75)
     assert busbw_factor("broadcast", 4) == 1.0
+    assert busbw_factor("all_to_all", 4) == pytest.approx(0.75)
     with pytest.raises(ValueError):
-        busbw_factor("all_to_all", 4)
+        busbw_factor("send_recv", 4)
 
 
 def test_exact_inputs_sum_is_exact_and_sweep_sizes():

@@ -14,8 +14,10 @@ def test_verify_json_layout(capsys):
                  "16", "--heads", "4", "--seq", "4", "--batch", "8", "--json"])
     doc = json.loads(capsys.readouterr().out)
     assert code == 0 and doc["ok"] is True
-    assert set(doc) == {"ok", "max_rel_error", "loss", "reference_loss", "errors",
+    assert set(doc) == {"ok", "max_rel_error", "loss", "reference_loss", "aux_loss",
+                        "reference_aux_loss", "errors", "mesh", "bytes_sent",
                         "peak_activations", "allreduce_calls"}
+    assert doc["mesh"] == {"dp": 2, "pp": 2, "cp": 1, "tp": 2, "ep": 1, "etp": 2, "edp": 2}
     assert doc["max_rel_error"] < 1e-10
     assert doc["peak_activations"] == [2, 1]
     assert doc["allreduce_calls"] == 4 * 2 * 2 * 2 + 2 * 2  # tp ops + one dp op per (pp, tp)

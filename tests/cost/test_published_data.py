@@ -14,6 +14,7 @@ import pytest
 from ringpipe.cost.published import (
     inference_tables,
     megatron,
+    parallel_runs,
     serving_check,
     training_runs,
     zero_bubble,
@@ -30,6 +31,10 @@ ROW_TYPES = {
     "vllm_latency.csv": inference_tables.VllmLatency,
     "trtllm_first_token.csv": inference_tables.TrtllmFirstToken,
     "trtllm_throughput.csv": inference_tables.TrtllmThroughput,
+    "llama3_405b_long_context.csv": parallel_runs.LongContextRow,
+    "nemo_long_sequence.csv": parallel_runs.NemoLongSequenceRow,
+    "megatron_bridge_h100.csv": parallel_runs.BridgeRow,
+    "deepseek_v3_report.csv": parallel_runs.DeepSeekReportRow,
     "zero_bubble_2024.csv": zero_bubble.ZeroBubbleRow,
 }
 

@@ -2,7 +2,8 @@
 compare it, bit for bit and counter for counter, with the in-process run on rank 0.
 
 Run as ``mpiexec -n N python parity_job.py CASES_JSON``; each case uses the first
-dp·pp·tp ranks of the world (the others wait). Rank 0 prints one JSON document.
+dp·pp·cp·tp ranks of the world (the others wait). A case's ``mesh`` is ``[dp, pp, tp]``
+or a dict of Mesh fields (cp, ep...). Rank 0 prints one JSON document.
 """
 
 from __future__ import annotations
@@ -25,9 +26,11 @@ def main() -> None:
     cases = json.loads(sys.argv[1])
     report = []
     for case in cases:
-        dp, pp, tp = case["mesh"]
+        given = case["mesh"]
+        mesh = Mesh(**given) if isinstance(given, dict) else Mesh(*given)
+        dp = mesh.dp
         cfg = ModelConfig(**case["model"])
-        plan = Plan(cfg, Mesh(dp=dp, pp=pp, tp=tp), schedule=case["schedule"],
+        plan = Plan(cfg, mesh, schedule=case["schedule"],
                     microbatches=case["m"], allreduce=case["allreduce"],
                     chunks=case.get("chunks"), layout=case.get("layout"),
                     split=case.get("split", "even"))
@@ -45,7 +48,10 @@ def main() -> None:
                                "describe": diff.describe(),
                                "peak": result.peak_activations,
                                "tp_ops": result.allreduce_ops("tp"),
-                               "dp_ops": result.allreduce_ops("dp")})
+                               "dp_ops": result.allreduce_ops("dp"),
+                               "aux_loss": result.aux_loss,
+                               "bytes": {g: sum(c.bytes_sent[g] for c in result.counters)
+                                         for g in ("cp", "ep")}})
         world.Barrier()
     if world.Get_rank() == 0:
         print(json.dumps(report))

@@ -152,6 +152,8 @@ def test_tables_are_immutable_and_registry_rejects_unknowns():
     with pytest.raises(ValueError, match="unknown algorithm"):
         step_table("all_reduce", "butterfly", 4)
     with pytest.raises(ValueError, match="unknown collective"):
+        step_table("all_to_some", "ring", 4)
+    with pytest.raises(ValueError, match="all_to_all: unknown algorithm 'ring'"):
         step_table("all_to_all", "ring", 4)
     assert set(ALGORITHMS["all_reduce"]) == {"ring", "tree"}
 

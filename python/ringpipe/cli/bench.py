@@ -6,7 +6,8 @@ Measures, in one process, every row of the performance table (issue 16) as a rat
 against a baseline timed in the same run (:mod:`ringpipe.measure.bench`): the all-reduce
 against the all-core memory bound (and the old single-threaded ``np.add`` baseline, reported
 only), the small-message speed-ups over the NumPy executor (one-shot and
-persistent), the 1F1B schedule path, the TP2×PP4 plan against the single-device
+persistent), the all-to-all against a NumPy block transpose (reported, with its
+busbw), the 1F1B schedule path, the TP2×PP4 plan against the single-device
 reference (min and median of several runs), and, when the mpi extra is installed,
 ringpipe's MPI ring and tree against ``MPI_Allreduce``. ``--quick`` uses fewer rounds
 and sizes and finishes in under a minute on two cores.
@@ -22,6 +23,7 @@ import json
 import os
 from dataclasses import asdict, dataclass
 
+from ringpipe.measure import all_to_all as perf_exchange
 from ringpipe.measure import bench as perf_probe
 from ringpipe.measure import bench_mpi as perf_mpi
 from ringpipe.measure.bench import MIB, Row, at_least, at_most
@@ -94,6 +96,12 @@ def collective_rows(s: BenchSettings) -> list[Row]:
         rows.append(at_most(f"{alg} all_reduce 8 x 64 KiB, out-of-place / in-place",
                             out_t / inplace_t, 2.0, in_place_us=inplace_t * 1e6,
                             out_of_place_us=out_t * 1e6))
+    a2a = perf_exchange.all_to_all_vs_transpose(8, 1 * MIB, rounds=s.rounds)
+    rows.append(Row("pairwise all-to-all 8 x 1 MiB f32 / NumPy block transpose", a2a.ratio,
+                    "x", "report only (no target yet)" if a2a.wrong == 0 else "#wrong = 0",
+                    None if a2a.wrong == 0 else False,
+                    dict(ms=a2a.seconds * 1e3, transpose_ms=a2a.transpose_seconds * 1e3,
+                         busbw_gbps=a2a.busbw_gbps, wrong=a2a.wrong)))
     return rows
 
 

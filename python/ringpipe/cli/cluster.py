@@ -21,7 +21,8 @@ import json
 import sys
 from typing import Any
 
-from ringpipe.cost.clusterfile.load import read_cluster
+from ringpipe.cost.clusterfile.load import load_cluster_file, read_cluster
+from ringpipe.cost.clusterfile.overrides import overridden_cluster
 from ringpipe.cost.clusterfile.reader import MAX_BYTES, parse_document, read_document
 from ringpipe.cost.clusterfile.writer import dumps
 from ringpipe.cost.hardware.cluster import CLUSTER_PRESETS, GB, TFLOP, Cluster, cluster_preset
@@ -68,6 +69,26 @@ def summary(cluster: Cluster) -> str:
             f"{cluster.inter.bandwidth / GB:.4g} GB/s, {cluster.inter.latency * 1e6:.4g} us"
             + (f"; {len(cluster.collectives)} measured collective table(s)"
                if cluster.collectives else ""))
+
+
+def build_cluster(args: argparse.Namespace) -> Cluster:
+    """The cluster ``plan``'s arguments describe (``--cluster`` or ``--cluster-file``,
+    ``--nodes``, ``--set``): a preset, or a cluster file whose ``nodes``
+    (unless ``--nodes`` overrides it) obeys the ``max_nodes`` limit as ``--nodes``
+    does (:mod:`ringpipe.limits`)."""
+    if (args.cluster is None) == (args.cluster_file is None):
+        raise ValueError("give exactly one of --cluster and --cluster-file")
+    if args.overrides:  # --set: ringpipe.cost.clusterfile.overrides
+        cluster = overridden_cluster(args.cluster, args.cluster_file, args.overrides,
+                                     args.nodes)
+    elif args.cluster_file is not None:
+        cluster = load_cluster_file(args.cluster_file, args.nodes).cluster
+    else:
+        return cluster_preset(args.cluster, 1 if args.nodes is None else args.nodes)
+    if args.nodes is None:  # the file's (or --set's) count: the same bound as --nodes
+        args.env.limits.require("max_nodes", f"{args.cluster_file or '--set'}: nodes",
+                                cluster.nodes)
+    return cluster
 
 
 def _read(name: str) -> tuple[dict[str, Any], str]:

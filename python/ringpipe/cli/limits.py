@@ -9,14 +9,14 @@ Memory estimates (bytes), deliberately simple upper-bound-ish counts:
 * ``demo``: ranks × max-bytes × 3 (the buffers, the expected result, numba scratch);
 * ``verify``: 256 MiB for the process, plus itemsize (8 in float64, 4 in float32)
   times P_l · (5 + 2 dp) + P_v · (5 + 2 dp · tp) + B·s·vocab · (6 + tp) + layers · B·s
-  · (8 h · tp + 8 ffn + 3 heads · s) elements, with P_l = layers · (4h² + 2h · ffn)
-  layer parameters (the reference's, their gradients, the shards and gradients of
-  every data-parallel replica), P_v = 2 · vocab · h + s · h embedding and logit-layer
-  parameters (held whole by every TP rank), B·s·vocab logits (the reference's and each
-  TP rank's, with their softmax and gradients) and the activations kept for the
-  backward (the attention scores grow as s²), B the global batch, ffn = 4h. Fitted as
-  an upper bound on the peak RSS of 40 measured runs (vocabularies up to 800 000;
-  ``tests/cli/test_memory_estimates.py`` re-measures a few);
+  · (8 h · tp + 8 ffn + 3 heads · s) elements, with P_l = layers · (4h² + 2h · ffn +
+  3 · experts · h · moe_ffn) layer parameters (the reference's, their gradients, the
+  shards and gradients of every data-parallel replica), P_v = 2 · vocab · h + s · h
+  embedding and logit-layer parameters (held whole by every TP rank), B·s·vocab logits
+  (the reference's and each TP rank's, with their softmax and gradients) and the
+  activations kept for the backward (the attention scores grow as s²), B the global
+  batch, ffn = 4h. Fitted as an upper bound on the peak RSS of 40 measured runs
+  (vocabularies up to 800 000; ``tests/cli/test_memory_estimates.py`` re-measures a few);
 * ``verify --inference``: :func:`inference_memory` (KV cache, prefill activations,
   logits and parameters from ``--prompt-len``, ``--new-tokens`` and ``--batch``); its
   decode schedule has pp·groups·new-tokens cells (``max_schedule_cells``); with
@@ -53,8 +53,8 @@ def _get(args: argparse.Namespace, name: str, default: int = 1) -> int:
 
 
 def _check_ranks(limits: Limits, args: argparse.Namespace) -> None:
-    world = _get(args, "dp") * _get(args, "pp") * _get(args, "tp")
-    limits.require("max_ranks", "ranks dp·pp·tp", world)
+    world = _get(args, "dp") * _get(args, "pp") * _get(args, "tp") * _get(args, "cp")
+    limits.require("max_ranks", "ranks dp·pp·cp·tp", world)
     np_ = getattr(args, "np", None)
     if isinstance(np_, int):
         limits.require("max_ranks", "--np", np_)
@@ -81,7 +81,8 @@ def _verify_memory(args: argparse.Namespace) -> int:
     batch = _get(args, "batch", 2 * dp * m)
     ffn = 4 * h
     itemsize = 4 if getattr(args, "dtype", "float64") == "float32" else 8
-    layer_params = layers * (4 * h * h + 2 * h * ffn)
+    experts, moe_ffn = _get(args, "experts", 0), _get(args, "moe_ffn", ffn)
+    layer_params = layers * (4 * h * h + 2 * h * ffn + 3 * experts * h * moe_ffn)
     vocab_params = 2 * vocab * h + seq * h  # embedding, logit layer, positions
     tokens = batch * seq
     elements = (layer_params * (5 + 2 * dp) + vocab_params * (5 + 2 * dp * tp)

@@ -37,11 +37,17 @@ import sys
 from typing import Any
 
 from ringpipe.cli import plan_inference
+from ringpipe.cli.cluster import build_cluster
 from ringpipe.cli.layout_args import add_layout_arguments, parse_layout
+from ringpipe.cli.parallel_args import (
+    add_parallelism_arguments,
+    moe_imbalance,
+    moe_overrides,
+    planner_pins,
+    refuse_for_serving,
+)
 from ringpipe.cli.plan_plot import check_plot_path, write_plot
-from ringpipe.cost.clusterfile.load import load_cluster_file
-from ringpipe.cost.clusterfile.overrides import overridden_cluster
-from ringpipe.cost.hardware.cluster import CLUSTER_PRESETS, GIB, Cluster, cluster_preset
+from ringpipe.cost.hardware.cluster import CLUSTER_PRESETS, GIB
 from ringpipe.cost.hardware.wording import GPU_WORDS, Wording, wording
 from ringpipe.cost.training.memory import DEFAULT_HEADROOM_GIB
 from ringpipe.cost.training.prediction import StepPrediction
@@ -96,9 +102,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                        help="activation recomputation (default: for each configuration "
                             "try none, then selective, then full, keeping the first that "
                             "fits)")
-    train.add_argument("--dtype", choices=[*DTYPES, "fp8"], default="bf16",
-                       help="parameter and activation dtype (default bf16; fp8: --inference "
-                            "only)")
+    train.add_argument("--dtype", choices=list(DTYPES), default="bf16",
+                       help="training dtype (default bf16; fp8: Transformer Engine's FP8 "
+                            "recipe, on GPUs with FP8 tensor cores)")
     recipe = p.add_argument_group("recipe (default: today's Megatron-LM)")
     recipe.add_argument("--shard-optimizer", action="store_true",
                         help="distributed optimizer (ZeRO-1); on by default, kept as an alias")
@@ -131,6 +137,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     out.add_argument("--json", action="store_true", help="machine-readable output")
     out.add_argument("--plot", default=None, metavar="FILE",
                      help="write a PNG of predicted throughput (needs matplotlib)")
+    add_parallelism_arguments(p, planner=True)
     plan_inference.add_arguments(p)
     p.set_defaults(handler=run)
 
@@ -138,7 +145,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 #: The model's fields in ``plan --json``.
 MODEL_JSON_FIELDS = ("name", "layers", "hidden", "heads", "seq", "vocab", "ffn", "kv_heads",
                      "gated_mlp", "tied_embeddings", "learned_positions", "dropout", "norm",
-                     "biases")
+                     "biases", "head_dim", "experts", "top_k", "moe_ffn", "shared_experts",
+                     "dense_layers")
 
 
 def build_model(args: argparse.Namespace) -> ModelConfig:
@@ -156,6 +164,7 @@ def build_model(args: argparse.Namespace) -> ModelConfig:
     llama_style = {"norm": "rmsnorm", "biases": False} if args.gated_mlp else {}
     if args.gated_mlp:
         given["gated_mlp"] = True
+    given.update(moe_overrides(args))
     if args.model is not None:
         base = model_preset(args.model)
         if not given:
@@ -175,29 +184,12 @@ def build_model(args: argparse.Namespace) -> ModelConfig:
     return gpt_like(name, **given, **llama_style)
 
 
-def build_cluster(args: argparse.Namespace) -> Cluster:
-    """The cluster the arguments describe: a preset, or a cluster file whose ``nodes``
-    (unless ``--nodes`` overrides it) obeys the ``max_nodes`` limit as ``--nodes``
-    does (:mod:`ringpipe.limits`)."""
-    if (args.cluster is None) == (args.cluster_file is None):
-        raise ValueError("give exactly one of --cluster and --cluster-file")
-    if args.overrides:  # --set: ringpipe.cost.clusterfile.overrides
-        cluster = overridden_cluster(args.cluster, args.cluster_file, args.overrides,
-                                     args.nodes)
-    elif args.cluster_file is not None:
-        cluster = load_cluster_file(args.cluster_file, args.nodes).cluster
-    else:
-        return cluster_preset(args.cluster, 1 if args.nodes is None else args.nodes)
-    if args.nodes is None:  # the file's (or --set's) count: the same bound as --nodes
-        args.env.limits.require("max_nodes", f"{args.cluster_file or '--set'}: nodes",
-                                cluster.nodes)
-    return cluster
-
-
 def _row(rank: int | str, p: StepPrediction, words: Wording = GPU_WORDS) -> str:
     c = p.config
     fits = "" if p.fits else "  (does not fit)"
-    return (f"{rank:>4} {c.tp:>3} {c.pp:>3} {c.dp:>4}  {c.schedule:<17}{c.chunks:>2} "
+    ep = f"{c.ep}" + ("" if c.etp == c.tp else f"/{c.etp}")
+    return (f"{rank:>4} {c.tp:>3} {c.pp:>3} {c.dp:>4} {c.cp:>3} {ep:>6}  "
+            f"{c.schedule:<17}{c.chunks:>2} "
             f"{c.split_name:<9}{c.microbatch_size:>3}  {c.recompute:<9} {p.step_time:>9.3f} "
             f"{words.flops(p.model_tflops_per_gpu):>7.1f} {p.mfu:>6.1%} "
             f"{words.flops(p.hardware_tflops_per_gpu):>7.1f} "
@@ -209,8 +201,8 @@ def format_table(report: SearchReport, rows: list[StepPrediction], title: str) -
     """The ranked table, with a header naming which FLOPs each column counts."""
     words = wording(report.cluster)
     unit = words.flops_unit
-    lines = [title, "                                                                  model "
-             "FLOPs  hardware", "rank  tp  pp   dp  schedule          v split     mb  "
+    lines = [title, " " * 77 + "model FLOPs  hardware",
+             "rank  tp  pp   dp  cp ep/etp  schedule          v split     mb  "
              f"recompute  step (s) {unit}    MFU {unit}  mem GiB  bubble   comm"]
     lines += [_row(i + 1, p, words) for i, p in enumerate(rows)]
     return "\n".join(lines)
@@ -224,7 +216,7 @@ def as_json(report: SearchReport, top: int | None = None) -> dict[str, Any]:
     model = {**{f: getattr(m, f) for f in MODEL_JSON_FIELDS}, "params": m.total_params}
     training = {"global_batch": t.global_batch, "microbatch_size": t.microbatch_size,
                 "dtype": t.dtype, "recompute": t.recompute, "recipe": t.recipe.to_dict(),
-                "headroom_gib": report.headroom / GIB}
+                "moe_imbalance": t.moe_imbalance, "headroom_gib": report.headroom / GIB}
     rows = report.candidates if top is None else report.candidates[:top]
     out: dict[str, Any] = {"cluster": report.cluster.to_dict(), "model": model,
                            "training": training, "explanation": report.explanation(),
@@ -245,7 +237,7 @@ def build_training(args: argparse.Namespace) -> TrainingSpec:
                     distributed_optimizer=not args.no_distributed_optimizer,
                     overlap_grad_reduce=not args.no_overlap_grad_reduce)
     return TrainingSpec(args.global_batch, args.microbatch_size, args.dtype,
-                        args.recompute, recipe)
+                        args.recompute, recipe, moe_imbalance(args))
 
 
 def run(args: argparse.Namespace) -> int:
@@ -258,7 +250,12 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--nodes must be >= 1, got {args.nodes}")
     plan_inference.check_plan_mode(args)  # the other mode's flags, before the model
     if args.inference:
-        return plan_inference.run_inference_plan(args, build_model(args), build_cluster(args))
+        refuse_for_serving(args)
+        model = build_model(args)
+        if model.is_moe:
+            raise ValueError(f"--inference: {model.name} is a mixture-of-experts model; the "
+                             "serving cost model prices dense models only")
+        return plan_inference.run_inference_plan(args, model, build_cluster(args))
     if args.headroom is not None and not args.headroom >= 0:
         raise ValueError(f"--headroom must be >= 0 GiB, got {args.headroom}")
     model, cluster = build_model(args), build_cluster(args)
@@ -268,7 +265,7 @@ def run(args: argparse.Namespace) -> int:
     training = build_training(args)
     space = SearchSpace(tp=args.tp, pp=args.pp, dp=args.dp, schedule=args.schedule,
                         chunks=args.chunks, allow_uneven=args.allow_uneven,
-                        split=args.split, layout=parse_layout(args))
+                        split=args.split, layout=parse_layout(args), **planner_pins(args))
     failure: FitsNowhere | None = None
     try:
         report = search(model, training, cluster, space, headroom, limits=args.env.limits)

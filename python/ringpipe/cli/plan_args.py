@@ -15,6 +15,13 @@ import argparse
 import numpy as np
 
 from ringpipe.cli.layout_args import add_layout_arguments, parse_layout
+from ringpipe.cli.parallel_args import (
+    add_parallelism_arguments,
+    mesh_degrees,
+    moe_overrides,
+    refuse_for_inference,
+    refuse_with_cluster_file,
+)
 from ringpipe.cost.clusterfile.load import load_cluster_file
 from ringpipe.cost.hardware.calibration import Calibration
 from ringpipe.cost.hardware.cluster import Cluster
@@ -90,6 +97,7 @@ def add_plan_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--verbose", action="store_true",
                    help="list the error of every tensor (default: loss, output and the 8 "
                         "largest gradient errors)")
+    add_parallelism_arguments(p)
 
 
 def plan_argv(args: argparse.Namespace) -> list[str]:
@@ -108,18 +116,20 @@ def plan_argv(args: argparse.Namespace) -> list[str]:
     return argv
 
 
-def _mesh(args: argparse.Namespace) -> Mesh:
-    """The mesh of ``--dp --pp --tp``, each checked under its flag's name."""
+def _mesh(args: argparse.Namespace, **degrees: int) -> Mesh:
+    """The mesh of ``--dp --pp --tp`` (each checked under its flag's name) and
+    ``degrees`` (cp, ep: :func:`ringpipe.cli.parallel_args.mesh_degrees`)."""
     for flag in ("dp", "pp", "tp"):
         check_int(f"--{flag}", getattr(args, flag))
-    return Mesh(dp=args.dp, pp=args.pp, tp=args.tp)
+    return Mesh(dp=args.dp, pp=args.pp, tp=args.tp, **degrees)
 
 
 def build_plan(args: argparse.Namespace) -> tuple[Plan, int]:
     """The plan and global batch size the arguments describe (ValueError if invalid)."""
     if args.seed < 0:
         raise ValueError(f"--seed must be >= 0, got {args.seed}")
-    mesh = _mesh(args)
+    refuse_with_cluster_file(args)
+    mesh = _mesh(args, **mesh_degrees(args))
     given = _schedule_csv(args)
     m = args.microbatches if args.microbatches is not None else (
         args.pp if given is None else given.num_microbatches)
@@ -137,7 +147,8 @@ def build_plan(args: argparse.Namespace) -> tuple[Plan, int]:
     layers = args.layers if args.layers is not None else default_layers
     cfg = ModelConfig(layers=layers, hidden=args.hidden, heads=args.heads,
                       seq=DEFAULT_SEQ if args.seq is None else args.seq,
-                      vocab=args.vocab, block=args.block, dtype=args.dtype)
+                      vocab=args.vocab, block=args.block, dtype=args.dtype,
+                      gated_mlp=args.gated_mlp, **moe_overrides(args))
     # NCCL's ring moves the bytes of the ring step table: the plan counts with that table
     allreduce = "ring" if args.allreduce == "nccl" else args.allreduce
     plan = Plan(cfg, mesh, schedule=schedule if given is None else given,
@@ -187,6 +198,7 @@ def build_inference(args: argparse.Namespace) -> tuple[InferencePlan, dict, np.n
     if args.chunks is not None:
         raise ValueError("--chunks does not apply to --inference (the decode schedule has "
                          "one chunk per token step)")
+    refuse_for_inference(args)
     prompt_len = check_int("--prompt-len", DEFAULT_PROMPT_LEN if args.prompt_len is None
                            else args.prompt_len)
     new_tokens = check_int("--new-tokens", DEFAULT_NEW_TOKENS if args.new_tokens is None

@@ -4,7 +4,8 @@ Definitions (nccl-tests ``doc/PERFORMANCE.md``), for S bytes per rank and time t
 
 * algbw = S / t;
 * busbw = algbw · 2(N-1)/N for all-reduce, algbw · (N-1)/N for reduce-scatter and
-  all-gather (S being the full gathered size), and algbw for broadcast and reduce.
+  all-gather (S being the full gathered size) and for all-to-all (S being what one rank
+  sends, its whole buffer), and algbw for broadcast and reduce.
   busbw is comparable to the hardware's link bandwidth whatever N is.
 
 Inputs are crafted as in nccl-tests so that any summation order gives an exactly
@@ -34,7 +35,8 @@ def busbw_factor(collective: str, nranks: int) -> float:
     """busbw / algbw for ``collective`` on ``nranks`` ranks."""
     n = nranks
     factors = {"all_reduce": 2 * (n - 1) / n, "reduce_scatter": (n - 1) / n,
-               "all_gather": (n - 1) / n, "broadcast": 1.0, "reduce": 1.0}
+               "all_gather": (n - 1) / n, "broadcast": 1.0, "reduce": 1.0,
+               "all_to_all": (n - 1) / n}
     if collective not in factors:
         raise ValueError(f"unknown collective {collective!r}")
     return factors[collective]

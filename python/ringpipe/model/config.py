@@ -8,28 +8,14 @@ width f, ``n = batch * seq`` the number of token positions (rows of a 2-D activa
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
 
+from ringpipe.model.config_checks import ARCHITECTURE_FLAGS, check_config_fields
 from ringpipe.validation import check_int
 
-BLOCKS = ("transformer", "mlp")
-#: The boolean architecture fields of :class:`ModelConfig`.
-ARCHITECTURE_FLAGS = ("biases", "gated_mlp", "tied_embeddings", "learned_positions",
-                      "dropout")
-NORMS = ("rmsnorm", "layernorm")
-DTYPES = ("float64", "float32")
-
-
-def _check_int(name: str, value: object, minimum: int) -> None:
-    check_int(f"ModelConfig.{name}", value, minimum)
-
-
-def _check_choice(name: str, value: object, choices: tuple[str, ...]) -> None:
-    if value not in choices:
-        raise ValueError(f"ModelConfig.{name} must be one of {choices}, got {value!r}")
+__all__ = ["ARCHITECTURE_FLAGS", "ModelConfig"]
 
 
 @dataclass(frozen=True)
@@ -62,10 +48,15 @@ class ModelConfig:
     - ``gated_mlp``: SwiGLU (three h×f matrices) instead of GeLU (two);
     - ``tied_embeddings``: the output layer shares the embedding matrix;
     - ``learned_positions``: a learned s×h position table (GPT) rather than rotary;
-    - ``dropout``: dropout masks are stored for the backward.
+    - ``dropout``: dropout masks are stored for the backward;
+    - ``head_dim``: the width of one head (default hidden / heads; Qwen3 uses wider);
+    - mixture of experts (:mod:`ringpipe.model.moe.shape`): ``experts`` (0: dense),
+      ``top_k``, ``moe_ffn`` (default ``ffn``), ``shared_experts``, ``dense_layers``
+      (the first layers keep a dense MLP), ``moe_norm_topk`` and ``aux_loss_coeff``.
 
-    The NumPy model builds the defaults of the last four (:meth:`check_executable`); the
-    cost model prices all of them. There is no positional embedding in the NumPy model:
+    The NumPy model builds every field but tied embeddings, learned positions, dropout,
+    linears without biases and heads · head_dim != hidden (:meth:`check_executable`);
+    the cost model prices all of them. There is no positional embedding in the NumPy model:
     causal attention already breaks the permutation symmetry, and the model exists to
     verify parallel execution, not to train well.
     """
@@ -87,45 +78,17 @@ class ModelConfig:
     tied_embeddings: bool = False
     learned_positions: bool = False
     dropout: bool = False
+    head_dim: int | None = None
+    experts: int = 0
+    top_k: int = 2
+    moe_ffn: int | None = None
+    shared_experts: int = 0
+    dense_layers: int = 0
+    moe_norm_topk: bool = True
+    aux_loss_coeff: float = 0.0
 
     def __post_init__(self) -> None:
-        _check_int("layers", self.layers, 1)
-        _check_int("hidden", self.hidden, 1)
-        _check_int("heads", self.heads, 1)
-        _check_int("seq", self.seq, 1)
-        _check_int("vocab", self.vocab, 0)
-        if self.ffn is None:
-            object.__setattr__(self, "ffn", 4 * self.hidden)
-        _check_int("ffn", self.ffn, 1)
-        if self.kv_heads is None:
-            object.__setattr__(self, "kv_heads", self.heads)
-        _check_int("kv_heads", self.kv_heads, 1)
-        if self.heads % self.kv_heads:
-            raise ValueError(f"ModelConfig.kv_heads={self.kv_heads} does not divide "
-                             f"ModelConfig.heads={self.heads}")
-        if self.hidden % self.heads:
-            raise ValueError(f"ModelConfig.hidden={self.hidden} is not divisible by "
-                             f"ModelConfig.heads={self.heads}")
-        _check_choice("block", self.block, BLOCKS)
-        _check_choice("norm", self.norm, NORMS)
-        _check_choice("dtype", self.dtype, DTYPES)
-        if isinstance(self.eps, bool) or not isinstance(self.eps, (int, float)):
-            raise TypeError(f"ModelConfig.eps must be a float, got {type(self.eps).__name__}")
-        if not (math.isfinite(self.eps) and self.eps > 0):
-            raise ValueError(f"ModelConfig.eps must be finite and > 0, got {self.eps}")
-        # A plain float: np.float64 (a float subclass) would widen float32 activations.
-        object.__setattr__(self, "eps", float(self.eps))
-        if not isinstance(self.name, str):
-            raise TypeError(f"ModelConfig.name must be a str, got {type(self.name).__name__}")
-        for flag in ARCHITECTURE_FLAGS:
-            if not isinstance(getattr(self, flag), bool):
-                raise TypeError(f"ModelConfig.{flag} must be a bool, got "
-                                f"{type(getattr(self, flag)).__name__}")
-
-    @property
-    def head_dim(self) -> int:
-        """d = hidden / heads."""
-        return self.hidden // self.heads
+        check_config_fields(self)
 
     @property
     def group_size(self) -> int:
@@ -136,6 +99,11 @@ class ModelConfig:
     def qkv_width(self) -> int:
         """Columns of ``attn.qkv.weight``: (heads + 2 * kv_heads) * head_dim."""
         return (self.heads + 2 * self.kv_heads) * self.head_dim  # type: ignore[operator]
+
+    @property
+    def attn_width(self) -> int:
+        """heads · head_dim: the width of the attention context (hidden by default)."""
+        return self.heads * self.head_dim  # type: ignore[operator]
 
     @property
     def kv_ratio(self) -> float:
@@ -165,23 +133,69 @@ class ModelConfig:
         return 2 * self.hidden if self.norm == "layernorm" else self.hidden
 
     @property
+    def attention_params(self) -> int:
+        """Q, K, V and output projection weights of one layer (0 for the MLP block)."""
+        if not self.has_attention:
+            return 0
+        return self.hidden * self.qkv_width + self.attn_width * self.hidden
+
+    @property
     def matmul_params_per_layer(self) -> int:
-        """Weights of one layer's matmuls: Q, K, V, output projection and the MLP
-        (attention only with ``block == "transformer"``)."""
-        h, f = self.hidden, self.ffn
-        assert f is not None
-        attention = h * self.qkv_width + h * h if self.has_attention else 0
-        return attention + (3 if self.gated_mlp else 2) * h * f
+        """Weights of one dense layer's matmuls: attention and the MLP."""
+        return self.attention_params + (3 if self.gated_mlp else 2) * self.hidden * self.ffn  # type: ignore[operator]
+
+    @property
+    def expert_params(self) -> int:
+        """One SwiGLU expert: 3 · h · moe_ffn (MoE models)."""
+        return 3 * self.hidden * self.moe_ffn  # type: ignore[operator]
+
+    @property
+    def moe_block_params(self) -> int:
+        """A MoE layer's MLP part: the router h·E, every expert and the shared experts."""
+        return self.hidden * self.experts + (self.experts + self.shared_experts) \
+            * self.expert_params
+
+    @property
+    def moe_active_params(self) -> int:
+        """The MoE matmul weights one token meets: the router, top_k experts, the shared."""
+        return self.hidden * self.experts + (self.top_k + self.shared_experts) \
+            * self.expert_params
+
+    @property
+    def is_moe(self) -> bool:
+        """Whether some layers are mixture-of-experts layers (``experts > 0``)."""
+        return self.experts > 0
+
+    def is_moe_layer(self, layer: int) -> bool:
+        """Whether layer ``layer`` has a MoE block (layers from ``dense_layers`` on)."""
+        return self.experts > 0 and layer >= self.dense_layers
+
+    @property
+    def moe_layers(self) -> int:
+        """How many layers are MoE layers."""
+        return self.layers - self.dense_layers if self.experts else 0
+
+    def _attention_extras(self) -> int:
+        h = self.hidden
+        biases = self.qkv_width + h if self.has_attention and self.biases else 0
+        return biases + (2 if self.has_attention else 1) * self.norm_params
 
     @property
     def params_per_layer(self) -> int:
-        """All of one layer's parameters: matmuls, their biases and the norms."""
-        h, f = self.hidden, self.ffn
-        assert f is not None
-        biases = ((self.qkv_width + h if self.has_attention else 0)
-                  + (2 if self.gated_mlp else 1) * f + h) if self.biases else 0
-        norms = (2 if self.has_attention else 1) * self.norm_params
-        return self.matmul_params_per_layer + biases + norms
+        """All of one dense layer's parameters: matmuls, their biases and the norms."""
+        mlp_biases = ((2 if self.gated_mlp else 1) * self.ffn + self.hidden  # type: ignore[operator]
+                      if self.biases else 0)
+        return self.matmul_params_per_layer + mlp_biases + self._attention_extras()
+
+    @property
+    def moe_params_per_layer(self) -> int:
+        """All of one MoE layer's parameters: attention (and its biases), the norms and
+        the MoE block (router and experts carry no biases)."""
+        return self.attention_params + self._attention_extras() + self.moe_block_params
+
+    def layer_params(self, layer: int) -> int:
+        """Parameters of layer ``layer`` (a dense or a MoE layer)."""
+        return self.moe_params_per_layer if self.is_moe_layer(layer) else self.params_per_layer
 
     @property
     def embedding_params(self) -> int:
@@ -206,8 +220,9 @@ class ModelConfig:
         """Parameter count of the whole model: input layer, layers, final norm, head (the
         NumPy model's tensors sum to it: :func:`ringpipe.model.params.param_shapes`)."""
         head = 0 if self.tied_embeddings else self.output_params
-        return (self.layers * self.params_per_layer + self.embedding_params
-                + self.norm_params + head)
+        layers = ((self.layers - self.moe_layers) * self.params_per_layer
+                  + self.moe_layers * self.moe_params_per_layer)
+        return layers + self.embedding_params + self.norm_params + head
 
     def num_params(self) -> int:
         """:attr:`total_params` (the name the NumPy model's callers use)."""
@@ -216,12 +231,17 @@ class ModelConfig:
     # -- FLOPs (Narayanan et al., SC'21, appendix) ----------------------------------------
 
     def layer_matmul_flops(self, batch: int) -> float:
-        """Forward FLOPs of one layer's weight matmuls on ``batch`` sequences: 2·b·s·P_mm."""
-        return 2.0 * batch * self.seq * self.matmul_params_per_layer
+        """Forward FLOPs of one layer's weight matmuls on ``batch`` sequences, 2·b·s·P_mm,
+        averaged over the layers: a MoE layer counts the weights a token meets
+        (:attr:`moe_active_params`), so a dense model gets its one P_mm."""
+        dense = self.matmul_params_per_layer
+        moe = self.attention_params + self.moe_active_params
+        mean = ((self.layers - self.moe_layers) * dense + self.moe_layers * moe) / self.layers
+        return 2.0 * batch * self.seq * mean
 
     def layer_attention_flops(self, batch: int) -> float:
-        """Forward FLOPs of QKᵀ and attention × V: 4·b·s²·h."""
-        return 4.0 * batch * self.seq**2 * self.hidden if self.has_attention else 0.0
+        """Forward FLOPs of QKᵀ and attention × V: 4·b·s²·(heads · head_dim)."""
+        return 4.0 * batch * self.seq**2 * self.attn_width if self.has_attention else 0.0
 
     def logits_flops(self, batch: int) -> float:
         """Forward FLOPs of the logit layer: 2·b·s·h·V."""
@@ -245,14 +265,28 @@ class ModelConfig:
             raise ValueError(f"kv_heads={kv} does not fit tp={tp}: needs {need}")
         if self.ffn % tp:  # type: ignore[operator]
             raise ValueError(f"ffn={self.ffn} is not divisible by tp={tp}")
+        if self.experts and self.moe_ffn % tp:  # type: ignore[operator]
+            raise ValueError(f"moe_ffn={self.moe_ffn} is not divisible by tp={tp}")
+
+    def check_generates(self, where: str) -> None:
+        """ValueError naming ``where`` unless greedy generation builds this model: the
+        inference path (:mod:`ringpipe.model.generate`, :mod:`ringpipe.model.inference_stage`)
+        builds dense GeLU MLPs only (training builds SwiGLU and MoE layers too)."""
+        self.check_executable(where)
+        if self.gated_mlp or self.experts:
+            raise ValueError(f"{where}: generation builds dense GeLU MLPs; gated_mlp="
+                             f"{self.gated_mlp}, experts={self.experts} are built for "
+                             "training plans only")
 
     def check_executable(self, where: str) -> None:
         """ValueError naming ``where`` unless the NumPy model builds this architecture
-        (it prices everything, but builds GeLU MLPs with biases, untied, no learned
-        positions and no dropout)."""
-        built = {"gated_mlp": False, "tied_embeddings": False, "learned_positions": False,
+        (it prices everything, but builds linears with biases, untied, no learned
+        positions, no dropout and heads · head_dim = hidden)."""
+        built = {"tied_embeddings": False, "learned_positions": False,
                  "dropout": False, "biases": True}
         wrong = [f"{k}={getattr(self, k)}" for k, v in built.items() if getattr(self, k) != v]
+        if self.attn_width != self.hidden:
+            wrong.append(f"head_dim={self.head_dim} (heads · head_dim != hidden)")
         if wrong:
             raise ValueError(f"{where}: the NumPy model does not build {', '.join(wrong)} "
                              "(the cost model prices it; ringpipe.model.ModelConfig)")

@@ -93,6 +93,20 @@ def gelu_backward(dy: np.ndarray, x: np.ndarray, t: np.ndarray) -> np.ndarray:
     return dy * (0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * du)
 
 
+def swiglu_forward(gate: np.ndarray, up: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """SwiGLU's activation (Shazeer 2020, "GLU Variants Improve Transformer"):
+    a = silu(g) ⊙ u with silu(g) = g · σ(g), σ(g) = 1 / (1 + e^{-g}). Returns (a, σ(g))."""
+    sig = 1.0 / (1.0 + array_module(gate).exp(-gate))
+    return gate * sig * up, sig
+
+
+def swiglu_backward(da: np.ndarray, gate: np.ndarray, up: np.ndarray,
+                    sig: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(dL/dg, dL/du) of :func:`swiglu_forward`: du = da ⊙ silu(g),
+    dg = da ⊙ u ⊙ σ(g)(1 + g(1 - σ(g)))."""
+    return da * up * (sig * (1.0 + gate * (1.0 - sig))), da * (gate * sig)
+
+
 class AttnCache(NamedTuple):
     q: np.ndarray  # (batch, heads, seq, d) views into the qkv activation
     k: np.ndarray  # (batch, heads, seq, d): each key/value head repeated r times (GQA)

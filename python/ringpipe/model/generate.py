@@ -102,6 +102,7 @@ def generate(config: ModelConfig, params: dict[str, np.ndarray], prompts: np.nda
     when they would exceed ``limits.max_memory``.
     """
     prompts = check_prompts(config, prompts)
+    config.check_generates("generate")
     check_int("new_tokens", new_tokens, 1)
     check_arrays("params", params, param_shapes(config), config.np_dtype, device_ok=True)
     xp = array_module(params["embed.weight"])

@@ -12,8 +12,20 @@ Names (``{i}`` is the layer index; ``norm*`` has ``.bias`` only for layernorm)::
     layers.{i}.attn.out.weight      (hidden, hidden)
     layers.{i}.attn.out.bias        (hidden,)
     layers.{i}.norm2.weight/.bias   (hidden,)
-    layers.{i}.mlp.fc1.weight/.bias (hidden, ffn), (ffn,)
+    layers.{i}.mlp.gate.weight/.bias (hidden, ffn), (ffn,)  gated_mlp (SwiGLU) only
+    layers.{i}.mlp.fc1.weight/.bias (hidden, ffn), (ffn,)   (the "up" projection if gated)
     layers.{i}.mlp.fc2.weight/.bias (ffn, hidden), (hidden,)
+
+A MoE layer (``config.is_moe_layer(i)``, :mod:`ringpipe.model.moe.shape`) has instead of
+``mlp.*`` (E experts of width f_e = moe_ffn, S shared experts; no biases)::
+
+    layers.{i}.moe.router.weight          (hidden, E)
+    layers.{i}.moe.experts.gate.weight    (E, hidden, f_e)
+    layers.{i}.moe.experts.up.weight      (E, hidden, f_e)
+    layers.{i}.moe.experts.down.weight    (E, f_e, hidden)
+    layers.{i}.moe.shared.gate.weight     (hidden, S·f_e)     S > 0 only
+    layers.{i}.moe.shared.up.weight       (hidden, S·f_e)
+    layers.{i}.moe.shared.down.weight     (S·f_e, hidden)
     final_norm.weight/.bias         (hidden,)
     head.weight, head.bias          (hidden, vocab or hidden), (vocab or hidden,)
 
@@ -67,13 +79,35 @@ def layer_param_shapes(config: ModelConfig, i: int) -> dict[str, tuple[int, ...]
         shapes.update({n: (h,) for n in _norm_names(config, f"{p}.norm1")})
         shapes[f"{p}.attn.qkv.weight"] = (h, config.qkv_width)
         shapes[f"{p}.attn.qkv.bias"] = (config.qkv_width,)
-        shapes[f"{p}.attn.out.weight"] = (h, h)
+        shapes[f"{p}.attn.out.weight"] = (config.attn_width, h)
         shapes[f"{p}.attn.out.bias"] = (h,)
     shapes.update({n: (h,) for n in _norm_names(config, f"{p}.norm2")})
+    if config.is_moe_layer(i):
+        shapes.update(moe_param_shapes(config, p))
+        return shapes
+    if config.gated_mlp:
+        shapes[f"{p}.mlp.gate.weight"] = (h, f)
+        shapes[f"{p}.mlp.gate.bias"] = (f,)
     shapes[f"{p}.mlp.fc1.weight"] = (h, f)
     shapes[f"{p}.mlp.fc1.bias"] = (f,)
     shapes[f"{p}.mlp.fc2.weight"] = (f, h)
     shapes[f"{p}.mlp.fc2.bias"] = (h,)
+    return shapes
+
+
+def moe_param_shapes(config: ModelConfig, prefix: str) -> dict[str, tuple[int, ...]]:
+    """The MoE block of a layer (module docstring), names under ``prefix``."""
+    h, e, fe = config.hidden, config.experts, config.moe_ffn
+    assert fe is not None
+    shapes = {f"{prefix}.moe.router.weight": (h, e),
+              f"{prefix}.moe.experts.gate.weight": (e, h, fe),
+              f"{prefix}.moe.experts.up.weight": (e, h, fe),
+              f"{prefix}.moe.experts.down.weight": (e, fe, h)}
+    if config.shared_experts:
+        fs = config.shared_experts * fe
+        shapes.update({f"{prefix}.moe.shared.gate.weight": (h, fs),
+                       f"{prefix}.moe.shared.up.weight": (h, fs),
+                       f"{prefix}.moe.shared.down.weight": (fs, h)})
     return shapes
 
 
@@ -100,9 +134,9 @@ def param_shapes(config: ModelConfig) -> dict[str, tuple[int, ...]]:
 def _init_std(config: ModelConfig, name: str, shape: tuple[int, ...]) -> float:
     if name == "embed.weight":
         return 1.0
-    if len(shape) == 2:
-        std = 1.0 / math.sqrt(shape[0])  # LeCun: unit-variance outputs for unit inputs
-        if name.endswith(("attn.out.weight", "mlp.fc2.weight")):
+    if len(shape) >= 2:
+        std = 1.0 / math.sqrt(shape[-2])  # LeCun: unit-variance outputs for unit inputs
+        if name.endswith(("attn.out.weight", "mlp.fc2.weight", "down.weight")):
             std /= math.sqrt(2 * config.layers)  # GPT-2's residual-branch scaling
         return std
     return 0.02

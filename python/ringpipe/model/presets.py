@@ -3,7 +3,27 @@
 GPT-3 (Brown et al. 2020, Table 2.1); Llama 2 (Touvron et al. 2023, and the released
 configs); Llama 3 / 3.1 (Llama Team 2024, "The Llama 3 Herd of Models", Table 3).
 :func:`gpt_like` and :func:`llama_like` build the two families' architecture details
-for other shapes. The cost model prices them all; the NumPy model builds the
+for other shapes.
+
+Mixture-of-experts models (their released ``config.json`` files):
+
+* ``mixtral-8x7b`` / ``mixtral-8x22b`` (Jiang et al. 2024, "Mixtral of Experts";
+  mistralai/Mixtral-8x7B-v0.1 and -8x22B-v0.1): every layer MoE, 8 experts, top 2,
+  renormalised; the sequence is 4096, the length of the published training benchmarks
+  (Megatron-core's, NeMo's) rather than the 32k context (``--seq`` changes it);
+* ``qwen3-30b-a3b`` (Qwen Team 2025, Qwen3 technical report; Qwen/Qwen3-30B-A3B): 128
+  experts of 768, top 8, renormalised, heads of 128 (wider than hidden / heads); its
+  per-head q/k RMSNorms (256 weights a layer) are left out;
+* ``deepseek-v3-like`` (DeepSeek-AI 2024, "DeepSeek-V3 Technical Report", §4.2): 61
+  layers of 7168, the first 3 dense (FFN 18432), then 256 routed experts of 2048, top
+  8, plus 1 shared expert; sequence 4096, vocabulary 129280. **Simplified**:
+  multi-head latent attention (MLA) is priced as grouped-query attention with 128
+  query heads of 128 and 2 key/value heads, whose K/V per token (512 elements) is
+  close to MLA's real cache (a 512-wide latent plus a 64-wide RoPE key, 576); its
+  low-rank projections (about 187M weights a layer) are priced as that attention's
+  239M; the sigmoid router with bias-based balancing is priced as the softmax router
+  (same FLOPs), and the multi-token-prediction module is left out. The total is 674B
+  against the report's 671B. The cost model prices them all; the NumPy model builds the
 ``ModelConfig`` defaults (:meth:`~ringpipe.model.config.ModelConfig.check_executable`).
 """
 
@@ -38,6 +58,13 @@ def llama_like(name: str, layers: int, hidden: int, heads: int, kv_heads: int, f
     return ModelConfig(**{**fields, **details})  # type: ignore[arg-type]
 
 
+def _moe(name: str, layers: int, hidden: int, heads: int, kv: int, experts: int, top_k: int,
+         moe_ffn: int, vocab: int, **details: object) -> ModelConfig:
+    fields: dict[str, object] = dict(experts=experts, top_k=top_k, moe_ffn=moe_ffn)
+    return llama_like(name, layers, hidden, heads, kv, details.pop("ffn", moe_ffn), 4096,  # type: ignore[arg-type]
+                      vocab, **{**fields, **details})
+
+
 def _gpt(name: str, layers: int, hidden: int, heads: int) -> ModelConfig:
     return gpt_like(name, layers, hidden, heads, seq=2048, vocab=50257,
                     learned_positions=True)
@@ -50,7 +77,7 @@ def _llama(name: str, layers: int, hidden: int, heads: int, kv: int, ffn: int,
 
 #: Published shapes: GPT-3 (Brown et al. 2020, Table 2.1); Llama 2 (Touvron et al. 2023,
 #: and the released configs); Llama 3 / 3.1 (Llama Team 2024, "The Llama 3 Herd of
-#: Models", Table 3).
+#: Models", Table 3); the MoE models of the module docstring.
 MODEL_PRESETS = MappingProxyType({
     m.name: m for m in (
         _gpt("gpt3-175b", 96, 12288, 96),
@@ -60,6 +87,11 @@ MODEL_PRESETS = MappingProxyType({
         _llama("llama3-8b", 32, 4096, 32, 8, 14336, 8192, 128256),
         _llama("llama3-70b", 80, 8192, 64, 8, 28672, 8192, 128256),
         _llama("llama3-405b", 126, 16384, 128, 8, 53248, 8192, 128256),
+        _moe("mixtral-8x7b", 32, 4096, 32, 8, 8, 2, 14336, 32000),
+        _moe("mixtral-8x22b", 56, 6144, 48, 8, 8, 2, 16384, 32768),
+        _moe("qwen3-30b-a3b", 48, 2048, 32, 4, 128, 8, 768, 151936, head_dim=128),
+        _moe("deepseek-v3-like", 61, 7168, 128, 2, 256, 8, 2048, 129280, head_dim=128,
+             ffn=18432, shared_experts=1, dense_layers=3),
     )
 })
 

@@ -12,12 +12,23 @@ attn.qkv.weight / .bias     1 / 0       column-parallel; head-major columns, so 
 attn.out.weight             0           row-parallel (rows = the rank's heads' ctx)
 mlp.fc1.weight / .bias      1 / 0       column-parallel
 mlp.fc2.weight              0           row-parallel
+mlp.gate.weight / .bias     1 / 0       column-parallel (SwiGLU's gate)
+moe.shared.gate/up.weight   1           column-parallel (the shared experts)
+moe.shared.down.weight      0           row-parallel
+moe.experts.gate/up.weight  2           column-parallel per expert (E, h, f_e)
+moe.experts.down.weight     1           row-parallel per expert (E, f_e, h)
+moe.router.weight           None        replicated: every TP rank routes alike
 attn.out.bias, fc2.bias     None        added once, after the all-reduce
 norms, embed, in_proj, head None        replicated: not tensor-parallel in ringpipe,
                                         so a block costs exactly 2 all-reduces each
                                         way; their gradients come out identical on
                                         every rank
 ==========================  ==========  ===========================================
+
+**Expert parallelism** (:mod:`ringpipe.mesh`, ``ep``): the stacked expert weights
+``moe.experts.*`` are also cut along axis 0 (:func:`expert_axis`) into ep blocks of
+E / ep experts, expert-parallel rank e taking block e (Megatron-core's
+``num_local_experts``); everything else is the same on every EP rank.
 """
 
 from __future__ import annotations
@@ -34,6 +45,14 @@ _SPLIT = {
     "mlp.fc1.weight": 1,
     "mlp.fc1.bias": 0,
     "mlp.fc2.weight": 0,
+    "mlp.gate.weight": 1,
+    "mlp.gate.bias": 0,
+    "moe.shared.gate.weight": 1,
+    "moe.shared.up.weight": 1,
+    "moe.shared.down.weight": 0,
+    "moe.experts.gate.weight": 2,
+    "moe.experts.up.weight": 2,
+    "moe.experts.down.weight": 1,
 }
 
 
@@ -44,13 +63,19 @@ def split_axis(name: str) -> int | None:
     return None
 
 
-def shard_shape(shape: tuple[int, ...], name: str, tp: int) -> tuple[int, ...]:
+def expert_axis(name: str) -> int | None:
+    """0 for the stacked expert weights (cut over expert-parallel ranks), else None."""
+    return 0 if ".moe.experts." in name else None
+
+
+def shard_shape(shape: tuple[int, ...], name: str, tp: int, ep: int = 1) -> tuple[int, ...]:
     """The shape of one rank's shard of parameter ``name`` of full shape ``shape``."""
-    axis = split_axis(name)
-    if axis is None:
-        return shape
     out = list(shape)
-    out[axis] //= tp
+    axis = split_axis(name)
+    if axis is not None:
+        out[axis] //= tp
+    if expert_axis(name) is not None:
+        out[0] //= ep
     return tuple(out)
 
 
@@ -60,11 +85,15 @@ def shard_param_shapes(config: ModelConfig, tp: int) -> dict[str, tuple[int, ...
     return {n: shard_shape(s, n, tp) for n, s in param_shapes(config).items()}
 
 
-def shard_param(name: str, value: np.ndarray, tp: int, t: int) -> np.ndarray:
-    """Rank t's shard of parameter ``name``: block t of tp equal contiguous blocks along
-    :func:`split_axis`, or the whole array if replicated; always a fresh C-contiguous
+def shard_param(name: str, value: np.ndarray, tp: int, t: int, ep: int = 1,
+                e: int = 0) -> np.ndarray:
+    """TP rank t's (and, for expert weights, EP rank e's) shard of parameter ``name``:
+    block t of tp equal contiguous blocks along :func:`split_axis` (block e of ep along
+    :func:`expert_axis`), or the whole array if replicated; always a fresh C-contiguous
     copy, so ranks never alias each other or the caller's array. The one place the TP
-    split is computed (the runtimes and the inference shards call it)."""
+    and EP splits are computed (the runtimes and the inference shards call it)."""
+    if expert_axis(name) is not None:
+        value = np.split(value, ep, axis=0)[e]
     axis = split_axis(name)
     piece = value if axis is None else np.split(value, tp, axis=axis)[t]
     return np.ascontiguousarray(piece).copy()
@@ -125,4 +154,15 @@ def gather_grads(config: ModelConfig, shard_grads: list[dict[str, np.ndarray]], 
                 if not np.array_equal(shard_grads[t][name], out[name]):
                     raise ValueError(f"replicated gradient {name!r} differs between tp rank "
                                      f"0 and tp rank {t}")
+    return out
+
+
+def join_expert_shards(per_ep: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    """One TP rank's gradients from its ep expert-parallel ranks' (``per_ep[e]``: EP rank
+    e's): expert weights concatenated along :func:`expert_axis` in EP order, everything
+    else taken from EP rank 0 (the same on every EP rank after the reductions)."""
+    out = dict(per_ep[0])
+    for name in out:
+        if expert_axis(name) is not None:
+            out[name] = np.concatenate([g[name] for g in per_ep], axis=0)
     return out

@@ -52,8 +52,10 @@ import numpy as np
 
 from ringpipe.arrays import array_kind, array_module, is_array
 from ringpipe.model import blocks as B
+from ringpipe.model.blocks.comm import LayerComm, as_layer_comm
+from ringpipe.model.config import ModelConfig
 from ringpipe.model.inputs import check_batch, check_targets
-from ringpipe.model.layers import AllReduce, check_all_reduce
+from ringpipe.model.layers import AllReduce
 from ringpipe.model.params import check_arrays
 from ringpipe.model.stage_spec import StageSpec
 
@@ -64,7 +66,10 @@ __all__ = ["StageCache", "StageSpec", "WeightCache", "stage_backward", "stage_ba
 @dataclass
 class StageCache:
     """What backward needs from a forward. ``output`` is the head's output
-    ``(b, seq, vocab or hidden)`` and ``loss`` the scaled loss (last stage only)."""
+    ``(b, seq, vocab or hidden)`` and ``loss`` the scaled loss (last stage only), of the
+    first rank held; ``outputs`` and ``losses`` are every held rank's (they differ across
+    CP ranks and replicas). ``aux`` is each rank's part of the MoE auxiliary loss, summed
+    over the stage's MoE layers (0.0 without any)."""
 
     spec: StageSpec
     batch: int
@@ -74,6 +79,9 @@ class StageCache:
     head: list[dict] | None
     output: np.ndarray | None = None
     loss: float | None = None
+    outputs: list | None = None
+    losses: list[float] | None = None
+    aux: list[float] | None = None
 
 
 @dataclass
@@ -132,7 +140,7 @@ def _check_on(name: str, x: object, xp: ModuleType) -> None:
 
 def _check_activations(name: str, spec: StageSpec, xs: object,
                        xp: ModuleType) -> tuple[list[np.ndarray], int]:
-    cfg = spec.config
+    cfg = spec.local_config
     xs = _check_list(name, xs, spec)
     first = xs[0]
     for t, x in enumerate(xs):
@@ -152,7 +160,7 @@ def _check_activations(name: str, spec: StageSpec, xs: object,
 
 
 def stage_forward(spec: StageSpec, shards: list[dict[str, np.ndarray]], xs: list[np.ndarray],
-                  all_reduce: AllReduce, targets: np.ndarray | None = None,
+                  all_reduce: AllReduce | LayerComm, targets: np.ndarray | list | None = None,
                   loss_scale: float = 1.0) -> tuple[list[np.ndarray] | float, StageCache]:
     """Run the stage forward on every rank of its TP group.
 
@@ -162,9 +170,9 @@ def stage_forward(spec: StageSpec, shards: list[dict[str, np.ndarray]], xs: list
     there and only there) and the head output in ``cache.output``.
     """
     spec = _check_spec(spec)
-    cfg, tp = spec.config, spec.tp
+    cfg, tp = spec.local_config, spec.tp
     xp = _check_shards(spec, shards)
-    check_all_reduce(all_reduce)
+    comm = as_layer_comm(all_reduce, spec.ranks_here)
     if isinstance(loss_scale, bool) or not isinstance(loss_scale, (int, float, np.floating)):
         raise TypeError(f"loss_scale must be a float, got {type(loss_scale).__name__}")
     if not (math.isfinite(loss_scale) and loss_scale > 0):
@@ -190,26 +198,53 @@ def stage_forward(spec: StageSpec, shards: list[dict[str, np.ndarray]], xs: list
     if spec.is_last:
         if targets is None:
             raise ValueError("targets is required on the last stage")
-        tgt = check_targets(cfg, targets, b, device_ok=True)
-        _check_on("targets", tgt, xp)
-        tgt = tgt.reshape(b * cfg.seq) if cfg.vocab else tgt.reshape(b * cfg.seq, cfg.hidden)
+        tgt = _check_all_targets(cfg, targets, b, xp, spec.ranks_here)
     elif targets is not None:
         raise ValueError("targets must be None except on the last stage")
     caches = []
     for layer in range(spec.first, spec.last):
-        hs, c = B.block_forward(cfg, layer, shards, hs, all_reduce, b, tp)
+        hs, c = B.block_forward(cfg, layer, shards, hs, comm, b, tp,
+                                aux_weight=float(loss_scale) / b)
         caches.append(c)
     cache = StageCache(spec, b, shards, inputs, caches, None)
+    cache.aux = [sum(c[t]["moe"].aux for c in caches if "moe" in c[t])
+                 for t in range(len(hs))]
     if not spec.is_last:
         return [h.reshape(b, cfg.seq, cfg.hidden) for h in hs], cache
-    losses, outs, cache.head = B.head_forward(cfg, shards, hs, tgt, float(loss_scale))
-    cache.output = outs[0].reshape(b, cfg.seq, outs[0].shape[1])
-    cache.loss = float(losses[0]) * float(loss_scale)  # one sync: the ranks' losses agree
+    # each CP rank's mean is over its seq / cp positions: scale it to a share of the mean
+    scale = float(loss_scale) / comm.cp
+    losses, outs, cache.head = B.head_forward(cfg, shards, hs, tgt, scale)
+    cache.outputs = [o.reshape(b, cfg.seq, o.shape[1]) for o in outs]
+    # one device-to-host read per TP group (lists hold whole TP groups, TP innermost):
+    # its ranks' losses agree bit for bit
+    group = spec.tp if spec.ranks_here % spec.tp == 0 else 1
+    firsts = {i: float(losses[i]) * scale for i in range(0, len(losses), group)}
+    cache.losses = [firsts[i - i % group] for i in range(len(losses))]
+    cache.output, cache.loss = cache.outputs[0], cache.losses[0]
     return cache.loss, cache
 
 
+def _check_all_targets(cfg: ModelConfig, targets: object, b: int, xp: ModuleType,
+                       ranks: int) -> list[np.ndarray]:
+    """The targets per rank held, flattened: one array for all of them, or a list with
+    one per rank (CP ranks and replicas hold different positions and sequences)."""
+    per_rank = targets if isinstance(targets, list) else [targets] * ranks
+    if len(per_rank) != ranks:
+        raise ValueError(f"targets must be an array or a list with one per rank held "
+                         f"({ranks}), got a list of {len(per_rank)}")
+    checked: dict[int, np.ndarray] = {}
+    for t in per_rank:
+        if id(t) not in checked:
+            tgt = check_targets(cfg, t, b, device_ok=True)
+            _check_on("targets", tgt, xp)
+            checked[id(t)] = tgt.reshape(b * cfg.seq) if cfg.vocab else \
+                tgt.reshape(b * cfg.seq, cfg.hidden)
+    return [checked[id(t)] for t in per_rank]
+
+
 def stage_backward_input(spec: StageSpec, cache: StageCache, dys: list[np.ndarray] | None,
-                         all_reduce: AllReduce) -> tuple[list[np.ndarray] | None, WeightCache]:
+                         all_reduce: AllReduce | LayerComm
+                         ) -> tuple[list[np.ndarray] | None, WeightCache]:
     """The I pass: ``(dxs, wcache)``. ``dys[t]`` is dL/d(stage output) on rank t, or None
     on the last stage (the loss gradient starts there). ``dxs`` is None on the first
     stage (its input is data). The arrays in ``dys`` are kept (by reference) in
@@ -217,8 +252,8 @@ def stage_backward_input(spec: StageSpec, cache: StageCache, dys: list[np.ndarra
     spec = _check_spec(spec)
     if not isinstance(cache, StageCache) or cache.spec != spec:
         raise ValueError("cache must be the StageCache stage_forward returned for this spec")
-    check_all_reduce(all_reduce)
-    cfg, shards = spec.config, cache.shards
+    comm = as_layer_comm(all_reduce, spec.ranks_here)
+    cfg, shards = spec.local_config, cache.shards
     jobs: list[list[B.WeightJob]] = [[] for _ in range(spec.ranks_here)]
     if spec.is_last:
         if dys is not None:
@@ -231,7 +266,7 @@ def stage_backward_input(spec: StageSpec, cache: StageCache, dys: list[np.ndarra
             raise ValueError(f"dys has batch size {b} but the forward had {cache.batch}")
     for layer, c in zip(reversed(range(spec.first, spec.last)), reversed(cache.blocks),
                         strict=True):
-        ds = B.block_backward_input(cfg, layer, shards, c, ds, all_reduce, jobs)
+        ds = B.block_backward_input(cfg, layer, shards, c, ds, comm, jobs)
     wcache = WeightCache(spec, jobs)
     if spec.is_first:
         assert cache.inputs is not None
@@ -256,7 +291,7 @@ def stage_backward_weight(spec: StageSpec, wcache: WeightCache) -> list[dict[str
 
 
 def stage_backward(spec: StageSpec, cache: StageCache, dys: list[np.ndarray] | None,
-                   all_reduce: AllReduce) -> tuple[list[np.ndarray] | None,
+                   all_reduce: AllReduce | LayerComm) -> tuple[list[np.ndarray] | None,
                                                    list[dict[str, np.ndarray]]]:
     """Full backward, I then W: ``(dxs, grads)`` with ``grads[t]`` rank t's gradients."""
     dxs, wcache = stage_backward_input(spec, cache, dys, all_reduce)

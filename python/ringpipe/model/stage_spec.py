@@ -5,6 +5,9 @@
 (``embedding``) and the final norm, head and loss (``head``), how many TP ranks,
 whether the caller holds all of them or only its own (local-rank mode), and the
 per-rank shard shapes of the stage's parameters (:func:`ringpipe.model.sharding.shard_shape`).
+With context parallelism (``cp``) each rank holds seq / cp positions
+(:attr:`StageSpec.local_config`); with expert parallelism (``ep``) each holds E / ep of
+every MoE layer's experts.
 
 By default the first stage (``first == 0``) holds the input layer and the last
 (``last == layers``) the head; a pipeline layout (:mod:`ringpipe.plan.layout`) passes
@@ -20,6 +23,7 @@ from typing import ClassVar
 
 import numpy as np
 
+from ringpipe.model.blocks.ring_attention import check_cp
 from ringpipe.model.config import ModelConfig
 from ringpipe.model.params import input_param_shapes, layer_param_shapes, output_param_shapes
 from ringpipe.model.sharding import shard_shape
@@ -29,7 +33,9 @@ from ringpipe.validation import check_int
 @dataclass(frozen=True)
 class StageSpec:
     """Blocks ``[first, last)`` of ``config`` on a TP group of ``tp`` ranks; with
-    ``local=True`` the caller holds one of those ranks (lists of length 1)."""
+    ``local=True`` the caller holds one of those ranks (lists of length 1), with
+    ``holds`` that many ranks (whole TP groups, of any CP ranks and replicas). ``cp`` and
+    ``ep`` are the context- and expert-parallel sizes (module docstring)."""
 
     config: ModelConfig
     first: int
@@ -38,6 +44,9 @@ class StageSpec:
     local: bool = False
     embedding: bool | None = None
     head: bool | None = None
+    cp: int = 1
+    ep: int = 1
+    holds: int | None = None
     #: Whether key/value heads may be replicated over tp > kv_heads (inference only).
     replicate_kv: ClassVar[bool] = False
 
@@ -69,10 +78,28 @@ class StageSpec:
             raise ValueError(f"StageSpec: the head follows layer {layers - 1}, but "
                              f"last={self.last}")
         self.config.check_tp(self.tp, replicate_kv=self.replicate_kv)
+        check_int("StageSpec.cp", self.cp, 1)
+        if self.holds is not None:
+            check_int("StageSpec.holds", self.holds, 1)
+        check_int("StageSpec.ep", self.ep, 1)
+        if self.cp > 1:
+            check_cp(self.config.seq, self.cp)
+        if self.config.experts % self.ep:
+            raise ValueError(f"experts={self.config.experts} is not divisible by ep={self.ep}")
+
+    @property
+    def local_config(self) -> ModelConfig:
+        """The config as one rank sees it: ``seq`` is the seq / cp positions it holds."""
+        if self.cp == 1:
+            return self.config
+        return replace(self.config, seq=self.config.seq // self.cp)
 
     @property
     def ranks_here(self) -> int:
-        """Length of the per-rank lists: 1 in local-rank mode, else ``tp``."""
+        """Length of the per-rank lists: ``holds`` when given (the in-process runtime
+        holds every rank of a pipeline position), else 1 in local-rank mode, else tp."""
+        if self.holds is not None:
+            return self.holds
         return 1 if self.local else self.tp
 
     def local_view(self) -> StageSpec:
@@ -96,7 +123,7 @@ class StageSpec:
             full.update(layer_param_shapes(self.config, i))
         if self.is_last:
             full.update(output_param_shapes(self.config))
-        return {n: shard_shape(s, n, self.tp) for n, s in full.items()}
+        return {n: shard_shape(s, n, self.tp, self.ep) for n, s in full.items()}
 
     def select(self, shard: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """This stage's entries of a (whole-model) shard dict."""

@@ -27,11 +27,13 @@ from ringpipe.kernels.registry import ALGORITHMS
 
 __all__ = ["MPI_ALGORITHMS", "Agreement", "CollectiveError", "local_problem"]
 
-#: Algorithms per collective; "mpi" (the library's own) is offered for all_reduce only.
+#: Algorithms per collective; "mpi" (the library's own: MPI_Allreduce, MPI_Alltoall) is
+#: offered for all_reduce and all_to_all.
 MPI_ALGORITHMS = {
     "all_reduce": (*ALGORITHMS["all_reduce"], "mpi"),
     "reduce_scatter": tuple(ALGORITHMS["reduce_scatter"]),
     "all_gather": tuple(ALGORITHMS["all_gather"]),
+    "all_to_all": (*ALGORITHMS["all_to_all"], "mpi"),
 }
 _COLLECTIVES = tuple(MPI_ALGORITHMS)
 _ERRORS = ("", "buffer is not a numpy array", "buffer has an unsupported dtype",

@@ -8,7 +8,10 @@ process, what :mod:`ringpipe.collectives.api` offers per list of in-process rank
   the reduction; ``"mpi"`` is the library's own ``MPI_Allreduce``, the baseline;
 * ``reduce_scatter(buf, ...)`` -- rank r keeps chunk r (``chunk_bounds(size, N)``);
 * ``all_gather(buf, ...)`` -- rank r contributes chunk r (in place) or its whole
-  buffer (``out=``, which receives the N pieces in rank order).
+  buffer (``out=``, which receives the N pieces in rank order);
+* ``all_to_all(buf, algorithm="pairwise"|"mpi")`` -- block j of rank i's buffer goes
+  to rank j, which keeps it as its block i (``MPI_Alltoall`` with equal counts; "mpi"
+  is the library's own, the baseline).
 
 ``"ring"`` and ``"tree"`` run the *same* step tables as the in-process executors
 (:func:`ringpipe.kernels.registry.step_table`) with :mod:`ringpipe.mpi.engine`, so their
@@ -201,6 +204,36 @@ class ProcessGroup:
         flat[self.rank * piece:(self.rank + 1) * piece] = buffer.reshape(-1)
         self._run("all_gather", algorithm, flat, "sum")
         return out
+
+    def all_to_all(self, buffer: np.ndarray, algorithm: str = "pairwise", *,
+                   out: np.ndarray | None = None, check: bool = True) -> np.ndarray:
+        """Exchange blocks: block j of this rank's ``buffer`` (N equal blocks) goes to
+        rank j, and block i of the result comes from rank i (in place, or into ``out``,
+        of the buffer's size). ``"pairwise"`` runs the step table of
+        :func:`ringpipe.kernels.exchange.pairwise_all_to_all` on an N·count work buffer,
+        bitwise equal to ``ringpipe.all_to_all``; ``"mpi"`` is ``MPI_Alltoall``."""
+        if check:
+            self._agree("all_to_all", buffer, algorithm, "sum", out,
+                        None if out is None else getattr(buffer, "size", None), out is None)
+        n, count = self.size, buffer.size
+        if count % n:  # every rank agreed on count, so every rank refuses alike
+            raise ValueError(f"all_to_all ({self.name}): rank {self.world_rank}: buffer has "
+                             f"{count} elements, not a multiple of the {n} ranks")
+        target = buffer if out is None else out
+        if n == 1 or count == 0:
+            if out is not None and out is not buffer:
+                out.reshape(-1)[...] = buffer.reshape(-1)
+            return target
+        if algorithm == "mpi":
+            send = buffer.reshape(-1).copy() if out is None else buffer.reshape(-1)
+            self.comm.Alltoall(send, target.reshape(-1))
+            return target
+        block = count // n
+        work = np.empty(n * count, dtype=buffer.dtype)
+        work[self.rank * count:(self.rank + 1) * count] = buffer.reshape(-1)
+        self._run("all_to_all", algorithm, work, "sum")
+        target.reshape(n, block)[...] = work.reshape(n, n, block)[:, self.rank, :]
+        return target
 
     def _mpi_op(self, op: str) -> Any:
         return {"sum": self._mpi.SUM, "max": self._mpi.MAX, "min": self._mpi.MIN}[op]

@@ -13,7 +13,9 @@ group and picks its GPU (``local_rank mod GPUs per node``), as ``torchrun``'s
   user allows it explicitly;
 * PP sends one activation per micro-batch per stage boundary, so PP is the axis to put
   across nodes; when a PP boundary crosses nodes while the TP groups fill only part of
-  a node, a larger TP degree would keep more traffic inside the node, and we say so.
+  a node, a larger TP degree would keep more traffic inside the node, and we say so;
+* CP (ring attention) and EP (the MoE all-to-alls) exchange data every layer: a CP or
+  EP group that spans nodes is reported as a warning.
 
 A hostfile lists one host per line, ``#`` comments allowed, in the form of the
 ``mpiexec`` that reads it: ``host[:slots]`` for MPICH's Hydra, ``host slots=N`` for Open
@@ -219,17 +221,27 @@ def check_placement(mesh: Mesh, node_of_rank: Sequence[int],
     for r in range(0, mesh.world, mesh.tp):
         nodes = sorted({node_of_rank[m] for m in mesh.group("tp", r)})
         if len(nodes) > 1:
-            d, p, _ = mesh.coord(r)
-            text = (f"the TP group of (dp {d}, pp {p}) spans nodes {nodes}: TP all-reduces "
+            d, p, _, c = mesh.coord(r)
+            where = f"(dp {d}, pp {p}, cp {c})" if mesh.cp > 1 else f"(dp {d}, pp {p})"
+            text = (f"the TP group of {where} spans nodes {nodes}: TP all-reduces "
                     "every layer and needs NVLink-class bandwidth inside one node")
             if not allow_cross_node_tp:
                 raise ValueError(f"{text}; use a --tp that divides the ranks per node "
                                  f"({min(per_node.values())}), or --allow-cross-node-tp")
             warnings.append(text)
     smallest = min(per_node.values())
+    for axis, what in (("cp", "ring attention passes K/V blocks every layer"),
+                       ("ep", "the MoE all-to-alls run twice forward and backward per layer")):
+        if getattr(mesh, axis) == 1:
+            continue
+        spans = [g for g in mesh.groups(axis) if len({node_of_rank[m] for m in g}) > 1]
+        if spans:
+            warnings.append(f"the {axis.upper()} group {list(spans[0])} spans nodes: {what} "
+                            "(TP innermost, then CP: keep tp · cp, and the EP group, within "
+                            f"the {smallest} ranks per node where they fit)")
     for r in range(mesh.world):
-        d, p, t = mesh.coord(r)
-        if t or p + 1 >= mesh.pp:
+        d, p, t, c = mesh.coord(r)
+        if t or c or p + 1 >= mesh.pp:
             continue
         here, there = node_of_rank[r], node_of_rank[mesh.rank(d, p + 1, 0)]
         if here != there and mesh.tp < smallest:
@@ -244,8 +256,10 @@ def check_placement(mesh: Mesh, node_of_rank: Sequence[int],
 def format_placement(mesh: Mesh, layout: NodeLayout, devices: Sequence[int | None]) -> str:
     """The placement map: one line per rank with its node, local GPU and coordinate."""
     lines = [f"# placement: {mesh.world} ranks on {layout.nodes} node(s)",
-             f"{'rank':>5} {'node':>5} {'gpu':>4}  (dp, pp, tp)"]
+             f"{'rank':>5} {'node':>5} {'gpu':>4}  "
+             + ("(dp, pp, tp, cp)" if mesh.cp > 1 else "(dp, pp, tp)")]
     for r in range(mesh.world):
         gpu = "-" if devices[r] is None else str(devices[r])
-        lines.append(f"{r:>5} {layout.node_of_rank[r]:>5} {gpu:>4}  {tuple(mesh.coord(r))}")
+        coord = tuple(mesh.coord(r)) if mesh.cp > 1 else tuple(mesh.coord(r))[:3]
+        lines.append(f"{r:>5} {layout.node_of_rank[r]:>5} {gpu:>4}  {coord}")
     return "\n".join(lines)

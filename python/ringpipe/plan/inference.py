@@ -47,10 +47,14 @@ class InferencePlan:
                             f"got {type(config).__name__}")
         if not isinstance(mesh, Mesh):
             raise TypeError(f"InferencePlan: mesh must be a Mesh, got {type(mesh).__name__}")
+        if mesh.cp > 1 or mesh.ep > 1:
+            raise ValueError(f"InferencePlan: the mesh {mesh} has cp={mesh.cp}, ep={mesh.ep}; "
+                             "inference runs dp × pp × tp (context and expert parallelism "
+                             "are for training plans)")
         if allreduce not in ALLREDUCE_ALGORITHMS:
             raise ValueError(f"InferencePlan: unknown allreduce {allreduce!r}; choose one of "
                              f"{', '.join(ALLREDUCE_ALGORITHMS)}")
-        config.check_executable("InferencePlan")
+        config.check_generates("InferencePlan")
         self.config, self.mesh, self.allreduce = config, mesh, allreduce
         self.prompt_len = check_int("InferencePlan: prompt_len", prompt_len)
         self.new_tokens = check_int("InferencePlan: new_tokens", new_tokens)

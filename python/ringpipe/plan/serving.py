@@ -63,7 +63,10 @@ class ServingPlan:
         ids = sorted(r.id for r in requests)
         if ids != list(range(len(requests))):
             raise ValueError("ServingPlan: request ids must be 0 .. N-1, each once")
-        config.check_executable("ServingPlan")
+        config.check_generates("ServingPlan")
+        if mesh.cp > 1 or mesh.ep > 1:
+            raise ValueError(f"ServingPlan: the mesh {mesh} has cp={mesh.cp}, ep={mesh.ep}; "
+                             "serving runs dp × pp × tp")
         self.config, self.mesh, self.policy, self.allreduce = config, mesh, policy, allreduce
         self.requests = tuple(sorted(requests, key=lambda r: r.id))
         bounds = stage_bounds(split_layers(config.layers, mesh.pp))

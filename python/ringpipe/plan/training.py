@@ -1,4 +1,4 @@
-"""A plan: a model on a dp × pp × tp mesh, driven by a pipeline schedule.
+"""A plan: a model on a dp × pp × cp × tp mesh (with ep for MoE), driven by a schedule.
 
 ``Plan(model_config, mesh, schedule="1f1b", microbatches=m, allreduce="ring",
 layers_per_stage=None, chunks=None, layout=None, split="even")`` fixes everything before
@@ -35,6 +35,7 @@ from ringpipe.mesh import Mesh
 from ringpipe.model.config import ModelConfig
 from ringpipe.model.stage import StageSpec
 from ringpipe.plan.layout import SPLITS, PipelineLayout, split_layers
+from ringpipe.plan.parallel import check_parallel_model
 from ringpipe.runtime.groups import ALLREDUCE_ALGORITHMS
 from ringpipe.runtime.result import Batch, PlanResult, RankCounters
 from ringpipe.runtime.run import run
@@ -82,6 +83,7 @@ class Plan:
                              f"{', '.join(ALLREDUCE_ALGORITHMS)}")
         model_config.check_executable("Plan")
         model_config.check_tp(mesh.tp)
+        check_parallel_model(model_config, mesh)
         given = schedule if isinstance(schedule, Schedule) else None
         if given is not None:
             given, chunks = _check_given(given, mesh, microbatches, chunks)
@@ -127,7 +129,8 @@ class Plan:
         bounds = self.layout.bounds
         self.stages: tuple[StageSpec, ...] = tuple(
             StageSpec(model_config, bounds[s], bounds[s + 1], mesh.tp, embedding=st.embedding,
-                      head=st.head) for s, st in enumerate(self.layout.stages))
+                      head=st.head, cp=mesh.cp, ep=mesh.ep)
+            for s, st in enumerate(self.layout.stages))
 
     def check_batch_size(self, batch_size: int) -> int:
         """The micro-batch size, or ValueError if dp × microbatches does not divide B."""

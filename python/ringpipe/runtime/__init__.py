@@ -6,6 +6,8 @@
   and decode with KV caches);
 * :mod:`.inproc`, :mod:`.mpi`, :mod:`.inference_mpi`, :mod:`.device`: transports and
   group collectives (in-process queues, MPI, GPU staging and NCCL);
+* :mod:`.layer_comm`: the layers' collectives on each runtime (TP all-reduce, the CP
+  ring, the EP all-to-all), in-process and over MPI;
 * :mod:`.groups`: counted group reductions; :mod:`.result`: what a run returns;
 * :mod:`.run`: :func:`run`, one entry point for every runtime.
 """

@@ -25,10 +25,15 @@ ALLREDUCE_ALGORITHMS = ("ring", "tree")
 
 @dataclass
 class RankTally:
-    """Running counts of one mesh rank: bytes sent and all-reduce calls, per group."""
+    """Running counts of one mesh rank: bytes sent and all-reduce calls, per group:
+    "tp", "pp", "dp" (dense gradients, over the DP × CP group), "cp" (the ring
+    attention's K/V blocks, the MoE auxiliary loss's counts), "ep" (the MoE all-to-alls
+    and count gathers) and "edp" (expert gradients)."""
 
-    bytes_sent: dict[str, int] = field(default_factory=lambda: {"tp": 0, "pp": 0, "dp": 0})
-    calls: dict[str, int] = field(default_factory=lambda: {"tp": 0, "dp": 0})
+    bytes_sent: dict[str, int] = field(default_factory=lambda: {
+        "tp": 0, "pp": 0, "dp": 0, "cp": 0, "ep": 0, "edp": 0})
+    calls: dict[str, int] = field(default_factory=lambda: {"tp": 0, "dp": 0, "cp": 0,
+                                                           "edp": 0})
 
 
 class CountedAllReduce:

@@ -49,7 +49,7 @@ def run_inference_mpi(plan: InferencePlan, params: dict[str, np.ndarray], prompt
     mpi = load_mpi()
     mc = MeshComm(plan.mesh, mpi.COMM_WORLD if comm is None else comm)
     try:
-        d, p, t = mc.coord
+        d, p, t, _ = mc.coord
         transport = MpiTransport(mc.pp_comm, plan.groups, mpi)
         need = 2 * plan.schedule.num_stages * plan.groups
         if need > transport.tag_ub:

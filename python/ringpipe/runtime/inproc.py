@@ -1,19 +1,23 @@
 """Execute a Plan on in-process ranks: queues for a transport, one interpreter per rank.
 
-Every pipeline rank of every data-parallel replica is a
-:class:`~ringpipe.runtime.interpreter.PipelineInterpreter` running its own action list
-with a :class:`~ringpipe.runtime.training.TrainingWorker` that holds all T TP ranks of
-its stages (the layers' all-reduces need all of them: :mod:`ringpipe.model.stage` takes
-per-tp-rank lists). The transport is a set of in-memory channels: a send copies the
-payload into the channel to the receiving rank (the wire: no shared memory), and a batch
-finishes once every message it waits for is there. A round-robin loop advances each rank
-until it waits on a message; no progress with work left is a deadlock, reported with
-each rank's position. Nothing here depends on the schedule.
+Every pipeline rank is a :class:`~ringpipe.runtime.interpreter.PipelineInterpreter`
+running its own action list with a :class:`~ringpipe.runtime.training.TrainingWorker`
+that holds every mesh rank of its pipeline position — all T TP ranks of every CP rank
+of every data-parallel replica (:func:`pipeline_ranks`): the layers' collectives need
+them together (:mod:`ringpipe.model.stage` takes per-rank lists; the TP all-reduce, the
+CP ring and the EP all-to-all run group by group among them,
+:class:`~ringpipe.runtime.layer_comm.InprocLayerComm`). Every replica runs the same
+schedule, so they advance in lockstep. The transport is a set of in-memory channels: a
+send copies the payload into the channel to the receiving rank (the wire: no shared
+memory), and a batch finishes once every message it waits for is there. A round-robin
+loop advances each rank until it waits on a message; no progress with work left is a
+deadlock, reported with each rank's position. Nothing here depends on the schedule.
 
-After the pipeline drains, each (pp, tp) position's gradients (one bucket, the layout of
+After the pipeline drains, each rank's dense gradients (one bucket, the layout of
 :meth:`~ringpipe.runtime.training.TrainingWorker.gradient_bucket`) are all-reduced over
-the DP group, as DDP does, and :func:`~ringpipe.runtime.result.assemble_result` builds
-the result exactly as the MPI runtime does.
+its DP × CP group, as DDP does, its expert gradients over its expert-data-parallel group,
+and :func:`~ringpipe.runtime.result.assemble_result` builds the result exactly as the
+MPI runtime does.
 
 **Devices.** With ``backend="cupy"`` the TP shards are uploaded once (shared by the DP
 replicas, which run one after another), every micro-batch is uploaded, and from there
@@ -51,11 +55,20 @@ from ringpipe.collectives.api import all_reduce
 from ringpipe.kernels.cuda.backend import gpu_arrays
 from ringpipe.kernels.numba_exec import KernelTuning
 from ringpipe.kernels.threads import ThreadPolicy, limit_threads
+from ringpipe.mesh import Mesh
 from ringpipe.model.params import check_params
 from ringpipe.runtime.groups import CountedAllReduce, RankTally
 from ringpipe.runtime.interpreter import Key, PipelineInterpreter, Recv, Send
-from ringpipe.runtime.result import Batch, PlanResult, RankCounters, RankOutput, assemble_result
-from ringpipe.runtime.training import TrainingWorker, microbatches, stage_shards
+from ringpipe.runtime.layer_comm import InprocLayerComm
+from ringpipe.runtime.result import (
+    Batch,
+    PlanResult,
+    RankCounters,
+    RankOutput,
+    assemble_result,
+    holds_grads,
+)
+from ringpipe.runtime.training import TrainingWorker, rank_microbatches, stage_shards
 
 if TYPE_CHECKING:
     from ringpipe.plan.training import Plan
@@ -93,12 +106,20 @@ def compute_module(backend: str) -> ModuleType:
 
 
 def run_replica(d: int, ranks: list[PipelineInterpreter]) -> None:
-    """Round-robin over the replica's ranks until every program has finished."""
+    """Round-robin over the pipeline ranks until every program has finished (``d`` names
+    the replica, or -1 when the ranks hold every replica, in the deadlock report)."""
     while not all(r.done for r in ranks):
         if not any([r.advance() for r in ranks]):  # a list: advance every rank each round
             stuck = ", ".join(f"rank {r.rank} at unit {r.pc} ({r.next_action})"
                               for r in ranks if not r.done)
-            raise RuntimeError(f"replica {d}: deadlock: {stuck}")
+            where = f"replica {d}" if d >= 0 else "pipeline"
+            raise RuntimeError(f"{where}: deadlock: {stuck}")
+
+
+def pipeline_ranks(mesh: Mesh, p: int) -> list[int]:
+    """The mesh ranks of pipeline position ``p``, in rank order (every d, c, t)."""
+    return [mesh.rank(d, p, t, c) for d in range(mesh.dp) for c in range(mesh.cp)
+            for t in range(mesh.tp)]
 
 
 def run_inprocess(plan: Plan, params: dict[str, np.ndarray], batch: Batch | tuple,
@@ -118,53 +139,61 @@ def _run(plan: Plan, params: dict[str, np.ndarray], batch: Batch | tuple,
     reduce = partial(all_reduce, algorithm=plan.allreduce, backend=backend,
                      tuning=RUNTIME_TUNING)
     tally = [RankTally() for _ in range(mesh.world)]
-    all_tp = range(mesh.tp)
-    shards = {p: stage_shards(plan, params, p, all_tp, xp.asarray) for p in range(mesh.pp)}
-    interpreters: list[list[PipelineInterpreter]] = []  # [d][p]
-    for d in range(mesh.dp):
-        inputs, targets, scale = microbatches(plan, batch, d, xp.asarray)
-        channels: dict[tuple[int, int], dict[Key, list]] = defaultdict(dict)
-        ranks = []
-        for p in range(mesh.pp):
-            tallies = [tally[mesh.rank(d, p, t)] for t in all_tp]
-            tp_reduce = CountedAllReduce(reduce, plan.allreduce, "tp", mesh.tp, all_tp, tallies)
-            worker = TrainingWorker(plan, p, shards[p], tp_reduce, inputs, targets, scale,
-                                    local=False)
-            ranks.append(PipelineInterpreter(p, plan.schedule.actions[p],
-                                             plan.schedule.placement, worker,
-                                             QueueTransport(p, channels), mesh.tp))
-        run_replica(d, ranks)
-        interpreters.append(ranks)
-    grads = _reduce_data_parallel(plan, interpreters, reduce, tally)
-    outputs = []
-    for r in range(mesh.world):
-        d, p, t = mesh.coord(r)
-        it = interpreters[d][p]
-        tally[r].bytes_sent["pp"] = it.bytes_sent[t]
-        worker: TrainingWorker = it.worker  # type: ignore[assignment]
-        counters = RankCounters(r, d, p, t, it.peak, tally[r].bytes_sent, tally[r].calls)
-        holds = t == 0 and bool(worker.losses)
-        outputs.append(RankOutput(counters, grads.get((p, t)) if d == 0 else None,
-                                  worker.losses if holds else None,
-                                  worker.outputs if holds else None))
-    return assemble_result(plan, outputs)
-
-
-def _reduce_data_parallel(plan: Plan, interpreters: list[list[PipelineInterpreter]],
-                          reduce: partial, tally: list[RankTally]) -> dict[tuple[int, int], dict]:
-    """DP all-reduce of one gradient bucket per (pp, tp) position; returns replica 0's
-    reduced gradients ``{(p, t): {stage: {name: host array}}}``."""
-    mesh = plan.mesh
-    out = {}
+    channels: dict[tuple[int, int], dict[Key, list]] = defaultdict(dict)
+    interpreters = []
     for p in range(mesh.pp):
-        for t in range(mesh.tp):
-            workers: list[TrainingWorker] = [interpreters[d][p].worker  # type: ignore[misc]
-                                             for d in range(mesh.dp)]
-            first = next(iter(workers[0].grads.values()))[t]
-            xp = array_module(first[next(iter(first))])
-            buckets = [w.gradient_bucket(t, xp) for w in workers]
-            tallies = [tally[mesh.rank(d, p, t)] for d in range(mesh.dp)]
-            CountedAllReduce(reduce, plan.allreduce, "dp", mesh.dp, range(mesh.dp),
-                             tallies)(buckets)
-            out[(p, t)] = workers[0].unpack_bucket(t, to_host(buckets[0]))
+        ranks = pipeline_ranks(mesh, p)
+        comm = InprocLayerComm(mesh, ranks, reduce, plan.allreduce, [tally[r] for r in ranks],
+                               backend, RUNTIME_TUNING)
+        inputs, targets, scale = rank_microbatches(plan, batch, ranks, xp.asarray)
+        worker = TrainingWorker(plan, p, ranks, stage_shards(plan, params, p, ranks, xp.asarray),
+                                comm, inputs, targets, scale)
+        interpreters.append(PipelineInterpreter(p, plan.schedule.actions[p],
+                                                plan.schedule.placement, worker,
+                                                QueueTransport(p, channels), len(ranks)))
+    run_replica(-1 if mesh.dp > 1 else 0, interpreters)
+    outputs = []
+    for p, it in enumerate(interpreters):
+        worker: TrainingWorker = it.worker  # type: ignore[assignment]
+        grads = _reduce_gradients(plan, worker, reduce, tally)
+        for i, r in enumerate(worker.ranks):
+            d, _, t, c = mesh.coord(r)
+            tally[r].bytes_sent["pp"] = it.bytes_sent[i]
+            counters = RankCounters(r, d, p, t, it.peak, tally[r].bytes_sent, tally[r].calls, c)
+            holds = t == 0 and bool(worker.losses)
+            outputs.append((r, RankOutput(
+                counters, grads[i] if holds_grads(mesh, r) else None,
+                {mb: v[i] for mb, v in worker.losses.items()} if holds else None,
+                {mb: v[i] for mb, v in worker.outputs.items()} if holds else None,
+                sum(v[i] for v in worker.aux.values()) if t == 0 else 0.0)))
+    outputs.sort(key=lambda item: item[0])
+    return assemble_result(plan, [out for _, out in outputs])
+
+
+def _reduce_gradients(plan: Plan, worker: TrainingWorker, reduce: partial,
+                      tally: list[RankTally]) -> list[dict[int, dict]]:
+    """All-reduce every rank's gradient buckets — the dense one over its DP × CP group,
+    the expert one over its EDP group — and return each rank's reduced gradients
+    ``{stage: {name: host array}}``, in the order of ``worker.ranks``."""
+    mesh, ranks = plan.mesh, worker.ranks
+    index = {r: i for i, r in enumerate(ranks)}
+    first = next(iter(worker.grads.values()))[0]
+    xp = array_module(first[next(iter(first))])
+    out: list[dict[int, dict]] = [{s: {} for s in worker.grads} for _ in ranks]
+    for kind, axis, counted in (("dense", "dp_cp", "dp"), ("expert", "edp", "edp")):
+        if not worker.has_bucket(kind):
+            continue
+        done: set[int] = set()
+        for r in ranks:
+            if r in done:
+                continue
+            group = mesh.group(axis, r)
+            done.update(group)
+            members = [index[m] for m in group]
+            buckets = [worker.gradient_bucket(i, xp, kind) for i in members]
+            CountedAllReduce(reduce, plan.allreduce, counted, len(group), range(len(group)),
+                             [tally[m] for m in group])(buckets)
+            for i, bucket in zip(members, buckets, strict=True):
+                for s, grads in worker.unpack_bucket(i, to_host(bucket), kind).items():
+                    out[i][s].update(grads)
     return out

@@ -1,20 +1,22 @@
 """Execute a Plan on MPI processes: one process per mesh rank, the same interpreter.
 
-Process w is mesh rank w at ``(d, p, t)`` (:class:`~ringpipe.mpi.mesh_comm.MeshComm`).
+Process w is mesh rank w at ``(d, p, t, c)`` (:class:`~ringpipe.mpi.mesh_comm.MeshComm`).
 It holds only its own shard (:func:`~ringpipe.runtime.training.stage_shards` for its
-pipeline rank's stages and TP rank t) and runs the same
-:class:`~ringpipe.runtime.interpreter.PipelineInterpreter` and
-:class:`~ringpipe.runtime.training.TrainingWorker` as the in-process runtime, in
-local-rank mode (payload lists of length 1; the layers' all-reduces sum over the TP
-communicator with the plan's algorithm). What differs is only the transport and the
-group collective:
+pipeline rank's stages, TP rank t and EP rank) and its CP rank's sequence positions, and
+runs the same :class:`~ringpipe.runtime.interpreter.PipelineInterpreter` and
+:class:`~ringpipe.runtime.training.TrainingWorker` as the in-process runtime, holding
+one rank (payload lists of length 1; the layers' collectives run over the TP, CP and EP
+communicators with the plan's step tables,
+:class:`~ringpipe.runtime.layer_comm.MpiLayerComm`). What differs is only the transport
+and the group collective:
 
 * :class:`MpiTransport` posts a batch of SEND/RECV actions as ``Isend``/``Irecv`` on the
   PP communicator (same d and t; peer = ``placement[stage]``), tagged
   ``2·(stage·m + mb) + dir`` with the *receiving* stage and dir 0 for activations, 1 for
   gradients, and completes them with one ``Waitall``;
-* the TP and DP all-reduces run the step tables over the TP and DP communicators
-  (:class:`~ringpipe.mpi.group.ProcessGroup`), bitwise equal to the in-process executors.
+* the TP, DP × CP and EDP all-reduces run the step tables over those communicators
+  (:class:`~ringpipe.mpi.group.ProcessGroup`), bitwise equal to the in-process executors;
+  so do the CP ring's point-to-point steps and the EP all-to-alls.
 
 The DP bucket layout, the gradient accumulation order and the result assembly are those
 of the in-process runtime, so loss, outputs, gradients and counters are bitwise equal to
@@ -37,8 +39,16 @@ from ringpipe.mpi.mesh_comm import MeshComm
 from ringpipe.runtime.device import DeviceSetup, HostStagedTransport, NcclGroup, host_staged_reduce
 from ringpipe.runtime.groups import CountedAllReduce, RankTally
 from ringpipe.runtime.interpreter import Key, PipelineInterpreter, Recv, Send
-from ringpipe.runtime.result import Batch, PlanResult, RankCounters, RankOutput, assemble_result
-from ringpipe.runtime.training import TrainingWorker, microbatches, stage_shards
+from ringpipe.runtime.layer_comm import MpiLayerComm
+from ringpipe.runtime.result import (
+    Batch,
+    PlanResult,
+    RankCounters,
+    RankOutput,
+    assemble_result,
+    holds_grads,
+)
+from ringpipe.runtime.training import TrainingWorker, rank_microbatches, stage_shards
 
 if TYPE_CHECKING:
     from ringpipe.plan.training import Plan
@@ -106,23 +116,25 @@ def _agree_on_inputs(plan: Plan, params: dict, batch: object, mc: MeshComm) -> N
 
 
 def _group_reduces(plan: Plan, mc: MeshComm, device: DeviceSetup | None,
-                   collectives: str) -> tuple[Any, Any]:
-    """The (TP, DP) reduction callables: step tables over the communicators, on the host
-    or staged through it from the device, or NCCL."""
+                   collectives: str) -> tuple[Any, Any, Any]:
+    """The (TP, DP × CP, EDP) reduction callables: step tables over the communicators, on
+    the host or staged through it from the device, or NCCL (the EDP one, for expert
+    gradients, only for a MoE model)."""
+    moe = plan.config.is_moe  # expert gradients: only then a group for them
     if collectives == "nccl":
         if device is None:
             raise ValueError(f"rank {mc.rank}: collectives 'nccl' need a device (--device "
                              "cupy)")
-        return NcclGroup(mc.tp_comm, device), NcclGroup(mc.dp_comm, device)
+        return (NcclGroup(mc.tp_comm, device), NcclGroup(mc.dp_cp_comm, device),
+                NcclGroup(mc.edp_comm, device) if moe else None)
     if collectives != "steps":
         raise ValueError(f"rank {mc.rank}: collectives must be 'steps' or 'nccl', got "
                          f"{collectives!r}")
+    groups = (mc.tp, mc.dp_cp, mc.edp)
     if device is None:
-        return (communicator_reduce(mc.tp, plan.allreduce),
-                communicator_reduce(mc.dp, plan.allreduce))
+        return tuple(communicator_reduce(g, plan.allreduce) for g in groups)  # type: ignore[return-value]
     up = device.gpu.xp.asarray
-    return (host_staged_reduce(mc.tp, plan.allreduce, up),
-            host_staged_reduce(mc.dp, plan.allreduce, up))
+    return tuple(host_staged_reduce(g, plan.allreduce, up) for g in groups)  # type: ignore[return-value]
 
 
 def run_plan_mpi(plan: Plan, params: dict[str, np.ndarray], batch: Batch | tuple,
@@ -135,8 +147,8 @@ def run_plan_mpi(plan: Plan, params: dict[str, np.ndarray], batch: Batch | tuple
     Returns the PlanResult on rank 0 and None on the others.
 
     ``device`` (:mod:`ringpipe.runtime.device`): compute on the GPU the caller selected
-    (shards, activations, gradients on the device; PP messages staged through the host).
-    ``collectives``: ``"steps"`` (the plan's ring/tree step tables over MPI) or
+    (shards, activations, gradients on the device; PP, CP and EP messages staged through
+    the host). ``collectives``: ``"steps"`` (the plan's ring/tree step tables over MPI) or
     ``"nccl"`` (device only). Byte counters follow the plan's step table either way.
     """
     if getattr(plan, "kind", None) != "training":
@@ -145,10 +157,10 @@ def run_plan_mpi(plan: Plan, params: dict[str, np.ndarray], batch: Batch | tuple
     mc = mesh_comm if mesh_comm is not None else MeshComm(
         plan.mesh, mpi.COMM_WORLD if comm is None else comm)
     try:
-        d, p, t = mc.coord
+        d, p, t, c = mc.coord
         up = np.asarray if device is None else device.gpu.xp.asarray
         _agree_on_inputs(plan, params, batch, mc)
-        inputs, targets, scale = microbatches(plan, batch, d, up)
+        inputs, targets, scale = rank_microbatches(plan, batch, [mc.rank], up)
         transport = MpiTransport(mc.pp_comm, plan.microbatches, mpi)
         need = 2 * len(plan.stages) * plan.microbatches
         if need > transport.tag_ub:
@@ -156,27 +168,37 @@ def run_plan_mpi(plan: Plan, params: dict[str, np.ndarray], batch: Batch | tuple
                              f"{plan.microbatches} micro-batches need tags up to {need}, "
                              f"above this MPI's TAG_UB {transport.tag_ub}")
         tally = RankTally()
-        tp_fn, dp_fn = _group_reduces(plan, mc, device, collectives)
+        tp_fn, dense_fn, expert_fn = _group_reduces(plan, mc, device, collectives)
         tp_reduce = CountedAllReduce(tp_fn, plan.allreduce, "tp", mc.tp.size, [mc.tp.rank],
                                      [tally])
-        worker = TrainingWorker(plan, p, stage_shards(plan, params, p, [t], up), tp_reduce,
-                                inputs, targets, scale, local=True)
+        layer_comm = MpiLayerComm(mc, plan.allreduce, tp_reduce, tally, up)
+        worker = TrainingWorker(plan, p, [mc.rank],
+                                stage_shards(plan, params, p, [mc.rank], up), layer_comm,
+                                inputs, targets, scale)
         it = PipelineInterpreter(p, plan.schedule.actions[p], plan.schedule.placement, worker,
                                  transport if device is None else
                                  HostStagedTransport(transport, up), 1)
         it.run()
-        bucket = worker.gradient_bucket(0, np if device is None else device.gpu.xp)
-        CountedAllReduce(dp_fn, plan.allreduce, "dp", mc.dp.size, [mc.dp.rank],
-                         [tally])([bucket])
-        bucket = to_host(bucket)
+        grads: dict[int, dict] = {s: {} for s in worker.grads}
+        xp = np if device is None else device.gpu.xp
+        for kind, fn, group, counted in (("dense", dense_fn, mc.dp_cp, "dp"),
+                                         ("expert", expert_fn, mc.edp, "edp")):
+            if not worker.has_bucket(kind):
+                continue
+            bucket = worker.gradient_bucket(0, xp, kind)
+            CountedAllReduce(fn, plan.allreduce, counted, group.size, [group.rank],
+                             [tally])([bucket])
+            for s, g in worker.unpack_bucket(0, to_host(bucket), kind).items():
+                grads[s].update(g)
         tally.bytes_sent["pp"] = it.bytes_sent[0]
         holds = t == 0 and bool(worker.losses)
         mine = RankOutput(RankCounters(mc.rank, d, p, t, it.peak, tally.bytes_sent,
-                                       tally.calls),
-                          worker.unpack_bucket(0, bucket) if d == 0 else None,
-                          worker.losses if holds else None,
-                          {mb: to_host(o) for mb, o in worker.outputs.items()} if holds
-                          else None)
+                                       tally.calls, c),
+                          grads if holds_grads(plan.mesh, mc.rank) else None,
+                          {mb: v[0] for mb, v in worker.losses.items()} if holds else None,
+                          {mb: to_host(v[0]) for mb, v in worker.outputs.items()} if holds
+                          else None,
+                          sum(v[0] for v in worker.aux.values()) if t == 0 else 0.0)
         everyone = mc.comm.gather(mine, root=0)
         return assemble_result(plan, everyone) if mc.rank == 0 else None
     finally:

@@ -68,7 +68,8 @@ class RunDiff:
 
 def compare_runs(a: PlanResult, b: PlanResult) -> RunDiff:
     """Compare two results bit for bit: loss, outputs, every gradient, every counter."""
-    pairs = [("loss", np.float64(a.loss), np.float64(b.loss)), ("output", a.outputs, b.outputs)]
+    pairs = [("loss", np.float64(a.loss), np.float64(b.loss)), ("output", a.outputs, b.outputs),
+             ("aux_loss", np.float64(a.aux_loss), np.float64(b.aux_loss))]
     names = list(a.grads) + [n for n in b.grads if n not in a.grads]
     differing = []
     for name, x, y in pairs + [(n, a.grads.get(n), b.grads.get(n)) for n in names]:

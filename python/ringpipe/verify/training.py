@@ -28,9 +28,10 @@ class VerifyReport:
     tolerance: float
     loss: float
     reference_loss: float
-    errors: dict[str, float]  # "loss", "output", then one per parameter
+    errors: dict[str, float]  # "loss", "output", ("aux_loss",) then one per parameter
     abs_errors: dict[str, float]
     result: PlanResult
+    reference_aux_loss: float = 0.0
 
     def __repr__(self) -> str:  # the arrays of ``result`` would print ~100 KB
         return (f"VerifyReport(ok={self.ok}, max_rel_error={self.max_rel_error:.3e}, "
@@ -43,10 +44,20 @@ class VerifyReport:
 
     def as_json(self) -> dict[str, object]:
         """The ``ringpipe verify --json`` document."""
+        result = self.result
+        mesh = result.mesh
+        degrees = {} if mesh is None else {
+            axis: getattr(mesh, axis) for axis in ("dp", "pp", "cp", "tp", "ep", "etp", "edp")}
+        sent: dict[str, int] = {}
+        for c in result.counters:
+            for group, n in c.bytes_sent.items():
+                sent[group] = sent.get(group, 0) + n
         return {"ok": self.ok, "max_rel_error": self.max_rel_error, "loss": self.loss,
-                "reference_loss": self.reference_loss, "errors": self.errors,
-                "peak_activations": self.result.peak_activations,
-                "allreduce_calls": self.result.allreduce_calls}
+                "reference_loss": self.reference_loss, "aux_loss": result.aux_loss,
+                "reference_aux_loss": self.reference_aux_loss, "errors": self.errors,
+                "mesh": degrees, "bytes_sent": sent,
+                "peak_activations": result.peak_activations,
+                "allreduce_calls": result.allreduce_calls}
 
 
 def random_batch(config: ModelConfig, batch_size: int, seed: int) -> Batch:
@@ -87,11 +98,14 @@ def compare_to_reference(plan: Plan, result: PlanResult, params: dict[str, np.nd
     errors: dict[str, float] = {}
     abs_errors: dict[str, float] = {}
     pairs = [("loss", result.loss, ref.loss), ("output", result.outputs, ref.output)]
+    if cfg.is_moe and cfg.aux_loss_coeff:  # the MoE load-balancing loss, reported apart
+        pairs.append(("aux_loss", result.aux_loss, ref.aux_loss))
     pairs += [(name, result.grads[name], ref.grads[name]) for name in ref.grads]
     for name, got, want in pairs:
         errors[name], abs_errors[name] = relative_error(got, want)
     ok = all(e <= tol for e in errors.values()) and set(result.grads) == set(ref.grads)
-    return VerifyReport(ok, tol, result.loss, ref.loss, errors, abs_errors, result)
+    return VerifyReport(ok, tol, result.loss, ref.loss, errors, abs_errors, result,
+                        ref.aux_loss)
 
 
 def format_report(plan: Plan, report: VerifyReport, worst: int | None = 8) -> str:
@@ -100,11 +114,12 @@ def format_report(plan: Plan, report: VerifyReport, worst: int | None = 8) -> st
     lines = [f"# {plan!r}", f"# loss {report.loss:.17g}  reference {report.reference_loss:.17g}",
              f"{'tensor':<32} {'max abs err':>12} {'rel err':>12}"]
     shown = list(report.errors)
-    if worst is not None and len(shown) - 2 > worst:
-        grads = sorted(shown[2:], key=lambda n: -report.errors[n])[:worst]
-        shown = shown[:2] + grads
-        lines[-1] += (f"   (loss, output and the {worst} largest of {len(report.errors) - 2} "
-                      "gradient errors; --verbose lists all)")
+    head = 3 if "aux_loss" in report.errors else 2
+    if worst is not None and len(shown) - head > worst:
+        grads = sorted(shown[head:], key=lambda n: -report.errors[n])[:worst]
+        shown = shown[:head] + grads
+        lines[-1] += (f"   (loss, output and the {worst} largest of "
+                      f"{len(report.errors) - head} gradient errors; --verbose lists all)")
     for name in shown:
         rel = report.errors[name]
         lines.append(f"{name:<32} {report.abs_errors[name]:>12.3e} {rel:>12.3e}")

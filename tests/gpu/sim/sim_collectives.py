@@ -163,3 +163,14 @@ def test_more_ranks_than_the_kernel_takes():
     bufs = ranks(MAX_RANKS + 1, 3, np.float32)
     rejected(lambda b: ringpipe.all_reduce(b, backend="cupy"), bufs, ValueError,
              f"at most {MAX_RANKS} ranks")
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("n", [1, 2, 3, 5])
+def test_all_to_all_matches_numpy(dtype, n):
+    for blocks in (0, 1, 3):
+        xs = ranks(n, n * blocks, dtype, seed=blocks)
+        want = ringpipe.all_to_all(copies(xs), backend="numpy")
+        assert_same(ringpipe.all_to_all(copies(xs), backend="cupy", tuning=SMALL), want)
+        outs = [np.empty_like(x) for x in xs]
+        assert_same(ringpipe.all_to_all(copies(xs), backend="cupy", out=outs), want)

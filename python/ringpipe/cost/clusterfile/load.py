@@ -50,7 +50,8 @@ _LINK_KEYS = ("bandwidth_gbs", "latency_us")
 _KERNEL_INTS = ("sm_count", "tile_m", "tile_n")
 #: Most GPUs one node (one NVLink domain) may have: NVIDIA's largest, NVL576, has 576.
 MAX_GPUS_PER_NODE = 4096
-_KERNEL_KEYS = (*_KERNEL_INTS, "flash_fraction", "launch_overhead_us", "saturation")
+_KERNEL_KEYS = (*_KERNEL_INTS, "flash_fraction", "launch_overhead_us", "saturation",
+                "fp8_ratio", "grouped_gemm_efficiency")
 
 
 def _link(top: Section, key: str, extra: tuple[str, ...] = ()) -> Link:
@@ -67,6 +68,11 @@ def _kernels(top: Section) -> GpuKernels:
         fields["flash_fraction"] = t.real("flash_fraction", positive=True, maximum=1.0)
     if "saturation" in t:
         fields["saturation"] = t.real("saturation", minimum=0.0)
+    if "fp8_ratio" in t:
+        fields["fp8_ratio"] = t.real("fp8_ratio", minimum=0.0)
+    if "grouped_gemm_efficiency" in t:
+        fields["grouped_gemm_efficiency"] = t.real("grouped_gemm_efficiency", positive=True,
+                                                   maximum=1.0)
     if "launch_overhead_us" in t:
         fields["launch_overhead"] = t.real("launch_overhead_us", unit=MICROSECOND,
                                            minimum=0.0)

@@ -73,7 +73,7 @@ from ringpipe.cost.hardware.cluster import GB, Cluster, Link
 from ringpipe.cost.hardware.gemm_curve import GemmCurve
 from ringpipe.cost.hardware.gpu import MICROSECOND
 from ringpipe.kernels.registry import ALGORITHMS
-from ringpipe.model.config import DTYPES
+from ringpipe.model.config_checks import DTYPES
 from ringpipe.validation import check_int
 
 __all__ = ["MEASURED_KEYS", "calibration_from_dict"]

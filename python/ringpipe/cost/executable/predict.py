@@ -184,6 +184,10 @@ def _predict(plan: Plan, batch_size: int, cluster: Cluster, calibration: Calibra
         check_real("cpu_share", cpu_share, maximum=1.0, positive=True)
     if runtime not in RUNTIMES:
         raise ValueError(f"runtime must be one of {RUNTIMES}, got {runtime!r}")
+    if plan.mesh.cp > 1 or plan.mesh.ep > 1 or plan.config.is_moe:
+        raise ValueError("the executable-plan predictor prices dp × pp × tp plans of dense "
+                         f"models; this plan has cp={plan.mesh.cp}, ep={plan.mesh.ep}, "
+                         f"experts={plan.config.experts} (ringpipe plan prices those)")
     mesh, cal = plan.mesh, calibration
     b = plan.check_batch_size(batch_size)
     m, tp = plan.microbatches, mesh.tp

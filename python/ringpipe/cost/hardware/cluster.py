@@ -37,6 +37,8 @@ A cluster file (TOML or JSON, read by :mod:`ringpipe.cost.clusterfile.load`) loo
     flash_fraction = 0.6
     launch_overhead_us = 3
     saturation = 144               # d0 of the GEMM saturation term
+    fp8_ratio = 2                  # FP8 dense peak / 16-bit dense peak (0: no FP8)
+    grouped_gemm_efficiency = 1.0  # MoE grouped GEMMs' rate / a dense GEMM's
 
 **Device.** ``device`` says what a rank is: ``"gpu"`` (the presets) or ``"cpu"`` (a
 file ``ringpipe calibrate`` measured on CPU processes, labelled ``device = "cpu"``), so
@@ -215,7 +217,9 @@ class Cluster:
                         "tile_n": self.kernels.tile_n,
                         "flash_fraction": self.kernels.flash_fraction,
                         "saturation": self.kernels.saturation,
-                        "launch_overhead_us": self.kernels.launch_overhead / MICROSECOND},
+                        "launch_overhead_us": self.kernels.launch_overhead / MICROSECOND,
+                        "fp8_ratio": self.kernels.fp8_ratio,
+                        "grouped_gemm_efficiency": self.kernels.grouped_gemm_efficiency},
             **({"collectives": [m.to_dict() for m in self.collectives]}
                if self.collectives else {}),
         }

@@ -32,6 +32,18 @@ FlashAttention-3 (Shah et al. 2024) reports FA2 at ~35% and FA3 at ~75% of H100 
 Memory-bound kernels (norms, softmax, activations, residual adds, dropout, the
 optimizer step) take max(bytes / HBM bandwidth, launch).
 
+**FP8** (``fp8_ratio``): the dense FP8 tensor-core peak over the 16-bit one, 2 on Hopper
+(H100/H200 SXM: 1979 against 989 TFLOP/s dense, NVIDIA H100 datasheet), 0 on a GPU
+without FP8 tensor cores (A100): FP8 training is then refused. FP8 GEMMs run at
+``fp8_ratio`` × the 16-bit rate with the same η_max and saturation (an assumption: no
+FP8 GEMM table is fitted).
+
+**Grouped GEMMs** (``grouped_gemm_efficiency``): MoE experts run as one grouped GEMM
+over the local experts, each at its own (small) shape; wave quantisation counts the
+tiles of the whole group, and the rate is multiplied by this efficiency (default 1.0:
+no penalty beyond the per-expert shapes' own saturation; set it from a measurement in
+the cluster file's ``[kernels]``).
+
 Defaults per GPU type: A100 SXM has 108 SMs, H100 SXM 132 (NVIDIA whitepapers);
 cuBLAS's large 16-bit tiles are 128×256 on both. The cluster file's ``[kernels]``
 table overrides any of them, ``saturation`` included (``ringpipe calibrate`` is meant to
@@ -64,6 +76,8 @@ class GpuKernels:
     flash_fraction: float = 0.6
     launch_overhead: float = 3.0 * MICROSECOND
     saturation: float = CALIBRATED_SATURATION
+    fp8_ratio: float = 0.0
+    grouped_gemm_efficiency: float = 1.0
 
     def __post_init__(self) -> None:
         for name in ("sm_count", "tile_m", "tile_n"):
@@ -76,6 +90,11 @@ class GpuKernels:
         if not 0 <= self.saturation <= MAX_SATURATION:  # beyond, sat(M, N, K) underflows
             raise ValueError(f"GpuKernels.saturation must be in [0, {MAX_SATURATION:g}], "
                              f"got {self.saturation}")
+        check_real("GpuKernels.fp8_ratio", self.fp8_ratio, 0.0)
+        check_real("GpuKernels.grouped_gemm_efficiency", self.grouped_gemm_efficiency)
+        if not 0 < self.grouped_gemm_efficiency <= 1:
+            raise ValueError(f"GpuKernels.grouped_gemm_efficiency must be in (0, 1], got "
+                             f"{self.grouped_gemm_efficiency}")
         if self.launch_overhead < 0:
             raise ValueError(f"GpuKernels.launch_overhead must be >= 0, got "
                              f"{self.launch_overhead}")
@@ -105,5 +124,7 @@ class GpuKernels:
 #: A100 SXM (108 SMs) and H100 SXM (132 SMs); FlashAttention fractions from the papers
 #: cited in the module docstring (A100: FA2 forward/backward average ≈ 0.6; H100: 0.5,
 #: between FA2's 0.35 and FA3's 0.75, as cuDNN/Transformer Engine attention reaches).
+#: FP8: none on A100, twice the 16-bit peak on H100.
 A100 = GpuKernels(sm_count=108, flash_fraction=0.6, saturation=CALIBRATED_SATURATION)
-H100 = GpuKernels(sm_count=132, flash_fraction=0.5, saturation=CALIBRATED_SATURATION)
+H100 = GpuKernels(sm_count=132, flash_fraction=0.5, saturation=CALIBRATED_SATURATION,
+                  fp8_ratio=2.0)

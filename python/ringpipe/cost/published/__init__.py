@@ -12,6 +12,9 @@ The folder holds:
   - ``bloom_181b_splits.csv``, ``korthikanti_2022.csv``, ``llama3_405b.csv`` — held-out
     training measurements (BigScience BLOOM-181B splits, Korthikanti et al. 2022,
     Llama 3 405B);
+  - ``llama3_405b_long_context.csv``, ``nemo_long_sequence.csv``,
+    ``megatron_bridge_h100.csv``, ``deepseek_v3_report.csv`` — held-out long-context,
+    MoE and FP8 training measurements (:mod:`.parallel_runs`);
   - ``zero_bubble_2024.csv`` — held-out schedule comparison on one cluster (Qi et al.,
     Zero Bubble Pipeline Parallelism, ICLR 2024: 1F1B, 1F1B-I, ZB-1p, ZB-2p; throughput
     and memory per GPU);
@@ -31,8 +34,9 @@ The folder holds:
   ``TRTLLM_FIRST_TOKEN``, ``predictions``, ``calibrate``).
 
 * The reports: :mod:`.validate` (``python -m ringpipe.cost.validate``: the training
-  model's out-of-sample errors), :mod:`.zero_bubble` (``python -m
-  ringpipe.cost.published.zero_bubble``: which schedule is fastest, and peak memory, on
-  one cluster) and :mod:`.inference_report` (``python -m ringpipe.cost.inference_report``:
-  the inference model's accuracy tables).
+  model's out-of-sample errors), :mod:`.parallel_report`
+  (``python -m ringpipe.cost.published.parallel_report``: CP, EP and FP8), :mod:`.zero_bubble`
+  (``python -m ringpipe.cost.published.zero_bubble``: which schedule is fastest, and peak
+  memory, on one cluster) and :mod:`.inference_report` (``python -m
+  ringpipe.cost.inference_report``: the inference model's accuracy tables).
 """

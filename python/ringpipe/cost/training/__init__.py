@@ -1,14 +1,17 @@
-"""The training cost model: price one TP × PP × DP configuration, search them all.
+"""The training cost model: price one TP × CP × PP × DP (× EP) configuration, search them all.
 
 * :mod:`.spec`: :class:`TrainingSpec` (global batch, micro-batch, dtype, recompute) and
   the FLOPs one step executes;
 * :mod:`.recipe`: the recipe (sequence parallelism, flash attention, distributed
   optimizer, overlap), today's Megatron-LM by default;
 * :mod:`.operators`: one layer as its operators on one TP rank;
-* :mod:`.memory`: model states and activations per GPU;
+* :mod:`.memory`: model states and activations per GPU; :mod:`.rank_memory`: what each
+  pipeline rank holds (dense and expert parameters, memory);
 * :mod:`.stages`: each stage's parameters and activation bytes (embedding, logits, the
   weight-gradient state), the layout priced; :mod:`.split`: the balanced split with the
   planner's own costs and memory; :mod:`.synth`: the synthesised schedule (``auto``);
+* :mod:`.optimes`: seconds per micro-batch by pass;
+* :mod:`.parallel`: context parallelism, MoE / expert parallelism and FP8;
 * :mod:`.pipeline`: the pipeline's timing and per-rank memory from the schedule simulator;
 * :mod:`.prediction`: :class:`Config` (one search point) and :class:`StepPrediction`;
 * :mod:`.step_time`: :class:`StepModel`, ``predict(config) -> StepPrediction``;

@@ -9,7 +9,8 @@ from ringpipe.cost.hardware.cluster import Cluster
 from ringpipe.cost.hardware.wording import GPU_WORDS, wording
 from ringpipe.cost.training.prediction import StepPrediction
 
-PARTS = ("compute_time", "tp_comm_time", "bubble_time", "dp_comm_time", "optimizer_time")
+PARTS = ("compute_time", "tp_comm_time", "bubble_time", "dp_comm_time", "optimizer_time",
+         "cp_comm_time", "ep_comm_time")
 
 
 def _part(name: str, a: StepPrediction, b: StepPrediction, cluster: Cluster) -> str:
@@ -29,6 +30,12 @@ def _part(name: str, a: StepPrediction, b: StepPrediction, cluster: Cluster) -> 
         return (f"compute {a.compute_time:.2f} s vs {b.compute_time:.2f} s (recompute "
                 f"{ca.recompute} vs {cb.recompute}, micro-batch {ca.microbatch_size} vs "
                 f"{cb.microbatch_size}, GEMMs split {ca.tp} vs {cb.tp} ways)")
+    if name == "cp_comm_time":
+        return (f"exposed ring-attention exchange {a.cp_comm_time:.2f} s vs "
+                f"{b.cp_comm_time:.2f} s (cp={ca.cp} vs cp={cb.cp})")
+    if name == "ep_comm_time":
+        return (f"MoE dispatch/combine all-to-alls {a.ep_comm_time:.2f} s vs "
+                f"{b.ep_comm_time:.2f} s (ep={ca.ep} vs ep={cb.ep})")
     if name == "dp_comm_time":
         return (f"exposed data-parallel communication {a.dp_comm_time:.2f} s vs "
                 f"{b.dp_comm_time:.2f} s (dp={ca.dp} vs dp={cb.dp})")

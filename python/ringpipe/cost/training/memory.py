@@ -56,6 +56,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ringpipe.cost.hardware.cluster import GIB
+from ringpipe.cost.training.parallel.experts import MoeShape
 from ringpipe.cost.training.recipe import Recipe
 from ringpipe.cost.training.spec import RECOMPUTE
 from ringpipe.model.config import ModelConfig
@@ -80,35 +81,45 @@ def state_bytes_per_param(dtype: str, recipe: Recipe, dp: int) -> tuple[float, f
 
 
 def activation_bytes(model: ModelConfig, batch: int, tp: int, recompute: str,
-                     recipe: Recipe) -> float:
-    """Activation bytes one layer keeps for the backward (module docstring)."""
+                     recipe: Recipe, cp: int = 1, fp8: bool = False,
+                     moe: MoeShape | None = None) -> float:
+    """Activation bytes one layer keeps for the backward (module docstring); with
+    context parallelism each rank holds s/cp positions; ``fp8`` keeps the linear layers'
+    inputs in FP8; ``moe``: a MoE layer's experts instead of the MLP."""
     if recompute not in RECOMPUTE:
         raise ValueError(f"recompute must be one of {RECOMPUTE}, got {recompute!r}")
-    sbh = float(model.seq * batch * model.hidden)
+    sbh = float(model.seq * batch * model.hidden) / cp
     rep = 1.0 / tp if recipe.sequence_parallel else 1.0
     if recompute == "full":
         return 2.0 * sbh * rep
     masks = 2.0 if model.dropout else 0.0
-    replicated = 4.0 + 4.0 + masks
+    linear_in = 1.0 if fp8 else 2.0                     # a GEMM input kept for the backward
+    replicated = 4.0 + 2.0 * linear_in + masks
     fh = model.ffn / model.hidden
-    mlp = (6.0 if model.gated_mlp else 4.0) * fh
-    sharded = 2.0 * (1 + 2 * model.kv_ratio) + 2.0 + mlp
+    if model.gated_mlp:
+        mlp = 4.0 * fh + linear_in * fh                  # gate and up outputs, fc2 input
+    else:
+        mlp = 2.0 * fh + linear_in * fh                  # GeLU input, fc2 input
+    sharded = 2.0 * (1 + 2 * model.kv_ratio) + linear_in + (0.0 if moe else mlp)
     if recompute == "selective" and recipe.flash_attention:
-        replicated -= 4.0                               # norm outputs, recomputed
-        sharded -= 2.0 * fh                             # activation output, recomputed
+        replicated -= 2.0 * linear_in                   # norm outputs, recomputed
+        sharded -= 0.0 if moe else linear_in * fh        # activation output, recomputed
     total = sbh * (replicated * rep + sharded / tp)
     if recipe.flash_attention:
-        total += 4.0 * model.heads * model.seq * batch / tp   # fp32 log-sum-exp
+        total += 4.0 * model.heads * model.seq * batch / tp / cp   # fp32 log-sum-exp
     elif recompute == "none":
         scores = (5.0 if model.dropout else 2.0) * model.heads * model.seq ** 2 * batch
-        total += scores / tp
+        total += scores / tp / cp
+    if moe is not None:
+        total += moe.activation_bytes(model, batch, tp, cp, recompute, recipe, fp8)
     return total
 
 
 def comm_buffer_bytes(model: ModelConfig, batch: int, tp: int, recipe: Recipe,
-                      nbytes: int) -> float:
-    """NCCL buffers of the TP, PP and DP communicators plus the SP gather buffer."""
-    gather = model.seq * batch * model.hidden * nbytes if recipe.sequence_parallel \
+                      nbytes: int, cp: int = 1) -> float:
+    """NCCL buffers of the TP, PP and DP communicators plus the SP gather buffer (of the
+    s / cp positions a CP rank holds)."""
+    gather = model.seq * batch * model.hidden * nbytes / cp if recipe.sequence_parallel \
         and tp > 1 else 0.0
     return 3 * NCCL_BYTES_PER_COMMUNICATOR + gather
 

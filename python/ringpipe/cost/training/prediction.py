@@ -95,24 +95,44 @@ class Config:
         return self.mesh.dp
 
     @property
+    def cp(self) -> int:
+        """Context-parallel size."""
+        return self.mesh.cp
+
+    @property
+    def ep(self) -> int:
+        """Expert-parallel size (MoE layers)."""
+        return self.mesh.ep
+
+    @property
+    def etp(self) -> int:
+        """Expert-tensor-parallel size (MoE layers)."""
+        return self.mesh.etp  # type: ignore[return-value]
+
+    @property
     def world(self) -> int:
-        """GPUs used, tp · pp · dp."""
+        """GPUs used, tp · cp · pp · dp."""
         return self.mesh.world
 
     def label(self) -> str:
-        """Short human-readable form, e.g. ``tp8 pp4 dp1 interleaved-1f1b v3 mb1 full``."""
+        """Short human-readable form, e.g. ``tp8 pp4 dp1 interleaved-1f1b v3 mb1 full``
+        (``cp``, ``ep`` and ``etp`` appear when they are not 1, resp. not tp)."""
         v = f" v{self.chunks}" if self.chunks > 1 else ""
+        cp = f" cp{self.cp}" if self.cp > 1 else ""
+        ep = f" ep{self.ep}" if self.ep > 1 else ""
+        etp = f" etp{self.etp}" if self.etp != self.tp else ""
         split = "" if self.split_name == "even" else f" {self.split_name}"
-        return (f"tp{self.tp} pp{self.pp} dp{self.dp} {self.schedule}{v} "
+        return (f"tp{self.tp}{cp} pp{self.pp} dp{self.dp}{ep}{etp} {self.schedule}{v} "
                 f"mb{self.microbatch_size} {self.recompute}{split}")
 
 
 @dataclass(frozen=True)
 class StepPrediction:
     """A configuration's predicted step. Times in seconds; compute, TP communication,
-    bubble, exposed DP communication and the optimizer step add up to ``step_time``
-    (compute, TP and bubble are averages over pipeline ranks). ``assumptions``: what
-    decided it (:meth:`~ringpipe.cost.training.step_time.StepModel.assumptions`)."""
+    the exposed CP ring and MoE all-to-alls, bubble, exposed DP communication, the
+    optimizer step and the FP8 weight casts add up to ``step_time`` (compute, TP, CP, EP
+    and bubble are averages over pipeline ranks). ``assumptions``: what decided it
+    (:meth:`~ringpipe.cost.training.step_time.StepModel.assumptions`)."""
 
     config: Config
     num_microbatches: int
@@ -135,6 +155,9 @@ class StepPrediction:
     peak_in_flight: tuple[int, ...] = ()
     layout: str = ""
     assumptions: Mapping[str, object] = field(default_factory=dict, compare=False)
+    cp_comm_time: float = 0.0
+    ep_comm_time: float = 0.0
+    fp8_cast_time: float = 0.0
 
     @property
     def total_s(self) -> float:
@@ -189,19 +212,29 @@ class StepPrediction:
 
     @property
     def comm_fraction(self) -> float:
-        """Exposed communication (TP and DP) as a fraction of the step."""
-        return (self.tp_comm_time + self.dp_comm_time) / self.step_time
+        """Exposed communication (TP, CP, EP and DP) as a fraction of the step."""
+        return (self.tp_comm_time + self.cp_comm_time + self.ep_comm_time
+                + self.dp_comm_time) / self.step_time
 
     def parts(self) -> dict[str, float]:
-        """The five parts of the step time, seconds."""
-        return {"compute": self.compute_time, "tp_comm": self.tp_comm_time,
-                "bubble": self.bubble_time, "dp_comm_exposed": self.dp_comm_time,
-                "optimizer": self.optimizer_time}
+        """The parts of the step time, seconds (the CP, EP and FP8 parts only where
+        the configuration has them)."""
+        out = {"compute": self.compute_time, "tp_comm": self.tp_comm_time,
+               "bubble": self.bubble_time, "dp_comm_exposed": self.dp_comm_time,
+               "optimizer": self.optimizer_time}
+        for name, value, present in (
+                ("cp_comm_exposed", self.cp_comm_time, self.config.cp > 1),
+                ("ep_comm", self.ep_comm_time, self.config.ep > 1 or self.ep_comm_time > 0),
+                ("fp8_weight_casts", self.fp8_cast_time, self.fp8_cast_time > 0)):
+            if present:
+                out[name] = value
+        return out
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON form the ``plan`` command prints for a candidate."""
         c = self.config
-        return {"tp": c.tp, "pp": c.pp, "dp": c.dp, "schedule": c.schedule,
+        return {"tp": c.tp, "pp": c.pp, "dp": c.dp, "cp": c.cp, "ep": c.ep, "etp": c.etp,
+                "schedule": c.schedule,
                 "chunks": c.chunks, "microbatch_size": c.microbatch_size,
                 "recompute": c.recompute, "num_microbatches": self.num_microbatches,
                 "step_time_s": self.step_time,

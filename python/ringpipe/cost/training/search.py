@@ -1,8 +1,11 @@
-"""The planner's search: enumerate TP × PP × DP configurations, drop what does not fit, rank.
+"""The planner's search: enumerate TP × CP × PP × DP (× EP) configurations, drop what does
+not fit, rank.
 
 Search space (each dimension can be pinned):
 
-* every factorisation tp · pp · dp of the cluster's GPUs where tp divides the heads
+* context parallelism cp, and for MoE models the expert grid (ep, etp)
+  (:mod:`ringpipe.cost.training.parallel.space`);
+* every factorisation tp · pp · dp of the cluster's GPUs / cp where tp divides the heads
   (and KV heads), dp divides the global batch and pp·v stages can hold the layers;
 * every built-in schedule (:data:`ringpipe.schedules.SCHEDULES`: GPipe, 1F1B,
   interleaved 1F1B with v = 2 .. ``max_chunks`` chunks per rank, ZB-H1, ZB-V,
@@ -31,7 +34,6 @@ those pins gives the best unpinned configuration to compare with
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, replace
 
 from ringpipe.cost.hardware.cluster import GIB, Cluster
@@ -39,12 +41,13 @@ from ringpipe.cost.hardware.wording import wording
 from ringpipe.cost.training.explain import explain, explain_pinned
 from ringpipe.cost.training.memory import DEFAULT_HEADROOM_GIB
 from ringpipe.cost.training.options import schedule_options
+from ringpipe.cost.training.parallel.explain import parallelism_note
+from ringpipe.cost.training.parallel.space import meshes
 from ringpipe.cost.training.pipeline import PipelineSimulator, PricingLimit
 from ringpipe.cost.training.prediction import Config, StepPrediction
 from ringpipe.cost.training.spec import RECOMPUTE, TrainingSpec
 from ringpipe.cost.training.step_time import StepModel
 from ringpipe.limits import DEFAULT_LIMITS, Limits
-from ringpipe.mesh import Mesh
 from ringpipe.model.config import ModelConfig
 from ringpipe.plan.layout import SPLITS, PipelineLayout
 from ringpipe.schedules import SCHEDULES, resolve_chunks, schedule_spec
@@ -65,6 +68,9 @@ class SearchSpace:
     pp: int | None = None
     dp: int | None = None
     schedule: str | None = None
+    cp: int | None = None
+    ep: int | None = None
+    etp: int | None = None
     chunks: int | None = None
     schedules: tuple[str, ...] = DEFAULT_SCHEDULES
     microbatch_sizes: tuple[int, ...] = DEFAULT_MICROBATCH_SIZES
@@ -74,7 +80,7 @@ class SearchSpace:
     layout: PipelineLayout | None = None
 
     def __post_init__(self) -> None:
-        for name in ("tp", "pp", "dp", "chunks"):
+        for name in ("tp", "pp", "dp", "chunks", "cp", "ep", "etp"):
             if getattr(self, name) is not None:
                 check_int(name, getattr(self, name))
         if self.split is not None and self.split not in SPLITS:
@@ -94,8 +100,8 @@ class SearchSpace:
 
     @property
     def pinned(self) -> bool:
-        """Whether any of tp, pp, dp is pinned."""
-        return any(getattr(self, n) is not None for n in ("tp", "pp", "dp"))
+        """Whether any of tp, pp, dp, cp, ep is pinned."""
+        return any(getattr(self, n) is not None for n in ("tp", "pp", "dp", "cp", "ep"))
 
 
 @dataclass(frozen=True)
@@ -138,8 +144,11 @@ class SearchReport:
         if best is None:
             return "No configuration fits."
         if self.unpinned_best is not None:
-            return explain_pinned(best, self.unpinned_best, self.cluster)
-        return explain(best, self.runner_up, self.cluster, self.pinned)
+            text = explain_pinned(best, self.unpinned_best, self.cluster)
+        else:
+            text = explain(best, self.runner_up, self.cluster, self.pinned)
+        note = parallelism_note(best, self.candidates, self.cluster, self.model.is_moe)
+        return f"{text} {note}" if note else text
 
 
 class FitsNowhere(ValueError):
@@ -155,49 +164,6 @@ class FitsNowhere(ValueError):
             f"{c.memory_bytes / GIB:.0f} GiB each, {report.headroom / GIB:g} GiB headroom): "
             f"the smallest memory per {wording(c).rank} any configuration needs is "
             f"{smallest.memory.total / GIB:.1f} GiB ({smallest.config.label()})")
-
-
-def _divisors(n: int) -> list[int]:
-    """The divisors of ``n`` in increasing order, by trial division up to sqrt(n)."""
-    small = [d for d in range(1, math.isqrt(n) + 1) if n % d == 0]
-    return small + [n // d for d in reversed(small) if d * d != n]
-
-
-def factorisations(model: ModelConfig, training: TrainingSpec, world: int,
-                   space: SearchSpace = SearchSpace()) -> list[tuple[int, int, int]]:
-    """Every (tp, pp, dp) with tp·pp·dp = ``world`` the model, batch and pins allow."""
-    pinned = [getattr(space, n) for n in ("tp", "pp", "dp")]
-    if all(v is not None for v in pinned) and pinned[0] * pinned[1] * pinned[2] != world:
-        raise ValueError(f"tp × pp × dp = {pinned[0]} × {pinned[1]} × {pinned[2]} = "
-                         f"{pinned[0] * pinned[1] * pinned[2]} GPUs, but the cluster has {world}")
-    for name in ("tp", "pp", "dp"):
-        pin = getattr(space, name)
-        if pin is not None and pin > world:
-            raise ValueError(f"{name}={pin} needs more GPUs than the cluster's {world}")
-        if pin is not None and world % pin:
-            raise ValueError(f"{name}={pin} does not divide the cluster's {world} GPUs")
-    out = []
-    for tp in _divisors(world):
-        if model.heads % tp or model.kv_heads % tp or space.tp not in (None, tp):
-            continue
-        for pp in _divisors(world // tp):
-            dp = world // (tp * pp)
-            uneven = space.allow_uneven or space.pp is not None or "balanced" in space.splits
-            layers_ok = model.layers % pp == 0 or (uneven and pp <= model.layers + 2) \
-                or space.layout is not None
-            if not layers_ok or training.global_batch % dp or space.pp not in (None, pp) \
-                    or space.dp not in (None, dp):
-                continue
-            out.append((tp, pp, dp))
-    if not out:
-        pins = ", ".join(f"{n}={getattr(space, n)}" for n in ("tp", "pp", "dp")
-                         if getattr(space, n) is not None)
-        raise ValueError(
-            f"no TP×PP×DP factorisation of {world} GPUs fits {model.name}: tp must divide "
-            f"heads ({model.heads}) and kv_heads ({model.kv_heads}), pp stages must hold the "
-            f"layers ({model.layers}), dp must divide global_batch ({training.global_batch})"
-            + (f", with {pins}" if pins else ""))
-    return out
 
 
 def _recomputes(training: TrainingSpec) -> tuple[str, ...]:
@@ -231,9 +197,8 @@ def _search(step: StepModel, space: SearchSpace) -> list[StepPrediction]:
     model, training, cluster = step.model, step.training, step.cluster
     sizes = (training.microbatch_size,) if training.microbatch_size else space.microbatch_sizes
     found: list[StepPrediction] = []
-    for tp, pp, dp in factorisations(model, training, cluster.world, space):
-        per_replica = training.global_batch // dp
-        mesh = Mesh(dp=dp, pp=pp, tp=tp)
+    for mesh in meshes(model, training, cluster.world, space):
+        per_replica, pp = training.global_batch // mesh.dp, mesh.pp
         options = schedule_options(model, pp, space)
         for name, v, split in options:
             even = (name, v, "even") in options and split == "balanced"
@@ -257,14 +222,17 @@ def _search(step: StepModel, space: SearchSpace) -> list[StepPrediction]:
 
 def search(model: ModelConfig, training: TrainingSpec, cluster: Cluster,
            space: SearchSpace = SearchSpace(), headroom_gib: float = DEFAULT_HEADROOM_GIB,
-           compare_unpinned: bool = True, limits: Limits = DEFAULT_LIMITS) -> SearchReport:
+           compare_unpinned: bool = True, placement: str = "ringpipe",
+           limits: Limits = DEFAULT_LIMITS) -> SearchReport:
     """Search, price and rank (module docstring); raises :class:`FitsNowhere` (a
     ValueError) when no candidate fits, and ValueError when none can be built.
-    ``compare_unpinned``: with tp/pp/dp pins, also search without them. ``limits``:
-    ``max_schedule_cells`` bounds each pipeline simulation (:class:`PricingLimit`)."""
+    ``compare_unpinned``: with tp/pp/dp pins, also search without them; ``placement``:
+    which GPU each mesh rank runs on (:mod:`ringpipe.cost.training.parallel.groups`);
+    ``limits``: ``max_schedule_cells`` bounds each pipeline simulation
+    (:class:`PricingLimit`)."""
     check_real("headroom (GiB)", headroom_gib, 0.0)
     step = StepModel(model, training, cluster, headroom=headroom_gib * GIB,
-                     sim=PipelineSimulator(limits))
+                     sim=PipelineSimulator(limits), placement=placement)
     found = _search(step, space)
     if not space.allow_uneven and not any(p.fits for p in found):
         uneven = replace(space, allow_uneven=True)
@@ -284,7 +252,8 @@ def search(model: ModelConfig, training: TrainingSpec, cluster: Cluster,
         # a pinned pp that does not divide the layers is an uneven split: compare with
         # the unpinned search on the same terms
         uneven = space.allow_uneven or (space.pp is not None and model.layers % space.pp != 0)
-        free = _search(step, replace(space, tp=None, pp=None, dp=None, allow_uneven=uneven))
+        free = _search(step, replace(space, tp=None, pp=None, dp=None, cp=None, ep=None,
+                                     allow_uneven=uneven))
         unpinned = next((p for p in free if p.fits), None)
     report = SearchReport(model, training, cluster, tuple(found), step.headroom, unpinned,
                         space.pinned)

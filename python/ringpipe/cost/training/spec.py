@@ -27,10 +27,13 @@ from types import MappingProxyType
 
 from ringpipe.cost.training.recipe import MEGATRON, Recipe
 from ringpipe.model.config import ModelConfig
-from ringpipe.validation import check_int
+from ringpipe.validation import check_int, check_real
 
 RECOMPUTE = ("none", "selective", "full")
-DTYPES = MappingProxyType({"bf16": 2, "fp16": 2})
+#: Training dtypes and the bytes of an activation, gradient or message element: FP8
+#: keeps those 16-bit (only GEMM operands and the saved GEMM inputs are FP8:
+#: :mod:`ringpipe.cost.training.parallel.fp8`).
+DTYPES = MappingProxyType({"bf16": 2, "fp16": 2, "fp8": 2})
 
 
 def _check_int(owner: str, name: str, value: object, minimum: int = 1) -> None:
@@ -43,6 +46,10 @@ class TrainingSpec:
 
     ``recipe``: sequence parallelism, flash attention, distributed optimizer, overlap
     (:class:`ringpipe.cost.training.recipe.Recipe`; default: today's Megatron-LM recipe).
+    ``dtype`` "fp8": Transformer Engine's FP8 recipe with bf16 master weights
+    (:mod:`ringpipe.cost.training.parallel.fp8`). ``moe_imbalance`` (λ ≥ 1): for MoE models, the
+    rows the most loaded expert-parallel rank receives over the mean (1: a perfectly
+    balanced router; :mod:`ringpipe.cost.training.parallel.experts`).
     """
 
     global_batch: int
@@ -50,6 +57,7 @@ class TrainingSpec:
     dtype: str = "bf16"
     recompute: str | None = None
     recipe: Recipe = MEGATRON
+    moe_imbalance: float = 1.0
 
     def __post_init__(self) -> None:
         _check_int("TrainingSpec", "global_batch", self.global_batch)
@@ -67,6 +75,14 @@ class TrainingSpec:
         if not isinstance(self.recipe, Recipe):
             raise TypeError(f"TrainingSpec.recipe must be a Recipe, got "
                             f"{type(self.recipe).__name__}")
+        if check_real("TrainingSpec.moe_imbalance", self.moe_imbalance) < 1:
+            raise ValueError(f"TrainingSpec.moe_imbalance must be >= 1 (the busiest rank over "
+                             f"the mean), got {self.moe_imbalance}")
+
+    @property
+    def fp8(self) -> bool:
+        """Whether the linear layers run Transformer Engine's FP8 recipe."""
+        return self.dtype == "fp8"
 
     @property
     def dtype_bytes(self) -> int:

@@ -12,14 +12,19 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from ringpipe.cost.training.memory import (
+    NCCL_BYTES_PER_COMMUNICATOR,
     RESERVED_BYTES,
     activation_bytes,
     comm_buffer_bytes,
     state_bytes_per_param,
 )
 from ringpipe.cost.training.prediction import Config
+from ringpipe.cost.training.rank_memory import (
+    layer_state_bytes,
+    moe_shape,
+    stage_activation_bytes,
+)
 from ringpipe.cost.training.spec import TrainingSpec
-from ringpipe.cost.training.stages import stage_bytes
 from ringpipe.model.config import ModelConfig
 from ringpipe.plan.layout import LayoutStage, PipelineLayout
 
@@ -31,12 +36,14 @@ __all__ = ["balanced_layout", "buffer_bytes"]
 
 def buffer_bytes(model: ModelConfig, training: TrainingSpec, config: Config) -> float:
     """NCCL buffers, the SP gather buffer and, with pp > 1, one activation and one
-    gradient message being received (:mod:`.memory`)."""
+    gradient message being received (:mod:`.memory`), per CP rank; one more NCCL
+    communicator for the CP ring, two for EP and EDP."""
     t, b = config.tp, config.microbatch_size
-    buffers = comm_buffer_bytes(model, b, t, training.recipe, training.dtype_bytes)
+    buffers = comm_buffer_bytes(model, b, t, training.recipe, training.dtype_bytes, config.cp)
+    buffers += ((config.cp > 1) + 2 * (config.ep > 1)) * NCCL_BYTES_PER_COMMUNICATOR
     if config.pp > 1:
         rep = t if training.recipe.sequence_parallel else 1
-        buffers += 2.0 * model.seq * b * model.hidden * training.dtype_bytes / rep
+        buffers += 2.0 * model.seq * b * model.hidden * training.dtype_bytes / rep / config.cp
     return buffers
 
 
@@ -49,7 +56,7 @@ def balanced_layout(step: StepModel, config: Config, m: int,
     that fits, the balanced split ignoring memory (the memory check then says so)."""
     mdl, tr, t, b = step.model, step.training, config.tp, config.microbatch_size
     costs = step._layer_costs(config)
-    one = costs.layer(b, config.recompute)
+    one = costs.layer(b, config.recompute, moe=mdl.is_moe)  # a MoE model: its MoE layers
     emb, head = costs.embedding(b), costs.head(b)
 
     def total(x: object) -> float:
@@ -57,11 +64,12 @@ def balanced_layout(step: StepModel, config: Config, m: int,
 
     stages = len(placement)
     counts = step.sim.peak_per_stage(config.schedule, config.pp, m, config.chunks)
-    w, g, o = state_bytes_per_param(tr.dtype, tr.recipe, config.dp)
+    w, g, o = state_bytes_per_param(tr.dtype, tr.recipe, config.dp * config.cp)
     per_param = (w + g + o) / t
-    act = activation_bytes(mdl, b, t, config.recompute, tr.recipe)
+    act = activation_bytes(mdl, b, t, config.recompute, tr.recipe, config.cp, tr.fp8,
+                           moe_shape(step, config))
     ends = PipelineLayout((LayoutStage(True, 0, False), LayoutStage(False, 0, True)))
-    fixed_stage = stage_bytes(mdl, b, t, config.recompute, tr.recipe, ends, tr.dtype_bytes)
+    fixed_stage = stage_activation_bytes(step, config, ends)
     fixed = [buffer_bytes(step.model, step.training, config) + RESERVED_BYTES] * config.pp
     fixed[placement[0]] += mdl.embedding_params * per_param + counts[0] * fixed_stage.held[0]
     fixed[placement[-1]] += (mdl.output_params + mdl.norm_params) * per_param \
@@ -71,7 +79,7 @@ def balanced_layout(step: StepModel, config: Config, m: int,
     try:
         return PipelineLayout.balanced(
             mdl.layers, stages, **kw, fixed_memory=fixed,
-            layer_memory=[mdl.params_per_layer * per_param + counts[s] * act
+            layer_memory=[layer_state_bytes(step, config) + counts[s] * act
                           for s in range(stages)],
             memory_cap=max(0.0, step.cluster.memory_bytes - step.headroom))
     except ValueError:

@@ -26,6 +26,10 @@ r = 1/t under sequence parallelism, else 1; 16-bit activations):
 * **transient**, once: while the last stage runs a backward, the 16-bit gradient of the
   logits (2·s_q·b·V/t) exists next to what is held.
 
+With context parallelism s_q is the rank's seq / cp positions; FP8 keeps the linears'
+inputs in FP8; a MoE layer holds its experts' bytes instead of the MLP's
+(:class:`~ringpipe.cost.training.parallel.experts.MoeShape`).
+
 The per-rank peak is then the schedule's own: walking each rank's actions in order
 (:meth:`ringpipe.cost.training.pipeline.PipelineSimulator.peak_bytes`), F adds a
 stage's held bytes, B removes them, I trades them for its pending bytes and W frees
@@ -37,6 +41,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ringpipe.cost.training.memory import activation_bytes
+from ringpipe.cost.training.parallel.experts import MoeShape
 from ringpipe.cost.training.recipe import Recipe
 from ringpipe.model.config import ModelConfig
 from ringpipe.plan.layout import PipelineLayout
@@ -75,31 +80,51 @@ class StageBytes:
     transient: tuple[float, ...]
 
 
-def weight_pass_bytes(model: ModelConfig, batch: int, tp: int, recipe: Recipe) -> float:
+def weight_pass_bytes(model: ModelConfig, batch: int, tp: int, recipe: Recipe, cp: int = 1,
+                      mlp: bool = True) -> float:
     """Bytes one layer keeps between its input-gradient pass and its weight-gradient pass
-    (module docstring)."""
-    sbh = float(model.seq * batch * model.hidden)
+    (module docstring); ``cp``: each rank holds seq / cp positions; ``mlp=False``: the
+    attention's alone (a MoE layer's experts add
+    :meth:`~ringpipe.cost.training.parallel.experts.MoeShape.weight_pass_bytes`)."""
+    sbh = float(model.seq * batch * model.hidden) / cp
     rep = 1.0 / tp if recipe.sequence_parallel else 1.0
-    fh = model.ffn / model.hidden
+    fh = model.ffn / model.hidden if mlp else 0.0
     fc1 = fh * (2 if model.gated_mlp else 1)
     inputs = 2 * rep + 1.0 / tp + fh / tp  # QKV and fc1 inputs; projection and fc2 inputs
     grads = (1 + 2 * model.kv_ratio) / tp + rep + fc1 / tp + rep
+    if not mlp:
+        inputs, grads = rep + 1.0 / tp, (1 + 2 * model.kv_ratio) / tp + rep
     if not model.has_attention:
         inputs, grads = rep + fh / tp, fc1 / tp + rep
     return 2.0 * sbh * (inputs + grads)
 
 
 def stage_bytes(model: ModelConfig, batch: int, tp: int, recompute: str, recipe: Recipe,
-                layout: PipelineLayout, nbytes: int = 2) -> StageBytes:
-    """Held, pending and transient bytes of every stage (module docstring)."""
-    tokens = float(model.seq * batch)
+                layout: PipelineLayout, nbytes: int = 2, cp: int = 1, fp8: bool = False,
+                moe: MoeShape | None = None) -> StageBytes:
+    """Held, pending and transient bytes of every stage (module docstring); with context
+    parallelism each rank holds seq / cp positions, ``fp8`` keeps the linear layers'
+    inputs in FP8, and ``moe`` prices a MoE model's MoE layers
+    (:class:`~ringpipe.cost.training.parallel.experts.MoeShape`)."""
+    tokens = float(model.seq * batch) / cp
     rep = 1.0 / tp if recipe.sequence_parallel else 1.0
-    layer = activation_bytes(model, batch, tp, recompute, recipe)
-    weight = weight_pass_bytes(model, batch, tp, recipe)
+    layer = activation_bytes(model, batch, tp, recompute, recipe, cp, fp8)
+    weight = weight_pass_bytes(model, batch, tp, recipe, cp)
+    sparse = moe is not None and model.is_moe
+    if sparse:
+        moe_held = activation_bytes(model, batch, tp, recompute, recipe, cp, fp8, moe)
+        moe_weight = weight_pass_bytes(model, batch, tp, recipe, cp, mlp=False) \
+            + moe.weight_pass_bytes(model, batch, tp, cp, recipe)  # type: ignore[union-attr]
     held, pending, transient = [], [], []
+    first = 0
     for stage in layout.stages:
         h = stage.layers * layer
         w = stage.layers * weight
+        if sparse:
+            n = sum(model.is_moe_layer(i) for i in range(first, first + stage.layers))
+            h = (stage.layers - n) * layer + n * moe_held
+            w = (stage.layers - n) * weight + n * moe_weight
+        first += stage.layers
         t = 0.0
         if stage.embedding:
             h += tokens * 8.0 + (tokens * model.hidden * rep if model.dropout else 0.0)

@@ -32,7 +32,11 @@ whole reduction follows the pipeline drain.
 gradient, and writes the first three and the 16-bit weights: 26 + gradient bytes per
 parameter it owns (1/dp of them with the distributed optimizer), at HBM bandwidth.
 
-Step time = makespan + exposed DP communication + optimizer step.
+**CP, EP, FP8** (:mod:`.parallel`): the layers' ring K/V exchange and MoE all-to-alls are
+in the stage costs; dense gradients reduce over DP × CP, expert ones over EDP; FP8 adds
+the weights' casts once per step. Memory: :mod:`.rank_memory`.
+
+Step time = makespan + exposed DP communication + optimizer step (+ FP8 weight casts).
 """
 
 from __future__ import annotations
@@ -40,22 +44,18 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-import numpy as np
-
-from ringpipe.cost.hardware.cluster import GIB, Cluster
+from ringpipe.cost.hardware.cluster import Cluster
 from ringpipe.cost.hardware.collectives import CollectiveModel
-from ringpipe.cost.training.memory import (
-    RESERVED_BYTES,
-    MemoryBreakdown,
-    activation_bytes,
-    state_bytes_per_param,
-)
+from ringpipe.cost.training.memory import MemoryBreakdown, state_bytes_per_param
 from ringpipe.cost.training.operators import LayerCosts, stage_costs
+from ringpipe.cost.training.parallel.fp8 import WEIGHT_CAST_BYTES, check_fp8
+from ringpipe.cost.training.parallel.groups import MeshGroups, mesh_groups
 from ringpipe.cost.training.pipeline import PipelineSimulator, StageCosts
 from ringpipe.cost.training.prediction import Config, StepPrediction
+from ringpipe.cost.training.rank_memory import rank_memory, rank_param_split
 from ringpipe.cost.training.spec import TrainingSpec, executed_flops
 from ringpipe.cost.training.split import balanced_layout, buffer_bytes
-from ringpipe.cost.training.stages import StageLayout, rank_params, stage_bytes
+from ringpipe.cost.training.stages import StageLayout
 from ringpipe.cost.training.synth import synth_layout
 from ringpipe.model.config import ModelConfig
 from ringpipe.plan.layout import PipelineLayout
@@ -81,7 +81,8 @@ def _check_fits_cluster(config: Config, cluster: Cluster, training: TrainingSpec
 class StepModel:
     """Prices configurations of one (model, training, cluster); reuse it across a search
     (it memoises schedules and collective profiles). ``headroom``: bytes a fitting
-    configuration must leave free."""
+    configuration must leave free; ``placement``: which GPU each mesh rank runs on
+    (:mod:`ringpipe.cost.training.parallel.groups`: ringpipe's order, or Megatron-core's)."""
 
     model: ModelConfig
     training: TrainingSpec
@@ -89,6 +90,7 @@ class StepModel:
     headroom: float = 0.0
     sim: PipelineSimulator | None = None
     comms: CollectiveModel | None = None
+    placement: str = "ringpipe"
     _memo: dict = field(default_factory=dict, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -124,18 +126,24 @@ class StepModel:
 
     def _layer_costs(self, config: Config) -> LayerCosts:
         tr = self.training
-        return LayerCosts(self.model, self.cluster, tr.recipe, config.mesh.group("tp", 0),
-                          self.comms, tr.dtype_bytes)
+        return LayerCosts(self.model, self.cluster, tr.recipe, self.gpus(config, "tp"),
+                          self.comms, tr.dtype_bytes, config.cp, self.groups(config), tr.fp8,
+                          tr.moe_imbalance, config.etp)
 
     def balanced(self, config: Config, m: int, placement: tuple[int, ...]) -> PipelineLayout:
         """The balanced split of ``config`` (:func:`.split.balanced_layout`)."""
         return balanced_layout(self, config, m, placement)
 
     def rank_params(self, config: Config, layout: StageLayout) -> list[float]:
-        """Parameters each pipeline rank's GPUs hold (:func:`.stages.rank_params`)."""
-        key = ("params", config.tp, config.pp, layout.stages, layout.placement)
+        """Parameters each pipeline rank's GPUs hold, dense and expert together
+        (:func:`.rank_memory.rank_param_split`)."""
+        return [dense + expert for dense, expert in self.rank_param_split(config, layout)]
+
+    def rank_param_split(self, config: Config, layout: StageLayout) -> list[tuple[float, float]]:
+        """(dense, expert) parameters per GPU of each pipeline rank (memoised)."""
+        key = ("params", config.mesh, layout.stages, layout.placement)
         if key not in self._memo:
-            self._memo[key] = rank_params(self.model, layout, config.pp, config.tp)
+            self._memo[key] = rank_param_split(self, config, layout)
         return self._memo[key]
 
     def peak_in_flight(self, config: Config, layout: StageLayout) -> tuple[int, ...]:
@@ -147,46 +155,26 @@ class StepModel:
         return buffer_bytes(self.model, self.training, config)
 
     def memory(self, config: Config, layout: StageLayout | None = None) -> MemoryBreakdown:
-        """Memory per GPU of ``config`` on its fullest pipeline rank (:mod:`.stages`)."""
-        mdl, tr, t, b = self.model, self.training, config.tp, config.microbatch_size
-        layout = self.layout(config) if layout is None else layout
-        peaks = self.peak_in_flight(config, layout)
-        per = stage_bytes(mdl, b, t, config.recompute, tr.recipe, layout.stages,
-                          tr.dtype_bytes)
-        acts = self.sim.peak_bytes(layout.key, config.pp, layout.microbatches,
-                                   config.chunks, per.held, per.pending, per.transient)
-        w, g, o = state_bytes_per_param(tr.dtype, tr.recipe, config.dp)
-        buffers = self._buffers(config)
-        worst: MemoryBreakdown | None = None
-        # a CPU process has no CUDA context nor cuBLAS workspace to reserve
-        reserved = 0.0 if self.cluster.device == "cpu" else RESERVED_BYTES
-        for rank, params in enumerate(self.rank_params(config, layout)):
-            held = acts[rank]
-            if config.recompute == "full" and any(layout.layers[s]
-                                                  for s in layout.stages_of(rank)):
-                held += activation_bytes(mdl, b, t, "none", tr.recipe)  # being recomputed
-            mem = MemoryBreakdown(params * w, params * g, params * o, held, buffers,
-                                  reserved, rank, peaks[rank])
-            if worst is None or mem.total > worst.total:
-                worst = mem
-        assert worst is not None
-        return worst
+        """Memory per GPU of ``config`` on its fullest pipeline rank
+        (:func:`~ringpipe.cost.training.rank_memory.rank_memory`)."""
+        return rank_memory(self, config, self.layout(config) if layout is None else layout)
+
+    def groups(self, config: Config) -> MeshGroups:
+        """Where ``config``'s groups sit on the cluster (memoised per mesh)."""
+        key = ("groups", config.mesh, self.placement)
+        if key not in self._memo:
+            self._memo[key] = mesh_groups(config.mesh, self.cluster.gpus_per_node,
+                                          self.placement)
+        return self._memo[key]
 
     def _crossers(self, config: Config, axis: str) -> int:
-        """Most GPUs of one node whose next rank along ``axis`` (``Mesh.group`` order,
-        rank = (d·pp + p)·tp + t) is on another node."""
-        key = ("crossers", config.mesh, axis)
-        if key in self._memo:
-            return self._memo[key]
-        mesh, per = config.mesh, self.cluster.gpus_per_node
-        size, stride = {"pp": (mesh.pp, mesh.tp), "dp": (mesh.dp, mesh.pp * mesh.tp)}[axis]
-        ranks = np.arange(mesh.world)
-        pos = (ranks // stride) % size
-        nxt = np.where(pos == size - 1, ranks - (size - 1) * stride, ranks + stride)
-        crossing = (ranks // per) != (nxt // per)
-        self._memo[key] = int(np.bincount(ranks[crossing] // per).max()) \
-            if crossing.any() else 0
-        return self._memo[key]
+        """Most GPUs of one node whose next rank along ``axis`` ("pp" or "dp") is on
+        another node (:mod:`ringpipe.cost.training.parallel.groups`)."""
+        return self.groups(config).next_crossers[axis]
+
+    def gpus(self, config: Config, axis: str) -> tuple[int, ...]:
+        """The GPUs of mesh rank 0's ``axis`` group under this model's placement."""
+        return self.groups(config).groups[axis]
 
     def assumptions(self, config: Config) -> dict[str, object]:
         """What decides ``config``'s prediction beyond the model's shape: the sequence,
@@ -198,23 +186,33 @@ class StepModel:
         def link(crosses: bool) -> str:
             return "inter-node" if crosses else "intra-node"
 
-        return {"seq": self.model.seq, "global_batch": tr.global_batch,
-                "microbatch_size": config.microbatch_size, "dtype": tr.dtype,
-                "recompute": config.recompute, "recipe": tr.recipe.to_dict(),
-                "gpus_per_node": c.gpus_per_node,
-                "tp_link": link(config.tp > c.gpus_per_node),
-                "pp_link": link(self._crossers(config, "pp") > 0),
-                "dp_link": link(self._crossers(config, "dp") > 0),
-                "intra_node_gbs": c.intra.bandwidth / 1e9,
-                "inter_node_gbs": c.inter.bandwidth / 1e9,
-                "peak_tflops": c.peak_flops / 1e12}
+        out: dict[str, object] = {
+            "seq": self.model.seq, "global_batch": tr.global_batch,
+            "microbatch_size": config.microbatch_size, "dtype": tr.dtype,
+            "recompute": config.recompute, "recipe": tr.recipe.to_dict(),
+            "gpus_per_node": c.gpus_per_node,
+            "tp_link": link(config.tp > c.gpus_per_node),
+            "pp_link": link(self._crossers(config, "pp") > 0),
+            "dp_link": link(self._crossers(config, "dp") > 0),
+            "intra_node_gbs": c.intra.bandwidth / 1e9,
+            "inter_node_gbs": c.inter.bandwidth / 1e9,
+            "peak_tflops": c.peak_flops / 1e12}
+        if config.cp > 1:
+            out["cp_link"] = link(self.groups(config).crosses("cp"))
+        if self.model.is_moe:
+            out.update(ep_link=link(self.groups(config).crosses("ep")), etp=config.etp,
+                       moe_imbalance=tr.moe_imbalance,
+                       grouped_gemm_efficiency=c.kernels.grouped_gemm_efficiency)
+        if tr.fp8:
+            out["fp8_tflops"] = c.peak_flops * c.kernels.fp8_ratio / 1e12
+        return out
 
     def message_time(self, config: Config) -> float:
         """One stage-to-stage message (module docstring); 0 without pipelining."""
         if config.pp == 1:
             return 0.0
         mdl, c, t, e = self.model, self.cluster, config.tp, self.training.dtype_bytes
-        act = float(mdl.seq * config.microbatch_size * mdl.hidden * e)
+        act = float(mdl.seq * config.microbatch_size * mdl.hidden * e) / config.cp
         crossers = self._crossers(config, "pp")
         if crossers:
             send = c.inter.latency + act / t / c.crossing_bandwidth(crossers)
@@ -222,28 +220,38 @@ class StepModel:
             send = c.intra.time(act / t)
         gather = 0.0
         if t > 1 and not self.training.recipe.sequence_parallel:
-            gather = self.comms.best("all_gather", act, config.mesh.group("tp", 0)).time
+            gather = self.comms.best("all_gather", act, self.gpus(config, "tp")).time
         return send + gather
 
-    def _dp_time(self, config: Config, params: float) -> tuple[float, float]:
-        """(reduce part, gather part) seconds of the DP communication of ``params``."""
-        if config.dp == 1:
-            return 0.0, 0.0
+    def _dp_time(self, config: Config, dense: float, expert: float = 0.0
+                 ) -> tuple[float, float]:
+        """(reduce part, gather part) seconds of the gradient communication: ``dense``
+        parameters over the DP × CP group, ``expert`` ones over the EDP group."""
         tr = self.training
-        group = config.mesh.group("dp", 0)
-        concurrent = self.cluster.gpus_per_node if self._crossers(config, "dp") else None
         _, grad_bytes, _ = state_bytes_per_param(tr.dtype, tr.recipe, config.dp)
-        if not tr.recipe.distributed_optimizer:
-            return self.comms.best("all_reduce", params * grad_bytes, group,
-                                   concurrent).time, 0.0
-        rs = self.comms.best("reduce_scatter", params * grad_bytes, group, concurrent).time
-        ag = self.comms.best("all_gather", params * 2.0, group, concurrent).time
-        return rs, ag
+        reduce = gather = 0.0
+        for params, axis in ((dense, "dp_cp"), (expert, "edp")):
+            group = self.gpus(config, axis)
+            if len(group) == 1 or params == 0:
+                continue
+            crosses = (self._crossers(config, "dp") > 0 if axis == "dp_cp" and config.cp == 1
+                       else self.groups(config).crosses(axis))
+            concurrent = self.cluster.gpus_per_node if crosses else None
+            if not tr.recipe.distributed_optimizer:
+                reduce += self.comms.best("all_reduce", params * grad_bytes, group,
+                                          concurrent).time
+                continue
+            reduce += self.comms.best("reduce_scatter", params * grad_bytes, group,
+                                      concurrent).time
+            gather += self.comms.best("all_gather", params * 2.0, group, concurrent).time
+        return reduce, gather
 
     def predict(self, config: Config, memory: MemoryBreakdown | None = None) -> StepPrediction:
         """The predicted step of ``config`` (module docstring)."""
         mdl, c, tr = self.model, self.cluster, self.training
         layout = self.layout(config)
+        if tr.fp8:
+            check_fp8(c)
         stages, _ = stage_costs(self._layer_costs(config), config.microbatch_size,
                                 config.recompute, layout.stages)
         message = self.message_time(config)
@@ -254,23 +262,30 @@ class StepModel:
                                           tuple(s.backward_weight for s in stages),
                                           message))
         tp_total = m * sum(s.tp_comm for s in stages) / config.pp
-        params = max(self.rank_params(config, layout))
-        reduce, gather = self._dp_time(config, params)
+        cp_total = m * sum(s.cp_comm for s in stages) / config.pp
+        ep_total = m * sum(s.ep_comm for s in stages) / config.pp
+        dense, expert = max(self.rank_param_split(config, layout), key=sum)
+        params = dense + expert
+        reduce, gather = self._dp_time(config, dense, expert)
         first = layout.stages_of(0)
         if tr.recipe.overlap_grad_reduce:
-            buckets = max(1, math.ceil(params / max(BUCKET_PARAMS, 1_000_000 * config.dp)))
+            dp_size = config.dp * config.cp
+            buckets = max(1, math.ceil(params / max(BUCKET_PARAMS, 1_000_000 * dp_size)))
             bwd = sum(stages[s].backward_input + stages[s].backward_weight for s in first)
             fwd = sum(stages[s].forward for s in first)
             dp = max(reduce - bwd, reduce / buckets) + max(gather - fwd, gather / buckets)
         else:
             dp = reduce + gather
         _, grad_bytes, _ = state_bytes_per_param(tr.dtype, tr.recipe, config.dp)
-        shard = config.dp if tr.recipe.distributed_optimizer else 1
-        optimizer = params / shard * (26.0 + grad_bytes) / c.memory_bandwidth
+        distributed = tr.recipe.distributed_optimizer
+        owned = (dense / (config.dp * config.cp) + expert / config.mesh.edp if distributed
+                 else dense + expert)
+        optimizer = owned * (26.0 + grad_bytes) / c.memory_bandwidth
+        casts = WEIGHT_CAST_BYTES * params / c.memory_bandwidth if tr.fp8 else 0.0
         return StepPrediction(
             config=config, num_microbatches=m,
-            step_time=timing.makespan + dp + optimizer,
-            compute_time=m * sum(s.compute for s in stages) / config.pp,  # never busy - tp
+            step_time=timing.makespan + dp + optimizer + casts,
+            compute_time=m * sum(s.compute for s in stages) / config.pp,  # never busy - comm
             tp_comm_time=tp_total,
             bubble_time=timing.makespan * timing.bubble_fraction,
             dp_comm_time=dp, optimizer_time=optimizer,
@@ -281,9 +296,5 @@ class StepModel:
             memory_capacity=c.memory_bytes, peak_flops=c.peak_flops,
             headroom=self.headroom, dp_comm_total=reduce + gather,
             layers_per_stage=layout.layers, peak_in_flight=timing.peak_in_flight,
-            layout=layout.stages.format(), assumptions=self.assumptions(config))
-
-
-def headroom_bytes(gib: float) -> float:
-    """``--headroom`` GiB as bytes (ValueError when negative or not a number)."""
-    return check_real("headroom (GiB)", gib, 0.0) * GIB
+            layout=layout.stages.format(), assumptions=self.assumptions(config),
+            cp_comm_time=cp_total, ep_comm_time=ep_total, fp8_cast_time=casts)

@@ -25,11 +25,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ringpipe.cost.training.memory import RESERVED_BYTES, state_bytes_per_param
+from ringpipe.cost.training.memory import RESERVED_BYTES
 from ringpipe.cost.training.operators import stage_costs
 from ringpipe.cost.training.prediction import Config
+from ringpipe.cost.training.rank_memory import rank_state_bytes, stage_activation_bytes
 from ringpipe.cost.training.split import buffer_bytes
-from ringpipe.cost.training.stages import StageLayout, rank_params, stage_bytes
+from ringpipe.cost.training.stages import StageLayout
 from ringpipe.plan.layout import PipelineLayout
 from ringpipe.schedules import CostModel, synthesis_report
 from ringpipe.schedules.actions import interleaved_placement
@@ -45,14 +46,15 @@ BUDGET = 12
 
 def synth_layout(step: StepModel, config: Config, m: int) -> StageLayout:
     """The synthesised schedule's stage layout for ``config`` (module docstring)."""
-    mdl, tr, t, b = step.model, step.training, config.tp, config.microbatch_size
+    mdl, tr, b = step.model, step.training, config.microbatch_size
     p, v = config.pp, config.chunks
     stages = p * v
     costs = step._layer_costs(config)
     if config.layout is not None:
         layout = config.layout.check(mdl.layers, stages)
     elif config.split == "balanced":
-        one, emb, head = costs.layer(b, config.recompute), costs.embedding(b), costs.head(b)
+        one, emb, head = (costs.layer(b, config.recompute, moe=mdl.is_moe), costs.embedding(b),
+                          costs.head(b))
 
         def total(x: object) -> float:
             return x.forward + x.backward_input + x.backward_weight  # type: ignore[attr-defined]
@@ -66,10 +68,9 @@ def synth_layout(step: StepModel, config: Config, m: int) -> StageLayout:
                       backward_input=[o.backward_input for o in ops],
                       backward_weight=[o.backward_weight for o in ops],
                       p2p_latency=step.message_time(config))
-    per = stage_bytes(mdl, b, t, config.recompute, tr.recipe, layout, tr.dtype_bytes)
+    per = stage_activation_bytes(step, config, layout)
     provisional = StageLayout(m, layout, interleaved_placement(p, v))
-    w, g, o = state_bytes_per_param(tr.dtype, tr.recipe, config.dp)
-    states = max(rank_params(mdl, provisional, p, t)) * (w + g + o)
+    states = max(rank_state_bytes(step, config, provisional))
     cap = step.cluster.memory_bytes - step.headroom - RESERVED_BYTES - states \
         - buffer_bytes(mdl, tr, config) - max(per.transient)
     if config.activation_cap is not None:

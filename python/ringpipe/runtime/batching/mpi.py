@@ -43,7 +43,7 @@ def run_serving_mpi(plan: ServingPlan, params: dict[str, np.ndarray], prompts: o
     mpi = load_mpi()
     mc = MeshComm(plan.mesh, mpi.COMM_WORLD if comm is None else comm)
     try:
-        d, p, t = mc.coord
+        d, p, t = mc.coord.dp, mc.coord.pp, mc.coord.tp
         schedule, trace = plan.schedules[d], plan.traces[d]
         transport = MpiTransport(mc.pp_comm, trace.lanes, mpi)
         need = 2 * schedule.num_stages * trace.lanes

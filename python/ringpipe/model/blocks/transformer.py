@@ -14,8 +14,17 @@ Per transformer block (Megatron-LM, Shoeybi et al. 2019, arXiv:1909.08053, fig. 
     x = x + g(gelu(f(norm2(x)) @ Wfc1_t + bfc1_t) @ Wfc2_t) + bfc2
 
 so forward makes exactly 2 all-reduces (the two g's) and the input-gradient pass
-exactly 2 (the two f's); the MLP-only block makes 1 and 1. Norms, the embedding /
-input projection and the head are computed redundantly on every rank (replicated).
+exactly 2 (the two f's); the MLP-only block makes 1 and 1. SwiGLU (``gated_mlp``) adds a
+column-parallel gate beside fc1 (:mod:`ringpipe.model.blocks.mlp`); a MoE layer replaces
+the MLP by the expert-parallel block of :mod:`ringpipe.model.moe.block` (forward: the
+expert outputs' and, with shared experts, their g all-reduce; backward: one f).
+
+**Context parallelism** (a :class:`~ringpipe.model.blocks.comm.LayerComm` with cp > 1): each
+rank holds seq / cp positions (``config.seq`` is that local length here) and the
+attention runs as ring attention over the CP group
+(:mod:`ringpipe.model.blocks.ring_attention`); everything else is per token and unchanged.
+Norms, the embedding / input projection and the head are computed redundantly on every
+rank (replicated).
 
 Backward is split for zero-bubble schedules (Qi et al., ICLR 2024): the ``*_input``
 functions propagate activation gradients (the I pass, with all communication) and
@@ -25,44 +34,21 @@ gradients (the W pass, no communication).
 
 from __future__ import annotations
 
-from typing import NamedTuple
-
 import numpy as np
 
 from ringpipe.model import functional as F
 from ringpipe.model import layers as L
+from ringpipe.model.blocks.comm import LayerComm, as_layer_comm
+from ringpipe.model.blocks.mlp import mlp_backward_input, mlp_forward
+from ringpipe.model.blocks.ring_attention import ring_attention_backward, ring_attention_forward
+from ringpipe.model.blocks.weight_jobs import WeightJob, run_weight_jobs
 from ringpipe.model.config import ModelConfig
+from ringpipe.model.moe.block import moe_block_backward, moe_block_forward
+
+__all__ = ["Shards", "WeightJob", "block_backward_input", "block_forward", "head_backward_input",
+           "head_forward", "input_backward", "input_forward", "run_weight_jobs"]
 
 Shards = list[dict[str, np.ndarray]]
-
-
-class WeightJob(NamedTuple):
-    """A deferred weight-gradient computation for parameter group ``prefix``.
-
-    kind "linear": saved = (x, dy) -> weight = x^T dy, bias = sum_rows(dy);
-    kind "norm":   saved = (NormCache, dy) -> weight (and layernorm bias) gradients;
-    kind "embed":  saved = (token ids (n,), dy) -> embedding rows scatter-added."""
-
-    kind: str
-    prefix: str
-    saved: tuple
-
-
-def run_weight_jobs(config: ModelConfig, jobs: list[WeightJob]) -> dict[str, np.ndarray]:
-    """The W pass on one rank: every job's parameter gradients, by parameter name."""
-    grads: dict[str, np.ndarray] = {}
-    for job in jobs:
-        p, (a, dy) = job.prefix, job.saved
-        if job.kind == "linear":
-            grads[f"{p}.weight"], grads[f"{p}.bias"] = L.linear_backward_weight(a, dy)
-        elif job.kind == "norm":
-            dw, db = F.norm_backward_weight(dy, a, config.norm)
-            grads[f"{p}.weight"] = dw
-            if db is not None:
-                grads[f"{p}.bias"] = db
-        else:  # "embed"
-            grads[f"{p}.weight"] = F.embedding_backward(a, dy, config.vocab)
-    return grads
 
 
 def _norm(shard: dict[str, np.ndarray], prefix: str, x: np.ndarray,
@@ -107,88 +93,110 @@ def input_backward(config: ModelConfig, inputs: list[np.ndarray], dxs: list[np.n
             jobs[t].append(WeightJob("linear", "in_proj", (inp, dx)))
 
 
-def block_forward(config: ModelConfig, layer: int, shards: Shards, xs: list[np.ndarray],
-                  all_reduce: L.AllReduce, batch: int,
-                  tp: int) -> tuple[list[np.ndarray], list[dict]]:
-    """One block on all ranks; returns the outputs and per-rank caches for backward."""
-    p, caches = f"layers.{layer}", [{} for _ in shards]
-    if config.has_attention:
-        h1 = []
-        for t, (s, x) in enumerate(zip(shards, xs, strict=True)):
-            h, caches[t]["n1"] = _norm(s, f"{p}.norm1", x, config)
-            h1.append(h)
-        qkv = L.column_parallel_forward(h1, _weights(shards, f"{p}.attn.qkv.weight"),
-                                        _weights(shards, f"{p}.attn.qkv.bias"))
+def _attention_forward(config: ModelConfig, p: str, shards: Shards, xs: list[np.ndarray],
+                       comm: LayerComm, batch: int, tp: int,
+                       caches: list[dict]) -> list[np.ndarray]:
+    """x + attention(norm1(x)): QKV column-parallel, the heads local (ring attention over
+    the CP group when cp > 1), the output projection row-parallel (one g)."""
+    h1 = []
+    for t, (s, x) in enumerate(zip(shards, xs, strict=True)):
+        h, caches[t]["n1"] = _norm(s, f"{p}.norm1", x, config)
+        h1.append(h)
+    qkv = L.column_parallel_forward(h1, _weights(shards, f"{p}.attn.qkv.weight"),
+                                    _weights(shards, f"{p}.attn.qkv.bias"))
+    heads, kv = config.heads // tp, config.kv_heads // tp  # type: ignore[operator]
+    if comm.cp > 1:
+        ctx, ring = ring_attention_forward(comm, qkv, batch, config.seq * comm.cp, heads, kv)
+        for t, c in enumerate(ring):
+            caches[t]["ring"] = c
+    else:
         ctx = []
         for t, q in enumerate(qkv):
-            c, caches[t]["attn"] = F.attention_forward(q, batch, config.seq, config.heads // tp,
-                                                       config.kv_heads // tp)
-            caches[t]["h1"], caches[t]["ctx"] = h1[t], c
+            c, caches[t]["attn"] = F.attention_forward(q, batch, config.seq, heads, kv)
             ctx.append(c)
-        out = L.row_parallel_forward(ctx, _weights(shards, f"{p}.attn.out.weight"),
-                                     _weights(shards, f"{p}.attn.out.bias"), all_reduce)
-        xs = [x + o for x, o in zip(xs, out, strict=True)]
+    for t in range(len(xs)):
+        caches[t]["h1"], caches[t]["ctx"] = h1[t], ctx[t]
+    out = L.row_parallel_forward(ctx, _weights(shards, f"{p}.attn.out.weight"),
+                                 _weights(shards, f"{p}.attn.out.bias"), comm.tp_all_reduce)
+    return [x + o for x, o in zip(xs, out, strict=True)]
+
+
+def block_forward(config: ModelConfig, layer: int, shards: Shards, xs: list[np.ndarray],
+                  all_reduce: L.AllReduce | LayerComm, batch: int, tp: int,
+                  aux_weight: float = 0.0) -> tuple[list[np.ndarray], list[dict]]:
+    """One block on all ranks; returns the outputs and per-rank caches for backward.
+
+    ``all_reduce`` is the TP reduction or a :class:`~ringpipe.model.blocks.comm.LayerComm`
+    (context and expert parallelism); ``config.seq`` is the length each rank holds
+    (seq / cp); ``aux_weight`` the weight of each sequence in the objective (1 / global
+    batch), which scales a MoE layer's auxiliary loss."""
+    comm = as_layer_comm(all_reduce, len(xs))
+    p, caches = f"layers.{layer}", [{} for _ in shards]
+    if config.has_attention:
+        xs = _attention_forward(config, p, shards, xs, comm, batch, tp, caches)
     h2 = []
     for t, (s, x) in enumerate(zip(shards, xs, strict=True)):
         h, caches[t]["n2"] = _norm(s, f"{p}.norm2", x, config)
         h2.append(h)
-    pre = L.column_parallel_forward(h2, _weights(shards, f"{p}.mlp.fc1.weight"),
-                                    _weights(shards, f"{p}.mlp.fc1.bias"))
-    act = []
-    for t, z in enumerate(pre):
-        a, caches[t]["tanh"] = F.gelu_forward(z)
-        caches[t]["h2"], caches[t]["pre"], caches[t]["act"] = h2[t], z, a
-        act.append(a)
-    out = L.row_parallel_forward(act, _weights(shards, f"{p}.mlp.fc2.weight"),
-                                 _weights(shards, f"{p}.mlp.fc2.bias"), all_reduce)
+    if config.is_moe_layer(layer):
+        out, moe = moe_block_forward(config, f"{p}.moe", shards, h2, comm, batch, aux_weight)
+        for t, c in enumerate(moe):
+            caches[t]["moe"] = c
+    else:
+        out = mlp_forward(config, p, shards, h2, comm.tp_all_reduce, caches)
     return [x + o for x, o in zip(xs, out, strict=True)], caches
 
 
 def block_backward_input(config: ModelConfig, layer: int, shards: Shards, caches: list[dict],
-                         dys: list[np.ndarray], all_reduce: L.AllReduce,
+                         dys: list[np.ndarray], all_reduce: L.AllReduce | LayerComm,
                          jobs: list[list[WeightJob]]) -> list[np.ndarray]:
     """The I pass through one block: dL/dx on every rank; appends weight jobs."""
+    comm = as_layer_comm(all_reduce, len(dys))
     p = f"layers.{layer}"
-    # MLP branch: row-parallel fc2 (g: identity backward), column-parallel fc1 (f).
-    dact = L.row_parallel_backward_input(dys, _weights(shards, f"{p}.mlp.fc2.weight"))
-    dpre = []
-    for t, c in enumerate(caches):
-        jobs[t].append(WeightJob("linear", f"{p}.mlp.fc2", (c["act"], dys[t])))
-        dpre.append(F.gelu_backward(dact[t], c["pre"], c["tanh"]))
-        jobs[t].append(WeightJob("linear", f"{p}.mlp.fc1", (c["h2"], dpre[t])))
-    dh2 = L.column_parallel_backward_input(dpre, _weights(shards, f"{p}.mlp.fc1.weight"),
-                                           all_reduce)
+    if config.is_moe_layer(layer):
+        dh2, moe_jobs = moe_block_backward(config, f"{p}.moe", shards,
+                                           [c["moe"] for c in caches], dys, comm)
+        for t, more in enumerate(moe_jobs):
+            jobs[t].extend(WeightJob(*job) for job in more)
+    else:
+        dh2 = mlp_backward_input(config, p, shards, caches, dys, comm.tp_all_reduce, jobs)
     dxs = _norm_input(config, shards, f"{p}.norm2", caches, "n2", dh2, jobs, dys)
     if not config.has_attention:
         return dxs
     # Attention branch: row-parallel out-proj, local heads, column-parallel qkv (f).
     dctx = L.row_parallel_backward_input(dxs, _weights(shards, f"{p}.attn.out.weight"))
-    dqkv = []
     for t, c in enumerate(caches):
         jobs[t].append(WeightJob("linear", f"{p}.attn.out", (c["ctx"], dxs[t])))
-        dqkv.append(F.attention_backward(dctx[t], c["attn"],
-                                         c["attn"].k.shape[1] // config.group_size))
+    if comm.cp > 1:
+        dqkv = ring_attention_backward(comm, dctx, [c["ring"] for c in caches],
+                                       config.seq * comm.cp)
+    else:
+        dqkv = [F.attention_backward(dctx[t], c["attn"], c["attn"].k.shape[1] // config.group_size)
+                for t, c in enumerate(caches)]
+    for t, c in enumerate(caches):
         jobs[t].append(WeightJob("linear", f"{p}.attn.qkv", (c["h1"], dqkv[t])))
     dh1 = L.column_parallel_backward_input(dqkv, _weights(shards, f"{p}.attn.qkv.weight"),
-                                           all_reduce)
+                                           comm.tp_all_reduce)
     return _norm_input(config, shards, f"{p}.norm1", caches, "n1", dh1, jobs, dxs)
 
 
 def head_forward(config: ModelConfig, shards: Shards, xs: list[np.ndarray],
-                 targets: np.ndarray,
+                 targets: np.ndarray | list[np.ndarray],
                  loss_scale: float) -> tuple[list, list[np.ndarray], list[dict]]:
-    """final_norm, head and loss on every rank (replicated). Returns per-rank unscaled
-    losses (scalars where the activations live: reading one is a device-to-host sync),
-    head outputs (n, vocab or hidden) and caches (holding dL/doutput, which the loss
-    gives at once: the scaled softmax - onehot, or 2 (y - t) / N)."""
+    """final_norm, head and loss on every rank (replicated). ``targets``: one array for
+    every rank, or a list with one per rank. Returns per-rank unscaled losses (scalars
+    where the activations live: reading one is a device-to-host sync), head outputs
+    (n, vocab or hidden) and caches (holding dL/doutput, which the loss gives at once:
+    the scaled softmax - onehot, or 2 (y - t) / N)."""
     losses, outs, caches = [], [], []
-    for s, x in zip(shards, xs, strict=True):
+    per_rank = targets if isinstance(targets, list) else [targets] * len(xs)
+    for s, x, tgt in zip(shards, xs, per_rank, strict=True):
         h, nc = _norm(s, "final_norm", x, config)
         out = h @ s["head.weight"] + s["head.bias"]
         if config.vocab:
-            loss, dout = F.cross_entropy(out, targets)
+            loss, dout = F.cross_entropy(out, tgt)
         else:
-            loss, dout = F.mean_squared_error(out, targets)
+            loss, dout = F.mean_squared_error(out, tgt)
         losses.append(loss)
         outs.append(out)
         caches.append({"h": h, "n": nc, "dout": dout * loss_scale})
