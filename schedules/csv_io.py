@@ -11,10 +11,12 @@ schedule (a stage on two ranks, gaps in the stage or micro-batch indices, a rank
 row with no stage, such as a stray blank line) raise :class:`ScheduleError` with
 the rank x step grid, as validation failures do.
 
-Files are read as UTF-8, a leading byte-order mark (as spreadsheet programs write it)
-ignored; a file that is not UTF-8 text (binary garbage), a NUL byte, or a cell over
-Python's csv field limit (``csv.field_size_limit()``, 131072 characters) is a plain
-ValueError naming the file, row and problem.
+Files are read through the one safe reader of input files (:mod:`ringpipe.files`) as
+UTF-8, a leading byte-order mark (as spreadsheet programs write it) ignored; a FIFO, a
+device, a directory, a file over the size limit, a file that is not UTF-8 text (binary
+garbage), a NUL byte, or a cell over Python's csv field limit
+(``csv.field_size_limit()``, 131072 characters) is a plain ValueError naming the file,
+row and problem.
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ import io
 import os
 from collections.abc import Iterator
 
+from ringpipe.files import display, read_text
+from ringpipe.limits import DEFAULT_LIMITS
 from ringpipe.schedules.actions import Action, infer_placement
 from ringpipe.schedules.errors import ScheduleError
 from ringpipe.schedules.schedule import Schedule
@@ -150,22 +154,29 @@ def save_csv(schedule: Schedule, path: str | os.PathLike[str]) -> None:
         raise ValueError(f"{name}: cannot write the CSV: {exc.strerror or exc}") from None
 
 
-def load_csv(path: str | os.PathLike[str]) -> Schedule:
+#: Largest CSV schedule :func:`load_csv` reads by default: a schedule of
+#: ``max_schedule_cells`` (stage, micro-batch) cells (:class:`ringpipe.limits.Limits`) has
+#: at most 8 actions per cell of a few bytes each, well under 16 bytes.
+CSV_BYTES_PER_CELL = 128
+
+
+def load_csv(path: str | os.PathLike[str], max_bytes: int | None = None) -> Schedule:
     """Read a CSV schedule; its name is the file name without extension.
 
-    ValueError naming the file when it is not UTF-8 text or does not parse
-    (:class:`ScheduleError`, with its grid, when the rows form no schedule).
+    The file goes through the one safe reader of input files
+    (:func:`ringpipe.files.read_text`): a FIFO, a device or a directory is refused
+    without blocking, a file over ``max_bytes`` (default: ``CSV_BYTES_PER_CELL`` times
+    the default ``max_schedule_cells``) without reading it. ValueError naming the file
+    when it is not UTF-8 text or does not parse (:class:`ScheduleError`, with its grid,
+    when the rows form no schedule).
     """
-    path = _check_path(path)
+    name = _check_path(path)
+    limit = CSV_BYTES_PER_CELL * DEFAULT_LIMITS.max_schedule_cells if max_bytes is None \
+        else max_bytes
+    text = read_text(name, "CSV schedule", limit, "one row of actions per rank")
     try:
-        with open(path, newline="", encoding="utf-8-sig") as handle:
-            text = handle.read()
-    except UnicodeDecodeError as exc:
-        raise ValueError(f"{os.fspath(path)}: not a UTF-8 text file (byte {exc.start}: "
-                         f"{exc.reason}); expected one row of actions per rank") from None
-    try:
-        return schedule_from_csv(text, name=os.path.splitext(os.path.basename(path))[0])
+        return schedule_from_csv(text, name=os.path.splitext(os.path.basename(name))[0])
     except ScheduleError:
         raise
     except ValueError as exc:
-        raise ValueError(f"{os.fspath(path)}: {exc}") from None
+        raise ValueError(f"{display(name)}: {exc}") from None

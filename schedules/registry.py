@@ -146,18 +146,20 @@ def _any_spec(name: str) -> ScheduleSpec:
     return schedule_spec(name)
 
 
-def schedule_spec(name: str) -> ScheduleSpec:
+def schedule_spec(name: str, argument: str = "name") -> ScheduleSpec:
     """The :class:`ScheduleSpec` registered as ``name`` (``synth`` or ``auto``: the
-    synthesised schedule); ValueError lists the known names."""
+    synthesised schedule); ValueError lists the known names. ``argument``: how the
+    caller's messages name the value (e.g. ``"Plan: schedule"``)."""
     if not isinstance(name, str):
-        raise TypeError(f"name: expected str, got {type(name).__name__}")
+        raise TypeError(f"{argument}: expected a schedule name (str) such as '1f1b', got "
+                        f"{type(name).__name__}")
     if name in (SYNTH, SYNTH_ALIAS):
         return SYNTH_SPEC
     try:
         return SCHEDULES[name]
     except KeyError:
         raise ValueError(
-            f"name: unknown schedule {name!r}; known: {', '.join(SCHEDULES)}, "
+            f"{argument}: unknown schedule {name!r}; known: {', '.join(SCHEDULES)}, "
             f"{SYNTH} (alias {SYNTH_ALIAS})"
         ) from None
 

@@ -143,24 +143,27 @@ class SimulationResult:
     def timelines(self) -> tuple[tuple[TimedAction, ...], ...]:
         """Per rank, every elementary action (idle slots skipped; an overlapped pair as
         its two halves, each naming the pair) with its start and end time."""
+        return tuple(self.timeline(rank) for rank in range(len(self.schedule.actions)))
+
+    def timeline(self, rank: int) -> tuple[TimedAction, ...]:
+        """Rank ``rank``'s elementary actions with their start and end times: one row of
+        :attr:`timelines`, without building the others."""
         convert = _from_scaled(self._scale)
-        lines = []
-        for rank, row in enumerate(self.schedule.actions):
-            base = int(self._row_start[rank])
-            count = sum(1 if a is None else len(a.parts) for a in row)
-            starts = self._start[base : base + count].tolist()
-            ends = self._end[base : base + count].tolist()
-            line, j = [], 0
-            for a in row:
-                if a is None:
-                    j += 1
-                    continue
-                pair = a if a.sub_actions is not None else None
-                for part in a.parts:
-                    line.append(TimedAction(part, convert(starts[j]), convert(ends[j]), pair))
-                    j += 1
-            lines.append(tuple(line))
-        return tuple(lines)
+        row = self.schedule.actions[rank]
+        base = int(self._row_start[rank])
+        count = sum(1 if a is None else len(a.parts) for a in row)
+        starts = self._start[base : base + count].tolist()
+        ends = self._end[base : base + count].tolist()
+        line, j = [], 0
+        for a in row:
+            if a is None:
+                j += 1
+                continue
+            pair = a if a.sub_actions is not None else None
+            for part in a.parts:
+                line.append(TimedAction(part, convert(starts[j]), convert(ends[j]), pair))
+                j += 1
+        return tuple(line)
 
 
 def _from_scaled(scale: int | None):  # noqa: ANN202

@@ -126,7 +126,7 @@ def _reaches(graph: dict[str, set[str]], start: str, prefix: str) -> list[str]:
 #: facade) and the ``__main__`` programs sit on top with the command line.
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("ringpipe.validation", "ringpipe.arrays", "ringpipe.limits", "ringpipe.environment",
-     "ringpipe.mesh"),
+     "ringpipe.mesh", "ringpipe.files"),
     ("ringpipe.kernels", "ringpipe.schedules"),
     ("ringpipe.collectives",),
     ("ringpipe.mpi",),

@@ -2,21 +2,21 @@
 
 Optional pieces (MPI, GPU, plotting) are extras; importing ringpipe never needs them.
 
-The names below are imported on first use (PEP 562 module ``__getattr__``), so ``import
-ringpipe`` and ``ringpipe --version`` load neither Numba nor the cost model: Numba loads
-when a kernel runs. ``ringpipe.all_reduce``, ``from ringpipe import Plan`` and ``from
-ringpipe import *`` work as with eager imports.
+The names below are imported on first use (PEP 562), so that ``import ringpipe.cli``
+(the command line, which must handle Ctrl-C before anything slow is imported) does not
+import NumPy and Numba first; ``from ringpipe import all_reduce`` works as usual.
 """
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING
+import importlib  # already imported by the interpreter; nothing slow before ringpipe.cli
+
+TYPE_CHECKING = False
 
 __version__ = "0.1.0"
 
-#: Public name -> the module that defines it.
-_EXPORTS: dict[str, str] = {
+#: Each public name and the module that defines it.
+_EXPORTS = {
     "Batch": "ringpipe.plan.training",
     "CudaTuning": "ringpipe.kernels.cuda.tuning",
     "KernelTuning": "ringpipe.kernels.numba_exec",
@@ -38,14 +38,29 @@ _EXPORTS: dict[str, str] = {
     "reference_forward_backward": "ringpipe.model",
 }
 
-__all__ = [  # the keys of _EXPORTS, spelled out for linters and star imports
-    "Batch", "CudaTuning", "KernelTuning", "Mesh", "ModelConfig", "PersistentAllReduce",
-    "Plan", "PlanResult", "StepTable", "all_gather", "all_reduce", "all_reduce_init",
-    "all_to_all", "broadcast", "chunk_bounds", "init_params", "reduce", "reduce_scatter",
+__all__ = [
+    "Batch",
+    "CudaTuning",
+    "KernelTuning",
+    "Mesh",
+    "ModelConfig",
+    "PersistentAllReduce",
+    "Plan",
+    "PlanResult",
+    "StepTable",
+    "all_gather",
+    "all_reduce",
+    "all_reduce_init",
+    "all_to_all",
+    "broadcast",
+    "chunk_bounds",
+    "init_params",
+    "reduce",
+    "reduce_scatter",
     "reference_forward_backward",
 ]
 
-if TYPE_CHECKING:  # what the names are, for type checkers and IDEs
+if TYPE_CHECKING:  # for type checkers and IDEs; at run time __getattr__ imports them
     from ringpipe.collectives.all_to_all import all_to_all
     from ringpipe.collectives.api import (
         all_gather,

@@ -45,6 +45,9 @@ class Limits:
     max_memory: int = 4 << 30
     #: ``plan --nodes``, or the ``nodes`` of ``plan --cluster-file`` without it
     max_nodes: int = 1_000_000
+    #: timed repetitions of one measurement: ``demo --iters``, the MPI all-reduce table's
+    #: ``--iters`` × ``--reps``
+    max_iterations: int = 10_000
 
     @classmethod
     def parse(cls, text: str) -> Limits:
@@ -81,6 +84,6 @@ def parse_size(name: str, text: str) -> int:
     t = text.strip().upper().removesuffix("B").removesuffix("I")
     mult = _UNITS.get(t[-1:], 1)
     digits = t[:-1] if t[-1:] in _UNITS else t
-    if not digits.isdigit():
+    if not (digits.isascii() and digits.isdigit()):  # not '²', which isdigit() accepts
         raise ValueError(f"{name}: not a size: {text!r} (e.g. 4096, 64K, 16M, 1G)")
     return int(digits) * mult

@@ -48,7 +48,7 @@ from ringpipe.schedules.simulate import CostModel, simulate
 from ringpipe.validation import check_int, check_real
 
 __all__ = ["InferenceTiming", "continuous", "decode", "inference_timing", "prefill",
-           "token_step"]
+           "prefill_ttft", "token_step"]
 
 
 def decode(num_ranks: int, num_groups: int, steps: int = 2) -> Schedule:
@@ -160,9 +160,29 @@ def inference_timing(schedule: Schedule, prefill_cost: Real | Sequence[Real],
     forward = [pre[s % p] if s < p else dec[s % p] for s in range(p * steps)]
     result = simulate(schedule, CostModel(forward=forward, p2p_latency=p2p_latency))
     times = np.zeros((schedule.num_microbatches, steps))
-    for timed in result.timelines[p - 1]:
+    for timed in result.timeline(p - 1):  # only the last rank's: it emits the tokens
         k, r = token_step(timed.action.stage, p)
         if timed.action.kind is ActionKind.FORWARD and r == p - 1:
             times[timed.action.microbatch, k] = float(timed.end)
     latency = np.diff(times, axis=1, prepend=0.0)
     return InferenceTiming(times, latency, float(result.makespan))
+
+
+def prefill_ttft(prefill_cost: Sequence[Real], p2p_latency: Real, num_groups: int) -> float:
+    """The time to first token of ``prefill(p, G)``, without building or simulating it:
+    ``inference_timing(prefill(p, G), c, c, h).ttft`` (tested equal), in O(p).
+
+    The G groups are identical jobs through p ranks in order, each message taking h.
+    Group g leaves rank r at E(g, r) = max(E(g, r-1) + h, E(g-1, r)) + c_r, and by
+    induction on r, E(g, r) = Σ_{q<=r} c_q + r·h + g·max_{q<=r} c_q: the slowest rank so
+    far paces the groups (the flow shop with identical jobs). The last group leaves the
+    last rank at Σ c + (p-1)·h + (G-1)·max c. ``prefill_cost``: one group's forward time
+    on each rank (finite, >= 0); ``num_groups`` >= 1.
+    """
+    g = check_int("num_groups", num_groups)
+    check_real("p2p_latency", p2p_latency, 0.0)
+    if isinstance(prefill_cost, (str, bytes)) or not isinstance(prefill_cost, Sequence) \
+            or not prefill_cost:
+        raise TypeError("prefill_cost: expected one cost per pipeline rank")
+    costs = _per_rank("prefill_cost", prefill_cost, len(prefill_cost))
+    return float(sum(costs) + (len(costs) - 1) * p2p_latency + (g - 1) * max(costs))

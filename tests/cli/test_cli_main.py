@@ -32,7 +32,7 @@ SWEEP = [
     (["schedule", "1f1b", "-p", "2"], "--microbatches: required"),
     (["schedule", "nope", "-p", "2", "-m", "2"], "invalid choice"),
     (["schedule", "--from-csv", "{tmp}/missing.csv"], "cannot read"),
-    (["schedule", "--from-csv", "{garbage.csv}"], "not a UTF-8 text file"),
+    (["schedule", "--from-csv", "{garbage.csv}"], "is not UTF-8 text"),
     (["schedule", "1f1b", "-p", "2", "-m", "2", "-o", "{tmp}"], "--output: cannot write"),
     # verify
     (["verify", "--layers", "1000000000"], "max_layers"),

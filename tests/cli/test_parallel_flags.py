@@ -49,7 +49,8 @@ def test_verify_moe_with_ep_reports_the_aux_loss(capsys):
     (["--cp", "2", "--cluster-file", "x.toml"], "--cp is not priced there"),
 ])
 def test_verify_refuses_what_cannot_run(capsys, argv, message):
-    code, _, err = run(capsys, "verify", *argv, *SMALL)
+    small = SMALL if "--inference" not in argv else SMALL[:4] + SMALL[6:]  # no --seq
+    code, _, err = run(capsys, "verify", *argv, *small)
     assert code == 2 and message in err and len(err.strip().splitlines()) == 1
 
 

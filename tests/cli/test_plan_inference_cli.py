@@ -51,8 +51,8 @@ def test_slos_filter_and_fail(capsys):
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["--global-batch", "8"], "--global-batch is for training"),
-    (["--recompute", "full"], "--recompute is for training"),
+    (["--global-batch", "8"], "--global-batch does not apply to --inference"),
+    (["--recompute", "full"], "--recompute does not apply to --inference"),
     (["--ttft-slo-ms", "0"], "--ttft-slo-ms must be > 0"),
     (["--tp", "3"], "no layout of 8 GPUs"),
     (["--batch", "0"], "Workload.batch must be >= 1"),

@@ -93,7 +93,8 @@ def run_on_device(*args, **kwargs):
 mpi_verify.device_setup = setup
 training.stage_forward = spy
 runtime_mpi.run_plan_mpi = run_on_device
+rank = WORLD.Get_rank()  # main() finalizes MPI (its deadline covers MPI_Finalize)
 status = main(sys.argv[1:])
-with open(f"{os.environ['RINGPIPE_DEVICE_LOG']}.{WORLD.Get_rank()}", "w") as log:
+with open(f"{os.environ['RINGPIPE_DEVICE_LOG']}.{rank}", "w") as log:
     json.dump(RECORD, log)
 sys.exit(status)

@@ -51,7 +51,8 @@ def test_read_hostfile(tmp_path):
 def test_nodes_from_hostfile_fills_hosts_in_order_then_wraps():
     assert nodes_from_hostfile([("a", 2), ("b", 2)], 4) == (0, 0, 1, 1)
     assert nodes_from_hostfile([("a", 2), ("b", 1)], 5) == (0, 0, 1, 0, 0)
-    assert nodes_from_hostfile([("a", 1), ("b", 1), ("a", 1)], 3) == (0, 1, 2)  # as Hydra
+    # Hydra runs the third line's rank on host a again: the same machine as the first
+    assert nodes_from_hostfile([("a", 1), ("b", 1), ("a", 1)], 3) == (0, 1, 0)
     with pytest.raises(ValueError, match="at least one host"):
         nodes_from_hostfile([], 2)
     with pytest.raises(ValueError, match="slots >= 1"):

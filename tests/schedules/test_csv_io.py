@@ -30,8 +30,8 @@ def test_a_byte_order_mark_is_ignored(tmp_path):
 
 
 @pytest.mark.parametrize("content,message", [
-    (bytes(range(256)) * 4, "not a UTF-8 text file"),
-    (b"0F0,\x000B0\n", "is not an action"),
+    (bytes(range(256)) * 4, "is not UTF-8 text"),
+    (b"0F0,\x000B0\n", "contains NUL bytes"),
     (b"0F0," + b"x" * (csv.field_size_limit() + 1) + b"\n",
      f"longer than the csv field limit of {csv.field_size_limit()}"),
     (b'0F0,"unterminated\n', "csv row 0"),

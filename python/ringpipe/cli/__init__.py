@@ -10,8 +10,9 @@ function ``(argparse.Namespace) -> int``. Conventions every subcommand follows:
   :mod:`ringpipe.cli.limits`), with a one-line error on stderr;
 * never a Python traceback: any other exception becomes one line ``error: ringpipe
   COMMAND: internal error: <Type>: <message>`` and exit 1; Ctrl-C prints
-  ``interrupted`` and exits 130; a closed stdout (``ringpipe demo | head``) ends quietly
-  with 141 (128 + SIGPIPE, as a shell reports it). ``ringpipe --debug COMMAND`` or
+  ``interrupted`` and exits 130, at any moment (:mod:`ringpipe.cli.exits`); a closed
+  pipe (``ringpipe demo | head``) ends quietly with 141 (128 + SIGPIPE, as a shell
+  reports it), a closed stdout (``>&-``) with one line and 141. ``ringpipe --debug COMMAND`` or
   ``RINGPIPE_DEBUG=1`` prints the traceback as well.
 
 :func:`main` reads the environment once (:class:`ringpipe.environment.Environment`) and
@@ -20,22 +21,29 @@ hands it to the subcommand as ``args.env``: nothing below the command line reads
 
 from __future__ import annotations
 
-import argparse
-import importlib
-import os
-import sys
-import traceback
-from collections.abc import Sequence
+from ringpipe.cli import exits
 
-from ringpipe import __version__
-from ringpipe.cli.limits import check_command
-from ringpipe.cli.names.suggest import did_you_mean, plain_message, unknown_flags_message
-from ringpipe.environment import DEBUG_VAR, LIMITS_VAR, TIMEOUT_VAR, Environment
+exits.install_early()  # Ctrl-C from here on: one line, exit 130 (ringpipe.cli.exits)
 
-#: Environment variable that turns on ``--debug`` (tracebacks on errors).
-#: Exit statuses besides 0 (ok), 1 (failed check) and 2 (bad arguments).
-EXIT_INTERRUPTED = 130
-EXIT_BROKEN_PIPE = 141
+import argparse  # noqa: E402 - after the Ctrl-C handler
+import importlib  # noqa: E402
+import os  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+import traceback  # noqa: E402
+from collections.abc import Sequence  # noqa: E402
+
+from ringpipe import __version__  # noqa: E402
+from ringpipe.cli.exits import EXIT_BROKEN_PIPE, EXIT_INTERRUPTED, StdoutClosed  # noqa: E402
+from ringpipe.cli.limits import check_command  # noqa: E402
+from ringpipe.cli.names.suggest import (  # noqa: E402
+    did_you_mean,
+    plain_message,
+    unknown_flags_message,
+)
+from ringpipe.environment import DEBUG_VAR, LIMITS_VAR, TIMEOUT_VAR, Environment  # noqa: E402
+
+exits.restore_default()  # main() turns Ctrl-C (KeyboardInterrupt) into exit 130 itself
 
 #: Subcommand modules, in the order ``ringpipe --help`` lists them.
 SUBCOMMAND_MODULES: tuple[str, ...] = ("demo", "schedule", "verify", "plan", "bench",
@@ -118,6 +126,8 @@ def _describe(exc: BaseException, where: str) -> tuple[str, int]:
         return str(exc), 2
     if isinstance(exc, KeyboardInterrupt):
         return "interrupted", EXIT_INTERRUPTED
+    if isinstance(exc, StdoutClosed):
+        return f"{where}: {exc}", EXIT_BROKEN_PIPE
     if isinstance(exc, (TypeError, ValueError, OSError)):  # argument checks, named files
         return f"{where}: {plain_message(str(exc), where)}", 2
     if isinstance(exc, ImportError) and "ringpipe[" in str(exc):  # a missing extra
@@ -128,7 +138,19 @@ def _describe(exc: BaseException, where: str) -> tuple[str, int]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``ringpipe`` console script; returns the exit status."""
+    """Entry point of the ``ringpipe`` console script; returns the exit status. Called
+    without ``argv`` it is the program: it reads ``sys.argv`` and keeps Ctrl-C at one
+    line also while the interpreter shuts down (:mod:`ringpipe.cli.exits`)."""
+    status = _main(argv)
+    if argv is None:
+        exits.install_early()
+    return status
+
+
+def _main(argv: Sequence[str] | None) -> int:
+    started = time.monotonic()  # --timeout counts from here (ringpipe.cli.mpi_job)
+    exits.restore_default()
+    exits.guard_stdout()  # >&-: one line and 141 at the first write, no AttributeError
     argv = list(sys.argv[1:] if argv is None else argv)
     where = "ringpipe"
     env: Environment | None = None
@@ -140,7 +162,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if extras:  # named with the subcommand, and the closest flag suggested
             raise UsageError(f"{where}: " + unknown_flags_message(
                 extras, _subparser(parser, args.command)._option_string_actions))
-        args.env = env
+        args.env, args.started = env, started
         check_command(args, env.limits)
         status = int(args.handler(args))
         sys.stdout.flush()  # a closed pipe surfaces here, not at interpreter exit
@@ -156,7 +178,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             traceback.print_exception(exc)
         elif status == 1:
             message += f" (run with --debug or {DEBUG_VAR}=1 for the traceback)"
-    print(f"error: {message}", file=sys.stderr)
+    one_line = message.replace("\r", "\\r").replace("\n", "\\n")
+    print(f"error: {one_line}", file=sys.stderr)
     return status
 
 

@@ -7,10 +7,16 @@ limit (:class:`ringpipe.limits.Limits`, from ``RINGPIPE_LIMITS``).
 Memory estimates (bytes), deliberately simple upper-bound-ish counts:
 
 * ``demo``: ranks × max-bytes × 3 (the buffers, the expected result, numba scratch);
-* ``verify``: 8 · (6 P + 24 · layers · batch · seq · max(ffn, heads · seq)), with
-  P = layers · (4 h² + 2 h · ffn + 3 · experts · h · moe_ffn) + 2 · vocab · h parameters
-  (parameters, gradients and their reference and sharded copies: 6 P; activations kept
-  for the backward: the rest), ffn = 4h;
+* ``verify``: 256 MiB for the process, plus itemsize (8 in float64, 4 in float32)
+  times P_l · (5 + 2 dp) + P_v · (5 + 2 dp · tp) + B·s·vocab · (6 + tp) + layers · B·s
+  · (8 h · tp + 8 ffn + 3 heads · s) elements, with P_l = layers · (4h² + 2h · ffn +
+  3 · experts · h · moe_ffn) layer parameters (the reference's, their gradients, the
+  shards and gradients of every data-parallel replica), P_v = 2 · vocab · h + s · h
+  embedding and logit-layer parameters (held whole by every TP rank), B·s·vocab logits
+  (the reference's and each TP rank's, with their softmax and gradients) and the
+  activations kept for the backward (the attention scores grow as s²), B the global
+  batch, ffn = 4h. Fitted as an upper bound on the peak RSS of 40 measured runs
+  (vocabularies up to 800 000; ``tests/cli/test_memory_estimates.py`` re-measures a few);
 * ``verify --inference``: :func:`inference_memory` (KV cache, prefill activations,
   logits and parameters from ``--prompt-len``, ``--new-tokens`` and ``--batch``); its
   decode schedule has pp·groups·new-tokens cells (``max_schedule_cells``); with
@@ -19,6 +25,10 @@ Memory estimates (bytes), deliberately simple upper-bound-ish counts:
 * ``allreduce`` (MPI, per process): max-bytes × (algorithms + 3), plus 2 × max-bytes per
   one-shot algorithm with ``--out-of-place`` (measured at 64 MiB: 7 and 13 buffers for 5
   algorithms, 3 of them one-shot, in place and out of place);
+* ``plan``: :func:`plan_memory`, 256 MiB for the process plus 2 · 512 bytes per cell of
+  ``max_schedule_cells`` (the schedules the search simulates and keeps, at most that
+  many cells each; ``tests/cli/test_memory_estimates.py`` measures searches against it);
+* ``demo``: also ``--iters`` <= ``max_iterations``;
 * ``calibrate``: ``--np`` and ``--max-ranks`` count as ranks;
 * ``bench``: 8 ranks × 64 MiB (16 MiB with ``--quick``) × 2.
 """
@@ -29,12 +39,17 @@ import argparse
 
 from ringpipe.limits import Limits
 
-__all__ = ["check_command", "inference_memory"]
+__all__ = ["PROCESS_BYTES", "check_command", "inference_memory", "plan_memory"]
 
 
 def _get(args: argparse.Namespace, name: str, default: int = 1) -> int:
+    """``args.<name>`` as a size; ``default`` when it is not a size (None, not an int,
+    or < 1 where the default is >= 1: a zero or negative size is refused when the
+    command builds its plan, and must not divide by zero here first)."""
     value = getattr(args, name, None)
-    return default if not isinstance(value, int) or value < 0 else value
+    if not isinstance(value, int) or value < min(default, 1):
+        return default
+    return value
 
 
 def _check_ranks(limits: Limits, args: argparse.Namespace) -> None:
@@ -45,37 +60,53 @@ def _check_ranks(limits: Limits, args: argparse.Namespace) -> None:
         limits.require("max_ranks", "--np", np_)
 
 
+#: Bytes of the Python process before any work: the interpreter, NumPy, Numba and
+#: ringpipe itself (about 150 MiB measured, 256 MiB counted).
+PROCESS_BYTES = 256 << 20
+
+
+def _chunks(args: argparse.Namespace) -> int:
+    """v of the arguments' schedule (zb-v: 2; interleaved-1f1b: --stages-per-rank or 2)."""
+    name = getattr(args, "schedule", None) or getattr(args, "name", None) or ""
+    chunks = _get(args, "chunks", 2)
+    return {"zb-v": 2, "interleaved-1f1b": chunks, "decode": chunks}.get(name, 1)
+
+
 def _verify_memory(args: argparse.Namespace) -> int:
-    pp, dp = _get(args, "pp"), _get(args, "dp")
-    chunks = _get(args, "chunks", 1) or 1
-    layers = _get(args, "layers", 2 * pp * chunks)
-    h, seq, vocab = _get(args, "hidden", 32), _get(args, "seq", 8), _get(args, "vocab", 0)
-    heads = _get(args, "heads", 4)
-    m = getattr(args, "microbatches", None)
-    m = m if isinstance(m, int) and m > 0 else pp
+    pp, dp, tp = _get(args, "pp"), _get(args, "dp"), _get(args, "tp")
+    layers = _get(args, "layers", 2 * pp * _chunks(args))
+    h, vocab = _get(args, "hidden", 32), _get(args, "vocab", 0)
+    seq, heads = _get(args, "seq", 8), _get(args, "heads", 4)
+    m = _get(args, "microbatches", pp)
     batch = _get(args, "batch", 2 * dp * m)
     ffn = 4 * h
+    itemsize = 4 if getattr(args, "dtype", "float64") == "float32" else 8
     experts, moe_ffn = _get(args, "experts", 0), _get(args, "moe_ffn", ffn)
-    params = layers * (4 * h * h + 2 * h * ffn + 3 * experts * h * moe_ffn) + 2 * vocab * h
-    activations = 24 * layers * batch * seq * max(ffn, heads * seq)
-    return 8 * (6 * params + activations)
+    layer_params = layers * (4 * h * h + 2 * h * ffn + 3 * experts * h * moe_ffn)
+    vocab_params = 2 * vocab * h + seq * h  # embedding, logit layer, positions
+    tokens = batch * seq
+    elements = (layer_params * (5 + 2 * dp) + vocab_params * (5 + 2 * dp * tp)
+                + tokens * vocab * (6 + tp)
+                + layers * tokens * (8 * h * tp + 8 * ffn + 3 * heads * seq))
+    return PROCESS_BYTES + itemsize * elements
 
 
 def inference_memory(layers: int, hidden: int, heads: int, kv_heads: int, vocab: int,
                      batch: int, prompt_len: int, new_tokens: int) -> int:
-    """Upper-bound-ish bytes of one greedy generation (float64), held three times over
-    (the reference, the parallel run and, on MPI rank 0, the in-process rerun): the
-    KV cache 2·layers·B·kv_heads·head_dim·(L+K-1), the logits B·K·vocab and the
-    parameters; plus, once, the prefill's transient activations
-    B·L·(3·heads·(L+K-1) + 8h) (attention scores, MLP, projections).
+    """Upper-bound bytes of one greedy generation (float64): the process
+    (:data:`PROCESS_BYTES`) and, held three times over (the reference, the parallel run
+    and, on MPI rank 0, the in-process rerun), the KV cache
+    2·layers·B·kv_heads·head_dim·(L+K-1), the logits B·K·vocab and the parameters;
+    plus, once, the prefill's transient activations B·L·(4·heads·(L+K-1) + 16h)
+    (attention scores, MLP, projections).
     Why: ``--prompt-len`` and ``--new-tokens``, not
     ``--seq``, size an inference run, and the scores grow as L²."""
     cap = prompt_len + max(new_tokens, 1) - 1
     head_dim = max(hidden // max(heads, 1), 1)
     params = layers * (4 * hidden * hidden + 8 * hidden * hidden) + 2 * vocab * hidden
     cache = 2 * layers * batch * kv_heads * head_dim * cap
-    acts = batch * prompt_len * (3 * heads * cap + 8 * hidden)
-    return 8 * (3 * (params + cache + batch * new_tokens * vocab) + acts)
+    acts = batch * prompt_len * (4 * heads * cap + 16 * hidden)
+    return PROCESS_BYTES + 8 * (3 * (params + cache + batch * new_tokens * vocab) + acts)
 
 
 def _check_inference(limits: Limits, args: argparse.Namespace) -> None:
@@ -116,9 +147,8 @@ def _check_verify(limits: Limits, args: argparse.Namespace) -> None:
 
 
 def _check_schedule(limits: Limits, args: argparse.Namespace) -> None:
-    p, m, name = _get(args, "stages"), _get(args, "microbatches"), getattr(args, "name", None)
-    chunks = _get(args, "chunks", 2) or 2  # decode: v = token steps
-    v = {"zb-v": 2, "interleaved-1f1b": chunks, "decode": chunks}.get(name or "", 1)
+    p, m = _get(args, "stages"), _get(args, "microbatches")
+    v = _chunks(args)  # decode: v = token steps
     limits.require("max_stages", "--stages", p)
     limits.require("max_microbatches", "--microbatches", m)
     limits.require("max_stages", "stages p·v", p * v)
@@ -128,11 +158,14 @@ def _check_schedule(limits: Limits, args: argparse.Namespace) -> None:
 def _check_demo(limits: Limits, args: argparse.Namespace) -> None:
     ranks = _get(args, "ranks")
     limits.require("max_ranks", "--ranks", ranks)
+    limits.require("max_iterations", "--iters", _get(args, "iters", 5))
     top = max(_get(args, "max_bytes"), _get(args, "min_bytes"))
     limits.require("max_memory", "estimated memory ranks·max-bytes·3 (bytes)", 3 * ranks * top)
 
 
 def _check_allreduce(limits: Limits, args: argparse.Namespace) -> None:
+    limits.require("max_iterations", "timed runs --iters · --reps",
+                   _get(args, "iters", 10) * _get(args, "reps", 3))
     algorithms = [a for a in str(getattr(args, "algorithms", "")).split(",") if a.strip()]
     one_shot = sum("persistent" not in a for a in algorithms)
     top = max(_get(args, "max_bytes"), _get(args, "min_bytes"))
@@ -155,9 +188,26 @@ def _check_calibrate(limits: Limits, args: argparse.Namespace) -> None:
             limits.require("max_ranks", "--" + name.replace("_", "-"), value)
 
 
+#: Peak bytes per (stage, micro-batch) cell of a schedule the planner simulates: its
+#: actions, execution order and simulated times (about 300 measured, for ZB-V and ZB-H1).
+SCHEDULE_CELL_BYTES = 512
+
+
+def plan_memory(limits: Limits) -> int:
+    """Upper bound of ``ringpipe plan``'s memory: the process, and the schedules its
+    pipeline simulator keeps (at most ``max_schedule_cells`` cells memoised, plus one
+    being simulated of at most as many: :mod:`ringpipe.cost.training.pipeline`); the
+    rest of a search (candidates, costs) is small beside them. Nothing here grows with
+    ``--global-batch`` or the model's sizes."""
+    return PROCESS_BYTES + 2 * SCHEDULE_CELL_BYTES * limits.max_schedule_cells
+
+
 def _check_plan(limits: Limits, args: argparse.Namespace) -> None:
     if isinstance(getattr(args, "nodes", None), int):
         limits.require("max_nodes", "--nodes", args.nodes)
+    limits.require("max_memory", "estimated memory of the search: the process and "
+                   f"2 · max_schedule_cells · {SCHEDULE_CELL_BYTES} B of simulated "
+                   "schedules (bytes)", plan_memory(limits))
 
 
 _CHECKS = {"verify": _check_verify, "schedule": _check_schedule, "demo": _check_demo,

@@ -260,9 +260,9 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--top must be >= 1, got {args.top}")
     if args.nodes is not None and args.nodes < 1:
         raise ValueError(f"--nodes must be >= 1, got {args.nodes}")
+    plan_inference.check_plan_mode(args)  # the other mode's flags, before the model
     check_emit(args.emit, args.inference)
     if args.inference:
-        plan_inference.refuse_training_flags(args)  # before the model: --seq is one
         refuse_for_serving(args)
         model = build_model(args)
         if model.is_moe:
@@ -281,7 +281,7 @@ def run(args: argparse.Namespace) -> int:
                         split=args.split, layout=parse_layout(args), **planner_pins(args))
     failure: FitsNowhere | None = None
     try:
-        report = search(model, training, cluster, space, headroom)
+        report = search(model, training, cluster, space, headroom, limits=args.env.limits)
     except FitsNowhere as exc:
         failure, report = exc, exc.report
     if args.plot is not None:

@@ -47,9 +47,13 @@ __all__ = ["DEVICES", "add_inference_arguments", "add_plan_arguments", "build_in
 DEVICES = ("cpu", "cupy")
 
 
-#: Defaults that ``verify --inference`` compares with to refuse flags it does not use.
+#: Defaults of the mode-specific flags (their parser default is None, so that a flag of
+#: the other mode can be refused: :mod:`ringpipe.cli.modes`).
 DEFAULT_SEQ = 8
 DEFAULT_SCHEDULE = "1f1b"
+DEFAULT_SPLIT = "even"
+DEFAULT_PROMPT_LEN = 8
+DEFAULT_NEW_TOKENS = 4
 
 
 def add_plan_arguments(p: argparse.ArgumentParser) -> None:
@@ -59,7 +63,7 @@ def add_plan_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--pp", type=int, default=1, help="pipeline ranks p (default 1)")
     p.add_argument("--dp", type=int, default=1, help="data-parallel degree (default 1)")
     p.add_argument("--schedule", choices=[*SCHEDULES, SYNTH, SYNTH_ALIAS],
-                   default=DEFAULT_SCHEDULE, type=schedule_name,
+                   default=None, type=schedule_name,
                    help="pipeline schedule (default 1f1b; synth/auto: synthesised for the "
                         "stages' FLOPs; PyTorch's class names such as Schedule1F1B are "
                         "accepted)")
@@ -70,7 +74,8 @@ def add_plan_arguments(p: argparse.ArgumentParser) -> None:
                    help="default: the number of pipeline ranks")
     p.add_argument("--stages-per-rank", "--chunks", type=int, default=None, dest="chunks",
                    help="v, stages per pipeline rank (interleaved-1f1b; zb-v is fixed at 2)")
-    add_layout_arguments(p, "even")
+    add_layout_arguments(p, DEFAULT_SPLIT)
+    p.set_defaults(split=None)  # given or not tells the modes apart (ringpipe.cli.modes)
     p.add_argument("--allreduce", choices=(*ALLREDUCE_ALGORITHMS, "nccl"), default="ring",
                    help="TP and DP all-reduce: ringpipe's ring or tree step tables, or nccl "
                         "(--backend mpi --device cupy only)")
@@ -84,7 +89,7 @@ def add_plan_arguments(p: argparse.ArgumentParser) -> None:
                    help="model width h (default 32, or 8 × heads when 32 does not divide)")
     p.add_argument("--heads", type=int, default=None,
                    help="attention heads (default 4, or the next multiple of --tp)")
-    p.add_argument("--seq", type=int, default=DEFAULT_SEQ,
+    p.add_argument("--seq", type=int, default=None,
                    help=f"sequence length (default {DEFAULT_SEQ})")
     p.add_argument("--vocab", type=int, default=0, help="0: dense inputs, MSE loss")
     p.add_argument("--block", choices=("transformer", "mlp"), default="transformer",
@@ -116,7 +121,9 @@ def heads_and_hidden(args: argparse.Namespace) -> tuple[int, int]:
 
 
 def plan_argv(args: argparse.Namespace) -> list[str]:
-    """``args``' plan arguments as a command line again (for the MPI ranks)."""
+    """``args``' plan arguments as a command line again (for the MPI ranks), each value
+    joined to its flag (``--cluster-file=-cal.toml``), so that a value starting with
+    ``-`` reads as the value it is."""
     parser = argparse.ArgumentParser(add_help=False)
     add_plan_arguments(parser)
     argv: list[str] = []
@@ -125,8 +132,16 @@ def plan_argv(args: argparse.Namespace) -> list[str]:
         if isinstance(action, argparse._StoreTrueAction):
             argv += [action.option_strings[0]] if value else []
         elif value is not None:
-            argv += [action.option_strings[0], str(value)]
+            argv.append(f"{action.option_strings[0]}={value}")
     return argv
+
+
+def _mesh(args: argparse.Namespace, **degrees: int) -> Mesh:
+    """The mesh of ``--dp --pp --tp`` (each checked under its flag's name) and
+    ``degrees`` (cp, ep: :func:`ringpipe.cli.parallel_args.mesh_degrees`)."""
+    for flag in ("dp", "pp", "tp"):
+        check_int(f"--{flag}", getattr(args, flag))
+    return Mesh(dp=args.dp, pp=args.pp, tp=args.tp, **degrees)
 
 
 def build_plan(args: argparse.Namespace) -> tuple[Plan, int]:
@@ -135,31 +150,33 @@ def build_plan(args: argparse.Namespace) -> tuple[Plan, int]:
         raise ValueError(f"--seed must be >= 0, got {args.seed}")
     resolve_micro_batch_size(args)
     refuse_with_cluster_file(args)
-    mesh = Mesh(dp=args.dp, pp=args.pp, tp=args.tp, **mesh_degrees(args))
+    mesh = _mesh(args, **mesh_degrees(args))
     given = _schedule_csv(args)
     m = args.microbatches if args.microbatches is not None else (
         args.pp if given is None else given.num_microbatches)
     check_int("--microbatches", m)
     if args.chunks is not None:
         check_int("--stages-per-rank (--chunks)", args.chunks)
+    schedule = DEFAULT_SCHEDULE if args.schedule is None else args.schedule
     layout = parse_layout(args)
     if layout is not None:
         default_layers = layout.num_layers
     elif given is not None:
         default_layers = 2 * given.num_stages
     else:
-        default_layers = 2 * args.pp * resolve_chunks(args.schedule, args.chunks)
+        default_layers = 2 * args.pp * resolve_chunks(schedule, args.chunks)
     layers = args.layers if args.layers is not None else default_layers
     heads, hidden = heads_and_hidden(args)
-    cfg = ModelConfig(layers=layers, hidden=hidden, heads=heads, seq=args.seq,
+    cfg = ModelConfig(layers=layers, hidden=hidden, heads=heads,
+                      seq=DEFAULT_SEQ if args.seq is None else args.seq,
                       vocab=args.vocab, block=args.block, dtype=args.dtype,
                       gated_mlp=args.gated_mlp, **moe_overrides(args))
     # NCCL's ring moves the bytes of the ring step table: the plan counts with that table
     allreduce = "ring" if args.allreduce == "nccl" else args.allreduce
-    plan = Plan(cfg, mesh, schedule=args.schedule if given is None else given,
+    plan = Plan(cfg, mesh, schedule=schedule if given is None else given,
                 microbatches=m, allreduce=allreduce,
                 chunks=args.chunks, layout=layout,
-                split="even" if layout is not None else args.split)
+                split="even" if layout is not None else (args.split or DEFAULT_SPLIT))
     batch = args.batch if args.batch is not None else 2 * args.dp * m
     plan.check_batch_size(batch)
     return plan, batch
@@ -171,7 +188,7 @@ def _schedule_csv(args: argparse.Namespace) -> Schedule | None:
     path = getattr(args, "schedule_csv", None)
     if path is None:
         return None
-    if args.schedule != DEFAULT_SCHEDULE:
+    if args.schedule not in (None, DEFAULT_SCHEDULE):
         raise ValueError("--schedule-csv and --schedule contradict (the file is the schedule)")
     try:
         return load_csv(path)
@@ -184,8 +201,9 @@ def add_inference_arguments(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("inference (with --inference)")
     g.add_argument("--inference", action="store_true",
                    help="verify greedy generation with a KV cache instead of training")
-    g.add_argument("--prompt-len", type=int, default=8, help="prompt tokens L (8)")
-    g.add_argument("--new-tokens", type=int, default=4, help="generated tokens K (4)")
+    # defaults None: given or not tells the modes apart (ringpipe.cli.modes)
+    g.add_argument("--prompt-len", type=int, default=None, help="prompt tokens L (8)")
+    g.add_argument("--new-tokens", type=int, default=None, help="generated tokens K (4)")
     g.add_argument("--kv-heads", type=int, default=None,
                    help="key/value heads (grouped-query attention); default: --heads")
     from ringpipe.cli.serving_args import add_serving_arguments  # noqa: PLC0415 - cost layer
@@ -207,20 +225,22 @@ def build_inference(args: argparse.Namespace) -> tuple[InferencePlan, dict, np.n
         raise ValueError("--micro-batch-size does not apply to --inference (--microbatches "
                          "is the number of groups in flight)")
     refuse_for_inference(args)
-    check_int("--prompt-len", args.prompt_len)
-    check_int("--new-tokens", args.new_tokens)
+    prompt_len = check_int("--prompt-len", DEFAULT_PROMPT_LEN if args.prompt_len is None
+                           else args.prompt_len)
+    new_tokens = check_int("--new-tokens", DEFAULT_NEW_TOKENS if args.new_tokens is None
+                           else args.new_tokens)
     if args.kv_heads is not None:
         check_int("--kv-heads", args.kv_heads)
-    mesh = Mesh(dp=args.dp, pp=args.pp, tp=args.tp)
+    mesh = _mesh(args)
     vocab = args.vocab or 64
     cfg = ModelConfig(layers=args.layers if args.layers is not None else 2 * args.pp,
                       hidden=heads_and_hidden(args)[1], heads=heads_and_hidden(args)[0],
                       kv_heads=args.kv_heads,
-                      seq=args.prompt_len, vocab=vocab, block=args.block, dtype=args.dtype)
+                      seq=prompt_len, vocab=vocab, block=args.block, dtype=args.dtype)
     batch = args.batch if args.batch is not None else 2 * args.dp
-    plan = InferencePlan(cfg, mesh, batch, args.prompt_len, args.new_tokens,
-                         args.microbatches, args.allreduce)
-    prompts = np.random.default_rng(args.seed + 1).integers(0, vocab, (batch, args.prompt_len))
+    plan = InferencePlan(cfg, mesh, batch, prompt_len, new_tokens, args.microbatches,
+                         args.allreduce)
+    prompts = np.random.default_rng(args.seed + 1).integers(0, vocab, (batch, prompt_len))
     return plan, init_params(cfg, args.seed), prompts
 
 
@@ -228,9 +248,11 @@ def inference_argv(args: argparse.Namespace) -> list[str]:
     """``args`` as a command line again (for the MPI ranks)."""
     from ringpipe.cli.serving_args import serving_argv  # noqa: PLC0415
 
-    argv = ["--inference", *plan_argv(args), "--prompt-len", str(args.prompt_len),
-            "--new-tokens", str(args.new_tokens), *serving_argv(args)]
-    return argv + ([] if args.kv_heads is None else ["--kv-heads", str(args.kv_heads)])
+    extra = {"--prompt-len": args.prompt_len, "--new-tokens": args.new_tokens,
+             "--kv-heads": args.kv_heads}
+    return ["--inference", *plan_argv(args),
+            *(f"{flag}={value}" for flag, value in extra.items() if value is not None),
+            *serving_argv(args)]
 
 
 def calibrated_cluster(path: str | None) -> tuple[Cluster, Calibration] | None:

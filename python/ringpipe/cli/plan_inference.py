@@ -12,7 +12,9 @@ serve that traffic with continuous batching and are ranked by goodput instead
 ``--top`` bounds the table, the ``--json`` candidates and the ``--plot`` curves alike.
 Training-only flags (``--headroom``, ``--no-sp`` and the other recipe switches,
 ``--seq``, ``--allow-uneven``, ``--global-batch``, ...) are refused with exit 2 and the
-reason, not ignored; with explicit model sizes ``--seq`` is not needed.
+reason, not ignored, and a training plan refuses the inference-only ones the same way
+(:data:`PLAN_MODE_FLAGS`, :mod:`ringpipe.cli.modes`); with explicit model sizes ``--seq``
+is not needed.
 
 Each layout gets its time to first token, inter-token latency (ITL, the time per output
 token), end-to-end latency, requests/s, tokens/s per user and per GPU, weights and KV-cache
@@ -32,6 +34,7 @@ import sys
 
 from ringpipe.cli import plan_serving
 from ringpipe.cli.emit import comment, emit_serving
+from ringpipe.cli.modes import INFERENCE, TRAINING, ModeFlag, check_mode
 from ringpipe.cli.plan_plot import save_figure
 from ringpipe.cost.hardware.wording import wording
 from ringpipe.cost.inference.model import MEMORY_UTILIZATION
@@ -43,8 +46,9 @@ from ringpipe.cost.inference.search import (
     search,
 )
 from ringpipe.cost.inference.workload import Workload
+from ringpipe.schedules import SCHEDULES
 
-__all__ = ["add_arguments", "run_inference_plan"]
+__all__ = ["PLAN_MODE_FLAGS", "add_arguments", "check_plan_mode", "run_inference_plan"]
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -53,9 +57,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("inference (with --inference)")
     g.add_argument("--inference", action="store_true",
                    help="rank layouts for serving (prefill + decode) instead of training")
-    g.add_argument("--prompt-len", "--isl", type=int, default=2048, dest="prompt_len",
+    # defaults None: given or not tells the modes apart (ringpipe.cli.modes)
+    g.add_argument("--prompt-len", "--isl", type=int, default=None, dest="prompt_len",
                    help="prompt (input sequence) tokens (2048)")
-    g.add_argument("--output-len", "--osl", type=int, default=128, dest="output_len",
+    g.add_argument("--output-len", "--osl", type=int, default=None, dest="output_len",
                    help="generated (output sequence) tokens (128)")
     g.add_argument("--batch", type=int, default=None,
                    help="concurrent sequences of one static batch (1)")
@@ -153,40 +158,65 @@ def write_plot(report: InferenceSearch, path: str, top: int = PLOT_LAYOUTS,
     plt.close(fig)
 
 
-#: Training-only flags of ``ringpipe plan`` that are switches (False unless given), and
-#: why each means nothing to a serving layout.
-_TRAINING_SWITCHES = {
-    "no_sp": "sequence parallelism splits training activations; the serving cost model "
-             "has no such choice",
-    "no_flash_attention": "the serving cost model prices attention over the KV cache",
-    "no_distributed_optimizer": "serving holds no optimizer state",
-    "shard_optimizer": "serving holds no optimizer state",
-    "no_overlap_grad_reduce": "serving reduces no gradients",
-    "allow_uneven": "serving layouts always split the layers as evenly as pp allows",
-}
+def _training(flag: str, dest: str, why: str) -> ModeFlag:
+    return ModeFlag(flag, dest, TRAINING, why)
 
 
-def refuse_training_flags(args: argparse.Namespace) -> None:
-    """ValueError naming the first training-only flag given with ``--inference``, and
-    why it does not apply: silently ignoring it would rank layouts the user did not ask
-    for."""
-    if args.global_batch is not None:
-        raise ValueError("--global-batch is for training plans; --inference takes --batch")
-    for flag in ("microbatch_size", "recompute", "schedule", "chunks", "split", "layout"):
-        if getattr(args, flag) is not None:
-            raise ValueError(f"--{flag.replace('_', '-')} is for training plans, not "
-                             "--inference")
-    if args.headroom is not None:
-        raise ValueError("--headroom does not apply to --inference: a serving layout "
-                         f"fits within {MEMORY_UTILIZATION:.0%} of GPU memory (vLLM's "
-                         "gpu_memory_utilization), the KV cache filling the rest")
-    for flag, why in _TRAINING_SWITCHES.items():
-        if getattr(args, flag):
-            raise ValueError(f"--{flag.replace('_', '-')} does not apply to --inference: "
-                             f"{why}")
-    if args.seq is not None:
-        raise ValueError("--seq does not apply to --inference: a served sequence is "
-                         "--prompt-len prompt tokens plus --output-len generated ones")
+def _inference(flag: str, dest: str, default: object = None) -> ModeFlag:
+    return ModeFlag(flag, dest, INFERENCE, "training plans are sized by --global-batch and "
+                    "--seq, and ranked by step time", default)
+
+
+#: ``ringpipe plan``'s flags of one mode (:mod:`ringpipe.cli.modes`): each refused in the
+#: other, with why.
+PLAN_MODE_FLAGS = (
+    _training("--global-batch", "global_batch", "a serving workload is --batch sequences of "
+              "--prompt-len + --output-len tokens"),
+    _training("--microbatch-size", "microbatch_size", "serving splits the batch into groups "
+              "in flight itself"),
+    _training("--recompute", "recompute", "serving keeps no activations for a backward"),
+    _training("--schedule", "schedule", "serving runs the prefill and decode schedules"),
+    _training("--stages-per-rank", "chunks", "serving runs one stage per pipeline rank"),
+    _training("--headroom", "headroom", f"a serving layout fits within "
+              f"{MEMORY_UTILIZATION:.0%} of GPU memory (vLLM's gpu_memory_utilization), the "
+              "KV cache filling the rest"),
+    _training("--no-sp", "no_sp", "sequence parallelism splits training activations; the "
+              "serving cost model has no such choice"),
+    _training("--no-flash-attention", "no_flash_attention", "the serving cost model prices "
+              "attention over the KV cache"),
+    _training("--no-distributed-optimizer", "no_distributed_optimizer",
+              "serving holds no optimizer state"),
+    _training("--shard-optimizer", "shard_optimizer", "serving holds no optimizer state"),
+    _training("--no-overlap-grad-reduce", "no_overlap_grad_reduce",
+              "serving reduces no gradients"),
+    _training("--allow-uneven", "allow_uneven", "serving layouts always split the layers as "
+              "evenly as pp allows"),
+    _training("--seq", "seq", "a served sequence is --prompt-len prompt tokens plus "
+              "--output-len generated ones"),
+    _training("--split", "split", "serving layouts always split the layers as evenly as "
+              "pp allows"),
+    _training("--layout", "layout", "serving layouts always split the layers as evenly as "
+              "pp allows"),
+    _inference("--prompt-len", "prompt_len", 2048),
+    _inference("--output-len", "output_len", 128),
+    _inference("--batch", "batch"),  # None: 1, or refused with a load (plan_serving)
+    _inference("--objective", "objective"),  # None: latency, or refused with a load
+    _inference("--ttft-slo-ms", "ttft_slo_ms"),
+    _inference("--itl-slo-ms", "tpot_slo_ms"),
+    *(_inference(flag, dest) for flag, dest in plan_serving.LOAD_FLAGS),
+    *(_inference(flag, dest) for flag, dest, _ in plan_serving.KNOBS),
+)
+
+
+def check_plan_mode(args: argparse.Namespace) -> None:
+    """Refuse the flags of the other mode (training or ``--inference``), naming the
+    first and why, and fill in the defaults of this mode's (:mod:`ringpipe.cli.modes`);
+    a training ``--stages-per-rank`` needs a ``--schedule`` that takes it."""
+    check_mode(args, PLAN_MODE_FLAGS, INFERENCE if args.inference else TRAINING)
+    if not args.inference and args.chunks is not None and args.schedule is None:
+        takes = ", ".join(s.name for s in SCHEDULES.values() if s.takes_chunks)
+        raise ValueError(f"--stages-per-rank {args.chunks} needs --schedule: it sets v of "
+                         f"the schedules that take one ({takes}); the others fix it")
 
 
 def run_inference_plan(args: argparse.Namespace, model: object, cluster: object) -> int:
@@ -206,6 +236,7 @@ def run_inference_plan(args: argparse.Namespace, model: object, cluster: object)
         if getattr(args, flag) is not None:
             raise ValueError(f"--{flag} needs --rate, --concurrency or --trace (a static "
                              "batch has one latency, not a distribution)")
+    plan_serving.refuse_knobs(args)  # --block-size and the rest: continuous batching only
     objective = "latency" if args.objective is None else args.objective
     work = Workload(args.prompt_len, args.output_len, 1 if args.batch is None else args.batch,
                     dtype)

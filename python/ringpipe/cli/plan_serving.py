@@ -34,7 +34,8 @@ from ringpipe.cost.inference.search import label
 from ringpipe.cost.inference.serving import Knobs, Load, Slo, simulate
 from ringpipe.cost.inference.traffic import read_trace
 
-__all__ = ["add_arguments", "requested", "run_serving_plan"]
+__all__ = ["KNOBS", "LOAD_FLAGS", "add_arguments", "refuse_knobs", "requested",
+           "run_serving_plan"]
 
 
 def add_arguments(g: argparse._ArgumentGroup) -> None:
@@ -52,13 +53,37 @@ def add_arguments(g: argparse._ArgumentGroup) -> None:
                    help="requests per simulation with --rate/--concurrency (200)")
     g.add_argument("--percentile", type=float, default=None,
                    help="the latency percentile the SLOs hold at (99)")
-    g.add_argument("--block-size", type=int, default=16, help="KV block positions (16)")
-    g.add_argument("--max-num-seqs", type=int, default=256,
+    # defaults None: given or not tells a static batch and training apart (KNOBS)
+    g.add_argument("--block-size", type=int, default=None, help="KV block positions (16)")
+    g.add_argument("--max-num-seqs", type=int, default=None,
                    help="most requests in one iteration (256)")
-    g.add_argument("--max-num-batched-tokens", type=int, default=8192,
+    g.add_argument("--max-num-batched-tokens", type=int, default=None,
                    help="most positions in one iteration (8192)")
     g.add_argument("--no-chunked-prefill", action="store_true",
                    help="prefill each prompt whole, never in chunks")
+
+
+#: The flags that describe the load: (flag, dest); refused in a training plan.
+LOAD_FLAGS = (("--rate", "rate"), ("--concurrency", "concurrency"), ("--trace", "trace"),
+              ("--requests", "requests"), ("--percentile", "percentile"))
+#: The scheduler's knobs: (flag, dest, default); refused without a load, and in training.
+KNOBS = (("--block-size", "block_size", 16), ("--max-num-seqs", "max_num_seqs", 256),
+         ("--max-num-batched-tokens", "max_num_batched_tokens", 8192),
+         ("--no-chunked-prefill", "no_chunked_prefill", False))
+
+
+def refuse_knobs(args: argparse.Namespace) -> None:
+    """ValueError naming a scheduler knob given for a static batch (it would change
+    nothing: only continuous batching has a scheduler)."""
+    for flag, dest, _ in KNOBS:
+        if getattr(args, dest, None) not in (None, False):
+            raise ValueError(f"{flag} needs --rate, --concurrency or --trace (the knobs of "
+                             "continuous batching; a static batch has no scheduler)")
+
+
+def _knob(args: argparse.Namespace, dest: str) -> object:
+    value = getattr(args, dest, None)
+    return next(d for _, k, d in KNOBS if k == dest) if value is None else value
 
 
 def requested(args: argparse.Namespace) -> bool:
@@ -173,8 +198,8 @@ def run_serving_plan(args: argparse.Namespace, model: object, cluster: object,
     """Handler of ``plan --inference`` with a rate, a concurrency or a trace."""
     load = _load(args)
     slo = Slo(ttft_slo, itl_slo, 99.0 if args.percentile is None else args.percentile)
-    knobs = Knobs(args.block_size, args.max_num_seqs, args.max_num_batched_tokens,
-                  not args.no_chunked_prefill)
+    knobs = Knobs(_knob(args, "block_size"), _knob(args, "max_num_seqs"),
+                  _knob(args, "max_num_batched_tokens"), not args.no_chunked_prefill)
     report = rank(model, cluster, load, slo, knobs, args.dtype,  # type: ignore[arg-type]
                   {"tp": args.tp, "pp": args.pp, "dp": args.dp})
     if args.plot is not None:

@@ -23,11 +23,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from fractions import Fraction
 
 from ringpipe.cli.names.aliases import schedule_name
 from ringpipe.cli.schedule_synth import SYNTH_NAMES, add_synth_arguments, costs_arg, synth_build
+from ringpipe.files import display, read_text
 from ringpipe.limits import Limits
 from ringpipe.schedules import (
     SCHEDULES,
@@ -39,13 +41,14 @@ from ringpipe.schedules import (
     chrome_trace_json,
     format_time_grid,
     generate,
-    load_csv,
     render_svg,
+    schedule_from_csv,
     schedule_to_csv,
     simulate,
     summary,
     validate,
 )
+from ringpipe.schedules.csv_io import CSV_BYTES_PER_CELL
 from ringpipe.schedules.registry import INFERENCE_SCHEDULES  # forward-only: prefill, decode
 from ringpipe.validation import check_int
 
@@ -151,16 +154,24 @@ def _positive(flag: str, value: int | None) -> int:
     return check_int(f"{flag}:", value, 1)
 
 
-def _check_csv_size(path: str, limits: Limits) -> None:
-    """Refuse, before parsing, a CSV with more actions than a schedule within
-    ``max_schedule_cells`` can have (at most 8 per (stage, micro-batch) cell: F, B or I
-    and W, and their sends and receives), so parsing stays bounded (600 000 cells took
-    13 s and 1 GB); the exact size is checked after parsing."""
-    with open(path, "rb") as handle:
-        data = handle.read()
-    fields = data.count(b",") + data.count(b"\n") + 1
+def _load_csv(path: str, limits: Limits) -> Schedule:
+    """The ``--from-csv`` schedule, read through the one safe reader (a FIFO, a device or
+    a directory refused without blocking) and bounded before parsing: no larger than a
+    schedule within ``max_schedule_cells`` can be (``CSV_BYTES_PER_CELL`` bytes a cell),
+    with no more actions than it can have (at most 8 per (stage, micro-batch) cell: F, B
+    or I and W, and their sends and receives), so parsing stays bounded (600 000 cells
+    took 13 s and 1 GB); the exact size is checked after parsing."""
+    text = read_text(path, "CSV schedule", CSV_BYTES_PER_CELL * limits.max_schedule_cells,
+                     "one row of actions per rank", f"--from-csv {display(path)}")
+    fields = text.count(",") + text.count("\n") + 1
     limits.require("max_schedule_cells", "--from-csv actions / 8 (at most 8 per cell)",
                    fields // 8)
+    try:
+        return schedule_from_csv(text, name=os.path.splitext(os.path.basename(path))[0])
+    except ScheduleError:
+        raise
+    except ValueError as exc:
+        raise ValueError(f"{display(path)}: {exc}") from None
 
 
 def _build(args: argparse.Namespace) -> Schedule:
@@ -181,11 +192,7 @@ def _build(args: argparse.Namespace) -> Schedule:
                 f"{', '.join(given)}: not allowed with --from-csv (read from the file)"
             )
         limits = args.env.limits
-        try:
-            _check_csv_size(args.from_csv, limits)
-            schedule = load_csv(args.from_csv)
-        except OSError as exc:
-            raise ValueError(f"--from-csv: cannot read {args.from_csv}: {exc.strerror}") from None
+        schedule = _load_csv(args.from_csv, limits)
         # the same limits as a generated schedule's (ringpipe.limits)
         limits.require("max_stages", "--from-csv stages", schedule.num_stages)
         limits.require("max_microbatches", "--from-csv micro-batches",

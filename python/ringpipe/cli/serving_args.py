@@ -30,13 +30,20 @@ from ringpipe.plan.serving import ServingPlan
 from ringpipe.runtime.batching.policy import BatchingPolicy, Request
 from ringpipe.validation import check_int, check_real
 
-__all__ = ["add_serving_arguments", "build_serving", "serving_argv"]
+__all__ = ["DEFAULTS", "SERVING_FLAGS", "add_serving_arguments", "build_serving",
+           "check_serving_flags", "serving_argv"]
 
 #: The flags this module adds and hands to the MPI ranks: (flag, dest).
-_FLAGS = (("--requests", "requests"), ("--rate", "rate"), ("--cluster", "cluster"),
+SERVING_FLAGS = (("--requests", "requests"), ("--rate", "rate"), ("--cluster", "cluster"),
           ("--block-size", "block_size"), ("--kv-blocks", "kv_blocks"),
           ("--max-num-seqs", "max_num_seqs"),
           ("--max-num-batched-tokens", "max_num_batched_tokens"))
+
+
+#: The defaults of the flags above (their parser default is None, so that a flag given
+#: without ``--inference`` or without ``--requests`` is refused: :mod:`ringpipe.cli.modes`).
+DEFAULTS = {"rate": 10000.0, "cluster": "dgx-h100", "block_size": 4, "kv_blocks": None,
+            "max_num_seqs": 8, "max_num_batched_tokens": 16}
 
 
 def add_serving_arguments(g: argparse._ArgumentGroup) -> None:
@@ -44,21 +51,34 @@ def add_serving_arguments(g: argparse._ArgumentGroup) -> None:
     g.add_argument("--requests", type=int, default=None,
                    help="serve N requests with continuous batching (random lengths up to "
                         "--prompt-len and --new-tokens) instead of one static batch")
-    g.add_argument("--rate", type=float, default=10000.0,
+    g.add_argument("--rate", type=float, default=None,
                    help="with --requests: Poisson arrivals per second on --cluster's clock "
                         "(10000: the test model's iterations take ~0.3 ms there)")
-    g.add_argument("--cluster", choices=list(CLUSTER_PRESETS), default="dgx-h100",
+    g.add_argument("--cluster", choices=list(CLUSTER_PRESETS), default=None,
                    help="with --requests: the cluster whose predicted iteration times "
                         "decide which requests share a batch (dgx-h100)")
-    g.add_argument("--block-size", type=int, default=4, help="with --requests: KV block (4)")
+    g.add_argument("--block-size", type=int, default=None, help="with --requests: KV block (4)")
     g.add_argument("--kv-blocks", type=int, default=None,
                    help="with --requests: KV blocks per rank (default: a quarter of what all "
                         "requests need)")
-    g.add_argument("--max-num-seqs", type=int, default=8,
+    g.add_argument("--max-num-seqs", type=int, default=None,
                    help="with --requests: most requests in one iteration (8)")
-    g.add_argument("--max-num-batched-tokens", type=int, default=16,
+    g.add_argument("--max-num-batched-tokens", type=int, default=None,
                    help="with --requests: most positions in one iteration; longer prompts "
                         "are prefilled in chunks (16)")
+
+
+def check_serving_flags(args: argparse.Namespace) -> None:
+    """Refuse a continuous-batching flag given without ``--requests`` (it would change
+    nothing), then fill in the defaults of those not given."""
+    if getattr(args, "requests", None) is None:
+        for flag, dest in SERVING_FLAGS[1:]:
+            if getattr(args, dest, None) is not None:
+                raise ValueError(f"{flag} applies only with --requests (continuous "
+                                 "batching); without it the check runs one static batch")
+    for dest, default in DEFAULTS.items():
+        if getattr(args, dest, None) is None:
+            setattr(args, dest, default)
 
 
 def _traffic(args: argparse.Namespace, vocab: int) -> tuple[list[Request], list[np.ndarray]]:
@@ -74,6 +94,7 @@ def _traffic(args: argparse.Namespace, vocab: int) -> tuple[list[Request], list[
 def build_serving(args: argparse.Namespace) -> tuple[ServingPlan, dict, list[np.ndarray]]:
     """The serving plan, parameters (``init_params(config, seed)``) and each request's
     prompt the arguments describe (ValueError naming the flag when one is bad)."""
+    check_serving_flags(args)
     check_int("--requests", args.requests)
     check_real("--rate", args.rate, positive=True)
     if args.seed < 0:
@@ -82,7 +103,7 @@ def build_serving(args: argparse.Namespace) -> tuple[ServingPlan, dict, list[np.
         if getattr(args, flag) is not None:
             raise ValueError(f"--{flag} does not apply to --requests: continuous batching "
                              "forms its own batches")
-    for flag, dest in _FLAGS[3:]:
+    for flag, dest in SERVING_FLAGS[3:]:
         if getattr(args, dest) is not None:
             check_int(flag, getattr(args, dest))
     check_int("--prompt-len", args.prompt_len)
@@ -109,8 +130,12 @@ def build_serving(args: argparse.Namespace) -> tuple[ServingPlan, dict, list[np.
 def serving_argv(args: argparse.Namespace) -> list[str]:
     """The continuous-batching flags of ``args`` as a command line again (MPI ranks)."""
     argv: list[str] = []
-    for flag, dest in _FLAGS:
+    if getattr(args, "requests", None) is None:  # one static batch: none of them apply
+        return argv
+    for flag, dest in SERVING_FLAGS:
         value = getattr(args, dest)
         if value is not None:
-            argv += [flag, repr(value) if isinstance(value, float) else str(value)]
+            text = repr(value) if isinstance(value, float) else str(value)
+            argv.append(f"{flag}={text}")  # joined: a value may start with '-'
+
     return argv

@@ -82,9 +82,11 @@ def _warn_threads(threads: ThreadPolicy, calibration: Calibration, source: str) 
 
 def run(args: argparse.Namespace) -> int:
     """Verify; 0 if the plan matches the reference, else 1."""
+    from ringpipe.cli.verify_inference import check_verify_mode, run_inference
+
     if args.inference:
-        from ringpipe.cli.verify_inference import run_inference
         return run_inference(args)
+    check_verify_mode(args)  # --prompt-len, --new-tokens, --kv-heads: --inference only
     if args.backend == "mpi":
         return run_mpi(args)
     refuse_mpi_only_flags(args)

@@ -2,13 +2,17 @@
 
 A collective whose ranks disagree on the buffer size, dtype, op, algorithm or (for
 ``all_gather``) in place vs ``out=`` would hang or corrupt memory. Before any data
-moves, every rank ``Allgather`` s one record of seven int64 -- (count, dtype, op,
-algorithm, collective, local error code, ``out=`` given in ``all_gather``) -- and every
+moves, every rank ``Allgather`` s one record of eight int64 -- (count, dtype, op,
+algorithm, collective, local error code, ``out=`` given in ``all_gather``, the group's
+``segment_bytes``) -- and every
 rank raises the same TypeError/ValueError (:class:`CollectiveError` for another rank's
 problem) naming the first offending world rank. A local problem (not an array, an
 unsupported dtype, not C-contiguous, read-only, a wrong ``out``, an unknown or
 unhashable algorithm or op) travels in the record as a code, so no rank is left
-waiting. When every rank agrees, the check costs the ``Allgather`` and one byte-string
+waiting. ``segment_bytes`` is in the record because it shapes the step table's messages
+(how many segments each chunk is cut into, and whether a small all-reduce takes the
+staged path): ranks that disagree on it would post different messages and wait
+forever. When every rank agrees, the check costs the ``Allgather`` and one byte-string
 comparison of the gathered table with this rank's record repeated N times.
 """
 
@@ -40,7 +44,8 @@ _DTYPE_INDEX = {d: i for i, d in enumerate(SUPPORTED_DTYPES)}
 _OP_INDEX = {o: i for i, o in enumerate(SUPPORTED_OPS)}
 _ALGORITHM_INDEX = {c: {a: i for i, a in enumerate(algs)} for c, algs in MPI_ALGORITHMS.items()}
 #: Fields of the agreement record, one int64 each.
-_COUNT, _DTYPE, _OP, _ALGORITHM, _COLLECTIVE, _CODE, _OUT = range(7)
+_COUNT, _DTYPE, _OP, _ALGORITHM, _COLLECTIVE, _CODE, _OUT, _SEGMENT = range(8)
+_FIELDS = 8
 
 
 class CollectiveError(ValueError):
@@ -82,14 +87,15 @@ class Agreement:
         self.comm, self.name = comm, name
         self.world_rank, self.world_ranks = world_rank, world_ranks
         self.size = len(world_ranks)
-        self._record = np.empty(7, dtype=np.int64)
-        self._table = np.empty((self.size, 7), dtype=np.int64)
+        self._record = np.empty(_FIELDS, dtype=np.int64)
+        self._table = np.empty((self.size, _FIELDS), dtype=np.int64)
 
     def check(self, collective: str, buffer: object, algorithm: str, op: str,
               out: object = None, out_elems: int | None = None,
-              writeable: bool = True) -> None:
+              writeable: bool = True, segment_bytes: int = 0) -> None:
         """Allgather this rank's record; return if every rank's is this one and has no
-        error, else raise alike on every rank (module docstring)."""
+        error, else raise alike on every rank (module docstring). ``segment_bytes``: the
+        group's, which the ranks must share."""
         # a bad algorithm or op is reported through the Allgather like any other local
         # problem, so every rank raises and none is left waiting in the collective
         algorithm_index = lookup(_ALGORITHM_INDEX[collective], algorithm)
@@ -110,6 +116,7 @@ class Agreement:
         mine[_COLLECTIVE], mine[_CODE] = _COLLECTIVES.index(collective), code
         # in place and out= exchange different piece sizes only in all_gather
         mine[_OUT] = out is not None and collective == "all_gather"
+        mine[_SEGMENT] = segment_bytes
         self.comm.Allgather(mine, table)
         if code == 0 and table.tobytes() == mine.tobytes() * self.size:
             return  # every rank sent the same record, and it has no error
@@ -127,6 +134,12 @@ class Agreement:
             raise CollectiveError(f"{where}: rank {who}: "
                                   f"{_ERRORS[int(table[bad[0], _CODE])]}")
         for r in range(1, self.size):
+            if table[r, _SEGMENT] != table[0, _SEGMENT]:
+                raise CollectiveError(
+                    f"{where}: rank {self.world_ranks[r]}: segment_bytes="
+                    f"{int(table[r, _SEGMENT])} but rank {self.world_ranks[0]} has "
+                    f"segment_bytes={int(table[0, _SEGMENT])}; every rank of a group "
+                    "needs the same segment_bytes (it shapes the step table's messages)")
             if not np.array_equal(table[r], table[0]):
                 raise CollectiveError(f"{where}: rank {self.world_ranks[r]}: "
                                       f"{describe(table[r], table[0])} but rank "

@@ -21,8 +21,9 @@ reduction order). ``"mpi"`` is not: MPICH picks its own reduction order.
 
 **Agreement check** (:mod:`ringpipe.mpi.agreement`). Each call first ``Allgather`` s a
 small record per rank, and every rank raises the same TypeError/ValueError naming the
-first offending rank before any data moves, so ranks that disagree on size, dtype, op
-or algorithm never hang or corrupt memory. ``check=False`` skips the round trip for
+first offending rank before any data moves, so ranks that disagree on size, dtype, op,
+algorithm or ``segment_bytes`` (which shapes the step table's messages) never hang or
+corrupt memory. ``check=False`` skips the round trip for
 trusted hot loops.
 
 **Small messages.** A one-shot ``all_reduce`` of at most ``SMALL_MESSAGE_BYTES`` (and
@@ -113,7 +114,8 @@ class ProcessGroup:
     def _agree(self, collective: str, buffer: object, algorithm: str, op: str,
                out: object = None, out_elems: int | None = None,
                writeable: bool = True) -> None:
-        self._agreement.check(collective, buffer, algorithm, op, out, out_elems, writeable)
+        self._agreement.check(collective, buffer, algorithm, op, out, out_elems, writeable,
+                              self.segment_bytes)
 
     # -- the collectives ---------------------------------------------------------------
     def _run(self, collective: str, algorithm: str, flat: np.ndarray, op: str) -> None:

@@ -24,7 +24,10 @@ Variables the caller already set are never overridden, except
 
 No orphans. :func:`launch` starts ``mpiexec`` in its own session and process group, and
 ends that whole group (mpiexec, its proxies, every rank) whenever it stops waiting for
-it early: on its ``timeout``, on any exception (Ctrl-C's KeyboardInterrupt included),
+it: when mpiexec has exited (whatever it left behind, e.g. after it died of SIGPIPE on a
+closed pipe), on its ``timeout`` (the launcher's deadline, which ``ringpipe verify
+--backend mpi`` sets a little past the ranks' ``--timeout``, so that a job whose ranks
+cannot even abort still ends), on any exception (Ctrl-C's KeyboardInterrupt included),
 and on SIGTERM or SIGHUP, which it handles while it waits (then it exits with status
 128 + the signal, as a shell reports a killed process). A SIGKILL cannot be handled,
 so two further safeguards cover it: ``mpiexec`` gets a parent-death signal (Linux
@@ -71,6 +74,23 @@ def find_mpiexec() -> str:
                                 f"({beside.parent}) nor on PATH; install the MPI extra: "
                                 "pip install 'ringpipe[mpi]'")
     return found
+
+
+#: Hostfile flags of the two mpiexec implementations :func:`mpiexec_flavour` tells apart.
+HOSTFILE_FLAGS = {"hydra": "-f", "openmpi": "--hostfile"}
+
+
+def mpiexec_flavour(mpiexec: str | None = None) -> str:
+    """``"openmpi"`` when ``mpiexec --version`` names Open MPI (or its runtimes OpenRTE,
+    PRRTE), else ``"hydra"`` (MPICH's, which the ``mpich`` wheel ships): the two read
+    hostfiles by different rules (:mod:`ringpipe.mpi.placement`)."""
+    try:
+        done = subprocess.run([mpiexec or find_mpiexec(), "--version"], capture_output=True,
+                              text=True, timeout=30, stdin=subprocess.DEVNULL)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise OSError(f"cannot run mpiexec --version: {exc}") from None
+    text = done.stdout + done.stderr
+    return "openmpi" if any(k in text for k in ("Open MPI", "OpenRTE", "PRRTE")) else "hydra"
 
 
 def mpiexec_environment(nprocs: int, base: Mapping[str, str] | None = None,
@@ -180,6 +200,7 @@ def launch(nprocs: int, argv: Sequence[str], *, timeout: float | None = None,
                                 preexec_fn=_die_with_parent())  # noqa: PLW1509
         try:
             out, err = proc.communicate(timeout=timeout)
+            _kill_group(proc)  # mpiexec is done: a proxy or rank it left is an orphan
         except subprocess.TimeoutExpired:
             _kill_group(proc)
             out, err = proc.communicate()

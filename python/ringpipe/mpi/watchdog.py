@@ -18,17 +18,40 @@ Two ways an MPI job outlives its purpose, neither of which the fault guard
   reparented to init (ranks on other nodes skip this check; mpiexec's parent-death
   signal ends their proxies' connection instead).
 
-The thread holds no MPI state but the communicator; :meth:`Watchdog.stop` ends it
-before ``MPI_Finalize``. mpi4py initialises MPI with ``MPI_THREAD_MULTIPLE``, so the
-thread may call ``MPI_Abort`` while the main thread is inside a blocking call.
+**The deadline covers the whole job.** A rank starts its watchdog before it initialises
+MPI (:meth:`Watchdog.start` with no communicator; :meth:`Watchdog.attach` hands it the
+world communicator once MPI is up) and keeps it through ``MPI_Finalize``
+(:meth:`Watchdog.finalize`), because a stopped peer hangs ``MPI_Init`` and the end of a
+job as surely as a receive:
+
+* ``MPI_Init`` and ``MPI_Finalize`` run holding Python's GIL (mpi4py does not release
+  it there), so no Python thread can act while they block. Around them
+  (:meth:`Watchdog.blocking`) the deadline is also kept by the interpreter's C-level
+  timer (``faulthandler.dump_traceback_later(..., exit=True)``), which ends the rank with
+  status 1 when it expires, whatever holds the GIL;
+* before ``MPI_Finalize`` every rank waits for the others in an ``MPI_Barrier`` (which
+  releases the GIL), so a peer stopped after its work is caught while ``MPI_Abort``
+  is still allowed, and the whole job ends.
+
+A peer stopped inside its own ``MPI_Finalize`` cannot be reached by the others (their
+finalize returns without it, and a process manager waits for a stopped process: SIGTERM
+does not end it); the launcher's deadline ends that job
+(:func:`ringpipe.mpi.launch.launch`, set by ``ringpipe verify --backend mpi`` a few
+seconds past ``--timeout``).
+
+mpi4py initialises MPI with ``MPI_THREAD_MULTIPLE``, so the thread may call
+``MPI_Abort`` while the main thread is inside a blocking call.
 """
 
 from __future__ import annotations
 
+import contextlib
+import faulthandler
 import os
 import socket
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -72,43 +95,106 @@ def _say(text: str) -> None:
 
 @dataclass
 class Watchdog:
-    """The watchdog thread of one rank (module docstring); start with :meth:`start`."""
+    """The watchdog thread of one rank (module docstring); start with :meth:`start`.
+    ``rank`` is None until a communicator is attached; ``started`` is when the deadline
+    started counting (``time.monotonic()``)."""
 
-    rank: int
+    rank: int | None
     timeout: float
     launcher_pid: int | None
     comm: Any
+    started: float = field(default_factory=time.monotonic)
+    _finalizing: bool = field(default=False, repr=False)
     _stop: threading.Event = field(default_factory=threading.Event, repr=False)
     _thread: threading.Thread | None = field(default=None, repr=False)
 
     @classmethod
     def start(cls, comm: Any, timeout: float,  # noqa: ANN401 - an mpi4py communicator
               launcher: str = "") -> Watchdog:
-        """Start the thread for ``comm``'s rank; ``timeout`` 0 means no deadline;
-        ``launcher``: ``RINGPIPE_LAUNCHER_PID``'s value (``<pid>@<host>``), "" for none."""
+        """Start the thread for ``comm``'s rank (``comm`` None: before ``MPI_Init``, see
+        :meth:`attach`); ``timeout`` 0 means no deadline; ``launcher``:
+        ``RINGPIPE_LAUNCHER_PID``'s value (``<pid>@<host>``), "" for none."""
         pid = _local_launcher(launcher)
-        dog = cls(comm.Get_rank(), check_timeout("--timeout", timeout), pid, comm)
+        rank = None if comm is None else comm.Get_rank()
+        dog = cls(rank, check_timeout("--timeout", timeout), pid, comm)
         dog._thread = threading.Thread(target=dog._watch, name="ringpipe-watchdog",
                                        daemon=True)
         dog._thread.start()
         return dog
 
+    def attach(self, comm: Any) -> None:  # noqa: ANN401 - an mpi4py communicator
+        """The world communicator, once MPI is initialised: from now on the deadline
+        aborts the job through it."""
+        self.rank = comm.Get_rank()
+        self.comm = comm
+
+    def set_timeout(self, timeout: float) -> None:
+        """Change the deadline to ``timeout`` seconds after :attr:`started` (the rank
+        learns its ``--timeout`` only after parsing its command line)."""
+        self.timeout = check_timeout("--timeout", timeout)
+
     def stop(self) -> None:
-        """End the thread (call before the job finalizes MPI)."""
+        """End the thread (after :meth:`finalize`, or in a process that keeps MPI)."""
         self._stop.set()
-        if self._thread is not None:
+        if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join()
 
+    def remaining(self) -> float | None:
+        """Seconds left before the deadline (None: no deadline)."""
+        if not self.timeout:
+            return None
+        return self.started + self.timeout - time.monotonic()
+
+    @contextlib.contextmanager
+    def blocking(self) -> Iterator[None]:
+        """Keep the deadline across a call that holds the GIL (``MPI_Init``,
+        ``MPI_Finalize``): the interpreter's C-level timer ends the rank (status 1) if
+        the call outlives it (module docstring)."""
+        left = self.remaining()
+        if left is None:
+            yield
+            return
+        with open(os.devnull, "w") as sink:  # its traceback would be noise on stderr
+            faulthandler.dump_traceback_later(max(left, 0.001), exit=True, file=sink)
+            try:
+                yield
+            finally:
+                faulthandler.cancel_dump_traceback_later()
+
+    def finalize(self, mpi: Any) -> None:  # noqa: ANN401 - the mpi4py.MPI module
+        """End the job under the deadline: wait for every rank in a barrier (a peer
+        stopped after its work is aborted here), then ``MPI_Finalize`` under
+        :meth:`blocking`, then stop the thread."""
+        try:
+            if self.comm is not None and mpi.Is_initialized() and not mpi.Is_finalized():
+                self.comm.Barrier()
+            self._finalizing = True
+            if mpi.Is_initialized() and not mpi.Is_finalized():
+                with self.blocking():
+                    mpi.Finalize()
+        finally:
+            self.stop()
+
+    def _who(self) -> str:
+        return "rank ?" if self.rank is None else f"rank {self.rank}"
+
     def _watch(self) -> None:
-        deadline = time.monotonic() + self.timeout if self.timeout else None
         while not self._stop.wait(POLL_SECONDS):
             if self.launcher_pid is not None and not _alive(self.launcher_pid):
-                _say(f"rank {self.rank}: the launcher (pid {self.launcher_pid}) is gone; "
+                _say(f"{self._who()}: the launcher (pid {self.launcher_pid}) is gone; "
                      "exiting")
                 os._exit(WATCHDOG_STATUS)
-            if deadline is not None and time.monotonic() >= deadline:
-                _say(f"rank {self.rank}: timed out after {self.timeout:g} s (--timeout "
-                     f"{self.timeout:g}); aborting the job")
-                threading.Timer(ABORT_GRACE, os._exit, (WATCHDOG_STATUS,)).start()
-                self.comm.Abort(WATCHDOG_STATUS)
+            left = self.remaining()
+            if left is not None and left <= 0:
+                self._expire()
                 return
+
+    def _expire(self) -> None:
+        where = (" while starting MPI" if self.comm is None else
+                 " while finalizing MPI" if self._finalizing else "")
+        _say(f"{self._who()}: timed out after {self.timeout:g} s (--timeout "
+             f"{self.timeout:g}){where}; aborting the job")
+        if self.comm is None or self._finalizing:  # nothing to abort through: exit, and
+            os._exit(WATCHDOG_STATUS)  # the process manager ends the other ranks
+        threading.Timer(ABORT_GRACE, os._exit, (WATCHDOG_STATUS,)).start()
+        self.comm.Abort(WATCHDOG_STATUS)

@@ -88,7 +88,7 @@ class Plan:
         if given is not None:
             given, chunks = _check_given(given, mesh, microbatches, chunks)
             schedule = SYNTH  # a spec that takes any v
-        spec = schedule_spec(schedule)  # unknown names fail here, listing the known ones
+        spec = schedule_spec(schedule, "Plan: schedule")  # unknown names fail here, listed
         if isinstance(layout, str):
             layout = PipelineLayout.parse(layout)
         if layout is not None and not isinstance(layout, PipelineLayout):

@@ -40,7 +40,7 @@ def test_wave_quantisation_and_roofline():
     assert k.memory_time(10, HBM) == k.launch_overhead and k.memory_time(0, HBM) == 0
     with pytest.raises(ValueError, match="flash_fraction"):
         GpuKernels(flash_fraction=0)
-    with pytest.raises(ValueError, match="saturation must be >= 0"):
+    with pytest.raises(ValueError, match=r"saturation must be in \[0, 1e\+09\]"):
         GpuKernels(saturation=-1.0)
 
 

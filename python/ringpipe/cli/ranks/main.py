@@ -20,8 +20,11 @@ one rank sees, or ranks started with different arguments (``mpiexec -n 1 ... --h
 32 : -n 3 ... --hidden 16``), still ends every rank with status 2 and rank 0 prints
 ``error: python -m ringpipe.mpi: rank R: <error>`` once. Then every rank prepares its
 job (which may communicate, e.g. to find its node) and the ranks agree again.
-``--timeout SECONDS`` (default ``RINGPIPE_TIMEOUT`` or 900; 0 = none) starts the
-watchdog right after parsing.
+``--timeout SECONDS`` (default ``RINGPIPE_TIMEOUT`` or 900; 0 = none) is the deadline of
+the whole rank: the watchdog starts before ``MPI_Init`` (the value is read from the
+command line ahead of the parse) and runs until ``MPI_Finalize`` has returned, so a peer
+stopped at any point, the start and the end included, cannot hang this rank
+(:mod:`ringpipe.mpi.watchdog`).
 """
 
 from __future__ import annotations
@@ -43,6 +46,7 @@ from ringpipe.cli.plan_args import (
 from ringpipe.cli.ranks import allreduce, calibrate_probe
 from ringpipe.cli.ranks.verify import prepare_verify
 from ringpipe.cli.ranks.verify_inference import prepare_inference
+from ringpipe.cli.verify_inference import check_verify_mode
 from ringpipe.environment import DEFAULT_TIMEOUT, TIMEOUT_VAR, Environment, check_timeout
 from ringpipe.mpi.guard import run_guarded
 from ringpipe.mpi.loader import load_mpi
@@ -111,6 +115,7 @@ def _parse(argv: list[str], rank: int, size: int
         timeout = check_timeout("--timeout", args.timeout)
         check_command(args, env.limits)
         if args.command == "verify":
+            check_verify_mode(args)  # the other mode's flags, as the CLI refuses them
             mesh = build_inference(args)[0].mesh if args.inference else build_plan(args)[0].mesh
             check_world_size(mesh, size)
         return (None, ""), args, timeout, env
@@ -160,14 +165,52 @@ def _agree(world: Any, outcome: Outcome, argv: list[str]) -> int | None:  # noqa
     return status
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Check every rank's arguments alone, agree; prepare (collectively), agree; then run
-    the job under the abort guard, all under the watchdog (module docstring)."""
-    world = load_mpi().COMM_WORLD
-    argv = list(sys.argv[1:] if argv is None else argv)
-    outcome, args, timeout, env = _parse(argv, world.Get_rank(), world.Get_size())
-    watchdog = Watchdog.start(world, timeout, env.launcher)
+def _early_timeout(argv: list[str], default: float) -> float:
+    """``--timeout``'s value read from ``argv`` before parsing, so that the watchdog
+    covers ``MPI_Init`` too; ``default`` when absent or malformed (the parse then
+    refuses a malformed one, exit 2)."""
+    for i, arg in enumerate(argv):
+        if arg == "--timeout" and i + 1 < len(argv):
+            text = argv[i + 1]
+        elif arg.startswith("--timeout="):
+            text = arg.partition("=")[2]
+        else:
+            continue
+        try:
+            return check_timeout("--timeout", float(text))
+        except ValueError:
+            return default
+    return default
+
+
+def _environment() -> Environment:
     try:
+        return Environment.read()
+    except ValueError:  # reported by _parse, collectively
+        return Environment()
+
+
+def _flush() -> None:
+    """Flush stdout before ``MPI_Finalize`` (a rank that the finalize deadline ends
+    exits without Python's own flush); a reader gone away is not this rank's failure."""
+    with contextlib.suppress(OSError, ValueError, AttributeError):
+        sys.stdout.flush()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Start the watchdog, initialise MPI; check every rank's arguments alone, agree;
+    prepare (collectively), agree; run the job under the abort guard; finalize MPI, the
+    watchdog still running (module docstring)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    early = _environment()
+    watchdog = Watchdog.start(None, _early_timeout(argv, early.timeout), early.launcher)
+    with watchdog.blocking():  # MPI_Init waits for every rank, holding the GIL
+        mpi = load_mpi()
+    world = mpi.COMM_WORLD
+    watchdog.attach(world)
+    try:
+        outcome, args, timeout, env = _parse(argv, world.Get_rank(), world.Get_size())
+        watchdog.set_timeout(timeout)
         status = _agree(world, outcome, argv)
         if status is not None:
             return status
@@ -177,7 +220,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0 if status is None else status
         return int(run_guarded(job, env.debug))
     finally:
-        watchdog.stop()
+        _flush()
+        watchdog.finalize(mpi)
 
 
 if __name__ == "__main__":

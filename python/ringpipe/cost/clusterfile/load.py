@@ -35,6 +35,7 @@ from ringpipe.cost.hardware.cluster import (
     Link,
 )
 from ringpipe.cost.hardware.gpu import A100, MICROSECOND, GpuKernels
+from ringpipe.files import display
 
 __all__ = ["TOP_KEYS", "ClusterFile", "load_cluster_file", "read_cluster"]
 
@@ -47,6 +48,8 @@ TOP_KEYS = ("name", "device", "nodes", "gpus_per_node", "peak_tflops", "memory_g
 _CPU_BACKENDS = ("numpy", "numba")
 _LINK_KEYS = ("bandwidth_gbs", "latency_us")
 _KERNEL_INTS = ("sm_count", "tile_m", "tile_n")
+#: Most GPUs one node (one NVLink domain) may have: NVIDIA's largest, NVL576, has 576.
+MAX_GPUS_PER_NODE = 4096
 _KERNEL_KEYS = (*_KERNEL_INTS, "flash_fraction", "launch_overhead_us", "saturation",
                 "fp8_ratio", "grouped_gemm_efficiency")
 
@@ -87,7 +90,7 @@ def _cluster(top: Section, nodes: int | None) -> Cluster:
     device = top.text("device", "cpu" if backend in _CPU_BACKENDS else "gpu",
                       choices=DEVICES)
     file_nodes = top.integer("nodes", 1)
-    gpus = top.integer("gpus_per_node")
+    gpus = top.integer("gpus_per_node", maximum=MAX_GPUS_PER_NODE)
     peak = top.real("peak_tflops", unit=TFLOP, positive=True)
     memory = top.real("memory_gib", unit=GIB, positive=True)
     bandwidth = top.real("memory_bandwidth_gbs", unit=GB, positive=True)
@@ -153,4 +156,4 @@ def load_cluster_file(path: str | os.PathLike[str], nodes: int | None = None) ->
     :func:`~ringpipe.cost.clusterfile.reader.read_document`); ``nodes`` overrides the
     file's node count. What ``ringpipe plan --cluster-file`` and ``ringpipe verify
     --cluster-file`` read (the latter needs :meth:`ClusterFile.calibrated`)."""
-    return read_cluster(read_document(path), nodes, os.fspath(path))
+    return read_cluster(read_document(path), nodes, display(os.fspath(path)))

@@ -67,7 +67,7 @@ from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any
 
-from ringpipe.cost.clusterfile.section import Section
+from ringpipe.cost.clusterfile.section import BYTES_MAGNITUDE, MAX_INTEGER, Section
 from ringpipe.cost.hardware.calibration import RUNTIMES, AllReduceKey, Calibration
 from ringpipe.cost.hardware.cluster import GB, Cluster, Link
 from ringpipe.cost.hardware.gemm_curve import GemmCurve
@@ -106,7 +106,7 @@ def _points(t: Section, first: str) -> None:
             if not isinstance(shape, list) or len(shape) != 3:
                 raise TypeError(f"{name} must be an array [M, N, K], got {shape!r}")
             for value in shape:
-                check_int(name, value)
+                check_int(name, value, 1, MAX_INTEGER)
         count = len(rows)
     elif first in t:
         count = len(t.reals(first, minimum=0.0))
@@ -176,7 +176,7 @@ def _op_bandwidth(m: Section) -> tuple[tuple[float, float], ...]:
         return ()
     t = m.table("op_bandwidth")
     t.only(("bytes", "gbs"))
-    nbytes = t.reals("bytes", positive=True)
+    nbytes = t.reals("bytes", positive=True, magnitude=BYTES_MAGNITUDE)
     rates = t.reals("gbs", unit=GB, positive=True)
     if len(nbytes) != len(rates) or not nbytes:
         raise ValueError(f"{t.source}: {t.name('bytes')} and {t.name('gbs')} must be "

@@ -6,8 +6,11 @@ plus where it is: the file (``source``) and its dotted path (``where``, e.g.
 ``measured.p2p.mpi``). Each accessor checks one value in the file's own units before any
 conversion, so a message reads ``cluster.toml: measured.p2p.mpi.bandwidth_gbs must be >
 0, got 0`` rather than naming a dataclass attribute or an SI value. Every number must be
-finite (NaN and infinities are refused), and a value that overflows when converted to SI
-units is refused too. :meth:`Section.only` refuses keys the format does not define.
+finite (NaN and infinities are refused) and 0 or within :data:`MAGNITUDE` in the key's
+unit, every integer at most :data:`MAX_INTEGER`, so that no value the file can hold
+makes the cost model overflow, underflow to 0 or divide by 0 where it uses it; a value
+that overflows when converted to SI units is refused too. Text must be printable (it is
+printed: one line, encodable). :meth:`Section.only` refuses keys the format does not define.
 """
 
 from __future__ import annotations
@@ -22,6 +25,17 @@ from ringpipe.validation import check_int, check_real
 __all__ = ["Section"]
 
 _REQUIRED: Any = object()
+
+#: Every number in a cluster file is 0 or has a magnitude in this range, in the unit its
+#: key names (GB/s, µs, TFLOP/s, GiB, a fraction, a GEMM dimension...): 1e-9 GB/s is one
+#: byte a second, 1e9 µs a quarter of an hour per message. Beyond it nothing physical is
+#: described, and the cost model's products and quotients would overflow or underflow
+#: (``[kernels] saturation = 1e300`` made every GEMM's saturation 0, then a division).
+MAGNITUDE = (1e-9, 1e9)
+#: The range of a size in bytes (a message, a buffer): one byte to a petabyte.
+BYTES_MAGNITUDE = (1.0, 1e15)
+#: The largest integer a cluster file takes (GPUs per node, SMs, tiles, cores, ranks).
+MAX_INTEGER = 10**9
 
 
 def _kind(value: object) -> str:
@@ -69,14 +83,24 @@ class Section:
 
     def real(self, key: str, default: Any = _REQUIRED, *, unit: float = 1.0,
              minimum: float | None = None, maximum: float | None = None,
-             positive: bool = False) -> Any:
+             positive: bool = False, magnitude: tuple[float, float] = MAGNITUDE) -> Any:
         """``key`` as a finite number within the bounds (checked in the file's units),
-        times ``unit``; ``default`` (returned as given) when absent."""
+        0 or within ``magnitude``, times ``unit``; ``default`` (returned as given) when
+        absent."""
         if key not in self.data and default is not _REQUIRED:
             return default
         value = check_real(self.label(key), self.get(key), minimum, maximum,
                            positive=positive)
+        self._magnitude(key, value, magnitude)
         return self._scaled(key, value, unit)
+
+    def _magnitude(self, key: str, value: float,
+                   magnitude: tuple[float, float] = MAGNITUDE) -> None:
+        low, high = magnitude
+        if value and not low <= abs(value) <= high:
+            raise ValueError(f"{self.label(key)} = {value:g} is out of range: a cluster "
+                             f"file's numbers are 0 or between {low:g} and {high:g} in "
+                             "the unit the key names (bytes: 1 to 1e15)")
 
     def _scaled(self, key: str, value: float, unit: float) -> float:
         out = value * unit
@@ -87,7 +111,7 @@ class Section:
         return out
 
     def integer(self, key: str, default: Any = _REQUIRED, minimum: int | None = 1,
-                maximum: int | None = None) -> Any:
+                maximum: int | None = MAX_INTEGER) -> Any:
         """``key`` as an int within the bounds; ``default`` when absent."""
         if key not in self.data and default is not _REQUIRED:
             return default
@@ -95,12 +119,16 @@ class Section:
 
     def text(self, key: str, default: Any = _REQUIRED,
              choices: Collection[str] | None = None) -> Any:
-        """``key`` as a string (one of ``choices`` when given); ``default`` when absent."""
+        """``key`` as a string of printable characters (one of ``choices`` when given);
+        ``default`` when absent."""
         if key not in self.data and default is not _REQUIRED:
             return default
         value = self.get(key)
         if not isinstance(value, str):
             raise TypeError(f"{self.label(key)} must be a string, got {_kind(value)}")
+        if not value.isprintable():  # it is printed: one line, encodable (no lone surrogate)
+            raise ValueError(f"{self.label(key)} must be printable text (no control "
+                             f"characters or lone surrogates), got {ascii(value)}")
         if choices is not None and value not in choices:
             raise ValueError(f"{self.label(key)} must be one of {', '.join(choices)}, "
                              f"got {value!r}")
@@ -140,12 +168,14 @@ class Section:
         return value
 
     def reals(self, key: str, *, unit: float = 1.0, minimum: float | None = None,
-              positive: bool = False) -> tuple[float, ...]:
-        """``key`` as an array of finite numbers within the bounds, each times ``unit``;
-        an element is named ``key[i]``."""
+              positive: bool = False,
+              magnitude: tuple[float, float] = MAGNITUDE) -> tuple[float, ...]:
+        """``key`` as an array of finite numbers within the bounds and ``magnitude``, each
+        times ``unit``; an element is named ``key[i]``."""
         out = []
         for i, value in enumerate(self.array(key)):
             name = f"{key}[{i}]"
             checked = check_real(self.label(name), value, minimum, positive=positive)
+            self._magnitude(name, checked, magnitude)
             out.append(self._scaled(name, checked, unit))
         return tuple(out)

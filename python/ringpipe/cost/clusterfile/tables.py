@@ -19,7 +19,7 @@ ranks, nodes) are refused naming the file and the key.
 
 from __future__ import annotations
 
-from ringpipe.cost.clusterfile.section import Section
+from ringpipe.cost.clusterfile.section import BYTES_MAGNITUDE, Section
 from ringpipe.cost.hardware.gpu import MICROSECOND
 from ringpipe.cost.hardware.measured import MEASURED_COLLECTIVES, MeasuredCollective
 
@@ -33,7 +33,7 @@ def _row(t: Section) -> MeasuredCollective:
     collective = t.text("collective", choices=MEASURED_COLLECTIVES)
     ranks = t.integer("ranks")
     nodes = t.integer("nodes", 1, maximum=ranks)
-    sizes = t.reals("sizes", positive=True)
+    sizes = t.reals("sizes", positive=True, magnitude=BYTES_MAGNITUDE)
     times = t.reals("time_us", unit=MICROSECOND, positive=True)
     if not sizes or len(sizes) != len(times):
         raise ValueError(f"{t.source}: {t.name('sizes')} and {t.name('time_us')} must be "

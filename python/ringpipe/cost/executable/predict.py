@@ -252,6 +252,10 @@ def _predict(plan: Plan, batch_size: int, cluster: Cluster, calibration: Calibra
     total = timing.makespan + dp_comm + gather
     fresh_time = rho * m * max(sum(per_f[s] for s in plan.schedule.stages_of(p))
                                for p in range(mesh.pp)) + received
-    return PlanPrediction(runtime, total, timing.makespan - tp_comm, tp_comm,
+    # the busiest rank's F, I and W actions, summed directly (never the makespan minus
+    # the communication: that difference cancels to noise when communication dominates)
+    compute = m * max(sum(rho * (fwd[s] + inp[s] + wgt[s]) for s in plan.schedule.stages_of(p))
+                      for p in range(mesh.pp))
+    return PlanPrediction(runtime, total, compute, tp_comm,
                           timing.makespan * timing.bubble_fraction, dp_comm, gather, rho,
                           fresh_time, held_bytes, assumptions)

@@ -61,6 +61,9 @@ MICROSECOND = 1e-6
 #: d0 of the saturation term (module docstring), fitted with η_max on Megatron-LM SC'21
 #: Table 1 only (:func:`ringpipe.cost.published.megatron.calibrate`).
 CALIBRATED_SATURATION = 144.0
+#: The largest d0 taken: sat(1, 1, 1) = (1 / (1 + d0))³ is then 1e-27, still a number;
+#: d0 = 1e300 made it 0 and every GEMM a division by zero.
+MAX_SATURATION = 1e9
 
 
 @dataclass(frozen=True)
@@ -84,8 +87,9 @@ class GpuKernels:
         if not 0 < self.flash_fraction <= 1:
             raise ValueError(f"GpuKernels.flash_fraction must be in (0, 1], got "
                              f"{self.flash_fraction}")
-        if self.saturation < 0:
-            raise ValueError(f"GpuKernels.saturation must be >= 0, got {self.saturation}")
+        if not 0 <= self.saturation <= MAX_SATURATION:  # beyond, sat(M, N, K) underflows
+            raise ValueError(f"GpuKernels.saturation must be in [0, {MAX_SATURATION:g}], "
+                             f"got {self.saturation}")
         check_real("GpuKernels.fp8_ratio", self.fp8_ratio, 0.0)
         check_real("GpuKernels.grouped_gemm_efficiency", self.grouped_gemm_efficiency)
         if not 0 < self.grouped_gemm_efficiency <= 1:

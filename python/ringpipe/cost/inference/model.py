@@ -19,8 +19,9 @@ bandwidth) and τ are the two calibrated constants
 splits into G = min(p, b) groups kept in flight by the forward-only decode schedule
 (:mod:`ringpipe.schedules.generators.decode`), and the schedule simulator with one α-β message
 per stage boundary (the token hand-back from the last rank included) gives the
-steady-state time per output token and, from the prefill schedule, the time to first
-token. **Prefill** is priced like a training forward (Narayanan et al., SC'21):
+steady-state time per output token and, from the prefill schedule (its closed form,
+:func:`~ringpipe.schedules.generators.decode.prefill_ttft`), the time to first token.
+**Prefill** is priced like a training forward (Narayanan et al., SC'21):
 (2·b·L·P_mm + 4·b·L²·h)/t FLOPs per layer at the calibrated training fraction of peak,
 or the weight read if that is longer, plus the two all-reduces of b·L·h activations.
 
@@ -49,10 +50,13 @@ from ringpipe.cost.inference.workload import WEIGHT_BYTES, Workload, kv_cache_by
 from ringpipe.mesh import Mesh
 from ringpipe.model.config import ModelConfig
 from ringpipe.plan.layout import split_layers
-from ringpipe.schedules.generators.decode import decode, inference_timing, prefill
+from ringpipe.schedules.generators.decode import decode, inference_timing, prefill_ttft
+from ringpipe.schedules.schedule import Schedule
 from ringpipe.validation import check_real
 
 ACT_BYTES = 2
+#: Token steps of the decode schedule simulated for the steady-state time per token.
+DECODE_STEPS = 3
 MEMORY_UTILIZATION = 0.9
 #: Calibrated on vLLM's measured Llama 3 latencies on A100, H100 and H200
 #: (:mod:`ringpipe.cost.published.inference_tables`; NeMo's 2023 table gave 0.88 and 140 µs).
@@ -136,13 +140,23 @@ class InferenceModel:
         self.model, self.cluster = model, cluster
         self.calibration = InferenceCalibration() if calibration is None else calibration
         self._collectives = CollectiveModel(cluster)
+        self._schedules: dict[tuple[int, int], Schedule] = {}
 
     def recalibrated(self, calibration: InferenceCalibration) -> InferenceModel:
         """The same model and cluster under ``calibration``, sharing the memoised
         collective costs (they do not depend on η or τ)."""
         other = InferenceModel(self.model, self.cluster, calibration)
         other._collectives = self._collectives
+        other._schedules = self._schedules
         return other
+
+    def _decode_schedule(self, pp: int, groups: int) -> Schedule:
+        """The decode schedule of one shape, built (and validated) once per model: a
+        search prices thousands of (layout, batch) points on a few shapes."""
+        key = (pp, groups)
+        if key not in self._schedules:
+            self._schedules[key] = decode(pp, groups, DECODE_STEPS)
+        return self._schedules[key]
 
     def allreduce_s(self, nbytes: float, tp: int) -> float:
         """One all-reduce of ``nbytes`` over ``tp`` GPUs (the best step table's α-β time)."""
@@ -226,7 +240,10 @@ class InferenceModel:
 
     def _prefill(self, per_stage: tuple[int, ...], b: int, work: Workload,
                  layout: Mesh) -> float:
-        """Makespan of the b prompts' prefill, over micro-batch counts G = p·2^k <= b."""
+        """Makespan of the b prompts' prefill, over micro-batch counts G = p·2^k <= b:
+        the prefill schedule's time to first token in closed form
+        (:func:`~ringpipe.schedules.generators.decode.prefill_ttft`, equal to simulating
+        it), so pricing a batch of 2^20 prompts builds no 2^20-group schedule."""
         pp, tp, best = layout.pp, layout.tp, math.inf
         counts = sorted({min(b, pp * 2**k) for k in range(8)})
         for groups in counts:
@@ -234,7 +251,7 @@ class InferenceModel:
             cost = [self.prefill_stage(n, r == pp - 1, gb, work.prompt_len, tp, work.dtype)
                     for r, n in enumerate(per_stage)]
             hop = self.p2p_s(gb * work.prompt_len * self.model.hidden * ACT_BYTES, layout)
-            best = min(best, inference_timing(prefill(pp, groups), cost, cost, hop).ttft)
+            best = min(best, prefill_ttft(cost, hop, groups))
         return best
 
     def predict(self, layout: Mesh, work: Workload) -> InferencePrediction:
@@ -257,7 +274,7 @@ class InferenceModel:
                for r, n in enumerate(per_stage)]
         step = [sum(parts.values()) for parts in dec]
         hop = self.p2p_s(gb * m.hidden * ACT_BYTES, layout)
-        steady = inference_timing(decode(pp, groups, 3), step, step, hop)
+        steady = inference_timing(self._decode_schedule(pp, groups), step, step, hop)
         tpot = float(steady.token_latency[:, -1].max())
         ttft = self._prefill(per_stage, b, work, layout)
         wb = WEIGHT_BYTES[work.dtype]

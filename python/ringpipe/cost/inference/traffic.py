@@ -16,10 +16,12 @@ Every request has ``isl`` prompt and ``osl`` output tokens unless the trace says
 from __future__ import annotations
 
 import csv
+import os
 from pathlib import Path
 
 import numpy as np
 
+from ringpipe.files import display, read_text
 from ringpipe.runtime.batching.policy import Request
 from ringpipe.validation import check_int, check_real
 
@@ -48,14 +50,17 @@ def clients(concurrency: int, requests: int, isl: int, osl: int) -> list[list[Re
             for c in range(concurrency)]
 
 
+#: Largest trace read (about 30 bytes a request: half a million requests).
+TRACE_MAX_BYTES = 16 << 20
+
+
 def read_trace(path: str | Path) -> list[Request]:
-    """The requests of a trace file (module docstring); ValueError naming the file, line
+    """The requests of a trace file (module docstring), read through the one safe reader
+    (:func:`ringpipe.files.read_text`: a FIFO, a device, a directory or a file over
+    :data:`TRACE_MAX_BYTES` refused without blocking); ValueError naming the file, line
     and column for anything else."""
-    path = Path(path)
-    try:
-        text = path.read_text()
-    except OSError as exc:
-        raise ValueError(f"{path}: cannot read the trace: {exc.strerror}") from None
+    text = read_text(path, "trace", TRACE_MAX_BYTES, ",".join(TRACE_COLUMNS) + " rows")
+    path = display(os.fspath(path))  # one printable line in every message below
     rows = [(n, line) for n, line in enumerate(text.splitlines(), 1)
             if line.strip() and not line.lstrip().startswith("#")]
     if not rows:

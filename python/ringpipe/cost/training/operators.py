@@ -194,17 +194,24 @@ class LayerCosts:
         sub_blocks = 2 if not moe or mdl.shared_experts else 1
         comm = self.tp_layer_comm(batch, sub_blocks)
         cast_f, cast_b = self._casts(shapes)
-        forward = sum(x[0] for x in gemm) + core_f + mem + comm + ring_f + cast_f
-        backward_input = sum(x[1] for x in gemm) + core_b + 2 * mem + comm + ring_b + cast_b
+        forward_compute = sum(x[0] for x in gemm) + core_f + mem + cast_f
+        input_compute = sum(x[1] for x in gemm) + core_b + 2 * mem + cast_b
+        weight = sum(x[2] for x in gemm)
+        forward = forward_compute + comm + ring_f
+        backward_input = input_compute + comm + ring_b
         tp_comm = 2 * comm
         cp_comm = ring_f + ring_b
         if recompute == "full":
             backward_input += forward
+            input_compute += forward_compute
             tp_comm += comm
             cp_comm += ring_f
         elif recompute == "selective" and self.recipe.flash_attention:
-            backward_input += self.memory_bound(batch, recomputed_only=True, mlp=not moe)
-        own = OpTimes(forward, backward_input, sum(x[2] for x in gemm), tp_comm, cp_comm)
+            again = self.memory_bound(batch, recomputed_only=True, mlp=not moe)
+            backward_input += again
+            input_compute += again
+        own = OpTimes(forward, backward_input, weight, tp_comm, cp_comm,
+                      compute=forward_compute + input_compute + weight)
         return own + moe_layer(self, batch, recompute) if moe else own
 
     def head(self, batch: int) -> OpTimes:
@@ -216,7 +223,8 @@ class LayerCosts:
         comm = 0.0
         if self.recipe.sequence_parallel:
             comm = self._collective("all_gather", tokens * mdl.hidden * self.nbytes)
-        return OpTimes(f + loss + comm, i + loss + comm, w, 2 * comm)
+        return OpTimes(f + loss + comm, i + loss + comm, w, 2 * comm,
+                       compute=f + i + w + 2 * loss)
 
     def embedding(self, batch: int) -> OpTimes:
         """The vocabulary-parallel embedding on the first stage: a gather, then an
@@ -226,7 +234,7 @@ class LayerCosts:
         name = "reduce_scatter" if self.recipe.sequence_parallel else "all_reduce"
         comm = self._collective(name, act)
         lookup = self._mem(2 * act / self.tp)
-        return OpTimes(lookup + comm, lookup, 0.0, comm)
+        return OpTimes(lookup + comm, lookup, 0.0, comm, compute=2 * lookup)
 
 
 def stage_costs(costs: LayerCosts, batch: int, recompute: str,

@@ -43,9 +43,11 @@ from ringpipe.cost.training.memory import DEFAULT_HEADROOM_GIB
 from ringpipe.cost.training.options import schedule_options
 from ringpipe.cost.training.parallel.explain import parallelism_note
 from ringpipe.cost.training.parallel.space import meshes
+from ringpipe.cost.training.pipeline import PipelineSimulator, PricingLimit
 from ringpipe.cost.training.prediction import Config, StepPrediction
 from ringpipe.cost.training.spec import RECOMPUTE, TrainingSpec
 from ringpipe.cost.training.step_time import StepModel
+from ringpipe.limits import DEFAULT_LIMITS, Limits
 from ringpipe.model.config import ModelConfig
 from ringpipe.plan.layout import SPLITS, PipelineLayout
 from ringpipe.schedules import SCHEDULES, resolve_chunks, schedule_spec
@@ -87,7 +89,7 @@ class SearchSpace:
             raise TypeError(f"layout must be a PipelineLayout, got {type(self.layout).__name__}")
         check_int("max_chunks", self.max_chunks)
         for name in ((self.schedule,) if self.schedule else ()) + self.schedules:
-            schedule_spec(name)  # ValueError naming the known schedules
+            schedule_spec(name, "SearchSpace: schedule")  # ValueError naming the known ones
         if self.schedule and self.chunks is not None:
             resolve_chunks(self.schedule, self.chunks)  # e.g. 1f1b with chunks=2
 
@@ -177,6 +179,8 @@ def _price(step: StepModel, configs: list[Config],
     for config in configs:
         try:
             layout = step.layout(config)
+        except PricingLimit:  # too large to price: refused, not dropped silently
+            raise
         except ValueError:  # the schedule generator rejects this (p, m, v)
             break
         stages, layers = len(layout.placement), step.model.layers
@@ -218,14 +222,17 @@ def _search(step: StepModel, space: SearchSpace) -> list[StepPrediction]:
 
 def search(model: ModelConfig, training: TrainingSpec, cluster: Cluster,
            space: SearchSpace = SearchSpace(), headroom_gib: float = DEFAULT_HEADROOM_GIB,
-           compare_unpinned: bool = True, placement: str = "ringpipe") -> SearchReport:
+           compare_unpinned: bool = True, placement: str = "ringpipe",
+           limits: Limits = DEFAULT_LIMITS) -> SearchReport:
     """Search, price and rank (module docstring); raises :class:`FitsNowhere` (a
     ValueError) when no candidate fits, and ValueError when none can be built.
     ``compare_unpinned``: with tp/pp/dp pins, also search without them; ``placement``:
-    which GPU each mesh rank runs on (:mod:`ringpipe.cost.training.parallel.groups`)."""
+    which GPU each mesh rank runs on (:mod:`ringpipe.cost.training.parallel.groups`);
+    ``limits``: ``max_schedule_cells`` bounds each pipeline simulation
+    (:class:`PricingLimit`)."""
     check_real("headroom (GiB)", headroom_gib, 0.0)
     step = StepModel(model, training, cluster, headroom=headroom_gib * GIB,
-                     placement=placement)
+                     sim=PipelineSimulator(limits), placement=placement)
     found = _search(step, space)
     if not space.allow_uneven and not any(p.fits for p in found):
         uneven = replace(space, allow_uneven=True)

@@ -283,11 +283,11 @@ class StepModel:
                  if tr.recipe.distributed_optimizer else dense + expert)
         optimizer = owned * (26.0 + grad_bytes) / c.memory_bandwidth
         casts = WEIGHT_CAST_BYTES * params / c.memory_bandwidth if tr.fp8 else 0.0
-        busy = timing.makespan * (1 - timing.bubble_fraction)
         return StepPrediction(
             config=config, num_microbatches=m,
             step_time=timing.makespan + dp + optimizer + casts,
-            compute_time=busy - tp_total - cp_total - ep_total, tp_comm_time=tp_total,
+            compute_time=m * sum(s.compute for s in stages) / config.pp,  # never busy - comm
+            tp_comm_time=tp_total,
             bubble_time=timing.makespan * timing.bubble_fraction,
             dp_comm_time=dp, optimizer_time=optimizer,
             bubble_fraction=timing.bubble_fraction, message_time=message,

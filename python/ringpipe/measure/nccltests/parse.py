@@ -38,7 +38,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from ringpipe.cost.clusterfile.reader import read_text
+from ringpipe.cost.clusterfile.reader import MAX_BYTES
+from ringpipe.files import read_text
 
 __all__ = ["COLLECTIVES", "NcclTestsRow", "NcclTestsRun", "busbw_factor", "parse_log",
            "read_logs"]
@@ -282,8 +283,10 @@ def parse_log(text: str, source: str = "nccl-tests log",
 def read_logs(paths: Sequence[str], nodes_in_log: int | None = None
               ) -> tuple[NcclTestsRun, ...]:
     """Every run of the logs at ``paths``, read through the safe reader
-    (:func:`ringpipe.cost.clusterfile.reader.read_text`)."""
+    (:func:`ringpipe.files.read_text`: regular files of at most the cluster file's
+    ``MAX_BYTES``, opened without blocking)."""
     out: list[NcclTestsRun] = []
     for path in paths:
-        out += parse_log(read_text(path, "nccl-tests log"), str(path), nodes_in_log)
+        text = read_text(path, "nccl-tests log", MAX_BYTES, "nccl-tests output")
+        out += parse_log(text, str(path), nodes_in_log)
     return tuple(out)

@@ -161,13 +161,16 @@ def moe_layer(costs: LayerCosts, batch: int, recompute: str) -> OpTimes:
     cast_b = sum(costs._mem(CAST_BYTES * m * nn) + costs._mem(m * k)
                  for m, nn, k in shapes) if costs.fp8 else 0.0
     comm = 2 * a2a + etp_comm
-    forward = router[0] + router_mem + permute + sum(g[0] for g in grouped) + act + comm \
+    forward_compute = router[0] + router_mem + permute + sum(g[0] for g in grouped) + act \
         + cast_f
-    backward_input = router[1] + router_mem + permute + sum(g[1] for g in grouped) \
-        + 2 * act + comm + cast_b
+    input_compute = router[1] + router_mem + permute + sum(g[1] for g in grouped) \
+        + 2 * act + cast_b
     weight = router[2] + sum(g[2] for g in grouped)
+    forward, backward_input = forward_compute + comm, input_compute + comm
     ep_comm = 2 * comm
     if recompute == "full":
         backward_input += forward
+        input_compute += forward_compute
         ep_comm += comm
-    return OpTimes(forward, backward_input, weight, 0.0, 0.0, ep_comm)
+    return OpTimes(forward, backward_input, weight, 0.0, 0.0, ep_comm,
+                   compute=forward_compute + input_compute + weight)
