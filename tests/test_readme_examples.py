@@ -165,7 +165,7 @@ def test_docs_hostfile_example_runs_as_written(tmp_path, monkeypatch, capfd):
     def on_emulated_gpus(nprocs, rank_argv, **kw):  # the same ranks, device_job's GPU
         assert rank_argv[:3] == ["-m", "ringpipe.mpi", "verify"]
         return real(nprocs, [str(HELPERS / "device_job.py"), *rank_argv[2:]],
-                    env=_device_env(tmp_path), timeout=600, **kw)
+                    env=_device_env(tmp_path), **{**kw, "timeout": 600})  # emulated: slow
 
     monkeypatch.setattr(mpi_launch, "launch", on_emulated_gpus)
     assert main(argv[1:]) == 0

@@ -28,6 +28,8 @@ def test_the_command_name_is_not_repeated(monkeypatch, tmp_path, capsys):
     assert status == 2 and err.startswith("error: ringpipe calibrate: backend 'cupy' needs")
     assert err.count("ringpipe calibrate:") == 1
     assert plain_message("ringpipe plan: ringpipe plan: x", "ringpipe plan") == "x"
+    assert plain_message("ringpipe calibrate --backend cupy: x",  # the GPU path's own prefix
+                         "ringpipe calibrate") == "--backend cupy: x"
 
 
 @pytest.mark.parametrize("argv,expected", [

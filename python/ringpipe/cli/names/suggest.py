@@ -56,6 +56,8 @@ def plain_message(message: str, where: str) -> str:
     library's parameter names replaced by the command's flags (module docstring)."""
     while message.startswith(f"{where}: "):
         message = message[len(where) + 2:]
+    if message.startswith(f"{where} -"):  # "ringpipe calibrate --backend cupy: ..."
+        message = message[len(where) + 1:]
     command = where.split()[1] if len(where.split()) > 1 else None
 
     def flag(match: re.Match[str]) -> str:
