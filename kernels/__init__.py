@@ -11,6 +11,8 @@
 * :mod:`ringpipe.kernels.numba_exec` — the tile-fused, parallel Numba executor;
 * :mod:`ringpipe.kernels.half` — NumPy-exact float16 arithmetic for Numba on the CPU;
 * :mod:`ringpipe.kernels.memory` — cheap buffer addresses;
+* :mod:`ringpipe.kernels.jit` — Numba loops that load Numba only when the work pays
+  (the schedule validator's and simulator's loops use it);
 * :mod:`ringpipe.kernels.cuda.executor` — the same tile-fused execution as a CUDA kernel
   (``backend="cupy"``; runs under ``NUMBA_ENABLE_CUDASIM=1`` without a GPU), with
   :mod:`~ringpipe.kernels.cuda.half`, :mod:`~ringpipe.kernels.cuda.tuning`,

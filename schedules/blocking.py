@@ -33,8 +33,8 @@ posts, so the run is O(actions).
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
 
+from ringpipe.kernels.jit import lazy_njit
 from ringpipe.schedules.encoded import EncodedSchedule
 from ringpipe.schedules.errors import ScheduleError
 from ringpipe.schedules.kernels import (
@@ -51,7 +51,7 @@ Array = np.ndarray
 NO_PARTNER = -1
 
 
-@njit(cache=True)
+@lazy_njit
 def pair_messages(
     stage: Array, kind: Array, row_start: Array, placement: Array, channel: Array, num_channels: int
 ) -> tuple[Array, Array]:
@@ -106,7 +106,7 @@ def pair_messages(
     return partner, peer
 
 
-@njit(cache=True)
+@lazy_njit
 def batched_dry_run_kernel(
     kind: Array, row_start: Array, partner: Array
 ) -> tuple[Array, Array, Array, Array, Array, Array]:

@@ -13,8 +13,8 @@ simulator's loop lives in :mod:`.sim_kernels`.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
 
+from ringpipe.kernels.jit import lazy_njit
 from ringpipe.schedules.actions import KIND_CODES, ActionKind
 
 Array = np.ndarray  # Numba ignores annotations; they document the array arguments
@@ -50,7 +50,7 @@ RECV_MISMATCH = 9
 WAITS_F, WAITS_GRAD, WAITS_MESSAGE = 1, 2, 3
 
 
-@njit(cache=True)
+@lazy_njit
 def structure_error(
     stage: Array, kind: Array, microbatch: Array, row_start: Array, placement: Array, m: int
 ) -> int:
@@ -68,7 +68,7 @@ def structure_error(
     return -1
 
 
-@njit(cache=True)
+@lazy_njit
 def count_computes(
     stage: Array, kind: Array, microbatch: Array, num_stages: int, m: int
 ) -> tuple[Array, int]:
@@ -85,14 +85,14 @@ def count_computes(
     return counts, repeat
 
 
-@njit(cache=True)
+@lazy_njit
 def message_channel(channel: Array, kind: int, stage: int, peer: int) -> int:
     """The channel id of a message between ``stage`` and its neighbour ``peer``."""
     backward = kind == KIND_SEND_B or kind == KIND_RECV_B
     return channel[2 * min(stage, peer) + (1 if backward else 0)]
 
 
-@njit(cache=True)
+@lazy_njit
 def dry_run_kernel(
     stage: Array,
     kind: Array,

@@ -6,6 +6,18 @@ synthesised schedule (:mod:`ringpipe.schedules.synthesis`): it is built for give
 per-stage costs, so it is kept out of :data:`SCHEDULES` (the fixed ones the planner
 always searches); :func:`generate` builds it for uniform costs (F = I = W) and no
 memory cap, ``Plan`` and the planner for their own stage costs.
+
+**Other tools' names.** PyTorch's ``torch.distributed.pipelining`` names its schedules by
+class (``Schedule1F1B``, ...; torchtitan's ``pipeline_parallel_schedule`` takes the same
+names without ``Schedule``, case-insensitively, as PyTorch's ``get_schedule_class``
+does). :data:`PYTORCH_SCHEDULE_CLASSES` maps each to the registry name of the schedule
+that places and orders the same work, the one table every command reads
+(:func:`canonical_schedule`); a schedule added here adds one row there. Rows whose target
+is not registered are ignored. Source: PyTorch 2.7 ``torch.distributed.pipelining
+.schedules`` (https://pytorch.org/docs/stable/distributed.pipelining.html#pipeline-schedules).
+``ScheduleInterleavedZeroBubble`` is PyTorch's zero-bubble schedule (ZB1P of Qi et al.)
+looped over v stages per rank; with one stage per rank it is ringpipe's ``zb-h1``, which
+takes no ``--stages-per-rank`` (asking for v > 1 is refused).
 """
 
 from __future__ import annotations
@@ -186,3 +198,38 @@ def generate(
     if not spec.takes_chunks:
         return spec.generator(num_ranks, num_microbatches)
     return spec.generator(num_ranks, num_microbatches, v)
+
+#: PyTorch schedule class -> ringpipe registry name (module docstring).
+PYTORCH_SCHEDULE_CLASSES = MappingProxyType({
+    "ScheduleGPipe": "gpipe",
+    "Schedule1F1B": "1f1b",
+    "ScheduleInterleaved1F1B": "interleaved-1f1b",
+    "ScheduleInterleavedZeroBubble": "zb-h1",
+    "ScheduleZBVZeroBubble": "zb-v",
+    "ScheduleDualPipeV": "dualpipev",
+})
+
+
+def _key(name: str) -> str:
+    lowered = name.lower()
+    return lowered[len("schedule"):] if lowered.startswith("schedule") else lowered
+
+
+def schedule_aliases() -> dict[str, str]:
+    """The rows of :data:`PYTORCH_SCHEDULE_CLASSES` whose schedule is registered."""
+    return {alias: name for alias, name in PYTORCH_SCHEDULE_CLASSES.items()
+            if name in SCHEDULES}
+
+
+def canonical_schedule(name: str) -> str:
+    """The registry name for ``name``: itself when registered, the schedule a PyTorch
+    class name (``Schedule1F1B``) or torchtitan short name (``1F1B``,
+    ``interleaved1f1b``) stands for, else ``name`` unchanged (the caller's check then
+    reports it)."""
+    if name in SCHEDULES or name in INFERENCE_SCHEDULES:
+        return name
+    wanted = _key(name)
+    for alias, target in schedule_aliases().items():
+        if _key(alias) == wanted:
+            return target
+    return name

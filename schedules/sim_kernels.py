@@ -8,8 +8,8 @@ O(actions).
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
 
+from ringpipe.kernels.jit import lazy_njit
 from ringpipe.schedules.kernels import (
     KIND_B,
     KIND_F,
@@ -22,7 +22,7 @@ from ringpipe.schedules.kernels import (
 Array = np.ndarray  # Numba ignores annotations; they document the array arguments
 
 
-@njit(cache=True)
+@lazy_njit
 def simulate_kernel(
     stage: Array,
     kind: Array,

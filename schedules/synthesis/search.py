@@ -51,7 +51,6 @@ from ringpipe.schedules.generators.zero_bubble_v import zb_v
 from ringpipe.schedules.memory import peak_memory
 from ringpipe.schedules.schedule import Schedule
 from ringpipe.schedules.simulate import CostModel, simulate
-from ringpipe.schedules.synthesis.kernel import OK, list_schedule
 from ringpipe.schedules.validate import validate
 from ringpipe.validation import check_int, check_real
 
@@ -149,6 +148,9 @@ class _Problem:
 
     def run(self, placement: tuple[int, ...], limit: np.ndarray, knobs: tuple) -> float:
         """One list schedule; keeps it when it is the fastest so far."""
+        # Numba loads here, when a schedule is synthesised, not when ringpipe starts
+        from ringpipe.schedules.synthesis.kernel import OK, list_schedule  # noqa: PLC0415
+
         self.runs += 1
         fwd, bi, bw = self.arrays()
         status, rank, stage, kind, mb, _, end = list_schedule(

@@ -33,8 +33,10 @@ def _gcd(values: Iterable[object]) -> Fraction:
     return result
 
 
-def format_time_grid(result: SimulationResult, slot: object = None) -> str:
-    """Rank x time-slot grid of a simulated schedule (compute actions only).
+def format_time_grid(result: SimulationResult, slot: object = None,
+                     row_label: str = "rank") -> str:
+    """Rank x time-slot grid of a simulated schedule (compute actions only); each row is
+    labelled ``f"{row_label} {r}"`` (``"pipeline rank"`` where mesh ranks share the screen).
 
     ``slot`` is the duration of one column; by default the greatest common divisor
     of all compute durations, so every action spans a whole number of columns.
@@ -63,9 +65,9 @@ def format_time_grid(result: SimulationResult, slot: object = None) -> str:
             for c in range(first + 1, min(last, num_slots)):
                 labels[r][c] = "-"
     width = max([len(x) for row in labels for x in row] + [1])
-    label = len(f"rank {len(labels) - 1}")
+    label = len(f"{row_label} {len(labels) - 1}")
     lines = []
     for r, row in enumerate(labels):
         cells = [x * width if x in ("-", IDLE) else x.ljust(width) for x in row]
-        lines.append(f"rank {r}".ljust(label) + " | " + " ".join(cells))
+        lines.append(f"{row_label} {r}".ljust(label) + " | " + " ".join(cells))
     return "\n".join(lines)

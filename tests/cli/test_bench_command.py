@@ -46,6 +46,7 @@ def test_best_of_each_alternates_and_keeps_the_minimum():
 
 def test_quick_json_has_every_row_with_a_target(monkeypatch, capsys):
     monkeypatch.setattr(bench, "QUICK", TINY)
+    monkeypatch.setattr(bench, "between", lambda a, b, cores: None)  # load unknown: all rows
     status = main(["bench", "--quick", "--json", "--skip-mpi"])
     doc = json.loads(capsys.readouterr().out)
     measures = [r["measure"] for r in doc["rows"]]
@@ -56,7 +57,7 @@ def test_quick_json_has_every_row_with_a_target(monkeypatch, capsys):
         assert f"{alg} persistent all_reduce 8 x 4 KiB, numba vs numpy" in measures
     assert any(m.startswith("1F1B p=64 m=1024") for m in measures)
     assert any(m.startswith("TP2 x PP4 1F1B plan / reference") for m in measures)
-    assert doc["notes"] == ["MPI rows skipped (--skip-mpi)"]
+    assert doc["notes"] == ["MPI rows skipped (--skip-mpi)"] and doc["busy"] == {}
     for row in doc["rows"]:
         assert row["target"] and np.isfinite(row["value"]) and row["value"] > 0
         assert row["met"] in (True, False, None)
@@ -121,3 +122,55 @@ def test_paired_ratios_are_medians_of_same_repetition_ratios():
     assert ratios[4096, "ring"] == pytest.approx(1.2)
     assert ratios[4096, "ring floor"] == pytest.approx(0.5)
     assert (4096, "mpi") not in ratios
+
+
+def _fake_proc(tmp_path, total_busy, idle, steal, load):
+    proc = tmp_path / f"proc{total_busy}"
+    proc.mkdir()
+    (proc / "stat").write_text(f"cpu  {total_busy} 0 0 {idle} 0 0 0 {steal} 0 0\ncpu0 1 2 3\n")
+    (proc / "loadavg").write_text(f"{load} 1.0 1.0 2/300 1234\n")
+    return proc
+
+
+def test_machine_load_counts_other_processes_and_steal(tmp_path):
+    from ringpipe.measure.machine_load import MachineLoad, between, sample
+
+    a = sample(_fake_proc(tmp_path, 1000, 1000, 0, 0.5))
+    b = sample(_fake_proc(tmp_path, 1800, 1100, 100, 6.0))
+    load = between(a, b, 2)  # 1000 jiffies passed: 800 busy, 100 idle, 100 steal
+    assert load.steal == pytest.approx(0.1) and load.load1 == 6.0 and load.busy
+    assert 0.7 < load.others <= 0.8  # 800 busy jiffies, minus this test's own CPU time
+    assert "load average 6.0 on 2 cores" in load.describe() and "steal 10%" in load.describe()
+    assert not MachineLoad(0.05, 0.0, 0.3, 2).busy
+    assert sample(tmp_path / "no-proc") is None and between(None, b, 2) is None
+
+
+def test_a_miss_on_a_busy_machine_is_not_a_failure(monkeypatch, capsys):
+    from ringpipe.measure.machine_load import MachineLoad
+
+    monkeypatch.setattr(bench, "PHASES", (("fake", "a figure", lambda s: [
+        at_most("slow figure", 2.0, 1.2), at_most("fast figure", 1.0, 1.2)]),))
+    monkeypatch.setattr(bench, "between", lambda a, b, cores: MachineLoad(0.8, 0.02, 11.0, 2))
+    status = main(["bench", "--quick", "--skip-mpi"])
+    out, err = capsys.readouterr()
+    assert status == 0
+    assert out.splitlines()[1].split()[-1] == "busy" and out.splitlines()[2].split()[-1] == "yes"
+    assert "load average 11.0 on 2 cores, other processes used 80% of the CPU" in out
+    assert "bench [1/1] fake: a figure ..." in err and "machine busy" in err  # progress
+    monkeypatch.setattr(bench, "between", lambda a, b, cores: MachineLoad(0.01, 0.0, 0.2, 2))
+    assert main(["bench", "--quick", "--skip-mpi"]) == 1  # quiet: the miss counts
+    assert capsys.readouterr().out.splitlines()[1].split()[-1] == "NO"
+
+
+def test_quick_leaves_the_plan_out_once_the_machine_is_busy(monkeypatch, capsys):
+    from ringpipe.measure.machine_load import MachineLoad
+
+    ran = []
+    monkeypatch.setattr(bench, "PHASES", (
+        ("collectives", "first", lambda s: ran.append("collectives") or [at_most("a", 1, 2)]),
+        ("plan", "second", lambda s: ran.append("plan") or [at_most("b", 1, 2)])))
+    monkeypatch.setattr(bench, "between", lambda a, b, cores: MachineLoad(0.5, 0.0, 4.0, 2))
+    assert main(["bench", "--quick", "--skip-mpi"]) == 0
+    out, err = capsys.readouterr()
+    assert ran == ["collectives"] and "plan: skipped, the machine is busy" in err
+    assert "plan rows skipped (--quick on a busy machine" in out

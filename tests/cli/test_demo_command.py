@@ -25,6 +25,15 @@ def test_demo_table_is_exact(capsys):
     assert f"# numba: {'one thread' if policy.numba < 2 else f'{policy.numba} threads'}" in out
     assert ("KernelTuning.parallel_min_bytes" in out) == (policy.numba > 1)
     assert "all results exact" in out
+    # "rank" means one thing per line: the timeline's rows are pipeline ranks, the
+    # counters' rows mesh ranks, each labelled as such
+    lines = out.splitlines()
+    timeline = [line for line in lines if " | " in line]
+    assert [line.split(" | ")[0].strip() for line in timeline] == ["pipeline rank 0",
+                                                                   "pipeline rank 1"]
+    counters = lines.index(next(line for line in lines if line.lstrip().startswith("mesh rank")))
+    assert lines[counters].split()[:5] == ["mesh", "rank", "dp", "pp", "tp"]
+    assert not any(line.startswith("rank ") for line in lines)
 
 
 def test_demo_json(capsys):

@@ -46,10 +46,18 @@ def test_plot_writes_exactly_the_path_given(tmp_path, capsys):
 
 def test_shipped_example_cluster_file_is_the_dgx_a100_preset():
     cluster = load_cluster_file(EXAMPLE).cluster
-    preset = cluster_preset("dgx-a100", 4)
-    assert cluster.nodes == 4 and cluster.gpus_per_node == 8
+    preset = cluster_preset("dgx-a100", 8)
+    assert cluster.nodes == 8 and cluster.gpus_per_node == 8
     for field in ("peak_flops", "memory_bytes", "memory_bandwidth", "intra", "inter"):
         assert getattr(cluster, field) == getattr(preset, field)
+
+
+def test_the_documented_cluster_file_example_answers(capsys):
+    """docs/calibration.md's example: GPT-3 175B fits on the file's 8 nodes (on 4 it
+    fitted nowhere)."""
+    assert main(["plan", "--model", "gpt3-175b", "--cluster-file", str(EXAMPLE),
+                 "--global-batch", "1536", "--top", "1"]) == 0
+    assert "on 8 × my-a100-cluster (64 GPUs)" in capsys.readouterr().out
 
 
 def test_binary_cluster_file_is_a_one_line_error_naming_it(tmp_path, capsys):

@@ -20,8 +20,10 @@ def run(capsys, *argv):
 
 def test_text_table_and_explanation(capsys):
     code, out, err = run(capsys, *SMALL, "--top", "3")
-    lines = out.splitlines()
     assert code == 0 and err == ""
+    assert out.startswith("Verdict: ")  # the decision first, then the table to study
+    lines = out.splitlines()
+    lines = lines[lines.index("") + 1:]
     assert lines[0].startswith("# llama2-7b (6.7B params) on 1 × dgx-a100 (8 GPUs)")
     assert lines[1].split() == ["model", "FLOPs", "hardware"]
     assert lines[2].split()[:4] == ["rank", "tp", "pp", "dp"]
@@ -35,8 +37,9 @@ def test_json_layout_includes_non_fitting_candidates(capsys):
     code, out, _ = run(capsys, "plan", *BIG, "--cluster", "dgx-a100", "--nodes", "4",
                        "--global-batch", "32", "--json")
     doc = json.loads(out)
-    assert code == 0 and set(doc) == {"cluster", "model", "training", "explanation",
-                                      "candidates"}
+    assert code == 0 and set(doc) == {"cluster", "model", "training", "verdict",
+                                      "explanation", "candidates", "emit"}
+    assert doc["emit"] is None and doc["verdict"]["summary"].startswith("Verdict: ")
     assert doc["cluster"]["name"] == "dgx-a100" and doc["cluster"]["nodes"] == 4
     assert doc["model"]["layers"] == 80 and doc["training"]["global_batch"] == 32
     assert doc["training"]["recipe"]["sequence_parallel"] is True
@@ -97,7 +100,7 @@ def test_explicit_sizes_override_a_preset(capsys):
     # the modified model is labelled as such, not as the preset it started from
     assert json.loads(out)["model"]["name"] == "llama2-7b+seq=1024"
     code, out, _ = run(capsys, *SMALL, "--layers", "16")
-    assert code == 0 and out.startswith("# llama2-7b+layers=16 (")
+    assert code == 0 and "\n# llama2-7b+layers=16 (" in out
     code, out, _ = run(capsys, *SMALL, "--seq", "4096", "--json")  # the preset's own value
     assert json.loads(out)["model"]["name"] == "llama2-7b"
 

@@ -41,7 +41,7 @@ def test_verify_mismatch_exits_1(monkeypatch, capsys):
 
 
 @pytest.mark.parametrize("argv,message", [
-    (["verify", "--tp", "3"], "not divisible by tp=3"),
+    (["verify", "--tp", "3", "--heads", "4"], "not divisible by tp=3"),
     (["verify", "--pp", "4", "--layers", "2"], "more pipeline stages"),
     (["verify", "--dp", "2", "--microbatches", "2", "--batch", "6"], "not divisible by dp"),
     (["verify", "--schedule", "interleaved-1f1b", "--pp", "2", "--microbatches", "3"],

@@ -95,3 +95,24 @@ def test_training_only_flags_are_refused_with_inference(flag, value, capsys):
 
     assert main(["verify", "--inference", "--pp", "2", flag, value]) == 2
     assert f"{flag} does not apply to --inference" in capsys.readouterr().err
+
+
+def test_a_job_killed_by_sigpipe_is_a_closed_stdout(capsys, monkeypatch):
+    """mpiexec forwarding rank output to a closed pipe dies of SIGPIPE: 141, quietly."""
+    monkeypatch.setattr(LAUNCH_MODULE, "launch",
+                        lambda *a, **k: subprocess.CompletedProcess([], -13))
+    assert main([*SMALL, "--backend", "mpi"]) == 141
+    assert capsys.readouterr().err == ""
+
+
+@pytest.mark.mpi
+@pytest.mark.parametrize("inference", [True, False])
+def test_verify_on_mpi_into_a_closed_pipe_exits_141(inference):
+    """``ringpipe verify ... --backend mpi --np 4 | head`` with the reader gone."""
+    argv = [sys.executable, "-m", "ringpipe", "verify", "--tp", "2", "--pp", "2",
+            "--backend", "mpi", "--np", "4", *(["--inference"] if inference else [])]
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc.stdout.close()
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) == 141, err
+    assert "ended with status" not in err

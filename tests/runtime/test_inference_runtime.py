@@ -85,7 +85,7 @@ def test_cli_verify_inference(capsys):
     assert len(doc["kv_cache_bytes"]) == 4 and doc["allreduce_calls"] == [2 * 2 * 3 * 2] * 4
     assert main(["verify", "--inference", "--chunks", "2"]) == 2
     assert "--stages-per-rank does not apply" in capsys.readouterr().err  # --chunks' name
-    assert main(["verify", "--inference", "--tp", "3"]) == 2
+    assert main(["verify", "--inference", "--tp", "3", "--heads", "4"]) == 2
     assert main(["verify", "--inference", "--np", "2"]) == 2
 
 

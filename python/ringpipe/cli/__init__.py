@@ -36,6 +36,11 @@ from collections.abc import Sequence  # noqa: E402
 from ringpipe import __version__  # noqa: E402
 from ringpipe.cli.exits import EXIT_BROKEN_PIPE, EXIT_INTERRUPTED, StdoutClosed  # noqa: E402
 from ringpipe.cli.limits import check_command  # noqa: E402
+from ringpipe.cli.names.suggest import (  # noqa: E402
+    did_you_mean,
+    plain_message,
+    unknown_flags_message,
+)
 from ringpipe.environment import DEBUG_VAR, LIMITS_VAR, TIMEOUT_VAR, Environment  # noqa: E402
 
 exits.restore_default()  # main() turns Ctrl-C (KeyboardInterrupt) into exit 130 itself
@@ -55,9 +60,30 @@ class _OneLineParser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # type: ignore[override]
         raise UsageError(f"{self.prog}: {message}")
 
+    def _check_value(self, action: argparse.Action, value: object) -> None:
+        """argparse's choice check, with the closest choice suggested."""
+        if action.choices is not None and value not in action.choices:
+            guess = did_you_mean(str(value), action.choices)
+            hint = f"; did you mean {guess!r}?" if guess else ""
+            raise argparse.ArgumentError(action, f"invalid choice: {value!r} (choose from "
+                                         f"{', '.join(map(str, action.choices))}){hint}")
 
-def build_parser() -> argparse.ArgumentParser:
-    """The full parser, with every subcommand registered."""
+
+def _wanted(argv: Sequence[str] | None) -> tuple[str, ...]:
+    """The subcommand modules to import for ``argv``: only the one it names (start-up
+    stays fast: ``ringpipe schedule`` never imports the cost model), none for a bare
+    ``--version``, every one otherwise (``--help``, a mistyped command)."""
+    if argv is None:
+        return SUBCOMMAND_MODULES
+    words = [a for a in argv if a not in ("--debug",)]
+    if words[:1] and words[0] in SUBCOMMAND_MODULES:
+        return (words[0],)
+    return () if words == ["--version"] else SUBCOMMAND_MODULES
+
+
+def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """The parser, with every subcommand registered (with ``argv``: only those
+    :func:`_wanted` names)."""
     parser = _OneLineParser(
         prog="ringpipe",
         description="Tensor- and pipeline-parallel collectives, schedules and plans.",
@@ -74,9 +100,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="run `ringpipe COMMAND --help` for its options"
     )
     subparsers.required = True
-    for name in SUBCOMMAND_MODULES:
+    for name in _wanted(argv):
         importlib.import_module(f"ringpipe.cli.{name}").register(subparsers)
     return parser
+
+
+def _subparser(parser: argparse.ArgumentParser, command: str) -> argparse.ArgumentParser:
+    """The parser of subcommand ``command``."""
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return sub.choices[command]
 
 
 def _quiet_stdout() -> None:
@@ -97,9 +129,9 @@ def _describe(exc: BaseException, where: str) -> tuple[str, int]:
     if isinstance(exc, StdoutClosed):
         return f"{where}: {exc}", EXIT_BROKEN_PIPE
     if isinstance(exc, (TypeError, ValueError, OSError)):  # argument checks, named files
-        return f"{where}: {exc}", 2
+        return f"{where}: {plain_message(str(exc), where)}", 2
     if isinstance(exc, ImportError) and "ringpipe[" in str(exc):  # a missing extra
-        return f"{where}: {exc}", 2
+        return f"{where}: {plain_message(str(exc), where)}", 2
     if isinstance(exc, MemoryError):
         return f"{where}: out of memory; ask for less work (see ringpipe.limits)", 2
     return f"{where}: internal error: {type(exc).__name__}: {exc}", 1
@@ -124,9 +156,12 @@ def _main(argv: Sequence[str] | None) -> int:
     env: Environment | None = None
     try:
         env = Environment.read()
-        parser = build_parser()
-        args = parser.parse_args(argv)
+        parser = build_parser(argv)
+        args, extras = parser.parse_known_args(argv)
         where = f"ringpipe {args.command}"
+        if extras:  # named with the subcommand, and the closest flag suggested
+            raise UsageError(f"{where}: " + unknown_flags_message(
+                extras, _subparser(parser, args.command)._option_string_actions))
         args.env, args.started = env, started
         check_command(args, env.limits)
         status = int(args.handler(args))

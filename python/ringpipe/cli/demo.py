@@ -74,12 +74,13 @@ def demo_plan(backend: str) -> tuple[Plan, VerifyReport]:
 
 
 def format_counters(report: VerifyReport) -> str:
-    """One line per mesh rank: coordinates, activations peak, bytes and calls per group."""
-    lines = [f"{'rank':>4} {'dp':>2} {'pp':>2} {'tp':>2} {'peak act':>8} "
+    """One line per mesh rank (``Mesh.coord``: its dp, pp, tp coordinates; the pipeline
+    rank of the timeline is its pp): activations peak, bytes and calls per group."""
+    lines = [f"{'mesh rank':>9} {'dp':>2} {'pp':>2} {'tp':>2} {'peak act':>8} "
              f"{'tp bytes':>10} {'pp bytes':>10} {'dp bytes':>10} {'tp calls':>8} {'dp calls':>8}"]
     for c in report.result.counters:
         b, n = c.bytes_sent, c.allreduce_calls
-        lines.append(f"{c.rank:>4} {c.dp:>2} {c.pp:>2} {c.tp:>2} {c.peak_activations:>8} "
+        lines.append(f"{c.rank:>9} {c.dp:>2} {c.pp:>2} {c.tp:>2} {c.peak_activations:>8} "
                      f"{b['tp']:>10} {b['pp']:>10} {b['dp']:>10} {n['tp']:>8} {n['dp']:>8}")
     return "\n".join(lines)
 
@@ -129,9 +130,10 @@ def run(args: argparse.Namespace) -> int:
         print(format_table(rows))
     print(f"#\n# {'all results exact' if wrong == 0 else f'{wrong} WRONG elements'}")
     print("\n# ---- a transformer on TP=2 x PP=2 x DP=2, 1F1B, verified against one device")
-    print("# schedule (one slot = one forward; a backward takes two):")
-    print(format_time_grid(simulate(plan.schedule)))
-    print("#\n# per-rank counters:")
+    print("# schedule, one row per pipeline rank (one slot = one forward; a backward takes "
+          "two):")
+    print(format_time_grid(simulate(plan.schedule), row_label="pipeline rank"))
+    print("#\n# counters per mesh rank (8 = dp 2 x pp 2 x tp 2; pipeline rank = its pp):")
     print(format_counters(report))
     print("#")
     print(format_report(plan, report, worst=4))

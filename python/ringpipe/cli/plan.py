@@ -38,7 +38,9 @@ from typing import Any
 
 from ringpipe.cli import plan_inference
 from ringpipe.cli.cluster import build_cluster
+from ringpipe.cli.emit import EMIT_TOOLS, check_emit, comment, emit_training
 from ringpipe.cli.layout_args import add_layout_arguments, parse_layout
+from ringpipe.cli.names.aliases import PLAN_ALIASES, add_aliases, schedule_name
 from ringpipe.cli.parallel_args import (
     add_parallelism_arguments,
     moe_imbalance,
@@ -47,6 +49,7 @@ from ringpipe.cli.parallel_args import (
     refuse_for_serving,
 )
 from ringpipe.cli.plan_plot import check_plot_path, write_plot
+from ringpipe.cli.planview.verdict import bubble_note, verdict
 from ringpipe.cost.hardware.cluster import CLUSTER_PRESETS, GIB
 from ringpipe.cost.hardware.wording import GPU_WORDS, Wording, wording
 from ringpipe.cost.training.memory import DEFAULT_HEADROOM_GIB
@@ -124,8 +127,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         pins.add_argument(f"--{axis}", type=int, default=None,
                           help=f"pin the {axis.upper()} degree (default: search)")
     pins.add_argument("--schedule", choices=[*SCHEDULES, SYNTH_ALIAS, SYNTH], default=None,
+                      type=schedule_name,
                       help=f"default: search {', '.join(DEFAULT_SCHEDULES)}; auto: the "
-                           "schedule synthesised for each configuration's stage costs")
+                           "schedule synthesised for each configuration's stage costs "
+                           "(PyTorch's class names such as ScheduleZBVZeroBubble are accepted)")
     pins.add_argument("--stages-per-rank", "--chunks", dest="chunks", type=int, default=None,
                       help="v, stages per pipeline rank (interleaved-1f1b; --chunks is the "
                            "older name)")
@@ -136,9 +141,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     out.add_argument("--top", type=int, default=10, help="rows of the table (default 10)")
     out.add_argument("--json", action="store_true", help="machine-readable output")
     out.add_argument("--plot", default=None, metavar="FILE",
-                     help="write a PNG of predicted throughput (needs matplotlib)")
+                     help="draw where the step time goes (stacked bars: the winner, the best "
+                          "TP-heavy and PP-heavy plans) as .png, .svg or .pdf (needs "
+                          "matplotlib)")
+    out.add_argument("--emit", choices=EMIT_TOOLS, default=None, metavar="TOOL",
+                     help="print the winner as TOOL's flags or config: "
+                          f"{', '.join(EMIT_TOOLS)} (ringpipe.cli.emit)")
     add_parallelism_arguments(p, planner=True)
     plan_inference.add_arguments(p)
+    add_aliases(p, PLAN_ALIASES)  # Megatron-LM's names (ringpipe.cli.names.aliases)
     p.set_defaults(handler=run)
 
 
@@ -219,7 +230,8 @@ def as_json(report: SearchReport, top: int | None = None) -> dict[str, Any]:
                 "moe_imbalance": t.moe_imbalance, "headroom_gib": report.headroom / GIB}
     rows = report.candidates if top is None else report.candidates[:top]
     out: dict[str, Any] = {"cluster": report.cluster.to_dict(), "model": model,
-                           "training": training, "explanation": report.explanation(),
+                           "training": training, "verdict": verdict(report).to_dict(),
+                           "explanation": report.explanation(),
                            "candidates": [p.to_dict() for p in rows]}
     best, free = report.best, report.unpinned_best
     if free is not None and best is not None:
@@ -249,6 +261,7 @@ def run(args: argparse.Namespace) -> int:
     if args.nodes is not None and args.nodes < 1:
         raise ValueError(f"--nodes must be >= 1, got {args.nodes}")
     plan_inference.check_plan_mode(args)  # the other mode's flags, before the model
+    check_emit(args.emit, args.inference)
     if args.inference:
         refuse_for_serving(args)
         model = build_model(args)
@@ -277,11 +290,15 @@ def run(args: argparse.Namespace) -> int:
              f"{cluster.name} ({wording(cluster).count(cluster.world)}), global batch "
              f"{training.global_batch}: "
              f"{len(report.candidates)} candidates, {len(report.fitting)} fit")
+    emitted = emit_training(report, args.emit) if args.emit and failure is None else None
     if args.json:
-        print(json.dumps(as_json(report, args.top), indent=2))
+        print(json.dumps({**as_json(report, args.top), "emit": emitted}, indent=2))
+    elif emitted is not None:  # the winner as the tool's settings
+        print(f"{comment(verdict(report).lines()[0])}\n{emitted}")
     elif failure is None:
+        print(verdict(report).text() + "\n")
         print(format_table(report, list(report.fitting[:args.top]), title))
-        print()
+        print("\n".join(filter(None, ["", bubble_note(report.best, model.vocab)])))
         print(report.explanation())
     else:
         closest = sorted(report.candidates, key=lambda p: p.memory.total)[:args.top]

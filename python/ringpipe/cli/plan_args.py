@@ -15,6 +15,12 @@ import argparse
 import numpy as np
 
 from ringpipe.cli.layout_args import add_layout_arguments, parse_layout
+from ringpipe.cli.names.aliases import (
+    VERIFY_ALIASES,
+    add_aliases,
+    resolve_micro_batch_size,
+    schedule_name,
+)
 from ringpipe.cli.parallel_args import (
     add_parallelism_arguments,
     mesh_degrees,
@@ -28,6 +34,7 @@ from ringpipe.cost.hardware.cluster import Cluster
 from ringpipe.mesh import Mesh
 from ringpipe.model.config import ModelConfig
 from ringpipe.model.params import init_params
+from ringpipe.model.presets import small_shape
 from ringpipe.plan import ALLREDUCE_ALGORITHMS, InferencePlan, Plan
 from ringpipe.schedules import SCHEDULES, Schedule, load_csv, resolve_chunks
 from ringpipe.schedules.registry import SYNTH, SYNTH_ALIAS
@@ -56,9 +63,10 @@ def add_plan_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--pp", type=int, default=1, help="pipeline ranks p (default 1)")
     p.add_argument("--dp", type=int, default=1, help="data-parallel degree (default 1)")
     p.add_argument("--schedule", choices=[*SCHEDULES, SYNTH, SYNTH_ALIAS],
-                   default=None,
+                   default=None, type=schedule_name,
                    help="pipeline schedule (default 1f1b; synth/auto: synthesised for the "
-                        "stages' FLOPs)")
+                        "stages' FLOPs; PyTorch's class names such as Schedule1F1B are "
+                        "accepted)")
     p.add_argument("--schedule-csv", default=None, metavar="FILE",
                    help="run the schedule in FILE (PyTorch's CSV layout, e.g. from "
                         "'ringpipe schedule synth --format csv') instead of --schedule")
@@ -77,8 +85,10 @@ def add_plan_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--allow-cross-node-tp", action="store_true",
                    help="with --backend mpi: run even if a TP group spans nodes")
     p.add_argument("--layers", type=int, default=None, help="default: 2 per stage")
-    p.add_argument("--hidden", type=int, default=32, help="model width h (default 32)")
-    p.add_argument("--heads", type=int, default=4, help="attention heads (default 4)")
+    p.add_argument("--hidden", type=int, default=None,
+                   help="model width h (default 32, or 8 × heads when 32 does not divide)")
+    p.add_argument("--heads", type=int, default=None,
+                   help="attention heads (default 4, or the next multiple of --tp)")
     p.add_argument("--seq", type=int, default=None,
                    help=f"sequence length (default {DEFAULT_SEQ})")
     p.add_argument("--vocab", type=int, default=0, help="0: dense inputs, MSE loss")
@@ -97,7 +107,17 @@ def add_plan_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--verbose", action="store_true",
                    help="list the error of every tensor (default: loss, output and the 8 "
                         "largest gradient errors)")
+    p.add_argument("--micro-batch-size", type=int, default=None,
+                   help="sequences per micro-batch (Megatron's flag): sets --microbatches "
+                        "to batch / (dp × this)")
     add_parallelism_arguments(p)
+    add_aliases(p, VERIFY_ALIASES)  # Megatron-LM's names (ringpipe.cli.names.aliases)
+
+
+def heads_and_hidden(args: argparse.Namespace) -> tuple[int, int]:
+    """``--heads`` and ``--hidden``, defaulting to a model every ``--tp`` splits
+    (:func:`ringpipe.model.presets.small_shape`)."""
+    return small_shape(args.tp, args.heads, args.hidden)
 
 
 def plan_argv(args: argparse.Namespace) -> list[str]:
@@ -128,6 +148,7 @@ def build_plan(args: argparse.Namespace) -> tuple[Plan, int]:
     """The plan and global batch size the arguments describe (ValueError if invalid)."""
     if args.seed < 0:
         raise ValueError(f"--seed must be >= 0, got {args.seed}")
+    resolve_micro_batch_size(args)
     refuse_with_cluster_file(args)
     mesh = _mesh(args, **mesh_degrees(args))
     given = _schedule_csv(args)
@@ -145,7 +166,8 @@ def build_plan(args: argparse.Namespace) -> tuple[Plan, int]:
     else:
         default_layers = 2 * args.pp * resolve_chunks(schedule, args.chunks)
     layers = args.layers if args.layers is not None else default_layers
-    cfg = ModelConfig(layers=layers, hidden=args.hidden, heads=args.heads,
+    heads, hidden = heads_and_hidden(args)
+    cfg = ModelConfig(layers=layers, hidden=hidden, heads=heads,
                       seq=DEFAULT_SEQ if args.seq is None else args.seq,
                       vocab=args.vocab, block=args.block, dtype=args.dtype,
                       gated_mlp=args.gated_mlp, **moe_overrides(args))
@@ -187,6 +209,7 @@ def add_inference_arguments(p: argparse.ArgumentParser) -> None:
     from ringpipe.cli.serving_args import add_serving_arguments  # noqa: PLC0415 - cost layer
 
     add_serving_arguments(g)  # --requests: continuous batching (ringpipe.cli.serving_args)
+    add_aliases(p, {"--kv-heads": VERIFY_ALIASES["--kv-heads"]})
 
 
 def build_inference(args: argparse.Namespace) -> tuple[InferencePlan, dict, np.ndarray]:
@@ -198,6 +221,9 @@ def build_inference(args: argparse.Namespace) -> tuple[InferencePlan, dict, np.n
     if args.chunks is not None:
         raise ValueError("--chunks does not apply to --inference (the decode schedule has "
                          "one chunk per token step)")
+    if getattr(args, "micro_batch_size", None) is not None:
+        raise ValueError("--micro-batch-size does not apply to --inference (--microbatches "
+                         "is the number of groups in flight)")
     refuse_for_inference(args)
     prompt_len = check_int("--prompt-len", DEFAULT_PROMPT_LEN if args.prompt_len is None
                            else args.prompt_len)
@@ -208,7 +234,8 @@ def build_inference(args: argparse.Namespace) -> tuple[InferencePlan, dict, np.n
     mesh = _mesh(args)
     vocab = args.vocab or 64
     cfg = ModelConfig(layers=args.layers if args.layers is not None else 2 * args.pp,
-                      hidden=args.hidden, heads=args.heads, kv_heads=args.kv_heads,
+                      hidden=heads_and_hidden(args)[1], heads=heads_and_hidden(args)[0],
+                      kv_heads=args.kv_heads,
                       seq=prompt_len, vocab=vocab, block=args.block, dtype=args.dtype)
     batch = args.batch if args.batch is not None else 2 * args.dp
     plan = InferencePlan(cfg, mesh, batch, prompt_len, new_tokens, args.microbatches,

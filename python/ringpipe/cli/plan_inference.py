@@ -33,7 +33,9 @@ import json
 import sys
 
 from ringpipe.cli import plan_serving
+from ringpipe.cli.emit import comment, emit_serving
 from ringpipe.cli.modes import INFERENCE, TRAINING, ModeFlag, check_mode
+from ringpipe.cli.plan_plot import save_figure
 from ringpipe.cost.hardware.wording import wording
 from ringpipe.cost.inference.model import MEMORY_UTILIZATION
 from ringpipe.cost.inference.search import (
@@ -114,9 +116,11 @@ def candidate_json(cand: object) -> dict[str, object]:
 PLOT_LAYOUTS = 12
 
 
-def write_plot(report: InferenceSearch, path: str, top: int = PLOT_LAYOUTS) -> None:
+def write_plot(report: InferenceSearch, path: str, top: int = PLOT_LAYOUTS,
+               itl_slo_s: float | None = None) -> None:
     """Per layout (the ``min(top, PLOT_LAYOUTS)`` best ranked), tokens/s per GPU against
-    time per output token over batch sizes; their Pareto front in black."""
+    time per output token over batch sizes; their Pareto front in black; the ITL SLO as
+    a vertical line (what lies right of it misses it)."""
     try:
         import matplotlib  # noqa: PLC0415 - optional extra, imported only when plotting
     except ImportError as exc:
@@ -139,6 +143,9 @@ def write_plot(report: InferenceSearch, path: str, top: int = PLOT_LAYOUTS) -> N
             best = r
     ax.plot([t * 1e3 for t, _ in front], [r for _, r in front], "k--", lw=1.5,
             label="Pareto front")
+    if itl_slo_s is not None:
+        ax.axvline(itl_slo_s * 1e3, color="r", ls=":", lw=1.5,
+                   label=f"ITL SLO {itl_slo_s * 1e3:g} ms")
     ax.set_xscale("log")
     ax.set_xlabel("time per output token (ms)")
     ax.set_ylabel("output tokens/s per GPU")
@@ -147,7 +154,7 @@ def write_plot(report: InferenceSearch, path: str, top: int = PLOT_LAYOUTS) -> N
                  f"output {w.output_len}, {w.dtype}")
     ax.legend(fontsize=7, ncol=2)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    save_figure(fig, path)  # the format its suffix names (.png, .svg, .pdf)
     plt.close(fig)
 
 
@@ -221,6 +228,9 @@ def run_inference_plan(args: argparse.Namespace, model: object, cluster: object)
         raise ValueError(f"--dtype {dtype}: --inference supports bf16 and fp8")
     ttft, itl = _slo("ttft-slo-ms", args.ttft_slo_ms), _slo("itl-slo-ms", args.tpot_slo_ms)
     if plan_serving.requested(args):  # serving under traffic: ringpipe.cli.plan_serving
+        if args.emit is not None:
+            raise ValueError(f"--emit {args.emit} prints the static-batch layout: leave out "
+                             "--rate, --concurrency and --trace to emit it")
         return plan_serving.run_serving_plan(args, model, cluster, ttft, itl)
     for flag in ("percentile", "requests"):
         if getattr(args, flag) is not None:
@@ -233,15 +243,20 @@ def run_inference_plan(args: argparse.Namespace, model: object, cluster: object)
     report = search(model, cluster, work, objective,  # type: ignore[arg-type]
                     ttft, itl, {"tp": args.tp, "pp": args.pp, "dp": args.dp})
     if args.plot is not None:  # "" was refused up front (plan.check_plot_path)
-        write_plot(report, args.plot, args.top)
+        write_plot(report, args.plot, args.top, itl)
+    emitted = None if args.emit is None or report.best is None else \
+        emit_serving(report, args.emit)
     if args.json:
         best = report.best
         print(json.dumps({"model": report.model.name, "cluster": report.cluster.to_dict(),
+                          "emit": emitted,
                           "workload": vars(work), "objective": report.objective,
                           "best": None if best is None else candidate_json(best),
                           "explanation": report.explanation(),
                           "candidates": [candidate_json(c)
                                          for c in report.candidates[:args.top]]}, indent=2))
+    elif emitted is not None:  # the best layout as the server's flags
+        print(f"{comment(report.explanation())}\n{emitted}")
     else:
         print(format_table(report, args.top))
         print()

@@ -28,6 +28,7 @@ import argparse
 import json
 import sys
 
+from ringpipe.cli.plan_plot import save_figure
 from ringpipe.cost.inference.goodput import ServingSearch, rank
 from ringpipe.cost.inference.search import label
 from ringpipe.cost.inference.serving import Knobs, Load, Slo, simulate
@@ -188,7 +189,7 @@ def write_plot(report: ServingSearch, path: str, layouts: int = 4, points: int =
     fig.suptitle(f"{m.name} on {report.cluster.nodes} × {report.cluster.name}, isl "
                  f"{report.load.isl}, osl {report.load.osl}, {report.dtype}")
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    save_figure(fig, path)  # the format its suffix names (.png, .svg, .pdf)
     plt.close(fig)
 
 

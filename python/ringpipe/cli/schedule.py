@@ -27,6 +27,7 @@ import os
 import sys
 from fractions import Fraction
 
+from ringpipe.cli.names.aliases import schedule_name
 from ringpipe.cli.schedule_synth import SYNTH_NAMES, add_synth_arguments, costs_arg, synth_build
 from ringpipe.files import display, read_text
 from ringpipe.limits import Limits
@@ -80,6 +81,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "name",
         nargs="?",
         choices=[*SCHEDULES, *INFERENCE_SCHEDULES, *SYNTH_NAMES],
+        type=schedule_name,  # PyTorch's class names too (ringpipe.cli.names.aliases)
         metavar="NAME",
         help="schedule: " + ", ".join([*SCHEDULES, *INFERENCE_SCHEDULES, *SYNTH_NAMES]),
     )

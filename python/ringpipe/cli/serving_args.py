@@ -25,6 +25,7 @@ from ringpipe.cost.inference.model import InferenceModel
 from ringpipe.mesh import Mesh
 from ringpipe.model.config import ModelConfig
 from ringpipe.model.params import init_params
+from ringpipe.model.presets import small_shape
 from ringpipe.plan.serving import ServingPlan
 from ringpipe.runtime.batching.policy import BatchingPolicy, Request
 from ringpipe.validation import check_int, check_real
@@ -110,7 +111,9 @@ def build_serving(args: argparse.Namespace) -> tuple[ServingPlan, dict, list[np.
     mesh = Mesh(dp=args.dp, pp=args.pp, tp=args.tp)
     vocab = args.vocab or 64
     cfg = ModelConfig(layers=args.layers if args.layers is not None else 2 * args.pp,
-                      hidden=args.hidden, heads=args.heads, kv_heads=args.kv_heads,
+                      hidden=small_shape(args.tp, args.heads, args.hidden)[1],
+                      heads=small_shape(args.tp, args.heads, args.hidden)[0],
+                      kv_heads=args.kv_heads,
                       seq=args.prompt_len, vocab=vocab, block=args.block, dtype=args.dtype)
     reqs, prompts = _traffic(args, vocab)
     size = args.block_size

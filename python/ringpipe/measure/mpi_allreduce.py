@@ -39,6 +39,7 @@ from typing import Any
 
 import numpy as np
 
+from ringpipe.kernels.ops import REDUCE_UFUNCS
 from ringpipe.measure.bandwidth import BandwidthRow, busbw_factor
 from ringpipe.measure.timer import per_call
 from ringpipe.mpi.group import ProcessGroup
@@ -51,10 +52,10 @@ def _inputs(rank: int, count: int, dtype: np.dtype) -> np.ndarray:
     return np.resize(((np.arange(7) + rank) % 7).astype(dtype), count)
 
 
-def _expected(n: int, count: int, dtype: np.dtype) -> np.ndarray:
-    """The exact all-reduce of every rank's :func:`_inputs`: element i is the sum over r
-    of (i + r) mod 7, which depends on i mod 7 only."""
-    cycle = sum((np.arange(7) + r) % 7 for r in range(n))
+def _expected(n: int, count: int, dtype: np.dtype, op: str = "sum") -> np.ndarray:
+    """The exact all-reduce of every rank's :func:`_inputs`: element i is the ``op``
+    (sum, max or min) over r of (i + r) mod 7, which depends on i mod 7 only."""
+    cycle = REDUCE_UFUNCS[op].reduce([(np.arange(7) + r) % 7 for r in range(n)])
     return np.resize(cycle.astype(dtype), count)
 
 
@@ -72,18 +73,19 @@ def _time(group: ProcessGroup, run: Callable[[], object], iters: int,
 
 
 def _raw_allreduce(comm: Any, buf: np.ndarray, in_place: bool,  # noqa: ANN401
-                   mpi: Any) -> Callable[[], np.ndarray]:  # noqa: ANN401
+                   mpi: Any, op: str = "sum") -> Callable[[], np.ndarray]:  # noqa: ANN401
     """``MPI_Allreduce`` on ``buf`` (in place, or into a second buffer), as the baseline:
     no argument agreement, unlike ``ProcessGroup.all_reduce(..., "mpi")``."""
+    mpi_op = {"sum": mpi.SUM, "max": mpi.MAX, "min": mpi.MIN}[op]
     if in_place:
         def run() -> np.ndarray:
-            comm.Allreduce(mpi.IN_PLACE, buf, op=mpi.SUM)
+            comm.Allreduce(mpi.IN_PLACE, buf, op=mpi_op)
             return buf
         return run
     out = np.empty_like(buf)
 
     def run_out() -> np.ndarray:
-        comm.Allreduce(buf, out, op=mpi.SUM)
+        comm.Allreduce(buf, out, op=mpi_op)
         return out
     return run_out
 
@@ -129,15 +131,15 @@ def _exchange(group: ProcessGroup, algorithm: str, count: int,
 def measure(group: ProcessGroup, sizes: list[int], algorithms: list[str], dtype: np.dtype,
             iters: int, reps: int, out_of_place: bool = False,
             floors: list[Floor] | None = None,
-            samples: dict[tuple[int, str], list[float]] | None = None
-            ) -> list[BandwidthRow]:
+            samples: dict[tuple[int, str], list[float]] | None = None,
+            op: str = "sum") -> list[BandwidthRow]:
     """Rows for every (size, algorithm, in place and, with ``out_of_place``, out of
     place), measured as the module docstring says; with a ``floors`` list, each
     step-table algorithm's exchange floor is timed in the same repetitions and
     appended to it. A ``samples`` dict receives every repetition's in-place time in
     microseconds per (size, algorithm), floors as ``"<algorithm> floor"``: repetition
     k of every case ran back to back, so ratios of paired samples cancel slow drifts
-    of a shared machine."""
+    of a shared machine. ``op``: the reduction (sum, max, min; nccl-tests' ``-o``)."""
     mpi = load_mpi()
     n, rank = group.size, group.rank
     rows = []
@@ -146,19 +148,19 @@ def measure(group: ProcessGroup, sizes: list[int], algorithms: list[str], dtype:
              if in_place or alg not in PERSISTENT]  # a handle is in place
     for size in sizes:
         count = size // dtype.itemsize
-        want = _expected(n, count, dtype)
+        want = _expected(n, count, dtype, op)
         bufs, runs, wrong, handles = {}, {}, {}, []
         for case in cases:
             alg, in_place = case
             bufs[case] = buf = _inputs(rank, count, dtype)
             if alg in PERSISTENT:
-                handles.append(group.all_reduce_init(buf, alg.split("+")[0]))
+                handles.append(group.all_reduce_init(buf, alg.split("+")[0], op))
                 runs[case] = handles[-1]
             elif alg == "mpi":  # the library's MPI_Allreduce itself, no agreement round
-                runs[case] = _raw_allreduce(group.comm, buf, in_place, mpi)
+                runs[case] = _raw_allreduce(group.comm, buf, in_place, mpi, op)
             else:
                 out = None if in_place else np.empty_like(buf)
-                runs[case] = (lambda b=buf, a=alg, o=out: group.all_reduce(b, a, out=o))
+                runs[case] = (lambda b=buf, a=alg, o=out: group.all_reduce(b, a, op, out=o))
             result = runs[case]()
             wrong[case] = group.comm.allreduce(int(np.count_nonzero(result != want)))
         exchanges = {}
@@ -189,7 +191,7 @@ def measure(group: ProcessGroup, sizes: list[int], algorithms: list[str], dtype:
             nbytes = count * dtype.itemsize
             t = best[alg, in_place]
             algbw = nbytes / t / 1e9
-            rows.append(BandwidthRow(nbytes, count, dtype.name, "sum", alg, t * 1e6, algbw,
+            rows.append(BandwidthRow(nbytes, count, dtype.name, op, alg, t * 1e6, algbw,
                                      algbw * busbw_factor("all_reduce", n),
                                      wrong[alg, in_place], in_place))
     return rows

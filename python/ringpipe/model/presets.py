@@ -33,7 +33,7 @@ from types import MappingProxyType
 
 from ringpipe.model.config import ModelConfig
 
-__all__ = ["MODEL_PRESETS", "gpt_like", "llama_like", "model_preset"]
+__all__ = ["MODEL_PRESETS", "gpt_like", "llama_like", "model_preset", "small_shape"]
 
 
 def gpt_like(name: str, layers: int, hidden: int, heads: int, seq: int, vocab: int,
@@ -106,3 +106,16 @@ def model_preset(name: str) -> ModelConfig:
         raise ValueError(f"model: unknown preset {name!r}; choose one of "
                          f"{', '.join(MODEL_PRESETS)} or give --layers/--hidden/--heads/"
                          "--seq/--vocab") from None
+
+
+def small_shape(tp: int, heads: int | None = None, hidden: int | None = None
+                ) -> tuple[int, int]:
+    """(heads, hidden) of the small model ``ringpipe verify`` runs, for tensor-parallel
+    degree ``tp``: the given values, else 4 heads (the next multiple of tp when tp does
+    not divide 4) and width 32 (8 per head when the heads do not divide 32), so that
+    every tp splits the default model (``--tp 8``: 8 heads of width 4)."""
+    if heads is None:
+        heads = tp * -(-4 // tp) if isinstance(tp, int) and tp > 0 else 4
+    if hidden is None:
+        hidden = 32 if heads > 0 and 32 % heads == 0 else 8 * max(heads, 1)
+    return heads, hidden

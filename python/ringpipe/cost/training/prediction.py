@@ -158,6 +158,16 @@ class StepPrediction:
     cp_comm_time: float = 0.0
     ep_comm_time: float = 0.0
     fp8_cast_time: float = 0.0
+    rank_busy: tuple[float, ...] = ()
+
+    @property
+    def imbalance_fraction(self) -> float:
+        """The part of ``bubble_fraction`` that uneven work per pipeline rank causes:
+        1 − mean/max of the ranks' busy seconds (the idle time the other ranks would
+        have even with no fill, drain or message delay)."""
+        if not self.rank_busy or max(self.rank_busy) <= 0:
+            return 0.0
+        return 1 - sum(self.rank_busy) / (len(self.rank_busy) * max(self.rank_busy))
 
     @property
     def total_s(self) -> float:
@@ -244,8 +254,9 @@ class StepPrediction:
                 "memory_gib": self.memory.total / GIB, "memory": self.memory.to_dict(),
                 "headroom_gib": self.headroom / GIB,
                 "bubble_fraction": self.bubble_fraction,
+                "bubble_from_imbalance": self.imbalance_fraction,
                 "comm_fraction": self.comm_fraction, "fits": self.fits,
                 "layers_per_stage": list(self.layers_per_stage),
                 "split": c.split_name, "layout": self.layout,
                 "activation_cap": c.activation_cap,
-                "breakdown_s": self.breakdown_s}
+                "breakdown_s": self.breakdown_s, "assumptions": dict(self.assumptions)}

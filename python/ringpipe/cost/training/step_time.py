@@ -180,23 +180,26 @@ class StepModel:
         """What decides ``config``'s prediction beyond the model's shape: the sequence,
         batch, dtype and recipe, and for TP, PP and DP the link their messages cross
         (``"intra-node"``: the GPUs' NVLink-class ``intra_node_gbs``; ``"inter-node"``:
-        the NIC share ``inter_node_gbs``, per GPU, each way)."""
+        the NIC share ``inter_node_gbs``, per GPU, each way) and what it gets (``tp_gbs``...)."""
         c, tr = self.cluster, self.training
+        pp_cross, dp_cross = self._crossers(config, "pp"), self._crossers(config, "dp")
 
         def link(crosses: bool) -> str:
             return "inter-node" if crosses else "intra-node"
 
+        def gbs(crossers: int) -> float:
+            return (c.crossing_bandwidth(crossers) if crossers else c.intra.bandwidth) / 1e9
         out: dict[str, object] = {
             "seq": self.model.seq, "global_batch": tr.global_batch,
             "microbatch_size": config.microbatch_size, "dtype": tr.dtype,
             "recompute": config.recompute, "recipe": tr.recipe.to_dict(),
             "gpus_per_node": c.gpus_per_node,
             "tp_link": link(config.tp > c.gpus_per_node),
-            "pp_link": link(self._crossers(config, "pp") > 0),
-            "dp_link": link(self._crossers(config, "dp") > 0),
+            "pp_link": link(pp_cross > 0), "dp_link": link(dp_cross > 0),
+            "tp_gbs": (c.inter if config.tp > c.gpus_per_node else c.intra).bandwidth / 1e9,
+            "pp_gbs": gbs(pp_cross), "dp_gbs": gbs(c.gpus_per_node if dp_cross else 0),
             "intra_node_gbs": c.intra.bandwidth / 1e9,
-            "inter_node_gbs": c.inter.bandwidth / 1e9,
-            "peak_tflops": c.peak_flops / 1e12}
+            "inter_node_gbs": c.inter.bandwidth / 1e9, "peak_tflops": c.peak_flops / 1e12}
         if config.cp > 1:
             out["cp_link"] = link(self.groups(config).crosses("cp"))
         if self.model.is_moe:
@@ -261,9 +264,8 @@ class StepModel:
                                           tuple(s.backward_input for s in stages),
                                           tuple(s.backward_weight for s in stages),
                                           message))
-        tp_total = m * sum(s.tp_comm for s in stages) / config.pp
-        cp_total = m * sum(s.cp_comm for s in stages) / config.pp
-        ep_total = m * sum(s.ep_comm for s in stages) / config.pp
+        tp_total, cp_total, ep_total = (m * sum(getattr(s, part) for s in stages) / config.pp
+                                        for part in ("tp_comm", "cp_comm", "ep_comm"))
         dense, expert = max(self.rank_param_split(config, layout), key=sum)
         params = dense + expert
         reduce, gather = self._dp_time(config, dense, expert)
@@ -277,9 +279,8 @@ class StepModel:
         else:
             dp = reduce + gather
         _, grad_bytes, _ = state_bytes_per_param(tr.dtype, tr.recipe, config.dp)
-        distributed = tr.recipe.distributed_optimizer
-        owned = (dense / (config.dp * config.cp) + expert / config.mesh.edp if distributed
-                 else dense + expert)
+        owned = (dense / (config.dp * config.cp) + expert / config.mesh.edp
+                 if tr.recipe.distributed_optimizer else dense + expert)
         optimizer = owned * (26.0 + grad_bytes) / c.memory_bandwidth
         casts = WEIGHT_CAST_BYTES * params / c.memory_bandwidth if tr.fp8 else 0.0
         return StepPrediction(
@@ -297,4 +298,5 @@ class StepModel:
             headroom=self.headroom, dp_comm_total=reduce + gather,
             layers_per_stage=layout.layers, peak_in_flight=timing.peak_in_flight,
             layout=layout.stages.format(), assumptions=self.assumptions(config),
-            cp_comm_time=cp_total, ep_comm_time=ep_total, fp8_cast_time=casts)
+            cp_comm_time=cp_total, ep_comm_time=ep_total, fp8_cast_time=casts,
+            rank_busy=timing.busy)

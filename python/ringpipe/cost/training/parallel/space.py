@@ -87,6 +87,13 @@ def factorisations(model: ModelConfig, training: TrainingSpec, world: int,
     if all(v is not None for v in pinned) and pinned[0] * pinned[1] * pinned[2] != world:
         raise ValueError(f"tp × pp × dp = {pinned[0]} × {pinned[1]} × {pinned[2]} = "
                          f"{pinned[0] * pinned[1] * pinned[2]} GPUs, but the cluster has {world}")
+    given = [(n, v) for n, v in zip(("tp", "pp", "dp"), pinned, strict=True) if v is not None]
+    product = math.prod(v for _, v in given)
+    if len(given) > 1 and (product > world or world % product):  # 64 > 32, not the rules
+        names = " × ".join(n for n, _ in given)
+        raise ValueError(f"{names} = {' × '.join(str(v) for _, v in given)} = {product} GPUs, "
+                         + (f"but the cluster has {world}" if product > world else
+                            f"which does not divide the cluster's {world}"))
     for name in ("tp", "pp", "dp"):
         pin = getattr(space, name)
         if pin is not None and pin > world:
