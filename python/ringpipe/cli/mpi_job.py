@@ -74,7 +74,7 @@ def launch_ranks(args: argparse.Namespace, mesh: Mesh, rank_argv: list[str]) -> 
     if job.returncode not in (0, 2, 130, 141) and timeout \
             and time.monotonic() - start >= timeout:  # the ranks' deadline ended it
         print(f"error: ringpipe verify: the MPI job timed out after {timeout:g} s "
-              "(--timeout) and was ended", file=sys.stderr)
+              f"(--timeout {timeout:g}) and was ended", file=sys.stderr)
         return 1
     if job.returncode in (0, 1, 2, 130, 141):  # ours: ok, failed check, bad arguments, ^C
         return job.returncode
