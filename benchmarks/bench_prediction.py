@@ -91,7 +91,7 @@ def run_mpi(cluster_file: str, plan: tuple) -> dict[str, Any]:
 
 def run_inproc(cluster_file: str, plan: tuple) -> dict[str, Any]:
     """One plan in-process (numba all-reduce)."""
-    from ringpipe.cli.plan_args import add_plan_arguments, build_plan
+    from ringpipe.cli.args.plan import add_plan_arguments, build_plan
     from ringpipe.cost.clusterfile.load import load_cluster_file
     from ringpipe.measure.step_time import timed_prediction
     from ringpipe.model.params import init_params

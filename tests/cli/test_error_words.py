@@ -16,7 +16,7 @@ def _error(capsys, argv):
 
 
 def test_the_command_name_is_not_repeated(monkeypatch, tmp_path, capsys):
-    import ringpipe.cli.calibrate as calibrate_cli
+    import ringpipe.cli.calibrate.command as calibrate_cli
 
     def missing_cupy(options):
         raise ImportError("ringpipe calibrate: backend 'cupy' needs the cupy package, which "

@@ -11,8 +11,8 @@ import pytest
 
 from ringpipe.cli import main
 from ringpipe.cli.modes import INFERENCE, TRAINING, ModeFlag, check_mode
-from ringpipe.cli.plan_inference import PLAN_MODE_FLAGS
-from ringpipe.cli.verify_inference import VERIFY_MODE_FLAGS
+from ringpipe.cli.plan.inference import PLAN_MODE_FLAGS
+from ringpipe.cli.verify.inference import VERIFY_MODE_FLAGS
 
 PLAN = ["plan", "--model", "gpt3-175b", "--cluster", "dgx-a100", "--nodes", "8",
         "--global-batch", "64", "--top", "1"]

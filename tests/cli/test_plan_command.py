@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from ringpipe.cli import main
-from ringpipe.cli.plan import check_plot_path
+from ringpipe.cli.plan.command import check_plot_path
 from ringpipe.cost.clusterfile.load import load_cluster_file
 from ringpipe.cost.hardware.cluster import cluster_preset
 

@@ -4,7 +4,7 @@ and PP-heavy plans, in the format the file's suffix names."""
 import pytest
 
 from ringpipe.cli import main
-from ringpipe.cli.plan_plot import check_plot_path, plot_format, shown
+from ringpipe.cli.plan.plot import check_plot_path, plot_format, shown
 from ringpipe.cost.hardware.cluster import cluster_preset
 from ringpipe.cost.inference.search import kind
 from ringpipe.cost.training.search import search

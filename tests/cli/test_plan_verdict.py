@@ -7,7 +7,7 @@ import json
 import pytest
 
 from ringpipe.cli import main
-from ringpipe.cli.planview.verdict import Verdict, bubble_note, kind
+from ringpipe.cli.plan.verdict import Verdict, bubble_note, kind
 from ringpipe.cost.hardware.cluster import cluster_preset
 from ringpipe.cost.published.accuracy import OUT_OF_SAMPLE_STEP_ERROR
 from ringpipe.cost.training.search import SearchSpace, search
@@ -105,7 +105,7 @@ def test_the_balanced_split_takes_most_of_the_imbalance_away():
 
 def test_every_part_of_the_step_has_something_to_measure():
     """A tie can be decided by any part the explanation names, CP and EP included."""
-    from ringpipe.cli.planview.verdict import MEASURE, MEASURE_CPU
+    from ringpipe.cli.plan.verdict import MEASURE, MEASURE_CPU
     from ringpipe.cost.training.explain import PARTS
 
     assert set(PARTS) <= set(MEASURE) and set(PARTS) <= set(MEASURE_CPU)

@@ -10,9 +10,9 @@ import argparse
 import pytest
 
 from ringpipe.cli import build_parser, main
-from ringpipe.cli.plan_args import inference_argv, plan_argv
+from ringpipe.cli.args.plan import inference_argv, plan_argv
 from ringpipe.cli.ranks.main import build_parser as rank_parser
-from ringpipe.cli.verify_inference import check_verify_mode
+from ringpipe.cli.verify.inference import check_verify_mode
 from ringpipe.cost.clusterfile.writer import dumps
 from ringpipe.environment import Environment
 

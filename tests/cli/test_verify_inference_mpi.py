@@ -10,7 +10,7 @@ import sys
 import pytest
 
 from ringpipe.cli import main
-from ringpipe.cli.mpi_job import LAUNCH_GRACE
+from ringpipe.cli.verify.mpi_job import LAUNCH_GRACE
 from ringpipe.mpi.launch import launch
 
 LAUNCH_MODULE = sys.modules["ringpipe.mpi.launch"]

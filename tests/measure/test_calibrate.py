@@ -251,7 +251,7 @@ def test_fresh_memory_cost_is_a_finite_non_negative_rate():
 def test_calibrate_output_is_checked_before_measuring(tmp_path):
     import os
 
-    from ringpipe.cli.calibrate import check_output, write_output
+    from ringpipe.cli.calibrate.command import check_output, write_output
 
     (tmp_path / "dir.toml").mkdir()
     os.mkfifo(tmp_path / "fifo.toml")

@@ -148,7 +148,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _main(argv: Sequence[str] | None) -> int:
-    started = time.monotonic()  # --timeout counts from here (ringpipe.cli.mpi_job)
+    started = time.monotonic()  # --timeout counts from here (ringpipe.cli.verify.mpi_job)
     exits.restore_default()
     exits.guard_stdout()  # >&-: one line and 141 at the first write, no AttributeError
     argv = list(sys.argv[1:] if argv is None else argv)

@@ -22,7 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from ringpipe.cli.verify import format_report
+from ringpipe.cli.verify.command import format_report
 from ringpipe.collectives.checks import BACKENDS
 from ringpipe.kernels.numba_exec import DEFAULT_TUNING
 from ringpipe.kernels.threads import ThreadPolicy, limit_threads

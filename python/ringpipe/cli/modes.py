@@ -4,8 +4,8 @@
 ``--inference``, that share one parser. A flag of one mode given in the other would be
 silently ignored, and the user would get an answer to a question they did not ask; so
 every mode-specific flag is declared once, in a table of :class:`ModeFlag` (the
-command's: :data:`ringpipe.cli.plan_inference.PLAN_MODE_FLAGS`,
-:data:`ringpipe.cli.verify_inference.VERIFY_MODE_FLAGS`), and :func:`check_mode` refuses,
+command's: :data:`ringpipe.cli.plan.inference.PLAN_MODE_FLAGS`,
+:data:`ringpipe.cli.verify.inference.VERIFY_MODE_FLAGS`), and :func:`check_mode` refuses,
 in both directions alike, any flag of the other mode (ValueError, exit 2: ``--prompt-len
 does not apply to training (without --inference): ...``).
 

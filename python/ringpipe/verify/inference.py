@@ -6,7 +6,7 @@ on the same parameters and prompts: the greedy tokens must be identical and the 
 agree normwise (``max|plan - ref| / max|ref|``) to 1e-10 in float64 (1e-4 in float32).
 
 The command line's description of such a run (``ringpipe verify --inference`` and its
-MPI ranks) is :mod:`ringpipe.cli.plan_args`; the ranks' job is
+MPI ranks) is :mod:`ringpipe.cli.args.plan`; the ranks' job is
 :mod:`ringpipe.cli.ranks.verify_inference`.
 """
 

@@ -6,7 +6,7 @@ on each request alone: whatever shared its iterations (prompt chunks, other requ
 decodes, blocks another request used before), every request's tokens must be identical
 and its logits agree normwise to 1e-10 in float64 (1e-4 in float32).
 
-The command line's description of such a run is :mod:`ringpipe.cli.serving_args`; the
+The command line's description of such a run is :mod:`ringpipe.cli.args.serving`; the
 MPI ranks' job is :mod:`ringpipe.cli.ranks.verify_serving`.
 """
 

@@ -12,7 +12,7 @@ import pytest
 from test_cluster_file_reader import PLAN, calibrated
 
 from ringpipe.cli import main
-from ringpipe.cli.calibrate import HEADER
+from ringpipe.cli.calibrate.command import HEADER
 from ringpipe.cost.clusterfile.load import TOP_KEYS, load_cluster_file, read_cluster
 from ringpipe.cost.clusterfile.measured import MEASURED_KEYS
 from ringpipe.cost.clusterfile.writer import dumps

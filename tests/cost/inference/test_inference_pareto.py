@@ -1,6 +1,6 @@
 """--plot prices and draws only the best-ranked layouts, not every layout of the cluster."""
 
-from ringpipe.cli.plan_inference import PLOT_LAYOUTS
+from ringpipe.cli.plan.inference import PLOT_LAYOUTS
 from ringpipe.cost import cluster_preset, model_preset
 from ringpipe.cost.inference.search import label, layouts, pareto_curves
 from ringpipe.cost.inference.workload import Workload

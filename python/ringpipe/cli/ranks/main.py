@@ -36,17 +36,17 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from ringpipe.cli.limits import check_command
-from ringpipe.cli.plan_args import (
+from ringpipe.cli.args.plan import (
     add_inference_arguments,
     add_plan_arguments,
     build_inference,
     build_plan,
 )
+from ringpipe.cli.limits import check_command
 from ringpipe.cli.ranks import allreduce, calibrate_probe
 from ringpipe.cli.ranks.verify import prepare_verify
 from ringpipe.cli.ranks.verify_inference import prepare_inference
-from ringpipe.cli.verify_inference import check_verify_mode
+from ringpipe.cli.verify.inference import check_verify_mode
 from ringpipe.environment import DEFAULT_TIMEOUT, TIMEOUT_VAR, Environment, check_timeout
 from ringpipe.mpi.guard import run_guarded
 from ringpipe.mpi.loader import load_mpi

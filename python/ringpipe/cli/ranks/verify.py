@@ -2,7 +2,7 @@
 
 Every rank builds the same plan, parameters (``init_params(config, seed)``) and batch
 (``random_batch(config, B, seed + 1)``) from the command line
-(:func:`~ringpipe.cli.plan_args.build_plan`), exactly as ``ringpipe verify`` does, and runs
+(:func:`~ringpipe.cli.args.plan.build_plan`), exactly as ``ringpipe verify`` does, and runs
 its part with :func:`ringpipe.runtime.mpi.run_plan_mpi`. Rank 0 then compares the
 gathered loss, outputs, full-shape gradients and counters
 
@@ -25,7 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from ringpipe.cli.plan_args import build_plan, calibrated_cluster
+from ringpipe.cli.args.plan import build_plan, calibrated_cluster
 from ringpipe.environment import Environment
 from ringpipe.measure.step_time import format_timing, timed_prediction_mpi
 from ringpipe.model.params import init_params

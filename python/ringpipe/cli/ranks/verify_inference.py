@@ -1,7 +1,7 @@
 """``python -m ringpipe.mpi verify --inference``: greedy generation on MPI ranks.
 
 Every rank builds the same plan, parameters and prompts from the command line
-(:func:`~ringpipe.cli.plan_args.build_inference`), runs generation over MPI
+(:func:`~ringpipe.cli.args.plan.build_inference`), runs generation over MPI
 (:func:`ringpipe.runtime.inference_mpi.run_inference_mpi`), and rank 0 checks the
 reference and, bit for bit, the in-process run (tokens, logits and every counter).
 """
@@ -14,7 +14,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from ringpipe.cli.plan_args import build_inference
+from ringpipe.cli.args.plan import build_inference
 from ringpipe.environment import Environment
 from ringpipe.mpi.loader import load_mpi
 from ringpipe.mpi.mesh_comm import check_world_size

@@ -2,7 +2,7 @@
 
 Every rank builds the same plan (the same iterations: they depend only on lengths and
 arrival times), parameters and prompts from the command line
-(:func:`~ringpipe.cli.serving_args.build_serving`), serves over MPI
+(:func:`~ringpipe.cli.args.serving.build_serving`), serves over MPI
 (:func:`ringpipe.runtime.batching.mpi.run_serving_mpi`), and rank 0 checks every request
 against its reference and, bit for bit, against the in-process run (tokens, logits and
 every counter).
@@ -16,7 +16,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from ringpipe.cli.serving_args import build_serving
+from ringpipe.cli.args.serving import build_serving
 from ringpipe.environment import Environment
 from ringpipe.mpi.loader import load_mpi
 from ringpipe.mpi.mesh_comm import check_world_size

@@ -5,7 +5,7 @@ the model was not fitted on and prints each table's mean absolute step-time erro
 BigScience BLOOM-181B splits (all on one cluster: 10.6%) and Korthikanti et al. 2022
 (10.5%). :data:`OUT_OF_SAMPLE_STEP_ERROR` is the larger of the two: two predicted step
 times closer than this are a tie, since the model cannot tell them apart on runs it has
-not seen (``ringpipe plan``'s verdict, :mod:`ringpipe.cli.planview.verdict`).
+not seen (``ringpipe plan``'s verdict, :mod:`ringpipe.cli.plan.verdict`).
 
 Recomputing it takes seconds (every held-out run is priced), so it is stored here; the
 test ``tests/cost/test_accuracy_constant.py`` recomputes it from the report and fails

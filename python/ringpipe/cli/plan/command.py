@@ -8,7 +8,7 @@ The model is a preset (``--model``) or explicit sizes (``--layers --hidden --hea
 --seq --vocab`` [``--ffn --kv-heads --gated-mlp``]); explicit sizes given with a preset
 override its fields. ``--split even|balanced`` pins how the layers are split over the
 stages (default: search both) and ``--layout`` gives the stages explicitly
-(:mod:`ringpipe.cli.layout_args`). The cluster is a preset (``--cluster``) or a TOML/JSON file
+(:mod:`ringpipe.cli.args.layout`). The cluster is a preset (``--cluster``) or a TOML/JSON file
 (``--cluster-file``), with ``--nodes`` nodes. ``--tp --pp --dp --schedule --chunks
 --microbatch-size --recompute`` pin dimensions; with tp/pp/dp pinned the output also
 compares the pinned choice with the best unpinned one (predicted slowdown, main reason).
@@ -16,7 +16,7 @@ The recipe defaults to today's Megatron-LM (:mod:`ringpipe.cost.training.recipe`
 --no-flash-attention --no-distributed-optimizer --no-overlap-grad-reduce`` switch parts
 off. ``--headroom GIB`` (default 4): a configuration fits when it leaves that much free.
 These, ``--seq`` and the other training flags are refused with ``--inference``
-(:mod:`ringpipe.cli.plan_inference`); model sizes must be >= 1 (leave ``--ffn`` and
+(:mod:`ringpipe.cli.plan.inference`); model sizes must be >= 1 (leave ``--ffn`` and
 ``--kv-heads`` out for their defaults) and ``--plot`` needs a non-empty file name.
 The table shows model TFLOP/s (no recomputation; MFU) and hardware TFLOP/s
 (recomputation included) per GPU side by side.
@@ -36,20 +36,20 @@ import json
 import sys
 from typing import Any
 
-from ringpipe.cli import plan_inference
-from ringpipe.cli.cluster import build_cluster
-from ringpipe.cli.emit import EMIT_TOOLS, check_emit, comment, emit_training
-from ringpipe.cli.layout_args import add_layout_arguments, parse_layout
-from ringpipe.cli.names.aliases import PLAN_ALIASES, add_aliases, schedule_name
-from ringpipe.cli.parallel_args import (
+from ringpipe.cli.args.layout import add_layout_arguments, parse_layout
+from ringpipe.cli.args.parallel import (
     add_parallelism_arguments,
     moe_imbalance,
     moe_overrides,
     planner_pins,
     refuse_for_serving,
 )
-from ringpipe.cli.plan_plot import check_plot_path, write_plot
-from ringpipe.cli.planview.verdict import bubble_note, verdict
+from ringpipe.cli.cluster import build_cluster
+from ringpipe.cli.emit import EMIT_TOOLS, check_emit, comment, emit_training
+from ringpipe.cli.names.aliases import PLAN_ALIASES, add_aliases, schedule_name
+from ringpipe.cli.plan import inference as plan_inference
+from ringpipe.cli.plan.plot import check_plot_path, write_plot
+from ringpipe.cli.plan.verdict import bubble_note, verdict
 from ringpipe.cost.hardware.cluster import CLUSTER_PRESETS, GIB
 from ringpipe.cost.hardware.wording import GPU_WORDS, Wording, wording
 from ringpipe.cost.training.memory import DEFAULT_HEADROOM_GIB

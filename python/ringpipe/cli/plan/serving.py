@@ -28,7 +28,7 @@ import argparse
 import json
 import sys
 
-from ringpipe.cli.plan_plot import save_figure
+from ringpipe.cli.plan.plot import save_figure
 from ringpipe.cost.inference.goodput import ServingSearch, rank
 from ringpipe.cost.inference.search import label
 from ringpipe.cost.inference.serving import Knobs, Load, Slo, simulate

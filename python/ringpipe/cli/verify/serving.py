@@ -20,9 +20,9 @@ from __future__ import annotations
 import argparse
 import json
 
-from ringpipe.cli.mpi_job import launch_ranks, refuse_mpi_only_flags
-from ringpipe.cli.plan_args import inference_argv
-from ringpipe.cli.serving_args import build_serving
+from ringpipe.cli.args.plan import inference_argv
+from ringpipe.cli.args.serving import build_serving
+from ringpipe.cli.verify.mpi_job import launch_ranks, refuse_mpi_only_flags
 from ringpipe.verify.serving import verify_serving
 
 __all__ = ["run_serving"]

@@ -14,19 +14,19 @@ import argparse
 
 import numpy as np
 
-from ringpipe.cli.layout_args import add_layout_arguments, parse_layout
-from ringpipe.cli.names.aliases import (
-    VERIFY_ALIASES,
-    add_aliases,
-    resolve_micro_batch_size,
-    schedule_name,
-)
-from ringpipe.cli.parallel_args import (
+from ringpipe.cli.args.layout import add_layout_arguments, parse_layout
+from ringpipe.cli.args.parallel import (
     add_parallelism_arguments,
     mesh_degrees,
     moe_overrides,
     refuse_for_inference,
     refuse_with_cluster_file,
+)
+from ringpipe.cli.names.aliases import (
+    VERIFY_ALIASES,
+    add_aliases,
+    resolve_micro_batch_size,
+    schedule_name,
 )
 from ringpipe.cost.clusterfile.load import load_cluster_file
 from ringpipe.cost.hardware.calibration import Calibration
@@ -138,7 +138,7 @@ def plan_argv(args: argparse.Namespace) -> list[str]:
 
 def _mesh(args: argparse.Namespace, **degrees: int) -> Mesh:
     """The mesh of ``--dp --pp --tp`` (each checked under its flag's name) and
-    ``degrees`` (cp, ep: :func:`ringpipe.cli.parallel_args.mesh_degrees`)."""
+    ``degrees`` (cp, ep: :func:`ringpipe.cli.args.parallel.mesh_degrees`)."""
     for flag in ("dp", "pp", "tp"):
         check_int(f"--{flag}", getattr(args, flag))
     return Mesh(dp=args.dp, pp=args.pp, tp=args.tp, **degrees)
@@ -206,9 +206,9 @@ def add_inference_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--new-tokens", type=int, default=None, help="generated tokens K (4)")
     g.add_argument("--kv-heads", type=int, default=None,
                    help="key/value heads (grouped-query attention); default: --heads")
-    from ringpipe.cli.serving_args import add_serving_arguments  # noqa: PLC0415 - cost layer
+    from ringpipe.cli.args.serving import add_serving_arguments  # noqa: PLC0415 - cost layer
 
-    add_serving_arguments(g)  # --requests: continuous batching (ringpipe.cli.serving_args)
+    add_serving_arguments(g)  # --requests: continuous batching (ringpipe.cli.args.serving)
     add_aliases(p, {"--kv-heads": VERIFY_ALIASES["--kv-heads"]})
 
 
@@ -246,7 +246,7 @@ def build_inference(args: argparse.Namespace) -> tuple[InferencePlan, dict, np.n
 
 def inference_argv(args: argparse.Namespace) -> list[str]:
     """``args`` as a command line again (for the MPI ranks)."""
-    from ringpipe.cli.serving_args import serving_argv  # noqa: PLC0415
+    from ringpipe.cli.args.serving import serving_argv  # noqa: PLC0415
 
     extra = {"--prompt-len": args.prompt_len, "--new-tokens": args.new_tokens,
              "--kv-heads": args.kv_heads}

@@ -7,7 +7,7 @@
 ``--isl``/``--osl`` are ``--prompt-len``/``--output-len``, ``--itl-slo-ms`` is
 ``--tpot-slo-ms``. With ``--rate R``, ``--concurrency C`` or ``--trace FILE`` the layouts
 serve that traffic with continuous batching and are ranked by goodput instead
-(:mod:`ringpipe.cli.plan_serving`).
+(:mod:`ringpipe.cli.plan.serving`).
 
 ``--top`` bounds the table, the ``--json`` candidates and the ``--plot`` curves alike.
 Training-only flags (``--headroom``, ``--no-sp`` and the other recipe switches,
@@ -32,10 +32,10 @@ import argparse
 import json
 import sys
 
-from ringpipe.cli import plan_serving
 from ringpipe.cli.emit import comment, emit_serving
 from ringpipe.cli.modes import INFERENCE, TRAINING, ModeFlag, check_mode
-from ringpipe.cli.plan_plot import save_figure
+from ringpipe.cli.plan import serving as plan_serving
+from ringpipe.cli.plan.plot import save_figure
 from ringpipe.cost.hardware.wording import wording
 from ringpipe.cost.inference.model import MEMORY_UTILIZATION
 from ringpipe.cost.inference.search import (
@@ -72,7 +72,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--itl-slo-ms", "--tpot-slo-ms", type=float, default=None,
                    dest="tpot_slo_ms",
                    help="inter-token latency SLO (ITL = time per output token)")
-    plan_serving.add_arguments(g)  # --rate/--concurrency/--trace: ringpipe.cli.plan_serving
+    plan_serving.add_arguments(g)  # --rate/--concurrency/--trace: ringpipe.cli.plan.serving
 
 def _slo(name: str, value: float | None) -> float | None:
     if value is None:
@@ -227,7 +227,7 @@ def run_inference_plan(args: argparse.Namespace, model: object, cluster: object)
     if dtype not in ("bf16", "fp8"):
         raise ValueError(f"--dtype {dtype}: --inference supports bf16 and fp8")
     ttft, itl = _slo("ttft-slo-ms", args.ttft_slo_ms), _slo("itl-slo-ms", args.tpot_slo_ms)
-    if plan_serving.requested(args):  # serving under traffic: ringpipe.cli.plan_serving
+    if plan_serving.requested(args):  # serving under traffic: ringpipe.cli.plan.serving
         if args.emit is not None:
             raise ValueError(f"--emit {args.emit} prints the static-batch layout: leave out "
                              "--rate, --concurrency and --trace to emit it")

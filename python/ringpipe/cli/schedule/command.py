@@ -8,7 +8,7 @@
 Costs (``--forward --backward-input --backward-weight``) are one number for every
 stage or a comma-separated list with one per stage (p·v). ``synth`` synthesises a
 schedule for those costs and ``--memory-cap`` (activations held per rank, one unit per
-stage and micro-batch; :mod:`ringpipe.cli.schedule_synth`).
+stage and micro-batch; :mod:`ringpipe.cli.schedule.synth`).
 
 Every schedule is validated (completeness, dependency order, deadlock-free dry run
 with SEND/RECV added, sends blocking in batches unless ``--sends isend``) and
@@ -28,7 +28,7 @@ import sys
 from fractions import Fraction
 
 from ringpipe.cli.names.aliases import schedule_name
-from ringpipe.cli.schedule_synth import SYNTH_NAMES, add_synth_arguments, costs_arg, synth_build
+from ringpipe.cli.schedule.synth import SYNTH_NAMES, add_synth_arguments, costs_arg, synth_build
 from ringpipe.files import display, read_text
 from ringpipe.limits import Limits
 from ringpipe.schedules import (

@@ -17,14 +17,14 @@ import argparse
 import json
 import sys
 
-from ringpipe.cli.mpi_job import launch_ranks, refuse_mpi_only_flags
-from ringpipe.cli.plan_args import (
+from ringpipe.cli.args.plan import (
     add_inference_arguments,
     add_plan_arguments,
     build_plan,
     calibrated_cluster,
     plan_argv,
 )
+from ringpipe.cli.verify.mpi_job import launch_ranks, refuse_mpi_only_flags
 from ringpipe.collectives.checks import COLLECTIVE_BACKENDS
 from ringpipe.cost.hardware.calibration import Calibration
 from ringpipe.kernels.threads import ThreadPolicy
@@ -44,7 +44,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("verify", help="check a TP×PP×DP plan against the "
                                              "single-device NumPy reference")
     add_plan_arguments(p)
-    add_inference_arguments(p)  # --inference: ringpipe.cli.verify_inference
+    add_inference_arguments(p)  # --inference: ringpipe.cli.verify.inference
     p.add_argument("--backend", choices=VERIFY_BACKENDS, default="numba",
                    help="numpy/numba: in-process ranks on the CPU; cupy: in-process ranks "
                         "on one GPU; mpi: one process per rank")
@@ -82,7 +82,7 @@ def _warn_threads(threads: ThreadPolicy, calibration: Calibration, source: str) 
 
 def run(args: argparse.Namespace) -> int:
     """Verify; 0 if the plan matches the reference, else 1."""
-    from ringpipe.cli.verify_inference import check_verify_mode, run_inference
+    from ringpipe.cli.verify.inference import check_verify_mode, run_inference
 
     if args.inference:
         return run_inference(args)

@@ -3,7 +3,7 @@
     ringpipe verify --inference --tp T --pp P [--dp D] --prompt-len L --new-tokens K \\
         --batch B [--kv-heads KV] [--backend numpy|numba|mpi --np N] [--json]
     ringpipe verify --inference --requests N --rate R ...   (continuous batching:
-        ringpipe.cli.verify_serving)
+        ringpipe.cli.verify.serving)
 
 Prints ``ok``, ``tokens_equal``, ``max_rel_error`` and, per mesh rank, the KV-cache bytes
 and the TP all-reduce count. Exit 0 when the tokens are identical and the logits agree
@@ -22,9 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from ringpipe.cli.modes import INFERENCE, TRAINING, ModeFlag, check_mode
-from ringpipe.cli.mpi_job import launch_ranks, refuse_mpi_only_flags
-from ringpipe.cli.plan_args import (
+from ringpipe.cli.args.plan import (
     DEFAULT_NEW_TOKENS,
     DEFAULT_PROMPT_LEN,
     DEFAULT_SCHEDULE,
@@ -33,7 +31,9 @@ from ringpipe.cli.plan_args import (
     build_inference,
     inference_argv,
 )
-from ringpipe.cli.serving_args import SERVING_FLAGS, check_serving_flags
+from ringpipe.cli.args.serving import SERVING_FLAGS, check_serving_flags
+from ringpipe.cli.modes import INFERENCE, TRAINING, ModeFlag, check_mode
+from ringpipe.cli.verify.mpi_job import launch_ranks, refuse_mpi_only_flags
 from ringpipe.verify.inference import verify_inference
 
 __all__ = ["VERIFY_MODE_FLAGS", "check_verify_mode", "run_inference"]
@@ -84,7 +84,7 @@ def run_inference(args: argparse.Namespace) -> int:
     """Handler of ``ringpipe verify --inference``; returns the exit status."""
     check_verify_mode(args)  # flags of training verify, named before anything else
     if args.requests is not None:  # continuous batching
-        from ringpipe.cli.verify_serving import run_serving
+        from ringpipe.cli.verify.serving import run_serving
 
         return run_serving(args)
     plan, params, prompts = build_inference(args)  # bad arguments exit 2 before any run

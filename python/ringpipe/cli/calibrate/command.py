@@ -1,7 +1,7 @@
 """``ringpipe calibrate``: measure this machine and write a cluster file.
 
 ``ringpipe calibrate --output FILE [--np N] [--backend numpy|numba|cupy] [--quick]``
-(or ``--from-nccl-tests LOG...``: :mod:`ringpipe.cli.calibrate_nccl`)
+(or ``--from-nccl-tests LOG...``: :mod:`ringpipe.cli.calibrate.nccl`)
 measures the GEMM curve, memory bandwidth, per-call overhead and the α-β of
 point-to-point transfers and all-reduces (in-process groups up to N; MPI processes when
 ``--np`` is given), writes them as a TOML cluster file that ``ringpipe plan
@@ -19,7 +19,7 @@ import tempfile
 from dataclasses import replace
 from pathlib import Path
 
-from ringpipe.cli import calibrate_nccl
+from ringpipe.cli.calibrate import nccl as calibrate_nccl
 from ringpipe.cost.clusterfile.writer import dumps
 from ringpipe.kernels.threads import ThreadPolicy
 from ringpipe.measure.calibrate.run import BACKENDS, CalibrateOptions, calibrate
@@ -94,7 +94,7 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.output)
     calibrate_nccl.refuse_mixed(args)
     check_output(out)
-    if args.from_nccl_tests is not None:  # ringpipe.cli.calibrate_nccl
+    if args.from_nccl_tests is not None:  # ringpipe.cli.calibrate.nccl
         return calibrate_nccl.run(args, out, write_output)
     if args.hostfile is not None and (args.np is None or args.backend != "cupy"):
         raise ValueError("--hostfile goes with --backend cupy --np N")

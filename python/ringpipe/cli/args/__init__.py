@@ -1,0 +1,1 @@
+"""Argument builders shared by several commands and by the MPI ranks' programs."""
