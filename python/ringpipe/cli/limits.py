@@ -196,7 +196,7 @@ SCHEDULE_CELL_BYTES = 512
 def plan_memory(limits: Limits) -> int:
     """Upper bound of ``ringpipe plan``'s memory: the process, and the schedules its
     pipeline simulator keeps (at most ``max_schedule_cells`` cells memoised, plus one
-    being simulated of at most as many: :mod:`ringpipe.cost.training.pipeline`); the
+    being simulated of at most as many: :mod:`ringpipe.cost.training.pipeline.simulator`); the
     rest of a search (candidates, costs) is small beside them. Nothing here grows with
     ``--global-batch`` or the model's sizes."""
     return PROCESS_BYTES + 2 * SCHEDULE_CELL_BYTES * limits.max_schedule_cells

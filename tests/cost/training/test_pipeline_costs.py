@@ -4,7 +4,7 @@ import random
 
 import pytest
 
-from ringpipe.cost.training.pipeline import (
+from ringpipe.cost.training.pipeline.simulator import (
     PipelineSimulator,
     StageCosts,
     _cost_model,

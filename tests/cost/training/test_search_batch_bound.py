@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import pytest
 
-import ringpipe.cost.training.pipeline as pipeline
+import ringpipe.cost.training.pipeline.simulator as pipeline
 from ringpipe.cli import main
-from ringpipe.cost.training.pipeline import (
+from ringpipe.cost.training.pipeline.simulator import (
     PipelineSimulator,
     PricingLimit,
     StageCosts,

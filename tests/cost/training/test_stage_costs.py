@@ -6,10 +6,10 @@ import pytest
 from ringpipe.cost.hardware.cluster import cluster_preset
 from ringpipe.cost.training.memory import activation_bytes
 from ringpipe.cost.training.operators import LayerCosts, stage_costs
+from ringpipe.cost.training.pipeline.stages import rank_params, stage_bytes, weight_pass_bytes
 from ringpipe.cost.training.prediction import Config
 from ringpipe.cost.training.recipe import MEGATRON, Recipe
 from ringpipe.cost.training.spec import TrainingSpec
-from ringpipe.cost.training.stages import rank_params, stage_bytes, weight_pass_bytes
 from ringpipe.cost.training.step_time import StepModel
 from ringpipe.mesh import Mesh
 from ringpipe.model.presets import gpt_like, model_preset
@@ -51,7 +51,7 @@ def test_stage_bytes_hold_logits_embedding_and_weight_pass_state():
 def test_tied_embedding_on_one_rank_is_counted_once():
     model = gpt_like("tied", 8, 1024, 16, 1024, 50000)  # tied embeddings
     v_layout = generate("zb-v", 2, 4)  # rank 0 holds the first and the last stage
-    from ringpipe.cost.training.stages import StageLayout
+    from ringpipe.cost.training.pipeline.stages import StageLayout
     layout = StageLayout(4, PipelineLayout.even(8, 4), v_layout.placement)
     params = rank_params(model, layout, 2, 1)
     want0 = 4 * model.params_per_layer + model.embedding_params + model.norm_params

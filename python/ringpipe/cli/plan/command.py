@@ -31,16 +31,14 @@ on stderr.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import sys
 from typing import Any
 
 from ringpipe.cli.args.layout import add_layout_arguments, parse_layout
+from ringpipe.cli.args.model import SIZE_FLAGS, build_model, build_training
 from ringpipe.cli.args.parallel import (
     add_parallelism_arguments,
-    moe_imbalance,
-    moe_overrides,
     planner_pins,
     refuse_for_serving,
 )
@@ -54,7 +52,6 @@ from ringpipe.cost.hardware.cluster import CLUSTER_PRESETS, GIB
 from ringpipe.cost.hardware.wording import GPU_WORDS, Wording, wording
 from ringpipe.cost.training.memory import DEFAULT_HEADROOM_GIB
 from ringpipe.cost.training.prediction import StepPrediction
-from ringpipe.cost.training.recipe import Recipe
 from ringpipe.cost.training.search import (
     DEFAULT_SCHEDULES,
     FitsNowhere,
@@ -62,13 +59,11 @@ from ringpipe.cost.training.search import (
     SearchSpace,
     search,
 )
-from ringpipe.cost.training.spec import DTYPES, RECOMPUTE, TrainingSpec
-from ringpipe.model.config import ModelConfig
-from ringpipe.model.presets import MODEL_PRESETS, gpt_like, model_preset
+from ringpipe.cost.training.spec import DTYPES, RECOMPUTE
+from ringpipe.model.presets import MODEL_PRESETS
 from ringpipe.schedules import SCHEDULES
 from ringpipe.schedules.registry import SYNTH, SYNTH_ALIAS
 
-_SIZE_FLAGS = ("layers", "hidden", "heads", "seq", "vocab", "ffn", "kv_heads")
 _SIZE_HELP = {"layers": "transformer layers", "hidden": "model width h",
               "heads": "attention heads", "seq": "sequence length", "vocab": "vocabulary size",
               "ffn": "MLP width (default 4h)", "kv_heads": "key/value heads (GQA; default heads)"}
@@ -81,7 +76,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     model = p.add_argument_group("model (a preset, or explicit sizes)")
     model.add_argument("--model", choices=list(MODEL_PRESETS), default=None,
                        help="a preset model; explicit sizes below override its fields")
-    for flag in _SIZE_FLAGS:
+    for flag in SIZE_FLAGS:
         model.add_argument("--" + flag.replace("_", "-"), type=int, default=None,
                            help=_SIZE_HELP[flag])
     model.add_argument("--gated-mlp", action="store_true", default=None,
@@ -160,41 +155,6 @@ MODEL_JSON_FIELDS = ("name", "layers", "hidden", "heads", "seq", "vocab", "ffn",
                      "dense_layers")
 
 
-def build_model(args: argparse.Namespace) -> ModelConfig:
-    """The model the arguments describe (ValueError when under-specified)."""
-    given = {f: getattr(args, f) for f in _SIZE_FLAGS if getattr(args, f) is not None}
-    for f, v in given.items():
-        if v < 1:
-            default = {"ffn": " (leave it out for the default, 4 × hidden)",
-                       "kv_heads": " (leave it out for the default, heads)"}.get(f, "")
-            raise ValueError(f"--{f.replace('_', '-')} must be >= 1, got {v}{default}")
-    inference = getattr(args, "inference", False) is True  # --seq: refused up front
-    if inference and args.model is None:  # the cost of serving never reads ModelConfig.seq
-        given["seq"] = max(args.prompt_len + args.output_len, 1)
-    # --gated-mlp: the Llama-style layer (SwiGLU, RMSNorm, no biases)
-    llama_style = {"norm": "rmsnorm", "biases": False} if args.gated_mlp else {}
-    if args.gated_mlp:
-        given["gated_mlp"] = True
-    given.update(moe_overrides(args))
-    if args.model is not None:
-        base = model_preset(args.model)
-        if not given:
-            return base
-        # A modified preset is no longer the preset: say what changed in its name.
-        changes = ",".join(f"{f.replace('_', '-')}={v}" for f, v in sorted(given.items())
-                           if getattr(base, f) != v)
-        name = f"{base.name}+{changes}" if changes else base.name
-        return dataclasses.replace(base, name=name, **given, **llama_style)
-    needed = [f"--{f}" for f in ("layers", "hidden", "heads", "seq", "vocab")
-              if not (inference and f == "seq")]
-    missing = [f for f in needed if f[2:] not in given]
-    if missing:
-        raise ValueError(f"give --model or all of {' '.join(needed)} "
-                         f"(missing {' '.join(missing)})")
-    name = f"custom-l{given['layers']}-h{given['hidden']}"
-    return gpt_like(name, **given, **llama_style)
-
-
 def _row(rank: int | str, p: StepPrediction, words: Wording = GPU_WORDS) -> str:
     c = p.config
     fits = "" if p.fits else "  (does not fit)"
@@ -238,18 +198,6 @@ def as_json(report: SearchReport, top: int | None = None) -> dict[str, Any]:
         out["pinned"] = {"best_unpinned": free.to_dict(),
                          "predicted_slowdown": max(0.0, best.step_time / free.step_time - 1)}
     return out
-
-
-def build_training(args: argparse.Namespace) -> TrainingSpec:
-    """The training spec and recipe the arguments describe."""
-    if args.shard_optimizer and args.no_distributed_optimizer:
-        raise ValueError("--shard-optimizer and --no-distributed-optimizer contradict")
-    recipe = Recipe(sequence_parallel=not args.no_sp,
-                    flash_attention=not args.no_flash_attention,
-                    distributed_optimizer=not args.no_distributed_optimizer,
-                    overlap_grad_reduce=not args.no_overlap_grad_reduce)
-    return TrainingSpec(args.global_batch, args.microbatch_size, args.dtype,
-                        args.recompute, recipe, moe_imbalance(args))
 
 
 def run(args: argparse.Namespace) -> int:

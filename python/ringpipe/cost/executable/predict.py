@@ -15,7 +15,7 @@ The same cost model the planner uses, fed with the plan that runs:
   for that runtime, algorithm and group size (:mod:`ringpipe.cost.hardware.calibration`);
   pipeline messages with the runtime's point-to-point α-β;
 * **schedule**: the plan's schedule, p, m and v through the schedule simulator
-  (:class:`~ringpipe.cost.training.pipeline.PipelineSimulator`).
+  (:class:`~ringpipe.cost.training.pipeline.simulator.PipelineSimulator`).
 
 **Runtimes.** In-process (``"inproc"``) every rank runs in one process, one after
 another (:mod:`ringpipe.runtime.inproc`): the step is the *sum* of all ranks' work —
@@ -72,7 +72,7 @@ from ringpipe.cost.executable.pricer import (
 )
 from ringpipe.cost.hardware.calibration import Calibration
 from ringpipe.cost.hardware.cluster import Cluster
-from ringpipe.cost.training.pipeline import PipelineSimulator, StageCosts
+from ringpipe.cost.training.pipeline.simulator import PipelineSimulator, StageCosts
 from ringpipe.kernels.threads import ThreadPolicy
 from ringpipe.validation import check_real
 

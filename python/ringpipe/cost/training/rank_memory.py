@@ -31,7 +31,7 @@ from ringpipe.cost.training.memory import (
 )
 from ringpipe.cost.training.parallel.experts import MoeShape
 from ringpipe.cost.training.parallel.fp8 import FP8_WEIGHT_COPY_BYTES
-from ringpipe.cost.training.stages import StageBytes, StageLayout, rank_params, stage_bytes
+from ringpipe.cost.training.pipeline.stages import StageBytes, StageLayout, rank_params, stage_bytes
 from ringpipe.plan.layout import PipelineLayout
 
 if TYPE_CHECKING:

@@ -40,10 +40,10 @@ from ringpipe.cost.hardware.cluster import GIB, Cluster
 from ringpipe.cost.hardware.wording import wording
 from ringpipe.cost.training.explain import explain, explain_pinned
 from ringpipe.cost.training.memory import DEFAULT_HEADROOM_GIB
-from ringpipe.cost.training.options import schedule_options
 from ringpipe.cost.training.parallel.explain import parallelism_note
 from ringpipe.cost.training.parallel.space import meshes
-from ringpipe.cost.training.pipeline import PipelineSimulator, PricingLimit
+from ringpipe.cost.training.pipeline.options import schedule_options
+from ringpipe.cost.training.pipeline.simulator import PipelineSimulator, PricingLimit
 from ringpipe.cost.training.prediction import Config, StepPrediction
 from ringpipe.cost.training.spec import RECOMPUTE, TrainingSpec
 from ringpipe.cost.training.step_time import StepModel

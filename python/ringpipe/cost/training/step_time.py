@@ -50,13 +50,13 @@ from ringpipe.cost.training.memory import MemoryBreakdown, state_bytes_per_param
 from ringpipe.cost.training.operators import LayerCosts, stage_costs
 from ringpipe.cost.training.parallel.fp8 import WEIGHT_CAST_BYTES, check_fp8
 from ringpipe.cost.training.parallel.groups import MeshGroups, mesh_groups
-from ringpipe.cost.training.pipeline import PipelineSimulator, StageCosts
+from ringpipe.cost.training.pipeline.simulator import PipelineSimulator, StageCosts
+from ringpipe.cost.training.pipeline.split import balanced_layout, buffer_bytes
+from ringpipe.cost.training.pipeline.stages import StageLayout
+from ringpipe.cost.training.pipeline.synth import synth_layout
 from ringpipe.cost.training.prediction import Config, StepPrediction
 from ringpipe.cost.training.rank_memory import rank_memory, rank_param_split
 from ringpipe.cost.training.spec import TrainingSpec, executed_flops
-from ringpipe.cost.training.split import balanced_layout, buffer_bytes
-from ringpipe.cost.training.stages import StageLayout
-from ringpipe.cost.training.synth import synth_layout
 from ringpipe.model.config import ModelConfig
 from ringpipe.plan.layout import PipelineLayout
 from ringpipe.schedules.registry import SYNTH

@@ -27,10 +27,10 @@ from typing import TYPE_CHECKING
 
 from ringpipe.cost.training.memory import RESERVED_BYTES
 from ringpipe.cost.training.operators import stage_costs
+from ringpipe.cost.training.pipeline.split import buffer_bytes
+from ringpipe.cost.training.pipeline.stages import StageLayout
 from ringpipe.cost.training.prediction import Config
 from ringpipe.cost.training.rank_memory import rank_state_bytes, stage_activation_bytes
-from ringpipe.cost.training.split import buffer_bytes
-from ringpipe.cost.training.stages import StageLayout
 from ringpipe.plan.layout import PipelineLayout
 from ringpipe.schedules import CostModel, synthesis_report
 from ringpipe.schedules.actions import interleaved_placement

@@ -31,7 +31,7 @@ inputs in FP8; a MoE layer holds its experts' bytes instead of the MLP's
 (:class:`~ringpipe.cost.training.parallel.experts.MoeShape`).
 
 The per-rank peak is then the schedule's own: walking each rank's actions in order
-(:meth:`ringpipe.cost.training.pipeline.PipelineSimulator.peak_bytes`), F adds a
+(:meth:`ringpipe.cost.training.pipeline.simulator.PipelineSimulator.peak_bytes`), F adds a
 stage's held bytes, B removes them, I trades them for its pending bytes and W frees
 those, so a V, an interleaved pipeline or DualPipeV's pairs are priced as they run.
 """
