@@ -16,6 +16,7 @@ is bitwise the in-process runtime's.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -37,8 +38,41 @@ from ringpipe.runtime.mpi import MpiTransport, communicator_reduce
 
 if TYPE_CHECKING:
     from ringpipe.plan.inference import InferencePlan
+    from ringpipe.plan.serving import ServingPlan
+    from ringpipe.schedules.schedule import Schedule
 
-__all__ = ["run_inference_mpi"]
+__all__ = ["run_decode_rank", "run_inference_mpi"]
+
+
+def run_decode_rank(mc: MeshComm, mpi: Any, plan: InferencePlan | ServingPlan,  # noqa: ANN401
+                    schedule: Schedule, lanes: int, what: str,
+                    params: dict[str, np.ndarray],
+                    make_worker: Callable[[int, dict, CountedAllReduce], Any]
+                    ) -> list[tuple[RankInferenceCounters, Any]] | None:
+    """This process's part of a forward-only decode-style ``schedule`` (generation or
+    continuous batching): the PP transport with ``lanes`` micro-batches (``what`` names
+    them in the TAG_UB check), the counted TP all-reduce, TP rank t's shard of the
+    layers, ``make_worker(p, shard, tp_reduce)`` on the interpreter. Rank 0 gets every
+    rank's ``(counters, logits)`` (logits from the last pipeline rank's TP rank 0, else
+    None); the other ranks get None."""
+    d, p, t = mc.coord.dp, mc.coord.pp, mc.coord.tp
+    transport = MpiTransport(mc.pp_comm, lanes, mpi)
+    need = 2 * schedule.num_stages * lanes
+    if need > transport.tag_ub:
+        raise ValueError(f"rank {mc.rank}: {schedule.num_stages} stages × {lanes} {what} "
+                         f"need tags up to {need}, above this MPI's TAG_UB {transport.tag_ub}")
+    tally = RankTally()
+    tp_reduce = CountedAllReduce(communicator_reduce(mc.tp, plan.allreduce),
+                                 plan.allreduce, "tp", mc.tp.size, [mc.tp.rank], [tally])
+    shard = inference_shards(plan.config, params, plan.mesh.tp)[t]
+    worker = make_worker(p, shard, tp_reduce)
+    it = PipelineInterpreter(p, schedule.actions[p], schedule.placement, worker, transport, 1)
+    it.run()
+    tally.bytes_sent["pp"] = it.bytes_sent[0]
+    mine = (RankInferenceCounters(mc.rank, d, p, t, worker.kv_cache_bytes[0], tally.calls,
+                                  tally.bytes_sent),
+            worker.logits if (p == plan.mesh.pp - 1 and t == 0) else None)
+    return mc.comm.gather(mine, root=0)
 
 
 def run_inference_mpi(plan: InferencePlan, params: dict[str, np.ndarray], prompts: np.ndarray,
@@ -49,28 +83,11 @@ def run_inference_mpi(plan: InferencePlan, params: dict[str, np.ndarray], prompt
     mpi = load_mpi()
     mc = MeshComm(plan.mesh, mpi.COMM_WORLD if comm is None else comm)
     try:
-        d, p, t, _ = mc.coord
-        transport = MpiTransport(mc.pp_comm, plan.groups, mpi)
-        need = 2 * plan.schedule.num_stages * plan.groups
-        if need > transport.tag_ub:
-            raise ValueError(f"rank {mc.rank}: {plan.schedule.num_stages} stages × "
-                             f"{plan.groups} groups need tags up to {need}, above this "
-                             f"MPI's TAG_UB {transport.tag_ub}")
-        tally = RankTally()
-        tp_reduce = CountedAllReduce(communicator_reduce(mc.tp, plan.allreduce),
-                                     plan.allreduce, "tp", mc.tp.size, [mc.tp.rank], [tally])
-        shard = inference_shards(plan.config, params, plan.mesh.tp)[t]
-        worker = InferenceWorker(plan, p, [shard], tp_reduce, replica_prompts(plan, prompts, d),
-                                 True)
-        it = PipelineInterpreter(p, plan.schedule.actions[p], plan.schedule.placement, worker,
-                                 transport, 1)
-        it.run()
-        tally.bytes_sent["pp"] = it.bytes_sent[0]
-        mine = (RankInferenceCounters(mc.rank, d, p, t, worker.kv_cache_bytes[0], tally.calls,
-                                      tally.bytes_sent),
-                worker.logits if (p == plan.mesh.pp - 1 and t == 0) else None)
-        everyone = mc.comm.gather(mine, root=0)
-        if mc.rank != 0:
+        mine = replica_prompts(plan, prompts, mc.coord.dp)
+        everyone = run_decode_rank(
+            mc, mpi, plan, plan.schedule, plan.groups, "groups", params,
+            lambda p, shard, reduce: InferenceWorker(plan, p, [shard], reduce, mine, True))
+        if everyone is None:
             return None
         logits = {c.dp: lg for c, lg in everyone if lg is not None}
         return assemble(plan, logits, sorted((c for c, _ in everyone), key=lambda c: c.rank))

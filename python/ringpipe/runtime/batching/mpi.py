@@ -19,15 +19,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ringpipe.model.inference_stage import inference_shards
 from ringpipe.mpi.loader import load_mpi
 from ringpipe.mpi.mesh_comm import MeshComm
 from ringpipe.runtime.batching.inproc import ServingResult, assemble, check_serving_inputs
 from ringpipe.runtime.batching.worker import ServingWorker
-from ringpipe.runtime.groups import CountedAllReduce, RankTally
-from ringpipe.runtime.inference import RankInferenceCounters
-from ringpipe.runtime.interpreter import PipelineInterpreter
-from ringpipe.runtime.mpi import MpiTransport, communicator_reduce
+from ringpipe.runtime.inference_mpi import run_decode_rank
 
 if TYPE_CHECKING:
     from ringpipe.plan.serving import ServingPlan
@@ -43,29 +39,14 @@ def run_serving_mpi(plan: ServingPlan, params: dict[str, np.ndarray], prompts: o
     mpi = load_mpi()
     mc = MeshComm(plan.mesh, mpi.COMM_WORLD if comm is None else comm)
     try:
-        d, p, t = mc.coord.dp, mc.coord.pp, mc.coord.tp
+        d = mc.coord.dp
         schedule, trace = plan.schedules[d], plan.traces[d]
-        transport = MpiTransport(mc.pp_comm, trace.lanes, mpi)
-        need = 2 * schedule.num_stages * trace.lanes
-        if need > transport.tag_ub:
-            raise ValueError(f"rank {mc.rank}: {schedule.num_stages} stages × {trace.lanes} "
-                             f"lanes need tags up to {need}, above this MPI's TAG_UB "
-                             f"{transport.tag_ub}")
-        tally = RankTally()
-        tp_reduce = CountedAllReduce(communicator_reduce(mc.tp, plan.allreduce),
-                                     plan.allreduce, "tp", mc.tp.size, [mc.tp.rank], [tally])
-        shard = inference_shards(plan.config, params, plan.mesh.tp)[t]
-        worker = ServingWorker(plan.specs[p].local_view(), p, plan.mesh.pp, [shard],
-                               tp_reduce, trace, prompts, plan.policy)
-        it = PipelineInterpreter(p, schedule.actions[p], schedule.placement, worker,
-                                 transport, 1)
-        it.run()
-        tally.bytes_sent["pp"] = it.bytes_sent[0]
-        mine = (RankInferenceCounters(mc.rank, d, p, t, worker.kv_cache_bytes[0], tally.calls,
-                                      tally.bytes_sent),
-                worker.logits if (p == plan.mesh.pp - 1 and t == 0) else None)
-        everyone = mc.comm.gather(mine, root=0)
-        if mc.rank != 0:
+        everyone = run_decode_rank(
+            mc, mpi, plan, schedule, trace.lanes, "lanes", params,
+            lambda p, shard, reduce: ServingWorker(plan.specs[p].local_view(), p,
+                                                   plan.mesh.pp, [shard], reduce, trace,
+                                                   prompts, plan.policy))
+        if everyone is None:
             return None
         logits: dict = {}
         for _, lg in everyone:
