@@ -68,3 +68,31 @@ def test_ctrl_c_during_startup_is_one_line_and_130(delay, tmp_path):
     assert not out, "the command finished before the signal: make it longer"
     assert status == 130, (status, err)
     assert err == "error: interrupted", err
+
+
+def test_an_import_broken_by_ctrl_c_is_still_an_interrupt(monkeypatch, capsys):
+    """A Ctrl-C inside a C extension's import surfaces as ImportError (NumPy's
+    'PyCapsule_Import could not import module "datetime"'): still one line and 130."""
+    import ringpipe.cli as cli
+
+    def interrupted_import(args, limits):
+        try:
+            signal.raise_signal(signal.SIGINT)
+        except KeyboardInterrupt:
+            raise ImportError('PyCapsule_Import could not import module "datetime"') from None
+
+    monkeypatch.setattr(cli, "check_command", interrupted_import)
+    assert cli.main(["schedule", "1f1b", "-p", "2", "-m", "2"]) == 130
+    assert capsys.readouterr().err.strip() == "error: interrupted"
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_an_import_error_without_ctrl_c_is_an_internal_error(monkeypatch, capsys):
+    import ringpipe.cli as cli
+
+    def broken_import(args, limits):
+        raise ImportError("some module is broken")
+
+    monkeypatch.setattr(cli, "check_command", broken_import)
+    assert cli.main(["schedule", "1f1b", "-p", "2", "-m", "2"]) == 1
+    assert "internal error: ImportError: some module is broken" in capsys.readouterr().err

@@ -144,12 +144,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     status = _main(argv)
     if argv is None:
         exits.install_early()
+    else:  # called from Python: leave SIGINT as Python's KeyboardInterrupt
+        exits.restore_default()
     return status
 
 
 def _main(argv: Sequence[str] | None) -> int:
     started = time.monotonic()  # --timeout counts from here (ringpipe.cli.verify.mpi_job)
-    exits.restore_default()
+    watch = exits.InterruptWatch.install()  # Ctrl-C is KeyboardInterrupt, and remembered
     exits.guard_stdout()  # >&-: one line and 141 at the first write, no AttributeError
     argv = list(sys.argv[1:] if argv is None else argv)
     where = "ringpipe"
@@ -174,6 +176,8 @@ def _main(argv: Sequence[str] | None) -> int:
         return EXIT_BROKEN_PIPE
     except BaseException as exc:  # noqa: BLE001 - the CLI never shows a raw traceback
         message, status = _describe(exc, where)
+        if watch.seen and status != EXIT_INTERRUPTED:  # e.g. an import the ^C broke
+            message, status = "interrupted", EXIT_INTERRUPTED
         if "--debug" in argv or (env is not None and env.debug):
             traceback.print_exception(exc)
         elif status == 1:

@@ -30,8 +30,8 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from types import FrameType
 
-__all__ = ["EXIT_BROKEN_PIPE", "EXIT_INTERRUPTED", "ClosedStdout", "StdoutClosed",
-           "exit_on_interrupt", "guard_stdout", "install_early", "require_stdout",
+__all__ = ["EXIT_BROKEN_PIPE", "EXIT_INTERRUPTED", "ClosedStdout", "InterruptWatch",
+           "StdoutClosed", "exit_on_interrupt", "guard_stdout", "install_early", "require_stdout",
            "restore_default"]
 
 #: Exit statuses besides 0 (ok), 1 (failed check) and 2 (bad arguments).
@@ -58,15 +58,46 @@ def _set(handler: object) -> None:
 
 def install_early() -> None:
     """Handle SIGINT with :func:`exit_on_interrupt` (main thread only, and only while
-    Python's default handler is in place: a program that set its own keeps it)."""
-    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+    Python's default handler or an :class:`InterruptWatch` is in place: a program that
+    set its own keeps it)."""
+    current = signal.getsignal(signal.SIGINT)
+    if current is signal.default_int_handler or isinstance(current, InterruptWatch):
         _set(exit_on_interrupt)
 
 
 def restore_default() -> None:
-    """Give SIGINT back to Python's KeyboardInterrupt if :func:`install_early` took it."""
-    if signal.getsignal(signal.SIGINT) is exit_on_interrupt:
+    """Give SIGINT back to Python's KeyboardInterrupt if :func:`install_early` or an
+    :class:`InterruptWatch` took it."""
+    current = signal.getsignal(signal.SIGINT)
+    if current is exit_on_interrupt or isinstance(current, InterruptWatch):
         _set(signal.default_int_handler)
+
+
+class InterruptWatch:
+    """SIGINT as Python's KeyboardInterrupt, remembering that it came. A Ctrl-C that
+    lands inside a C extension's import does not surface as KeyboardInterrupt: NumPy's
+    reports ``ImportError: ... PyCapsule_Import could not import module "datetime"``;
+    :func:`ringpipe.cli.main` still reads it as an interrupt (exit 130) when
+    :attr:`seen`."""
+
+    def __init__(self) -> None:
+        self.seen = False
+
+    def __call__(self, signum: int, frame: FrameType | None) -> None:
+        self.seen = True
+        raise KeyboardInterrupt
+
+    @classmethod
+    def install(cls) -> InterruptWatch:
+        """A new watch, handling SIGINT in place of Python's default handler or
+        :func:`exit_on_interrupt` (a program that set its own handler keeps it, and the
+        watch then never sees anything)."""
+        watch = cls()
+        current = signal.getsignal(signal.SIGINT)
+        if current in (signal.default_int_handler, exit_on_interrupt) \
+                or isinstance(current, InterruptWatch):
+            _set(watch)
+        return watch
 
 
 class StdoutClosed(OSError):
