@@ -16,7 +16,7 @@ from ringpipe.cost.clusterfile.load import read_cluster
 from ringpipe.cost.clusterfile.overrides import apply_overrides, parse_override
 from ringpipe.cost.hardware.cluster import CLUSTER_PRESETS
 
-PLAN = ["plan", "--model", "gpt3-175b", "--global-batch", "1536", "--json", "--top", "1"]
+PLAN = ["plan", "--model", "llama2-7b", "--global-batch", "256", "--json", "--top", "1"]
 
 
 def calibrated() -> dict:
@@ -104,7 +104,7 @@ def test_parse_override_reads_toml_values_and_bare_words():
 
 def test_set_changes_the_plan_and_is_checked_like_a_file(capsys, tmp_path):
     def best(*extra):
-        assert main([*PLAN, "--cluster", "dgx-h100", "--nodes", "8", *extra]) == 0
+        assert main([*PLAN, "--cluster", "dgx-h100", "--nodes", "2", *extra]) == 0
         doc = json.loads(capsys.readouterr().out)
         return doc["cluster"], doc["candidates"][0]
 

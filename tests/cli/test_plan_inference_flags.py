@@ -64,8 +64,8 @@ def test_explicit_sizes_need_no_seq(capsys):
 
 
 def test_training_plan_keeps_the_default_headroom(capsys):
-    argv = ["plan", "--model", "gpt3-175b", "--cluster", "dgx-a100", "--nodes", "8",
-            "--global-batch", "1536", "--json", "--top", "1"]
+    argv = ["plan", "--model", "llama2-7b", "--cluster", "dgx-a100", "--nodes", "1",
+            "--global-batch", "64", "--json", "--top", "1"]
     code, out, _ = run(capsys, *argv)
     assert code == 0 and json.loads(out)["training"]["headroom_gib"] == 4
     code, out, _ = run(capsys, *argv, "--headroom", "6")
