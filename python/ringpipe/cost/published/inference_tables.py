@@ -77,8 +77,9 @@ class ThroughputRow(NamedTuple):
 
 
 @dataclass(frozen=True)
-class NemoLatency:
-    """A row of ``nemo_llama2_7b.csv``."""
+class LatencyCsvRow:
+    """A row of ``nemo_llama2_7b.csv`` or ``vllm_latency.csv`` (end-to-end latency of a
+    static batch)."""
 
     model: str
     cluster: str
@@ -117,29 +118,15 @@ class TrtllmFirstToken:
     first_token_ms: float
 
 
-@dataclass(frozen=True)
-class VllmLatency:
-    """A row of ``vllm_latency.csv``."""
-
-    model: str
-    cluster: str
-    tp: int
-    batch: int
-    prompt: int
-    output: int
-    dtype: str
-    latency_ms: float
-
-
 VLLM_LATENCY = tuple(
     LatencyRow(r.model, r.cluster, r.tp, r.batch, r.prompt, r.output, r.dtype,
                r.latency_ms / 1e3)
-    for r in load_table("vllm_latency.csv", VllmLatency).rows)
+    for r in load_table("vllm_latency.csv", LatencyCsvRow).rows)
 
 NEMO_LLAMA2_7B = tuple(
     LatencyRow(r.model, r.cluster, r.tp, r.batch, r.prompt, r.output, r.dtype,
                r.latency_ms / 1e3)
-    for r in load_table("nemo_llama2_7b.csv", NemoLatency).rows)
+    for r in load_table("nemo_llama2_7b.csv", LatencyCsvRow).rows)
 
 TRTLLM_THROUGHPUT = tuple(
     ThroughputRow(r.model, r.cluster, r.tp, r.batch, r.prompt, r.output, r.dtype,

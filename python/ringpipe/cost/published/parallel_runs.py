@@ -32,26 +32,13 @@ from dataclasses import dataclass, replace
 
 from ringpipe.cost.hardware.cluster import GB, Cluster, Link, cluster_preset
 from ringpipe.cost.published.loader import load_table
+from ringpipe.cost.published.training_runs import Llama3Row
 from ringpipe.mesh import Mesh
 from ringpipe.model.config import ModelConfig
 from ringpipe.model.presets import model_preset
 
 __all__ = ["ParallelRun", "bridge_runs", "deepseek_report_run", "long_context_runs",
            "nemo_long_sequence_runs"]
-
-
-@dataclass(frozen=True)
-class LongContextRow:
-    """A row of ``llama3_405b_long_context.csv``."""
-
-    gpus: int
-    tp: int
-    cp: int
-    pp: int
-    dp: int
-    sequence: int
-    global_batch: int
-    tflops_per_gpu: float
 
 
 @dataclass(frozen=True)
@@ -134,7 +121,7 @@ def _h100(gpus: int) -> Cluster:
 
 def long_context_runs() -> tuple[ParallelRun, ...]:
     """Llama 3 405B's long-context row (module docstring)."""
-    table = load_table("llama3_405b_long_context.csv", LongContextRow)
+    table = load_table("llama3_405b_long_context.csv", Llama3Row)
     out = []
     for r in table.rows:
         model = replace(model_preset("llama3-405b"), seq=r.sequence,

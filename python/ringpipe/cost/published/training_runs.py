@@ -72,7 +72,8 @@ class KorthikantiRow:
 
 @dataclass(frozen=True)
 class Llama3Row:
-    """A row of ``llama3_405b.csv``."""
+    """A row of ``llama3_405b.csv`` or ``llama3_405b_long_context.csv`` (Llama 3 405B
+    pre-training: mesh, sequence, batch and achieved TFLOP/s per GPU)."""
 
     gpus: int
     tp: int
