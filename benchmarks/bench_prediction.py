@@ -6,7 +6,7 @@ interleaved-1f1b, 2 to 8 micro-batches, hidden sizes 32 to 256 (8×) — twice:
 
 * through MPI with 2 processes: ``ringpipe verify --backend mpi --np 2 ...
   --cluster-file FILE --json`` (one mpiexec job per plan; its ``step_time_s`` is the
-  best of 3 timed steps after a warm-up, ``predicted_step_time_s`` the cost model's);
+  best of 5 timed steps after a warm-up, ``predicted_step_time_s`` the cost model's);
 * in-process (:func:`ringpipe.measure.step_time.timed_prediction`, numba all-reduce),
   also comparing CPU times (the cost model with the machine's load taken out).
 

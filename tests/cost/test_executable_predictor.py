@@ -19,6 +19,8 @@ from ringpipe.cost.executable.pricer import fresh_bytes
 from ringpipe.cost.hardware.calibration import Calibration
 from ringpipe.cost.hardware.cluster import GB, Link
 from ringpipe.cost.hardware.gemm_curve import GemmCurve
+from ringpipe.kernels.heap import HeapPolicy
+from ringpipe.measure.step_time import REPEATS
 from ringpipe.mesh import Mesh
 from ringpipe.model.config import ModelConfig
 from ringpipe.plan.training import Plan
@@ -165,7 +167,7 @@ def test_verify_reports_measured_and_predicted_step_time(write, capsys):
                  "--cluster-file", str(path), "--json"])
     doc = json.loads(capsys.readouterr().out)
     assert code == 0 and doc["ok"]
-    assert len(doc["step_time_samples_s"]) == 3
+    assert len(doc["step_time_samples_s"]) == REPEATS
     assert doc["step_time_s"] == min(doc["step_time_samples_s"]) > 0
     assert doc["predicted_over_measured"] == pytest.approx(
         doc["predicted_step_time_s"] / doc["step_time_s"])
@@ -234,20 +236,31 @@ def test_fresh_bytes_follow_the_schedule():
 
 
 def test_fresh_memory_cost_in_the_prediction(write):
+    """Without the retained heap a step first-touches its peak activations, shards and
+    gradients; with it (the runtimes' default) it touches nothing new, and nothing is
+    charged, whatever the file's per-byte cost."""
     plan = plan_of(1, 1, 1, "gpipe", m=4)
+    faulting = HeapPolicy(retain=False)
     data = file_dict(5.0)
-    base = predict_plan(plan, 8, *calibrated(write("a.toml", data)), "inproc")
+    base = predict_plan(plan, 8, *calibrated(write("a.toml", data)), "inproc", heap=faulting)
     data["measured"]["fresh_memory_ns_per_byte"] = 2.0
     cluster, cal = calibrated(write("b.toml", data))
     assert cal.fresh_memory == pytest.approx(2e-9)
-    with_faults = predict_plan(plan, 8, cluster, cal, "inproc")
+    with_faults = predict_plan(plan, 8, cluster, cal, "inproc", heap=faulting)
     held = stage_ops(plan.config, 1, 4, True, True, 2).held
     params = plan.config.num_params()
     expected = 2e-9 * 8 * (4 * held + 2 * params)  # peak of 4 forwards, shards, grads
     assert with_faults.fresh_memory_time == pytest.approx(expected, rel=1e-12)
     assert with_faults.step_time - base.step_time == pytest.approx(expected, rel=1e-9)
-    mpi = predict_plan(plan, 8, cluster, cal, "mpi")
-    mpi0 = predict_plan(plan, 8, *calibrated(write("a.toml", file_dict(5.0))), "mpi")
+    mpi = predict_plan(plan, 8, cluster, cal, "mpi", heap=faulting)
+    mpi0 = predict_plan(plan, 8, *calibrated(write("a.toml", file_dict(5.0))), "mpi",
+                        heap=faulting)
     # rank 0 also receives and assembles every gradient
     assert mpi.step_time - mpi0.step_time == pytest.approx(expected + 2e-9 * 8 * 2 * params,
                                                            rel=1e-9)
+    for runtime in ("inproc", "mpi"):
+        retained = predict_plan(plan, 8, cluster, cal, runtime)
+        assert retained.fresh_memory_time == 0.0
+        assert retained.assumptions["heap_retained"] is True
+        assert retained.step_time < predict_plan(plan, 8, cluster, cal, runtime,
+                                                 heap=faulting).step_time

@@ -166,10 +166,14 @@ def test_quick_calibration_file_round_trips(quick_file):
     assert cal.action_overhead == pytest.approx(m["action_overhead_us"] * 1e-6)
     assert cal.action_overhead >= 0 and cal.transcendental > 0
     assert cal.fresh_memory == pytest.approx(m["fresh_memory_ns_per_byte"] * 1e-9)
+    assert cal.tensor_overhead == pytest.approx(m["tensor_overhead_us"] * 1e-6)
+    assert cal.copy_bandwidth == pytest.approx(m["copy_bandwidth_gbs"] * 1e9)
+    assert cal.tensor_overhead >= 0 and 0.5e9 <= cal.copy_bandwidth <= 200e9
+    assert "float64" in cal.gemm_tables and "float32" in cal.gemm_tables
     assert read_cluster(tomllib.loads(path.read_text())).cluster == cluster
     text = summary(data, notes)
     assert "GEMM float64" in text and "all-reduce inproc ring N=3" in text
-    assert "fresh memory" in text
+    assert "fresh memory" in text and "bookkeeping" in text
 
 
 def test_plan_reads_a_calibrated_file(quick_file, capsys):

@@ -13,6 +13,10 @@ best share seen (``cpu_share_now``, paired with the best step;
 :func:`ringpipe.measure.timer.cpu_share`) instead of the share seen while
 calibrating. It is a measurement of the machine, not of the plan.
 
+The timed steps run inside one :func:`~ringpipe.kernels.heap.retained_heap` block, as a
+training loop would hold it (each step's result is dropped inside it, so the allocator
+does not hand the step's memory back between steps), and are predicted so.
+
 Both run and predict under one thread count per rank
 (:class:`~ringpipe.kernels.threads.ThreadPolicy`; by default the fair share the runtimes
 give each rank); :func:`thread_warning` is the one line ``verify`` prints when it is not
@@ -39,13 +43,14 @@ import numpy as np
 from ringpipe.cost.executable.predict import PlanModel
 from ringpipe.cost.hardware.calibration import Calibration
 from ringpipe.cost.hardware.cluster import Cluster
+from ringpipe.kernels.heap import HeapPolicy, retained_heap
 from ringpipe.kernels.threads import ThreadPolicy
 from ringpipe.measure.timer import cpu_share, per_call, wall_and_cpu
 from ringpipe.plan.training import Plan
 from ringpipe.runtime.result import Batch
 from ringpipe.validation import check_int
 
-REPEATS = 3
+REPEATS = 5
 #: Seconds of the spin loop that measures the CPU share before the timed steps.
 SHARE_SECONDS = 0.3
 
@@ -92,13 +97,14 @@ def timed_prediction(plan: Plan, params: dict[str, np.ndarray], batch: Batch,
     def step() -> None:
         plan.run(params, batch, backend=backend, threads=policy)
 
-    step()
     samples, shares, cpu = [], [], []
-    for _ in range(repeats):
-        shares.append(cpu_share(SHARE_SECONDS))
-        wall, thread = wall_and_cpu(step, time.thread_time)
-        samples.append(wall)
-        cpu.append(thread)
+    with retained_heap(HeapPolicy()):  # across the steps, as a training loop holds it
+        step()
+        for _ in range(repeats):
+            shares.append(cpu_share(SHARE_SECONDS))
+            wall, thread = wall_and_cpu(step, time.thread_time)
+            samples.append(wall)
+            cpu.append(thread)
     doc = _report(plan, batch_size, cluster, calibration, "inproc", samples, shares,
                   policy.blas)
     at_full_share = PlanModel(cluster, calibration).predict(plan, batch_size, "inproc",
@@ -124,18 +130,19 @@ def timed_prediction_mpi(plan: Plan, params: dict[str, np.ndarray], batch: Batch
     plan.check_batch_size(batch_size)
     mc = MeshComm(plan.mesh, comm)
     samples, shares = [], []
-    try:
-        for i in range(repeats + 1):
-            if i:
-                comm.Barrier()
-                shares.append(comm.allreduce(cpu_share(SHARE_SECONDS)) / comm.Get_size())
-            step = per_call(lambda: run_plan_mpi(plan, params, batch, mesh_comm=mc,
-                                                 **run_options), sync=comm.Barrier)
-            dt = comm.allreduce(step, op=load_mpi().MAX)
-            if i:
-                samples.append(dt)
-    finally:
-        mc.free()
+    with retained_heap(HeapPolicy()):  # across the steps, as a training loop holds it
+        try:
+            for i in range(repeats + 1):
+                if i:
+                    comm.Barrier()
+                    shares.append(comm.allreduce(cpu_share(SHARE_SECONDS)) / comm.Get_size())
+                step = per_call(lambda: run_plan_mpi(plan, params, batch, mesh_comm=mc,
+                                                     **run_options), sync=comm.Barrier)
+                dt = comm.allreduce(step, op=load_mpi().MAX)
+                if i:
+                    samples.append(dt)
+        finally:
+            mc.free()
     if comm.Get_rank() != 0:
         return None
     return _report(plan, batch_size, cluster, calibration, "mpi", samples, shares,

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ringpipe.kernels.heap import HeapPolicy
 from ringpipe.kernels.threads import ThreadPolicy
 from ringpipe.mesh import Mesh
 from ringpipe.model.config import ModelConfig
@@ -145,14 +146,17 @@ class Plan:
         return batch_size // per
 
     def run(self, params: dict[str, np.ndarray], batch: Batch | tuple[np.ndarray, np.ndarray],
-            backend: str = "numba", threads: ThreadPolicy | None = None) -> PlanResult:
+            backend: str = "numba", threads: ThreadPolicy | None = None,
+            heap: HeapPolicy | None = None) -> PlanResult:
         """Execute every rank's action list on in-process ranks; see the module docs
         (other runtimes: :func:`ringpipe.runtime.run`). ``threads``: the BLAS and Numba
-        threads (default: each rank's fair share of the cores)."""
+        threads (default: each rank's fair share of the cores); ``heap``: what the
+        step's allocations do (default: freed memory stays in the process for the
+        step, :mod:`ringpipe.kernels.heap`)."""
         if backend not in PLAN_BACKENDS:
             raise ValueError(f"Plan.run: unknown backend {backend!r}; choose one of "
                              f"{', '.join(PLAN_BACKENDS)}")
-        return run(self, params, batch, backend, threads=threads)
+        return run(self, params, batch, backend, threads=threads, heap=heap)
 
     def __repr__(self) -> str:
         return (f"Plan({self.mesh}, schedule={self.schedule_name!r}, microbatches="

@@ -39,6 +39,12 @@ time says. The layers' all-reduces run between BLAS matmuls, whose worker thread
 spinning for a while after each call; waking Numba's thread pool then oversubscribes
 the cores (measured here: 10 ms instead of 0.3 ms for a 2 × 512 KiB all-reduce), so
 the Numba kernel runs single-threaded (:data:`RUNTIME_TUNING`).
+
+**Memory.** The step also runs under a :class:`~ringpipe.kernels.heap.HeapPolicy`
+(``heap``; default: the C allocator keeps what the step frees for the step's next
+arrays instead of handing it back to the kernel and faulting it in again,
+:func:`~ringpipe.kernels.heap.retained_heap`); MPI ranks do the same
+(:func:`ringpipe.runtime.mpi.run_plan_mpi`).
 """
 
 from __future__ import annotations
@@ -53,6 +59,7 @@ import numpy as np
 from ringpipe.arrays import array_module, to_host
 from ringpipe.collectives.api import all_reduce
 from ringpipe.kernels.cuda.backend import gpu_arrays
+from ringpipe.kernels.heap import HeapPolicy, retained_heap
 from ringpipe.kernels.numba_exec import KernelTuning
 from ringpipe.kernels.threads import ThreadPolicy, limit_threads
 from ringpipe.mesh import Mesh
@@ -123,12 +130,14 @@ def pipeline_ranks(mesh: Mesh, p: int) -> list[int]:
 
 
 def run_inprocess(plan: Plan, params: dict[str, np.ndarray], batch: Batch | tuple,
-                  backend: str, threads: ThreadPolicy | None = None) -> PlanResult:
+                  backend: str, threads: ThreadPolicy | None = None,
+                  heap: HeapPolicy | None = None) -> PlanResult:
     """Run ``plan`` forward and backward under ``threads`` (default: the fair share of
-    the mesh's ranks); see the module docstring."""
+    the mesh's ranks) and ``heap`` (default: freed memory stays in the process for the
+    step); see the module docstring."""
     check_params(plan.config, params)
     policy = ThreadPolicy.fair_share(plan.mesh.world) if threads is None else threads
-    with limit_threads(policy):
+    with limit_threads(policy), retained_heap(HeapPolicy() if heap is None else heap):
         return _run(plan, params, batch, backend)
 
 

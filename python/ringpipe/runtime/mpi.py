@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ringpipe.arrays import to_host
+from ringpipe.kernels.heap import HeapPolicy, retained_heap
 from ringpipe.model.params import check_params
 from ringpipe.mpi.loader import load_mpi
 from ringpipe.mpi.mesh_comm import MeshComm
@@ -139,8 +140,8 @@ def _group_reduces(plan: Plan, mc: MeshComm, device: DeviceSetup | None,
 
 def run_plan_mpi(plan: Plan, params: dict[str, np.ndarray], batch: Batch | tuple,
                  comm: Any = None, *, mesh_comm: MeshComm | None = None,
-                 device: DeviceSetup | None = None,
-                 collectives: str = "steps") -> PlanResult | None:
+                 device: DeviceSetup | None = None, collectives: str = "steps",
+                 heap: HeapPolicy | None = None) -> PlanResult | None:
     """Run ``plan`` on the processes of ``comm`` (default: MPI_COMM_WORLD), one per mesh
     rank; see the module docstring. Every process passes the same ``params`` (full
     shapes, like a checkpoint every rank loads) and ``batch``; each keeps only its part.
@@ -150,9 +151,19 @@ def run_plan_mpi(plan: Plan, params: dict[str, np.ndarray], batch: Batch | tuple
     (shards, activations, gradients on the device; PP, CP and EP messages staged through
     the host). ``collectives``: ``"steps"`` (the plan's ring/tree step tables over MPI) or
     ``"nccl"`` (device only). Byte counters follow the plan's step table either way.
+    ``heap``: what the step's allocations do (default: freed memory stays in the
+    process for the step, :mod:`ringpipe.kernels.heap`).
     """
     if getattr(plan, "kind", None) != "training":
         raise TypeError(f"run_plan_mpi: plan must be a Plan, got {type(plan).__name__}")
+    with retained_heap(HeapPolicy() if heap is None else heap):
+        return _run_plan_mpi(plan, params, batch, comm, mesh_comm, device, collectives)
+
+
+def _run_plan_mpi(plan: Plan, params: dict[str, np.ndarray], batch: Batch | tuple,
+                  comm: Any, mesh_comm: MeshComm | None, device: DeviceSetup | None,
+                  collectives: str) -> PlanResult | None:
+    """:func:`run_plan_mpi` under its heap policy."""
     mpi = load_mpi()
     mc = mesh_comm if mesh_comm is not None else MeshComm(
         plan.mesh, mpi.COMM_WORLD if comm is None else comm)

@@ -24,7 +24,9 @@ Under MPI every process calls ``run`` with the same arguments and its communicat
 rank 0 gets the result, the others None. ``options`` go to the runtime (MPI training:
 ``device``, ``collectives``; in-process training and inference: ``threads``, the
 :class:`~ringpipe.kernels.threads.ThreadPolicy` of the BLAS and Numba pools, default
-each rank's fair share of the cores).
+each rank's fair share of the cores; training, in-process and MPI: ``heap``, the
+:class:`~ringpipe.kernels.heap.HeapPolicy` of the step's allocations, default freed
+memory kept in the process for the step).
 """
 
 from __future__ import annotations
@@ -64,7 +66,7 @@ def run(plan: Any, params: dict[str, np.ndarray], inputs: Any,  # noqa: ANN401
             from ringpipe.runtime.mpi import run_plan_mpi
 
             return run_plan_mpi(plan, params, inputs, comm, **options)
-        return run_inprocess(plan, params, inputs, backend, **_threads_only(options))
+        return run_inprocess(plan, params, inputs, backend, **_threads_only(options, heap=True))
     if kind == "serving":  # continuous batching (ringpipe.runtime.batching)
         _no_options(options)
         if backend == "mpi":
@@ -82,9 +84,11 @@ def run(plan: Any, params: dict[str, np.ndarray], inputs: Any,  # noqa: ANN401
     return run_inprocess_inference(plan, params, inputs, backend, **_threads_only(options))
 
 
-def _threads_only(options: dict[str, Any]) -> dict[str, Any]:
-    """In-process runtimes take one option, ``threads`` (a ThreadPolicy)."""
-    _no_options({k: v for k, v in options.items() if k != "threads"})
+def _threads_only(options: dict[str, Any], heap: bool = False) -> dict[str, Any]:
+    """In-process runtimes take ``threads`` (a ThreadPolicy); training also ``heap`` (a
+    HeapPolicy)."""
+    _no_options({k: v for k, v in options.items()
+                 if k != "threads" and not (heap and k == "heap")})
     return options
 
 

@@ -15,6 +15,8 @@ predictor (:mod:`ringpipe.cost.executable.predict`, ``ringpipe verify --cluster-
     call_overhead_us = 1.4        # one small array operation
     transcendental_ns = 13.0      # tanh / exp, per element
     action_overhead_us = 40.0     # the interpreter, per F/I/W action
+    tensor_overhead_us = 20.0     # the step's bookkeeping copies: per parameter tensor,
+    copy_bandwidth_gbs = 12.0     # and their bandwidth (read + write)
     fresh_memory_ns_per_byte = 0.9  # first touch of freshly mapped memory (page faults)
     memory_bandwidth_gbs = 9.8    # all-core copy, read + write
     [measured.cpu_share]          # share of a core a busy thread got (load)
@@ -71,6 +73,7 @@ from ringpipe.cost.clusterfile.section import BYTES_MAGNITUDE, MAX_INTEGER, Sect
 from ringpipe.cost.hardware.calibration import RUNTIMES, AllReduceKey, Calibration
 from ringpipe.cost.hardware.cluster import GB, Cluster, Link
 from ringpipe.cost.hardware.gemm_curve import GemmCurve
+from ringpipe.cost.hardware.gemm_table import GemmTable
 from ringpipe.cost.hardware.gpu import MICROSECOND
 from ringpipe.kernels.registry import ALGORITHMS
 from ringpipe.model.config_checks import DTYPES
@@ -84,7 +87,8 @@ NS = 1e-9
 GEMM_DTYPES = (*DTYPES, "float16", "bfloat16")
 #: The keys of ``[measured]`` (module docstring).
 MEASURED_KEYS = ("host", "cores", "blas_threads", "backend", "quick", "seconds_taken",
-                 "call_overhead_us", "memory_bandwidth_gbs", "transcendental_ns",
+                 "call_overhead_us", "memory_bandwidth_gbs", "copy_bandwidth_gbs",
+                 "tensor_overhead_us", "transcendental_ns",
                  "fresh_memory_ns_per_byte", "action_overhead_us", "cpu_share",
                  "op_bandwidth", "gemm", "p2p", "allreduce")
 _GEMM_KEYS = ("peak_gflops", "m0", "n0", "k0", "fixed_us", "best_gflops", "shapes", "seconds")
@@ -129,13 +133,19 @@ def read_link(t: Section) -> Link:
                 t.real("latency_us", unit=MICROSECOND, minimum=0.0))
 
 
-def _gemm(t: Section) -> GemmCurve:
+def _gemm(t: Section, overhead: float) -> tuple[GemmCurve, GemmTable | None]:
+    """The fitted curve, and the measured grid when ``shapes``/``seconds`` hold a full
+    one (its times less the per-call ``overhead``)."""
     t.only(_GEMM_KEYS)
     t.real("best_gflops", None, positive=True)
     _points(t, "shapes")
-    return GemmCurve(t.real("peak_gflops", unit=1e9, positive=True),
-                     *(t.real(k, 0.0, minimum=0.0) for k in ("m0", "n0", "k0")),
-                     t.real("fixed_us", 0.0, unit=MICROSECOND, minimum=0.0))
+    curve = GemmCurve(t.real("peak_gflops", unit=1e9, positive=True),
+                      *(t.real(k, 0.0, minimum=0.0) for k in ("m0", "n0", "k0")),
+                      t.real("fixed_us", 0.0, unit=MICROSECOND, minimum=0.0))
+    shapes, seconds = t.get("shapes", None), t.get("seconds", None)
+    table = None if shapes is None or seconds is None else \
+        GemmTable.from_measurements(shapes, seconds, overhead, curve)
+    return curve, table
 
 
 def _allreduce(m: Section) -> dict[AllReduceKey, Link]:
@@ -201,6 +211,8 @@ def calibration_from_dict(measured: Mapping[str, Any], cluster: Cluster,
                              minimum=0.0),
         memory_bandwidth=m.real("memory_bandwidth_gbs", cluster.memory_bandwidth, unit=GB,
                                 positive=True),
+        copy_bandwidth=m.real("copy_bandwidth_gbs", None, unit=GB, positive=True),
+        tensor_overhead=m.real("tensor_overhead_us", None, unit=MICROSECOND, minimum=0.0),
         transcendental=m.real("transcendental_ns", 0.0, unit=NS, minimum=0.0),
         fresh_memory=m.real("fresh_memory_ns_per_byte", 0.0, unit=NS, minimum=0.0),
         action_overhead=m.real("action_overhead_us", None, unit=MICROSECOND, minimum=0.0))
@@ -208,7 +220,10 @@ def calibration_from_dict(measured: Mapping[str, Any], cluster: Cluster,
     op_bandwidth = _op_bandwidth(m)
     gemm_tables = m.table("gemm")
     gemm_tables.only(GEMM_DTYPES)
-    gemm = {dtype: _gemm(gemm_tables.table(dtype)) for dtype in gemm_tables}
+    fits = {dtype: _gemm(gemm_tables.table(dtype), scalars["call_overhead"])
+            for dtype in gemm_tables}
+    gemm = {dtype: curve for dtype, (curve, _) in fits.items()}
+    grids = {dtype: table for dtype, (_, table) in fits.items() if table is not None}
     p2p_tables = m.table("p2p")
     p2p_tables.only(RUNTIMES)
     p2p = {}
@@ -217,6 +232,7 @@ def calibration_from_dict(measured: Mapping[str, Any], cluster: Cluster,
         link.only(_LINK_KEYS)
         p2p[runtime] = _link(link)
     return Calibration(cores=cores, blas_threads=blas, host=host,
-                       gemm=MappingProxyType(gemm), p2p=MappingProxyType(p2p),
+                       gemm=MappingProxyType(gemm), gemm_tables=MappingProxyType(grids),
+                       p2p=MappingProxyType(p2p),
                        allreduce=MappingProxyType(_allreduce(m)),
                        op_bandwidth=op_bandwidth, **scalars, **shares)

@@ -25,6 +25,15 @@ ranks run concurrently: the step is the simulator's makespan, then the DP all-re
 then the gather of every rank's gradients to rank 0 (:func:`ringpipe.runtime.mpi.
 run_plan_mpi`).
 
+**Copies.** Besides its operators a step copies whole parameter-sized arrays: every
+rank's shards in, every rank's gradients into its flat DP bucket
+(:func:`~ringpipe.cost.executable.pricer.rank_copies`), and the full-shape result out
+(:func:`~ringpipe.cost.executable.pricer.assemble_time`). Each is one thread streaming
+arrays far larger than its caches, priced at what the measured per-operation curve
+gives an operation that large, not at the all-core copy bandwidth (on the development
+VM, 6–10 GB/s against 23–27). In-process the ranks' copies add up; under MPI each rank
+makes its own at the same time (the slowest rank's), and rank 0 then assembles.
+
 **Load.** Compute and in-process communication are calibrated in CPU time; a run gets
 only a share σ of a core (:meth:`~ringpipe.cost.hardware.calibration.Calibration.cpu_share`:
 measured by ``ringpipe calibrate`` for one process and for its P MPI ranks at once,
@@ -32,11 +41,15 @@ otherwise min(σ₁, C/(P·k)) for P processes of k BLAS threads on C cores, the
 oversubscription bound). CPU time stretches by ρ = 1/σ; MPI message and collective
 times are measured in wall time, contention included, and are not stretched.
 
-**Fresh memory.** A step allocates its activations and gradients anew, and the
-allocator hands them back to the kernel when the step ends, so every step first-touches
+**Fresh memory.** The runtimes keep what a step frees in the process for the step's
+next arrays (:mod:`ringpipe.kernels.heap`, the default ``HeapPolicy``), and a training
+loop that holds the policy across its steps (``ringpipe verify``'s timing loop does)
+keeps it between steps too: after the first step, a step page-faults nothing in, and
+nothing is charged for it. Under
+``HeapPolicy(retain=False)``, or where the C library is not glibc, every step first-touches
 (page-faults in) the memory it holds at its peak, at the measured cost per byte
 (``fresh_memory``, :func:`ringpipe.measure.calibrate.compute.measure_fresh_memory`). A process
-holding pipeline rank p's stages pays it for (:func:`fresh_bytes`): the peak of the
+holding pipeline rank p's stages then pays it for (:func:`fresh_bytes`): the peak of the
 activations its forwards keep until their backward (each stage's
 :func:`~ringpipe.cost.executable.numpy_ops.held_elements` per micro-batch, added at F and released
 at B or W, in the order of ``schedule.actions[p]``), plus its copy of its parameter
@@ -46,7 +59,9 @@ after the pipeline drains (the DP bucket, the result) reuse the freed activation
 memory and are not counted. In-process, replicas run one after another and reuse each
 other's activation memory but keep their gradients: T·Σₚ(peak + shards) + D·T·Σₚ
 gradients. Under MPI each rank pays its own, spread evenly over its F actions; rank 0
-also receives and assembles every gradient (2 × the parameters).
+also receives and assembles every gradient (2 × the parameters). (glibc's own
+thresholds return far more than that peak to the kernel within a step: about three
+times its pages, measured; the policy exists so that the runtime does not.)
 
 Each action also pays the interpreter's dispatch, message routing and counters: the
 measured ``action_overhead`` (:mod:`ringpipe.measure.calibrate.probe`), or when a file has none
@@ -69,10 +84,12 @@ from ringpipe.cost.executable.pricer import (
     fresh_bytes,
     gather_time,
     largest_bucket,
+    rank_copies,
 )
 from ringpipe.cost.hardware.calibration import Calibration
 from ringpipe.cost.hardware.cluster import Cluster
 from ringpipe.cost.training.pipeline.simulator import PipelineSimulator, StageCosts
+from ringpipe.kernels.heap import HeapPolicy, heap_is_tunable
 from ringpipe.kernels.threads import ThreadPolicy
 from ringpipe.validation import check_real
 
@@ -99,6 +116,7 @@ class PlanPrediction:
     oversubscription: float
     fresh_memory_time: float = 0.0
     fresh_bytes: tuple[float, ...] = ()
+    copy_time: float = 0.0
     assumptions: Mapping[str, object] = field(default_factory=dict, compare=False)
 
     @property
@@ -111,7 +129,8 @@ class PlanPrediction:
         """The parts (``predicted_parts_s`` of the JSON form)."""
         return {"compute": self.compute_time, "tp_comm": self.tp_comm_time,
                 "pp_comm": self.pp_comm_time, "dp_comm": self.dp_comm_time,
-                "gather": self.gather_time, "fresh_memory": self.fresh_memory_time}
+                "gather": self.gather_time, "fresh_memory": self.fresh_memory_time,
+                "copies": self.copy_time}
 
     @property
     def memory_bytes(self) -> dict[str, float]:
@@ -149,8 +168,8 @@ class PlanModel:
                             f"{type(self.calibration).__name__}")
 
     def predict(self, plan: Plan, batch_size: int, runtime: str = "inproc",
-                blas_threads: int | None = None,
-                cpu_share: float | None = None) -> PlanPrediction:
+                blas_threads: int | None = None, cpu_share: float | None = None,
+                heap: HeapPolicy | None = None) -> PlanPrediction:
         """Predicted step of ``plan`` on ``batch_size`` sequences (module docstring).
 
         ``runtime``: ``"inproc"`` or ``"mpi"``. ``blas_threads``: BLAS threads per
@@ -158,10 +177,12 @@ class PlanModel:
         calibrated machine's cores, what the runtimes give them:
         :meth:`~ringpipe.kernels.threads.ThreadPolicy.fair_share`). ``cpu_share``: the share σ of a
         core each process gets, when known for the moment of the run (default: the
-        calibration's).
+        calibration's). ``heap``: the run's :class:`~ringpipe.kernels.heap.HeapPolicy`
+        (default: the runtimes' own, freed memory retained: no fresh-memory term).
         """
+        retained = (HeapPolicy() if heap is None else heap).retain and heap_is_tunable()
         return _predict(plan, batch_size, self.cluster, self.calibration, runtime,
-                        blas_threads, cpu_share)
+                        blas_threads, cpu_share, retained)
 
 
 def predict_plan(plan: Plan, batch_size: int, cluster: Cluster, calibration: Calibration,
@@ -177,8 +198,8 @@ def predict_plan(plan: Plan, batch_size: int, cluster: Cluster, calibration: Cal
 
 
 def _predict(plan: Plan, batch_size: int, cluster: Cluster, calibration: Calibration,
-             runtime: str, blas_threads: int | None,
-             cpu_share: float | None) -> PlanPrediction:
+             runtime: str, blas_threads: int | None, cpu_share: float | None,
+             retained: bool) -> PlanPrediction:
     """:meth:`PlanModel.predict`."""
     if cpu_share is not None:
         check_real("cpu_share", cpu_share, maximum=1.0, positive=True)
@@ -216,29 +237,32 @@ def _predict(plan: Plan, batch_size: int, cluster: Cluster, calibration: Calibra
     bucket = largest_bucket(plan)
     fresh = fresh_bytes(plan, held, pricer.itemsize)
     held_bytes = tuple(sum(rank) for rank in fresh)
+    per_byte = 0.0 if retained else cal.fresh_memory
     assumptions = {"runtime": runtime, "blas_threads": blas_threads,
                    "cpu_share": 1.0 / rho, "cores": cal.cores,
                    "calibrated_blas_threads": cal.blas_threads,
-                   "batch_size": batch_size, "microbatch_size": b}
+                   "batch_size": batch_size, "microbatch_size": b,
+                   "heap_retained": retained}
     if runtime == "inproc":
-        fresh_time = rho * cal.fresh_memory * tp * sum(
+        fresh_time = rho * per_byte * tp * sum(
             peak + shards + mesh.dp * grads for peak, shards, grads in fresh)
         compute = mesh.dp * m * tp * (sum(fwd) + sum(inp) + sum(wgt))
         tp_comm = mesh.dp * m * (sum(comm_f) + sum(comm_i))
         pp_comm = mesh.dp * m * hops * 2 * (pricer.message(act_elems, tp) + act)
         dp_comm = mesh.pp * tp * pricer.allreduce(plan.allreduce, bucket, mesh.dp)
         gather = assemble_time(plan, pricer)
-        compute, tp_comm, pp_comm, dp_comm, gather = (
-            rho * x for x in (compute, tp_comm, pp_comm, dp_comm, gather))
-        total = compute + tp_comm + pp_comm + dp_comm + gather + fresh_time
+        copies = mesh.dp * tp * sum(rank_copies(plan, fresh, pricer))
+        compute, tp_comm, pp_comm, dp_comm, gather, copies = (
+            rho * x for x in (compute, tp_comm, pp_comm, dp_comm, gather, copies))
+        total = compute + tp_comm + pp_comm + dp_comm + gather + fresh_time + copies
         return PlanPrediction(runtime, total, compute, tp_comm, pp_comm, dp_comm, gather,
-                              rho, fresh_time, held_bytes, assumptions)
+                              rho, fresh_time, held_bytes, copies, assumptions)
     message = pricer.message(act_elems) + act if hops else 0.0
     per_f = [0.0] * nstages
     for p, (peak, shards, grads) in enumerate(fresh):
         mine = plan.schedule.stages_of(p)
         for s in mine:
-            per_f[s] = cal.fresh_memory * (peak + shards + grads) / (m * len(mine))
+            per_f[s] = per_byte * (peak + shards + grads) / (m * len(mine))
     fwd = [f + x for f, x in zip(fwd, per_f, strict=True)]
     costs = StageCosts(tuple(rho * f + c for f, c in zip(fwd, comm_f, strict=True)),
                        tuple(rho * i + c for i, c in zip(inp, comm_i, strict=True)),
@@ -247,9 +271,10 @@ def _predict(plan: Plan, batch_size: int, cluster: Cluster, calibration: Calibra
     tp_comm = m * max(sum(comm_f[s] + comm_i[s] for s in plan.schedule.stages_of(p))
                       for p in range(mesh.pp))
     dp_comm = pricer.allreduce(plan.allreduce, bucket, mesh.dp)
-    received = rho * cal.fresh_memory * 2 * plan.config.num_params() * pricer.itemsize
+    received = rho * per_byte * 2 * plan.config.num_params() * pricer.itemsize
     gather = gather_time(plan, pricer) + rho * assemble_time(plan, pricer) + received
-    total = timing.makespan + dp_comm + gather
+    copies = rho * max(rank_copies(plan, fresh, pricer))
+    total = timing.makespan + dp_comm + gather + copies
     fresh_time = rho * m * max(sum(per_f[s] for s in plan.schedule.stages_of(p))
                                for p in range(mesh.pp)) + received
     # the busiest rank's F, I and W actions, summed directly (never the makespan minus
@@ -258,4 +283,4 @@ def _predict(plan: Plan, batch_size: int, cluster: Cluster, calibration: Calibra
                       for p in range(mesh.pp))
     return PlanPrediction(runtime, total, compute, tp_comm,
                           timing.makespan * timing.bubble_fraction, dp_comm, gather, rho,
-                          fresh_time, held_bytes, assumptions)
+                          fresh_time, held_bytes, copies, assumptions)

@@ -2,7 +2,8 @@
 
 :class:`Pricer` prices what one runtime (in-process or MPI) of a calibrated machine
 executes: a stage's GEMMs and memory-bound calls (:mod:`ringpipe.cost.executable.numpy_ops`)
-on the measured GEMM curve and bandwidths (:data:`HOST_KERNELS`: the GPU kernel model
+on the measured GEMM grid (:class:`~ringpipe.cost.hardware.gemm_table.GemmTable`; the
+fitted curve where there is none) and bandwidths (:data:`HOST_KERNELS`: the GPU kernel model
 with the GPU-only terms switched off), an all-reduce on its step table with the link
 measured for that runtime, algorithm and group size, and point-to-point messages. The
 functions below it read sizes off the plan itself: what a step first-touches
@@ -26,12 +27,12 @@ from ringpipe.schedules import ActionKind
 if TYPE_CHECKING:
     from ringpipe.plan.training import Plan
 
-__all__ = ["ACTION_CALLS", "HOST_KERNELS", "Pricer", "assemble_time", "fresh_bytes",
-           "gather_time", "largest_bucket"]
+__all__ = ["ACTION_CALLS", "HOST_KERNELS", "Pricer", "assemble_time", "copy_time",
+           "fresh_bytes", "gather_time", "largest_bucket", "rank_copies", "tensor_time"]
 
 ACTION_CALLS = 20
 #: CPU kernels: no tile/wave quantisation (one "SM", 1×1 tiles), no launch floor, no
-#: saturation term (the measured GEMM curve gives each shape's rate).
+#: saturation term (the measured GEMM grid or curve gives each shape's rate).
 HOST_KERNELS = GpuKernels(sm_count=1, tile_m=1, tile_n=1, flash_fraction=1.0,
                           launch_overhead=0.0, saturation=0.0)
 
@@ -54,11 +55,11 @@ class Pricer:
     def compute(self, ops: OpList) -> float:
         """Seconds of ``ops``' GEMMs and memory-bound calls (no communication)."""
         cal, e = self.calibration, self.itemsize
-        curve = cal.curve(self.dtype, self.cluster)
+        rates = cal.gemm_rates(self.dtype, self.cluster)
         bw, over = cal.memory_bandwidth, cal.call_overhead
         total = 0.0
         for m, n, k, batch in ops.gemms:
-            rate = curve.rate(m, n, k) * self.gemm_scale
+            rate = rates.rate(m, n, k) * self.gemm_scale
             total += HOST_KERNELS.gemm_time(m, n, k, rate, bw, batch, e) + over
         for calls, elements in ops.mem:
             per_call = elements * e / calls
@@ -80,6 +81,41 @@ class Pricer:
         """``copies`` point-to-point messages of ``elements`` each."""
         link: Link = self.calibration.p2p_link(self.runtime, self.cluster)
         return copies * link.time(elements * self.itemsize)
+
+
+def copy_time(pricer: Pricer, nbytes: float) -> float:
+    """One copy of ``nbytes`` (read, then written elsewhere) by one thread: 2·bytes at
+    the bandwidth measured for the step's bookkeeping copies (``copy_bandwidth_gbs``,
+    :func:`ringpipe.measure.calibrate.probe.measure_bookkeeping`), or, in a file without
+    it, at what the per-operation curve gives an operation moving that much."""
+    if nbytes <= 0:
+        return 0.0
+    moved = 2.0 * nbytes
+    cal = pricer.calibration
+    return moved / (cal.copy_bandwidth or cal.bandwidth_for(moved))
+
+
+def tensor_time(pricer: Pricer, tensors: int) -> float:
+    """The per-tensor work of one bookkeeping pass over ``tensors`` parameter tensors
+    (``tensor_overhead_us``; one call overhead each in a file without it)."""
+    cal = pricer.calibration
+    per = cal.tensor_overhead if cal.tensor_overhead is not None else cal.call_overhead
+    return tensors * per
+
+
+def rank_copies(plan: Plan, fresh: list[tuple[float, float, float]],
+                pricer: Pricer) -> list[float]:
+    """Per pipeline rank, the bookkeeping one TP rank's step does besides its operators:
+    its parameter shards copied in (:func:`ringpipe.runtime.training.stage_shards`: per
+    tensor, then the bytes) and its gradients packed into the flat DP bucket
+    (:meth:`~ringpipe.runtime.training.TrainingWorker.gradient_bucket`, also when there
+    is one replica: one call per tensor, then the bytes). ``fresh``: :func:`fresh_bytes`."""
+    out = []
+    for p, (_, shards, grads) in enumerate(fresh):
+        tensors = sum(len(plan.stages[s].param_shapes()) for s in plan.schedule.stages_of(p))
+        out.append(tensor_time(pricer, tensors) + copy_time(pricer, shards)
+                   + tensors * pricer.calibration.call_overhead + copy_time(pricer, grads))
+    return out
 
 
 def fresh_bytes(plan: Plan, held: list[float],
@@ -116,19 +152,17 @@ def largest_bucket(plan: Plan) -> int:
 
 def gather_time(plan: Plan, pricer: Pricer) -> float:
     """Rank 0 receives every other rank of replica 0's gradients (its share of the
-    parameters), pickled: a message plus two memory passes each."""
+    parameters), pickled: a message plus one copy each (:func:`copy_time`)."""
     world0 = plan.mesh.pp * plan.mesh.tp
     share = plan.config.num_params() / world0
-    per = pricer.message(share) + HOST_KERNELS.memory_time(
-        2 * share * pricer.itemsize, pricer.calibration.memory_bandwidth)
+    per = pricer.message(share) + copy_time(pricer, share * pricer.itemsize)
     return (world0 - 1) * per + math.log2(max(1, plan.mesh.world)) * pricer.message(1)
 
 
 def assemble_time(plan: Plan, pricer: Pricer) -> float:
-    """Full-shape gradients built from the shards: two memory passes over all
-    parameters, one call per parameter tensor and rank."""
+    """Full-shape gradients built from the shards: two copies of all parameters (to the
+    host and into the joined arrays; :func:`copy_time`) and the per-tensor work of a
+    bookkeeping pass over every rank's tensors (:func:`tensor_time`)."""
     n = plan.config.num_params()
-    calls = plan.mesh.world * 8 * plan.config.layers
-    return HOST_KERNELS.memory_time(3 * n * pricer.itemsize,
-                                    pricer.calibration.memory_bandwidth) \
-        + calls * pricer.calibration.call_overhead
+    tensors = plan.mesh.tp * sum(len(stage.param_shapes()) for stage in plan.stages)
+    return 2 * copy_time(pricer, n * pricer.itemsize) + tensor_time(pricer, tensors)

@@ -16,6 +16,7 @@ import numpy as np
 
 from ringpipe.cost.hardware.cluster import Cluster, Link
 from ringpipe.cost.hardware.gemm_curve import GemmCurve
+from ringpipe.cost.hardware.gemm_table import GemmTable
 from ringpipe.validation import check_int, check_real
 
 __all__ = ["RUNTIMES", "AllReduceKey", "Calibration"]
@@ -30,8 +31,10 @@ class Calibration:
     """One machine's measured constants, SI units: ``cores`` and ``blas_threads`` of the
     machine, the per-call overhead, the all-core memory bandwidth, GEMM curves by dtype,
     point-to-point links by runtime, all-reduce step links by (runtime, algorithm,
-    ranks), one operation's bandwidth by bytes moved, the CPU shares measured, and the
-    per-element, per-action and per-fresh-byte costs (:mod:`ringpipe.cost.clusterfile.measured`
+    ranks), one operation's bandwidth by bytes moved, the CPU shares measured, the
+    per-element, per-action and per-fresh-byte costs, the measured GEMM grids by
+    dtype, and the cost of the step's bookkeeping copies per parameter tensor and their
+    bandwidth (None: not measured) (:mod:`ringpipe.cost.clusterfile.measured`
     gives each one's key in the file)."""
 
     cores: int
@@ -48,6 +51,9 @@ class Calibration:
     transcendental: float = 0.0
     action_overhead: float | None = None
     fresh_memory: float = 0.0
+    gemm_tables: MappingProxyType = field(default_factory=lambda: MappingProxyType({}))
+    copy_bandwidth: float | None = None
+    tensor_overhead: float | None = None
 
     def __post_init__(self) -> None:
         check_int("Calibration.cores", self.cores)
@@ -56,6 +62,8 @@ class Calibration:
         check_real("Calibration.memory_bandwidth", self.memory_bandwidth, positive=True)
         check_real("Calibration.share_inproc", self.share_inproc, maximum=1.0, positive=True)
         check_real("Calibration.fresh_memory", self.fresh_memory, 0.0)
+        if self.copy_bandwidth is not None:
+            check_real("Calibration.copy_bandwidth", self.copy_bandwidth, positive=True)
         for runtime, _, _ in self.allreduce:
             if runtime not in RUNTIMES:
                 raise ValueError(f"Calibration.allreduce: unknown runtime {runtime!r}")
@@ -82,6 +90,13 @@ class Calibration:
         """The GEMM curve of ``dtype``, else a flat one at the cluster's matmul rate."""
         found = self.gemm.get(dtype)
         return found if found is not None else GemmCurve(cluster.achievable_flops)
+
+    def gemm_rates(self, dtype: str, cluster: Cluster) -> GemmTable | GemmCurve:
+        """What prices a GEMM of ``dtype``: the measured grid
+        (:class:`~ringpipe.cost.hardware.gemm_table.GemmTable`) when the calibration
+        holds a full one, else :meth:`curve`. Both give ``rate(m, n, k)``."""
+        table = self.gemm_tables.get(dtype)
+        return table if table is not None else self.curve(dtype, cluster)
 
     def p2p_link(self, runtime: str, cluster: Cluster) -> Link:
         """The point-to-point link of ``runtime``, else the cluster's intra-node link."""

@@ -12,15 +12,14 @@ one decode step of b sequences at context T on one TP rank runs, per layer,
 * a fixed overhead τ per layer (kernel launches, norms, residual adds);
 
 and the last stage the logit matmul (V·h/t weights). η (the achieved fraction of HBM
-bandwidth) and τ are the two calibrated constants
-(:mod:`ringpipe.cost.published.inference_tables`).
+bandwidth) and τ are the two calibrated constants (below).
 
-**Pipeline.** Stages hold :func:`~ringpipe.plan.layout.split_layers` of the layers; the batch
-splits into G = min(p, b) groups kept in flight by the forward-only decode schedule
-(:mod:`ringpipe.schedules.generators.decode`), and the schedule simulator with one α-β message
-per stage boundary (the token hand-back from the last rank included) gives the
-steady-state time per output token and, from the prefill schedule (its closed form,
-:func:`~ringpipe.schedules.generators.decode.prefill_ttft`), the time to first token.
+**Pipeline.** Stages hold :func:`~ringpipe.plan.layout.split_layers` of the layers; the
+batch splits into G = min(p, b) groups kept in flight by the forward-only decode
+schedule (:mod:`ringpipe.schedules.generators.decode`); the simulator, with one α-β
+message per stage boundary (the token hand-back included), gives the steady-state time
+per output token and, from the prefill schedule (its closed form, ``prefill_ttft``), the
+time to first token.
 **Prefill** is priced like a training forward (Narayanan et al., SC'21):
 (2·b·L·P_mm + 4·b·L²·h)/t FLOPs per layer at the calibrated training fraction of peak,
 or the weight read if that is longer, plus the two all-reduces of b·L·h activations.
@@ -31,11 +30,10 @@ prefill of the B prompts plus K-1 decode steps (static batching, as TensorRT-LLM
 make prefill, where TP all-reduces b·L·h activations per layer and PP sends them once
 per stage, a large share; decode with PP re-reads each stage's weights once per group.
 
-**Memory** per GPU: the stage's weights (2 bytes per parameter; fp8: 1 byte, matmuls
-at twice the 16-bit peak as on Hopper, and an fp8 KV cache as TensorRT-LLM's
-``--enable_fp8 --fp8_kv_cache``) plus the KV cache, 2 · layers_s · kv_t · d · bytes per
-token per sequence (kv_t = kv_heads/t, at least 1: replicated beyond), within 90% of
-HBM (vLLM's default ``gpu_memory_utilization``).
+**Memory** per GPU: the stage's weights (2 bytes per parameter; fp8: 1 byte, matmuls at
+twice the 16-bit peak as on Hopper, and an fp8 KV cache as TensorRT-LLM's ``--enable_fp8
+--fp8_kv_cache``) plus the KV cache, 2 · layers_s · kv_t · d · bytes per token per
+sequence (kv_t = kv_heads/t, at least 1), within 90% of HBM (vLLM's default).
 """
 
 from __future__ import annotations
@@ -66,11 +64,8 @@ CALIBRATED_LAYER_OVERHEAD = 53.7e-6
 
 @dataclass(frozen=True)
 class InferenceCalibration:
-    """η, the achieved fraction of HBM bandwidth, and τ, seconds of overhead per layer.
-
-    Checked here because every price divides by η: η = 0 would surface as a
-    ZeroDivisionError deep in a prediction, and η < 0 or τ < 0 as negative times.
-    """
+    """η, the achieved fraction of HBM bandwidth, and τ, seconds of overhead per layer
+    (checked here: every price divides by η)."""
 
     hbm_efficiency: float = CALIBRATED_HBM_EFFICIENCY
     layer_overhead: float = CALIBRATED_LAYER_OVERHEAD
@@ -104,10 +99,7 @@ class InferencePrediction:
         """End-to-end: TTFT + (K - 1) · TPOT."""
         return self.ttft_s + (self.output_len - 1) * self.tpot_s
 
-    @property
-    def total_s(self) -> float:
-        """A request's end-to-end latency, :attr:`latency_s`."""
-        return self.latency_s
+    total_s = latency_s  # a request's end-to-end latency
 
     @property
     def breakdown_s(self) -> dict[str, float]:

@@ -15,26 +15,24 @@ and the pipeline messages (overlapped with compute, as Megatron's isend/irecv ar
 b·s·h message per micro-batch and stage boundary each way, each TP rank sending its 1/t
 slice (sequence-parallel shard, or Megatron's scatter/gather optimisation followed by an
 all-gather in the node without SP), across nodes at the NIC share of the GPUs of a node
-that cross at once. Memory per rank is each stage's own (:mod:`.stages`) at the
-schedule's own peak.
+that cross at once. Memory per rank: each stage's own (:mod:`.stages`) at the peak.
 
 **Data parallelism** (on the links the DP group spans, every GPU of a node crossing at
 once): gradients all-reduced (fp32 for bf16 with ``fp32_grads``), or with the
 distributed optimizer reduce-scattered and the bf16 weights all-gathered. With
 ``overlap_grad_reduce`` Megatron launches each bucket's reduction (buckets of
 max(40M, 1M·dp) parameters) as soon as the last micro-batch's backward has produced it,
-and gathers weights during the next forward, so only
-max(t_comm − t_window, t_comm / buckets) is exposed, the window being the first
-pipeline rank's backward (forward for the gather) of one micro-batch. Without it, the
-whole reduction follows the pipeline drain.
+and gathers weights during the next forward, so only max(t_comm − t_window, t_comm /
+buckets) is exposed, the window being the first pipeline rank's backward (forward for
+the gather) of one micro-batch. Without it, the whole reduction follows the drain.
 
-**Optimizer step**: mixed-precision Adam reads master weights, both moments and the
-gradient, and writes the first three and the 16-bit weights: 26 + gradient bytes per
-parameter it owns (1/dp of them with the distributed optimizer), at HBM bandwidth.
+**Optimizer step**: Adam reads master weights, both moments and the gradient, writes the
+first three and the 16-bit weights: 26 + gradient bytes per owned parameter (1/dp with
+the distributed optimizer), at HBM bandwidth.
 
-**CP, EP, FP8** (:mod:`.parallel`): the layers' ring K/V exchange and MoE all-to-alls are
-in the stage costs; dense gradients reduce over DP × CP, expert ones over EDP; FP8 adds
-the weights' casts once per step. Memory: :mod:`.rank_memory`.
+**CP, EP, FP8** (:mod:`.parallel`): ring K/V exchange and MoE all-to-alls are in the
+stage costs; dense gradients reduce over DP × CP, expert ones over EDP; FP8 adds the
+weights' casts once per step. Memory: :mod:`.rank_memory`.
 
 Step time = makespan + exposed DP communication + optimizer step (+ FP8 weight casts).
 """

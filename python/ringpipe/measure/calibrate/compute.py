@@ -83,32 +83,38 @@ def _sync(xp: ModuleType) -> Callable[[], None]:
 
 def measure_gemm(xp: ModuleType, dtype: str, sizes: Sequence[int],
                  budget: Budget) -> GemmMeasurement:
-    """Time A[M×K]·B[K×N] for every (M, N, K) in ``sizes``³ and fit the curve.
+    """Time C = A[M×K]·B[K×N] for every (M, N, K) in ``sizes``³ and fit the curve.
 
-    Operands rotate through up to 64 disjoint slices of one random buffer of
-    :data:`COLD_BYTES`, so each call finds them out of the caches, as a model's GEMMs
-    do (their operands were written long before). The fit separates the fixed cost of
-    a call (:mod:`ringpipe.cost.hardware.gemm_curve`)."""
+    Operands and results rotate through up to 64 disjoint slices of one random buffer
+    of :data:`COLD_BYTES` (the results through a second one), so each call reads A and
+    B and writes C out of the caches, as a model's GEMMs do: their operands were
+    written long before, and the allocator hands each product memory that the step has
+    not touched for a while. (Writing C to the same few hot pages every call, as a
+    bare ``a @ b`` loop does, made the small-M shapes look 2–2.5× faster than they ran
+    inside a step on the development VM.) The fit separates the fixed cost of a call
+    (:mod:`ringpipe.cost.hardware.gemm_curve`)."""
     sync = _sync(xp)
     timer = cpu_time if xp is np else sustained_time
     itemsize = np.dtype(dtype).itemsize
     big = max(sizes) ** 2
-    source = xp.asarray(np.random.default_rng(0).standard_normal(
-        max(COLD_BYTES // itemsize, 4 * big)).astype(dtype))
+    elements = max(COLD_BYTES // itemsize, 4 * big)
+    source = xp.asarray(np.random.default_rng(0).standard_normal(elements).astype(dtype))
+    results = xp.zeros(elements, dtype=dtype)
     shapes, seconds = [], []
     for m in sizes:
         for n in sizes:
             for k in sizes:
                 each = m * k + k * n
-                copies = max(2, min(64, source.size // each))
+                copies = max(2, min(64, source.size // each, results.size // (m * n)))
                 pool = [(source[i * each:i * each + m * k].reshape(m, k),
-                         source[i * each + m * k:(i + 1) * each].reshape(k, n))
+                         source[i * each + m * k:(i + 1) * each].reshape(k, n),
+                         results[i * m * n:(i + 1) * m * n].reshape(m, n))
                         for i in range(copies)]
                 turn = itertools.cycle(pool)
 
                 def run(turn: Any = turn) -> None:
-                    a, b = next(turn)
-                    a @ b
+                    a, b, c = next(turn)
+                    xp.matmul(a, b, out=c)
                     sync()
 
                 shapes.append((m, n, k))
@@ -145,8 +151,9 @@ def measure_op_bandwidth(xp: ModuleType, sizes: Sequence[int],
                          budget: Budget) -> list[tuple[int, float]]:
     """(bytes one operation moves, bytes/s) of a chain ``u = x*y; v = u*x; w = v*y``
     on arrays of ``size / 3`` bytes: each operation reads two arrays and writes a fresh
-    one, as the model's operations do, so first-touch page faults of new temporaries
-    are in the figure."""
+    one, as the model's operations do, so the cost of its new temporaries is in the
+    figure (page faults too, unless it runs under the runtimes' heap policy,
+    :mod:`ringpipe.kernels.heap`, as ``ringpipe calibrate`` does)."""
     sync = _sync(xp)
     timer = cpu_time if xp is np else sustained_time
     out = []

@@ -22,6 +22,8 @@ from ringpipe.cost.executable.pricer import Pricer
 from ringpipe.cost.hardware.calibration import Calibration
 from ringpipe.cost.hardware.cluster import Link
 from ringpipe.cost.hardware.gemm_curve import GemmCurve
+from ringpipe.cost.hardware.gemm_table import GemmTable
+from ringpipe.kernels.threads import ThreadPolicy
 from ringpipe.measure.calibrate.links import host_cluster
 from ringpipe.measure.timer import Budget, cpu_time
 from ringpipe.mesh import Mesh
@@ -36,11 +38,18 @@ COUNTS = (2, 8)
 
 def measure_action_overhead(curve: GemmCurve, call_overhead: float, bandwidth: float,
                             op_bandwidth: tuple[tuple[float, float], ...],
-                            transcendental: float, budget: Budget) -> float:
-    """Seconds of interpreter work per F, I or W action (module docstring)."""
+                            transcendental: float, budget: Budget,
+                            table: GemmTable | None = None, blas_threads: int = 1) -> float:
+    """Seconds of interpreter work per F, I or W action (module docstring); the
+    operators are priced as the predictor will price them (with the measured float64
+    GEMM grid ``table`` when there is one), and the probe plans run with the
+    ``blas_threads`` the rest was measured with."""
+    threads = ThreadPolicy(blas_threads, blas_threads, "calibrate's own")
+    grids = MappingProxyType({} if table is None else {"float64": table})
     cal = Calibration(cores=1, blas_threads=1, call_overhead=call_overhead,
                       memory_bandwidth=bandwidth, gemm=MappingProxyType({"float64": curve}),
-                      op_bandwidth=op_bandwidth, transcendental=transcendental)
+                      op_bandwidth=op_bandwidth, transcendental=transcendental,
+                      gemm_tables=grids)
     pricer = Pricer(host_cluster(1, Link(1e9, 0.0)), cal, "inproc", "float64")
     ops = stage_ops(PROBE, 1, 1, True, True, 1)
     per_mb = sum(pricer.compute(o) for o in (ops.forward, ops.backward_input,
@@ -50,8 +59,7 @@ def measure_action_overhead(curve: GemmCurve, call_overhead: float, bandwidth: f
     for m in COUNTS:
         plan = Plan(PROBE, Mesh(dp=1, pp=1, tp=1), schedule="1f1b", microbatches=m)
         batch = random_batch(PROBE, m, 1)
-        times.append(cpu_time(lambda plan=plan, batch=batch: plan.run(params, batch,
-                                                                        backend="numpy"),
-                              budget))
+        times.append(cpu_time(lambda plan=plan, batch=batch: plan.run(
+            params, batch, backend="numpy", threads=threads), budget))
     extra = (times[1] - times[0]) - (COUNTS[1] - COUNTS[0]) * per_mb
     return float(np.maximum(extra, 0.0) / (3 * (COUNTS[1] - COUNTS[0])))

@@ -5,7 +5,8 @@ Phases (each reports one line of progress on ``progress``):
 1. per-call overhead, all-core memory bandwidth, one operation's bandwidth by size,
    the cost of first-touching fresh memory (host only);
    after the float64 GEMM curve, the interpreter's cost per action
-   (:mod:`ringpipe.measure.calibrate.probe`);
+   (:mod:`ringpipe.measure.calibrate.probe`) and the step's bookkeeping copies
+   (:mod:`ringpipe.measure.calibrate.bookkeeping`);
 2. GEMM curve per dtype (:func:`ringpipe.measure.calibrate.compute.measure_gemm`), net of the
    bare call;
 3. in-process point-to-point and all-reduce (ring and tree) for each group size
@@ -15,10 +16,12 @@ Phases (each reports one line of progress on ``progress``):
 
 Every phase runs under one :class:`~ringpipe.kernels.threads.ThreadPolicy` (by default
 each of the ranks measured gets its fair share of the cores, as the runtimes give a
-plan's ranks), recorded as ``blas_threads``. Compute and in-process communication are
-timed in CPU time; the share of a core a busy
-thread gets (at the start and the end, averaged; and for P concurrent MPI ranks) is
-stored beside them, so predictions can account for the machine's load.
+plan's ranks), recorded as ``blas_threads``, and under the runtimes' default
+:class:`~ringpipe.kernels.heap.HeapPolicy` (freed memory stays in the process), so that
+an operation's temporaries cost here what they cost in a step. Compute and in-process
+communication are timed in CPU time; the share of a core a busy thread gets (at the
+start and the end, averaged; and for P concurrent MPI ranks) is stored beside them, so
+predictions can account for the machine's load.
 
 The result is a cluster file (:mod:`ringpipe.cost.hardware.cluster` keys, which ``ringpipe plan
 --cluster-file`` reads, plus ``[measured]``: :mod:`ringpipe.cost.clusterfile.measured`). The
@@ -37,13 +40,17 @@ import platform
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from types import ModuleType
+from types import MappingProxyType, ModuleType
 from typing import Any
 
 import numpy as np
 
+from ringpipe.cost.hardware.calibration import Calibration
+from ringpipe.cost.hardware.gemm_table import GemmTable
+from ringpipe.kernels.heap import HeapPolicy, retained_heap
 from ringpipe.kernels.threads import ThreadPolicy, limit_threads
 from ringpipe.measure.calibrate import compute, links
+from ringpipe.measure.calibrate.bookkeeping import measure_bookkeeping
 from ringpipe.measure.calibrate.gpu_run import calibrate_gpu
 from ringpipe.measure.calibrate.mpi_probe import measure_mpi
 from ringpipe.measure.calibrate.probe import measure_action_overhead
@@ -140,8 +147,18 @@ def _device(xp: ModuleType, options: CalibrateOptions, budget: Budget) -> dict[s
             "best_gflops": g.best_flops / 1e9, "shapes": [list(x) for x in g.shapes],
             "seconds": list(g.seconds)}
         if dtype == "float64" and xp is np:
+            table = GemmTable.from_measurements(g.shapes, g.seconds, overhead, g.curve)
             out["action_overhead_us"] = 1e6 * measure_action_overhead(
-                g.curve, overhead, bandwidth, tuple(op_bw), transcendental, budget)
+                g.curve, overhead, bandwidth, tuple(op_bw), transcendental, budget, table,
+                options.policy.blas)
+            per_tensor, copy = measure_bookkeeping(Calibration(
+                cores=1, blas_threads=options.policy.blas, call_overhead=overhead,
+                memory_bandwidth=bandwidth,
+                gemm=MappingProxyType({dtype: g.curve}),
+                gemm_tables=MappingProxyType({} if table is None else {dtype: table}),
+                op_bandwidth=tuple(op_bw), transcendental=transcendental,
+                action_overhead=out["action_overhead_us"] * 1e-6), budget)
+            out["tensor_overhead_us"], out["copy_bandwidth_gbs"] = per_tensor * 1e6, copy / 1e9
     return out
 
 
@@ -199,7 +216,7 @@ def calibrate(options: CalibrateOptions) -> tuple[dict[str, Any], list[str]]:
     (:mod:`ringpipe.measure.calibrate.gpu_run`; ValueError when there is none)."""
     if options.backend == "cupy":
         return calibrate_gpu(options)
-    with limit_threads(options.policy):
+    with limit_threads(options.policy), retained_heap(HeapPolicy()):
         return _calibrate(options)
 
 

@@ -30,7 +30,9 @@ def summary(data: dict[str, Any], notes: list[str]) -> str:
                  + (f"; interpreter {m['action_overhead_us']:.1f} us per action"
                     if "action_overhead_us" in m else "")
                  + (f"; fresh memory {m['fresh_memory_ns_per_byte'] * 4096 / 1e3:.2f} us "
-                    "per 4 KiB page" if "fresh_memory_ns_per_byte" in m else ""))
+                    "per 4 KiB page" if "fresh_memory_ns_per_byte" in m else "")
+                 + (f"; bookkeeping {m['tensor_overhead_us']:.1f} us per tensor, "
+                    f"{m['copy_bandwidth_gbs']:.1f} GB/s" if "copy_bandwidth_gbs" in m else ""))
     sh = m.get("cpu_share", {})
     lines.append(f"CPU share of a busy thread: in-process {sh.get('inproc', 1.0):.2f}" + (
         f", each of {sh['mpi_processes']} MPI ranks {sh['mpi']:.2f}" if "mpi" in sh else ""))
