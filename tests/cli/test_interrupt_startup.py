@@ -27,7 +27,7 @@ pytestmark = pytest.mark.skipif(not hasattr(signal, "SIGINT") or sys.platform ==
 #: the command line, of NumPy and Numba, of the schedules, and during the work.
 MOMENTS = (0.002, 0.01, 0.03, 0.06, 0.1, 0.2, 0.35, 0.5)
 #: A command whose imports and work take well over a second.
-COMMAND = ["schedule", "zb-v", "-p", "16", "-m", "256", "--format", "json"]
+COMMAND = ["schedule", "zb-v", "-p", "32", "-m", "2048", "--format", "json"]
 
 
 def _entry() -> list[str]:

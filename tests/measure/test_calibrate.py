@@ -245,6 +245,8 @@ def test_mpi_rows_measured_with_np(tmp_path):
     assert len(doc["p2p"]) == 2 and all(t > 0 for _, t in doc["p2p"])
     assert {(r["algorithm"], r["ranks"]) for r in doc["allreduce"]} == {("ring", 2),
                                                                        ("tree", 2)}
+    step = doc["plan_step"]
+    assert step["pp"] == 2 and step["microbatches"] == 2 and 0 < step["seconds"] < 10
 
 
 def test_fresh_memory_cost_is_a_finite_non_negative_rate():

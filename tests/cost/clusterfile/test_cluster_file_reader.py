@@ -37,6 +37,7 @@ def calibrated() -> dict:
                 "memory_bandwidth_gbs": 9.0, "transcendental_ns": 10.0,
                 "fresh_memory_ns_per_byte": 0.5, "action_overhead_us": 40.0,
                 "tensor_overhead_us": 3.0, "copy_bandwidth_gbs": 12.0,
+                "step_call_overhead_us": 1.8, "mpi_step_overhead_us": 480.0,
                 "cpu_share": {"inproc": 0.9, "mpi": 0.8, "mpi_processes": 2},
                 "op_bandwidth": {"bytes": [1e4, 1e7], "gbs": [40.0, 10.0]},
                 "gemm": {"float64": {"peak_gflops": 40.0, "m0": 1.0, "n0": 2.0, "k0": 3.0,

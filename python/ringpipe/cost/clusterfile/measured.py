@@ -15,6 +15,8 @@ predictor (:mod:`ringpipe.cost.executable.predict`, ``ringpipe verify --cluster-
     call_overhead_us = 1.4        # one small array operation
     transcendental_ns = 13.0      # tanh / exp, per element
     action_overhead_us = 40.0     # the interpreter, per F/I/W action
+    step_call_overhead_us = 3.0   # one array operation inside a step
+    mpi_step_overhead_us = 900.0  # what every MPI step pays once (agreement, barriers)
     tensor_overhead_us = 20.0     # the step's bookkeeping copies: per parameter tensor,
     copy_bandwidth_gbs = 12.0     # and their bandwidth (read + write)
     fresh_memory_ns_per_byte = 0.9  # first touch of freshly mapped memory (page faults)
@@ -88,7 +90,8 @@ GEMM_DTYPES = (*DTYPES, "float16", "bfloat16")
 #: The keys of ``[measured]`` (module docstring).
 MEASURED_KEYS = ("host", "cores", "blas_threads", "backend", "quick", "seconds_taken",
                  "call_overhead_us", "memory_bandwidth_gbs", "copy_bandwidth_gbs",
-                 "tensor_overhead_us", "transcendental_ns",
+                 "tensor_overhead_us", "step_call_overhead_us", "mpi_step_overhead_us",
+                 "transcendental_ns",
                  "fresh_memory_ns_per_byte", "action_overhead_us", "cpu_share",
                  "op_bandwidth", "gemm", "p2p", "allreduce")
 _GEMM_KEYS = ("peak_gflops", "m0", "n0", "k0", "fixed_us", "best_gflops", "shapes", "seconds")
@@ -213,6 +216,9 @@ def calibration_from_dict(measured: Mapping[str, Any], cluster: Cluster,
                                 positive=True),
         copy_bandwidth=m.real("copy_bandwidth_gbs", None, unit=GB, positive=True),
         tensor_overhead=m.real("tensor_overhead_us", None, unit=MICROSECOND, minimum=0.0),
+        step_call_overhead=m.real("step_call_overhead_us", None, unit=MICROSECOND,
+                                  minimum=0.0),
+        mpi_step_overhead=m.real("mpi_step_overhead_us", 0.0, unit=MICROSECOND, minimum=0.0),
         transcendental=m.real("transcendental_ns", 0.0, unit=NS, minimum=0.0),
         fresh_memory=m.real("fresh_memory_ns_per_byte", 0.0, unit=NS, minimum=0.0),
         action_overhead=m.real("action_overhead_us", None, unit=MICROSECOND, minimum=0.0))

@@ -23,7 +23,9 @@ each pipeline rank's worker computes all T TP ranks, each DP replica in turn —
 every message copy and all-reduce; the bubble costs nothing. Under MPI (``"mpi"``)
 ranks run concurrently: the step is the simulator's makespan, then the DP all-reduce,
 then the gather of every rank's gradients to rank 0 (:func:`ringpipe.runtime.mpi.
-run_plan_mpi`).
+run_plan_mpi`), plus what every MPI step pays once whatever its size (the ranks'
+agreement on their inputs, the barriers around it: ``mpi_step_overhead_us``, measured
+by ``ringpipe calibrate --np``, reported within ``gather``).
 
 **Copies.** Besides its operators a step copies whole parameter-sized arrays: every
 rank's shards in, every rank's gradients into its flat DP bucket
@@ -274,6 +276,7 @@ def _predict(plan: Plan, batch_size: int, cluster: Cluster, calibration: Calibra
     received = rho * per_byte * 2 * plan.config.num_params() * pricer.itemsize
     gather = gather_time(plan, pricer) + rho * assemble_time(plan, pricer) + received
     copies = rho * max(rank_copies(plan, fresh, pricer))
+    gather += cal.mpi_step_overhead
     total = timing.makespan + dp_comm + gather + copies
     fresh_time = rho * m * max(sum(per_f[s] for s in plan.schedule.stages_of(p))
                                for p in range(mesh.pp)) + received

@@ -56,7 +56,7 @@ class Pricer:
         """Seconds of ``ops``' GEMMs and memory-bound calls (no communication)."""
         cal, e = self.calibration, self.itemsize
         rates = cal.gemm_rates(self.dtype, self.cluster)
-        bw, over = cal.memory_bandwidth, cal.call_overhead
+        bw, over = cal.memory_bandwidth, cal.op_overhead
         total = 0.0
         for m, n, k, batch in ops.gemms:
             rate = rates.rate(m, n, k) * self.gemm_scale
@@ -75,7 +75,7 @@ class Pricer:
         host = replace(self.cluster, nodes=1, gpus_per_node=ranks, intra=link, inter=link)
         cost = CollectiveModel(host).cost("all_reduce", algorithm, elements * self.itemsize,
                                           ranks, pipeline_chunks=1)
-        return cost.time + 3 * self.calibration.call_overhead
+        return cost.time + 3 * self.calibration.op_overhead
 
     def message(self, elements: float, copies: int = 1) -> float:
         """``copies`` point-to-point messages of ``elements`` each."""
@@ -114,7 +114,7 @@ def rank_copies(plan: Plan, fresh: list[tuple[float, float, float]],
     for p, (_, shards, grads) in enumerate(fresh):
         tensors = sum(len(plan.stages[s].param_shapes()) for s in plan.schedule.stages_of(p))
         out.append(tensor_time(pricer, tensors) + copy_time(pricer, shards)
-                   + tensors * pricer.calibration.call_overhead + copy_time(pricer, grads))
+                   + tensors * pricer.calibration.op_overhead + copy_time(pricer, grads))
     return out
 
 

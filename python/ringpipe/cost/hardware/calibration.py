@@ -33,9 +33,10 @@ class Calibration:
     point-to-point links by runtime, all-reduce step links by (runtime, algorithm,
     ranks), one operation's bandwidth by bytes moved, the CPU shares measured, the
     per-element, per-action and per-fresh-byte costs, the measured GEMM grids by
-    dtype, and the cost of the step's bookkeeping copies per parameter tensor and their
-    bandwidth (None: not measured) (:mod:`ringpipe.cost.clusterfile.measured`
-    gives each one's key in the file)."""
+    dtype, the cost of the step's bookkeeping copies per parameter tensor and their
+    bandwidth, one array operation's cost inside a step (None: not measured), and what
+    every MPI step costs once beyond its priced parts;
+    :mod:`ringpipe.cost.clusterfile.measured` gives each one's key in the file."""
 
     cores: int
     blas_threads: int
@@ -54,6 +55,8 @@ class Calibration:
     gemm_tables: MappingProxyType = field(default_factory=lambda: MappingProxyType({}))
     copy_bandwidth: float | None = None
     tensor_overhead: float | None = None
+    step_call_overhead: float | None = None
+    mpi_step_overhead: float = 0.0
 
     def __post_init__(self) -> None:
         check_int("Calibration.cores", self.cores)
@@ -62,6 +65,7 @@ class Calibration:
         check_real("Calibration.memory_bandwidth", self.memory_bandwidth, positive=True)
         check_real("Calibration.share_inproc", self.share_inproc, maximum=1.0, positive=True)
         check_real("Calibration.fresh_memory", self.fresh_memory, 0.0)
+        check_real("Calibration.mpi_step_overhead", self.mpi_step_overhead, 0.0)
         if self.copy_bandwidth is not None:
             check_real("Calibration.copy_bandwidth", self.copy_bandwidth, positive=True)
         for runtime, _, _ in self.allreduce:
@@ -75,6 +79,13 @@ class Calibration:
         if self.share_mpi is not None and processes == self.share_mpi[0] and processes > 1:
             return self.share_mpi[1]
         return min(self.share_inproc, self.cores / (processes * threads))
+
+    @property
+    def op_overhead(self) -> float:
+        """Seconds one array operation costs beyond its arithmetic inside a step: the
+        in-step measurement when there is one, else the tight-loop ``call_overhead``."""
+        return self.call_overhead if self.step_call_overhead is None else \
+            self.step_call_overhead
 
     def bandwidth_for(self, nbytes: float) -> float:
         """Bytes/s of one memory-bound operation moving ``nbytes``: the measured curve,

@@ -19,6 +19,14 @@ rank's; median of the repeats). On a machine with more runnable processes than c
 this includes the wait for a descheduled partner at every synchronisation, which a
 back-to-back loop of the operation alone hides.
 
+* a whole step: the probe plan :data:`STEP_PROBE` (two blocks of width 2 on one token,
+  ``--pp 2``, two micro-batches) through :func:`ringpipe.runtime.mpi.run_plan_mpi` on
+  ranks 0 and 1, between barriers, as ``verify --backend mpi`` times a step (the
+  slowest rank's; median of the repeats). What it costs beyond what the predictor
+  charges for it is what every MPI step pays once, whatever its size (the ranks'
+  agreement on their inputs, the barriers, the gather to rank 0):
+  ``mpi_step_overhead_us`` (``ringpipe calibrate`` computes it from the other constants).
+
 Without the ``mpi`` extra (no mpi4py or no mpiexec) :func:`measure_mpi` returns None and
 the reason, and calibration goes on without MPI rows.
 """
@@ -34,8 +42,13 @@ from typing import Any
 import numpy as np
 
 from ringpipe.measure.timer import cpu_share, per_call
+from ringpipe.mesh import Mesh
+from ringpipe.model.config import ModelConfig
+from ringpipe.model.params import init_params
 
 ALGORITHMS = ("ring", "tree")
+STEP_PROBE = ModelConfig(layers=2, hidden=2, heads=1, seq=1, ffn=2)
+STEP_MICROBATCHES = 2
 
 
 _WORK = np.ones((64, 64))
@@ -110,7 +123,43 @@ def probe(sizes: Sequence[int], repeats: int) -> dict[str, Any] | None:
         if group is not None:
             group.free()
         sub.Free()
+    out["plan_step"] = _plan_step(world, repeats)
     return out if rank == 0 else None
+
+
+def step_probe_plan() -> Any:
+    """The plan whose whole MPI step the probe times (module docstring)."""
+    from ringpipe.plan.training import Plan
+
+    return Plan(STEP_PROBE, Mesh(dp=1, pp=2, tp=1), schedule="1f1b",
+                microbatches=STEP_MICROBATCHES)
+
+
+def _plan_step(world: Any, repeats: int) -> dict[str, Any]:
+    """Seconds of one step of :func:`step_probe_plan` on ranks 0 and 1 (module
+    docstring); the other ranks wait at the barriers."""
+    from ringpipe.kernels.heap import HeapPolicy, retained_heap
+    from ringpipe.mpi.mesh_comm import MeshComm
+    from ringpipe.runtime.mpi import run_plan_mpi
+    from ringpipe.verify.training import random_batch
+
+    plan = step_probe_plan()
+    params = init_params(STEP_PROBE, 0)
+    batch = random_batch(STEP_PROBE, STEP_MICROBATCHES, 1)
+    rank = world.Get_rank()
+    sub = world.Split(0 if rank < 2 else 1, rank)
+    mc = MeshComm(plan.mesh, sub) if rank < 2 else None
+    samples = []
+    with retained_heap(HeapPolicy()):
+        for i in range(2 * repeats + 1):
+            step = per_call(lambda: mc is not None and run_plan_mpi(
+                plan, params, batch, mesh_comm=mc), sync=world.Barrier)
+            if i:
+                samples.append(world.allreduce(step, op=_max_op()))
+    if mc is not None:
+        mc.free()
+    sub.Free()
+    return {"pp": 2, "microbatches": STEP_MICROBATCHES, "seconds": float(np.median(samples))}
 
 
 def mpi_unavailable() -> str | None:

@@ -5,7 +5,8 @@ Phases (each reports one line of progress on ``progress``):
 1. per-call overhead, all-core memory bandwidth, one operation's bandwidth by size,
    the cost of first-touching fresh memory (host only);
    after the float64 GEMM curve, the interpreter's cost per action
-   (:mod:`ringpipe.measure.calibrate.probe`) and the step's bookkeeping copies
+   (:mod:`ringpipe.measure.calibrate.probe`), an array operation's cost inside a step
+   (:mod:`ringpipe.measure.calibrate.insitu`) and the step's bookkeeping copies
    (:mod:`ringpipe.measure.calibrate.bookkeeping`);
 2. GEMM curve per dtype (:func:`ringpipe.measure.calibrate.compute.measure_gemm`), net of the
    bare call;
@@ -39,7 +40,7 @@ import os
 import platform
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from types import MappingProxyType, ModuleType
 from typing import Any
 
@@ -52,7 +53,8 @@ from ringpipe.kernels.threads import ThreadPolicy, limit_threads
 from ringpipe.measure.calibrate import compute, links
 from ringpipe.measure.calibrate.bookkeeping import measure_bookkeeping
 from ringpipe.measure.calibrate.gpu_run import calibrate_gpu
-from ringpipe.measure.calibrate.mpi_probe import measure_mpi
+from ringpipe.measure.calibrate.insitu import measure_step_call_overhead
+from ringpipe.measure.calibrate.mpi_probe import measure_mpi, step_probe_plan
 from ringpipe.measure.calibrate.probe import measure_action_overhead
 from ringpipe.measure.timer import FULL, QUICK, Budget, cpu_share
 from ringpipe.validation import check_int
@@ -151,13 +153,16 @@ def _device(xp: ModuleType, options: CalibrateOptions, budget: Budget) -> dict[s
             out["action_overhead_us"] = 1e6 * measure_action_overhead(
                 g.curve, overhead, bandwidth, tuple(op_bw), transcendental, budget, table,
                 options.policy.blas)
-            per_tensor, copy = measure_bookkeeping(Calibration(
+            measured = Calibration(
                 cores=1, blas_threads=options.policy.blas, call_overhead=overhead,
-                memory_bandwidth=bandwidth,
-                gemm=MappingProxyType({dtype: g.curve}),
+                memory_bandwidth=bandwidth, gemm=MappingProxyType({dtype: g.curve}),
                 gemm_tables=MappingProxyType({} if table is None else {dtype: table}),
                 op_bandwidth=tuple(op_bw), transcendental=transcendental,
-                action_overhead=out["action_overhead_us"] * 1e-6), budget)
+                action_overhead=out["action_overhead_us"] * 1e-6)
+            step_call = measure_step_call_overhead(measured, budget)
+            out["step_call_overhead_us"] = step_call * 1e6
+            per_tensor, copy = measure_bookkeeping(
+                replace(measured, step_call_overhead=step_call), budget)
             out["tensor_overhead_us"], out["copy_bandwidth_gbs"] = per_tensor * 1e6, copy / 1e9
     return out
 
@@ -191,6 +196,8 @@ def _links(options: CalibrateOptions, budget: Budget,
         options.progress(f"      {why}")
         return p2p, allreduce, shares
     shares.update(mpi=doc["cpu_share"], mpi_processes=options.nprocs)
+    if "plan_step" in doc:
+        shares["plan_step"] = doc["plan_step"]  # taken out again by _calibrate
     sz, sec = zip(*doc["p2p"], strict=True)
     fit = links.fit_alpha_beta(sz, sec)
     _note_degenerate(fit, "MPI point-to-point", notes)
@@ -229,6 +236,7 @@ def _calibrate(options: CalibrateOptions) -> tuple[dict[str, Any], list[str]]:
     first_share = cpu_share()
     measured = _device(xp, options, budget)
     p2p, allreduce, shares = _links(options, budget, notes)
+    plan_step = shares.pop("plan_step", None)
     shares["inproc"] = (first_share + cpu_share()) / 2
     main_link = p2p.get("mpi", p2p["inproc"])
     link = {"bandwidth_gbs": main_link["bandwidth_gbs"], "latency_us": main_link["latency_us"]}
@@ -255,4 +263,22 @@ def _calibrate(options: CalibrateOptions) -> tuple[dict[str, Any], list[str]]:
             **measured, "cpu_share": shares, "p2p": p2p, "allreduce": allreduce,
         },
     }
+    if plan_step is not None:
+        data["measured"]["mpi_step_overhead_us"] = 1e6 * mpi_step_overhead(
+            data, plan_step["seconds"])
     return data, notes
+
+
+def mpi_step_overhead(data: dict[str, Any], seconds: float) -> float:
+    """What one MPI step of the probe plan (:func:`~ringpipe.measure.calibrate.mpi_probe.
+    step_probe_plan`), measured at ``seconds``, costs beyond what the cluster-file dict
+    ``data``'s other constants predict for it (at least 0)."""
+    from ringpipe.cost.clusterfile.load import read_cluster
+    from ringpipe.cost.executable.predict import PlanModel
+
+    loaded = read_cluster(data)
+    cluster, cal = loaded.calibrated()
+    plan = step_probe_plan()
+    predicted = PlanModel(cluster, cal).predict(plan, plan.microbatches, "mpi",
+                                                blas_threads=cal.blas_threads).step_time
+    return max(seconds - predicted, 0.0)

@@ -1,5 +1,6 @@
-"""The step's bookkeeping copies: what calibrate measures (measure.calibrate.bookkeeping)
-and how the predictor charges them (cost.executable.pricer)."""
+"""What a step costs besides its arithmetic, measured in situ by calibrate (the
+bookkeeping copies, an operation's cost inside a step, an MPI step's fixed cost) and how
+the predictor charges each."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from dataclasses import replace
 
 import pytest
 
+from ringpipe.cost.executable.numpy_ops import stage_ops
 from ringpipe.cost.executable.predict import PlanModel
 from ringpipe.cost.hardware.calibration import Calibration
 from ringpipe.cost.hardware.cluster import Link
@@ -17,6 +19,7 @@ from ringpipe.measure.calibrate.bookkeeping import (
     copied_bytes,
     measure_bookkeeping,
 )
+from ringpipe.measure.calibrate.insitu import measure_step_call_overhead
 from ringpipe.measure.calibrate.links import host_cluster
 from ringpipe.measure.timer import QUICK
 from ringpipe.mesh import Mesh
@@ -68,3 +71,33 @@ def test_measure_bookkeeping_gives_bounded_constants():
     per_tensor, bandwidth = measure_bookkeeping(BASE, QUICK)
     assert 0.0 <= per_tensor < 1e-3
     assert MIN_BANDWIDTH <= bandwidth <= MAX_BANDWIDTH
+
+
+def test_operations_are_charged_the_in_step_cost_when_measured():
+    """step_call_overhead replaces call_overhead for every priced operation: the step
+    grows by (operations) × the difference, in-process and under MPI alike."""
+    plan = probe_plan()
+    ops = stage_ops(STEP_PROBE, 1, STEP_PROBE.layers, True, True, 2)
+    calls = sum(len(o.gemms) + sum(c for c, _ in o.mem)
+                for o in (ops.forward, ops.backward_input, ops.backward_weight))
+    tensors = sum(len(stage.param_shapes()) for stage in plan.stages)
+    base = replace(BASE, copy_bandwidth=1e12, tensor_overhead=0.0)
+    steps = [PlanModel(CLUSTER, replace(base, step_call_overhead=c))
+             .predict(plan, 4, "inproc", cpu_share=1.0).step_time for c in (1e-6, 4e-6)]
+    # 2 micro-batches' operations, and one bucket call per tensor
+    assert steps[1] - steps[0] == pytest.approx(3e-6 * (2 * calls + tensors), rel=1e-9)
+    assert BASE.op_overhead == BASE.call_overhead
+
+
+def test_the_mpi_step_overhead_is_added_once_per_mpi_step():
+    plan = probe_plan()
+    for runtime, added in (("mpi", 2e-3), ("inproc", 0.0)):
+        a, b = (PlanModel(CLUSTER, replace(BASE, mpi_step_overhead=o))
+                .predict(plan, 4, runtime, cpu_share=1.0).step_time for o in (0.0, 2e-3))
+        assert b - a == pytest.approx(added, abs=1e-15)
+
+
+def test_measure_step_call_overhead_is_at_least_the_tight_loop_figure():
+    cal = replace(BASE, call_overhead=0.5e-6)
+    measured = measure_step_call_overhead(cal, QUICK)
+    assert 0.5e-6 <= measured < 1e-3
