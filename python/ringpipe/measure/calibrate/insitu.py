@@ -32,17 +32,13 @@ from ringpipe.cost.hardware.calibration import Calibration
 from ringpipe.cost.hardware.cluster import Link
 from ringpipe.kernels.threads import ThreadPolicy
 from ringpipe.measure.calibrate.links import host_cluster
-from ringpipe.measure.timer import Budget, cpu_time
-from ringpipe.mesh import Mesh
+from ringpipe.measure.calibrate.probe import microbatch_seconds
+from ringpipe.measure.timer import Budget
 from ringpipe.model.config import ModelConfig
-from ringpipe.model.params import init_params
-from ringpipe.plan.training import Plan
-from ringpipe.verify.training import random_batch
 
 __all__ = ["PROBE", "measure_step_call_overhead"]
 
 PROBE = ModelConfig(layers=2, hidden=64, heads=4, seq=8, ffn=256)
-COUNTS = (2, 8)
 #: Each plan is timed for at least this long (a step takes milliseconds).
 SECONDS = 0.3
 
@@ -60,13 +56,6 @@ def measure_step_call_overhead(calibration: Calibration, budget: Budget) -> floa
     passes = (ops.forward, ops.backward_input, ops.backward_weight)
     base = sum(arithmetic.compute(o) for o in passes)
     calls = sum(len(o.gemms) + sum(c for c, _ in o.mem) for o in passes)
-    params = init_params(PROBE, 0)
-    times = []
-    for m in COUNTS:
-        plan = Plan(PROBE, Mesh(dp=1, pp=1, tp=1), schedule="1f1b", microbatches=m)
-        batch = random_batch(PROBE, m, 1)
-        times.append(cpu_time(lambda plan=plan, batch=batch: plan.run(
-            params, batch, backend="numpy", threads=threads), budget))
-    per_microbatch = (times[1] - times[0]) / (COUNTS[1] - COUNTS[0])
+    per_microbatch = microbatch_seconds(PROBE, threads, budget)
     actions = 3 * (calibration.action_overhead or 0.0)
     return max((per_microbatch - actions - base) / calls, calibration.call_overhead)

@@ -54,12 +54,19 @@ def measure_action_overhead(curve: GemmCurve, call_overhead: float, bandwidth: f
     ops = stage_ops(PROBE, 1, 1, True, True, 1)
     per_mb = sum(pricer.compute(o) for o in (ops.forward, ops.backward_input,
                                               ops.backward_weight))
-    params = init_params(PROBE, 0)
+    extra = microbatch_seconds(PROBE, threads, budget) - per_mb
+    return float(np.maximum(extra, 0.0) / 3)
+
+
+def microbatch_seconds(config: ModelConfig, threads: ThreadPolicy, budget: Budget) -> float:
+    """CPU seconds one more micro-batch of one sequence adds to a one-rank 1F1B step of
+    ``config``: the difference between plans of :data:`COUNTS` micro-batches, over their
+    difference (what a step costs once cancels)."""
+    params = init_params(config, 0)
     times = []
     for m in COUNTS:
-        plan = Plan(PROBE, Mesh(dp=1, pp=1, tp=1), schedule="1f1b", microbatches=m)
-        batch = random_batch(PROBE, m, 1)
+        plan = Plan(config, Mesh(dp=1, pp=1, tp=1), schedule="1f1b", microbatches=m)
+        batch = random_batch(config, m, 1)
         times.append(cpu_time(lambda plan=plan, batch=batch: plan.run(
             params, batch, backend="numpy", threads=threads), budget))
-    extra = (times[1] - times[0]) - (COUNTS[1] - COUNTS[0]) * per_mb
-    return float(np.maximum(extra, 0.0) / (3 * (COUNTS[1] - COUNTS[0])))
+    return (times[1] - times[0]) / (COUNTS[1] - COUNTS[0])
