@@ -181,19 +181,26 @@ def measure_mpi(nprocs: int, sizes: Sequence[int], repeats: int,
     reason = mpi_unavailable()
     if reason is not None:
         return None, reason
-    from ringpipe.mpi.launch import launch
-
     argv = ["-m", "ringpipe.mpi", "calibrate-probe", "--sizes", *map(str, sizes),
             "--repeats", str(repeats), "--timeout", f"{timeout:g}"]
+    return run_probe_job("MPI", nprocs, argv, timeout)
+
+
+def run_probe_job(what: str, nprocs: int, argv: Sequence[str], timeout: float,
+                  **launch_options: Any) -> tuple[dict[str, Any] | None, str | None]:
+    """Start ``python argv`` on ``nprocs`` ranks (:func:`ringpipe.mpi.launch.launch`) and
+    read rank 0's last JSON line: (it, None), or (None, one line on why not), ``what``
+    naming the probe ("MPI", "NCCL")."""
+    from ringpipe.mpi.launch import launch
+
     try:
-        job = launch(nprocs, argv, timeout=timeout, capture=True)
+        job = launch(nprocs, list(argv), timeout=timeout, capture=True, **launch_options)
     except subprocess.TimeoutExpired:
-        return None, f"the MPI probe on {nprocs} processes timed out after {timeout:g} s"
+        return None, f"the {what} probe on {nprocs} processes timed out after {timeout:g} s"
     except OSError as exc:
         return None, f"cannot start mpiexec: {exc}"
     lines = [ln for ln in (job.stdout or "").splitlines() if ln.startswith("{")]
     if job.returncode != 0 or not lines:
         tail = (job.stderr or "").strip().splitlines()[-1:] or ["no output"]
-        return None, f"the MPI probe failed (exit {job.returncode}): {tail[0]}"
+        return None, f"the {what} probe failed (exit {job.returncode}): {tail[0]}"
     return json.loads(lines[-1]), None
-

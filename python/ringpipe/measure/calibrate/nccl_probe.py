@@ -21,15 +21,13 @@ the slowest rank's time counts. The result is a list of nccl-tests-like runs
 
 from __future__ import annotations
 
-import json
-import subprocess
 import time
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
-from ringpipe.measure.calibrate.mpi_probe import mpi_unavailable
+from ringpipe.measure.calibrate.mpi_probe import mpi_unavailable, run_probe_job
 from ringpipe.measure.nccltests.parse import NcclTestsRow, NcclTestsRun, busbw_factor
 
 __all__ = ["measure_nccl", "probe_nccl", "runs_from_probe"]
@@ -129,20 +127,8 @@ def measure_nccl(nprocs: int, sizes: Sequence[int], iters: int, hostfile: str | 
     reason = mpi_unavailable()
     if reason is not None:
         return None, reason
-    from ringpipe.mpi.launch import launch
-
     argv = ["-m", "ringpipe.mpi", "calibrate-probe", "--nccl", "--sizes", *map(str, sizes),
             "--repeats", str(iters), "--timeout", f"{timeout:g}"]
     extra = ["-f", hostfile] if hostfile is not None else []
-    try:
-        job = launch(nprocs, argv, timeout=timeout, capture=True, mpiexec_args=extra,
-                     local=hostfile is None)
-    except subprocess.TimeoutExpired:
-        return None, f"the NCCL probe on {nprocs} processes timed out after {timeout:g} s"
-    except OSError as exc:
-        return None, f"cannot start mpiexec: {exc}"
-    lines = [ln for ln in (job.stdout or "").splitlines() if ln.startswith("{")]
-    if job.returncode != 0 or not lines:
-        tail = (job.stderr or "").strip().splitlines()[-1:] or ["no output"]
-        return None, f"the NCCL probe failed (exit {job.returncode}): {tail[0]}"
-    return json.loads(lines[-1]), None
+    return run_probe_job("NCCL", nprocs, argv, timeout, mpiexec_args=extra,
+                         local=hostfile is None)

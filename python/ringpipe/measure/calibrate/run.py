@@ -167,9 +167,10 @@ def _device(xp: ModuleType, options: CalibrateOptions, budget: Budget) -> dict[s
     return out
 
 
-def _links(options: CalibrateOptions, budget: Budget,
-           notes: list[str]) -> tuple[dict[str, Any], list[dict[str, Any]], dict[str, Any]]:
-    """Phases 3 and 4: point-to-point and all-reduce rows, and the MPI CPU share."""
+def _links(options: CalibrateOptions, budget: Budget, notes: list[str]
+           ) -> tuple[dict[str, Any], list[dict[str, Any]], dict[str, Any], float | None]:
+    """Phases 3 and 4: point-to-point and all-reduce rows, the MPI CPU share, and the
+    seconds of the MPI probe plan's step (None without MPI rows)."""
     nbytes = links.QUICK_BYTES if options.quick else links.FULL_BYTES
     options.progress(f"[3/4] in-process point-to-point and all-reduce, groups "
                      f"2..{options.ranks}")
@@ -188,16 +189,14 @@ def _links(options: CalibrateOptions, budget: Budget,
     if options.nprocs is None:
         notes.append("no --np: MPI rows not measured")
         options.progress("[4/4] MPI: skipped (no --np)")
-        return p2p, allreduce, shares
+        return p2p, allreduce, shares, None
     options.progress(f"[4/4] MPI point-to-point and all-reduce on {options.nprocs} processes")
     doc, why = measure_mpi(options.nprocs, nbytes, 3 if options.quick else 10)
     if doc is None:
         notes.append(str(why))
         options.progress(f"      {why}")
-        return p2p, allreduce, shares
+        return p2p, allreduce, shares, None
     shares.update(mpi=doc["cpu_share"], mpi_processes=options.nprocs)
-    if "plan_step" in doc:
-        shares["plan_step"] = doc["plan_step"]  # taken out again by _calibrate
     sz, sec = zip(*doc["p2p"], strict=True)
     fit = links.fit_alpha_beta(sz, sec)
     _note_degenerate(fit, "MPI point-to-point", notes)
@@ -208,7 +207,7 @@ def _links(options: CalibrateOptions, budget: Budget,
         _note_degenerate(fit, f"MPI {row['algorithm']} all-reduce on {row['ranks']} ranks",
                          notes)
         allreduce.append(_allreduce_row("mpi", row["algorithm"], row["ranks"], fit))
-    return p2p, allreduce, shares
+    return p2p, allreduce, shares, doc["plan_step"]["seconds"]
 
 
 def _note_degenerate(fit: links.AlphaBeta, what: str, notes: list[str]) -> None:
@@ -235,8 +234,7 @@ def _calibrate(options: CalibrateOptions) -> tuple[dict[str, Any], list[str]]:
     options.progress("[1/4] per-call overhead and memory bandwidth")
     first_share = cpu_share()
     measured = _device(xp, options, budget)
-    p2p, allreduce, shares = _links(options, budget, notes)
-    plan_step = shares.pop("plan_step", None)
+    p2p, allreduce, shares, plan_step = _links(options, budget, notes)
     shares["inproc"] = (first_share + cpu_share()) / 2
     main_link = p2p.get("mpi", p2p["inproc"])
     link = {"bandwidth_gbs": main_link["bandwidth_gbs"], "latency_us": main_link["latency_us"]}
@@ -264,8 +262,7 @@ def _calibrate(options: CalibrateOptions) -> tuple[dict[str, Any], list[str]]:
         },
     }
     if plan_step is not None:
-        data["measured"]["mpi_step_overhead_us"] = 1e6 * mpi_step_overhead(
-            data, plan_step["seconds"])
+        data["measured"]["mpi_step_overhead_us"] = 1e6 * mpi_step_overhead(data, plan_step)
     return data, notes
 
 
