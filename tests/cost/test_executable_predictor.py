@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import statistics
 from dataclasses import replace
 from types import MappingProxyType
 
@@ -172,6 +173,8 @@ def test_verify_reports_measured_and_predicted_step_time(write, capsys):
     assert doc["predicted_over_measured"] == pytest.approx(
         doc["predicted_step_time_s"] / doc["step_time_s"])
     assert doc["runtime"] == "inproc"
+    # in-process: the best share probed before the steps, paired with the best step
+    assert doc["cpu_share_now"] == max(doc["cpu_share_samples"])
 
 
 def test_verify_rejects_an_unusable_cluster_file(tmp_path, capsys):
@@ -196,6 +199,8 @@ def test_verify_mpi_reports_both_step_times(write):
     doc = json.loads(job.stdout[job.stdout.index("{"):])
     assert doc["runtime"] == "mpi" and doc["bitwise_inproc"]
     assert doc["step_time_s"] == min(doc["step_time_samples_s"])
+    # MPI: the median of the least-served rank's shares, not the best of them
+    assert doc["cpu_share_now"] == statistics.median(doc["cpu_share_samples"])
     # the prediction is the predictor's, at the CPU share measured during the run
     plan = plan_of(1, 2, 1, "1f1b", m=2)
     cluster, cal = calibrated(path)

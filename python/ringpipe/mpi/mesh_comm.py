@@ -32,6 +32,7 @@ from typing import Any
 
 from ringpipe.mesh import Coord, Mesh
 from ringpipe.mpi.group import DEFAULT_SEGMENT_BYTES, ProcessGroup
+from ringpipe.mpi.loader import load_mpi
 
 #: The sub-communicators a :class:`MeshComm` makes, in the order every rank splits them.
 MESH_GROUPS = ("tp", "cp", "pp", "dp", "dp_cp", "ep", "edp")
@@ -70,6 +71,10 @@ class MeshComm:
         self.tp_comm, self.pp_comm = self._subs["tp"], self._subs["pp"]
         self.dp_comm, self.cp_comm = self._subs["dp"], self._subs["cp"]
         self.dp_cp_comm, self.edp_comm = self._subs["dp_cp"], self._subs["edp"]
+        node = comm.Split_type(load_mpi().COMM_TYPE_SHARED)
+        #: the ranks of ``comm`` on this process's node (shared memory), this one included
+        self.local_ranks: int = node.Get_size()
+        node.Free()
 
     def free(self) -> None:
         """Release every sub-communicator (collective over the world)."""

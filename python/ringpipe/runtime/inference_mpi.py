@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ringpipe.kernels.threads import ThreadPolicy, limit_threads
 from ringpipe.model.inference_stage import inference_shards
 from ringpipe.mpi.loader import load_mpi
 from ringpipe.mpi.mesh_comm import MeshComm
@@ -54,7 +55,8 @@ def run_decode_rank(mc: MeshComm, mpi: Any, plan: InferencePlan | ServingPlan,  
     them in the TAG_UB check), the counted TP all-reduce, TP rank t's shard of the
     layers, ``make_worker(p, shard, tp_reduce)`` on the interpreter. Rank 0 gets every
     rank's ``(counters, logits)`` (logits from the last pipeline rank's TP rank 0, else
-    None); the other ranks get None."""
+    None); the other ranks get None. The rank computes with its node's fair share of the
+    cores (:meth:`~ringpipe.kernels.threads.ThreadPolicy.node_share`)."""
     d, p, t = mc.coord.dp, mc.coord.pp, mc.coord.tp
     transport = MpiTransport(mc.pp_comm, lanes, mpi)
     need = 2 * schedule.num_stages * lanes
@@ -67,7 +69,8 @@ def run_decode_rank(mc: MeshComm, mpi: Any, plan: InferencePlan | ServingPlan,  
     shard = inference_shards(plan.config, params, plan.mesh.tp)[t]
     worker = make_worker(p, shard, tp_reduce)
     it = PipelineInterpreter(p, schedule.actions[p], schedule.placement, worker, transport, 1)
-    it.run()
+    with limit_threads(ThreadPolicy.node_share(mc.local_ranks)):
+        it.run()
     tally.bytes_sent["pp"] = it.bytes_sent[0]
     mine = (RankInferenceCounters(mc.rank, d, p, t, worker.kv_cache_bytes[0], tally.calls,
                                   tally.bytes_sent),

@@ -34,6 +34,7 @@ import numpy as np
 
 from ringpipe.arrays import to_host
 from ringpipe.kernels.heap import HeapPolicy, retained_heap
+from ringpipe.kernels.threads import ThreadPolicy, limit_threads
 from ringpipe.model.params import check_params
 from ringpipe.mpi.loader import load_mpi
 from ringpipe.mpi.mesh_comm import MeshComm
@@ -141,7 +142,8 @@ def _group_reduces(plan: Plan, mc: MeshComm, device: DeviceSetup | None,
 def run_plan_mpi(plan: Plan, params: dict[str, np.ndarray], batch: Batch | tuple,
                  comm: Any = None, *, mesh_comm: MeshComm | None = None,
                  device: DeviceSetup | None = None, collectives: str = "steps",
-                 heap: HeapPolicy | None = None) -> PlanResult | None:
+                 heap: HeapPolicy | None = None,
+                 threads: ThreadPolicy | None = None) -> PlanResult | None:
     """Run ``plan`` on the processes of ``comm`` (default: MPI_COMM_WORLD), one per mesh
     rank; see the module docstring. Every process passes the same ``params`` (full
     shapes, like a checkpoint every rank loads) and ``batch``; each keeps only its part.
@@ -152,66 +154,74 @@ def run_plan_mpi(plan: Plan, params: dict[str, np.ndarray], batch: Batch | tuple
     the host). ``collectives``: ``"steps"`` (the plan's ring/tree step tables over MPI) or
     ``"nccl"`` (device only). Byte counters follow the plan's step table either way.
     ``heap``: what the step's allocations do (default: freed memory stays in the
-    process for the step, :mod:`ringpipe.kernels.heap`).
+    process for the step, :mod:`ringpipe.kernels.heap`). ``threads``: the BLAS and Numba
+    threads this rank computes with (default: its node's fair share,
+    :meth:`~ringpipe.kernels.threads.ThreadPolicy.node_share`, so ranks started by a
+    plain ``mpiexec`` do not oversubscribe the cores).
     """
     if getattr(plan, "kind", None) != "training":
         raise TypeError(f"run_plan_mpi: plan must be a Plan, got {type(plan).__name__}")
-    with retained_heap(HeapPolicy() if heap is None else heap):
-        return _run_plan_mpi(plan, params, batch, comm, mesh_comm, device, collectives)
-
-
-def _run_plan_mpi(plan: Plan, params: dict[str, np.ndarray], batch: Batch | tuple,
-                  comm: Any, mesh_comm: MeshComm | None, device: DeviceSetup | None,
-                  collectives: str) -> PlanResult | None:
-    """:func:`run_plan_mpi` under its heap policy."""
+    if threads is not None and not isinstance(threads, ThreadPolicy):
+        raise TypeError(f"run_plan_mpi: threads must be a ThreadPolicy, got "
+                        f"{type(threads).__name__}")
     mpi = load_mpi()
     mc = mesh_comm if mesh_comm is not None else MeshComm(
         plan.mesh, mpi.COMM_WORLD if comm is None else comm)
     try:
-        d, p, t, c = mc.coord
-        up = np.asarray if device is None else device.gpu.xp.asarray
-        _agree_on_inputs(plan, params, batch, mc)
-        inputs, targets, scale = rank_microbatches(plan, batch, [mc.rank], up)
-        transport = MpiTransport(mc.pp_comm, plan.microbatches, mpi)
-        need = 2 * len(plan.stages) * plan.microbatches
-        if need > transport.tag_ub:
-            raise ValueError(f"rank {mc.rank}: {len(plan.stages)} stages × "
-                             f"{plan.microbatches} micro-batches need tags up to {need}, "
-                             f"above this MPI's TAG_UB {transport.tag_ub}")
-        tally = RankTally()
-        tp_fn, dense_fn, expert_fn = _group_reduces(plan, mc, device, collectives)
-        tp_reduce = CountedAllReduce(tp_fn, plan.allreduce, "tp", mc.tp.size, [mc.tp.rank],
-                                     [tally])
-        layer_comm = MpiLayerComm(mc, plan.allreduce, tp_reduce, tally, up)
-        worker = TrainingWorker(plan, p, [mc.rank],
-                                stage_shards(plan, params, p, [mc.rank], up), layer_comm,
-                                inputs, targets, scale)
-        it = PipelineInterpreter(p, plan.schedule.actions[p], plan.schedule.placement, worker,
-                                 transport if device is None else
-                                 HostStagedTransport(transport, up), 1)
-        it.run()
-        grads: dict[int, dict] = {s: {} for s in worker.grads}
-        xp = np if device is None else device.gpu.xp
-        for kind, fn, group, counted in (("dense", dense_fn, mc.dp_cp, "dp"),
-                                         ("expert", expert_fn, mc.edp, "edp")):
-            if not worker.has_bucket(kind):
-                continue
-            bucket = worker.gradient_bucket(0, xp, kind)
-            CountedAllReduce(fn, plan.allreduce, counted, group.size, [group.rank],
-                             [tally])([bucket])
-            for s, g in worker.unpack_bucket(0, to_host(bucket), kind).items():
-                grads[s].update(g)
-        tally.bytes_sent["pp"] = it.bytes_sent[0]
-        holds = t == 0 and bool(worker.losses)
-        mine = RankOutput(RankCounters(mc.rank, d, p, t, it.peak, tally.bytes_sent,
-                                       tally.calls, c),
-                          grads if holds_grads(plan.mesh, mc.rank) else None,
-                          {mb: v[0] for mb, v in worker.losses.items()} if holds else None,
-                          {mb: to_host(v[0]) for mb, v in worker.outputs.items()} if holds
-                          else None,
-                          sum(v[0] for v in worker.aux.values()) if t == 0 else 0.0)
-        everyone = mc.comm.gather(mine, root=0)
-        return assemble_result(plan, everyone) if mc.rank == 0 else None
+        policy = ThreadPolicy.node_share(mc.local_ranks) if threads is None else threads
+        with limit_threads(policy), retained_heap(HeapPolicy() if heap is None else heap):
+            return _run_plan_mpi(plan, params, batch, mc, device, collectives)
     finally:
         if mesh_comm is None:
             mc.free()
+
+
+def _run_plan_mpi(plan: Plan, params: dict[str, np.ndarray], batch: Batch | tuple,
+                  mc: MeshComm, device: DeviceSetup | None,
+                  collectives: str) -> PlanResult | None:
+    """:func:`run_plan_mpi` on ``mc`` under its heap and thread policies."""
+    mpi = load_mpi()
+    d, p, t, c = mc.coord
+    up = np.asarray if device is None else device.gpu.xp.asarray
+    _agree_on_inputs(plan, params, batch, mc)
+    inputs, targets, scale = rank_microbatches(plan, batch, [mc.rank], up)
+    transport = MpiTransport(mc.pp_comm, plan.microbatches, mpi)
+    need = 2 * len(plan.stages) * plan.microbatches
+    if need > transport.tag_ub:
+        raise ValueError(f"rank {mc.rank}: {len(plan.stages)} stages × "
+                         f"{plan.microbatches} micro-batches need tags up to {need}, "
+                         f"above this MPI's TAG_UB {transport.tag_ub}")
+    tally = RankTally()
+    tp_fn, dense_fn, expert_fn = _group_reduces(plan, mc, device, collectives)
+    tp_reduce = CountedAllReduce(tp_fn, plan.allreduce, "tp", mc.tp.size, [mc.tp.rank],
+                                 [tally])
+    layer_comm = MpiLayerComm(mc, plan.allreduce, tp_reduce, tally, up)
+    worker = TrainingWorker(plan, p, [mc.rank],
+                            stage_shards(plan, params, p, [mc.rank], up), layer_comm,
+                            inputs, targets, scale)
+    it = PipelineInterpreter(p, plan.schedule.actions[p], plan.schedule.placement, worker,
+                             transport if device is None else
+                             HostStagedTransport(transport, up), 1)
+    it.run()
+    grads: dict[int, dict] = {s: {} for s in worker.grads}
+    xp = np if device is None else device.gpu.xp
+    for kind, fn, group, counted in (("dense", dense_fn, mc.dp_cp, "dp"),
+                                     ("expert", expert_fn, mc.edp, "edp")):
+        if not worker.has_bucket(kind):
+            continue
+        bucket = worker.gradient_bucket(0, xp, kind)
+        CountedAllReduce(fn, plan.allreduce, counted, group.size, [group.rank],
+                         [tally])([bucket])
+        for s, g in worker.unpack_bucket(0, to_host(bucket), kind).items():
+            grads[s].update(g)
+    tally.bytes_sent["pp"] = it.bytes_sent[0]
+    holds = t == 0 and bool(worker.losses)
+    mine = RankOutput(RankCounters(mc.rank, d, p, t, it.peak, tally.bytes_sent,
+                                   tally.calls, c),
+                      grads if holds_grads(plan.mesh, mc.rank) else None,
+                      {mb: v[0] for mb, v in worker.losses.items()} if holds else None,
+                      {mb: to_host(v[0]) for mb, v in worker.outputs.items()} if holds
+                      else None,
+                      sum(v[0] for v in worker.aux.values()) if t == 0 else 0.0)
+    everyone = mc.comm.gather(mine, root=0)
+    return assemble_result(plan, everyone) if mc.rank == 0 else None

@@ -28,7 +28,12 @@ from ringpipe.cli.verify.mpi_job import launch_ranks, refuse_mpi_only_flags
 from ringpipe.collectives.checks import COLLECTIVE_BACKENDS
 from ringpipe.cost.hardware.calibration import Calibration
 from ringpipe.kernels.threads import ThreadPolicy
-from ringpipe.measure.step_time import format_timing, thread_warning, timed_prediction
+from ringpipe.measure.step_time import (
+    format_timing,
+    mpi_rows_warning,
+    thread_warning,
+    timed_prediction,
+)
 from ringpipe.model.params import init_params
 from ringpipe.verify.training import format_report, random_batch, verify_plan
 
@@ -71,6 +76,9 @@ def run_mpi(args: argparse.Namespace) -> int:
         _warn_threads(ThreadPolicy.fair_share(args.np or plan.mesh.world,
                                               requested=args.env.blas_threads),
                       calibrated[1], args.cluster_file)
+        line = mpi_rows_warning(calibrated[1], args.cluster_file)
+        if line is not None:
+            print(line, file=sys.stderr)
     return launch_ranks(args, plan.mesh, ["-m", "ringpipe.mpi", "verify", *plan_argv(args)])
 
 

@@ -23,7 +23,7 @@ predictor (:mod:`ringpipe.cost.executable.predict`, ``ringpipe verify --cluster-
     memory_bandwidth_gbs = 9.8    # all-core copy, read + write
     [measured.cpu_share]          # share of a core a busy thread got (load)
     inproc = 0.9                  # one process
-    mpi = 0.8                     # each of mpi_processes concurrent ranks (both or neither)
+    mpi = 0.8                     # least-served of mpi_processes ranks (both or neither)
     mpi_processes = 2
     [measured.op_bandwidth]       # one elementwise operation, by bytes it moves
     bytes = [32768, 262144, ...]

@@ -73,9 +73,9 @@ class Calibration:
                 raise ValueError(f"Calibration.allreduce: unknown runtime {runtime!r}")
 
     def cpu_share(self, processes: int, threads: int = 1) -> float:
-        """Share of a core each of ``processes`` busy processes (``threads`` BLAS
-        threads each) gets: measured for one process and for the MPI probe's count;
-        otherwise min(one process's share, C / (P·k))."""
+        """Share of a core that paces ``processes`` busy processes (``threads`` BLAS
+        threads each): measured for one process and, for the MPI probe's count, as the
+        least-served rank's share; otherwise min(one process's share, C / (P·k))."""
         if self.share_mpi is not None and processes == self.share_mpi[0] and processes > 1:
             return self.share_mpi[1]
         return min(self.share_inproc, self.cores / (processes * threads))

@@ -7,8 +7,9 @@ and reads one JSON line from rank 0. Under mpiexec, :func:`probe` measures
 * point-to-point: a ping-pong between ranks 0 and 1 with ``Send``/``Recv`` of NumPy
   buffers; one transfer is half a round trip;
 * the CPU share: every rank spins at once and reports the share of a core it got
-  (:func:`ringpipe.measure.timer.cpu_share`), which is what P concurrent ranks
-  get on this machine, oversubscription and other load included;
+  (:func:`ringpipe.measure.timer.cpu_share`); the smallest of them is what paces P
+  ranks that wait on each other's messages on this machine, oversubscription and
+  other load included;
 * all-reduce: for every group size g = 2..N and algorithm (ring, tree), the step-table
   executor :class:`ringpipe.mpi.group.ProcessGroup` on the first g ranks.
 
@@ -91,7 +92,7 @@ def probe(sizes: Sequence[int], repeats: int) -> dict[str, Any] | None:
     out: dict[str, Any] = {"ranks": size, "p2p": [], "allreduce": []}
     world.Barrier()
     shares = world.gather(cpu_share(), root=0)
-    out["cpu_share"] = sum(shares) / size if rank == 0 else None
+    out["cpu_share"] = min(shares) if rank == 0 else None
     for nbytes in sizes:
         buf = np.ones(max(1, nbytes // 8))
 

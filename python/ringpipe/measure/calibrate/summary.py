@@ -35,7 +35,8 @@ def summary(data: dict[str, Any], notes: list[str]) -> str:
                     f"{m['copy_bandwidth_gbs']:.1f} GB/s" if "copy_bandwidth_gbs" in m else ""))
     sh = m.get("cpu_share", {})
     lines.append(f"CPU share of a busy thread: in-process {sh.get('inproc', 1.0):.2f}" + (
-        f", each of {sh['mpi_processes']} MPI ranks {sh['mpi']:.2f}" if "mpi" in sh else ""))
+        f", the least-served of {sh['mpi_processes']} MPI ranks {sh['mpi']:.2f}" if "mpi" in sh
+        else ""))
     lines.append(f"{'link':34s} {'alpha (us)':>11s} {'bandwidth (GB/s)':>17s}")
     for runtime, row in m["p2p"].items():
         lines.append(f"{'p2p ' + runtime:34s} {row['latency_us']:11.2f} "
