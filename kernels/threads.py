@@ -43,7 +43,7 @@ import numba
 from ringpipe.validation import check_int
 
 __all__ = ["BlasLibrary", "ThreadPolicy", "available_cores", "blas_libraries", "blas_threads",
-           "limit_threads"]
+           "check_threads", "environment_policy", "limit_threads"]
 
 #: (get, set) entry points per BLAS family, tried in this order on each library loaded.
 _OPENBLAS = [(f"{p}_get_num_threads{s}", f"{p}_set_num_threads{s}")
@@ -90,20 +90,30 @@ class ThreadPolicy:
         return cls(share, share, f"fair share: {cores} cores / {ranks} ranks")
 
     @classmethod
-    def node_share(cls, local_ranks: int, cores: int | None = None) -> ThreadPolicy:
-        """The policy an MPI rank computes with when its caller gives none: the fair
-        share of ``local_ranks`` ranks on this node (:meth:`fair_share`), but never more
-        threads than the pools have now, so a count the environment set at start-up
-        (``OPENBLAS_NUM_THREADS=1``, as :mod:`ringpipe.mpi.launch` sets) still holds.
-        Without it, ranks started by a plain ``mpiexec`` each keep one BLAS thread per
-        core: two ranks on the 2-core development VM took 460–950 ms a step where one
-        thread each took 21 ms."""
-        fair = cls.fair_share(local_ranks, cores)
+    def node_share(cls, local_ranks: int, cores: int | None = None,
+                   node_cores: int | None = None,
+                   requested: int | None = None) -> ThreadPolicy:
+        """The policy an MPI rank computes with: ``requested`` threads if given (the
+        environment's choice, which the command-line ranks pass), else its share of the
+        node, ``max(1, min(cores, node_cores // local_ranks))`` for ``local_ranks`` ranks
+        on a node of ``node_cores`` cores (default ``os.cpu_count()``) of which this rank
+        may use ``cores`` (default: its affinity), but never more threads than the pools
+        have now, so a smaller count set at start-up (``OPENBLAS_NUM_THREADS=1``, as
+        :mod:`ringpipe.mpi.launch` sets) still holds; a library caller who wants more
+        passes its own policy. Without it, ranks started by a plain ``mpiexec`` each keep
+        one BLAS thread per core: two ranks on the 2-core development VM took 460–950 ms
+        a step where one thread each took 21 ms."""
+        check_int("local_ranks", local_ranks)
+        if requested is not None:
+            return cls.fair_share(1, requested=requested)
+        cores = available_cores() if cores is None else check_int("cores", cores)
+        node = (os.cpu_count() or 1) if node_cores is None else check_int("node_cores",
+                                                                         node_cores)
+        share = max(1, min(cores, node // local_ranks))
         now = blas_threads()
-        blas = fair.blas if now is None else max(1, min(fair.blas, now))
-        numba_now = numba.get_num_threads()
-        return cls(blas, max(1, min(fair.numba, numba_now)),
-                   f"{fair.reason} on this node")
+        blas = share if now is None else max(1, min(share, now))
+        return cls(blas, max(1, min(share, numba.get_num_threads())),
+                   f"fair share: {node} cores / {local_ranks} ranks on this node")
 
     def describe(self) -> str:
         """``"1 BLAS thread per rank (fair share: 2 cores / 2 ranks)"``."""
@@ -174,6 +184,19 @@ def blas_threads() -> int | None:
     """The thread count of the first BLAS loaded (None: none found)."""
     libs = blas_libraries()
     return libs[0].threads() if libs else None
+
+
+def check_threads(caller: str, threads: object) -> None:
+    """TypeError naming ``caller`` unless ``threads`` is None or a ThreadPolicy."""
+    if threads is not None and not isinstance(threads, ThreadPolicy):
+        raise TypeError(f"{caller}: threads must be a ThreadPolicy, got "
+                        f"{type(threads).__name__}")
+
+
+def environment_policy(requested: int | None) -> ThreadPolicy | None:
+    """The policy of a thread count the environment set (``OPENBLAS_NUM_THREADS`` & co.,
+    read by :mod:`ringpipe.environment`), or None when it set none."""
+    return None if requested is None else ThreadPolicy.fair_share(1, requested=requested)
 
 
 @contextmanager

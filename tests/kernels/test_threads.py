@@ -12,6 +12,8 @@ from ringpipe.kernels.threads import (
     available_cores,
     blas_libraries,
     blas_threads,
+    check_threads,
+    environment_policy,
     limit_threads,
 )
 from ringpipe.mesh import Mesh
@@ -33,6 +35,27 @@ def test_fair_share_divides_the_cores_and_never_gives_zero():
 def test_a_requested_count_wins_over_the_fair_share():
     policy = ThreadPolicy.fair_share(8, cores=2, requested=3)
     assert (policy.blas, policy.numba) == (3, 3) and "OPENBLAS" in policy.reason
+
+
+def test_node_share_divides_the_node_and_respects_affinity_and_the_pools():
+    with limit_threads(ThreadPolicy(16, 1)):  # pools at least as large as any share below
+        # 4 ranks on a 32-core node: 8 each, unless affinity gives a rank fewer cores
+        assert ThreadPolicy.node_share(4, cores=32, node_cores=32).blas == min(8, blas_threads())
+        assert ThreadPolicy.node_share(4, cores=2, node_cores=32).blas == 2
+        assert "32 cores / 4 ranks on this node" in ThreadPolicy.node_share(
+            4, cores=32, node_cores=32).reason
+    with limit_threads(ThreadPolicy(1, 1)):  # a count set at start-up is never raised
+        policy = ThreadPolicy.node_share(1, cores=8, node_cores=8)
+        assert (policy.blas, policy.numba) == (1, 1)
+    # the environment's count (the command-line ranks pass it) wins either way
+    assert ThreadPolicy.node_share(4, cores=2, node_cores=2, requested=3).blas == 3
+    assert environment_policy(None) is None
+    assert environment_policy(2) == ThreadPolicy.fair_share(1, requested=2)
+    with pytest.raises(ValueError, match="local_ranks"):
+        ThreadPolicy.node_share(0)
+    check_threads("f", None)
+    with pytest.raises(TypeError, match="f: threads must be a ThreadPolicy, got int"):
+        check_threads("f", 2)
 
 
 @pytest.mark.parametrize("bad", [0, -1, 1.5, True, "2"])

@@ -33,9 +33,11 @@ def test_mpi_takes_the_median_not_the_luckiest_rotation():
     assert pacing_share(shares, "inproc") == 0.66
 
 
-def test_no_samples_is_refused():
+def test_no_samples_or_an_unknown_runtime_is_refused():
     with pytest.raises(ValueError, match="no share samples"):
         pacing_share([], "mpi")
+    with pytest.raises(ValueError, match="runtime must be 'inproc' or 'mpi', got 'MPI'"):
+        pacing_share([0.5], "MPI")
 
 
 def test_an_mpi_prediction_from_a_file_without_mpi_rows_is_flagged():

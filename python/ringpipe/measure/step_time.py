@@ -109,6 +109,8 @@ def pacing_share(shares: list[float], runtime: str) -> float:
     best step), under MPI the median of the least-served ranks' shares."""
     if not shares:
         raise ValueError("pacing_share: no share samples")
+    if runtime not in ("inproc", "mpi"):
+        raise ValueError(f"pacing_share: runtime must be 'inproc' or 'mpi', got {runtime!r}")
     return max(shares) if runtime == "inproc" else statistics.median(shares)
 
 

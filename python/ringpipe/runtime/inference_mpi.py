@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ringpipe.kernels.threads import ThreadPolicy, limit_threads
+from ringpipe.kernels.threads import ThreadPolicy, check_threads, limit_threads
 from ringpipe.model.inference_stage import inference_shards
 from ringpipe.mpi.loader import load_mpi
 from ringpipe.mpi.mesh_comm import MeshComm
@@ -48,15 +48,17 @@ __all__ = ["run_decode_rank", "run_inference_mpi"]
 def run_decode_rank(mc: MeshComm, mpi: Any, plan: InferencePlan | ServingPlan,  # noqa: ANN401
                     schedule: Schedule, lanes: int, what: str,
                     params: dict[str, np.ndarray],
-                    make_worker: Callable[[int, dict, CountedAllReduce], Any]
+                    make_worker: Callable[[int, dict, CountedAllReduce], Any],
+                    threads: ThreadPolicy | None = None
                     ) -> list[tuple[RankInferenceCounters, Any]] | None:
     """This process's part of a forward-only decode-style ``schedule`` (generation or
     continuous batching): the PP transport with ``lanes`` micro-batches (``what`` names
     them in the TAG_UB check), the counted TP all-reduce, TP rank t's shard of the
     layers, ``make_worker(p, shard, tp_reduce)`` on the interpreter. Rank 0 gets every
     rank's ``(counters, logits)`` (logits from the last pipeline rank's TP rank 0, else
-    None); the other ranks get None. The rank computes with its node's fair share of the
-    cores (:meth:`~ringpipe.kernels.threads.ThreadPolicy.node_share`)."""
+    None); the other ranks get None. The rank computes with ``threads`` (default: its
+    node's fair share of the cores,
+    :meth:`~ringpipe.kernels.threads.ThreadPolicy.node_share`)."""
     d, p, t = mc.coord.dp, mc.coord.pp, mc.coord.tp
     transport = MpiTransport(mc.pp_comm, lanes, mpi)
     need = 2 * schedule.num_stages * lanes
@@ -69,7 +71,8 @@ def run_decode_rank(mc: MeshComm, mpi: Any, plan: InferencePlan | ServingPlan,  
     shard = inference_shards(plan.config, params, plan.mesh.tp)[t]
     worker = make_worker(p, shard, tp_reduce)
     it = PipelineInterpreter(p, schedule.actions[p], schedule.placement, worker, transport, 1)
-    with limit_threads(ThreadPolicy.node_share(mc.local_ranks)):
+    with limit_threads(ThreadPolicy.node_share(mc.local_ranks) if threads is None
+                       else threads):
         it.run()
     tally.bytes_sent["pp"] = it.bytes_sent[0]
     mine = (RankInferenceCounters(mc.rank, d, p, t, worker.kv_cache_bytes[0], tally.calls,
@@ -79,17 +82,21 @@ def run_decode_rank(mc: MeshComm, mpi: Any, plan: InferencePlan | ServingPlan,  
 
 
 def run_inference_mpi(plan: InferencePlan, params: dict[str, np.ndarray], prompts: np.ndarray,
-                      comm: Any = None) -> InferenceResult | None:
-    """Generate on the processes of ``comm`` (default MPI_COMM_WORLD), one per mesh rank.
-    Every process passes the same ``params`` and ``prompts``; rank 0 gets the result."""
+                      comm: Any = None,
+                      threads: ThreadPolicy | None = None) -> InferenceResult | None:
+    """Generate on the processes of ``comm`` (default MPI_COMM_WORLD), one per mesh rank,
+    each computing with ``threads`` (default: the node's fair share). Every process
+    passes the same ``params`` and ``prompts``; rank 0 gets the result."""
     prompts = check_inputs(plan, params, prompts)
+    check_threads("run_inference_mpi", threads)
     mpi = load_mpi()
     mc = MeshComm(plan.mesh, mpi.COMM_WORLD if comm is None else comm)
     try:
         mine = replica_prompts(plan, prompts, mc.coord.dp)
         everyone = run_decode_rank(
             mc, mpi, plan, plan.schedule, plan.groups, "groups", params,
-            lambda p, shard, reduce: InferenceWorker(plan, p, [shard], reduce, mine, True))
+            lambda p, shard, reduce: InferenceWorker(plan, p, [shard], reduce, mine, True),
+            threads)
         if everyone is None:
             return None
         logits = {c.dp: lg for c, lg in everyone if lg is not None}

@@ -34,7 +34,7 @@ import numpy as np
 
 from ringpipe.arrays import to_host
 from ringpipe.kernels.heap import HeapPolicy, retained_heap
-from ringpipe.kernels.threads import ThreadPolicy, limit_threads
+from ringpipe.kernels.threads import ThreadPolicy, check_threads, limit_threads
 from ringpipe.model.params import check_params
 from ringpipe.mpi.loader import load_mpi
 from ringpipe.mpi.mesh_comm import MeshComm
@@ -161,9 +161,7 @@ def run_plan_mpi(plan: Plan, params: dict[str, np.ndarray], batch: Batch | tuple
     """
     if getattr(plan, "kind", None) != "training":
         raise TypeError(f"run_plan_mpi: plan must be a Plan, got {type(plan).__name__}")
-    if threads is not None and not isinstance(threads, ThreadPolicy):
-        raise TypeError(f"run_plan_mpi: threads must be a ThreadPolicy, got "
-                        f"{type(threads).__name__}")
+    check_threads("run_plan_mpi", threads)
     mpi = load_mpi()
     mc = mesh_comm if mesh_comm is not None else MeshComm(
         plan.mesh, mpi.COMM_WORLD if comm is None else comm)

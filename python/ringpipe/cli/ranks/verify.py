@@ -27,6 +27,7 @@ from typing import Any
 
 from ringpipe.cli.args.plan import build_plan, calibrated_cluster
 from ringpipe.environment import Environment
+from ringpipe.kernels.threads import environment_policy
 from ringpipe.measure.step_time import format_timing, timed_prediction_mpi
 from ringpipe.model.params import init_params
 from ringpipe.mpi.loader import load_mpi
@@ -81,12 +82,13 @@ def _verify(args: argparse.Namespace, setup: _Setup, world: Any) -> int:  # noqa
             print(format_placement(plan.mesh, setup.layout, gpus))
     params = init_params(plan.config, args.seed)
     batch = random_batch(plan.config, setup.batch_size, args.seed + 1)
-    result = run_plan_mpi(plan, params, batch, world, device=setup.device,
+    threads = environment_policy(setup.blas_threads)
+    result = run_plan_mpi(plan, params, batch, world, device=setup.device, threads=threads,
                           collectives="nccl" if args.allreduce == "nccl" else "steps")
     calibrated = calibrated_cluster(args.cluster_file)
     timing = None if calibrated is None else timed_prediction_mpi(
         plan, params, batch, *calibrated, world, blas_threads=setup.blas_threads,
-        device=setup.device,
+        device=setup.device, threads=threads,
         collectives="nccl" if args.allreduce == "nccl" else "steps")
     status = 0
     if world.Get_rank() == 0:

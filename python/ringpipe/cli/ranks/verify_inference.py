@@ -16,6 +16,7 @@ import numpy as np
 
 from ringpipe.cli.args.plan import build_inference
 from ringpipe.environment import Environment
+from ringpipe.kernels.threads import environment_policy
 from ringpipe.mpi.loader import load_mpi
 from ringpipe.mpi.mesh_comm import check_world_size
 from ringpipe.runtime.inference import run_inprocess_inference
@@ -37,7 +38,8 @@ def prepare_inference(args: argparse.Namespace, env: Environment) -> Callable[[]
     check_world_size(plan.mesh, world.Get_size())
 
     def job() -> int:
-        result = run_inference_mpi(plan, params, prompts, world)
+        result = run_inference_mpi(plan, params, prompts, world,
+                                   environment_policy(env.blas_threads))
         status = 0
         if world.Get_rank() == 0:
             assert result is not None

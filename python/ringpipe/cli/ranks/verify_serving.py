@@ -18,6 +18,7 @@ import numpy as np
 
 from ringpipe.cli.args.serving import build_serving
 from ringpipe.environment import Environment
+from ringpipe.kernels.threads import environment_policy
 from ringpipe.mpi.loader import load_mpi
 from ringpipe.mpi.mesh_comm import check_world_size
 from ringpipe.runtime.batching.inproc import run_inprocess_serving
@@ -36,7 +37,8 @@ def prepare_serving(args: argparse.Namespace, env: Environment) -> Callable[[], 
     by_id = dict(enumerate(prompts))
 
     def job() -> int:
-        result = run_serving_mpi(plan, params, by_id, world)
+        result = run_serving_mpi(plan, params, by_id, world,
+                                 environment_policy(env.blas_threads))
         status = 0
         if world.Get_rank() == 0:
             assert result is not None

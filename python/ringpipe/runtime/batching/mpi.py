@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ringpipe.kernels.threads import ThreadPolicy, check_threads
 from ringpipe.mpi.loader import load_mpi
 from ringpipe.mpi.mesh_comm import MeshComm
 from ringpipe.runtime.batching.inproc import ServingResult, assemble, check_serving_inputs
@@ -32,10 +33,13 @@ __all__ = ["run_serving_mpi"]
 
 
 def run_serving_mpi(plan: ServingPlan, params: dict[str, np.ndarray], prompts: object,
-                    comm: Any = None) -> ServingResult | None:
-    """Serve on the processes of ``comm`` (default MPI_COMM_WORLD), one per mesh rank.
-    Every process passes the same ``params`` and ``prompts``; rank 0 gets the result."""
+                    comm: Any = None,
+                    threads: ThreadPolicy | None = None) -> ServingResult | None:
+    """Serve on the processes of ``comm`` (default MPI_COMM_WORLD), one per mesh rank,
+    each computing with ``threads`` (default: the node's fair share). Every process
+    passes the same ``params`` and ``prompts``; rank 0 gets the result."""
     prompts = check_serving_inputs(plan, params, prompts)
+    check_threads("run_serving_mpi", threads)
     mpi = load_mpi()
     mc = MeshComm(plan.mesh, mpi.COMM_WORLD if comm is None else comm)
     try:
@@ -45,7 +49,8 @@ def run_serving_mpi(plan: ServingPlan, params: dict[str, np.ndarray], prompts: o
             mc, mpi, plan, schedule, trace.lanes, "lanes", params,
             lambda p, shard, reduce: ServingWorker(plan.specs[p].local_view(), p,
                                                    plan.mesh.pp, [shard], reduce, trace,
-                                                   prompts, plan.policy))
+                                                   prompts, plan.policy),
+            threads)
         if everyone is None:
             return None
         logits: dict = {}
