@@ -91,21 +91,19 @@ class ThreadPolicy:
 
     @classmethod
     def node_share(cls, local_ranks: int, cores: int | None = None,
-                   node_cores: int | None = None,
-                   requested: int | None = None) -> ThreadPolicy:
-        """The policy an MPI rank computes with: ``requested`` threads if given (the
-        environment's choice, which the command-line ranks pass), else its share of the
-        node, ``max(1, min(cores, node_cores // local_ranks))`` for ``local_ranks`` ranks
-        on a node of ``node_cores`` cores (default ``os.cpu_count()``) of which this rank
-        may use ``cores`` (default: its affinity), but never more threads than the pools
-        have now, so a smaller count set at start-up (``OPENBLAS_NUM_THREADS=1``, as
-        :mod:`ringpipe.mpi.launch` sets) still holds; a library caller who wants more
-        passes its own policy. Without it, ranks started by a plain ``mpiexec`` each keep
-        one BLAS thread per core: two ranks on the 2-core development VM took 460–950 ms
-        a step where one thread each took 21 ms."""
+                   node_cores: int | None = None) -> ThreadPolicy:
+        """The policy an MPI rank computes with when its caller gives none (the
+        command-line ranks give the environment's count, :func:`environment_policy`): its
+        share of the node, ``max(1, min(cores, node_cores // local_ranks))`` for
+        ``local_ranks`` ranks on a node of ``node_cores`` cores (default
+        ``os.cpu_count()``) of which this rank may use ``cores`` (default: its affinity),
+        but never more threads than the pools have now, so a smaller count set at
+        start-up (``OPENBLAS_NUM_THREADS=1``, as :mod:`ringpipe.mpi.launch` sets) still
+        holds; a library caller who wants more passes its own policy. Without it, ranks
+        started by a plain ``mpiexec`` each keep one BLAS thread per core: two ranks on
+        the 2-core development VM took 460–950 ms a step where one thread each took
+        21 ms."""
         check_int("local_ranks", local_ranks)
-        if requested is not None:
-            return cls.fair_share(1, requested=requested)
         cores = available_cores() if cores is None else check_int("cores", cores)
         node = (os.cpu_count() or 1) if node_cores is None else check_int("node_cores",
                                                                          node_cores)
